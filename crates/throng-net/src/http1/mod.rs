@@ -1,0 +1,81 @@
+//! A small HTTP/1.1 codec on `httparse` that borrows the caller's buffers: it never copies a head
+//! and never keeps one. The proxy's front end, pong and attack's clients all parse with it, so
+//! a connection can read into a shared scratch buffer and hold no buffer of its own while idle.
+//!
+//! - [`head`]: request and response heads, with limits on head size and header count.
+//! - [`framing`]: where a body ends (`Content-Length`, chunked, until close) and whether the
+//!   connection stays open (the keep-alive rules of HTTP/1.0 and 1.1).
+//! - [`chunked`]: an incremental decoder for chunked bodies.
+//! - [`write`]: response heads, small whole responses and chunks.
+
+pub mod chunked;
+pub mod framing;
+pub mod head;
+pub mod write;
+
+pub use chunked::{ChunkedDecoder, ChunkedError};
+pub use framing::{BodyLength, BodyReader};
+pub use head::{parse_request, parse_response, HeadError, RequestHead, ResponseHead};
+
+/// How many header slots a parse can use at most; [`Limits::max_headers`] may lower it.
+pub const HEADER_SLOTS: usize = 128;
+
+/// An empty header array for [`parse_request`] and [`parse_response`]. It lives on the stack of
+/// the (synchronous) parse, not in a connection.
+pub fn header_slots<'b>() -> [httparse::Header<'b>; HEADER_SLOTS] {
+    [httparse::EMPTY_HEADER; HEADER_SLOTS]
+}
+
+/// Limits on what a peer may send in a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest head (request or status line, headers, the blank line), in bytes.
+    pub max_head_bytes: usize,
+    /// The most header fields in one head, at most [`HEADER_SLOTS`].
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    /// 16 KiB and 100 headers, like HAProxy's default buffer and `tune.http.maxhdr`.
+    fn default() -> Self {
+        Limits { max_head_bytes: 16 * 1024, max_headers: 100 }
+    }
+}
+
+/// The protocol version of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    fn from_minor(minor: u8) -> Version {
+        if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        }
+    }
+}
+
+/// The first value of header `name` (names compare case-insensitively).
+pub fn header_value<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<&'b [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// Every comma-separated token of every header `name`, trimmed.
+pub(crate) fn header_tokens<'a, 'b>(
+    headers: &'a [httparse::Header<'b>],
+    name: &'a str,
+) -> impl Iterator<Item = &'b [u8]> + 'a {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(|token| token.trim_ascii())
+        .filter(|token| !token.is_empty())
+}

@@ -1,0 +1,17 @@
+//! What every part of throng shares.
+//!
+//! - [`sockets`]: `SO_REUSEPORT` listener groups, `TCP_NODELAY`, outgoing sockets bound to a
+//!   source address with `IP_BIND_ADDRESS_NO_PORT`.
+//! - [`rlimit`]: raising `RLIMIT_NOFILE` and telling the user when a connection count cannot fit.
+//! - [`workers`]: thread per core, each with its own single-threaded tokio runtime.
+//! - [`http1`]: a small HTTP/1.1 codec on `httparse` that borrows the caller's buffers.
+//! - [`listen`] and [`duration`]: the command-line spellings of addresses and durations.
+//! - [`random`]: a cheap per-thread random number generator for jitter and sleeps.
+
+pub mod duration;
+pub mod http1;
+pub mod listen;
+pub mod random;
+pub mod rlimit;
+pub mod sockets;
+pub mod workers;
