@@ -1,0 +1,78 @@
+//! `throng pong`'s flags.
+
+use clap::Args;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+use throng_net::http1::{Limits, HEADER_SLOTS};
+use throng_net::{duration, listen};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    throng pong --listen 127.0.0.1:8282-8291            # the story's 10 backends, one process\n  \
+    throng pong --listen 127.0.0.1:8080 --max-rps 2000  # a knee at 2000 requests/s\n  \
+    curl -H 'sleep: 500' -H 'times: 3' http://127.0.0.1:8282/\n\n\
+    Logs go to stderr (RUST_LOG=debug for one line per timed-out connection).")]
+pub struct PongArgs {
+    /// Address to listen on; a port range (127.0.0.1:8282-8291) listens on each; repeatable
+    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:8282", value_parser = listen::parse)]
+    listen: Vec<Vec<SocketAddr>>,
+
+    /// Worker threads, each with its own listener per address [default: number of cores]
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Close a connection after this long with no bytes in or out: idle, or in a sleeping response
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration::parse)]
+    timeout: Duration,
+
+    /// Time a client has to send a whole request head once it started (slowloris guard); 408 after
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    header_timeout: Duration,
+
+    /// Serve at most R requests per second, first come first served; the rest wait in a queue
+    #[arg(long, value_name = "R")]
+    max_rps: Option<f64>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+
+    /// Most connections open at once; more wait in the accept queue [default: what the open-files limit allows]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<u64>,
+
+    /// On SIGTERM or SIGINT, time given to responses in progress before closing them
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    grace: Duration,
+
+    /// Longest request head accepted, in bytes (431 beyond, 414 for the request line alone)
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_head_bytes)]
+    max_head_bytes: usize,
+
+    /// Most header fields in a request (431 beyond)
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_headers as u64,
+          value_parser = clap::value_parser!(u64).range(1..=HEADER_SLOTS as u64))]
+    max_headers: u64,
+}
+
+pub fn run(args: PongArgs) -> ExitCode {
+    let config = throng_pong::Config {
+        listen: args.listen.into_iter().flatten().collect(),
+        threads: args.threads.unwrap_or_else(throng_net::workers::default_threads),
+        timeout: args.timeout,
+        header_timeout: args.header_timeout,
+        max_rps: args.max_rps,
+        admin: args.admin,
+        max_connections: args.max_connections,
+        grace: args.grace,
+        limits: Limits { max_head_bytes: args.max_head_bytes.max(64), max_headers: args.max_headers as usize },
+    };
+    match throng_pong::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("throng pong: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
