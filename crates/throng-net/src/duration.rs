@@ -21,7 +21,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let number_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("`{text}`: missing unit after {rest} (use ns, us, ms, s, m or h)"))?;
+            .ok_or_else(|| {
+                format!("`{text}`: missing unit after {rest} (use ns, us, ms, s, m or h)")
+            })?;
         if number_len == 0 {
             return Err(format!("`{text}`: expected a number before `{rest}`"));
         }
@@ -39,7 +41,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            unit => return Err(format!("`{text}`: unknown unit `{unit}` (use ns, us, ms, s, m or h)")),
+            unit => {
+                return Err(format!(
+                    "`{text}`: unknown unit `{unit}` (use ns, us, ms, s, m or h)"
+                ))
+            }
         };
         total += number * seconds_per_unit;
         rest = &rest[unit_len..];
@@ -60,7 +66,13 @@ fn from_secs(secs: f64, text: &str) -> Result<Duration, String> {
 /// Formats a duration the way [`parse`] reads it, in its largest exact unit (`1h`, `90s`, `250ms`).
 pub fn format(d: Duration) -> String {
     let nanos = d.as_nanos();
-    for (unit, size) in [("h", 3_600_000_000_000u128), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)] {
+    for (unit, size) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
         if nanos >= size && nanos % size == 0 {
             return format!("{}{unit}", nanos / size);
         }

@@ -28,9 +28,13 @@ pub fn parse(spec: &str) -> Result<Vec<SocketAddr>, String> {
         return Err(format!("`{spec}`: the port range ends before it starts"));
     }
     if first == 0 && last != 0 {
-        return Err(format!("`{spec}`: port 0 (any free port) cannot start a range"));
+        return Err(format!(
+            "`{spec}`: port 0 (any free port) cannot start a range"
+        ));
     }
-    Ok((first..=last).map(|port| SocketAddr::new(ip, port)).collect())
+    Ok((first..=last)
+        .map(|port| SocketAddr::new(ip, port))
+        .collect())
 }
 
 fn parse_port(spec: &str, text: &str) -> Result<u16, String> {
@@ -70,8 +74,14 @@ mod tests {
         assert_eq!(addrs.len(), 10);
         assert_eq!(addrs[0], "127.0.0.1:8282".parse().unwrap());
         assert_eq!(addrs[9], "127.0.0.1:8291".parse().unwrap());
-        assert_eq!(parse("[::1]:80").unwrap(), vec!["[::1]:80".parse().unwrap()]);
-        assert_eq!(parse("8080").unwrap(), vec!["0.0.0.0:8080".parse().unwrap()]);
+        assert_eq!(
+            parse("[::1]:80").unwrap(),
+            vec!["[::1]:80".parse().unwrap()]
+        );
+        assert_eq!(
+            parse("8080").unwrap(),
+            vec!["0.0.0.0:8080".parse().unwrap()]
+        );
         assert_eq!(parse(":9").unwrap(), vec!["0.0.0.0:9".parse().unwrap()]);
     }
 

@@ -17,19 +17,28 @@ pub const RESERVED_FDS: u64 = 64;
 
 /// Reads the current limits.
 pub fn nofile() -> io::Result<NofileLimit> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(NofileLimit { soft: limit.rlim_cur, hard: limit.rlim_max })
+    Ok(NofileLimit {
+        soft: limit.rlim_cur,
+        hard: limit.rlim_max,
+    })
 }
 
 /// Raises the soft limit to the hard limit and returns the limits now in force.
 pub fn raise_nofile() -> io::Result<NofileLimit> {
     let current = nofile()?;
     if current.soft < current.hard {
-        let limit = libc::rlimit { rlim_cur: current.hard, rlim_max: current.hard };
+        let limit = libc::rlimit {
+            rlim_cur: current.hard,
+            rlim_max: current.hard,
+        };
         // SAFETY: setrlimit reads the struct we own.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             return Err(io::Error::last_os_error());
@@ -74,7 +83,10 @@ mod tests {
 
     #[test]
     fn what_does_not_fit_is_explained() {
-        let limit = NofileLimit { soft: 20_000, hard: 20_000 };
+        let limit = NofileLimit {
+            soft: 20_000,
+            hard: 20_000,
+        };
         assert_eq!(connections_that_fit(limit, 1), 19_936);
         assert_eq!(connections_that_fit(limit, 2), 9_968);
         assert!(check_fits(limit, 19_936, 1).is_ok());

@@ -16,7 +16,10 @@ pub struct ListenOptions {
 
 impl Default for ListenOptions {
     fn default() -> Self {
-        ListenOptions { backlog: 4096, nodelay: true }
+        ListenOptions {
+            backlog: 4096,
+            nodelay: true,
+        }
     }
 }
 
@@ -60,22 +63,35 @@ pub fn bind_group(
 /// With a source address the socket gets `IP_BIND_ADDRESS_NO_PORT`: the kernel then picks the
 /// source port at `connect()` time, per destination, instead of at `bind()` time for all
 /// destinations; without it one source address runs out of ports at ~28k-64k connections in all.
-pub fn outgoing_socket(dest: SocketAddr, source: Option<IpAddr>) -> io::Result<tokio::net::TcpSocket> {
+pub fn outgoing_socket(
+    dest: SocketAddr,
+    source: Option<IpAddr>,
+) -> io::Result<tokio::net::TcpSocket> {
     let socket = Socket::new(Domain::for_address(dest), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     if let Some(source) = source {
         set_bind_address_no_port(&socket)?;
-        socket.bind(&SocketAddr::new(source, 0).into()).map_err(|e| {
-            with_context(e, format!("cannot bind source address {source}: is it on this host?"))
-        })?;
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .map_err(|e| {
+                with_context(
+                    e,
+                    format!("cannot bind source address {source}: is it on this host?"),
+                )
+            })?;
     }
     Ok(tokio::net::TcpSocket::from_std_stream(socket.into()))
 }
 
 /// Sets `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2+), which socket2 does not expose.
 pub fn set_bind_address_no_port<'s>(socket: impl Into<SockRef<'s>>) -> io::Result<()> {
-    set_int_option(socket.into(), libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
+    set_int_option(
+        socket.into(),
+        libc::IPPROTO_IP,
+        libc::IP_BIND_ADDRESS_NO_PORT,
+        1,
+    )
 }
 
 /// Reads `IP_BIND_ADDRESS_NO_PORT` back.
@@ -102,7 +118,12 @@ pub fn bind_address_no_port<'s>(socket: impl Into<SockRef<'s>>) -> io::Result<bo
     }
 }
 
-fn set_int_option(socket: SockRef<'_>, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
+fn set_int_option(
+    socket: SockRef<'_>,
+    level: i32,
+    name: i32,
+    value: libc::c_int,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: the fd is a live socket borrowed for the call; the option value is a c_int whose
     // size is passed along.
@@ -133,7 +154,8 @@ mod tests {
 
     #[test]
     fn a_group_shares_one_port_and_each_member_accepts() {
-        let group = bind_group("127.0.0.1:0".parse().unwrap(), 2, ListenOptions::default()).unwrap();
+        let group =
+            bind_group("127.0.0.1:0".parse().unwrap(), 2, ListenOptions::default()).unwrap();
         let port = group[0].local_addr().unwrap().port();
         assert_ne!(port, 0);
         assert_eq!(group[1].local_addr().unwrap().port(), port);
@@ -154,7 +176,8 @@ mod tests {
 
     #[test]
     fn accepted_sockets_inherit_nodelay() {
-        let listener = bind_listener("127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
+        let listener =
+            bind_listener("127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
         let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         listener.set_nonblocking(false).unwrap();
         let (mut server, _) = listener.accept().unwrap();
@@ -189,9 +212,12 @@ mod tests {
 
     #[test]
     fn a_source_address_not_on_this_host_is_named() {
-        let error = outgoing_socket("127.0.0.1:9".parse().unwrap(), Some("192.0.2.1".parse().unwrap()))
-            .map(|_| ())
-            .unwrap_err();
+        let error = outgoing_socket(
+            "127.0.0.1:9".parse().unwrap(),
+            Some("192.0.2.1".parse().unwrap()),
+        )
+        .map(|_| ())
+        .unwrap_err();
         assert!(error.to_string().contains("192.0.2.1"), "{error}");
     }
 }

@@ -24,7 +24,9 @@ where
     let mut handles = Vec::with_capacity(per_thread.len());
     for (index, item) in per_thread.into_iter().enumerate() {
         let work = Arc::clone(&work);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let handle = std::thread::Builder::new()
             .name(format!("{name}-{index}"))
             .spawn(move || {
@@ -54,7 +56,8 @@ mod tests {
                 let local = Rc::new(item);
                 let task = tokio::task::spawn_local(async move { *local + 1 });
                 let name = std::thread::current().name().unwrap().to_string();
-                record.lock().unwrap().push((index, task.await.unwrap(), name));
+                let result = task.await.unwrap();
+                record.lock().unwrap().push((index, result, name));
             }
         })
         .unwrap();

@@ -9,7 +9,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-const LIMITS: Limits = Limits { max_head_bytes: 8 * 1024, max_headers: 64 };
+const LIMITS: Limits = Limits {
+    max_head_bytes: 8 * 1024,
+    max_headers: 64,
+};
 const DEADLINE: Duration = Duration::from_secs(5);
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -55,10 +58,20 @@ fn route(method: &str, target: &str, shared: &Shared) -> Vec<u8> {
     let path = target.split('?').next().unwrap_or_default();
     match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
-            let backlog = shared.pacer.as_ref().map(|pacer| pacer.backlog(tokio::time::Instant::now()));
-            let mut response = respond(200, &shared.metrics.render(backlog), "text/plain; version=0.0.4; charset=utf-8");
+            let backlog = shared
+                .pacer
+                .as_ref()
+                .map(|pacer| pacer.backlog(tokio::time::Instant::now()));
+            let mut response = respond(
+                200,
+                &shared.metrics.render(backlog),
+                "text/plain; version=0.0.4; charset=utf-8",
+            );
             if method == "HEAD" {
-                let head_len = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |at| at + 4);
+                let head_len = response
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(response.len(), |at| at + 4);
                 response.truncate(head_len);
             }
             response
@@ -78,7 +91,11 @@ fn respond(status: u16, body: &str, content_type: &str) -> Vec<u8> {
         write::response_head(
             &mut out,
             status,
-            &[("content-type", content_type.as_bytes()), ("content-length", length.as_bytes()), ("connection", b"close")],
+            &[
+                ("content-type", content_type.as_bytes()),
+                ("content-length", length.as_bytes()),
+                ("connection", b"close"),
+            ],
         );
         out.extend_from_slice(body.as_bytes());
     }

@@ -35,7 +35,10 @@ enum End {
     ClientClosed,
     Timeout(TimeoutKind),
     /// A request pong refuses; `reason` goes into the log and the response body.
-    Rejected { status: u16, reason: String },
+    Rejected {
+        status: u16,
+        reason: String,
+    },
     Io(io::Error),
 }
 
@@ -74,7 +77,9 @@ pub(crate) async fn serve(stream: TcpStream, listener: Arc<ListenerStats>, worke
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.listener.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.listener
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -113,7 +118,10 @@ impl Connection {
             }
             if self.peer_closed {
                 if !self.inbuf.is_empty() {
-                    debug!("{}: client closed in the middle of a request head", self.listener.addr);
+                    debug!(
+                        "{}: client closed in the middle of a request head",
+                        self.listener.addr
+                    );
                 }
                 return Err(End::ClientClosed);
             }
@@ -141,15 +149,26 @@ impl Connection {
             Ok(None) => return Ok(None),
             Ok(Some(head)) => match self.count_request(interpret(&head)) {
                 Ok(request) => (request, head.head_len),
-                Err(reason) => return Err(End::Rejected { status: 400, reason }),
+                Err(reason) => {
+                    return Err(End::Rejected {
+                        status: 400,
+                        reason,
+                    })
+                }
             },
             Err(error) => {
-                return Err(End::Rejected { status: error.status(), reason: format!("{}\n", error.reason()) })
+                return Err(End::Rejected {
+                    status: error.status(),
+                    reason: format!("{}\n", error.reason()),
+                })
             }
         };
         self.body = BodyReader::new(request.body);
         let mut inbuf = std::mem::take(&mut self.inbuf);
-        let body_bytes = self.body.feed(&inbuf[head_len..], |_| {}).map_err(bad_body)?;
+        let body_bytes = self
+            .body
+            .feed(&inbuf[head_len..], |_| {})
+            .map_err(bad_body)?;
         inbuf.drain(..head_len + body_bytes);
         if !inbuf.is_empty() {
             self.inbuf = inbuf; // a pipelined request: keep it (otherwise the buffer is freed)
@@ -165,14 +184,22 @@ impl Connection {
     /// Answers one request: waits for its `--max-rps` slot and a random 0..=sleep ms, writes
     /// `pong`, and `times` more after further random waits. Meanwhile the body is read and
     /// dropped, and a client that goes away is noticed.
-    async fn respond(&mut self, request: &PongRequest, mut timer: Pin<&mut Sleep>) -> Result<(), End> {
+    async fn respond(
+        &mut self,
+        request: &PongRequest,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Result<(), End> {
         let _in_progress = InProgress::enter(&self.worker);
         if request.expect_continue && !self.body.is_done() {
-            self.send(timer.as_mut(), |out| out.extend_from_slice(write::CONTINUE)).await?;
+            self.send(timer.as_mut(), |out| out.extend_from_slice(write::CONTINUE))
+                .await?;
         }
         let shared = Arc::clone(&self.worker.shared);
         let now = Instant::now();
-        let start = shared.pacer.as_ref().map_or(now, |pacer| pacer.reserve(now));
+        let start = shared
+            .pacer
+            .as_ref()
+            .map_or(now, |pacer| pacer.reserve(now));
         let mut due = start + random_wait(request.sleep_ms);
         let mut pongs_left = request.times.saturating_add(1);
         let listener = Arc::clone(&self.listener);
@@ -228,7 +255,9 @@ impl Connection {
             }
             Ok(n) => {
                 self.last_activity = Instant::now();
-                self.listener.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                self.listener
+                    .bytes_in
+                    .fetch_add(n as u64, Ordering::Relaxed);
                 let mut fresh = &scratch[..n];
                 if !self.body.is_done() {
                     let body_bytes = self.body.feed(fresh, |_| {}).map_err(bad_body)?;
@@ -244,7 +273,11 @@ impl Connection {
 
     /// Writes what `build` puts in the thread's output buffer. Only what the socket does not take
     /// at once is copied into a buffer of the connection's own, until it drains or times out.
-    async fn send(&mut self, mut timer: Pin<&mut Sleep>, build: impl FnOnce(&mut Vec<u8>)) -> Result<(), End> {
+    async fn send(
+        &mut self,
+        mut timer: Pin<&mut Sleep>,
+        build: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), End> {
         let worker = Rc::clone(&self.worker);
         let rest = {
             let mut out = worker.out.borrow_mut();
@@ -263,7 +296,9 @@ impl Connection {
         };
         let mut at = 0;
         while at < rest.len() {
-            timer.as_mut().reset(self.last_activity + worker.shared.config.timeout);
+            timer
+                .as_mut()
+                .reset(self.last_activity + worker.shared.config.timeout);
             tokio::select! {
                 biased;
                 ready = self.stream.writable() => {
@@ -286,7 +321,9 @@ impl Connection {
     fn note_sent(&mut self, bytes: usize) {
         if bytes > 0 {
             self.last_activity = Instant::now();
-            self.listener.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+            self.listener
+                .bytes_out
+                .fetch_add(bytes as u64, Ordering::Relaxed);
         }
     }
 
@@ -294,7 +331,11 @@ impl Connection {
     /// is worth a line, and closes without losing a response still in flight.
     async fn close(mut self, end: End, mut timer: Pin<&mut Sleep>) {
         let metrics = &Arc::clone(&self.worker.shared).metrics;
-        let peer = || self.stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
+        let peer = || {
+            self.stream
+                .peer_addr()
+                .map_or_else(|_| "?".to_string(), |a| a.to_string())
+        };
         let answer = match end {
             End::Finished => None,
             End::ClientClosed => return,
@@ -330,7 +371,12 @@ impl Connection {
             }
             End::Rejected { status, reason } => {
                 metrics.count_rejected(status);
-                warn!("{} <- {}: {status}, {}", self.listener.addr, peer(), reason.trim_end());
+                warn!(
+                    "{} <- {}: {status}, {}",
+                    self.listener.addr,
+                    peer(),
+                    reason.trim_end()
+                );
                 Some((status, reason))
             }
         };
@@ -339,7 +385,9 @@ impl Connection {
                 return; // the status line is long gone: closing is all that is left
             }
             let sent = self
-                .send(timer.as_mut(), |out| write::text_response(out, status, &reason, false))
+                .send(timer.as_mut(), |out| {
+                    write::text_response(out, status, &reason, false)
+                })
                 .await;
             if sent.is_err() {
                 return;
@@ -351,7 +399,10 @@ impl Connection {
     /// Half-closes, then drains what the client still sends for a short while: closing with
     /// unread input makes the kernel send a reset, which can destroy the response in flight.
     async fn linger(&mut self, mut timer: Pin<&mut Sleep>) {
-        if socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write).is_err() {
+        if socket2::SockRef::from(&self.stream)
+            .shutdown(std::net::Shutdown::Write)
+            .is_err()
+        {
             return;
         }
         timer.as_mut().reset(Instant::now() + LINGER);
@@ -384,7 +435,11 @@ struct InProgress(Rc<Worker>);
 impl InProgress {
     fn enter(worker: &Rc<Worker>) -> InProgress {
         worker.in_progress.set(worker.in_progress.get() + 1);
-        worker.shared.metrics.responses_in_progress.fetch_add(1, Ordering::Relaxed);
+        worker
+            .shared
+            .metrics
+            .responses_in_progress
+            .fetch_add(1, Ordering::Relaxed);
         InProgress(Rc::clone(worker))
     }
 }
@@ -392,7 +447,11 @@ impl InProgress {
 impl Drop for InProgress {
     fn drop(&mut self) {
         self.0.in_progress.set(self.0.in_progress.get() - 1);
-        self.0.shared.metrics.responses_in_progress.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .shared
+            .metrics
+            .responses_in_progress
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -401,12 +460,22 @@ fn random_wait(max_ms: u64) -> Duration {
 }
 
 fn bad_body(error: http1::ChunkedError) -> End {
-    End::Rejected { status: 400, reason: format!("bad request body: {error}\n") }
+    End::Rejected {
+        status: 400,
+        reason: format!("bad request body: {error}\n"),
+    }
 }
 
 /// One step of the answer: the head before the first `pong`, each `pong` as a chunk, and the
 /// last chunk after the last. HTTP/1.0 gets plain bytes and the connection's close as the end.
-fn write_pong(out: &mut Vec<u8>, request: &PongRequest, listener: &ListenerStats, first: bool, last: bool, close: bool) {
+fn write_pong(
+    out: &mut Vec<u8>,
+    request: &PongRequest,
+    listener: &ListenerStats,
+    first: bool,
+    last: bool,
+    close: bool,
+) {
     if first {
         let served_by = listener.addr.to_string();
         let framing: (&str, &[u8]) = if request.http10 {
@@ -414,7 +483,11 @@ fn write_pong(out: &mut Vec<u8>, request: &PongRequest, listener: &ListenerStats
         } else {
             ("transfer-encoding", b"chunked")
         };
-        let headers: [(&str, &[u8]); 3] = [("x-served-by", served_by.as_bytes()), framing, ("connection", b"close")];
+        let headers: [(&str, &[u8]); 3] = [
+            ("x-served-by", served_by.as_bytes()),
+            framing,
+            ("connection", b"close"),
+        ];
         let count = if close && !request.http10 { 3 } else { 2 };
         write::response_head(out, 200, &headers[..count]);
     }

@@ -42,7 +42,11 @@ pub(crate) enum TimeoutKind {
 }
 
 impl TimeoutKind {
-    const ALL: [TimeoutKind; 3] = [TimeoutKind::Idle, TimeoutKind::Header, TimeoutKind::Response];
+    const ALL: [TimeoutKind; 3] = [
+        TimeoutKind::Idle,
+        TimeoutKind::Header,
+        TimeoutKind::Response,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -69,7 +73,10 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new(listeners: Vec<std::sync::Arc<ListenerStats>>) -> Self {
-        Metrics { listeners, ..Default::default() }
+        Metrics {
+            listeners,
+            ..Default::default()
+        }
     }
 
     pub(crate) fn count_rejected(&self, status: u16) {
@@ -92,12 +99,37 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4).
     pub(crate) fn render(&self, queue_delay: Option<Duration>) -> String {
         let mut out = String::with_capacity(2048);
-        let per_listener: [(&str, &str, &str, fn(&ListenerStats) -> &AtomicU64); 5] = [
-            ("pong_requests_total", "counter", "Requests received.", |l| &l.requests),
-            ("pong_connections_open", "gauge", "Connections open now.", |l| &l.connections_open),
-            ("pong_connections_accepted_total", "counter", "Connections accepted.", |l| &l.connections_accepted),
-            ("pong_received_bytes_total", "counter", "Bytes read from clients.", |l| &l.bytes_in),
-            ("pong_sent_bytes_total", "counter", "Bytes written to clients.", |l| &l.bytes_out),
+        let per_listener: [ListenerFamily; 5] = [
+            (
+                "pong_requests_total",
+                "counter",
+                "Requests received.",
+                |l| &l.requests,
+            ),
+            (
+                "pong_connections_open",
+                "gauge",
+                "Connections open now.",
+                |l| &l.connections_open,
+            ),
+            (
+                "pong_connections_accepted_total",
+                "counter",
+                "Connections accepted.",
+                |l| &l.connections_accepted,
+            ),
+            (
+                "pong_received_bytes_total",
+                "counter",
+                "Bytes read from clients.",
+                |l| &l.bytes_in,
+            ),
+            (
+                "pong_sent_bytes_total",
+                "counter",
+                "Bytes written to clients.",
+                |l| &l.bytes_out,
+            ),
         ];
         for (name, kind, help, field) in per_listener {
             header(&mut out, name, kind, &format!("{help} By listen address."));
@@ -106,27 +138,86 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{listen=\"{}\"}} {value}", listener.addr);
             }
         }
-        header(&mut out, "pong_responses_in_progress", "gauge", "Responses started and not yet finished (sleeping or queued).");
-        let _ = writeln!(out, "pong_responses_in_progress {}", self.responses_in_progress.load(Ordering::Relaxed));
-        header(&mut out, "pong_responses_abandoned_total", "counter", "Responses whose client closed the connection before their end.");
-        let _ = writeln!(out, "pong_responses_abandoned_total {}", self.responses_abandoned.load(Ordering::Relaxed));
-        header(&mut out, "pong_rejected_requests_total", "counter", "Requests refused, by HTTP status.");
+        header(
+            &mut out,
+            "pong_responses_in_progress",
+            "gauge",
+            "Responses started and not yet finished (sleeping or queued).",
+        );
+        let _ = writeln!(
+            out,
+            "pong_responses_in_progress {}",
+            self.responses_in_progress.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "pong_responses_abandoned_total",
+            "counter",
+            "Responses whose client closed the connection before their end.",
+        );
+        let _ = writeln!(
+            out,
+            "pong_responses_abandoned_total {}",
+            self.responses_abandoned.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "pong_rejected_requests_total",
+            "counter",
+            "Requests refused, by HTTP status.",
+        );
         for (status, count) in REJECT_STATUSES.iter().zip(&self.rejected) {
-            let _ = writeln!(out, "pong_rejected_requests_total{{status=\"{status}\"}} {}", count.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "pong_rejected_requests_total{{status=\"{status}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
         }
-        header(&mut out, "pong_timeouts_total", "counter", "Connections closed by a timeout, by which one.");
+        header(
+            &mut out,
+            "pong_timeouts_total",
+            "counter",
+            "Connections closed by a timeout, by which one.",
+        );
         for (kind, count) in TimeoutKind::ALL.iter().zip(&self.timeouts) {
-            let _ = writeln!(out, "pong_timeouts_total{{timeout=\"{}\"}} {}", kind.name(), count.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "pong_timeouts_total{{timeout=\"{}\"}} {}",
+                kind.name(),
+                count.load(Ordering::Relaxed)
+            );
         }
-        header(&mut out, "pong_connection_limit_reached_total", "counter", "Times accepting paused because --max-connections were open.");
-        let _ = writeln!(out, "pong_connection_limit_reached_total {}", self.connection_limit_reached.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "pong_connection_limit_reached_total",
+            "counter",
+            "Times accepting paused because --max-connections were open.",
+        );
+        let _ = writeln!(
+            out,
+            "pong_connection_limit_reached_total {}",
+            self.connection_limit_reached.load(Ordering::Relaxed)
+        );
         if let Some(delay) = queue_delay {
-            header(&mut out, "pong_queue_delay_seconds", "gauge", "How long a request arriving now waits for its --max-rps slot.");
+            header(
+                &mut out,
+                "pong_queue_delay_seconds",
+                "gauge",
+                "How long a request arriving now waits for its --max-rps slot.",
+            );
             let _ = writeln!(out, "pong_queue_delay_seconds {:.6}", delay.as_secs_f64());
         }
         out
     }
 }
+
+/// A per-listener metric: name, type, help, and which counter it reads.
+type ListenerFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ListenerStats) -> &AtomicU64,
+);
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -145,7 +236,10 @@ mod tests {
         metrics.count_rejected(431);
         metrics.count_timeout(TimeoutKind::Header);
         let text = metrics.render(Some(Duration::from_millis(1500)));
-        assert!(text.contains("pong_requests_total{listen=\"127.0.0.1:8282\"} 3\n"), "{text}");
+        assert!(
+            text.contains("pong_requests_total{listen=\"127.0.0.1:8282\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("pong_rejected_requests_total{status=\"431\"} 1\n"));
         assert!(text.contains("pong_timeouts_total{timeout=\"header\"} 1\n"));
         assert!(text.contains("pong_queue_delay_seconds 1.500000\n"));

@@ -17,7 +17,11 @@ pub(crate) struct Pacer {
 impl Pacer {
     pub(crate) fn new(max_rps: f64) -> Pacer {
         let interval_ns = (1e9 / max_rps).round().clamp(1.0, u64::MAX as f64 / 4.0) as u64;
-        Pacer { epoch: Instant::now(), interval_ns, next_free_ns: AtomicU64::new(0) }
+        Pacer {
+            epoch: Instant::now(),
+            interval_ns,
+            next_free_ns: AtomicU64::new(0),
+        }
     }
 
     /// Takes the next free slot at or after `now` and returns when it starts.
@@ -70,9 +74,15 @@ mod tests {
         let slots: Vec<Instant> = (0..5).map(|_| pacer.reserve(now)).collect();
         for (i, slot) in slots.iter().enumerate() {
             let wait = slot.duration_since(now);
-            assert!(wait.abs_diff(Duration::from_millis(10 * i as u64)) < Duration::from_micros(1), "{i}: {wait:?}");
+            assert!(
+                wait.abs_diff(Duration::from_millis(10 * i as u64)) < Duration::from_micros(1),
+                "{i}: {wait:?}"
+            );
         }
         let backlog = pacer.backlog(now);
-        assert!(backlog.abs_diff(Duration::from_millis(50)) < Duration::from_micros(1), "{backlog:?}");
+        assert!(
+            backlog.abs_diff(Duration::from_millis(50)) < Duration::from_micros(1),
+            "{backlog:?}"
+        );
     }
 }

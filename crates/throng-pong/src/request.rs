@@ -42,7 +42,9 @@ fn millis_header(head: &RequestHead<'_, '_>, name: &str) -> Result<Option<u64>, 
     };
     let value = raw.trim_ascii();
     let parsed = if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-        std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok())
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
     } else {
         None
     };
@@ -59,7 +61,9 @@ mod tests {
 
     fn interpret_text(text: &[u8]) -> Result<PongRequest, String> {
         let mut slots = header_slots();
-        let head = parse_request(text, &mut slots, &Limits::default()).unwrap().unwrap();
+        let head = parse_request(text, &mut slots, &Limits::default())
+            .unwrap()
+            .unwrap();
         interpret(&head)
     }
 
@@ -69,7 +73,10 @@ mod tests {
         assert_eq!((request.sleep_ms, request.times), (250, 3));
         assert!(request.keep_alive && !request.http10 && !request.head_only);
         let plain = interpret_text(b"POST /x HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi").unwrap();
-        assert_eq!((plain.sleep_ms, plain.times, plain.body), (0, 0, BodyLength::Fixed(2)));
+        assert_eq!(
+            (plain.sleep_ms, plain.times, plain.body),
+            (0, 0, BodyLength::Fixed(2))
+        );
         assert!(plain.http10 && !plain.keep_alive);
     }
 
@@ -81,12 +88,16 @@ mod tests {
             assert!(reason.contains("`sleep`"), "{reason}");
         }
         let reason = interpret_text(b"GET / HTTP/1.1\r\ntimes: x\r\n\r\n").unwrap_err();
-        assert!(reason.contains("`times`") && reason.contains("\"x\""), "{reason}");
+        assert!(
+            reason.contains("`times`") && reason.contains("\"x\""),
+            "{reason}"
+        );
     }
 
     #[test]
     fn an_enormous_sleep_is_capped_not_overflowed() {
-        let request = interpret_text(b"GET / HTTP/1.1\r\nsleep: 18446744073709551615\r\n\r\n").unwrap();
+        let request =
+            interpret_text(b"GET / HTTP/1.1\r\nsleep: 18446744073709551615\r\n\r\n").unwrap();
         assert_eq!(request.sleep_ms, MAX_SLEEP_MS);
     }
 }

@@ -43,7 +43,8 @@ pub fn run(config: Config) -> Result<(), String> {
     if config.listen.is_empty() {
         return Err("nothing to listen on: give at least one --listen address".into());
     }
-    let limit = rlimit::raise_nofile().map_err(|e| format!("cannot read the open-files limit: {e}"))?;
+    let limit =
+        rlimit::raise_nofile().map_err(|e| format!("cannot read the open-files limit: {e}"))?;
     let fit = rlimit::connections_that_fit(limit, 1);
     let max_connections = match config.max_connections {
         Some(wanted) => {
@@ -72,7 +73,10 @@ pub fn run(config: Config) -> Result<(), String> {
             per_thread[thread].push((listener, Arc::clone(&stats)));
         }
     }
-    let listener_stats = per_thread[0].iter().map(|(_, stats)| Arc::clone(stats)).collect();
+    let listener_stats = per_thread[0]
+        .iter()
+        .map(|(_, stats)| Arc::clone(stats))
+        .collect();
     let admin_listener = match config.admin {
         Some(addr) => Some(
             sockets::bind_listener(addr, sockets::ListenOptions::default())
@@ -133,12 +137,23 @@ pub fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-fn announce(shared: &Shared, bound: &[SocketAddr], admin: Option<&std::net::TcpListener>, threads: usize) {
-    let mut line = format!("throng pong listening on {} ({threads} threads", listen::describe(bound));
+fn announce(
+    shared: &Shared,
+    bound: &[SocketAddr],
+    admin: Option<&std::net::TcpListener>,
+    threads: usize,
+) {
+    let mut line = format!(
+        "throng pong listening on {} ({threads} threads",
+        listen::describe(bound)
+    );
     if let Some(rate) = shared.config.max_rps {
         line += &format!(", max {rate} requests/s");
     }
-    line += &format!(", timeout {}", throng_net::duration::format(shared.config.timeout));
+    line += &format!(
+        ", timeout {}",
+        throng_net::duration::format(shared.config.timeout)
+    );
     if let Some(addr) = admin.and_then(|a| a.local_addr().ok()) {
         line += &format!(", metrics at http://{addr}/metrics");
     }
@@ -161,7 +176,12 @@ async fn run_worker(
     for (listener, stats) in listeners {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => {
-                tokio::task::spawn_local(accept_loop(listener, stats, Rc::clone(&worker), stop.clone()));
+                tokio::task::spawn_local(accept_loop(
+                    listener,
+                    stats,
+                    Rc::clone(&worker),
+                    stop.clone(),
+                ));
             }
             Err(e) => warn!("cannot register a listener: {e}"),
         }
@@ -172,7 +192,10 @@ async fn run_worker(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if worker.in_progress.get() > 0 {
-        warn!("grace period over: closing {} responses in progress", worker.in_progress.get());
+        warn!(
+            "grace period over: closing {} responses in progress",
+            worker.in_progress.get()
+        );
     }
     // Returning drops this thread's tasks: idle connections close here.
 }
@@ -189,7 +212,9 @@ async fn accept_loop(
         if metrics.connections_open() >= worker.shared.max_connections {
             if !at_limit {
                 at_limit = true;
-                metrics.connection_limit_reached.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .connection_limit_reached
+                    .fetch_add(1, Ordering::Relaxed);
                 warn!(
                     "{} connections open (--max-connections): new connections wait in the accept queue of {}",
                     worker.shared.max_connections, stats.addr
@@ -209,7 +234,11 @@ async fn accept_loop(
             Ok((stream, _)) => {
                 stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
                 stats.connections_open.fetch_add(1, Ordering::Relaxed);
-                tokio::task::spawn_local(connection::serve(stream, Arc::clone(&stats), Rc::clone(&worker)));
+                tokio::task::spawn_local(connection::serve(
+                    stream,
+                    Arc::clone(&stats),
+                    Rc::clone(&worker),
+                ));
             }
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS: the error repeats until something closes, so pause
@@ -223,7 +252,10 @@ async fn accept_loop(
 
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",

@@ -35,11 +35,18 @@ impl std::error::Error for ChunkedError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Reading the hexadecimal size.
-    Size { value: u64, digits: u32 },
+    Size {
+        value: u64,
+        digits: u32,
+    },
     /// Skipping `;name=value` extensions up to the CR.
-    Extension { value: u64 },
+    Extension {
+        value: u64,
+    },
     /// After the size line's CR.
-    SizeLf { value: u64 },
+    SizeLf {
+        value: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
@@ -76,12 +83,22 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder { state: State::Size { value: 0, digits: 0 }, line_bytes: 0 }
+        ChunkedDecoder {
+            state: State::Size {
+                value: 0,
+                digits: 0,
+            },
+            line_bytes: 0,
+        }
     }
 
     /// Decodes as much of `input` as belongs to the body, passing chunk data (slices of `input`)
     /// to `data`.
-    pub fn feed(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<Progress, ChunkedError> {
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<Progress, ChunkedError> {
         let mut at = 0;
         while at < input.len() && self.state != State::Done {
             if let State::Data(remaining) = self.state {
@@ -89,13 +106,20 @@ impl ChunkedDecoder {
                 data(&input[at..at + take]);
                 at += take;
                 let left = remaining - take as u64;
-                self.state = if left == 0 { State::DataCr } else { State::Data(left) };
+                self.state = if left == 0 {
+                    State::DataCr
+                } else {
+                    State::Data(left)
+                };
                 continue;
             }
             self.step(input[at])?;
             at += 1;
         }
-        Ok(Progress { consumed: at, done: self.state == State::Done })
+        Ok(Progress {
+            consumed: at,
+            done: self.state == State::Done,
+        })
     }
 
     fn step(&mut self, byte: u8) -> Result<(), ChunkedError> {
@@ -104,7 +128,10 @@ impl ChunkedDecoder {
                 self.count_line_byte(MAX_SIZE_LINE)?;
                 match (byte as char).to_digit(16) {
                     Some(_) if value >> 60 != 0 => return Err(ChunkedError::SizeTooLarge),
-                    Some(digit) => State::Size { value: value << 4 | u64::from(digit), digits: digits + 1 },
+                    Some(digit) => State::Size {
+                        value: value << 4 | u64::from(digit),
+                        digits: digits + 1,
+                    },
                     None if digits == 0 => return Err(ChunkedError::BadSize),
                     None => match byte {
                         b';' | b' ' | b'\t' => State::Extension { value },
@@ -130,7 +157,10 @@ impl ChunkedDecoder {
                 }
             }
             State::DataCr if byte == b'\r' => State::DataLf,
-            State::DataLf if byte == b'\n' => State::Size { value: 0, digits: 0 },
+            State::DataLf if byte == b'\n' => State::Size {
+                value: 0,
+                digits: 0,
+            },
             State::TrailerStart => {
                 self.count_line_byte(MAX_TRAILERS)?;
                 if byte == b'\r' {
@@ -149,9 +179,11 @@ impl ChunkedDecoder {
             }
             State::TrailerLf if byte == b'\n' => State::TrailerStart,
             State::EndLf if byte == b'\n' => State::Done,
-            State::SizeLf { .. } | State::DataCr | State::DataLf | State::TrailerLf | State::EndLf => {
-                return Err(ChunkedError::BadLineEnd)
-            }
+            State::SizeLf { .. }
+            | State::DataCr
+            | State::DataLf
+            | State::TrailerLf
+            | State::EndLf => return Err(ChunkedError::BadLineEnd),
             // `feed` handles data in bulk and stops at Done.
             State::Data(_) | State::Done => self.state,
         };

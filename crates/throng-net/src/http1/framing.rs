@@ -24,8 +24,11 @@ pub(crate) fn request_body(
     headers: &[httparse::Header<'_>],
 ) -> Result<BodyLength, HeadError> {
     if let Some(last_coding) = header_tokens(headers, "transfer-encoding").last() {
-        let has_length = headers.iter().any(|h| h.name.eq_ignore_ascii_case("content-length"));
-        if has_length || version == Version::Http10 || !last_coding.eq_ignore_ascii_case(b"chunked") {
+        let has_length = headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("content-length"));
+        if has_length || version == Version::Http10 || !last_coding.eq_ignore_ascii_case(b"chunked")
+        {
             return Err(HeadError::AmbiguousLength);
         }
         return Ok(BodyLength::Chunked);
@@ -75,7 +78,11 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, HeadE
         }
         length = Some(value);
     }
-    if length.is_none() && headers.iter().any(|h| h.name.eq_ignore_ascii_case("content-length")) {
+    if length.is_none()
+        && headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
         return Err(HeadError::BadContentLength); // present but empty
     }
     Ok(length)
@@ -121,11 +128,17 @@ impl BodyReader {
 
     /// Feeds bytes read from the peer; `data` gets the body's content. Returns how many bytes of
     /// `input` were body (framing included); the rest belong to the next message.
-    pub fn feed(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<usize, ChunkedError> {
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<usize, ChunkedError> {
         match self {
             BodyReader::Done => Ok(0),
             BodyReader::Fixed(remaining) => {
-                let take = input.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let take = input
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 data(&input[..take]);
                 *remaining -= take as u64;
                 if *remaining == 0 {
@@ -156,9 +169,17 @@ mod tests {
     fn a_fixed_body_ends_at_its_length_across_reads() {
         let mut reader = BodyReader::new(BodyLength::Fixed(7));
         let mut body = Vec::new();
-        assert_eq!(reader.feed(b"abcd", |d| body.extend_from_slice(d)).unwrap(), 4);
+        assert_eq!(
+            reader.feed(b"abcd", |d| body.extend_from_slice(d)).unwrap(),
+            4
+        );
         assert!(!reader.is_done());
-        assert_eq!(reader.feed(b"efgGET /", |d| body.extend_from_slice(d)).unwrap(), 3);
+        assert_eq!(
+            reader
+                .feed(b"efgGET /", |d| body.extend_from_slice(d))
+                .unwrap(),
+            3
+        );
         assert!(reader.is_done());
         assert_eq!(body, b"abcdefg");
     }
@@ -168,7 +189,10 @@ mod tests {
         let mut reader = BodyReader::new(BodyLength::Chunked);
         let mut body = Vec::new();
         let input = b"3\r\nabc\r\n0\r\n\r\nnext";
-        assert_eq!(reader.feed(input, |d| body.extend_from_slice(d)).unwrap(), input.len() - 4);
+        assert_eq!(
+            reader.feed(input, |d| body.extend_from_slice(d)).unwrap(),
+            input.len() - 4
+        );
         assert!(reader.is_done());
         assert_eq!(body, b"abc");
     }

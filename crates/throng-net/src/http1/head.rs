@@ -27,7 +27,9 @@ impl HeadError {
         match self {
             HeadError::TooLarge | HeadError::TooManyHeaders => 431,
             HeadError::UriTooLong => 414,
-            HeadError::Malformed(_) | HeadError::BadContentLength | HeadError::AmbiguousLength => 400,
+            HeadError::Malformed(_) | HeadError::BadContentLength | HeadError::AmbiguousLength => {
+                400
+            }
         }
     }
 
@@ -161,7 +163,11 @@ fn incomplete_or_too_large<T>(buf: &[u8], limits: &Limits) -> Result<Option<T>, 
         return Ok(None);
     }
     let first_line_ends = buf[..limits.max_head_bytes].contains(&b'\n');
-    Err(if first_line_ends { HeadError::TooLarge } else { HeadError::UriTooLong })
+    Err(if first_line_ends {
+        HeadError::TooLarge
+    } else {
+        HeadError::UriTooLong
+    })
 }
 
 fn syntax_error(error: httparse::Error) -> &'static str {
@@ -181,10 +187,24 @@ mod tests {
     use super::*;
     use crate::http1::header_slots;
 
-    fn request(text: &[u8]) -> Result<Option<(String, String, Version, BodyLength, bool, usize)>, HeadError> {
+    /// What the tests look at in a parsed request head, owned.
+    #[derive(Debug, PartialEq)]
+    struct Summary {
+        method: String,
+        version: Version,
+        body: BodyLength,
+        keep_alive: bool,
+    }
+
+    fn request(text: &[u8]) -> Result<Option<Summary>, HeadError> {
         let mut slots = header_slots();
         parse_request(text, &mut slots, &Limits::default()).map(|head| {
-            head.map(|h| (h.method.to_string(), h.target.to_string(), h.version, h.body, h.keep_alive, h.head_len))
+            head.map(|h| Summary {
+                method: h.method.to_string(),
+                version: h.version,
+                body: h.body,
+                keep_alive: h.keep_alive,
+            })
         })
     }
 
@@ -192,8 +212,13 @@ mod tests {
     fn reads_a_request_head_in_place() {
         let text = b"GET /ping HTTP/1.1\r\nHost: a\r\nSleep: 100\r\n\r\nrest";
         let mut slots = header_slots();
-        let head = parse_request(text, &mut slots, &Limits::default()).unwrap().unwrap();
-        assert_eq!((head.method, head.target, head.version), ("GET", "/ping", Version::Http11));
+        let head = parse_request(text, &mut slots, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (head.method, head.target, head.version),
+            ("GET", "/ping", Version::Http11)
+        );
         assert_eq!(head.header("sleep"), Some(&b"100"[..]));
         assert_eq!(head.header("times"), None);
         assert_eq!(&text[head.head_len..], b"rest");
@@ -210,12 +235,19 @@ mod tests {
 
     #[test]
     fn body_framing_of_requests() {
-        let fixed = request(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
-        assert_eq!(fixed.3, BodyLength::Fixed(5));
-        let chunked = request(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap().unwrap();
-        assert_eq!(chunked.3, BodyLength::Chunked);
-        let repeated = request(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
-        assert_eq!(repeated.3, BodyLength::Fixed(5));
+        let fixed = request(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(fixed.body, BodyLength::Fixed(5));
+        let chunked = request(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(chunked.body, BodyLength::Chunked);
+        let repeated =
+            request(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(repeated.body, BodyLength::Fixed(5));
     }
 
     #[test]
@@ -234,33 +266,56 @@ mod tests {
 
     #[test]
     fn keep_alive_rules_of_both_versions() {
-        let keep = |text: &[u8]| request(text).unwrap().unwrap().4;
+        let keep = |text: &[u8]| request(text).unwrap().unwrap().keep_alive;
         assert!(keep(b"GET / HTTP/1.1\r\n\r\n"));
         assert!(!keep(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
-        assert!(!keep(b"GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n"));
+        assert!(!keep(
+            b"GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n"
+        ));
         assert!(!keep(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(keep(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
     }
 
     #[test]
     fn limits_on_size_and_count() {
-        let limits = Limits { max_head_bytes: 64, max_headers: 3 };
+        let limits = Limits {
+            max_head_bytes: 64,
+            max_headers: 3,
+        };
         let mut slots = header_slots();
         let long_line = [b"GET /".as_slice(), &[b'a'; 80], b" HTTP/1.1\r\n\r\n"].concat();
-        assert_eq!(parse_request(&long_line, &mut slots, &limits).unwrap_err(), HeadError::UriTooLong);
+        assert_eq!(
+            parse_request(&long_line, &mut slots, &limits).unwrap_err(),
+            HeadError::UriTooLong
+        );
         let mut slots = header_slots();
-        let long_head = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 80], b"\r\n\r\n"].concat();
-        assert_eq!(parse_request(&long_head, &mut slots, &limits).unwrap_err(), HeadError::TooLarge);
+        let long_head = [
+            b"GET / HTTP/1.1\r\nX: ".as_slice(),
+            &[b'a'; 80],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(
+            parse_request(&long_head, &mut slots, &limits).unwrap_err(),
+            HeadError::TooLarge
+        );
         let mut slots = header_slots();
         let many = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
-        assert_eq!(parse_request(many, &mut slots, &limits).unwrap_err(), HeadError::TooManyHeaders);
+        assert_eq!(
+            parse_request(many, &mut slots, &limits).unwrap_err(),
+            HeadError::TooManyHeaders
+        );
         assert_eq!(HeadError::TooManyHeaders.status(), 431);
         assert_eq!(HeadError::UriTooLong.status(), 414);
     }
 
     #[test]
     fn garbage_is_malformed() {
-        for text in [&b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..], b"GET / HTTP/2.0\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"] {
+        for text in [
+            &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..],
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        ] {
             let error = request(text).unwrap_err();
             assert!(matches!(error, HeadError::Malformed(_)), "{error:?}");
             assert_eq!(error.status(), 400);
@@ -271,23 +326,49 @@ mod tests {
     fn reads_a_response_head_and_its_framing() {
         let text = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-served-by: 127.0.0.1:8282\r\n\r\n4\r\npong\r\n";
         let mut slots = header_slots();
-        let head = parse_response(text, &mut slots, &Limits::default(), false).unwrap().unwrap();
-        assert_eq!((head.status, head.reason, head.body), (200, "OK", BodyLength::Chunked));
+        let head = parse_response(text, &mut slots, &Limits::default(), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (head.status, head.reason, head.body),
+            (200, "OK", BodyLength::Chunked)
+        );
         assert_eq!(head.header("X-Served-By"), Some(&b"127.0.0.1:8282"[..]));
         assert!(head.keep_alive);
 
         let mut slots = header_slots();
-        let close = parse_response(b"HTTP/1.0 200 OK\r\n\r\npong", &mut slots, &Limits::default(), false).unwrap().unwrap();
+        let close = parse_response(
+            b"HTTP/1.0 200 OK\r\n\r\npong",
+            &mut slots,
+            &Limits::default(),
+            false,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(close.body, BodyLength::UntilClose);
         assert!(!close.keep_alive);
 
         let mut slots = header_slots();
-        let to_head = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", &mut slots, &Limits::default(), true).unwrap().unwrap();
+        let to_head = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            &mut slots,
+            &Limits::default(),
+            true,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(to_head.body, BodyLength::Empty);
         for status in [b"204", b"304", b"101"] {
-            let text = [b"HTTP/1.1 ".as_slice(), status, b" X\r\nContent-Length: 9\r\n\r\n"].concat();
+            let text = [
+                b"HTTP/1.1 ".as_slice(),
+                status,
+                b" X\r\nContent-Length: 9\r\n\r\n",
+            ]
+            .concat();
             let mut slots = header_slots();
-            let head = parse_response(&text, &mut slots, &Limits::default(), false).unwrap().unwrap();
+            let head = parse_response(&text, &mut slots, &Limits::default(), false)
+                .unwrap()
+                .unwrap();
             assert_eq!(head.body, BodyLength::Empty);
         }
     }

@@ -38,7 +38,10 @@ pub struct Limits {
 impl Default for Limits {
     /// 16 KiB and 100 headers, like HAProxy's default buffer and `tune.http.maxhdr`.
     fn default() -> Self {
-        Limits { max_head_bytes: 16 * 1024, max_headers: 100 }
+        Limits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+        }
     }
 }
 

@@ -83,18 +83,32 @@ mod tests {
     #[test]
     fn what_is_written_parses_back() {
         let mut out = Vec::new();
-        response_head(&mut out, 200, &[("transfer-encoding", b"chunked"), ("x-served-by", b"127.0.0.1:1")]);
+        response_head(
+            &mut out,
+            200,
+            &[
+                ("transfer-encoding", b"chunked"),
+                ("x-served-by", b"127.0.0.1:1"),
+            ],
+        );
         chunk(&mut out, b"pong");
         chunk(&mut out, b"");
         chunk(&mut out, &[b'x'; 300]);
         out.extend_from_slice(LAST_CHUNK);
 
         let mut slots = header_slots();
-        let head = parse_response(&out, &mut slots, &Limits::default(), false).unwrap().unwrap();
-        assert_eq!((head.status, head.reason, head.body), (200, "OK", BodyLength::Chunked));
+        let head = parse_response(&out, &mut slots, &Limits::default(), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (head.status, head.reason, head.body),
+            (200, "OK", BodyLength::Chunked)
+        );
         let mut reader = BodyReader::new(head.body);
         let mut body = Vec::new();
-        let used = reader.feed(&out[head.head_len..], |d| body.extend_from_slice(d)).unwrap();
+        let used = reader
+            .feed(&out[head.head_len..], |d| body.extend_from_slice(d))
+            .unwrap();
         assert!(reader.is_done());
         assert_eq!(head.head_len + used, out.len());
         assert_eq!(&body[..4], b"pong");

@@ -59,14 +59,19 @@ pub struct PongArgs {
 pub fn run(args: PongArgs) -> ExitCode {
     let config = throng_pong::Config {
         listen: args.listen.into_iter().flatten().collect(),
-        threads: args.threads.unwrap_or_else(throng_net::workers::default_threads),
+        threads: args
+            .threads
+            .unwrap_or_else(throng_net::workers::default_threads),
         timeout: args.timeout,
         header_timeout: args.header_timeout,
         max_rps: args.max_rps,
         admin: args.admin,
         max_connections: args.max_connections,
         grace: args.grace,
-        limits: Limits { max_head_bytes: args.max_head_bytes.max(64), max_headers: args.max_headers as usize },
+        limits: Limits {
+            max_head_bytes: args.max_head_bytes.max(64),
+            max_headers: args.max_headers as usize,
+        },
     };
     match throng_pong::run(config) {
         Ok(()) => ExitCode::SUCCESS,
