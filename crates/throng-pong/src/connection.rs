@@ -1,19 +1,25 @@
-//! One connection's life: read a request head, answer it (sleeping as asked), and again while
-//! the client keeps the connection alive.
+//! One connection's life, as an explicit state machine: wait for a request head, answer it
+//! (sleeping as asked), again while the client keeps the connection alive, then close.
 //!
-//! Memory is the point. Between awaits a connection holds its socket, one timer, the counters'
-//! handles and a few words of state. Bytes are read into the thread's scratch buffer; only a
-//! head that arrives in pieces (or a pipelined one) is copied into a buffer of the connection's
-//! own, which is freed as soon as the head is parsed. Request bodies are read and dropped.
+//! Memory is the point. The task of a connection is one loop with one await: it asks the
+//! [`Connection`] what to wait for (readable, writable, or only the timer, and until when),
+//! waits, and hands back what happened. Every decision is synchronous code on the struct, so
+//! between wake-ups a connection holds exactly its fields, one timer and a two-reference future:
+//! no nested async frames. Bytes are read into the thread's scratch buffer; only a head that
+//! arrives in pieces (or a pipelined one) is copied into a buffer of the connection's own, freed
+//! once parsed, and output the socket does not take at once is the only other buffer it keeps.
+//! Request bodies are read and dropped.
 
 use crate::metrics::{ListenerStats, TimeoutKind};
 use crate::request::{interpret, PongRequest};
 use crate::server::Worker;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use throng_net::http1::{self, write, BodyReader};
 use throng_net::random;
@@ -27,12 +33,60 @@ const LINGER: Duration = Duration::from_secs(2);
 /// The most bytes drained while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
 
+pub(crate) async fn serve(stream: TcpStream, listener: Arc<ListenerStats>, worker: Rc<Worker>) {
+    let mut connection = Connection {
+        stream,
+        listener,
+        worker,
+        inbuf: Vec::new(),
+        outbuf: Vec::new(),
+        body: BodyReader::Done,
+        phase: Phase::Head { started: None },
+        last_activity: Instant::now(),
+        in_progress: None,
+    };
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    while let Some((interest, deadline)) = connection.next_wait() {
+        timer.as_mut().reset(deadline);
+        match wait(&connection.stream, timer.as_mut(), interest).await {
+            Ok(Wake::Ready) => connection.on_ready(interest),
+            Ok(Wake::Timer) => connection.on_timer(),
+            Err(error) => connection.end(End::Io(error)),
+        }
+    }
+}
+
+/// Where a connection is in its life.
+enum Phase {
+    /// Waiting for a request head: idle until its first byte, then under the header timeout.
+    Head {
+        started: Option<Instant>,
+    },
+    /// Answering `request`: the next `pong` is due at `due`, `left` are still to come.
+    Respond {
+        request: PongRequest,
+        due: Instant,
+        left: u64,
+        head_sent: bool,
+    },
+    /// Our last byte is queued; drain what the client still sends until `until`, then close.
+    Linger {
+        until: Instant,
+        drained: usize,
+        shut: bool,
+    },
+    Closed,
+}
+
 /// Why a connection ends.
 enum End {
-    /// The response is done and the connection is not kept alive.
+    /// The last response is out and the connection is not kept alive.
     Finished,
-    /// The client closed between requests.
-    ClientClosed,
+    /// The client closed: between requests, or giving up on a response.
+    ClientClosed {
+        mid_response: bool,
+    },
     Timeout(TimeoutKind),
     /// A request pong refuses; `reason` goes into the log and the response body.
     Rejected {
@@ -48,31 +102,15 @@ struct Connection {
     worker: Rc<Worker>,
     /// Bytes of a head that arrived in pieces, or of pipelined requests. Usually empty (no heap).
     inbuf: Vec<u8>,
+    /// Output the socket did not take at once. Usually empty (no heap).
+    outbuf: Vec<u8>,
     /// The body of the current request, being read and dropped.
     body: BodyReader,
-    /// The client sent FIN: nothing more will be read.
-    peer_closed: bool,
-    /// A response head went out: an error can no longer be answered with a status.
-    mid_response: bool,
+    phase: Phase,
     /// The last time a byte was read or written.
     last_activity: Instant,
-}
-
-pub(crate) async fn serve(stream: TcpStream, listener: Arc<ListenerStats>, worker: Rc<Worker>) {
-    let mut connection = Connection {
-        stream,
-        listener,
-        worker,
-        inbuf: Vec::new(),
-        body: BodyReader::Done,
-        peer_closed: false,
-        mid_response: false,
-        last_activity: Instant::now(),
-    };
-    let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(timer);
-    let end = connection.run(timer.as_mut()).await;
-    connection.close(end, timer.as_mut()).await;
+    /// Held while a response is in progress.
+    in_progress: Option<InProgress>,
 }
 
 impl Drop for Connection {
@@ -84,238 +122,219 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    async fn run(&mut self, mut timer: Pin<&mut Sleep>) -> End {
-        loop {
-            let request = match self.next_request(timer.as_mut()).await {
-                Ok(request) => request,
-                Err(end) => return end,
-            };
-            if let Err(end) = self.respond(&request, timer.as_mut()).await {
-                return end;
-            }
-            if !request.keep_alive || request.http10 || self.stopping() {
-                return End::Finished;
-            }
-        }
-    }
-
-    fn stopping(&self) -> bool {
-        self.worker.shared.stopping.load(Ordering::Relaxed)
-    }
-
-    /// Waits for the next request head, under the idle timeout before its first byte and the
-    /// header timeout after it.
-    async fn next_request(&mut self, mut timer: Pin<&mut Sleep>) -> Result<PongRequest, End> {
+    /// What to wait for next, and until when; `None` once the connection is closed.
+    fn next_wait(&self) -> Option<(Interest, Instant)> {
         let config = &self.worker.shared.config;
-        let (idle_timeout, header_timeout) = (config.timeout, config.header_timeout);
-        let mut head_started = None;
-        loop {
-            if self.body.is_done() && !self.inbuf.is_empty() {
-                if let Some(request) = self.parse_head()? {
-                    return Ok(request);
-                }
-                head_started.get_or_insert_with(Instant::now);
+        if !self.outbuf.is_empty() {
+            return Some((Interest::Write, self.last_activity + config.timeout));
+        }
+        match self.phase {
+            Phase::Head { started: None } => {
+                Some((Interest::Read, self.last_activity + config.timeout))
             }
-            if self.peer_closed {
-                if !self.inbuf.is_empty() {
-                    debug!(
-                        "{}: client closed in the middle of a request head",
-                        self.listener.addr
-                    );
-                }
-                return Err(End::ClientClosed);
+            Phase::Head {
+                started: Some(started),
+            } => Some((Interest::Read, started + config.header_timeout)),
+            Phase::Respond { due, .. } => {
+                // Keep reading: the body, the next pipelined head (up to the head limit), or
+                // the close of a client that gave up.
+                let want_read =
+                    !self.body.is_done() || self.inbuf.len() < config.limits.max_head_bytes;
+                let interest = if want_read {
+                    Interest::Read
+                } else {
+                    Interest::None
+                };
+                Some((interest, due.min(self.last_activity + config.timeout)))
             }
-            let (deadline, kind) = match head_started {
-                Some(started) => (started + header_timeout, TimeoutKind::Header),
-                None => (self.last_activity + idle_timeout, TimeoutKind::Idle),
-            };
-            timer.as_mut().reset(deadline);
-            tokio::select! {
-                biased;
-                ready = self.stream.readable() => {
-                    ready.map_err(End::Io)?;
-                    self.read_some()?;
-                }
-                _ = timer.as_mut() => return Err(End::Timeout(kind)),
-            }
+            Phase::Linger { until, .. } => Some((Interest::Read, until)),
+            Phase::Closed => None,
         }
     }
 
-    /// Parses the head at the start of `inbuf`, if it is all there, and starts reading its body.
-    fn parse_head(&mut self) -> Result<Option<PongRequest>, End> {
-        let limits = self.worker.shared.config.limits;
-        let mut slots = http1::header_slots();
-        let (request, head_len) = match http1::parse_request(&self.inbuf, &mut slots, &limits) {
-            Ok(None) => return Ok(None),
-            Ok(Some(head)) => match self.count_request(interpret(&head)) {
-                Ok(request) => (request, head.head_len),
-                Err(reason) => {
-                    return Err(End::Rejected {
-                        status: 400,
-                        reason,
-                    })
-                }
+    fn on_ready(&mut self, interest: Interest) {
+        match interest {
+            Interest::Write => self.flush(),
+            Interest::Read => match self.phase {
+                Phase::Linger { .. } => self.drain(),
+                _ => self.read_some(),
             },
-            Err(error) => {
-                return Err(End::Rejected {
-                    status: error.status(),
-                    reason: format!("{}\n", error.reason()),
-                })
-            }
-        };
-        self.body = BodyReader::new(request.body);
-        let mut inbuf = std::mem::take(&mut self.inbuf);
-        let body_bytes = self
-            .body
-            .feed(&inbuf[head_len..], |_| {})
-            .map_err(bad_body)?;
-        inbuf.drain(..head_len + body_bytes);
-        if !inbuf.is_empty() {
-            self.inbuf = inbuf; // a pipelined request: keep it (otherwise the buffer is freed)
+            Interest::None => {}
         }
-        Ok(Some(request))
     }
 
-    fn count_request<T>(&self, interpreted: T) -> T {
-        self.listener.requests.fetch_add(1, Ordering::Relaxed);
-        interpreted
-    }
-
-    /// Answers one request: waits for its `--max-rps` slot and a random 0..=sleep ms, writes
-    /// `pong`, and `times` more after further random waits. Meanwhile the body is read and
-    /// dropped, and a client that goes away is noticed.
-    async fn respond(
-        &mut self,
-        request: &PongRequest,
-        mut timer: Pin<&mut Sleep>,
-    ) -> Result<(), End> {
-        let _in_progress = InProgress::enter(&self.worker);
-        if request.expect_continue && !self.body.is_done() {
-            self.send(timer.as_mut(), |out| out.extend_from_slice(write::CONTINUE))
-                .await?;
+    fn on_timer(&mut self) {
+        let config = &self.worker.shared.config;
+        if !self.outbuf.is_empty() {
+            return self.end(End::Timeout(TimeoutKind::Response));
         }
-        let shared = Arc::clone(&self.worker.shared);
-        let now = Instant::now();
-        let start = shared
-            .pacer
-            .as_ref()
-            .map_or(now, |pacer| pacer.reserve(now));
-        let mut due = start + random_wait(request.sleep_ms);
-        let mut pongs_left = request.times.saturating_add(1);
-        let listener = Arc::clone(&self.listener);
-        loop {
-            let inactive_at = self.last_activity + shared.config.timeout;
-            let pong_is_next = due <= inactive_at;
-            timer.as_mut().reset(due.min(inactive_at));
-            let want_read = !self.peer_closed
-                && (!self.body.is_done() || self.inbuf.len() < shared.config.limits.max_head_bytes);
-            tokio::select! {
-                biased;
-                ready = self.stream.readable(), if want_read => {
-                    ready.map_err(End::Io)?;
-                    self.read_some()?;
-                    if self.peer_closed {
-                        // As Node's server does: a client that hangs up gives up its response.
-                        shared.metrics.responses_abandoned.fetch_add(1, Ordering::Relaxed);
-                        return Err(End::ClientClosed);
-                    }
-                }
-                _ = timer.as_mut() => {
-                    if !pong_is_next {
-                        return Err(End::Timeout(TimeoutKind::Response));
-                    }
-                    pongs_left -= 1;
-                    let first = !self.mid_response;
-                    let last = pongs_left == 0 || request.head_only;
-                    let close = !request.keep_alive || shared.stopping.load(Ordering::Relaxed);
-                    self.mid_response = true;
-                    self.send(timer.as_mut(), |out| {
-                        write_pong(out, request, &listener, first, last, close);
-                    })
-                    .await?;
-                    if last {
-                        self.mid_response = false;
-                        return Ok(());
-                    }
-                    due = Instant::now() + random_wait(request.sleep_ms);
-                }
-            }
+        match self.phase {
+            Phase::Head { started: None } => self.end(End::Timeout(TimeoutKind::Idle)),
+            Phase::Head { started: Some(_) } => self.end(End::Timeout(TimeoutKind::Header)),
+            Phase::Respond { due, .. } if due <= self.last_activity + config.timeout => self.pong(),
+            Phase::Respond { .. } => self.end(End::Timeout(TimeoutKind::Response)),
+            Phase::Linger { .. } | Phase::Closed => self.phase = Phase::Closed,
         }
     }
 
     /// Reads what the socket has into the thread's scratch buffer: body bytes are dropped, the
-    /// rest is kept for the next head.
-    fn read_some(&mut self) -> Result<(), End> {
+    /// rest is kept for the next head, which is parsed as soon as it is whole.
+    fn read_some(&mut self) {
         let worker = Rc::clone(&self.worker);
         let mut scratch = worker.scratch.borrow_mut();
-        match self.stream.try_read(&mut scratch[..]) {
+        let fresh = match self.stream.try_read(&mut scratch[..]) {
             Ok(0) => {
-                self.peer_closed = true;
-                Ok(())
+                let mid_response = matches!(self.phase, Phase::Respond { .. });
+                return self.end(End::ClientClosed { mid_response });
             }
-            Ok(n) => {
-                self.last_activity = Instant::now();
-                self.listener
-                    .bytes_in
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                let mut fresh = &scratch[..n];
-                if !self.body.is_done() {
-                    let body_bytes = self.body.feed(fresh, |_| {}).map_err(bad_body)?;
-                    fresh = &fresh[body_bytes..];
-                }
-                self.inbuf.extend_from_slice(fresh);
-                Ok(())
+            Ok(n) => &scratch[..n],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => return self.end(End::Io(e)),
+        };
+        self.last_activity = Instant::now();
+        self.listener
+            .bytes_in
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        let body_bytes = match self.body.feed(fresh, |_| {}) {
+            Ok(n) => n,
+            Err(error) => return self.end(bad_body(error)),
+        };
+        self.inbuf.extend_from_slice(&fresh[body_bytes..]);
+        drop(scratch);
+        if let Phase::Head { started } = &mut self.phase {
+            if !self.inbuf.is_empty() && self.body.is_done() {
+                started.get_or_insert(self.last_activity);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(End::Io(e)),
+            self.start_next_request();
         }
     }
 
-    /// Writes what `build` puts in the thread's output buffer. Only what the socket does not take
-    /// at once is copied into a buffer of the connection's own, until it drains or times out.
-    async fn send(
-        &mut self,
-        mut timer: Pin<&mut Sleep>,
-        build: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<(), End> {
-        let worker = Rc::clone(&self.worker);
-        let rest = {
-            let mut out = worker.out.borrow_mut();
-            out.clear();
-            build(&mut out);
-            let written = match self.stream.try_write(&out) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) => return Err(End::Io(e)),
-            };
-            self.note_sent(written);
-            if written == out.len() {
-                return Ok(());
-            }
-            out[written..].to_vec()
-        };
-        let mut at = 0;
-        while at < rest.len() {
-            timer
-                .as_mut()
-                .reset(self.last_activity + worker.shared.config.timeout);
-            tokio::select! {
-                biased;
-                ready = self.stream.writable() => {
-                    ready.map_err(End::Io)?;
-                    match self.stream.try_write(&rest[at..]) {
-                        Ok(n) => {
-                            at += n;
-                            self.note_sent(n);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(End::Io(e)),
+    /// Starts answering the head at the start of `inbuf`, if it is whole.
+    fn start_next_request(&mut self) {
+        if !self.body.is_done() || self.inbuf.is_empty() {
+            return;
+        }
+        let limits = self.worker.shared.config.limits;
+        let mut slots = http1::header_slots();
+        let (request, head_len) = match http1::parse_request(&self.inbuf, &mut slots, &limits) {
+            Ok(None) => return,
+            Ok(Some(head)) => {
+                self.listener.requests.fetch_add(1, Ordering::Relaxed);
+                match interpret(&head) {
+                    Ok(request) => (request, head.head_len),
+                    Err(reason) => {
+                        return self.end(End::Rejected {
+                            status: 400,
+                            reason,
+                        })
                     }
                 }
-                _ = timer.as_mut() => return Err(End::Timeout(TimeoutKind::Response)),
             }
+            Err(error) => {
+                let reason = format!("{}\n", error.reason());
+                return self.end(End::Rejected {
+                    status: error.status(),
+                    reason,
+                });
+            }
+        };
+        self.body = BodyReader::new(request.body);
+        let mut inbuf = std::mem::take(&mut self.inbuf);
+        let body_bytes = match self.body.feed(&inbuf[head_len..], |_| {}) {
+            Ok(n) => n,
+            Err(error) => return self.end(bad_body(error)),
+        };
+        inbuf.drain(..head_len + body_bytes);
+        if !inbuf.is_empty() {
+            self.inbuf = inbuf; // a pipelined request: keep it (otherwise the buffer is freed)
         }
-        Ok(())
+
+        self.in_progress = Some(InProgress::enter(&self.worker));
+        if request.expect_continue && !self.body.is_done() {
+            self.queue(write::CONTINUE);
+        }
+        let now = Instant::now();
+        let start = self
+            .worker
+            .shared
+            .pacer
+            .as_ref()
+            .map_or(now, |pacer| pacer.reserve(now));
+        self.phase = Phase::Respond {
+            request,
+            due: start + random_wait(request.sleep_ms),
+            left: request.times.saturating_add(1),
+            head_sent: false,
+        };
+    }
+
+    /// Writes the `pong` that is due; after the last one, ends the response.
+    fn pong(&mut self) {
+        let Phase::Respond {
+            request,
+            due,
+            left,
+            head_sent,
+        } = &mut self.phase
+        else {
+            return;
+        };
+        *left -= 1;
+        let last = *left == 0 || request.head_only;
+        let close = !request.keep_alive
+            || request.http10
+            || self.worker.shared.stopping.load(Ordering::Relaxed);
+        let (request, first) = (*request, !*head_sent);
+        *head_sent = true;
+        *due = Instant::now() + random_wait(request.sleep_ms);
+        let worker = Rc::clone(&self.worker);
+        let mut out = worker.out.borrow_mut();
+        out.clear();
+        write_pong(&mut out, &request, &self.listener, first, last, close);
+        self.queue(&out);
+        drop(out);
+        if !last || matches!(self.phase, Phase::Linger { .. } | Phase::Closed) {
+            return;
+        }
+        self.in_progress = None;
+        if close {
+            return self.end(End::Finished);
+        }
+        // A pipelined head may be waiting already, whole or in part.
+        let started = (!self.inbuf.is_empty()).then(Instant::now);
+        self.phase = Phase::Head { started };
+        self.start_next_request();
+    }
+
+    /// Writes `bytes` now as far as the socket takes them; keeps the rest for [`Self::flush`].
+    fn queue(&mut self, bytes: &[u8]) {
+        if !self.outbuf.is_empty() {
+            self.outbuf.extend_from_slice(bytes);
+            return;
+        }
+        let written = match self.stream.try_write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return self.end(End::Io(e)),
+        };
+        self.note_sent(written);
+        self.outbuf.extend_from_slice(&bytes[written..]);
+    }
+
+    /// Writes pending output; once it is all out, a lingering close may half-close.
+    fn flush(&mut self) {
+        match self.stream.try_write(&self.outbuf) {
+            Ok(n) => {
+                self.note_sent(n);
+                self.outbuf.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => return self.end(End::Io(e)),
+        }
+        if self.outbuf.is_empty() {
+            self.outbuf = Vec::new();
+            self.half_close_if_lingering();
+        }
     }
 
     fn note_sent(&mut self, bytes: usize) {
@@ -327,105 +346,127 @@ impl Connection {
         }
     }
 
-    /// Ends the connection: answers a refused request or a slow head with its status, logs what
-    /// is worth a line, and closes without losing a response still in flight.
-    async fn close(mut self, end: End, mut timer: Pin<&mut Sleep>) {
-        let metrics = &Arc::clone(&self.worker.shared).metrics;
-        let peer = || {
-            self.stream
-                .peer_addr()
-                .map_or_else(|_| "?".to_string(), |a| a.to_string())
-        };
+    /// Ends the connection: counts and logs why, answers a refused request or a slow head with
+    /// its status, and closes without losing a response still in flight.
+    fn end(&mut self, end: End) {
+        if matches!(self.phase, Phase::Linger { .. } | Phase::Closed) {
+            self.phase = Phase::Closed;
+            return;
+        }
+        let metrics = &self.worker.shared.metrics;
+        let mid_response = matches!(
+            self.phase,
+            Phase::Respond {
+                head_sent: true,
+                ..
+            }
+        );
+        self.in_progress = None;
         let answer = match end {
             End::Finished => None,
-            End::ClientClosed => return,
+            End::ClientClosed { mid_response } => {
+                if mid_response {
+                    // As Node's server does: a client that hangs up gives up its response.
+                    metrics.responses_abandoned.fetch_add(1, Ordering::Relaxed);
+                }
+                self.phase = Phase::Closed;
+                return;
+            }
             End::Io(error) => {
-                debug!("{} <- {}: {error}", self.listener.addr, peer());
+                debug!("{} <- {}: {error}", self.listener.addr, self.peer());
+                self.phase = Phase::Closed;
                 return;
             }
             End::Timeout(kind) => {
                 metrics.count_timeout(kind);
                 let config = &self.worker.shared.config;
-                match kind {
-                    TimeoutKind::Header => {
-                        info!(
-                            "{} <- {}: 408, request head not received within the header timeout ({})",
-                            self.listener.addr,
-                            peer(),
-                            throng_net::duration::format(config.header_timeout)
-                        );
-                        metrics.count_rejected(408);
-                        Some((408, "request head not received in time\n".to_string()))
-                    }
-                    TimeoutKind::Idle | TimeoutKind::Response => {
-                        debug!(
-                            "{} <- {}: closed, no bytes moved within the {} timeout ({})",
-                            self.listener.addr,
-                            peer(),
-                            kind.name(),
-                            throng_net::duration::format(config.timeout)
-                        );
-                        return;
-                    }
+                if kind != TimeoutKind::Header {
+                    debug!(
+                        "{} <- {}: closed, no bytes moved within the {} timeout ({})",
+                        self.listener.addr,
+                        self.peer(),
+                        kind.name(),
+                        throng_net::duration::format(config.timeout)
+                    );
+                    self.phase = Phase::Closed;
+                    return;
                 }
+                info!(
+                    "{} <- {}: 408, request head not received within the header timeout ({})",
+                    self.listener.addr,
+                    self.peer(),
+                    throng_net::duration::format(config.header_timeout)
+                );
+                metrics.count_rejected(408);
+                Some((408, "request head not received in time\n".to_string()))
             }
             End::Rejected { status, reason } => {
                 metrics.count_rejected(status);
                 warn!(
                     "{} <- {}: {status}, {}",
                     self.listener.addr,
-                    peer(),
+                    self.peer(),
                     reason.trim_end()
                 );
                 Some((status, reason))
             }
         };
         if let Some((status, reason)) = answer {
-            if self.mid_response {
-                return; // the status line is long gone: closing is all that is left
+            if mid_response {
+                // The status line is long gone: closing is all that is left.
+                self.phase = Phase::Closed;
+                return;
             }
-            let sent = self
-                .send(timer.as_mut(), |out| {
-                    write::text_response(out, status, &reason, false)
-                })
-                .await;
-            if sent.is_err() {
+            let mut response = Vec::new();
+            write::text_response(&mut response, status, &reason, false);
+            self.queue(&response);
+            if matches!(self.phase, Phase::Closed) {
                 return;
             }
         }
-        self.linger(timer).await;
+        self.phase = Phase::Linger {
+            until: Instant::now() + LINGER,
+            drained: 0,
+            shut: false,
+        };
+        self.half_close_if_lingering();
     }
 
-    /// Half-closes, then drains what the client still sends for a short while: closing with
-    /// unread input makes the kernel send a reset, which can destroy the response in flight.
-    async fn linger(&mut self, mut timer: Pin<&mut Sleep>) {
-        if socket2::SockRef::from(&self.stream)
-            .shutdown(std::net::Shutdown::Write)
-            .is_err()
-        {
-            return;
-        }
-        timer.as_mut().reset(Instant::now() + LINGER);
-        let mut drained = 0;
-        let worker = Rc::clone(&self.worker);
-        while drained < LINGER_BYTES {
-            tokio::select! {
-                biased;
-                ready = self.stream.readable() => {
-                    if ready.is_err() {
-                        return;
-                    }
-                    let mut scratch = worker.scratch.borrow_mut();
-                    match self.stream.try_read(&mut scratch[..]) {
-                        Ok(0) => return,
-                        Ok(n) => drained += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => return,
-                    }
+    /// Half-closes once the last output is out: closing with unread input would make the kernel
+    /// send a reset, which can destroy the response in flight, so input is drained for a while.
+    fn half_close_if_lingering(&mut self) {
+        if let Phase::Linger { shut, .. } = &mut self.phase {
+            if !*shut && self.outbuf.is_empty() {
+                *shut = true;
+                if socket2::SockRef::from(&self.stream)
+                    .shutdown(std::net::Shutdown::Write)
+                    .is_err()
+                {
+                    self.phase = Phase::Closed;
                 }
-                _ = timer.as_mut() => return,
             }
         }
+    }
+
+    /// Reads and drops input while lingering, up to a limit.
+    fn drain(&mut self) {
+        let worker = Rc::clone(&self.worker);
+        let mut scratch = worker.scratch.borrow_mut();
+        let read = self.stream.try_read(&mut scratch[..]);
+        let Phase::Linger { drained, .. } = &mut self.phase else {
+            return;
+        };
+        match read {
+            Ok(n) if n > 0 && *drained + n < LINGER_BYTES => *drained += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            _ => self.phase = Phase::Closed,
+        }
+    }
+
+    fn peer(&self) -> String {
+        self.stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string())
     }
 }
 
@@ -453,6 +494,44 @@ impl Drop for InProgress {
             .responses_in_progress
             .fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// What a connection waits for besides its timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interest {
+    Read,
+    Write,
+    None,
+}
+
+/// What ended a [`wait`].
+enum Wake {
+    /// The socket is ready for the interest waited on.
+    Ready,
+    Timer,
+}
+
+/// Waits until the socket is ready (readable or writable, as asked) or the timer fires.
+///
+/// This is `select!` over `readable()` and the timer, done with the `poll_*_ready` API, which
+/// keeps the waker in the socket's registration rather than in a waiter node inside this future:
+/// it holds two references, where `readable()` alone is several times that.
+fn wait<'a>(
+    stream: &'a TcpStream,
+    mut timer: Pin<&'a mut Sleep>,
+    interest: Interest,
+) -> impl Future<Output = io::Result<Wake>> + 'a {
+    std::future::poll_fn(move |cx| {
+        let ready = match interest {
+            Interest::Read => stream.poll_read_ready(cx),
+            Interest::Write => stream.poll_write_ready(cx),
+            Interest::None => Poll::Pending,
+        };
+        if let Poll::Ready(result) = ready {
+            return Poll::Ready(result.map(|()| Wake::Ready));
+        }
+        timer.as_mut().poll(cx).map(|()| Ok(Wake::Timer))
+    })
 }
 
 fn random_wait(max_ms: u64) -> Duration {
@@ -501,5 +580,27 @@ fn write_pong(
     write::chunk(out, b"pong");
     if last {
         out.extend_from_slice(write::LAST_CHUNK);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The task of a connection is what a held request costs; keep an eye on it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let shared = Arc::new(crate::server::Shared::for_tests());
+        let worker = Rc::new(crate::server::Worker::new(shared));
+        let stats = Arc::new(ListenerStats::new("127.0.0.1:1".parse().unwrap()));
+        stats.connections_open.fetch_add(1, Ordering::Relaxed);
+        let task = serve(stream, stats, worker);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 512, "a connection's future grew to {size} bytes");
     }
 }

@@ -38,6 +38,30 @@ pub(crate) struct Worker {
     pub in_progress: Cell<usize>,
 }
 
+impl Worker {
+    pub(crate) fn new(shared: Arc<Shared>) -> Worker {
+        Worker {
+            shared,
+            scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
+            out: RefCell::new(Vec::with_capacity(1024)),
+            in_progress: Cell::new(0),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Shared {
+    pub(crate) fn for_tests() -> Shared {
+        Shared {
+            config: Config::default(),
+            metrics: Metrics::new(Vec::new()),
+            pacer: None,
+            max_connections: 1,
+            stopping: AtomicBool::new(false),
+        }
+    }
+}
+
 /// Runs pong until SIGTERM or SIGINT. Errors are for people: they say what failed and why.
 pub fn run(config: Config) -> Result<(), String> {
     if config.listen.is_empty() {
@@ -167,12 +191,7 @@ async fn run_worker(
     listeners: Vec<(std::net::TcpListener, Arc<ListenerStats>)>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let worker = Rc::new(Worker {
-        shared,
-        scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
-        out: RefCell::new(Vec::with_capacity(1024)),
-        in_progress: Cell::new(0),
-    });
+    let worker = Rc::new(Worker::new(shared));
     for (listener, stats) in listeners {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => {
