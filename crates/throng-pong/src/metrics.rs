@@ -138,27 +138,19 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{listen=\"{}\"}} {value}", listener.addr);
             }
         }
-        header(
+        single(
             &mut out,
             "pong_responses_in_progress",
             "gauge",
             "Responses started and not yet finished (sleeping or queued).",
+            self.responses_in_progress.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "pong_responses_in_progress {}",
-            self.responses_in_progress.load(Ordering::Relaxed)
-        );
-        header(
+        single(
             &mut out,
             "pong_responses_abandoned_total",
             "counter",
             "Responses whose client closed the connection before their end.",
-        );
-        let _ = writeln!(
-            out,
-            "pong_responses_abandoned_total {}",
-            self.responses_abandoned.load(Ordering::Relaxed)
+            self.responses_abandoned.load(Ordering::Relaxed),
         );
         header(
             &mut out,
@@ -187,25 +179,21 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             );
         }
-        header(
+        single(
             &mut out,
             "pong_connection_limit_reached_total",
             "counter",
             "Times accepting paused because --max-connections were open.",
-        );
-        let _ = writeln!(
-            out,
-            "pong_connection_limit_reached_total {}",
-            self.connection_limit_reached.load(Ordering::Relaxed)
+            self.connection_limit_reached.load(Ordering::Relaxed),
         );
         if let Some(delay) = queue_delay {
-            header(
+            single(
                 &mut out,
                 "pong_queue_delay_seconds",
                 "gauge",
                 "How long a request arriving now waits for its --max-rps slot.",
+                format!("{:.6}", delay.as_secs_f64()),
             );
-            let _ = writeln!(out, "pong_queue_delay_seconds {:.6}", delay.as_secs_f64());
         }
         out
     }
@@ -218,6 +206,12 @@ type ListenerFamily = (
     &'static str,
     fn(&ListenerStats) -> &AtomicU64,
 );
+
+/// A family with one sample and no labels.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
