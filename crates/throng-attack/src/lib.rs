@@ -1,6 +1,20 @@
 //! `throng attack`: an open-model load generator that tells the truth about latency.
 //!
 //! - [`targets`] and [`url`]: what to send, in vegeta's formats.
+//! - `request`: each target written out as the bytes of its request, once.
+//! - `engine`: the schedule (request `i` is due at `i / rate`), threads, the in-flight cap.
+//! - `client`: one request on one connection, timed phase by phase, errors classified.
+//! - `sink`: the writer thread that streams results out.
+//! - [`progress`]: the live line on stderr.
 
+mod client;
+pub mod config;
+mod engine;
+pub mod progress;
+mod request;
+mod sink;
 pub mod targets;
 pub mod url;
+
+pub use config::Config;
+pub use engine::{run, Live};

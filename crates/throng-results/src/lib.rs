@@ -13,7 +13,7 @@ pub mod encode;
 pub mod record;
 pub mod report;
 pub mod stream;
-mod time;
+pub mod time;
 
 pub use record::{ErrorClass, Phase, Record};
 pub use stream::{End, Frame, Interval, Meta, Reader, Writer};

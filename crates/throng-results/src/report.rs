@@ -1,1 +1,764 @@
-//! placeholder
+//! Reports over any number of results streams, merged exactly: every figure is computed from
+//! the records themselves, so the report of two files is the report of one run over both.
+//!
+//! The text report keeps vegeta's layout (so eyes and scripts used to it still work), then adds
+//! what vegeta lacks: offered against achieved rate, the generator's own lag, the phases of a
+//! request, errors by class, and the spread over servers (`x-served-by`) and source addresses.
+
+use crate::record::{ErrorClass, Phase, Record};
+use crate::stream::{latency_histogram, End, Frame, Meta, Reader, HISTOGRAM_MAX_NS};
+use crate::time::{go_duration, rfc3339};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read;
+
+/// Sends later than this at the 99th percentile mean the generator fell behind its schedule.
+const LAG_P99_LIMIT_NS: u64 = 10_000_000;
+
+/// Everything a report shows, gathered from records.
+pub struct Summary {
+    requests: u64,
+    successes: u64,
+    latency: Histogram<u64>,
+    latency_sum: u128,
+    latency_min: u64,
+    latency_max: u64,
+    service: Histogram<u64>,
+    lag: Histogram<u64>,
+    lag_max: u64,
+    connect: Histogram<u64>,
+    tls: Histogram<u64>,
+    first_byte: Histogram<u64>,
+    bytes_in: u64,
+    bytes_out: u64,
+    status_codes: BTreeMap<u16, u64>,
+    errors: BTreeMap<String, u64>,
+    classes: BTreeMap<ErrorClass, u64>,
+    timeouts: BTreeMap<&'static str, u64>,
+    served_by: BTreeMap<String, u64>,
+    connections_by_source: BTreeMap<String, u64>,
+    /// Absolute times (ns since the epoch): first and last send, first due, last end.
+    earliest: u64,
+    latest: u64,
+    end: u64,
+    runs: Vec<Meta>,
+    ends: Vec<End>,
+    truncated_inputs: usize,
+    buckets: Option<Buckets>,
+}
+
+/// Latency buckets for `--type hist[...]`, counted exactly from the records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buckets {
+    bounds: Vec<u64>,
+    counts: Vec<u64>,
+}
+
+impl Buckets {
+    /// Parses vegeta's `hist[0,10ms,50ms,1s]` (the bucket bounds, in increasing order).
+    pub fn parse(spec: &str) -> Result<Buckets, String> {
+        let inner = spec
+            .strip_prefix("hist[")
+            .and_then(|s| s.strip_suffix(']'))
+            .ok_or_else(|| format!("`{spec}`: expected hist[0,10ms,50ms,...]"))?;
+        let mut bounds = Vec::new();
+        for part in inner.split(',').map(str::trim) {
+            let ns =
+                parse_bound(part).ok_or_else(|| format!("`{spec}`: `{part}` is not a duration"))?;
+            if bounds.last().is_some_and(|last| ns <= *last) {
+                return Err(format!("`{spec}`: bounds must increase"));
+            }
+            bounds.push(ns);
+        }
+        let counts = vec![0; bounds.len()];
+        Ok(Buckets { bounds, counts })
+    }
+
+    fn add(&mut self, latency: u64) {
+        if let Some(i) = self.bounds.iter().rposition(|bound| latency >= *bound) {
+            self.counts[i] += 1;
+        }
+    }
+}
+
+fn parse_bound(text: &str) -> Option<u64> {
+    let units = [
+        ("ns", 1u64),
+        ("us", 1_000),
+        ("µs", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
+    if text == "0" {
+        return Some(0);
+    }
+    for (unit, size) in units.iter().rev().chain(units.iter()) {
+        if let Some(number) = text.strip_suffix(unit) {
+            if let Ok(value) = number.parse::<f64>() {
+                if value >= 0.0 && !number.ends_with(|c: char| c.is_alphabetic()) {
+                    return Some((value * *size as f64) as u64);
+                }
+            }
+        }
+    }
+    None
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary::new(None)
+    }
+}
+
+impl Summary {
+    pub fn new(buckets: Option<Buckets>) -> Summary {
+        Summary {
+            requests: 0,
+            successes: 0,
+            latency: latency_histogram(),
+            latency_sum: 0,
+            latency_min: u64::MAX,
+            latency_max: 0,
+            service: latency_histogram(),
+            lag: latency_histogram(),
+            lag_max: 0,
+            connect: latency_histogram(),
+            tls: latency_histogram(),
+            first_byte: latency_histogram(),
+            bytes_in: 0,
+            bytes_out: 0,
+            status_codes: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            classes: BTreeMap::new(),
+            timeouts: BTreeMap::new(),
+            served_by: BTreeMap::new(),
+            connections_by_source: BTreeMap::new(),
+            earliest: u64::MAX,
+            latest: 0,
+            end: 0,
+            runs: Vec::new(),
+            ends: Vec::new(),
+            truncated_inputs: 0,
+            buckets,
+        }
+    }
+
+    /// Reads a whole stream into the summary. A truncated tail is counted, not an error.
+    pub fn add_stream<R: Read>(&mut self, mut reader: Reader<R>) -> std::io::Result<()> {
+        let mut meta = Meta::default();
+        while let Some(frame) = reader.next_frame()? {
+            match frame {
+                Frame::Meta(m) => {
+                    meta = m.clone();
+                    self.runs.push(m);
+                }
+                Frame::Record(record) => self.add(&meta, &record),
+                Frame::Interval(_) => {}
+                Frame::End(end) => self.ends.push(end),
+            }
+        }
+        if reader.truncated() {
+            self.truncated_inputs += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds one record of the run described by `meta`.
+    pub fn add(&mut self, meta: &Meta, record: &Record) {
+        self.requests += 1;
+        if record.is_success() {
+            self.successes += 1;
+        }
+        let clamp = |v: u64| v.clamp(1, HISTOGRAM_MAX_NS);
+        self.latency.saturating_record(clamp(record.latency));
+        self.latency_sum += u128::from(record.latency);
+        self.latency_min = self.latency_min.min(record.latency);
+        self.latency_max = self.latency_max.max(record.latency);
+        self.service.saturating_record(clamp(record.service_time()));
+        self.lag.saturating_record(clamp(record.lag()));
+        self.lag_max = self.lag_max.max(record.lag());
+        for (value, histogram) in [
+            (record.connect, &mut self.connect),
+            (record.tls, &mut self.tls),
+            (record.first_byte, &mut self.first_byte),
+        ] {
+            if value > 0 {
+                histogram.saturating_record(clamp(value));
+            }
+        }
+        self.bytes_in += record.bytes_in;
+        self.bytes_out += record.bytes_out;
+        *self.status_codes.entry(record.status).or_default() += 1;
+        if let Some(class) = record.error {
+            *self.classes.entry(class).or_default() += 1;
+            *self.errors.entry(record.error_text.clone()).or_default() += 1;
+        }
+        if let Some(phase) = record.timeout_phase {
+            *self.timeouts.entry(phase.name()).or_default() += 1;
+        }
+        if !record.served_by.is_empty() {
+            *self.served_by.entry(record.served_by.clone()).or_default() += 1;
+        }
+        if record.connect > 0 {
+            let source = record
+                .source
+                .and_then(|i| meta.sources.get(usize::from(i)).cloned())
+                .unwrap_or_else(|| "(default)".into());
+            *self.connections_by_source.entry(source).or_default() += 1;
+        }
+        let start = meta.start_unix_ns;
+        self.earliest = self.earliest.min(start + record.sent);
+        self.latest = self.latest.max(start + record.sent);
+        self.end = self.end.max(start + record.intended + record.latency);
+        if let Some(buckets) = &mut self.buckets {
+            buckets.add(record.latency);
+        }
+    }
+
+    fn attack_ns(&self) -> u64 {
+        self.latest.saturating_sub(self.earliest)
+    }
+
+    fn wait_ns(&self) -> u64 {
+        self.end.saturating_sub(self.latest)
+    }
+
+    /// vegeta's rate: requests over the span from the first send to the last.
+    fn rate(&self) -> f64 {
+        per_second(self.requests, self.attack_ns())
+    }
+
+    /// The rate the sends kept: the gaps between them over that span, comparable to the offered
+    /// rate however few the requests.
+    fn achieved_rate(&self) -> f64 {
+        per_second(self.requests.saturating_sub(1), self.attack_ns())
+    }
+
+    /// vegeta's throughput: successes over the span from the first send to the last response.
+    fn throughput(&self) -> f64 {
+        per_second(self.successes, self.attack_ns() + self.wait_ns())
+    }
+
+    /// The offered rate: the runs' rates added up (runs side by side make one load).
+    fn offered_rate(&self) -> f64 {
+        self.runs.iter().map(|run| run.rate).sum()
+    }
+
+    /// A latency quantile, never above the exact maximum.
+    fn latency_quantile(&self, q: f64) -> u64 {
+        quantile(&self.latency, q).min(self.latency_max)
+    }
+
+    fn mean_latency(&self) -> u64 {
+        if self.requests == 0 {
+            0
+        } else {
+            (self.latency_sum / u128::from(self.requests)) as u64
+        }
+    }
+
+    /// Sentences about the generator itself, when it did not do what it was asked.
+    fn generator_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.requests == 0 {
+            return warnings;
+        }
+        let lag_p99 = quantile(&self.lag, 0.99);
+        let offered = self.offered_rate();
+        let achieved = self.achieved_rate();
+        let scheduled: u64 = self.ends.iter().map(|e| e.scheduled).sum();
+        let delayed: u64 = self.ends.iter().map(|e| e.delayed_by_cap).sum();
+        let short = offered > 0.0 && self.requests > 10 && achieved < offered * 0.99;
+        if lag_p99 > LAG_P99_LIMIT_NS || short {
+            warnings.push(format!(
+                "The generator could not keep up: it sent {achieved:.2} requests/s of the {offered:.2} offered, \
+                 and its sends were late by up to {} (p99 {}). Latencies count from the intended send \
+                 times, so they include this lag and the target may be faster than they show: use more \
+                 --threads, or more processes.",
+                go_duration(self.lag_max),
+                go_duration(lag_p99)
+            ));
+        }
+        if delayed > 0 {
+            warnings.push(format!(
+                "{delayed} of {scheduled} requests were due while --max-inflight requests were in flight, \
+                 and waited for a slot; their latencies include the wait."
+            ));
+        }
+        if self.truncated_inputs > 0 {
+            warnings.push(format!(
+                "{} input(s) ended in the middle of a record (a killed run, or one still writing): read up to the last whole record.",
+                self.truncated_inputs
+            ));
+        }
+        warnings
+    }
+
+    /// vegeta's text report, then throng's additions.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let q = quantile;
+        let min = if self.requests == 0 {
+            0
+        } else {
+            self.latency_min
+        };
+        let line = |out: &mut String, label: &str, fields: &str, values: String| {
+            let _ = writeln!(out, "{label:<14}{fields:<34}{values}");
+        };
+        line(
+            &mut out,
+            "Requests",
+            "[total, rate, throughput]",
+            format!(
+                "{}, {:.2}, {:.2}",
+                self.requests,
+                self.rate(),
+                self.throughput()
+            ),
+        );
+        line(
+            &mut out,
+            "Duration",
+            "[total, attack, wait]",
+            format!(
+                "{}, {}, {}",
+                go_duration(self.attack_ns() + self.wait_ns()),
+                go_duration(self.attack_ns()),
+                go_duration(self.wait_ns())
+            ),
+        );
+        line(
+            &mut out,
+            "Latencies",
+            "[min, mean, 50, 90, 95, 99, max]",
+            [
+                min,
+                self.mean_latency(),
+                self.latency_quantile(0.5),
+                self.latency_quantile(0.9),
+                self.latency_quantile(0.95),
+                self.latency_quantile(0.99),
+                self.latency_max,
+            ]
+            .map(go_duration)
+            .join(", "),
+        );
+        line(
+            &mut out,
+            "Bytes In",
+            "[total, mean]",
+            format!(
+                "{}, {:.2}",
+                self.bytes_in,
+                mean(self.bytes_in, self.requests)
+            ),
+        );
+        line(
+            &mut out,
+            "Bytes Out",
+            "[total, mean]",
+            format!(
+                "{}, {:.2}",
+                self.bytes_out,
+                mean(self.bytes_out, self.requests)
+            ),
+        );
+        line(
+            &mut out,
+            "Success",
+            "[ratio]",
+            format!("{:.2}%", 100.0 * mean(self.successes, self.requests)),
+        );
+        line(
+            &mut out,
+            "Status Codes",
+            "[code:count]",
+            self.status_codes
+                .iter()
+                .map(|(code, n)| format!("{code}:{n}"))
+                .collect::<Vec<_>>()
+                .join("  "),
+        );
+        let _ = writeln!(out, "Error Set:");
+        for error in self.errors.keys() {
+            let _ = writeln!(out, "{error}");
+        }
+
+        let _ = writeln!(out);
+        let achieved = self.achieved_rate();
+        let offered = self.offered_rate();
+        line(&mut out, "Offered", "[rate]", format!("{offered:.2}"));
+        line(
+            &mut out,
+            "Achieved",
+            "[rate, % of offered]",
+            format!(
+                "{achieved:.2}, {:.1}%",
+                if offered > 0.0 {
+                    100.0 * achieved / offered
+                } else {
+                    0.0
+                }
+            ),
+        );
+        line(
+            &mut out,
+            "Lag",
+            "[mean, 50, 99, max]",
+            format!(
+                "{}, {}, {}, {}",
+                go_duration(self.lag.mean() as u64),
+                go_duration(q(&self.lag, 0.5)),
+                go_duration(q(&self.lag, 0.99)),
+                go_duration(self.lag_max)
+            ),
+        );
+        line(
+            &mut out,
+            "Service Time",
+            "[50, 99, max] (from actual send)",
+            format!(
+                "{}, {}, {}",
+                go_duration(q(&self.service, 0.5)),
+                go_duration(q(&self.service, 0.99)),
+                go_duration(self.service.max())
+            ),
+        );
+        for (label, histogram) in [
+            ("Connect", &self.connect),
+            ("TLS", &self.tls),
+            ("First Byte", &self.first_byte),
+        ] {
+            line(
+                &mut out,
+                label,
+                "[count, mean, 50, 99, max]",
+                format!(
+                    "{}, {}, {}, {}, {}",
+                    histogram.len(),
+                    go_duration(histogram.mean() as u64),
+                    go_duration(q(histogram, 0.5)),
+                    go_duration(q(histogram, 0.99)),
+                    go_duration(histogram.max())
+                ),
+            );
+        }
+        line(
+            &mut out,
+            "Errors",
+            "[class:count]",
+            self.classes
+                .iter()
+                .map(|(c, n)| format!("{}:{n}", c.name()))
+                .collect::<Vec<_>>()
+                .join("  "),
+        );
+        if !self.timeouts.is_empty() {
+            line(
+                &mut out,
+                "Timeouts",
+                "[phase:count]",
+                self.timeouts
+                    .iter()
+                    .map(|(p, n)| format!("{p}:{n}"))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            );
+        }
+        if !self.served_by.is_empty() {
+            line(
+                &mut out,
+                "Served By",
+                "[x-served-by:count]",
+                self.served_by
+                    .iter()
+                    .map(|(s, n)| format!("{s}={n}"))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            );
+        }
+        if !self.connections_by_source.is_empty() {
+            line(
+                &mut out,
+                "Sources",
+                "[address:connections]",
+                self.connections_by_source
+                    .iter()
+                    .map(|(s, n)| format!("{s}={n}"))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            );
+        }
+        for warning in self.generator_warnings() {
+            let _ = writeln!(out, "\n{warning}");
+        }
+        out
+    }
+
+    /// vegeta's JSON metrics, with throng's additions under `"throng"`.
+    pub fn json(&self) -> Value {
+        let q = quantile;
+        let summary = |h: &Histogram<u64>| json!({"count": h.len(), "mean": h.mean() as u64, "50th": q(h, 0.5), "99th": q(h, 0.99), "max": h.max()});
+        let times = |ns: u64| {
+            if self.requests == 0 {
+                Value::Null
+            } else {
+                Value::String(rfc3339(ns))
+            }
+        };
+        json!({
+            "latencies": {
+                "total": self.latency_sum as u64, "mean": self.mean_latency(),
+                "50th": self.latency_quantile(0.5), "90th": self.latency_quantile(0.9),
+                "95th": self.latency_quantile(0.95), "99th": self.latency_quantile(0.99), "max": self.latency_max,
+                "min": if self.requests == 0 { 0 } else { self.latency_min },
+            },
+            "bytes_in": {"total": self.bytes_in, "mean": mean(self.bytes_in, self.requests)},
+            "bytes_out": {"total": self.bytes_out, "mean": mean(self.bytes_out, self.requests)},
+            "earliest": times(self.earliest), "latest": times(self.latest), "end": times(self.end),
+            "duration": self.attack_ns(), "wait": self.wait_ns(),
+            "requests": self.requests, "rate": self.rate(), "throughput": self.throughput(),
+            "success": mean(self.successes, self.requests),
+            "status_codes": self.status_codes.iter().map(|(c, n)| (c.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "errors": self.errors.keys().collect::<Vec<_>>(),
+            "throng": {
+                "offered_rate": self.offered_rate(),
+                "achieved_rate": self.achieved_rate(),
+                "lag": {"mean": self.lag.mean() as u64, "50th": q(&self.lag, 0.5), "99th": q(&self.lag, 0.99), "max": self.lag_max},
+                "service_time": summary(&self.service),
+                "connect": summary(&self.connect), "tls": summary(&self.tls), "first_byte": summary(&self.first_byte),
+                "error_classes": self.classes.iter().map(|(c, n)| (c.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                "timeouts": self.timeouts,
+                "served_by": self.served_by,
+                "connections_by_source": self.connections_by_source,
+                "scheduled": self.ends.iter().map(|e| e.scheduled).sum::<u64>(),
+                "delayed_by_max_inflight": self.ends.iter().map(|e| e.delayed_by_cap).sum::<u64>(),
+                "runs": self.runs.len(),
+                "truncated_inputs": self.truncated_inputs,
+                "warnings": self.generator_warnings(),
+            }
+        })
+    }
+
+    /// vegeta's histogram report for `--type hist[...]`.
+    pub fn histogram(&self) -> Option<String> {
+        let buckets = self.buckets.as_ref()?;
+        let mut out = format!("{:<24}{:<8}{:<8}{}\n", "Bucket", "#", "%", "Histogram");
+        for (i, count) in buckets.counts.iter().enumerate() {
+            let low = go_duration(buckets.bounds[i]);
+            let high = buckets
+                .bounds
+                .get(i + 1)
+                .map_or("+Inf".to_string(), |b| go_duration(*b));
+            let share = mean(*count, self.requests);
+            let bar = "#".repeat((share * 75.0).round() as usize);
+            let _ = writeln!(
+                out,
+                "{:<24}{:<8}{:<8}{bar}",
+                format!("[{low}, {high}]"),
+                count,
+                format!("{:.2}%", 100.0 * share)
+            );
+        }
+        Some(out)
+    }
+}
+
+/// A quantile, to 3 significant digits (HdrHistogram's bucket, highest value), never above the
+/// largest value recorded; 0 for an empty histogram.
+fn quantile(histogram: &Histogram<u64>, q: f64) -> u64 {
+    if histogram.is_empty() {
+        0
+    } else {
+        histogram.value_at_quantile(q).min(histogram.max())
+    }
+}
+
+fn per_second(count: u64, ns: u64) -> f64 {
+    if ns == 0 {
+        0.0
+    } else {
+        count as f64 * 1e9 / ns as f64
+    }
+}
+
+fn mean(total: u64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        total as f64 / count as f64
+    }
+}
+
+/// The phases named in reports, for callers that list them.
+pub fn phase_names() -> Vec<&'static str> {
+    Phase::ALL.iter().map(|p| p.name()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::Writer;
+
+    fn meta(start: u64, rate: f64) -> Meta {
+        Meta {
+            start_unix_ns: start,
+            rate,
+            sources: vec!["127.0.0.2".into()],
+            ..Meta::default()
+        }
+    }
+
+    fn record(seq: u64, latency_ms: u64, status: u16) -> Record {
+        Record {
+            seq,
+            intended: seq * 10_000_000,
+            sent: seq * 10_000_000 + 50_000,
+            latency: latency_ms * 1_000_000,
+            status,
+            connect: if seq == 0 { 100_000 } else { 0 },
+            source: Some(0),
+            served_by: format!("127.0.0.1:{}", 8282 + seq % 2),
+            bytes_in: 4,
+            ..Record::default()
+        }
+    }
+
+    fn stream(meta: &Meta, records: &[Record]) -> Vec<u8> {
+        let mut writer = Writer::new(Vec::new(), meta).unwrap();
+        for record in records {
+            writer.record(record).unwrap();
+        }
+        writer.into_inner()
+    }
+
+    fn summary_of(streams: &[Vec<u8>], buckets: Option<Buckets>) -> Summary {
+        let mut summary = Summary::new(buckets);
+        for bytes in streams {
+            summary
+                .add_stream(Reader::new(&bytes[..]).unwrap())
+                .unwrap();
+        }
+        summary
+    }
+
+    #[test]
+    fn the_text_report_has_vegetas_lines_and_throngs() {
+        let records: Vec<Record> = (0..100)
+            .map(|i| record(i, 1 + i % 10, if i == 5 { 503 } else { 200 }))
+            .collect();
+        let mut records = records;
+        records[7].error = Some(ErrorClass::Timeout);
+        records[7].timeout_phase = Some(Phase::FirstByte);
+        records[7].error_text = "timeout (30s) waiting for the first byte of the response".into();
+        records[5].error = Some(ErrorClass::ServerError);
+        records[5].error_text = "server error: status 503".into();
+        let summary = summary_of(&[stream(&meta(1_000_000_000, 100.0), &records)], None);
+        let text = summary.text();
+        assert!(
+            text.starts_with(
+                "Requests      [total, rate, throughput]         100, 101.01, 98.00\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Latencies     [min, mean, 50, 90, 95, 99, max]  1ms, 5.5ms, 5.001215ms, 9.003007ms, 10ms, 10ms, 10ms\n"), "{text}");
+        assert!(
+            text.contains("Achieved      [rate, % of offered]              100.00, 100.0%\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Success       [ratio]                           98.00%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Status Codes  [code:count]                      200:99  503:1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("timeout (30s) waiting for the first byte"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Errors        [class:count]                     timeout:1  server-error:1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Served By") && text.contains("127.0.0.1:8282=50"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Sources") && text.contains("127.0.0.2=1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Lag           [mean, 50, 99, max]               50µs"),
+            "{text}"
+        );
+        assert!(!text.contains("could not keep up"), "{text}");
+    }
+
+    #[test]
+    fn merging_files_equals_one_run_over_both() {
+        let records: Vec<Record> = (0..60).map(|i| record(i, 1 + i % 7, 200)).collect();
+        let whole = summary_of(&[stream(&meta(5, 50.0), &records)], None);
+        let split = summary_of(
+            &[
+                stream(&meta(5, 50.0), &records[..25]),
+                stream(&meta(5, 0.0), &records[25..]),
+            ],
+            None,
+        );
+        assert_eq!(whole.text(), split.text());
+        assert_eq!(whole.json(), {
+            let mut json = split.json();
+            json["throng"]["runs"] = json!(1);
+            json
+        });
+    }
+
+    #[test]
+    fn a_generator_that_fell_behind_is_told_in_words() {
+        let late: Vec<Record> = (0..50)
+            .map(|i| Record {
+                sent: i * 10_000_000 + 40_000_000,
+                ..record(i, 2, 200)
+            })
+            .collect();
+        let text = summary_of(&[stream(&meta(0, 100.0), &late)], None).text();
+        assert!(text.contains("The generator could not keep up"), "{text}");
+    }
+
+    #[test]
+    fn histogram_buckets_are_exact() {
+        let records: Vec<Record> = (0..10).map(|i| record(i, i * 10, 200)).collect();
+        let buckets = Buckets::parse("hist[0,10ms,50ms]").unwrap();
+        let text = summary_of(&[stream(&meta(0, 100.0), &records)], Some(buckets))
+            .histogram()
+            .unwrap();
+        assert!(
+            text.contains("[0s, 10ms]              1       10.00%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[10ms, 50ms]            4       40.00%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[50ms, +Inf]            5       50.00%"),
+            "{text}"
+        );
+        assert!(Buckets::parse("hist[0,5ms,1ms]")
+            .unwrap_err()
+            .contains("increase"));
+        assert!(Buckets::parse("hist[0,abc]")
+            .unwrap_err()
+            .contains("not a duration"));
+    }
+}

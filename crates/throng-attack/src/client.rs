@@ -1,0 +1,292 @@
+//! One request on one connection: connect (or reuse an idle connection), send, read the response
+//! head and body, and put what happened into a [`Record`].
+//!
+//! Reads go into the thread's scratch buffer; a request waiting for its first byte holds no
+//! buffer. The current phase is kept in a cell, so that a timeout can say what it cut.
+
+use crate::engine::ThreadCtx;
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+use throng_net::http1::{self, BodyReader, Limits};
+use throng_results::{ErrorClass, Phase, Record};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Limits on response heads.
+const LIMITS: Limits = Limits {
+    max_head_bytes: 64 * 1024,
+    max_headers: 128,
+};
+
+/// A connection, and the source address it was opened from.
+pub(crate) struct Connection {
+    stream: TcpStream,
+    source: Option<u16>,
+}
+
+/// Why an attempt failed.
+enum Failure {
+    Io(io::Error),
+    /// A response that is not valid HTTP/1.x, or ends too soon.
+    Protocol(String),
+    /// Connecting failed; the error and the source address used.
+    Connect(io::Error, Option<std::net::IpAddr>),
+}
+
+/// Sends request `seq` (target `target`, due at `intended` after the start) and records it.
+pub(crate) async fn exchange(
+    ctx: Rc<ThreadCtx>,
+    seq: u64,
+    target: usize,
+    intended: std::time::Duration,
+) {
+    let sent_at = Instant::now();
+    let phase = Cell::new(Phase::Connect);
+    let mut record = Record {
+        seq,
+        intended: intended.as_nanos() as u64,
+        sent: nanos(sent_at.saturating_duration_since(ctx.start)),
+        target: target as u32,
+        ..Record::default()
+    };
+    let timeout = ctx.config.timeout;
+    match tokio::time::timeout(timeout, attempt(&ctx, target, &mut record, &phase, sent_at)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(failure)) => classify(&mut record, failure),
+        Err(_) => {
+            record.error = Some(ErrorClass::Timeout);
+            record.timeout_phase = Some(phase.get());
+            record.error_text = format!(
+                "timeout ({}) {}",
+                throng_net::duration::format(timeout),
+                phase.get().describe()
+            );
+        }
+    }
+    if record.error.is_none() && record.status >= 500 {
+        record.error = Some(ErrorClass::ServerError);
+        record.error_text = format!("server error: status {}", record.status);
+    }
+    record.latency = nanos(Instant::now().saturating_duration_since(ctx.start + intended));
+    ctx.finish(record);
+}
+
+async fn attempt(
+    ctx: &ThreadCtx,
+    target: usize,
+    record: &mut Record,
+    phase: &Cell<Phase>,
+    sent_at: Instant,
+) -> Result<(), Failure> {
+    let prepared = &ctx.targets[target];
+    let mut retried = false;
+    loop {
+        phase.set(Phase::Connect);
+        let (mut connection, reused) = match ctx.take_idle(prepared.host) {
+            Some(connection) => (connection, true),
+            None => {
+                let started = Instant::now();
+                let connection = connect(ctx, prepared.addr).await?;
+                record.connect = nanos(started.elapsed());
+                (connection, false)
+            }
+        };
+        record.source = connection.source;
+        phase.set(Phase::Send);
+        let result = send_and_receive(ctx, &mut connection, target, record, phase, sent_at).await;
+        match result {
+            Ok(keep) => {
+                if keep && ctx.config.keepalive {
+                    ctx.put_idle(prepared.host, connection);
+                } else {
+                    ctx.connection_closed();
+                }
+                return Ok(());
+            }
+            // An idle connection the server had closed: try once more on a new one, as HTTP
+            // clients do (nothing of the response was received).
+            Err(Failure::Protocol(_)) | Err(Failure::Io(_))
+                if reused && !retried && record.first_byte == 0 =>
+            {
+                ctx.connection_closed();
+                retried = true;
+            }
+            Err(failure) => {
+                ctx.connection_closed();
+                return Err(failure);
+            }
+        }
+    }
+}
+
+async fn connect(ctx: &ThreadCtx, addr: std::net::SocketAddr) -> Result<Connection, Failure> {
+    let source = ctx.next_source();
+    let socket = throng_net::sockets::outgoing_socket(addr, source.map(|(_, ip)| ip))
+        .map_err(|e| Failure::Connect(e, source.map(|(_, ip)| ip)))?;
+    let stream = socket
+        .connect(addr)
+        .await
+        .map_err(|e| Failure::Connect(e, source.map(|(_, ip)| ip)))?;
+    ctx.connection_opened();
+    Ok(Connection {
+        stream,
+        source: source.map(|(index, _)| index as u16),
+    })
+}
+
+/// Writes the request and reads the whole response; says whether the connection may be reused.
+async fn send_and_receive(
+    ctx: &ThreadCtx,
+    connection: &mut Connection,
+    target: usize,
+    record: &mut Record,
+    phase: &Cell<Phase>,
+    sent_at: Instant,
+) -> Result<bool, Failure> {
+    let prepared = &ctx.targets[target];
+    let stream = &connection.stream;
+    let mut written = 0;
+    while written < prepared.bytes.len() {
+        stream.writable().await.map_err(Failure::Io)?;
+        match stream.try_write(&prepared.bytes[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Failure::Io(e)),
+        }
+    }
+    record.bytes_out = prepared.body_len;
+
+    phase.set(Phase::FirstByte);
+    let mut head: Vec<u8> = Vec::new();
+    let (mut body, keep_alive) = loop {
+        let n = read_some(ctx, stream, |bytes| head.extend_from_slice(bytes)).await?;
+        if n == 0 {
+            return Err(Failure::Protocol(if head.is_empty() {
+                "the server closed the connection without a response".into()
+            } else {
+                "the server closed the connection in the middle of the response head".into()
+            }));
+        }
+        if record.first_byte == 0 {
+            record.first_byte = nanos(sent_at.elapsed()).max(1);
+            phase.set(Phase::Body);
+        }
+        let mut slots = http1::header_slots();
+        match http1::parse_response(&head, &mut slots, &LIMITS, prepared.head_request) {
+            Ok(None) => continue,
+            Ok(Some(response))
+                if (100..200).contains(&response.status) && response.status != 101 =>
+            {
+                // An interim response (100 Continue): the real one follows.
+                let len = response.head_len;
+                head.drain(..len);
+                continue;
+            }
+            Ok(Some(response)) => {
+                record.status = response.status;
+                if let Some(served_by) = response.header("x-served-by") {
+                    record.served_by =
+                        String::from_utf8_lossy(&served_by[..served_by.len().min(255)])
+                            .into_owned();
+                }
+                let mut reader = BodyReader::new(response.body);
+                let leftover = &head[response.head_len..];
+                let mut body_bytes = 0u64;
+                let used = reader
+                    .feed(leftover, |data| body_bytes += data.len() as u64)
+                    .map_err(|e| Failure::Protocol(format!("bad response body: {e}")))?;
+                record.bytes_in = body_bytes;
+                let keep = response.keep_alive && used == leftover.len();
+                break (reader, keep);
+            }
+            Err(error) => return Err(Failure::Protocol(format!("bad response: {error}"))),
+        }
+    };
+    drop(head);
+    while !body.is_done() {
+        let mut bad = None;
+        let mut bytes_in = 0u64;
+        let n = read_some(ctx, stream, |bytes| {
+            if let Err(e) = body.feed(bytes, |data| bytes_in += data.len() as u64) {
+                bad = Some(e);
+            }
+        })
+        .await?;
+        record.bytes_in += bytes_in;
+        if let Some(error) = bad {
+            return Err(Failure::Protocol(format!("bad response body: {error}")));
+        }
+        if n == 0 {
+            if body == BodyReader::UntilClose {
+                return Ok(false);
+            }
+            return Err(Failure::Protocol(
+                "the server closed the connection in the middle of the response body".into(),
+            ));
+        }
+    }
+    Ok(keep_alive)
+}
+
+/// Waits for the socket to be readable, reads into the thread's scratch buffer and hands the
+/// bytes to `take`; returns how many were read (0 at the end of the stream).
+async fn read_some(
+    ctx: &ThreadCtx,
+    stream: &TcpStream,
+    mut take: impl FnMut(&[u8]),
+) -> Result<usize, Failure> {
+    loop {
+        stream.readable().await.map_err(Failure::Io)?;
+        let mut scratch = ctx.scratch.borrow_mut();
+        match stream.try_read(&mut scratch[..]) {
+            Ok(n) => {
+                take(&scratch[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Failure::Io(e)),
+        }
+    }
+}
+
+fn classify(record: &mut Record, failure: Failure) {
+    let (class, text) = match failure {
+        Failure::Protocol(text) => (ErrorClass::Protocol, text),
+        Failure::Connect(error, source) => match error.kind() {
+            io::ErrorKind::ConnectionRefused => (
+                ErrorClass::ConnectionRefused,
+                format!("connection refused: {error}"),
+            ),
+            io::ErrorKind::AddrNotAvailable => (
+                ErrorClass::NoSourcePort,
+                match source {
+                    Some(source) => {
+                        format!("no free source port on {source}: add source addresses (--source)")
+                    }
+                    None => "no free source port: add source addresses (--source)".to_string(),
+                },
+            ),
+            io::ErrorKind::ConnectionReset => (
+                ErrorClass::ConnectionReset,
+                format!("connection reset: {error}"),
+            ),
+            _ => (ErrorClass::Connect, format!("connect: {error}")),
+        },
+        Failure::Io(error) => match error.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => (
+                ErrorClass::ConnectionReset,
+                format!("connection reset: {error}"),
+            ),
+            _ => (ErrorClass::Protocol, format!("i/o: {error}")),
+        },
+    };
+    record.error = Some(class);
+    record.error_text = text;
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,28 @@
+//! What an attack is told to do.
+
+use crate::targets::Target;
+use std::net::IpAddr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub targets: Vec<Target>,
+    /// Requests per second, on a fixed schedule.
+    pub rate: f64,
+    /// How long to attack; `None`: until Ctrl-C.
+    pub duration: Option<Duration>,
+    /// For the whole request, from its send to the end of its response (vegeta's `-timeout`).
+    pub timeout: Duration,
+    /// Most requests in flight at once; a request due beyond it waits, and is counted.
+    pub max_inflight: usize,
+    /// Idle connections kept per target host and thread (vegeta's `-connections`).
+    pub idle_connections: usize,
+    pub keepalive: bool,
+    pub threads: usize,
+    /// Source addresses to bind outgoing connections to, in turn.
+    pub sources: Vec<IpAddr>,
+    /// vegeta's `-name`.
+    pub name: String,
+    /// Print a live line on stderr once a second.
+    pub progress: bool,
+}

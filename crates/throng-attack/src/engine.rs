@@ -1,0 +1,304 @@
+//! The open model: request `i` is due at `start + i / rate`, whatever happened to the requests
+//! before it. Thread `t` of `T` sends the requests with `i % T == t`, each on its own task, so a
+//! slow server never slows the schedule; only `--max-inflight` can, and then the requests that
+//! wait are counted, sent when a slot frees, and measured from when they were due.
+
+use crate::client::{self, Connection};
+use crate::config::Config;
+use crate::request::{self, PreparedTarget};
+use crate::sink::{self, Batch};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use throng_net::source::RoundRobin;
+use throng_net::{rlimit, workers};
+use throng_results::{End, Meta, Record};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// How often a thread hands its finished records to the writer.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Bytes read from a socket at once, into the thread's scratch buffer.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Figures the live line and the end summary read, updated by every thread.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub scheduled: AtomicU64,
+    pub completed: AtomicU64,
+    pub errors: AtomicU64,
+    pub delayed_by_cap: AtomicU64,
+    pub in_flight: AtomicI64,
+    pub open_connections: AtomicI64,
+    /// p99 of latency so far, from the writer's histogram.
+    pub p99_ns: AtomicU64,
+    /// Stop scheduling (first Ctrl-C, or the duration is over).
+    pub stop: AtomicBool,
+    /// Stop waiting for requests in flight (second Ctrl-C).
+    pub abandon: AtomicBool,
+}
+
+/// What one worker thread's requests share.
+pub(crate) struct ThreadCtx {
+    pub config: Arc<Config>,
+    pub targets: Arc<Vec<PreparedTarget>>,
+    pub start: Instant,
+    pub scratch: RefCell<Box<[u8]>>,
+    live: Arc<Live>,
+    idle: RefCell<Vec<Vec<Connection>>>,
+    sources: RefCell<Option<RoundRobin>>,
+    records: RefCell<Vec<Record>>,
+}
+
+impl ThreadCtx {
+    pub(crate) fn take_idle(&self, host: usize) -> Option<Connection> {
+        self.idle.borrow_mut()[host].pop()
+    }
+
+    pub(crate) fn put_idle(&self, host: usize, connection: Connection) {
+        let mut idle = self.idle.borrow_mut();
+        if idle[host].len() < self.config.idle_connections {
+            idle[host].push(connection);
+        } else {
+            self.connection_closed();
+        }
+    }
+
+    pub(crate) fn next_source(&self) -> Option<(usize, std::net::IpAddr)> {
+        self.sources
+            .borrow_mut()
+            .as_mut()
+            .and_then(RoundRobin::next)
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.live.open_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.live.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn finish(&self, record: Record) {
+        self.live.completed.fetch_add(1, Ordering::Relaxed);
+        if !record.is_success() {
+            self.live.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.records.borrow_mut().push(record);
+    }
+}
+
+/// Runs an attack to its end, writing results to `output`. Returns how it ended.
+pub fn run(
+    config: Config,
+    extra_headers: &[(String, String)],
+    default_body: Option<&[u8]>,
+    output: Box<dyn std::io::Write + Send>,
+    live: Arc<Live>,
+) -> Result<End, String> {
+    if !(config.rate.is_finite() && config.rate > 0.0) {
+        return Err(format!(
+            "-rate must be a positive number of requests per second, got {}",
+            config.rate
+        ));
+    }
+    let prepared = request::prepare(
+        &config.targets,
+        extra_headers,
+        default_body,
+        config.keepalive,
+    )?;
+    let limit =
+        rlimit::raise_nofile().map_err(|e| format!("cannot read the open-files limit: {e}"))?;
+    rlimit::check_fits(limit, config.max_inflight as u64, 1)
+        .map_err(|e| format!("-max-inflight {}: {e}", config.max_inflight))?;
+
+    let threads = config.threads.max(1);
+    let start_unix_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let meta = Meta {
+        name: config.name.clone(),
+        start_unix_ns,
+        rate: config.rate,
+        duration_ns: config.duration.map_or(0, |d| d.as_nanos() as u64),
+        timeout_ns: config.timeout.as_nanos() as u64,
+        threads: threads as u32,
+        max_inflight: config.max_inflight as u64,
+        targets: config
+            .targets
+            .iter()
+            .map(|t| throng_results::stream::TargetInfo {
+                method: t.method.clone(),
+                url: t.url.to_string(),
+            })
+            .collect(),
+        sources: config.sources.iter().map(ToString::to_string).collect(),
+        generator: concat!("throng ", env!("CARGO_PKG_VERSION")).to_string(),
+    };
+    let (batches, writer) =
+        sink::start(output, meta, Arc::clone(&live)).map_err(|e| format!("results output: {e}"))?;
+
+    let config = Arc::new(config);
+    let prepared = Arc::new(prepared);
+    let start = Instant::now();
+    let per_thread: Vec<usize> = (0..threads).collect();
+    let (config_for, prepared_for, live_for, batches_for) = (
+        Arc::clone(&config),
+        Arc::clone(&prepared),
+        Arc::clone(&live),
+        batches.clone(),
+    );
+    let handles = workers::spawn("attack", per_thread, move |index, _| {
+        run_thread(
+            index,
+            threads,
+            Arc::clone(&config_for),
+            Arc::clone(&prepared_for),
+            Arc::clone(&live_for),
+            batches_for.clone(),
+            start,
+        )
+    })
+    .map_err(|e| format!("cannot start attack threads: {e}"))?;
+    for handle in handles {
+        let _ = handle.join();
+    }
+    let end = End {
+        scheduled: live.scheduled.load(Ordering::Relaxed),
+        sent: live.completed.load(Ordering::Relaxed),
+        delayed_by_cap: live.delayed_by_cap.load(Ordering::Relaxed),
+        ended_by: if live.abandon.load(Ordering::Relaxed) {
+            "interrupted twice: requests in flight were abandoned".into()
+        } else if live.stop.load(Ordering::Relaxed)
+            && config.duration.is_none_or(|d| start.elapsed() < d)
+        {
+            "interrupted".into()
+        } else {
+            "duration".into()
+        },
+    };
+    let _ = batches.send(Batch::End(end.clone()));
+    drop(batches);
+    writer
+        .join()
+        .map_err(|_| "the results writer failed".to_string())?
+        .map_err(|e| format!("writing results: {e}"))?;
+    Ok(end)
+}
+
+async fn run_thread(
+    index: usize,
+    threads: usize,
+    config: Arc<Config>,
+    targets: Arc<Vec<PreparedTarget>>,
+    live: Arc<Live>,
+    batches: SyncSender<Batch>,
+    start: Instant,
+) {
+    let hosts = request::host_count(&targets);
+    let sources = (!config.sources.is_empty()).then(|| {
+        // Each thread starts at its own place in the pool, so that threads spread over it too.
+        let mut pool = config.sources.clone();
+        let turn = index % pool.len();
+        pool.rotate_left(turn);
+        RoundRobin::new(pool)
+    });
+    let ctx = Rc::new(ThreadCtx {
+        config: Arc::clone(&config),
+        targets: Arc::clone(&targets),
+        start,
+        scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
+        live: Arc::clone(&live),
+        idle: RefCell::new((0..hosts).map(|_| Vec::new()).collect()),
+        sources: RefCell::new(sources),
+        records: RefCell::new(Vec::new()),
+    });
+    let flusher = tokio::task::spawn_local(flush_records(Rc::clone(&ctx), batches.clone()));
+
+    let slots = (config.max_inflight / threads).max(1);
+    let permits = Arc::new(Semaphore::new(slots));
+    let interval = 1.0 / config.rate;
+    let mut seq = index as u64;
+    loop {
+        if live.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let intended = Duration::from_secs_f64(seq as f64 * interval);
+        if config.duration.is_some_and(|d| intended >= d) {
+            break;
+        }
+        let due = start + intended;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+            if live.stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                live.delayed_by_cap.fetch_add(1, Ordering::Relaxed);
+                match wait_for_slot(&permits, &live).await {
+                    Some(permit) => permit,
+                    None => break,
+                }
+            }
+        };
+        live.scheduled.fetch_add(1, Ordering::Relaxed);
+        live.in_flight.fetch_add(1, Ordering::Relaxed);
+        let target = (seq % targets.len() as u64) as usize;
+        let ctx = Rc::clone(&ctx);
+        let live_for_task = Arc::clone(&live);
+        tokio::task::spawn_local(async move {
+            client::exchange(ctx, seq, target, intended).await;
+            live_for_task.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+        seq += threads as u64;
+    }
+    // Let the requests in flight finish (each is bounded by -timeout), unless told to abandon.
+    while permits.available_permits() < slots && !live.abandon.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    flusher.abort();
+    let records = std::mem::take(&mut *ctx.records.borrow_mut());
+    if !records.is_empty() {
+        let _ = batches.send(Batch::Records(records));
+    }
+    // Idle connections close when the context goes.
+    let idle: usize = ctx.idle.borrow().iter().map(Vec::len).sum();
+    live.open_connections
+        .fetch_sub(idle as i64, Ordering::Relaxed);
+}
+
+/// Waits for an in-flight slot, polling so that Ctrl-C is noticed; `None` when stopping.
+async fn wait_for_slot(
+    permits: &Arc<Semaphore>,
+    live: &Live,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        tokio::select! {
+            permit = Arc::clone(permits).acquire_owned() => return permit.ok(),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                if live.stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+async fn flush_records(ctx: Rc<ThreadCtx>, batches: SyncSender<Batch>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        tick.tick().await;
+        let records = std::mem::take(&mut *ctx.records.borrow_mut());
+        if !records.is_empty() && batches.send(Batch::Records(records)).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! A target turned into the bytes of its request, once, before the attack.
+
+use crate::targets::Target;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// What the clients send for one target, and where.
+#[derive(Debug)]
+pub struct PreparedTarget {
+    /// The request head and body, ready to write.
+    pub bytes: Vec<u8>,
+    pub body_len: u64,
+    pub addr: SocketAddr,
+    pub head_request: bool,
+    /// Index of the host (address) this target shares a connection pool with.
+    pub host: usize,
+}
+
+/// Resolves each target's host (once per name) and writes its request. `extra_headers` and
+/// `default_body` are the attack-wide `-header` and `-body`.
+pub fn prepare(
+    targets: &[Target],
+    extra_headers: &[(String, String)],
+    default_body: Option<&[u8]>,
+    keepalive: bool,
+) -> Result<Vec<PreparedTarget>, String> {
+    let mut hosts: Vec<SocketAddr> = Vec::new();
+    let mut prepared = Vec::with_capacity(targets.len());
+    for target in targets {
+        if target.url.tls {
+            return Err(format!(
+                "{}: https targets are not supported yet (TLS comes next)",
+                target.url
+            ));
+        }
+        let addr = (target.url.host.as_str(), target.url.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("{}: cannot resolve {}: {e}", target.url, target.url.host))?
+            .next()
+            .ok_or_else(|| format!("{}: {} has no address", target.url, target.url.host))?;
+        let host = match hosts.iter().position(|h| *h == addr) {
+            Some(i) => i,
+            None => {
+                hosts.push(addr);
+                hosts.len() - 1
+            }
+        };
+        let body = if target.body.is_empty() {
+            default_body.unwrap_or_default()
+        } else {
+            &target.body[..]
+        };
+        let mut bytes = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            target.method,
+            target.url.path,
+            target.url.host_header()
+        );
+        let has = |name: &str| {
+            target
+                .headers
+                .iter()
+                .chain(extra_headers)
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        let user_agent = !has("user-agent");
+        let length = !body.is_empty() && !has("content-length") && !has("transfer-encoding");
+        for (name, value) in target.headers.iter().chain(extra_headers) {
+            if name.eq_ignore_ascii_case("host") {
+                continue; // written above from the URL, or replaced here:
+            }
+            bytes += &format!("{name}: {value}\r\n");
+        }
+        if user_agent {
+            bytes += concat!("User-Agent: throng/", env!("CARGO_PKG_VERSION"), "\r\n");
+        }
+        if length {
+            bytes += &format!("Content-Length: {}\r\n", body.len());
+        }
+        if !keepalive {
+            bytes += "Connection: close\r\n";
+        }
+        bytes += "\r\n";
+        if let Some((_, host)) = target
+            .headers
+            .iter()
+            .chain(extra_headers)
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        {
+            bytes = bytes.replacen(
+                &format!("Host: {}\r\n", target.url.host_header()),
+                &format!("Host: {host}\r\n"),
+                1,
+            );
+        }
+        let mut bytes = bytes.into_bytes();
+        bytes.extend_from_slice(body);
+        prepared.push(PreparedTarget {
+            bytes,
+            body_len: body.len() as u64,
+            addr,
+            head_request: target.method == "HEAD",
+            host,
+        });
+    }
+    Ok(prepared)
+}
+
+/// The number of distinct hosts in prepared targets.
+pub fn host_count(prepared: &[PreparedTarget]) -> usize {
+    prepared.iter().map(|p| p.host + 1).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::url::Url;
+
+    fn target(headers: &[(&str, &str)], body: &[u8]) -> Target {
+        Target {
+            method: "POST".into(),
+            url: Url::parse("http://127.0.0.1:8282/x?y=1").unwrap(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn writes_a_whole_request() {
+        let prepared = prepare(
+            &[target(&[("sleep", "100")], b"hello")],
+            &[("X-Run".into(), "1".into())],
+            None,
+            true,
+        )
+        .unwrap();
+        let text = String::from_utf8(prepared[0].bytes.clone()).unwrap();
+        assert!(
+            text.starts_with(
+                "POST /x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:8282\r\nsleep: 100\r\nX-Run: 1\r\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Content-Length: 5\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+        assert_eq!(prepared[0].body_len, 5);
+    }
+
+    #[test]
+    fn a_host_header_replaces_the_urls_and_close_is_said_without_keepalive() {
+        let prepared = prepare(
+            &[target(&[("Host", "example.com")], b"")],
+            &[],
+            Some(b"abc"),
+            false,
+        )
+        .unwrap();
+        let text = String::from_utf8(prepared[0].bytes.clone()).unwrap();
+        assert!(
+            text.contains("Host: example.com\r\n") && !text.contains("Host: 127.0.0.1"),
+            "{text}"
+        );
+        assert!(text.contains("Connection: close\r\n"), "{text}");
+        assert!(text.ends_with("abc"), "{text}");
+    }
+
+    #[test]
+    fn targets_on_one_address_share_a_host() {
+        let mut other = target(&[], b"");
+        other.url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let prepared = prepare(
+            &[target(&[], b""), other, target(&[], b"")],
+            &[],
+            None,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            prepared.iter().map(|p| p.host).collect::<Vec<_>>(),
+            vec![0, 1, 0]
+        );
+        assert_eq!(host_count(&prepared), 2);
+    }
+}
