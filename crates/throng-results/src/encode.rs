@@ -1,1 +1,339 @@
-//! placeholder
+//! Records as JSON lines or CSV, with vegeta's field names where vegeta has the field, so that
+//! scripts written for `vegeta encode` keep working; and JSON lines back to a results stream.
+//!
+//! vegeta's fields keep vegeta's meanings: `timestamp` is the actual send and `latency` runs
+//! from it. throng adds `intended` (when the schedule said the request was due) and
+//! `latency_from_intended` (the latency free of coordinated omission that throng reports), the
+//! phases, `served_by`, `source`, `error_class` and `timeout_phase`.
+
+use crate::record::{ErrorClass, Phase, Record};
+use crate::stream::{Frame, Meta, Reader, TargetInfo, Writer};
+use crate::time::{parse_rfc3339, rfc3339};
+use serde::{Deserialize, Serialize};
+use std::io::{self, BufRead, Read, Write};
+
+#[derive(Serialize, Deserialize)]
+struct JsonResult {
+    attack: String,
+    seq: u64,
+    code: u16,
+    timestamp: String,
+    latency: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    error: String,
+    body: Option<String>,
+    method: String,
+    url: String,
+    headers: Option<serde_json::Value>,
+    intended: String,
+    latency_from_intended: u64,
+    connect: u64,
+    tls: u64,
+    first_byte: u64,
+    served_by: String,
+    source: String,
+    error_class: String,
+    timeout_phase: String,
+}
+
+/// The formats `throng encode --to` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    /// The binary results stream (from JSON lines).
+    Throng,
+}
+
+impl Format {
+    pub fn parse(name: &str) -> Result<Format, String> {
+        match name {
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            "throng" | "binary" => Ok(Format::Throng),
+            other => Err(format!(
+                "unknown encoding `{other}`: use json, csv or throng"
+            )),
+        }
+    }
+}
+
+/// The CSV columns: vegeta's, then throng's.
+pub const CSV_HEADER: &str =
+    "timestamp,code,latency,bytes_out,bytes_in,error,body,attack,seq,method,url,headers,\
+intended,latency_from_intended,connect,tls,first_byte,served_by,source,error_class,timeout_phase";
+
+fn json_result(meta: &Meta, record: &Record) -> JsonResult {
+    let target = meta
+        .targets
+        .get(record.target as usize)
+        .cloned()
+        .unwrap_or_default();
+    JsonResult {
+        attack: meta.name.clone(),
+        seq: record.seq,
+        code: record.status,
+        timestamp: rfc3339(meta.start_unix_ns + record.sent),
+        latency: record.service_time(),
+        bytes_out: record.bytes_out,
+        bytes_in: record.bytes_in,
+        error: record.error_text.clone(),
+        body: None,
+        method: target.method,
+        url: target.url,
+        headers: None,
+        intended: rfc3339(meta.start_unix_ns + record.intended),
+        latency_from_intended: record.latency,
+        connect: record.connect,
+        tls: record.tls,
+        first_byte: record.first_byte,
+        served_by: record.served_by.clone(),
+        source: record
+            .source
+            .and_then(|i| meta.sources.get(usize::from(i)).cloned())
+            .unwrap_or_default(),
+        error_class: record.error.map_or("", ErrorClass::name).to_string(),
+        timeout_phase: record.timeout_phase.map_or("", Phase::name).to_string(),
+    }
+}
+
+/// Writes every record of every input in `format` (JSON lines or CSV).
+pub fn records_to<R: Read>(
+    inputs: Vec<Reader<R>>,
+    format: Format,
+    out: &mut impl Write,
+) -> io::Result<usize> {
+    if format == Format::Csv {
+        writeln!(out, "{CSV_HEADER}")?;
+    }
+    let mut truncated = 0;
+    for mut reader in inputs {
+        let mut meta = Meta::default();
+        while let Some(frame) = reader.next_frame()? {
+            match frame {
+                Frame::Meta(m) => meta = m,
+                Frame::Record(record) => {
+                    let result = json_result(&meta, &record);
+                    match format {
+                        Format::Json => {
+                            serde_json::to_writer(&mut *out, &result).map_err(io::Error::other)?;
+                            writeln!(out)?;
+                        }
+                        Format::Csv => write_csv(out, &meta, &record, &result)?,
+                        Format::Throng => unreachable!("records_to writes text formats"),
+                    }
+                }
+                Frame::Interval(_) | Frame::End(_) => {}
+            }
+        }
+        truncated += usize::from(reader.truncated());
+    }
+    Ok(truncated)
+}
+
+fn write_csv(
+    out: &mut impl Write,
+    meta: &Meta,
+    record: &Record,
+    result: &JsonResult,
+) -> io::Result<()> {
+    let fields: [String; 21] = [
+        (meta.start_unix_ns + record.sent).to_string(),
+        result.code.to_string(),
+        result.latency.to_string(),
+        result.bytes_out.to_string(),
+        result.bytes_in.to_string(),
+        csv_quote(&result.error),
+        String::new(),
+        csv_quote(&result.attack),
+        result.seq.to_string(),
+        csv_quote(&result.method),
+        csv_quote(&result.url),
+        String::new(),
+        (meta.start_unix_ns + record.intended).to_string(),
+        result.latency_from_intended.to_string(),
+        result.connect.to_string(),
+        result.tls.to_string(),
+        result.first_byte.to_string(),
+        csv_quote(&result.served_by),
+        csv_quote(&result.source),
+        result.error_class.clone(),
+        result.timeout_phase.clone(),
+    ];
+    writeln!(out, "{}", fields.join(","))
+}
+
+fn csv_quote(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+/// Reads JSON lines (as [`records_to`] writes them) back into a results stream. Errors name the
+/// line. The run's start becomes the earliest intended time; targets and sources are rebuilt
+/// from the records' URLs and addresses; the offered rate, which JSON lines do not carry, is 0.
+pub fn json_to_stream(input: impl BufRead, out: impl Write) -> Result<(), String> {
+    let mut results = Vec::new();
+    for (index, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| format!("reading JSON results: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result: JsonResult =
+            serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", index + 1))?;
+        let sent = parse_rfc3339(&result.timestamp)
+            .ok_or_else(|| format!("line {}: bad timestamp", index + 1))?;
+        let intended = parse_rfc3339(&result.intended)
+            .ok_or_else(|| format!("line {}: bad intended time", index + 1))?;
+        results.push((result, sent, intended));
+    }
+    let start = results
+        .iter()
+        .map(|(_, _, intended)| *intended)
+        .min()
+        .unwrap_or(0);
+    let mut meta = Meta {
+        name: results
+            .first()
+            .map(|(r, _, _)| r.attack.clone())
+            .unwrap_or_default(),
+        start_unix_ns: start,
+        generator: concat!("throng encode ", env!("CARGO_PKG_VERSION")).to_string(),
+        ..Meta::default()
+    };
+    let mut records = Vec::with_capacity(results.len());
+    for (result, sent, intended) in results {
+        let target_info = TargetInfo {
+            method: result.method.clone(),
+            url: result.url.clone(),
+        };
+        let target = index_of(&mut meta.targets, target_info);
+        let source = (!result.source.is_empty())
+            .then(|| index_of(&mut meta.sources, result.source.clone()) as u16);
+        records.push(Record {
+            seq: result.seq,
+            intended: intended - start,
+            sent: sent - start,
+            latency: result.latency_from_intended,
+            connect: result.connect,
+            tls: result.tls,
+            first_byte: result.first_byte,
+            status: result.code,
+            bytes_in: result.bytes_in,
+            bytes_out: result.bytes_out,
+            error: ErrorClass::from_name(&result.error_class),
+            timeout_phase: Phase::ALL
+                .into_iter()
+                .find(|p| p.name() == result.timeout_phase),
+            error_text: result.error,
+            served_by: result.served_by,
+            target: target as u32,
+            source,
+        });
+    }
+    let mut writer = Writer::new(out, &meta).map_err(|e| e.to_string())?;
+    for record in &records {
+        writer.record(record).map_err(|e| e.to_string())?;
+    }
+    writer.flush().map_err(|e| e.to_string())
+}
+
+fn index_of<T: PartialEq>(table: &mut Vec<T>, item: T) -> usize {
+    match table.iter().position(|t| *t == item) {
+        Some(i) => i,
+        None => {
+            table.push(item);
+            table.len() - 1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream() -> Vec<u8> {
+        let meta = Meta {
+            name: "story".into(),
+            start_unix_ns: 1_795_962_014_000_000_000,
+            targets: vec![TargetInfo {
+                method: "GET".into(),
+                url: "http://127.0.0.1:8282/".into(),
+            }],
+            sources: vec!["127.0.0.2".into()],
+            ..Meta::default()
+        };
+        let mut writer = Writer::new(Vec::new(), &meta).unwrap();
+        for seq in 0..3 {
+            let mut record = Record {
+                seq,
+                intended: seq * 1_000,
+                sent: seq * 1_000 + 7,
+                latency: 5_000,
+                status: 200,
+                source: Some(0),
+                served_by: "x,y".into(),
+                ..Record::default()
+            };
+            if seq == 2 {
+                record.error = Some(ErrorClass::Timeout);
+                record.timeout_phase = Some(Phase::Body);
+                record.error_text = "timeout (1s) while reading the response body".into();
+            }
+            writer.record(&record).unwrap();
+        }
+        writer.into_inner()
+    }
+
+    fn to_text(bytes: &[u8], format: Format) -> String {
+        let mut out = Vec::new();
+        records_to(vec![Reader::new(bytes).unwrap()], format, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_lines_use_vegetas_names_and_meanings() {
+        let json = to_text(&stream(), Format::Json);
+        let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+        assert_eq!(first["attack"], "story");
+        assert_eq!(first["code"], 200);
+        assert_eq!(first["method"], "GET");
+        assert_eq!(first["timestamp"], "2026-11-29T14:20:14.000000007Z");
+        assert_eq!(first["latency"], 4_993);
+        assert_eq!(first["latency_from_intended"], 5_000);
+        assert_eq!(first["source"], "127.0.0.2");
+    }
+
+    #[test]
+    fn json_round_trips_through_the_binary_stream() {
+        let json = to_text(&stream(), Format::Json);
+        let mut binary = Vec::new();
+        json_to_stream(json.as_bytes(), &mut binary).unwrap();
+        assert_eq!(to_text(&binary, Format::Json), json);
+    }
+
+    #[test]
+    fn csv_has_vegetas_columns_first_and_quotes_what_needs_it() {
+        let csv = to_text(&stream(), Format::Csv);
+        let mut lines = csv.lines();
+        assert_eq!(lines.next().unwrap(), CSV_HEADER);
+        let first = lines.next().unwrap();
+        assert!(
+            first.starts_with(
+                "1795962014000000007,200,4993,0,0,,,story,0,GET,http://127.0.0.1:8282/,,"
+            ),
+            "{first}"
+        );
+        assert!(first.contains(",\"x,y\",127.0.0.2,,"), "{first}");
+        assert!(csv.contains(",timeout,body"), "{csv}");
+    }
+
+    #[test]
+    fn a_bad_json_line_is_named() {
+        let error = json_to_stream(&b"{}\n"[..], Vec::new()).unwrap_err();
+        assert!(error.starts_with("line 1:"), "{error}");
+    }
+}
