@@ -231,12 +231,9 @@ async fn run_thread(
         if config.duration.is_some_and(|d| intended >= d) {
             break;
         }
-        let due = start + intended;
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
-            if live.stop.load(Ordering::Relaxed) {
-                break;
-            }
+        wait_until(start + intended).await;
+        if live.stop.load(Ordering::Relaxed) {
+            break;
         }
         let permit = match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => permit,
@@ -273,6 +270,24 @@ async fn run_thread(
     let idle: usize = ctx.idle.borrow().iter().map(Vec::len).sum();
     live.open_connections
         .fetch_sub(idle as i64, Ordering::Relaxed);
+}
+
+/// Waits until `due`, to well under a millisecond. tokio's timer wakes on millisecond ticks, at
+/// or after the deadline, so it sleeps until a millisecond before and yields for the rest
+/// (letting this thread's responses be read meanwhile).
+async fn wait_until(due: Instant) {
+    const TICK: Duration = Duration::from_millis(1);
+    loop {
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        if due - now > 2 * TICK {
+            tokio::time::sleep_until(due - TICK).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 /// Waits for an in-flight slot, polling so that Ctrl-C is noticed; `None` when stopping.

@@ -86,9 +86,13 @@ impl RoundRobin {
     pub fn new(pool: Vec<IpAddr>) -> RoundRobin {
         RoundRobin { pool, next: 0 }
     }
+}
 
-    /// The next address and its index in the pool.
-    pub fn next(&mut self) -> Option<(usize, IpAddr)> {
+/// Endless: the pool starts over after its last address. Each item is an address and its index.
+impl Iterator for RoundRobin {
+    type Item = (usize, IpAddr);
+
+    fn next(&mut self) -> Option<(usize, IpAddr)> {
         let index = self.next % self.pool.len().max(1);
         let address = *self.pool.get(index)?;
         self.next = index + 1;

@@ -448,16 +448,17 @@ impl Summary {
                 ),
             );
         }
-        line(
-            &mut out,
-            "Errors",
-            "[class:count]",
-            self.classes
-                .iter()
-                .map(|(c, n)| format!("{}:{n}", c.name()))
-                .collect::<Vec<_>>()
-                .join("  "),
-        );
+        let classes: Vec<String> = self
+            .classes
+            .iter()
+            .map(|(c, n)| format!("{}:{n}", c.name()))
+            .collect();
+        let classes = if classes.is_empty() {
+            "none".to_string()
+        } else {
+            classes.join("  ")
+        };
+        line(&mut out, "Errors", "[class:count]", classes);
         if !self.timeouts.is_empty() {
             line(
                 &mut out,

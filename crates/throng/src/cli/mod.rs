@@ -1,6 +1,8 @@
 //! The command line: one subcommand per part of the experiment.
 
+mod attack;
 mod pong;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -8,8 +10,8 @@ use std::process::ExitCode;
 /// throng: hold millions of TLS connections, load-test them honestly, and find the tipping point.
 ///
 /// A TLS-terminating load balancer, an open-model load generator, the story's "pong" backend
-/// and the tools around them, in one binary. Today `pong` works; the other subcommands are
-/// being built.
+/// and the tools around them, in one binary. Today `pong`, `attack` (plain HTTP), `report` and
+/// `encode` work; the other subcommands are being built.
 #[derive(Debug, Parser)]
 #[command(name = "throng", version, propagate_version = true)]
 pub struct Cli {
@@ -21,12 +23,12 @@ pub struct Cli {
 pub enum Command {
     /// TLS-terminating TCP/HTTP load balancer (not built yet)
     Proxy(NotBuilt),
-    /// Open-model load generator, vegeta's flags and targets (not built yet)
-    Attack(NotBuilt),
-    /// Report on results files, merged exactly (not built yet)
-    Report(NotBuilt),
-    /// Convert results to JSON or CSV (not built yet)
-    Encode(NotBuilt),
+    /// Open-model load generator: vegeta's flags and targets, latency free of coordinated omission
+    Attack(attack::AttackArgs),
+    /// Report on results files, merged exactly: vegeta's layout and more
+    Report(report::ReportArgs),
+    /// Convert results to JSON lines or CSV (vegeta's field names), and JSON back
+    Encode(report::EncodeArgs),
     /// Draw results as one self-contained HTML page (not built yet)
     Plot(NotBuilt),
     /// The story's test backend: `pong` after a random `sleep`, `times` more
@@ -55,16 +57,76 @@ impl Command {
     pub fn run(self) -> ExitCode {
         let name = match self {
             Command::Pong(args) => return pong::run(args),
+            Command::Attack(args) => return attack::run(args),
+            Command::Report(args) => return report::report(args),
+            Command::Encode(args) => return report::encode(args),
             Command::Proxy(_) => "proxy",
-            Command::Attack(_) => "attack",
-            Command::Report(_) => "report",
-            Command::Encode(_) => "encode",
             Command::Plot(_) => "plot",
             Command::Monitor(_) => "monitor",
             Command::Knee(_) => "knee",
             Command::Scenario(_) => "scenario",
         };
-        eprintln!("throng {name}: not built yet; `throng pong` works today (see the README)");
+        eprintln!("throng {name}: not built yet; `pong`, `attack`, `report` and `encode` work today (see the README)");
         ExitCode::from(2)
+    }
+}
+
+/// The subcommands that take vegeta's flags, which vegeta spells with one dash.
+const VEGETA_STYLE: [&str; 3] = ["attack", "report", "encode"];
+
+/// Rewrites vegeta's single-dash long flags (`-rate=2000`, `-duration 10s`) as `--rate=2000`, so
+/// that a vegeta command line works with the word changed. One-letter flags (`-q`) stay.
+pub fn vegeta_spelling(args: Vec<String>) -> Vec<String> {
+    let vegeta_style = args
+        .get(1)
+        .is_some_and(|command| VEGETA_STYLE.contains(&command.as_str()));
+    if !vegeta_style {
+        return args;
+    }
+    args.into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            let long_with_one_dash = i > 1
+                && arg.starts_with('-')
+                && !arg.starts_with("--")
+                && arg[1..].split('=').next().is_some_and(|name| {
+                    name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                });
+            if long_with_one_dash {
+                format!("-{arg}")
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn vegetas_single_dash_becomes_double() {
+        let args = |line: &str| line.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            vegeta_spelling(args(
+                "throng attack -rate=2000 -duration 10s -q --name x -keepalive"
+            )),
+            args("throng attack --rate=2000 --duration 10s -q --name x --keepalive")
+        );
+        assert_eq!(
+            vegeta_spelling(args("throng pong -l 127.0.0.1:1")),
+            args("throng pong -l 127.0.0.1:1")
+        );
+        assert_eq!(
+            vegeta_spelling(args("throng report -type=json -")),
+            args("throng report --type=json -")
+        );
     }
 }

@@ -1,0 +1,309 @@
+//! `throng attack`'s flags: vegeta's, with the same meanings, plus throng's own.
+
+use clap::{ArgAction, Args};
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use throng_attack::{progress, targets, Config, Live};
+use throng_net::duration;
+
+/// Open-model load generator: requests go out on a fixed schedule, whatever the target does.
+///
+/// Targets in vegeta's formats (stdin or --targets), used round-robin; a vegeta command line
+/// works with the word changed (-rate=2000 and --rate 2000 alike). Latency is measured from when
+/// each request was due, so a slow server or a stalled generator cannot hide it. Results are a
+/// binary stream for `throng report` and `throng encode`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    echo 'GET http://127.0.0.1:8282/' | throng attack -rate=1000 -duration=10s | throng report\n  \
+    throng attack --targets t.txt --rate 500/1s --duration 1m --output run.bin --source 127.0.0.2-127.0.0.40")]
+pub struct AttackArgs {
+    /// Requests per second: N, or N/DURATION (100/1s, 6000/1m)
+    #[arg(long, default_value = "50/1s", value_parser = parse_rate)]
+    rate: f64,
+
+    /// How long to attack; 0 attacks until Ctrl-C
+    #[arg(long, default_value = "0s", value_parser = duration::parse)]
+    duration: Duration,
+
+    /// For each request, from its send to the end of its response
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    timeout: Duration,
+
+    /// Targets file [default: stdin]
+    #[arg(long, value_name = "FILE")]
+    targets: Option<PathBuf>,
+
+    /// Targets format: http or json
+    #[arg(long, default_value = "http", value_parser = ["http", "json"])]
+    format: String,
+
+    /// A header for every request, "Name: value"; repeatable
+    #[arg(long, value_name = "HEADER", value_parser = parse_header)]
+    header: Vec<(String, String)>,
+
+    /// Body file for targets that have none
+    #[arg(long, value_name = "FILE")]
+    body: Option<PathBuf>,
+
+    /// Most requests in flight at once; more wait (counted) [default: what the open-files limit allows]
+    #[arg(long, value_name = "N", alias = "max-workers")]
+    max_inflight: Option<usize>,
+
+    /// Accepted for vegeta's command lines: throng runs each request as its own task
+    #[arg(long, value_name = "N")]
+    workers: Option<u64>,
+
+    /// Idle connections kept per target host and thread
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    connections: usize,
+
+    /// Reuse connections (HTTP keep-alive)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    keepalive: bool,
+
+    /// Bind outgoing connections to these source addresses in turn: a list, a range
+    /// (127.0.0.2-127.0.0.40) or a CIDR block; each address has ~28k-64k ports per destination
+    #[arg(long, value_name = "ADDRS", value_parser = parse_pool)]
+    source: Option<SourcePool>,
+
+    /// Worker threads [default: number of cores]
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Results file [default: stdout]
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// The attack's name, recorded with the results
+    #[arg(long, default_value = "")]
+    name: String,
+
+    /// No live line on stderr
+    #[arg(long, short)]
+    quiet: bool,
+
+    /// TLS: skip certificate verification (https targets come in the next version)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    insecure: bool,
+
+    /// TLS: trusted root certificates (https targets come in the next version)
+    #[arg(long = "root-certs", value_name = "FILES")]
+    root_certs: Option<String>,
+
+    /// TLS client certificate (https targets come in the next version)
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+
+    /// TLS client key (https targets come in the next version)
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+
+    /// HTTP/2 (not built yet)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    http2: bool,
+}
+
+/// vegeta's rate: `N` per second, or `N/DURATION`.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let (count, per) = text.split_once('/').unwrap_or((text, "1s"));
+    let count: f64 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: `{count}` is not a number"))?;
+    let per = if per.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        per.to_string()
+    } else {
+        format!("1{per}")
+    };
+    let per = duration::parse(&per).map_err(|e| format!("`{text}`: {e}"))?;
+    if count.is_nan() || count <= 0.0 || per.is_zero() {
+        return Err(format!(
+            "`{text}`: the rate must be more than zero (throng is an open-model generator)"
+        ));
+    }
+    Ok(count / per.as_secs_f64())
+}
+
+/// A source-address pool, one flag value (clap would take a bare `Vec` for repeated flags).
+#[derive(Clone, Debug)]
+struct SourcePool(Vec<std::net::IpAddr>);
+
+fn parse_pool(text: &str) -> Result<SourcePool, String> {
+    throng_net::source::parse_pool(text).map(SourcePool)
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}`: expected \"Name: value\""))?;
+    Ok((name.trim().to_string(), value.trim().to_string()))
+}
+
+pub fn run(args: AttackArgs) -> ExitCode {
+    match attack(args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("throng attack: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn attack(args: AttackArgs) -> Result<ExitCode, String> {
+    if args.http2 {
+        return Err("-http2: HTTP/2 is not built yet".into());
+    }
+    let (text, base_dir) = read_targets(args.targets.as_deref())?;
+    let targets = match args.format.as_str() {
+        "json" => targets::parse_json(&text)?,
+        _ => targets::parse_http(&text, &base_dir)?,
+    };
+    let body = match &args.body {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| format!("-body {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let output: Box<dyn std::io::Write + Send> = match &args.output {
+        Some(path) if path.as_os_str() != "stdout" && path.as_os_str() != "-" => Box::new(
+            std::fs::File::create(path).map_err(|e| format!("-output {}: {e}", path.display()))?,
+        ),
+        _ => {
+            if std::io::stdout().is_terminal() {
+                return Err(
+                    "results are binary: pipe them (| throng report) or use --output FILE".into(),
+                );
+            }
+            Box::new(std::io::stdout())
+        }
+    };
+    let max_inflight = match args.max_inflight {
+        Some(n) => n,
+        None => {
+            let limit = throng_net::rlimit::raise_nofile().map_err(|e| e.to_string())?;
+            throng_net::rlimit::connections_that_fit(limit, 1) as usize
+        }
+    };
+    let config = Config {
+        targets,
+        rate: args.rate,
+        duration: (!args.duration.is_zero()).then_some(args.duration),
+        timeout: args.timeout,
+        max_inflight,
+        idle_connections: args.connections,
+        keepalive: args.keepalive,
+        threads: args
+            .threads
+            .unwrap_or_else(throng_net::workers::default_threads),
+        sources: args.source.map(|pool| pool.0).unwrap_or_default(),
+        name: args.name,
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+    };
+    let live = Arc::new(Live::default());
+    let rate = config.rate;
+    let show_progress = config.progress;
+    let engine_live = Arc::clone(&live);
+    let extra_headers = args.header;
+    let engine = std::thread::spawn(move || {
+        throng_attack::run(config, &extra_headers, body.as_deref(), output, engine_live)
+    });
+    let started = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = show_progress.then(|| {
+        let (live, done) = (Arc::clone(&live), Arc::clone(&done));
+        std::thread::spawn(move || {
+            progress::show(&live, rate, started, || done.load(Ordering::Relaxed))
+        })
+    });
+    watch_signals(&live, &engine);
+    let end = engine
+        .join()
+        .map_err(|_| "the attack failed".to_string())??;
+    done.store(true, Ordering::Relaxed);
+    if let Some(progress) = progress {
+        let _ = progress.join();
+    }
+    if end.ended_by != "duration" {
+        eprintln!(
+            "throng attack: {}; the results written are complete up to here",
+            end.ended_by
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// First Ctrl-C: stop sending and let requests in flight finish. Second: stop waiting for them.
+fn watch_signals<T>(live: &Live, engine: &std::thread::JoinHandle<T>) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut signals = 0;
+        while !engine.is_finished() {
+            tokio::select! {
+                _ = int.recv() => signals += 1,
+                _ = term.recv() => signals += 1,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+            }
+            live.stop.store(true, Ordering::Relaxed);
+            if signals >= 2 {
+                live.abandon.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+}
+
+/// The targets text, and the folder `@body` paths are relative to.
+fn read_targets(path: Option<&Path>) -> Result<(String, PathBuf), String> {
+    match path {
+        Some(path) if path.as_os_str() != "stdin" && path.as_os_str() != "-" => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("-targets {}: {e}", path.display()))?;
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            Ok((text, base))
+        }
+        _ => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("throng attack: reading targets from stdin (end with Ctrl-D), or use --targets FILE");
+            }
+            let mut text = String::new();
+            std::io::stdin()
+                .take(64 << 20)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading targets from stdin: {e}"))?;
+            Ok((text, PathBuf::from(".")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_as_vegeta_writes_them() {
+        assert_eq!(parse_rate("2000").unwrap(), 2000.0);
+        assert_eq!(parse_rate("100/1s").unwrap(), 100.0);
+        assert_eq!(parse_rate("6000/1m").unwrap(), 100.0);
+        assert_eq!(parse_rate("5/500ms").unwrap(), 10.0);
+        assert_eq!(parse_rate("60/m").unwrap(), 1.0);
+        assert!(parse_rate("0").unwrap_err().contains("more than zero"));
+        assert!(parse_rate("fast").unwrap_err().contains("not a number"));
+        assert!(parse_rate("10/1x").is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! `throng report` and `throng encode`: reading results files, any number of them, merged.
+
+use clap::Args;
+use std::io::{BufReader, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use throng_results::encode::{self, Format};
+use throng_results::report::{Buckets, Summary};
+use throng_results::Reader;
+
+/// Report on results: vegeta's layout and more, over any number of files merged exactly.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Results files [default: stdin]
+    files: Vec<PathBuf>,
+
+    /// text, json, or hist[0,10ms,50ms,...] (latency buckets)
+    #[arg(long = "type", default_value = "text")]
+    kind: String,
+
+    /// Write the report here [default: stdout]
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Convert results to JSON lines or CSV (vegeta's field names), or JSON lines back to results.
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    /// Input files: results, or JSON lines with --to throng [default: stdin]
+    files: Vec<PathBuf>,
+
+    /// json, csv, or throng (the binary results format, from JSON lines)
+    #[arg(long, default_value = "json")]
+    to: String,
+
+    /// Write here [default: stdout]
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub fn report(args: ReportArgs) -> ExitCode {
+    finish("report", run_report(args))
+}
+
+pub fn encode(args: EncodeArgs) -> ExitCode {
+    finish("encode", run_encode(args))
+}
+
+fn finish(command: &str, result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("throng {command}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_report(args: ReportArgs) -> Result<(), String> {
+    let buckets = if args.kind.starts_with("hist") {
+        Some(Buckets::parse(&args.kind)?)
+    } else {
+        None
+    };
+    if buckets.is_none() && args.kind != "text" && args.kind != "json" {
+        return Err(format!("--type {}: use text, json or hist[...]", args.kind));
+    }
+    let mut summary = Summary::new(buckets);
+    for (name, input) in inputs(&args.files)? {
+        let reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
+        summary
+            .add_stream(reader)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    let text = match args.kind.as_str() {
+        "text" => summary.text(),
+        "json" => summary.json().to_string() + "\n",
+        _ => summary.histogram().unwrap_or_default(),
+    };
+    write_out(args.output.as_ref(), text.as_bytes())
+}
+
+fn run_encode(args: EncodeArgs) -> Result<(), String> {
+    let format = Format::parse(&args.to)?;
+    let mut out: Vec<u8> = Vec::new();
+    if format == Format::Throng {
+        for (name, input) in inputs(&args.files)? {
+            encode::json_to_stream(BufReader::new(input), &mut out)
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        if args.output.is_none() && std::io::stdout().is_terminal() {
+            return Err("results are binary: pipe them or use --output FILE".into());
+        }
+    } else {
+        let mut readers = Vec::new();
+        for (name, input) in inputs(&args.files)? {
+            readers.push(Reader::new(input).map_err(|e| format!("{name}: {e}"))?);
+        }
+        let truncated = encode::records_to(readers, format, &mut out).map_err(|e| e.to_string())?;
+        if truncated > 0 {
+            eprintln!("throng encode: {truncated} input(s) ended in the middle of a record: encoded up to the last whole one");
+        }
+    }
+    write_out(args.output.as_ref(), &out)
+}
+
+/// An input and the name errors call it by.
+type NamedInput = (String, Box<dyn Read>);
+
+/// The named files, or stdin when there are none.
+fn inputs(files: &[PathBuf]) -> Result<Vec<NamedInput>, String> {
+    if files.is_empty() {
+        return Ok(vec![(
+            "stdin".into(),
+            Box::new(BufReader::new(std::io::stdin())),
+        )]);
+    }
+    files
+        .iter()
+        .map(|path| {
+            if path.as_os_str() == "-" {
+                return Ok((
+                    "stdin".to_string(),
+                    Box::new(BufReader::new(std::io::stdin())) as Box<dyn Read>,
+                ));
+            }
+            let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((
+                path.display().to_string(),
+                Box::new(BufReader::new(file)) as Box<dyn Read>,
+            ))
+        })
+        .collect()
+}
+
+fn write_out(path: Option<&PathBuf>, bytes: &[u8]) -> Result<(), String> {
+    match path {
+        Some(path) => std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display())),
+        None => match std::io::stdout().write_all(bytes) {
+            // A reader that stopped early (`| head`) is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            result => result.map_err(|e| format!("stdout: {e}")),
+        },
+    }
+}
