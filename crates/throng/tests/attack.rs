@@ -1,0 +1,424 @@
+//! `throng attack`, `report` and `encode` end to end: real processes on loopback, against
+//! `throng pong` and against small servers that misbehave on purpose.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("throng-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `throng attack ARGS` with `targets` on stdin.
+fn attack(targets: &str, args: &[&str]) -> Output {
+    let mut child = throng()
+        .arg("attack")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(targets.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn report_json(files: &[&Path]) -> Value {
+    let output = throng()
+        .arg("report")
+        .arg("-type=json")
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn encode(args: &[&str], files: &[&Path]) -> Vec<u8> {
+    let output = throng()
+        .arg("encode")
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// A server that answers each of `connections` connections with `answer`, as it is told.
+fn misbehaving_server(connections: usize, answer: fn(std::net::TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections).flatten() {
+            answer(stream);
+        }
+    });
+    addr
+}
+
+fn read_request_head(stream: &mut std::net::TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+}
+
+#[test]
+fn keeps_the_rate_and_reports_what_pong_did() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("rate");
+    let out = dir.join("run.bin");
+    let targets = format!("GET http://{}/\n", pong.addr());
+    let result = attack(
+        &targets,
+        &[
+            "-rate=200",
+            "-duration=2s",
+            "-output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+
+    let report = report_json(&[&out]);
+    assert_eq!(report["requests"], 400, "{report}");
+    assert_eq!(report["success"], 1.0);
+    assert_eq!(report["status_codes"]["200"], 400);
+    let achieved = report["throng"]["achieved_rate"].as_f64().unwrap();
+    assert!(
+        (achieved - 200.0).abs() / 200.0 < 0.01,
+        "achieved {achieved}"
+    );
+    assert_eq!(report["throng"]["offered_rate"], 200.0);
+    assert_eq!(report["throng"]["served_by"][pong.addr().to_string()], 400);
+    assert_eq!(report["bytes_in"]["total"], 1600);
+
+    let text =
+        String::from_utf8(throng().arg("report").arg(&out).output().unwrap().stdout).unwrap();
+    assert!(
+        text.starts_with("Requests      [total, rate, throughput]         400,"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Success       [ratio]                           100.00%"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sleep_requests_are_held_open_at_once() {
+    let pong = Pong::start(&["--admin", "127.0.0.1:0"]);
+    let dir = scratch_dir("hold");
+    let out = dir.join("run.bin");
+    let targets = format!("GET http://{}/\nsleep: 4000\ntimes: 1\n", pong.addr());
+    let mut child = throng()
+        .args([
+            "attack",
+            "-rate=200",
+            "-duration=1s",
+            "-timeout=20s",
+            "-output",
+            out.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(targets.as_bytes())
+        .unwrap();
+    // 200 requests sent within a second, each taking two random waits of up to 4 s: most of
+    // them are held open together.
+    let held = wait_until(|| (pong.metric("pong_responses_in_progress") >= 150.0).then_some(()));
+    assert!(
+        held.is_some(),
+        "in progress: {}",
+        pong.metric("pong_responses_in_progress")
+    );
+    assert!(child.wait().unwrap().success());
+    let report = report_json(&[&out]);
+    assert_eq!(
+        (report["requests"].as_u64(), report["success"].as_f64()),
+        (Some(200), Some(1.0)),
+        "{report}"
+    );
+    assert!(report["latencies"]["max"].as_u64().unwrap() <= 8_000_000_000 + 2_000_000_000);
+}
+
+#[test]
+fn every_error_class_is_named() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let reset = misbehaving_server(20, |stream| {
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let garbage = misbehaving_server(20, |mut stream| {
+        read_request_head(&mut stream);
+        let _ = stream.write_all(b"this is not http\r\n\r\n");
+    });
+    let failing = misbehaving_server(20, |mut stream| {
+        read_request_head(&mut stream);
+        let _ = stream.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        );
+    });
+    let pong = Pong::start(&[]);
+    let targets = [closed, reset, garbage, failing]
+        .iter()
+        .map(|addr| format!("GET http://{addr}/\n\n"))
+        .collect::<String>()
+        + &format!("GET http://{}/\nsleep: 60000\ntimes: 10\n", pong.addr());
+
+    let dir = scratch_dir("errors");
+    let out = dir.join("run.bin");
+    let result = attack(
+        &targets,
+        &[
+            "-rate=50",
+            "-duration=400ms",
+            "-timeout=300ms",
+            "-output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+
+    let report = report_json(&[&out]);
+    let classes = &report["throng"]["error_classes"];
+    for class in [
+        "connection-refused",
+        "connection-reset",
+        "protocol",
+        "server-error",
+        "timeout",
+    ] {
+        assert_eq!(classes[class], 4, "{class}: {report}");
+    }
+    assert_eq!(report["status_codes"]["503"], 4);
+    let errors: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.starts_with("timeout (300ms)")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with("bad response")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn files_merge_and_encodings_round_trip() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("merge");
+    let (a, b) = (dir.join("a.bin"), dir.join("b.bin"));
+    let targets = format!("GET http://{}/\n", pong.addr());
+    for (file, rate) in [(&a, "100"), (&b, "50")] {
+        let result = attack(
+            &targets,
+            &[
+                "-rate",
+                rate,
+                "-duration",
+                "1s",
+                "--output",
+                file.to_str().unwrap(),
+                "-name=merge",
+            ],
+        );
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    let merged = report_json(&[&a, &b]);
+    assert_eq!(merged["requests"], 150);
+    assert_eq!(merged["throng"]["offered_rate"], 150.0);
+    assert_eq!(merged["throng"]["runs"], 2);
+
+    let json = encode(&[], &[&a]);
+    let first: Value = serde_json::from_slice(json.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(
+        (first["attack"].as_str(), first["code"].as_u64()),
+        (Some("merge"), Some(200))
+    );
+    std::fs::write(dir.join("a.json"), &json).unwrap();
+    let binary = encode(&["--to", "throng"], &[&dir.join("a.json")]);
+    std::fs::write(dir.join("again.bin"), &binary).unwrap();
+    assert_eq!(encode(&[], &[&dir.join("again.bin")]), json);
+
+    let csv = String::from_utf8(encode(&["-to=csv"], &[&b])).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 50);
+    assert!(csv.starts_with("timestamp,code,latency,bytes_out,bytes_in,error,"));
+}
+
+#[test]
+fn ctrl_c_ends_cleanly_and_what_was_measured_stays() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("interrupt");
+    let out = dir.join("run.bin");
+    let mut child = throng()
+        .args(["attack", "-rate=100", "-output", out.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("GET http://{}/\nsleep: 200\n", pong.addr()).as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: kill(2) with our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
+    let report = report_json(&[&out]);
+    let requests = report["requests"].as_u64().unwrap();
+    assert!((80..=160).contains(&requests), "{requests}");
+    assert_eq!(
+        report["success"], 1.0,
+        "requests in flight were finished, not cut: {report}"
+    );
+}
+
+#[test]
+fn a_truncated_file_is_read_to_its_last_whole_record() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("truncated");
+    let out = dir.join("run.bin");
+    let result = attack(
+        &format!("GET http://{}/\n", pong.addr()),
+        &["-rate=50", "-duration=1s", "-output", out.to_str().unwrap()],
+    );
+    assert!(result.status.success());
+    let bytes = std::fs::read(&out).unwrap();
+    std::fs::write(&out, &bytes[..bytes.len() - 7]).unwrap();
+    let output = throng().arg("report").arg(&out).output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ended in the middle of a record"), "{text}");
+}
+
+#[test]
+fn bad_input_is_named() {
+    let result = attack(
+        "GET http://127.0.0.1:1/\nX-Fine: yes\n\nnonsense here\n",
+        &["-duration=1s", "-output=/dev/null"],
+    );
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("targets line 4"), "{stderr}");
+
+    let result = attack("GET http://127.0.0.1:1/\n", &["-duration=10x"]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success() && stderr.contains("10x") && stderr.contains("unknown unit"),
+        "{stderr}"
+    );
+
+    let result = attack("GET http://127.0.0.1:1/\n", &["-rat=5"]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success() && stderr.contains("--rat"),
+        "{stderr}"
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_throng"))
+        .args(["report", "Cargo.toml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("not a throng results file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn latency_counts_from_the_intended_send_when_requests_must_wait() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("omission");
+    let out = dir.join("run.bin");
+    // One request at a time, each taking 150 ms on average, while one is due every 50 ms: the
+    // schedule falls further behind with each request, and that wait must show in the latency,
+    // not vanish from it.
+    let targets = format!("GET http://{}/\nsleep: 300\n", pong.addr());
+    let args = [
+        "-rate=20",
+        "-duration=1s",
+        "-max-inflight=1",
+        "-threads=1",
+        "-output",
+        out.to_str().unwrap(),
+    ];
+    let result = attack(&targets, &args);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let report = report_json(&[&out]);
+    assert_eq!(report["requests"], 20, "{report}");
+    assert!(
+        report["throng"]["delayed_by_max_inflight"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{report}"
+    );
+    let latency_max = report["latencies"]["max"].as_u64().unwrap();
+    let service_max = report["throng"]["service_time"]["max"].as_u64().unwrap();
+    assert!(
+        latency_max > service_max + 500_000_000,
+        "latency {latency_max} vs service {service_max}"
+    );
+    let warnings = report["throng"]["warnings"].to_string();
+    assert!(warnings.contains("waited for a slot"), "{warnings}");
+}
