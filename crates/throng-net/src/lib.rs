@@ -7,6 +7,7 @@
 //! - [`http1`]: a small HTTP/1.1 codec on `httparse` that borrows the caller's buffers.
 //! - [`listen`] and [`duration`]: the command-line spellings of addresses and durations.
 //! - [`random`]: a cheap per-thread random number generator for jitter and sleeps.
+//! - [`tls`]: rustls (aws-lc-rs) configurations, self-signed certificates, and a socket driver.
 //! - [`source`]: source-address pools (lists, ranges, CIDR blocks) to get past ~64k ports.
 
 pub mod duration;
@@ -16,4 +17,5 @@ pub mod random;
 pub mod rlimit;
 pub mod sockets;
 pub mod source;
+pub mod tls;
 pub mod workers;

@@ -1,0 +1,448 @@
+//! TLS set-up with rustls (aws-lc-rs): server and client configurations, self-signed ECDSA
+//! certificates, and a driver that runs a rustls connection over a tokio socket with the same
+//! `try_read`/`try_write` calls plain connections use, reading into the caller's scratch buffer.
+//!
+//! Everything TLS goes through this module, so the choice of rustls API (buffered today,
+//! `rustls::unbuffered` to save ~4 KiB per connection later) stays local.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{aws_lc_rs, CryptoProvider, SupportedKxGroup};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// Where Debian (and most Linux systems) keep the trusted roots.
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The key-exchange groups by name, as `--tls-groups` spells them.
+pub const GROUP_NAMES: [&str; 4] = ["x25519mlkem768", "x25519", "secp256r1", "secp384r1"];
+
+fn group(name: &str) -> Option<&'static dyn SupportedKxGroup> {
+    use aws_lc_rs::kx_group;
+    match name.to_ascii_lowercase().as_str() {
+        "x25519mlkem768" => Some(kx_group::X25519MLKEM768),
+        "x25519" => Some(kx_group::X25519),
+        "secp256r1" | "p256" | "p-256" => Some(kx_group::SECP256R1),
+        "secp384r1" | "p384" | "p-384" => Some(kx_group::SECP384R1),
+        _ => None,
+    }
+}
+
+/// The aws-lc-rs provider, limited to `groups` (in preference order) when any are named.
+pub fn provider(groups: &[String]) -> Result<Arc<CryptoProvider>, String> {
+    let mut provider = aws_lc_rs::default_provider();
+    if !groups.is_empty() {
+        provider.kx_groups = groups
+            .iter()
+            .map(|name| {
+                group(name).ok_or_else(|| {
+                    format!(
+                        "unknown key-exchange group `{name}` (use {})",
+                        GROUP_NAMES.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(Arc::new(provider))
+}
+
+/// A self-signed ECDSA P-256 certificate for `names`: (certificate PEM, private key PEM).
+pub fn self_signed(names: &[&str]) -> Result<(String, String), String> {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| format!("key: {e}"))?;
+    let params = rcgen::CertificateParams::new(names).map_err(|e| format!("certificate: {e}"))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| format!("certificate: {e}"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Certificates from a PEM file, with the file named in errors.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The first private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| format!("{}: no private key read: {e}", path.display()))
+}
+
+/// A server configuration from PEM certificate chain and key, offering `alpn` protocols.
+pub fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
+    groups: &[String],
+) -> Result<Arc<ServerConfig>, String> {
+    let mut config = ServerConfig::builder_with_provider(provider(groups)?)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key do not go together: {e}"))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// How the client side of TLS is set up: vegeta's `-insecure`, `-root-certs`, `-cert`/`-key`,
+/// and throng's resumption and group choices.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Accept any server certificate (signatures are still checked).
+    pub insecure: bool,
+    /// PEM files of trusted roots; none means the system's.
+    pub root_certs: Vec<PathBuf>,
+    /// A client certificate chain and its key.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Resume sessions (tickets and IDs), shared by every connection of the process.
+    pub resume: bool,
+    pub groups: Vec<String>,
+    pub alpn: Vec<Vec<u8>>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            insecure: false,
+            root_certs: Vec::new(),
+            client_cert: None,
+            resume: true,
+            groups: Vec::new(),
+            alpn: vec![b"http/1.1".to_vec()],
+        }
+    }
+}
+
+/// One client configuration, shared by every connection so that sessions resume.
+pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, String> {
+    let provider = provider(&options.groups)?;
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if options.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate(provider)))
+    } else {
+        let mut roots = RootCertStore::empty();
+        let files = if options.root_certs.is_empty() {
+            vec![PathBuf::from(SYSTEM_ROOTS)]
+        } else {
+            options.root_certs.clone()
+        };
+        for file in &files {
+            for cert in load_certs(file)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+        }
+        builder.with_root_certificates(roots)
+    };
+    let mut config = match &options.client_cert {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| format!("client certificate: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = options.alpn.clone();
+    if !options.resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(config))
+}
+
+/// `-insecure`: any certificate is accepted, but handshake signatures are still verified, so the
+/// handshake costs what a real one does.
+#[derive(Debug)]
+struct AnyServerCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A new client session for `host` (a name gets SNI; an IP address does not).
+pub fn connect(config: &Arc<ClientConfig>, host: &str) -> Result<ClientConnection, String> {
+    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("`{host}`: {e}"))?;
+    ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())
+}
+
+/// Why a TLS exchange failed: the socket, or TLS itself (bad certificate, alert, garbage).
+#[derive(Debug)]
+pub enum TlsFailure {
+    Io(io::Error),
+    Tls(String),
+}
+
+impl From<io::Error> for TlsFailure {
+    fn from(error: io::Error) -> Self {
+        TlsFailure::Io(error)
+    }
+}
+
+/// `io::Read`/`io::Write` over a non-blocking tokio socket, for rustls's `read_tls`/`write_tls`.
+struct Socket<'a>(&'a TcpStream);
+
+impl Read for Socket<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl Write for Socket<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes whatever TLS output is pending.
+pub async fn flush(stream: &TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut Socket(stream)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Completes the handshake.
+pub async fn handshake(stream: &TcpStream, tls: &mut ClientConnection) -> Result<(), TlsFailure> {
+    while tls.is_handshaking() {
+        flush(stream, tls).await?;
+        if tls.is_handshaking() && tls.wants_read() {
+            receive(stream, tls).await?;
+        }
+    }
+    flush(stream, tls).await?;
+    Ok(())
+}
+
+/// Reads TLS records from the socket and processes them; `Ok(false)` at the end of the stream.
+async fn receive(stream: &TcpStream, tls: &mut ClientConnection) -> Result<bool, TlsFailure> {
+    loop {
+        stream.readable().await?;
+        match tls.read_tls(&mut Socket(stream)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => {
+                let processed = tls.process_new_packets();
+                if let Err(error) = processed {
+                    // Tell the server why (an alert), then fail.
+                    let _ = flush(stream, tls).await;
+                    return Err(TlsFailure::Tls(error.to_string()));
+                }
+                return Ok(true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Encrypts and sends `plaintext`.
+pub async fn write_all(
+    stream: &TcpStream,
+    tls: &mut ClientConnection,
+    plaintext: &[u8],
+) -> Result<(), TlsFailure> {
+    tls.writer().write_all(plaintext)?;
+    flush(stream, tls).await?;
+    Ok(())
+}
+
+/// Waits for plaintext and copies what there is into `buf`; 0 at the end of the stream.
+pub async fn read(
+    stream: &TcpStream,
+    tls: &mut ClientConnection,
+    buf: &mut [u8],
+) -> Result<usize, TlsFailure> {
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The peer closed without close_notify: the end of the stream, as for plain TCP.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+        if !receive(stream, tls).await? {
+            return Ok(0);
+        }
+        flush(stream, tls).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_self_signed_certificate_makes_a_server_config() {
+        let (cert, key) = self_signed(&["localhost", "127.0.0.1"]).unwrap();
+        let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        assert!(server_config(certs, key, &[b"http/1.1"], &[]).is_ok());
+    }
+
+    #[test]
+    fn groups_are_chosen_by_name() {
+        let chosen = provider(&["x25519".into()]).unwrap();
+        assert_eq!(chosen.kx_groups.len(), 1);
+        assert!(provider(&["nope".into()])
+            .unwrap_err()
+            .contains("unknown key-exchange group"));
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let options = ClientOptions {
+            root_certs: vec!["/no/such/roots.pem".into()],
+            ..ClientOptions::default()
+        };
+        assert!(client_config(&options)
+            .unwrap_err()
+            .contains("/no/such/roots.pem"));
+    }
+
+    /// A real handshake over loopback, once full and once resumed, then with resumption off.
+    #[tokio::test(flavor = "current_thread")]
+    async fn handshakes_resume_unless_told_not_to() {
+        let (cert_pem, key_pem) = self_signed(&["localhost"]).unwrap();
+        let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let server = server_config(certs, key, &[b"http/1.1"], &[]).unwrap();
+        let dir = std::env::temp_dir().join(format!("throng-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), &cert_pem).unwrap();
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A blocking echo server on a thread: each connection answers "pong" to what it reads.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(5).flatten() {
+                let mut conn = rustls::ServerConnection::new(Arc::clone(&server)).unwrap();
+                let mut stream = stream;
+                let mut tls = rustls::Stream::new(&mut conn, &mut stream);
+                let mut buf = [0u8; 4];
+                if tls.read_exact(&mut buf).is_ok() {
+                    let _ = tls.write_all(b"pong");
+                    let _ = tls.flush();
+                }
+            }
+        });
+
+        let kinds = |resume: bool| {
+            let options = ClientOptions {
+                root_certs: vec![dir.join("ca.pem")],
+                resume,
+                ..ClientOptions::default()
+            };
+            let config = client_config(&options).unwrap();
+            async move {
+                let mut kinds = Vec::new();
+                for _ in 0..2 {
+                    let stream = TcpStream::connect(addr).await.unwrap();
+                    let mut tls = connect(&config, "localhost").unwrap();
+                    handshake(&stream, &mut tls)
+                        .await
+                        .map_err(|e| format!("{e:?}"))
+                        .unwrap();
+                    write_all(&stream, &mut tls, b"ping")
+                        .await
+                        .map_err(|e| format!("{e:?}"))
+                        .unwrap();
+                    let mut buf = [0u8; 16];
+                    let n = read(&stream, &mut tls, &mut buf)
+                        .await
+                        .map_err(|e| format!("{e:?}"))
+                        .unwrap();
+                    assert_eq!(&buf[..n], b"pong");
+                    kinds.push(tls.handshake_kind());
+                }
+                kinds
+            }
+        };
+        use rustls::HandshakeKind::{Full, Resumed};
+        assert_eq!(kinds(true).await, vec![Some(Full), Some(Resumed)]);
+        assert_eq!(kinds(false).await, vec![Some(Full), Some(Full)]);
+
+        // A server the roots do not vouch for fails the handshake, with the reason.
+        let untrusted = client_config(&ClientOptions {
+            root_certs: vec![dir.join("ca.pem")],
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut tls = connect(&untrusted, "not-localhost").unwrap();
+        match handshake(&stream, &mut tls).await {
+            Err(TlsFailure::Tls(reason)) => assert!(reason.contains("certificate"), "{reason}"),
+            other => panic!("expected a TLS failure, got {other:?}"),
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
