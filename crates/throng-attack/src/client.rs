@@ -9,6 +9,7 @@ use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
 use throng_net::http1::{self, BodyReader, Limits};
+use throng_net::tls::{self, TlsFailure};
 use throng_results::{ErrorClass, Phase, Record};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -19,19 +20,31 @@ const LIMITS: Limits = Limits {
     max_headers: 128,
 };
 
-/// A connection, and the source address it was opened from.
+/// A connection (plain, or with its TLS session), and the source address it was opened from.
 pub(crate) struct Connection {
     stream: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
     source: Option<u16>,
 }
 
 /// Why an attempt failed.
 enum Failure {
     Io(io::Error),
+    /// The TLS handshake or a record failed (certificate, alert, garbage).
+    Tls(String),
     /// A response that is not valid HTTP/1.x, or ends too soon.
     Protocol(String),
     /// Connecting failed; the error and the source address used.
     Connect(io::Error, Option<std::net::IpAddr>),
+}
+
+impl From<TlsFailure> for Failure {
+    fn from(failure: TlsFailure) -> Self {
+        match failure {
+            TlsFailure::Io(error) => Failure::Io(error),
+            TlsFailure::Tls(reason) => Failure::Tls(reason),
+        }
+    }
 }
 
 /// Sends request `seq` (target `target`, due at `intended` after the start) and records it.
@@ -87,8 +100,22 @@ async fn attempt(
             Some(connection) => (connection, true),
             None => {
                 let started = Instant::now();
-                let connection = connect(ctx, prepared.addr).await?;
+                let mut connection = connect(ctx, prepared.addr).await?;
                 record.connect = nanos(started.elapsed());
+                if let (Some(name), Some(config)) = (&prepared.tls_name, &ctx.tls) {
+                    phase.set(Phase::Tls);
+                    let started = Instant::now();
+                    let mut session = tls::connect(config, name).map_err(Failure::Tls)?;
+                    let shaken = tls::handshake(&connection.stream, &mut session).await;
+                    if let Err(failure) = shaken {
+                        ctx.connection_closed();
+                        return Err(failure.into());
+                    }
+                    record.tls = nanos(started.elapsed()).max(1);
+                    record.tls_resumed =
+                        session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                    connection.tls = Some(Box::new(session));
+                }
                 (connection, false)
             }
         };
@@ -131,6 +158,7 @@ async fn connect(ctx: &ThreadCtx, addr: std::net::SocketAddr) -> Result<Connecti
     ctx.connection_opened();
     Ok(Connection {
         stream,
+        tls: None,
         source: source.map(|(index, _)| index as u16),
     })
 }
@@ -145,22 +173,13 @@ async fn send_and_receive(
     sent_at: Instant,
 ) -> Result<bool, Failure> {
     let prepared = &ctx.targets[target];
-    let stream = &connection.stream;
-    let mut written = 0;
-    while written < prepared.bytes.len() {
-        stream.writable().await.map_err(Failure::Io)?;
-        match stream.try_write(&prepared.bytes[written..]) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(Failure::Io(e)),
-        }
-    }
+    write_request(connection, &prepared.bytes).await?;
     record.bytes_out = prepared.body_len;
 
     phase.set(Phase::FirstByte);
     let mut head: Vec<u8> = Vec::new();
     let (mut body, keep_alive) = loop {
-        let n = read_some(ctx, stream, |bytes| head.extend_from_slice(bytes)).await?;
+        let n = read_some(ctx, connection, |bytes| head.extend_from_slice(bytes)).await?;
         if n == 0 {
             return Err(Failure::Protocol(if head.is_empty() {
                 "the server closed the connection without a response".into()
@@ -207,7 +226,7 @@ async fn send_and_receive(
     while !body.is_done() {
         let mut bad = None;
         let mut bytes_in = 0u64;
-        let n = read_some(ctx, stream, |bytes| {
+        let n = read_some(ctx, connection, |bytes| {
             if let Err(e) = body.feed(bytes, |data| bytes_in += data.len() as u64) {
                 bad = Some(e);
             }
@@ -229,23 +248,67 @@ async fn send_and_receive(
     Ok(keep_alive)
 }
 
-/// Waits for the socket to be readable, reads into the thread's scratch buffer and hands the
-/// bytes to `take`; returns how many were read (0 at the end of the stream).
-async fn read_some(
-    ctx: &ThreadCtx,
-    stream: &TcpStream,
-    mut take: impl FnMut(&[u8]),
-) -> Result<usize, Failure> {
-    loop {
-        stream.readable().await.map_err(Failure::Io)?;
-        let mut scratch = ctx.scratch.borrow_mut();
-        match stream.try_read(&mut scratch[..]) {
-            Ok(n) => {
-                take(&scratch[..n]);
-                return Ok(n);
-            }
+async fn write_request(connection: &mut Connection, bytes: &[u8]) -> Result<(), Failure> {
+    let stream = &connection.stream;
+    if let Some(session) = &mut connection.tls {
+        return tls::write_all(stream, session, bytes)
+            .await
+            .map_err(Failure::from);
+    }
+    let mut written = 0;
+    while written < bytes.len() {
+        stream.writable().await.map_err(Failure::Io)?;
+        match stream.try_write(&bytes[written..]) {
+            Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(Failure::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Waits for response bytes, reads them into the thread's scratch buffer and hands them to
+/// `take`; returns how many were read (0 at the end of the stream). The scratch buffer is only
+/// borrowed between awaits, never across one.
+async fn read_some(
+    ctx: &ThreadCtx,
+    connection: &mut Connection,
+    mut take: impl FnMut(&[u8]),
+) -> Result<usize, Failure> {
+    let stream = &connection.stream;
+    loop {
+        match &mut connection.tls {
+            None => {
+                stream.readable().await.map_err(Failure::Io)?;
+                let mut scratch = ctx.scratch.borrow_mut();
+                match stream.try_read(&mut scratch[..]) {
+                    Ok(n) => {
+                        take(&scratch[..n]);
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(Failure::Io(e)),
+                }
+            }
+            Some(session) => {
+                {
+                    let mut scratch = ctx.scratch.borrow_mut();
+                    match io::Read::read(&mut session.reader(), &mut scratch[..]) {
+                        Ok(n) => {
+                            take(&scratch[..n]);
+                            return Ok(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        // Closed without close_notify: the end of the stream, as for plain TCP.
+                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                        Err(e) => return Err(Failure::Io(e)),
+                    }
+                }
+                if !tls::receive(stream, session).await? {
+                    return Ok(0);
+                }
+                tls::flush(stream, session).await.map_err(Failure::Io)?;
+            }
         }
     }
 }
@@ -253,6 +316,7 @@ async fn read_some(
 fn classify(record: &mut Record, failure: Failure) {
     let (class, text) = match failure {
         Failure::Protocol(text) => (ErrorClass::Protocol, text),
+        Failure::Tls(reason) => (ErrorClass::Tls, format!("tls: {reason}")),
         Failure::Connect(error, source) => match error.kind() {
             io::ErrorKind::ConnectionRefused => (
                 ErrorClass::ConnectionRefused,

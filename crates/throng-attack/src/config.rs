@@ -25,4 +25,6 @@ pub struct Config {
     pub name: String,
     /// Print a live line on stderr once a second.
     pub progress: bool,
+    /// How https targets are spoken to.
+    pub tls: throng_net::tls::ClientOptions,
 }

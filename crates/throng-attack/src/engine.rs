@@ -45,6 +45,8 @@ pub struct Live {
 pub(crate) struct ThreadCtx {
     pub config: Arc<Config>,
     pub targets: Arc<Vec<PreparedTarget>>,
+    /// One TLS client configuration for every connection of the run, so sessions resume.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub start: Instant,
     pub scratch: RefCell<Box<[u8]>>,
     live: Arc<Live>,
@@ -111,6 +113,10 @@ pub fn run(
         default_body,
         config.keepalive,
     )?;
+    let tls = match prepared.iter().any(|p| p.tls_name.is_some()) {
+        true => Some(throng_net::tls::client_config(&config.tls).map_err(|e| format!("TLS: {e}"))?),
+        false => None,
+    };
     let limit =
         rlimit::raise_nofile().map_err(|e| format!("cannot read the open-files limit: {e}"))?;
     rlimit::check_fits(limit, config.max_inflight as u64, 1)
@@ -152,12 +158,14 @@ pub fn run(
         Arc::clone(&live),
         batches.clone(),
     );
+    let tls_for = tls.clone();
     let handles = workers::spawn("attack", per_thread, move |index, _| {
         run_thread(
             index,
             threads,
             Arc::clone(&config_for),
             Arc::clone(&prepared_for),
+            tls_for.clone(),
             Arc::clone(&live_for),
             batches_for.clone(),
             start,
@@ -195,6 +203,7 @@ async fn run_thread(
     threads: usize,
     config: Arc<Config>,
     targets: Arc<Vec<PreparedTarget>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     live: Arc<Live>,
     batches: SyncSender<Batch>,
     start: Instant,
@@ -210,6 +219,7 @@ async fn run_thread(
     let ctx = Rc::new(ThreadCtx {
         config: Arc::clone(&config),
         targets: Arc::clone(&targets),
+        tls,
         start,
         scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
         live: Arc::clone(&live),

@@ -11,7 +11,9 @@ pub struct PreparedTarget {
     pub body_len: u64,
     pub addr: SocketAddr,
     pub head_request: bool,
-    /// Index of the host (address) this target shares a connection pool with.
+    /// For https targets, the name the TLS session is for (and sent as SNI when it is a name).
+    pub tls_name: Option<String>,
+    /// Index of the host (address and TLS name) this target shares a connection pool with.
     pub host: usize,
 }
 
@@ -23,24 +25,22 @@ pub fn prepare(
     default_body: Option<&[u8]>,
     keepalive: bool,
 ) -> Result<Vec<PreparedTarget>, String> {
-    let mut hosts: Vec<SocketAddr> = Vec::new();
+    let mut hosts: Vec<(SocketAddr, Option<String>)> = Vec::new();
     let mut prepared = Vec::with_capacity(targets.len());
     for target in targets {
-        if target.url.tls {
-            return Err(format!(
-                "{}: https targets are not supported yet (TLS comes next)",
-                target.url
-            ));
-        }
+        let tls_name = target.url.tls.then(|| target.url.host.clone());
         let addr = (target.url.host.as_str(), target.url.port)
             .to_socket_addrs()
             .map_err(|e| format!("{}: cannot resolve {}: {e}", target.url, target.url.host))?
             .next()
             .ok_or_else(|| format!("{}: {} has no address", target.url, target.url.host))?;
-        let host = match hosts.iter().position(|h| *h == addr) {
+        let host = match hosts
+            .iter()
+            .position(|(a, name)| *a == addr && *name == tls_name)
+        {
             Some(i) => i,
             None => {
-                hosts.push(addr);
+                hosts.push((addr, tls_name.clone()));
                 hosts.len() - 1
             }
         };
@@ -99,6 +99,7 @@ pub fn prepare(
             body_len: body.len() as u64,
             addr,
             head_request: target.method == "HEAD",
+            tls_name,
             host,
         });
     }

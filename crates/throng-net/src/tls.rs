@@ -281,7 +281,8 @@ pub async fn handshake(stream: &TcpStream, tls: &mut ClientConnection) -> Result
 }
 
 /// Reads TLS records from the socket and processes them; `Ok(false)` at the end of the stream.
-async fn receive(stream: &TcpStream, tls: &mut ClientConnection) -> Result<bool, TlsFailure> {
+/// Decrypted data is then in `tls.reader()`, to be read without waiting.
+pub async fn receive(stream: &TcpStream, tls: &mut ClientConnection) -> Result<bool, TlsFailure> {
     loop {
         stream.readable().await?;
         match tls.read_tls(&mut Socket(stream)) {

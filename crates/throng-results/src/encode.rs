@@ -30,6 +30,8 @@ struct JsonResult {
     latency_from_intended: u64,
     connect: u64,
     tls: u64,
+    #[serde(default)]
+    tls_resumed: bool,
     first_byte: u64,
     served_by: String,
     source: String,
@@ -87,6 +89,7 @@ fn json_result(meta: &Meta, record: &Record) -> JsonResult {
         latency_from_intended: record.latency,
         connect: record.connect,
         tls: record.tls,
+        tls_resumed: record.tls_resumed,
         first_byte: record.first_byte,
         served_by: record.served_by.clone(),
         source: record
@@ -220,6 +223,7 @@ pub fn json_to_stream(input: impl BufRead, out: impl Write) -> Result<(), String
             latency: result.latency_from_intended,
             connect: result.connect,
             tls: result.tls,
+            tls_resumed: result.tls_resumed,
             first_byte: result.first_byte,
             status: result.code,
             bytes_in: result.bytes_in,

@@ -143,6 +143,8 @@ pub struct Record {
     pub connect: u64,
     /// The TLS handshake, when this request made one.
     pub tls: u64,
+    /// That handshake resumed an earlier session.
+    pub tls_resumed: bool,
     /// From the send to the first response byte (0 if none came).
     pub first_byte: u64,
     pub status: u16,
@@ -199,6 +201,7 @@ impl Record {
         put_varint(out, self.source.map_or(0, |s| u64::from(s) + 1));
         out.push(self.error.map_or(0, ErrorClass::code));
         out.push(self.timeout_phase.map_or(0, Phase::code));
+        out.push(u8::from(self.tls_resumed));
         put_text(out, &self.error_text);
         put_text(out, &self.served_by);
     }
@@ -219,6 +222,7 @@ impl Record {
         };
         let (&error, rest) = input.split_first()?;
         let (&phase, rest) = rest.split_first()?;
+        let (&flags, rest) = rest.split_first()?;
         *input = rest;
         Some(Record {
             seq,
@@ -227,6 +231,7 @@ impl Record {
             latency,
             connect,
             tls,
+            tls_resumed: flags & 1 != 0,
             first_byte,
             bytes_in,
             bytes_out,
@@ -303,6 +308,7 @@ mod tests {
             latency: 3_000_000,
             connect: 120_000,
             tls: 0,
+            tls_resumed: false,
             first_byte: 2_000_000,
             status: 200,
             bytes_in: 4,
@@ -319,6 +325,8 @@ mod tests {
     #[test]
     fn a_record_round_trips() {
         let mut failed = sample();
+        failed.tls = 2_000_000;
+        failed.tls_resumed = true;
         failed.error = Some(ErrorClass::Timeout);
         failed.timeout_phase = Some(Phase::FirstByte);
         failed.error_text = "timeout (30s) waiting for the first byte — ünïcode".into();

@@ -30,6 +30,7 @@ pub struct Summary {
     lag_max: u64,
     connect: Histogram<u64>,
     tls: Histogram<u64>,
+    tls_resumed: u64,
     first_byte: Histogram<u64>,
     bytes_in: u64,
     bytes_out: u64,
@@ -128,6 +129,7 @@ impl Summary {
             lag_max: 0,
             connect: latency_histogram(),
             tls: latency_histogram(),
+            tls_resumed: 0,
             first_byte: latency_histogram(),
             bytes_in: 0,
             bytes_out: 0,
@@ -190,6 +192,7 @@ impl Summary {
                 histogram.saturating_record(clamp(value));
             }
         }
+        self.tls_resumed += u64::from(record.tls_resumed);
         self.bytes_in += record.bytes_in;
         self.bytes_out += record.bytes_out;
         *self.status_codes.entry(record.status).or_default() += 1;
@@ -434,19 +437,19 @@ impl Summary {
             ("TLS", &self.tls),
             ("First Byte", &self.first_byte),
         ] {
-            line(
-                &mut out,
-                label,
-                "[count, mean, 50, 99, max]",
-                format!(
-                    "{}, {}, {}, {}, {}",
-                    histogram.len(),
-                    go_duration(histogram.mean() as u64),
-                    go_duration(q(histogram, 0.5)),
-                    go_duration(q(histogram, 0.99)),
-                    go_duration(histogram.max())
-                ),
+            let timings = format!(
+                "{}, {}, {}, {}, {}",
+                histogram.len(),
+                go_duration(histogram.mean() as u64),
+                go_duration(q(histogram, 0.5)),
+                go_duration(q(histogram, 0.99)),
+                go_duration(histogram.max())
             );
+            line(&mut out, label, "[count, mean, 50, 99, max]", timings);
+        }
+        if !self.tls.is_empty() {
+            let resumed = format!("{} of {}", self.tls_resumed, self.tls.len());
+            line(&mut out, "TLS Resumed", "[handshakes]", resumed);
         }
         let classes: Vec<String> = self
             .classes
@@ -532,7 +535,7 @@ impl Summary {
                 "achieved_rate": self.achieved_rate(),
                 "lag": {"mean": self.lag.mean() as u64, "50th": q(&self.lag, 0.5), "99th": q(&self.lag, 0.99), "max": self.lag_max},
                 "service_time": summary(&self.service),
-                "connect": summary(&self.connect), "tls": summary(&self.tls), "first_byte": summary(&self.first_byte),
+                "connect": summary(&self.connect), "tls": summary(&self.tls), "tls_resumed": self.tls_resumed, "first_byte": summary(&self.first_byte),
                 "error_classes": self.classes.iter().map(|(c, n)| (c.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "timeouts": self.timeouts,
                 "served_by": self.served_by,

@@ -422,3 +422,80 @@ fn latency_counts_from_the_intended_send_when_requests_must_wait() {
     let warnings = report["throng"]["warnings"].to_string();
     assert!(warnings.contains("waited for a slot"), "{warnings}");
 }
+
+#[test]
+fn against_nginx_plain_and_tls_with_resumption_on_and_off() {
+    let nginx = Nginx::start("attack");
+    let dir = scratch_dir("nginx");
+    let roots = nginx.dir.join("cert.pem");
+    let run = |name: &str, target: String, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec!["-rate=40", "-duration=1s", "-output", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let result = attack(&format!("GET {target}\n"), &args);
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        report_json(&[&out])
+    };
+
+    let plain = run("plain.bin", format!("http://{}/ping", nginx.plain), &[]);
+    assert_eq!(
+        (plain["requests"].as_u64(), plain["success"].as_f64()),
+        (Some(40), Some(1.0)),
+        "{plain}"
+    );
+    assert_eq!(plain["bytes_in"]["total"], 160);
+
+    // A new connection per request, so every request makes a handshake; one client
+    // configuration for the run, so all but the first few resume.
+    let roots_arg = format!("-root-certs={}", roots.display());
+    let resumed = run(
+        "tls.bin",
+        format!("https://localhost:{}/ping", nginx.tls.port()),
+        &[&roots_arg, "-keepalive=false"],
+    );
+    assert_eq!(resumed["success"], 1.0, "{resumed}");
+    assert_eq!(resumed["throng"]["tls"]["count"], 40);
+    assert!(
+        resumed["throng"]["tls_resumed"].as_u64().unwrap() >= 30,
+        "{resumed}"
+    );
+
+    let full = run(
+        "full.bin",
+        format!("https://localhost:{}/ping", nginx.tls.port()),
+        &[&roots_arg, "-keepalive=false", "--no-resume"],
+    );
+    assert_eq!(full["success"], 1.0, "{full}");
+    assert_eq!(
+        (
+            full["throng"]["tls"]["count"].as_u64(),
+            full["throng"]["tls_resumed"].as_u64()
+        ),
+        (Some(40), Some(0)),
+        "{full}"
+    );
+
+    let insecure = run(
+        "insecure.bin",
+        format!("https://127.0.0.1:{}/ping", nginx.tls.port()),
+        &["-insecure"],
+    );
+    assert_eq!(insecure["success"], 1.0, "{insecure}");
+
+    // The system's roots do not know this certificate: every request is a named TLS error.
+    let untrusted = run(
+        "untrusted.bin",
+        format!("https://localhost:{}/ping", nginx.tls.port()),
+        &[],
+    );
+    assert_eq!(
+        untrusted["throng"]["error_classes"]["tls"], 40,
+        "{untrusted}"
+    );
+    let errors = untrusted["errors"].to_string();
+    assert!(errors.contains("tls: invalid peer certificate"), "{errors}");
+}

@@ -87,21 +87,29 @@ pub struct AttackArgs {
     #[arg(long, short)]
     quiet: bool,
 
-    /// TLS: skip certificate verification (https targets come in the next version)
+    /// TLS: accept any server certificate (handshake signatures are still checked)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     insecure: bool,
 
-    /// TLS: trusted root certificates (https targets come in the next version)
+    /// TLS: trusted root certificates, PEM files separated by commas [default: the system's]
     #[arg(long = "root-certs", value_name = "FILES")]
     root_certs: Option<String>,
 
-    /// TLS client certificate (https targets come in the next version)
-    #[arg(long, value_name = "FILE")]
+    /// TLS client certificate chain (PEM), with --key
+    #[arg(long, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
 
-    /// TLS client key (https targets come in the next version)
-    #[arg(long, value_name = "FILE")]
+    /// TLS client private key (PEM), with --cert
+    #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+
+    /// TLS: full handshakes every time (by default sessions resume, as browsers and vegeta do)
+    #[arg(long)]
+    no_resume: bool,
+
+    /// TLS key-exchange groups in preference order: x25519mlkem768, x25519, secp256r1, secp384r1
+    #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
+    tls_groups: Vec<String>,
 
     /// HTTP/2 (not built yet)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
@@ -203,6 +211,17 @@ fn attack(args: AttackArgs) -> Result<ExitCode, String> {
         sources: args.source.map(|pool| pool.0).unwrap_or_default(),
         name: args.name,
         progress: !args.quiet && std::io::stderr().is_terminal(),
+        tls: throng_net::tls::ClientOptions {
+            insecure: args.insecure,
+            root_certs: args
+                .root_certs
+                .map(|list| list.split(',').map(PathBuf::from).collect())
+                .unwrap_or_default(),
+            client_cert: args.cert.zip(args.key),
+            resume: !args.no_resume,
+            groups: args.tls_groups,
+            ..Default::default()
+        },
     };
     let live = Arc::new(Live::default());
     let rate = config.rate;

@@ -254,3 +254,89 @@ pub fn free_port_range(count: u16) -> u16 {
     }
     panic!("no run of {count} free ports");
 }
+
+/// A running nginx (Debian's) with a plain and a TLS listener answering `/ping` with `pong`,
+/// its self-signed certificate in `dir/cert.pem`. Stopped when dropped.
+pub struct Nginx {
+    child: Child,
+    pub plain: SocketAddr,
+    pub tls: SocketAddr,
+    pub dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    pub fn start(name: &str) -> Nginx {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|path| std::path::Path::new(path).exists())
+            .expect("nginx is not installed: apt-get install nginx-light (.ci/run does)");
+        let dir = std::env::temp_dir().join(format!("throng-nginx-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = throng_net::tls::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert).unwrap();
+        std::fs::write(dir.join("key.pem"), key).unwrap();
+        let plain = free_addr();
+        let tls = free_addr();
+        let d = dir.display();
+        let config = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               keepalive_requests 100000;\n\
+               server {{\n    listen {plain};\n    listen {tls} ssl;\n\
+                 ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
+                 location / {{ return 200 \"pong\"; }}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), config).unwrap();
+        let child = Command::new(nginx)
+            .args([
+                "-e",
+                &format!("{d}/error.log"),
+                "-p",
+                &d.to_string(),
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-g",
+                "daemon off;",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nginx");
+        let up = wait_until(|| {
+            TcpStream::connect(tls)
+                .ok()
+                .and(TcpStream::connect(plain).ok())
+        });
+        if up.is_none() {
+            panic!(
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+            );
+        }
+        Nginx {
+            child,
+            plain,
+            tls,
+            dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A loopback address with a port free right now.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
