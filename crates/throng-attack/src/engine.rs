@@ -149,29 +149,19 @@ pub fn run(
         sink::start(output, meta, Arc::clone(&live)).map_err(|e| format!("results output: {e}"))?;
 
     let config = Arc::new(config);
-    let prepared = Arc::new(prepared);
     let start = Instant::now();
-    let per_thread: Vec<usize> = (0..threads).collect();
-    let (config_for, prepared_for, live_for, batches_for) = (
-        Arc::clone(&config),
-        Arc::clone(&prepared),
-        Arc::clone(&live),
-        batches.clone(),
-    );
-    let tls_for = tls.clone();
-    let handles = workers::spawn("attack", per_thread, move |index, _| {
-        run_thread(
-            index,
-            threads,
-            Arc::clone(&config_for),
-            Arc::clone(&prepared_for),
-            tls_for.clone(),
-            Arc::clone(&live_for),
-            batches_for.clone(),
-            start,
-        )
-    })
-    .map_err(|e| format!("cannot start attack threads: {e}"))?;
+    let run = Run {
+        threads,
+        config: Arc::clone(&config),
+        targets: Arc::new(prepared),
+        tls,
+        live: Arc::clone(&live),
+        batches: batches.clone(),
+        start,
+    };
+    let per_thread: Vec<Run> = (0..threads).map(|_| run.clone()).collect();
+    let handles = workers::spawn("attack", per_thread, run_thread)
+        .map_err(|e| format!("cannot start attack threads: {e}"))?;
     for handle in handles {
         let _ = handle.join();
     }
@@ -198,8 +188,9 @@ pub fn run(
     Ok(end)
 }
 
-async fn run_thread(
-    index: usize,
+/// What every thread of a run shares.
+#[derive(Clone)]
+struct Run {
     threads: usize,
     config: Arc<Config>,
     targets: Arc<Vec<PreparedTarget>>,
@@ -207,7 +198,18 @@ async fn run_thread(
     live: Arc<Live>,
     batches: SyncSender<Batch>,
     start: Instant,
-) {
+}
+
+async fn run_thread(index: usize, run: Run) {
+    let Run {
+        threads,
+        config,
+        targets,
+        tls,
+        live,
+        batches,
+        start,
+    } = run;
     let hosts = request::host_count(&targets);
     let sources = (!config.sources.is_empty()).then(|| {
         // Each thread starts at its own place in the pool, so that threads spread over it too.
