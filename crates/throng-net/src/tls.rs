@@ -238,8 +238,9 @@ impl From<io::Error> for TlsFailure {
     }
 }
 
-/// `io::Read`/`io::Write` over a non-blocking tokio socket, for rustls's `read_tls`/`write_tls`.
-struct Socket<'a>(&'a TcpStream);
+/// `io::Read`/`io::Write` over a non-blocking tokio socket, for rustls's `read_tls`/`write_tls`:
+/// `WouldBlock` when the socket is not ready.
+pub struct Socket<'a>(pub &'a TcpStream);
 
 impl Read for Socket<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -26,6 +26,8 @@ pub struct Config {
     pub grace: Duration,
     /// Limits on request heads.
     pub limits: Limits,
+    /// Serve TLS on every listen address with this configuration.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             max_connections: None,
             grace: Duration::from_secs(10),
             limits: Limits::default(),
+            tls: None,
         }
     }
 }

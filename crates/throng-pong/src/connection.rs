@@ -44,7 +44,14 @@ pub(crate) async fn serve(stream: TcpStream, listener: Arc<ListenerStats>, worke
         phase: Phase::Head { started: None },
         last_activity: Instant::now(),
         in_progress: None,
+        tls: None,
     };
+    if let Some(config) = &connection.worker.shared.config.tls {
+        match rustls::ServerConnection::new(std::sync::Arc::clone(config)) {
+            Ok(session) => connection.tls = Some(Box::new(session)),
+            Err(error) => return connection.end(End::Tls(error.to_string())),
+        }
+    }
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
     while let Some((interest, deadline)) = connection.next_wait() {
@@ -94,6 +101,8 @@ enum End {
         reason: String,
     },
     Io(io::Error),
+    /// A TLS handshake or record failed.
+    Tls(String),
 }
 
 struct Connection {
@@ -111,6 +120,8 @@ struct Connection {
     last_activity: Instant,
     /// Held while a response is in progress.
     in_progress: Option<InProgress>,
+    /// The TLS session, when pong serves TLS. Its pending output stays in it until written.
+    tls: Option<Box<rustls::ServerConnection>>,
 }
 
 impl Drop for Connection {
@@ -125,7 +136,7 @@ impl Connection {
     /// What to wait for next, and until when; `None` once the connection is closed.
     fn next_wait(&self) -> Option<(Interest, Instant)> {
         let config = &self.worker.shared.config;
-        if !self.outbuf.is_empty() {
+        if self.output_pending() {
             return Some((Interest::Write, self.last_activity + config.timeout));
         }
         match self.phase {
@@ -165,7 +176,7 @@ impl Connection {
 
     fn on_timer(&mut self) {
         let config = &self.worker.shared.config;
-        if !self.outbuf.is_empty() {
+        if self.output_pending() {
             return self.end(End::Timeout(TimeoutKind::Response));
         }
         match self.phase {
@@ -182,25 +193,79 @@ impl Connection {
     fn read_some(&mut self) {
         let worker = Rc::clone(&self.worker);
         let mut scratch = worker.scratch.borrow_mut();
-        let fresh = match self.stream.try_read(&mut scratch[..]) {
+        let n = match self.stream.try_read(&mut scratch[..]) {
             Ok(0) => {
                 let mid_response = matches!(self.phase, Phase::Respond { .. });
                 return self.end(End::ClientClosed { mid_response });
             }
-            Ok(n) => &scratch[..n],
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) => return self.end(End::Io(e)),
         };
         self.last_activity = Instant::now();
         self.listener
             .bytes_in
-            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if self.tls.is_none() {
+            return self.take_plaintext(&scratch[..n]);
+        }
+        let mut plaintext = worker.plaintext.borrow_mut();
+        plaintext.clear();
+        match self.decrypt(&scratch[..n], &mut plaintext) {
+            Ok(closed) => {
+                self.take_plaintext(&plaintext);
+                self.flush(); // handshake messages, alerts
+                if closed && !matches!(self.phase, Phase::Linger { .. } | Phase::Closed) {
+                    let mid_response = matches!(self.phase, Phase::Respond { .. });
+                    self.end(End::ClientClosed { mid_response });
+                }
+            }
+            Err(reason) => {
+                self.flush(); // the alert that says why
+                self.end(End::Tls(reason));
+            }
+        }
+    }
+
+    /// Feeds TLS records to the session and collects the plaintext they carry; `Ok(true)` when
+    /// the client sent close_notify.
+    fn decrypt(&mut self, mut input: &[u8], plaintext: &mut Vec<u8>) -> Result<bool, String> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(false);
+        };
+        while !input.is_empty() {
+            tls.read_tls(&mut input).map_err(|e| e.to_string())?;
+            tls.process_new_packets().map_err(|e| e.to_string())?;
+            let mut chunk = [0u8; 4096];
+            loop {
+                match io::Read::read(&mut tls.reader(), &mut chunk) {
+                    Ok(0) => return Ok(true),
+                    Ok(n) => plaintext.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+        if self.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
+            if let Phase::Head { started } = &mut self.phase {
+                // A handshake in progress is a head in progress: the header timeout applies.
+                started.get_or_insert(self.last_activity);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Takes request bytes: the body's are dropped, the rest kept for the next head, which is
+    /// parsed as soon as it is whole.
+    fn take_plaintext(&mut self, fresh: &[u8]) {
+        if fresh.is_empty() {
+            return;
+        }
         let body_bytes = match self.body.feed(fresh, |_| {}) {
             Ok(n) => n,
             Err(error) => return self.end(bad_body(error)),
         };
         self.inbuf.extend_from_slice(&fresh[body_bytes..]);
-        drop(scratch);
         if let Phase::Head { started } = &mut self.phase {
             if !self.inbuf.is_empty() && self.body.is_done() {
                 started.get_or_insert(self.last_activity);
@@ -307,7 +372,14 @@ impl Connection {
     }
 
     /// Writes `bytes` now as far as the socket takes them; keeps the rest for [`Self::flush`].
+    /// With TLS, the bytes are encrypted and what is not written stays in the session.
     fn queue(&mut self, bytes: &[u8]) {
+        if let Some(tls) = self.tls.as_mut() {
+            if let Err(error) = io::Write::write_all(&mut tls.writer(), bytes) {
+                return self.end(End::Io(error));
+            }
+            return self.flush();
+        }
         if !self.outbuf.is_empty() {
             self.outbuf.extend_from_slice(bytes);
             return;
@@ -321,17 +393,36 @@ impl Connection {
         self.outbuf.extend_from_slice(&bytes[written..]);
     }
 
+    fn output_pending(&self) -> bool {
+        !self.outbuf.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
     /// Writes pending output; once it is all out, a lingering close may half-close.
     fn flush(&mut self) {
-        match self.stream.try_write(&self.outbuf) {
-            Ok(n) => {
-                self.note_sent(n);
-                self.outbuf.drain(..n);
+        if let Some(tls) = self.tls.as_mut() {
+            while tls.wants_write() {
+                match tls.write_tls(&mut throng_net::tls::Socket(&self.stream)) {
+                    Ok(n) => {
+                        self.last_activity = Instant::now();
+                        self.listener
+                            .bytes_out
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) => return self.end(End::Io(e)),
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) => return self.end(End::Io(e)),
+        } else {
+            match self.stream.try_write(&self.outbuf) {
+                Ok(n) => {
+                    self.note_sent(n);
+                    self.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => return self.end(End::Io(e)),
+            }
         }
-        if self.outbuf.is_empty() {
+        if !self.output_pending() {
             self.outbuf = Vec::new();
             self.half_close_if_lingering();
         }
@@ -374,6 +465,12 @@ impl Connection {
             }
             End::Io(error) => {
                 debug!("{} <- {}: {error}", self.listener.addr, self.peer());
+                self.phase = Phase::Closed;
+                return;
+            }
+            End::Tls(reason) => {
+                metrics.tls_failures.fetch_add(1, Ordering::Relaxed);
+                debug!("{} <- {}: TLS: {reason}", self.listener.addr, self.peer());
                 self.phase = Phase::Closed;
                 return;
             }
@@ -429,14 +526,19 @@ impl Connection {
             drained: 0,
             shut: false,
         };
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+            self.flush();
+        }
         self.half_close_if_lingering();
     }
 
     /// Half-closes once the last output is out: closing with unread input would make the kernel
     /// send a reset, which can destroy the response in flight, so input is drained for a while.
     fn half_close_if_lingering(&mut self) {
+        let pending = self.output_pending();
         if let Phase::Linger { shut, .. } = &mut self.phase {
-            if !*shut && self.outbuf.is_empty() {
+            if !*shut && !pending {
                 *shut = true;
                 if socket2::SockRef::from(&self.stream)
                     .shutdown(std::net::Shutdown::Write)

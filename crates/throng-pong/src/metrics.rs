@@ -69,6 +69,7 @@ pub(crate) struct Metrics {
     rejected: [AtomicU64; REJECT_STATUSES.len()],
     timeouts: [AtomicU64; TimeoutKind::ALL.len()],
     pub connection_limit_reached: AtomicU64,
+    pub tls_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -185,6 +186,13 @@ impl Metrics {
             "counter",
             "Times accepting paused because --max-connections were open.",
             self.connection_limit_reached.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
+            "pong_tls_failures_total",
+            "counter",
+            "TLS connections closed for a TLS error (handshake, certificate, bad record).",
+            self.tls_failures.load(Ordering::Relaxed),
         );
         if let Some(delay) = queue_delay {
             single(

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
 pub(crate) struct Worker {
     pub shared: Arc<Shared>,
     pub scratch: RefCell<Box<[u8]>>,
+    /// Plaintext decrypted from what was just read into `scratch` (TLS only).
+    pub plaintext: RefCell<Vec<u8>>,
     pub out: RefCell<Vec<u8>>,
     /// Responses in progress on this thread, which a graceful stop waits for.
     pub in_progress: Cell<usize>,
@@ -43,6 +45,7 @@ impl Worker {
         Worker {
             shared,
             scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
+            plaintext: RefCell::new(Vec::new()),
             out: RefCell::new(Vec::with_capacity(1024)),
             in_progress: Cell::new(0),
         }
@@ -178,6 +181,9 @@ fn announce(
         ", timeout {}",
         throng_net::duration::format(shared.config.timeout)
     );
+    if shared.config.tls.is_some() {
+        line += ", TLS";
+    }
     if let Some(addr) = admin.and_then(|a| a.local_addr().ok()) {
         line += &format!(", metrics at http://{addr}/metrics");
     }

@@ -499,3 +499,80 @@ fn against_nginx_plain_and_tls_with_resumption_on_and_off() {
     let errors = untrusted["errors"].to_string();
     assert!(errors.contains("tls: invalid peer certificate"), "{errors}");
 }
+
+#[test]
+fn against_pong_over_tls_with_held_requests() {
+    let dir = scratch_dir("pong-tls");
+    let (cert, key) = throng_net::tls::self_signed(&["localhost"]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let pong = Pong::start(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+
+    let out = dir.join("run.bin");
+    let targets = format!(
+        "GET https://localhost:{}/\nsleep: 1500\ntimes: 1\n",
+        pong.addr().port()
+    );
+    let roots = format!("-root-certs={}", cert_path.display());
+    let mut child = throng()
+        .args([
+            "attack",
+            "-rate=100",
+            "-duration=1s",
+            &roots,
+            "-output",
+            out.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(targets.as_bytes())
+        .unwrap();
+    let held = wait_until(|| (pong.metric("pong_responses_in_progress") >= 50.0).then_some(()));
+    assert!(
+        held.is_some(),
+        "in progress: {}",
+        pong.metric("pong_responses_in_progress")
+    );
+    let status = child.wait_with_output().unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let report = report_json(&[&out]);
+    assert_eq!(
+        (report["requests"].as_u64(), report["success"].as_f64()),
+        (Some(100), Some(1.0)),
+        "{report}"
+    );
+    assert_eq!(
+        report["bytes_in"]["total"], 800,
+        "pong twice per request, decrypted"
+    );
+    assert!(
+        report["throng"]["tls"]["count"].as_u64().unwrap() >= 50,
+        "{report}"
+    );
+    assert_eq!(pong.metric("pong_tls_failures_total"), 0.0);
+
+    // Garbage on the TLS port is a TLS failure for pong, and pong carries on.
+    let mut garbage = connect(pong.addr());
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let _ = read_to_close(&mut garbage);
+    pong.wait_for_metric("pong_tls_failures_total", 1.0);
+}

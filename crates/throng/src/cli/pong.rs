@@ -54,9 +54,33 @@ pub struct PongArgs {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_headers as u64,
           value_parser = clap::value_parser!(u64).range(1..=HEADER_SLOTS as u64))]
     max_headers: u64,
+
+    /// Serve TLS with this certificate chain (PEM), with --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: PongArgs) -> ExitCode {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let loaded = throng_net::tls::load_certs(cert).and_then(|certs| {
+                let key = throng_net::tls::load_key(key)?;
+                throng_net::tls::server_config(certs, key, &[b"http/1.1"], &[])
+            });
+            match loaded {
+                Ok(config) => Some(config),
+                Err(message) => {
+                    eprintln!("throng pong: TLS: {message}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
     let config = throng_pong::Config {
         listen: args.listen.into_iter().flatten().collect(),
         threads: args
@@ -68,6 +92,7 @@ pub fn run(args: PongArgs) -> ExitCode {
         admin: args.admin,
         max_connections: args.max_connections,
         grace: args.grace,
+        tls,
         limits: Limits {
             max_head_bytes: args.max_head_bytes.max(64),
             max_headers: args.max_headers as usize,
