@@ -5,6 +5,7 @@
 //! buffer. The current phase is kept in a cell, so that a timeout can say what it cut.
 
 use crate::engine::ThreadCtx;
+use crate::request::PreparedTarget;
 use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
@@ -98,26 +99,9 @@ async fn attempt(
         phase.set(Phase::Connect);
         let (mut connection, reused) = match ctx.take_idle(prepared.host) {
             Some(connection) => (connection, true),
-            None => {
-                let started = Instant::now();
-                let mut connection = connect(ctx, prepared.addr).await?;
-                record.connect = nanos(started.elapsed());
-                if let (Some(name), Some(config)) = (&prepared.tls_name, &ctx.tls) {
-                    phase.set(Phase::Tls);
-                    let started = Instant::now();
-                    let mut session = tls::connect(config, name).map_err(Failure::Tls)?;
-                    let shaken = tls::handshake(&connection.stream, &mut session).await;
-                    if let Err(failure) = shaken {
-                        ctx.connection_closed();
-                        return Err(failure.into());
-                    }
-                    record.tls = nanos(started.elapsed()).max(1);
-                    record.tls_resumed =
-                        session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-                    connection.tls = Some(Box::new(session));
-                }
-                (connection, false)
-            }
+            // Boxed: connecting and the handshake are brief, and a request that waits for its
+            // response should not carry their futures' size for its whole life.
+            None => (Box::pin(open(ctx, prepared, record, phase)).await?, false),
         };
         record.source = connection.source;
         phase.set(Phase::Send);
@@ -147,6 +131,31 @@ async fn attempt(
     }
 }
 
+/// Opens a connection for `prepared`, with its TLS handshake when it is an https target.
+async fn open(
+    ctx: &ThreadCtx,
+    prepared: &PreparedTarget,
+    record: &mut Record,
+    phase: &Cell<Phase>,
+) -> Result<Connection, Failure> {
+    let started = Instant::now();
+    let mut connection = connect(ctx, prepared.addr).await?;
+    record.connect = nanos(started.elapsed());
+    if let (Some(name), Some(config)) = (&prepared.tls_name, &ctx.tls) {
+        phase.set(Phase::Tls);
+        let started = Instant::now();
+        let mut session = tls::connect(config, name).map_err(Failure::Tls)?;
+        if let Err(failure) = tls::handshake(&connection.stream, &mut session).await {
+            ctx.connection_closed();
+            return Err(failure.into());
+        }
+        record.tls = nanos(started.elapsed()).max(1);
+        record.tls_resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        connection.tls = Some(Box::new(session));
+    }
+    Ok(connection)
+}
+
 async fn connect(ctx: &ThreadCtx, addr: std::net::SocketAddr) -> Result<Connection, Failure> {
     let source = ctx.next_source();
     let socket = throng_net::sockets::outgoing_socket(addr, source.map(|(_, ip)| ip))
@@ -173,7 +182,7 @@ async fn send_and_receive(
     sent_at: Instant,
 ) -> Result<bool, Failure> {
     let prepared = &ctx.targets[target];
-    write_request(connection, &prepared.bytes).await?;
+    Box::pin(write_request(connection, &prepared.bytes)).await?;
     record.bytes_out = prepared.body_len;
 
     phase.set(Phase::FirstByte);
@@ -279,7 +288,11 @@ async fn read_some(
     loop {
         match &mut connection.tls {
             None => {
-                stream.readable().await.map_err(Failure::Io)?;
+                // poll_read_ready keeps the waker in the socket's registration: this wait adds
+                // a reference to the future, where `readable()` adds a waiter node.
+                std::future::poll_fn(|cx| stream.poll_read_ready(cx))
+                    .await
+                    .map_err(Failure::Io)?;
                 let mut scratch = ctx.scratch.borrow_mut();
                 match stream.try_read(&mut scratch[..]) {
                     Ok(n) => {
@@ -304,10 +317,16 @@ async fn read_some(
                         Err(e) => return Err(Failure::Io(e)),
                     }
                 }
-                if !tls::receive(stream, session).await? {
+                // Boxed: a plain connection's wait should not be the size of a TLS one.
+                let more = Box::pin(async {
+                    let more = tls::receive(stream, session).await?;
+                    tls::flush(stream, session).await?;
+                    Ok::<bool, TlsFailure>(more)
+                })
+                .await?;
+                if !more {
                     return Ok(0);
                 }
-                tls::flush(stream, session).await.map_err(Failure::Io)?;
             }
         }
     }

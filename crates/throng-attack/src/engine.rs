@@ -329,3 +329,41 @@ async fn flush_records(ctx: Rc<ThreadCtx>, batches: SyncSender<Batch>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request's task is what a held request costs the generator; keep an eye on it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_task_stays_small() {
+        let config = Arc::new(Config {
+            targets: vec![],
+            rate: 1.0,
+            duration: None,
+            timeout: Duration::from_secs(1),
+            max_inflight: 1,
+            idle_connections: 1,
+            keepalive: true,
+            threads: 1,
+            sources: vec![],
+            name: String::new(),
+            progress: false,
+            tls: Default::default(),
+        });
+        let ctx = Rc::new(ThreadCtx {
+            config,
+            targets: Arc::new(vec![]),
+            tls: None,
+            start: Instant::now(),
+            scratch: RefCell::new(Box::new([])),
+            live: Arc::new(Live::default()),
+            idle: RefCell::new(vec![]),
+            sources: RefCell::new(None),
+            records: RefCell::new(vec![]),
+        });
+        let task = client::exchange(ctx, 0, 0, Duration::ZERO);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1024, "a request's future grew to {size} bytes");
+    }
+}

@@ -262,7 +262,9 @@ pub async fn flush(stream: &TcpStream, tls: &mut ClientConnection) -> io::Result
     while tls.wants_write() {
         match tls.write_tls(&mut Socket(stream)) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await?
+            }
             Err(e) => return Err(e),
         }
     }
@@ -285,7 +287,7 @@ pub async fn handshake(stream: &TcpStream, tls: &mut ClientConnection) -> Result
 /// Decrypted data is then in `tls.reader()`, to be read without waiting.
 pub async fn receive(stream: &TcpStream, tls: &mut ClientConnection) -> Result<bool, TlsFailure> {
     loop {
-        stream.readable().await?;
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
         match tls.read_tls(&mut Socket(stream)) {
             Ok(0) => return Ok(false),
             Ok(_) => {

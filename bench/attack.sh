@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# throng attack against wrk and oha, side by side on the same targets (loopback only):
+#   1. requests per CPU-second, one thread each, 50 connections, nginx `/ping`, 10 s;
+#   2. rate accuracy: throng attack at a fixed 10,000 requests/s for 10 s, one thread;
+#   3. memory per held connection, plain and TLS: each client holds N `sleep: 600000` requests
+#      open against throng pong; the slope (RSS at 15,000 - RSS at 1,000) / 14,000 cancels the
+#      fixed cost. Connections are counted with ss before RSS is read.
+# wrk and nginx come from Debian, oha from crates.io (installed if missing; it takes minutes).
+# Usage: bench/attack.sh        (EFFICIENCY_SECONDS=10 HOLD=15000 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_EACH=${EFFICIENCY_SECONDS:-10}
+HOLD=${HOLD:-15000}
+BASE=1000
+out=bench/out/attack
+mkdir -p "$out"
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+command -v oha >/dev/null || cargo install oha --locked -q || echo "oha could not be installed: its columns stay empty"
+cargo build --release -q -p throng
+throng=$PWD/target/release/throng
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+established_to() { ss -Htn state established "( dport = :$1 )" | wc -l; }
+wait_for() { # wait_for SECONDS COMMAND...
+    local deadline=$((SECONDS + $1)); shift
+    until "$@"; do ((SECONDS > deadline)) && { echo "timed out: $*" >&2; return 1; }; sleep 0.2; done
+}
+
+# --- targets: nginx (1 worker) for /ping, throng pong (plain and TLS) for held requests ------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
+cat >"$out/nginx.conf" <<NGINX
+worker_processes 1;
+pid $PWD/$out/nginx.pid;
+error_log $PWD/$out/nginx.error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path $PWD/$out/body; proxy_temp_path $PWD/$out/proxy;
+    fastcgi_temp_path $PWD/$out/fastcgi; uwsgi_temp_path $PWD/$out/uwsgi; scgi_temp_path $PWD/$out/scgi;
+    server { listen 127.0.0.1:18500; location / { return 200 "pong"; } }
+}
+NGINX
+/usr/sbin/nginx -e "$PWD/$out/nginx.error.log" -p "$PWD/$out" -c "$PWD/$out/nginx.conf" -g "daemon off;" &
+pids+=($!)
+"$throng" pong --listen 127.0.0.1:18510 --threads 1 >/dev/null 2>&1 &
+pids+=($!)
+"$throng" pong --listen 127.0.0.1:18511 --threads 1 --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" >/dev/null 2>&1 &
+pids+=($!)
+wait_for 20 curl -sf -o /dev/null http://127.0.0.1:18500/ping
+wait_for 20 curl -sf -o /dev/null http://127.0.0.1:18510/
+ping=http://127.0.0.1:18500/ping
+
+echo "== 1. requests per CPU-second: one thread, 50 connections, ${SECONDS_EACH}s against nginx /ping"
+cpu_of() { grep -o 'cpu=[0-9.]*' "$1" | tail -1 | cut -d= -f2; }
+echo "GET $ping" | python3 bench/cpu.py "$throng" attack -threads=1 -rate=1000000 -max-inflight=50 \
+    -duration="${SECONDS_EACH}s" -quiet -output "$out/efficiency.bin" 2>"$out/throng.cpu"
+throng_requests=$("$throng" report -type=json "$out/efficiency.bin" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["requests"], r["success"])')
+read -r t_req t_success <<<"$throng_requests"
+t_cpu=$(cpu_of "$out/throng.cpu")
+python3 bench/cpu.py wrk -t1 -c50 -d"${SECONDS_EACH}s" "$ping" >"$out/wrk.txt" 2>"$out/wrk.cpu"
+w_req=$(awk '/requests in/ {print $1}' "$out/wrk.txt")
+w_cpu=$(cpu_of "$out/wrk.cpu")
+o_req=""; o_cpu=""
+if command -v oha >/dev/null; then
+    # oha spreads over every core unless pinned: one core, like the others' one thread.
+    python3 bench/cpu.py taskset -c 0 oha -z "${SECONDS_EACH}s" -c 50 --no-tui --output-format json "$ping" \
+        >"$out/oha.json" 2>"$out/oha.cpu"
+    o_req=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(r["statusCodeDistribution"].values()))' "$out/oha.json")
+    o_cpu=$(cpu_of "$out/oha.cpu")
+fi
+
+echo "== 2. rate accuracy: 10,000 requests/s for 10 s, one thread"
+echo "GET $ping" | "$throng" attack -threads=1 -rate=10000 -duration=10s -quiet -output "$out/accuracy.bin"
+accuracy=$("$throng" report -type=json "$out/accuracy.bin" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["throng"]
+print(f"{r[\"achieved_rate\"]:.1f} {r[\"lag\"][\"99th\"] / 1e3:.0f} {r[\"lag\"][\"max\"] / 1e3:.0f}")')
+read -r a_rate a_lag99_us a_lagmax_us <<<"$accuracy"
+
+echo "== 3. memory per held connection (N=$BASE and N=$HOLD, sleep: 600000)"
+# hold CLIENT MODE N: starts the client holding N requests, prints its RSS in KiB once all are
+# established, then stops it.
+hold() {
+    local client=$1 mode=$2 n=$3 port url
+    if [[ $mode == tls ]]; then port=18511; url=https://localhost:18511/; else port=18510; url=http://127.0.0.1:18510/; fi
+    case $client in
+        throng) printf 'GET %s\nsleep: 600000\n' "$url" | "$throng" attack -threads=1 -rate=5000 \
+                    -duration="$(python3 -c "print($n / 5000)")s" -timeout=20m -insecure -quiet -output /dev/null &;;
+        wrk) wrk -t1 -c"$n" -d300s --timeout 600s -H 'sleep: 600000' "$url" >/dev/null &;;
+        oha) oha -c "$n" -n "$n" --no-tui --insecure -t 600s -H 'sleep: 600000' "$url" >/dev/null 2>&1 &;;
+    esac
+    local pid=$!
+    pids+=("$pid")
+    if ! wait_for 180 test "$(established_to $port)" -ge "$n"; then
+        echo "?"; kill -9 "$pid" 2>/dev/null; return
+    fi
+    sleep 5
+    # The client is the process we started, or its only child when started through a pipe.
+    rss_kib "$pid"
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    wait_for 60 test "$(established_to $port)" -eq 0 || true
+}
+declare -A slope
+for mode in plain tls; do
+    for client in throng wrk oha; do
+        if [[ $client == oha ]] && ! command -v oha >/dev/null; then slope[$client.$mode]="-"; continue; fi
+        if [[ $client == wrk && $mode == tls ]]; then :; fi
+        low=$(hold "$client" "$mode" "$BASE")
+        high=$(hold "$client" "$mode" "$HOLD")
+        if [[ $low == "?" || $high == "?" ]]; then slope[$client.$mode]="?"; continue; fi
+        slope[$client.$mode]=$(( (high - low) * 1024 / (HOLD - BASE) ))
+        echo "   $client $mode: RSS ${low} KiB at $BASE, ${high} KiB at $HOLD: ${slope[$client.$mode]} B per connection"
+    done
+done
+
+python3 - "$t_req" "$t_cpu" "$t_success" "$w_req" "$w_cpu" "$o_req" "$o_cpu" "$a_rate" "$a_lag99_us" "$a_lagmax_us" \
+    "${slope[throng.plain]}" "${slope[wrk.plain]}" "${slope[oha.plain]}" "${slope[throng.tls]}" "${slope[wrk.tls]}" "${slope[oha.tls]}" <<'PY'
+import sys
+(t_req, t_cpu, t_ok, w_req, w_cpu, o_req, o_cpu, a_rate, lag99, lagmax,
+ tp, wp, op, tt, wt, ot) = sys.argv[1:]
+per = lambda req, cpu: float(req) / float(cpu) if req and cpu else None
+t, w, o = per(t_req, t_cpu), per(w_req, w_cpu), per(o_req, o_cpu)
+fmt = lambda x: f"{x:,.0f}" if x else "-"
+print()
+print(f"requests per CPU-second (1 thread, 50 connections): throng {fmt(t)} (success {float(t_ok):.2%}), "
+      f"wrk {fmt(w)}, oha {fmt(o)}")
+print(f"accuracy at 10,000/s: achieved {a_rate}/s, lag p99 {lag99} us, max {lagmax} us")
+print(f"bytes per held connection, plain: throng {tp}, wrk {wp}, oha {op}; TLS: throng {tt}, wrk {wt}, oha {ot}")
+ratio = f"{t / w:.2f}x wrk" if t and w else "-"
+print(f"summary: throng/wrk requests per CPU-second {ratio}; "
+      f"held connection plain {tp} B (wrk {wp}, oha {op}), TLS {tt} B (wrk {wt}, oha {ot}); "
+      f"10k/s achieved {a_rate}, lag p99 {lag99} us")
+PY
