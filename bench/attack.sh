@@ -86,7 +86,8 @@ echo "GET $ping" | "$throng" attack -threads=1 -rate=10000 -duration=10s -quiet 
 accuracy=$("$throng" report -type=json "$out/accuracy.bin" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)["throng"]
-print(f"{r[\"achieved_rate\"]:.1f} {r[\"lag\"][\"99th\"] / 1e3:.0f} {r[\"lag\"][\"max\"] / 1e3:.0f}")')
+lag = r["lag"]
+print("%.1f %.0f %.0f" % (r["achieved_rate"], lag["99th"] / 1e3, lag["max"] / 1e3))')
 read -r a_rate a_lag99_us a_lagmax_us <<<"$accuracy"
 
 echo "== 3. memory per held connection (N=$BASE and N=$HOLD, sleep: 600000)"

@@ -27,7 +27,11 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Figures the live line and the end summary read, updated by every thread.
 #[derive(Debug, Default)]
 pub struct Live {
-    pub scheduled: AtomicU64,
+    /// Requests sent (or being sent).
+    pub sent: AtomicU64,
+    /// When the first thread stopped scheduling, in nanoseconds since the start: requests due
+    /// before it count as offered.
+    pub stopped_at_ns: AtomicU64,
     pub completed: AtomicU64,
     pub errors: AtomicU64,
     pub delayed_by_cap: AtomicU64,
@@ -165,9 +169,16 @@ pub fn run(
     for handle in handles {
         let _ = handle.join();
     }
+    // Requests `0..n` are due before the stop, where `n / rate` reaches it.
+    let stopped_at = Duration::from_nanos(live.stopped_at_ns.load(Ordering::Relaxed));
+    let horizon = config.duration.map_or(stopped_at, |d| {
+        d.min(stopped_at.max(Duration::from_nanos(1)))
+    });
+    let due = (horizon.as_secs_f64() * config.rate).ceil() as u64;
+    let sent = live.sent.load(Ordering::Relaxed);
     let end = End {
-        scheduled: live.scheduled.load(Ordering::Relaxed),
-        sent: live.completed.load(Ordering::Relaxed),
+        scheduled: due.max(sent),
+        sent,
         delayed_by_cap: live.delayed_by_cap.load(Ordering::Relaxed),
         ended_by: if live.abandon.load(Ordering::Relaxed) {
             "interrupted twice: requests in flight were abandoned".into()
@@ -235,12 +246,20 @@ async fn run_thread(index: usize, run: Run) {
     let permits = Arc::new(Semaphore::new(slots));
     let interval = 1.0 / config.rate;
     let mut seq = index as u64;
+    // The attack ends at its duration in wall time too: a schedule that fell behind does not
+    // run on to catch up. What was due and not sent is counted, not dropped silently.
+    let deadline = config.duration.map(|d| start + d);
+    let mut schedule_done = false;
     loop {
         if live.stop.load(Ordering::Relaxed) {
             break;
         }
         let intended = Duration::from_secs_f64(seq as f64 * interval);
         if config.duration.is_some_and(|d| intended >= d) {
+            schedule_done = true;
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         wait_until(start + intended).await;
@@ -251,13 +270,13 @@ async fn run_thread(index: usize, run: Run) {
             Ok(permit) => permit,
             Err(_) => {
                 live.delayed_by_cap.fetch_add(1, Ordering::Relaxed);
-                match wait_for_slot(&permits, &live).await {
+                match wait_for_slot(&permits, &live, deadline).await {
                     Some(permit) => permit,
                     None => break,
                 }
             }
         };
-        live.scheduled.fetch_add(1, Ordering::Relaxed);
+        live.sent.fetch_add(1, Ordering::Relaxed);
         live.in_flight.fetch_add(1, Ordering::Relaxed);
         let target = (seq % targets.len() as u64) as usize;
         let ctx = Rc::clone(&ctx);
@@ -269,6 +288,12 @@ async fn run_thread(index: usize, run: Run) {
         });
         seq += threads as u64;
     }
+    let stopped_at = match (schedule_done, config.duration) {
+        (true, Some(duration)) => duration,
+        _ => start.elapsed(),
+    };
+    live.stopped_at_ns
+        .fetch_max(stopped_at.as_nanos() as u64, Ordering::Relaxed);
     // Let the requests in flight finish (each is bounded by -timeout), unless told to abandon.
     while permits.available_permits() < slots && !live.abandon.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -306,12 +331,13 @@ async fn wait_until(due: Instant) {
 async fn wait_for_slot(
     permits: &Arc<Semaphore>,
     live: &Live,
+    deadline: Option<Instant>,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
     loop {
         tokio::select! {
             permit = Arc::clone(permits).acquire_owned() => return permit.ok(),
             _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                if live.stop.load(Ordering::Relaxed) {
+                if live.stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                     return None;
                 }
             }

@@ -13,7 +13,7 @@ pub fn line(live: &Live, elapsed: Duration, rate: f64) -> String {
         "{:>6.1}s  offered {:.0}/s  achieved {:.0}/s  in flight {}  connections {}  p99 {}  errors {}",
         secs,
         rate,
-        live.scheduled.load(Ordering::Relaxed) as f64 / secs,
+        live.sent.load(Ordering::Relaxed) as f64 / secs,
         live.in_flight.load(Ordering::Relaxed),
         live.open_connections.load(Ordering::Relaxed).max(0),
         format_ns(live.p99_ns.load(Ordering::Relaxed)),

@@ -276,7 +276,16 @@ impl Summary {
         let scheduled: u64 = self.ends.iter().map(|e| e.scheduled).sum();
         let delayed: u64 = self.ends.iter().map(|e| e.delayed_by_cap).sum();
         let short = offered > 0.0 && self.requests > 10 && achieved < offered * 0.99;
-        if lag_p99 > LAG_P99_LIMIT_NS || short {
+        let sent: u64 = self.ends.iter().map(|e| e.sent).sum();
+        if (lag_p99 > LAG_P99_LIMIT_NS || short) && delayed > 0 {
+            // The schedule slipped because requests waited for --max-inflight slots: the target
+            // answered too slowly for this cap, not the generator.
+            warnings.push(format!(
+                "The offered load was not delivered: {achieved:.2} requests/s of the {offered:.2} offered went out, because {delayed} of {scheduled} requests found --max-inflight requests in flight and waited for a slot (up to {}, p99 {}). The target answered too slowly for this cap: raise --max-inflight, or this is the target's limit. Latencies count from the intended send times and include the wait.",
+                go_duration(self.lag_max),
+                go_duration(lag_p99)
+            ));
+        } else if lag_p99 > LAG_P99_LIMIT_NS || short {
             warnings.push(format!(
                 "The generator could not keep up: it sent {achieved:.2} requests/s of the {offered:.2} offered, \
                  and its sends were late by up to {} (p99 {}). Latencies count from the intended send \
@@ -285,11 +294,17 @@ impl Summary {
                 go_duration(self.lag_max),
                 go_duration(lag_p99)
             ));
-        }
-        if delayed > 0 {
+        } else if delayed > 0 {
             warnings.push(format!(
                 "{delayed} of {scheduled} requests were due while --max-inflight requests were in flight, \
                  and waited for a slot; their latencies include the wait."
+            ));
+        }
+        if scheduled > sent {
+            warnings.push(format!(
+                "{} of {scheduled} requests due by the end were never sent, so the offered load was \
+                 not delivered in full.",
+                scheduled - sent
             ));
         }
         if self.truncated_inputs > 0 {
