@@ -31,6 +31,9 @@ cleanup() { for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 trap cleanup EXIT
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 established_to() { ss -Htn state established "( dport = :$1 )" | wc -l; }
+# Conditions for wait_for, which runs them again on every poll.
+at_least() { [ "$(established_to "$1")" -ge "$2" ]; }
+none_to() { [ "$(established_to "$1")" -eq 0 ]; }
 wait_for() { # wait_for SECONDS COMMAND...
     local deadline=$((SECONDS + $1)); shift
     until "$@"; do ((SECONDS > deadline)) && { echo "timed out: $*" >&2; return 1; }; sleep 0.2; done
@@ -40,6 +43,8 @@ wait_for() { # wait_for SECONDS COMMAND...
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
     -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
 cat >"$out/nginx.conf" <<NGINX
+# One process (no master): stopping it cannot leave workers behind.
+master_process off;
 worker_processes 1;
 pid $PWD/$out/nginx.pid;
 error_log $PWD/$out/nginx.error.log;
@@ -104,7 +109,7 @@ hold() {
     esac
     local pid=$!
     pids+=("$pid")
-    if ! wait_for 180 test "$(established_to $port)" -ge "$n"; then
+    if ! wait_for 180 at_least "$port" "$n"; then
         echo "?"; kill -9 "$pid" 2>/dev/null; return
     fi
     sleep 5
@@ -112,13 +117,12 @@ hold() {
     rss_kib "$pid"
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    wait_for 60 test "$(established_to $port)" -eq 0 || true
+    wait_for 60 none_to "$port" || true
 }
 declare -A slope
 for mode in plain tls; do
     for client in throng wrk oha; do
         if [[ $client == oha ]] && ! command -v oha >/dev/null; then slope[$client.$mode]="-"; continue; fi
-        if [[ $client == wrk && $mode == tls ]]; then :; fi
         low=$(hold "$client" "$mode" "$BASE")
         high=$(hold "$client" "$mode" "$HOLD")
         if [[ $low == "?" || $high == "?" ]]; then slope[$client.$mode]="?"; continue; fi
