@@ -59,9 +59,11 @@ http {
 NGINX
 /usr/sbin/nginx -e "$PWD/$out/nginx.error.log" -p "$PWD/$out" -c "$PWD/$out/nginx.conf" -g "daemon off;" &
 pids+=($!)
-"$throng" pong --listen 127.0.0.1:18510 --threads 1 >/dev/null 2>&1 &
+# Each holding run gets a port of its own: a client killed after holding 15,000 connections
+# leaves their ports in TIME_WAIT towards that address, and one address has only ~28k ports.
+"$throng" pong --listen 127.0.0.1:18510-18519 --threads 1 >/dev/null 2>&1 &
 pids+=($!)
-"$throng" pong --listen 127.0.0.1:18511 --threads 1 --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" >/dev/null 2>&1 &
+"$throng" pong --listen 127.0.0.1:18520-18529 --threads 1 --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" >/dev/null 2>&1 &
 pids+=($!)
 wait_for 20 curl -sf -o /dev/null http://127.0.0.1:18500/ping
 wait_for 20 curl -sf -o /dev/null http://127.0.0.1:18510/
@@ -96,38 +98,44 @@ print("%.1f %.0f %.0f" % (r["achieved_rate"], lag["99th"] / 1e3, lag["max"] / 1e
 read -r a_rate a_lag99_us a_lagmax_us <<<"$accuracy"
 
 echo "== 3. memory per held connection (N=$BASE and N=$HOLD, sleep: 600000)"
-# hold CLIENT MODE N: starts the client holding N requests, prints its RSS in KiB once all are
-# established, then stops it.
+# hold CLIENT MODE N PORT: starts the client holding N requests to pong on PORT, waits until
+# the connections stop growing, prints "RSS_KiB CONNECTIONS", then stops it. throng's rate is one
+# this machine keeps (a pong thread does ~1,000 TLS handshakes a second); the slope divides by
+# the connections counted, not by N.
 hold() {
-    local client=$1 mode=$2 n=$3 port url
-    if [[ $mode == tls ]]; then port=18511; url=https://localhost:18511/; else port=18510; url=http://127.0.0.1:18510/; fi
+    local client=$1 mode=$2 n=$3 port=$4 url rate
+    if [[ $mode == tls ]]; then url=https://localhost:$port/; rate=1000; else url=http://127.0.0.1:$port/; rate=2500; fi
     case $client in
-        throng) printf 'GET %s\nsleep: 600000\n' "$url" | "$throng" attack -threads=1 -rate=5000 \
-                    -duration="$(python3 -c "print($n / 5000)")s" -timeout=20m -insecure -quiet -output /dev/null &;;
+        throng) printf 'GET %s\nsleep: 600000\n' "$url" | "$throng" attack -threads=1 -rate=$rate \
+                    -duration="$(python3 -c "print($n / $rate + 1)")s" -timeout=20m -insecure -quiet -output /dev/null &;;
         wrk) wrk -t1 -c"$n" -d300s --timeout 600s -H 'sleep: 600000' "$url" >/dev/null &;;
         oha) oha -c "$n" -n "$n" --no-tui --insecure -t 600s -H 'sleep: 600000' "$url" >/dev/null 2>&1 &;;
     esac
     local pid=$!
     pids+=("$pid")
-    if ! wait_for 180 at_least "$port" "$n"; then
-        echo "?"; kill -9 "$pid" 2>/dev/null; return
+    local want=$((n * 97 / 100)) count previous=-1
+    if ! wait_for 180 at_least "$port" "$want"; then
+        echo "? ?"; kill -9 "$pid" 2>/dev/null; return
     fi
-    sleep 5
-    # The client is the process we started, or its only child when started through a pipe.
-    rss_kib "$pid"
+    count=$(established_to "$port")
+    while [ "$count" != "$previous" ]; do sleep 3; previous=$count; count=$(established_to "$port"); done
+    echo "$(rss_kib "$pid") $count"
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     wait_for 60 none_to "$port" || true
 }
 declare -A slope
+declare -A next_port=([plain]=18510 [tls]=18520)
 for mode in plain tls; do
     for client in throng wrk oha; do
         if [[ $client == oha ]] && ! command -v oha >/dev/null; then slope[$client.$mode]="-"; continue; fi
-        low=$(hold "$client" "$mode" "$BASE")
-        high=$(hold "$client" "$mode" "$HOLD")
+        read -r low low_n <<<"$(hold "$client" "$mode" "$BASE" "${next_port[$mode]}")"
+        next_port[$mode]=$((next_port[$mode] + 1))
+        read -r high high_n <<<"$(hold "$client" "$mode" "$HOLD" "${next_port[$mode]}")"
+        next_port[$mode]=$((next_port[$mode] + 1))
         if [[ $low == "?" || $high == "?" ]]; then slope[$client.$mode]="?"; continue; fi
-        slope[$client.$mode]=$(( (high - low) * 1024 / (HOLD - BASE) ))
-        echo "   $client $mode: RSS ${low} KiB at $BASE, ${high} KiB at $HOLD: ${slope[$client.$mode]} B per connection"
+        slope[$client.$mode]=$(( (high - low) * 1024 / (high_n - low_n) ))
+        echo "   $client $mode: RSS ${low} KiB with $low_n held, ${high} KiB with $high_n: ${slope[$client.$mode]} B per connection"
     done
 done
 

@@ -296,6 +296,9 @@ async fn read_some(
                 let mut scratch = ctx.scratch.borrow_mut();
                 match stream.try_read(&mut scratch[..]) {
                     Ok(n) => {
+                        if n > 0 && n < scratch.len() {
+                            forget_readiness(stream);
+                        }
                         take(&scratch[..n]);
                         return Ok(n);
                     }
@@ -330,6 +333,16 @@ async fn read_some(
             }
         }
     }
+}
+
+/// After a short read the socket is drained: tell tokio so, or the next wait starts with a read
+/// that can only say "would block", a wasted system call per request. Safe on a current-thread
+/// runtime: the I/O driver cannot run while this task does, so data arriving later raises a new
+/// edge that sets readiness again.
+fn forget_readiness(stream: &TcpStream) {
+    let _ = stream.try_io(tokio::io::Interest::READABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
 }
 
 fn classify(record: &mut Record, failure: Failure) {

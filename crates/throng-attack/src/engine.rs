@@ -43,6 +43,16 @@ pub struct Live {
     pub stop: AtomicBool,
     /// Stop waiting for requests in flight (second Ctrl-C).
     pub abandon: AtomicBool,
+    /// Wakes threads waiting for an in-flight slot when the attack stops.
+    stopping: tokio::sync::Notify,
+}
+
+impl Live {
+    /// Stops scheduling: the first Ctrl-C, or SIGTERM.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.stopping.notify_waiters();
+    }
 }
 
 /// What one worker thread's requests share.
@@ -249,6 +259,8 @@ async fn run_thread(index: usize, run: Run) {
     // The attack ends at its duration in wall time too: a schedule that fell behind does not
     // run on to catch up. What was due and not sent is counted, not dropped silently.
     let deadline = config.duration.map(|d| start + d);
+    // One timer for the duration, made once, for the waits for a slot.
+    let mut deadline_sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
     let mut schedule_done = false;
     loop {
         if live.stop.load(Ordering::Relaxed) {
@@ -270,7 +282,7 @@ async fn run_thread(index: usize, run: Run) {
             Ok(permit) => permit,
             Err(_) => {
                 live.delayed_by_cap.fetch_add(1, Ordering::Relaxed);
-                match wait_for_slot(&permits, &live, deadline).await {
+                match wait_for_slot(&permits, &live, deadline_sleep.as_mut()).await {
                     Some(permit) => permit,
                     None => break,
                 }
@@ -328,20 +340,27 @@ async fn wait_until(due: Instant) {
 }
 
 /// Waits for an in-flight slot, polling so that Ctrl-C is noticed; `None` when stopping.
+/// Waits for an in-flight slot; `None` when the attack stops or its duration ends first. No timer
+/// is made per wait: this runs once per request when the target is slower than the offered rate.
 async fn wait_for_slot(
     permits: &Arc<Semaphore>,
     live: &Live,
-    deadline: Option<Instant>,
+    deadline: Option<&mut std::pin::Pin<Box<tokio::time::Sleep>>>,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    loop {
-        tokio::select! {
-            permit = Arc::clone(permits).acquire_owned() => return permit.ok(),
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                if live.stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
-                    return None;
-                }
-            }
+    let stopping = live.stopping.notified();
+    if live.stop.load(Ordering::Relaxed) {
+        return None;
+    }
+    let until_deadline = async {
+        match deadline {
+            Some(sleep) => sleep.as_mut().await,
+            None => std::future::pending().await,
         }
+    };
+    tokio::select! {
+        permit = Arc::clone(permits).acquire_owned() => permit.ok(),
+        _ = stopping => None,
+        _ = until_deadline => None,
     }
 }
 

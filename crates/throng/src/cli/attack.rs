@@ -279,7 +279,7 @@ fn watch_signals<T>(live: &Live, engine: &std::thread::JoinHandle<T>) {
                 _ = term.recv() => signals += 1,
                 _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
             }
-            live.stop.store(true, Ordering::Relaxed);
+            live.stop();
             if signals >= 2 {
                 live.abandon.store(true, Ordering::Relaxed);
             }
