@@ -6,7 +6,8 @@
 #      open against throng pong; the slope (RSS at 15,000 - RSS at 1,000) / 14,000 cancels the
 #      fixed cost. Connections are counted with ss before RSS is read.
 # wrk and nginx come from Debian, oha from crates.io (installed if missing; it takes minutes).
-# Usage: bench/attack.sh        (EFFICIENCY_SECONDS=10 HOLD=15000 by default)
+# Usage: bench/attack.sh        (EFFICIENCY_SECONDS=10 HOLD=15000 by default; CLIENTS="throng wrk oha"
+#        and MODES="plain tls" choose the memory runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -107,7 +108,7 @@ hold() {
     if [[ $mode == tls ]]; then url=https://localhost:$port/; rate=1000; else url=http://127.0.0.1:$port/; rate=2500; fi
     case $client in
         throng) printf 'GET %s\nsleep: 600000\n' "$url" | "$throng" attack -threads=1 -rate=$rate \
-                    -duration="$(python3 -c "print($n / $rate + 1)")s" -timeout=20m -insecure -quiet -output /dev/null &;;
+                    -duration="$(python3 -c "print($n / $rate)")s" -timeout=20m -insecure -quiet -output /dev/null &;;
         wrk) wrk -t1 -c"$n" -d300s --timeout 600s -H 'sleep: 600000' "$url" >/dev/null &;;
         oha) oha -c "$n" -n "$n" --no-tui --insecure -t 600s -H 'sleep: 600000' "$url" >/dev/null 2>&1 &;;
     esac
@@ -119,15 +120,19 @@ hold() {
     fi
     count=$(established_to "$port")
     while [ "$count" != "$previous" ]; do sleep 3; previous=$count; count=$(established_to "$port"); done
-    echo "$(rss_kib "$pid") $count"
+    if [ -r "/proc/$pid/status" ]; then
+        echo "$(rss_kib "$pid") $count"
+    else
+        echo "? ?" # the client exited on its own: no figure
+    fi
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     wait_for 60 none_to "$port" || true
 }
 declare -A slope
 declare -A next_port=([plain]=18510 [tls]=18520)
-for mode in plain tls; do
-    for client in throng wrk oha; do
+for mode in ${MODES:-plain tls}; do
+    for client in ${CLIENTS:-throng wrk oha}; do
         if [[ $client == oha ]] && ! command -v oha >/dev/null; then slope[$client.$mode]="-"; continue; fi
         read -r low low_n <<<"$(hold "$client" "$mode" "$BASE" "${next_port[$mode]}")"
         next_port[$mode]=$((next_port[$mode] + 1))
@@ -140,7 +145,7 @@ for mode in plain tls; do
 done
 
 python3 - "$t_req" "$t_cpu" "$t_success" "$w_req" "$w_cpu" "$o_req" "$o_cpu" "$a_rate" "$a_lag99_us" "$a_lagmax_us" \
-    "${slope[throng.plain]}" "${slope[wrk.plain]}" "${slope[oha.plain]}" "${slope[throng.tls]}" "${slope[wrk.tls]}" "${slope[oha.tls]}" <<'PY'
+    "${slope[throng.plain]:--}" "${slope[wrk.plain]:--}" "${slope[oha.plain]:--}" "${slope[throng.tls]:--}" "${slope[wrk.tls]:--}" "${slope[oha.tls]:--}" <<'PY'
 import sys
 (t_req, t_cpu, t_ok, w_req, w_cpu, o_req, o_cpu, a_rate, lag99, lagmax,
  tp, wp, op, tt, wt, ot) = sys.argv[1:]
