@@ -37,34 +37,11 @@ pub fn parse_http(text: &str, base_dir: &Path) -> Result<Vec<Target>, String> {
             continue;
         }
         match &mut current {
-            None => {
-                let (method, url) = line
-                    .split_once(char::is_whitespace)
-                    .ok_or_else(|| at(format!("expected `METHOD URL`, got `{line}`")))?;
-                if !method.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(at(format!(
-                        "`{method}` is not an HTTP method (expected `METHOD URL`)"
-                    )));
-                }
-                let url = Url::parse(url.trim()).map_err(at)?;
-                current = Some(Target {
-                    method: method.to_string(),
-                    url,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                });
-            }
+            None => current = Some(request_line(line).map_err(at)?),
             Some(_) if looks_like_request_line(line) => {
                 // A new `METHOD URL` without the blank line before it, which vegeta accepts too.
                 targets.extend(current.take());
-                let (method, url) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-                let url = Url::parse(url.trim()).map_err(at)?;
-                current = Some(Target {
-                    method: method.to_string(),
-                    url,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                });
+                current = Some(request_line(line).map_err(at)?);
             }
             Some(target) => {
                 if let Some(path) = line.strip_prefix('@') {
@@ -134,6 +111,25 @@ pub fn parse_json(text: &str) -> Result<Vec<Target>, String> {
         return Err("no targets: give at least one JSON target line".into());
     }
     Ok(targets)
+}
+
+/// A target from its `METHOD URL` line, without headers or body yet.
+fn request_line(line: &str) -> Result<Target, String> {
+    let (method, url) = line
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("expected `METHOD URL`, got `{line}`"))?;
+    if !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "`{method}` is not an HTTP method (expected `METHOD URL`)"
+        ));
+    }
+    let url = Url::parse(url.trim())?;
+    Ok(Target {
+        method: method.to_string(),
+        url,
+        headers: Vec::new(),
+        body: Vec::new(),
+    })
 }
 
 fn looks_like_request_line(line: &str) -> bool {

@@ -18,8 +18,8 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `throng attack ARGS` with `targets` on stdin.
-fn attack(targets: &str, args: &[&str]) -> Output {
+/// Starts `throng attack ARGS` with `targets` on stdin.
+fn spawn_attack(targets: &str, args: &[&str]) -> std::process::Child {
     let mut child = throng()
         .arg("attack")
         .args(args)
@@ -34,7 +34,23 @@ fn attack(targets: &str, args: &[&str]) -> Output {
         .unwrap()
         .write_all(targets.as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    child
+}
+
+/// Runs `throng attack ARGS` with `targets` on stdin, to its end.
+fn attack(targets: &str, args: &[&str]) -> Output {
+    spawn_attack(targets, args).wait_with_output().unwrap()
+}
+
+/// Waits until pong has at least `count` responses in progress at once.
+fn assert_held(pong: &Pong, count: f64) {
+    let in_progress = || pong.metric("pong_responses_in_progress");
+    let held = wait_until(|| (in_progress() >= count).then_some(()));
+    assert!(
+        held.is_some(),
+        "in progress: {} (wanted {count})",
+        in_progress()
+    );
 }
 
 fn report_json(files: &[&Path]) -> Value {
@@ -139,34 +155,18 @@ fn sleep_requests_are_held_open_at_once() {
     let dir = scratch_dir("hold");
     let out = dir.join("run.bin");
     let targets = format!("GET http://{}/\nsleep: 4000\ntimes: 1\n", pong.addr());
-    let mut child = throng()
-        .args([
-            "attack",
-            "-rate=200",
-            "-duration=1s",
-            "-timeout=20s",
-            "-output",
-            out.to_str().unwrap(),
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(targets.as_bytes())
-        .unwrap();
+    let args = [
+        "-rate=200",
+        "-duration=1s",
+        "-timeout=20s",
+        "-output",
+        out.to_str().unwrap(),
+    ];
+    let child = spawn_attack(&targets, &args);
     // 200 requests sent within a second, each taking two random waits of up to 4 s: most of
     // them are held open together.
-    let held = wait_until(|| (pong.metric("pong_responses_in_progress") >= 150.0).then_some(()));
-    assert!(
-        held.is_some(),
-        "in progress: {}",
-        pong.metric("pong_responses_in_progress")
-    );
-    assert!(child.wait().unwrap().success());
+    assert_held(&pong, 150.0);
+    assert!(child.wait_with_output().unwrap().status.success());
     let report = report_json(&[&out]);
     assert_eq!(
         (report["requests"].as_u64(), report["success"].as_f64()),
@@ -535,31 +535,17 @@ fn against_pong_over_tls_with_held_requests() {
         pong.addr().port()
     );
     let roots = format!("-root-certs={}", cert_path.display());
-    let mut child = throng()
-        .args([
-            "attack",
+    let child = spawn_attack(
+        &targets,
+        &[
             "-rate=100",
             "-duration=1s",
             &roots,
             "-output",
             out.to_str().unwrap(),
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(targets.as_bytes())
-        .unwrap();
-    let held = wait_until(|| (pong.metric("pong_responses_in_progress") >= 50.0).then_some(()));
-    assert!(
-        held.is_some(),
-        "in progress: {}",
-        pong.metric("pong_responses_in_progress")
+        ],
     );
+    assert_held(&pong, 50.0);
     let status = child.wait_with_output().unwrap();
     assert!(
         status.status.success(),
