@@ -76,7 +76,7 @@ fn json_result(meta: &Meta, record: &Record) -> JsonResult {
         attack: meta.name.clone(),
         seq: record.seq,
         code: record.status,
-        timestamp: rfc3339(meta.start_unix_ns + record.sent),
+        timestamp: rfc3339(meta.start_unix_ns.saturating_add(record.sent)),
         latency: record.service_time(),
         bytes_out: record.bytes_out,
         bytes_in: record.bytes_in,
@@ -85,7 +85,7 @@ fn json_result(meta: &Meta, record: &Record) -> JsonResult {
         method: target.method,
         url: target.url,
         headers: None,
-        intended: rfc3339(meta.start_unix_ns + record.intended),
+        intended: rfc3339(meta.start_unix_ns.saturating_add(record.intended)),
         latency_from_intended: record.latency,
         connect: record.connect,
         tls: record.tls,
@@ -124,7 +124,9 @@ pub fn records_to<R: Read>(
                             writeln!(out)?;
                         }
                         Format::Csv => write_csv(out, &meta, &record, &result)?,
-                        Format::Throng => unreachable!("records_to writes text formats"),
+                        Format::Throng => {
+                            return Err(io::Error::other("records_to writes json or csv; use json_to_stream for the binary format"))
+                        }
                     }
                 }
                 Frame::Interval(_) | Frame::End(_) => {}
@@ -142,7 +144,7 @@ fn write_csv(
     result: &JsonResult,
 ) -> io::Result<()> {
     let fields: [String; 21] = [
-        (meta.start_unix_ns + record.sent).to_string(),
+        meta.start_unix_ns.saturating_add(record.sent).to_string(),
         result.code.to_string(),
         result.latency.to_string(),
         result.bytes_out.to_string(),
@@ -154,7 +156,9 @@ fn write_csv(
         csv_quote(&result.method),
         csv_quote(&result.url),
         String::new(),
-        (meta.start_unix_ns + record.intended).to_string(),
+        meta.start_unix_ns
+            .saturating_add(record.intended)
+            .to_string(),
         result.latency_from_intended.to_string(),
         result.connect.to_string(),
         result.tls.to_string(),
@@ -218,8 +222,8 @@ pub fn json_to_stream(input: impl BufRead, out: impl Write) -> Result<(), String
             .then(|| index_of(&mut meta.sources, result.source.clone()) as u16);
         records.push(Record {
             seq: result.seq,
-            intended: intended - start,
-            sent: sent - start,
+            intended: intended.saturating_sub(start),
+            sent: sent.saturating_sub(start),
             latency: result.latency_from_intended,
             connect: result.connect,
             tls: result.tls,

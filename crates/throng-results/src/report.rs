@@ -214,9 +214,13 @@ impl Summary {
             *self.connections_by_source.entry(source).or_default() += 1;
         }
         let start = meta.start_unix_ns;
-        self.earliest = self.earliest.min(start + record.sent);
-        self.latest = self.latest.max(start + record.sent);
-        self.end = self.end.max(start + record.intended + record.latency);
+        self.earliest = self.earliest.min(start.saturating_add(record.sent));
+        self.latest = self.latest.max(start.saturating_add(record.sent));
+        self.end = self.end.max(
+            start
+                .saturating_add(record.intended)
+                .saturating_add(record.latency),
+        );
         if let Some(buckets) = &mut self.buckets {
             buckets.add(record.latency);
         }
@@ -752,6 +756,15 @@ mod tests {
             .collect();
         let text = summary_of(&[stream(&meta(0, 100.0), &late)], None).text();
         assert!(text.contains("The generator could not keep up"), "{text}");
+    }
+
+    #[test]
+    fn absurd_times_from_a_damaged_file_do_not_overflow() {
+        let mut summary = Summary::default();
+        let record = Record { intended: u64::MAX, sent: u64::MAX, latency: u64::MAX, ..Record::default() };
+        summary.add(&meta(u64::MAX, 1.0), &record);
+        summary.add(&meta(0, 1.0), &Record::default());
+        assert!(summary.text().starts_with("Requests      [total, rate, throughput]         2,"));
     }
 
     #[test]

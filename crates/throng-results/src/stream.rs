@@ -149,7 +149,9 @@ pub struct IntervalLog {
 
 impl IntervalLog {
     pub fn add(&mut self, start_unix_ns: u64, record: &Record) {
-        let done = start_unix_ns + record.intended + record.latency;
+        let done = start_unix_ns
+            .saturating_add(record.intended)
+            .saturating_add(record.latency);
         let second = done / 1_000_000_000;
         self.open
             .entry(second)
