@@ -761,10 +761,17 @@ mod tests {
     #[test]
     fn absurd_times_from_a_damaged_file_do_not_overflow() {
         let mut summary = Summary::default();
-        let record = Record { intended: u64::MAX, sent: u64::MAX, latency: u64::MAX, ..Record::default() };
+        let record = Record {
+            intended: u64::MAX,
+            sent: u64::MAX,
+            latency: u64::MAX,
+            ..Record::default()
+        };
         summary.add(&meta(u64::MAX, 1.0), &record);
         summary.add(&meta(0, 1.0), &Record::default());
-        assert!(summary.text().starts_with("Requests      [total, rate, throughput]         2,"));
+        assert!(summary
+            .text()
+            .starts_with("Requests      [total, rate, throughput]         2,"));
     }
 
     #[test]

@@ -575,3 +575,113 @@ fn against_pong_over_tls_with_held_requests() {
     let _ = read_to_close(&mut garbage);
     pong.wait_for_metric("pong_tls_failures_total", 1.0);
 }
+
+/// A network namespace of the test's own, deleted when dropped.
+struct Namespace(String);
+
+impl Namespace {
+    fn new(name: &str) -> Namespace {
+        let name = format!("throng-{name}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "`ip netns add` failed: this test needs root and iproute2"
+        );
+        let namespace = Namespace(name);
+        namespace.run(&["ip", "link", "set", "lo", "up"]);
+        namespace
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.0, program]);
+        command
+    }
+
+    fn run(&self, argv: &[&str]) {
+        let status = self.command(argv[0]).args(&argv[1..]).status().unwrap();
+        assert!(status.success(), "{argv:?} in {}", self.0);
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn running_out_of_source_ports_is_named() {
+    // A namespace whose connections may use ten local ports in all.
+    let namespace = Namespace::new("ports");
+    namespace.run(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_local_port_range=40000 40009",
+    ]);
+    let throng_bin = env!("CARGO_BIN_EXE_throng");
+    let mut pong = namespace
+        .command(throng_bin)
+        .args(["pong", "--listen", "127.0.0.1:18282"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(pong.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("listening on"), "{line}");
+
+    let dir = scratch_dir("ports");
+    let out = dir.join("run.bin");
+    let mut attack = namespace
+        .command(throng_bin)
+        .args([
+            "attack",
+            "-rate=100",
+            "-duration=300ms",
+            "-timeout=1s",
+            "-keepalive=false",
+            "-output",
+            out.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Thirty requests held open for seconds each, through ten ports.
+    attack
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET http://127.0.0.1:18282/\nsleep: 10000\ntimes: 5\n")
+        .unwrap();
+    let result = attack.wait_with_output().unwrap();
+    let _ = pong.kill();
+    let _ = pong.wait();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+
+    let report = report_json(&[&out]);
+    let exhausted = report["throng"]["error_classes"]["no-source-port"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(exhausted >= 10, "{report}");
+    let errors = report["errors"].to_string();
+    assert!(
+        errors.contains("add source addresses (--source)"),
+        "{errors}"
+    );
+}
