@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 /// Formats one line of progress.
 pub fn line(live: &Live, elapsed: Duration, rate: f64) -> String {
-    let done = live.completed.load(Ordering::Relaxed);
     let secs = elapsed.as_secs_f64().max(1e-9);
     format!(
-        "{:>6.1}s  offered {:.0}/s  achieved {:.0}/s  in flight {}  connections {}  p99 {}  errors {}",
+        "{:>6.1}s  offered {:.0}/s  sent {:.0}/s  in flight {}  connections {}  p99 {}  errors {}",
         secs,
         rate,
         live.sent.load(Ordering::Relaxed) as f64 / secs,
@@ -19,15 +18,17 @@ pub fn line(live: &Live, elapsed: Duration, rate: f64) -> String {
         format_ns(live.p99_ns.load(Ordering::Relaxed)),
         live.errors.load(Ordering::Relaxed),
     )
-    .replace("achieved", if done == 0 { "sending" } else { "achieved" })
 }
 
 /// Prints the live line once a second until `done` says stop.
 pub fn show(live: &Live, rate: f64, started: Instant, mut done: impl FnMut() -> bool) {
     let mut stderr = std::io::stderr();
+    let mut next = started + Duration::from_secs(1);
     while !done() {
-        std::thread::sleep(Duration::from_millis(200));
-        if started.elapsed().as_millis() % 1000 < 200 {
+        // Short sleeps, so that the last line comes soon after the attack ends.
+        std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() >= next {
+            next += Duration::from_secs(1);
             let _ = write!(stderr, "\r\x1b[2K{}", line(live, started.elapsed(), rate));
         }
     }

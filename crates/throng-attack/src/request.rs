@@ -49,24 +49,21 @@ pub fn prepare(
         } else {
             &target.body[..]
         };
+        let headers = || target.headers.iter().chain(extra_headers);
+        // A Host header given with the target or -header replaces the URL's.
+        let host_header = headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+            .map_or_else(|| target.url.host_header(), |(_, value)| value.clone());
         let mut bytes = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\n",
-            target.method,
-            target.url.path,
-            target.url.host_header()
+            "{} {} HTTP/1.1\r\nHost: {host_header}\r\n",
+            target.method, target.url.path
         );
-        let has = |name: &str| {
-            target
-                .headers
-                .iter()
-                .chain(extra_headers)
-                .any(|(n, _)| n.eq_ignore_ascii_case(name))
-        };
+        let has = |name: &str| headers().any(|(n, _)| n.eq_ignore_ascii_case(name));
         let user_agent = !has("user-agent");
         let length = !body.is_empty() && !has("content-length") && !has("transfer-encoding");
-        for (name, value) in target.headers.iter().chain(extra_headers) {
+        for (name, value) in headers() {
             if name.eq_ignore_ascii_case("host") {
-                continue; // written above from the URL, or replaced here:
+                continue; // written first
             }
             bytes += &format!("{name}: {value}\r\n");
         }
@@ -80,18 +77,6 @@ pub fn prepare(
             bytes += "Connection: close\r\n";
         }
         bytes += "\r\n";
-        if let Some((_, host)) = target
-            .headers
-            .iter()
-            .chain(extra_headers)
-            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
-        {
-            bytes = bytes.replacen(
-                &format!("Host: {}\r\n", target.url.host_header()),
-                &format!("Host: {host}\r\n"),
-                1,
-            );
-        }
         let mut bytes = bytes.into_bytes();
         bytes.extend_from_slice(body);
         prepared.push(PreparedTarget {

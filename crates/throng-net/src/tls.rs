@@ -316,30 +316,31 @@ pub async fn write_all(
     Ok(())
 }
 
-/// Waits for plaintext and copies what there is into `buf`; 0 at the end of the stream.
-pub async fn read(
-    stream: &TcpStream,
-    tls: &mut ClientConnection,
-    buf: &mut [u8],
-) -> Result<usize, TlsFailure> {
-    loop {
-        match tls.reader().read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // The peer closed without close_notify: the end of the stream, as for plain TCP.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-            Err(e) => return Err(e.into()),
-        }
-        if !receive(stream, tls).await? {
-            return Ok(0);
-        }
-        flush(stream, tls).await?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Waits for plaintext and copies it into `buf` (the attack client does this into its scratch
+    /// buffer, between awaits); 0 at the end of the stream.
+    async fn read(
+        stream: &TcpStream,
+        tls: &mut ClientConnection,
+        buf: &mut [u8],
+    ) -> Result<usize, TlsFailure> {
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer closed without close_notify: the end of the stream, as for plain TCP.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+            if !receive(stream, tls).await? {
+                return Ok(0);
+            }
+            flush(stream, tls).await?;
+        }
+    }
 
     #[test]
     fn a_self_signed_certificate_makes_a_server_config() {

@@ -5,7 +5,7 @@
 //! what vegeta lacks: offered against achieved rate, the generator's own lag, the phases of a
 //! request, errors by class, and the spread over servers (`x-served-by`) and source addresses.
 
-use crate::record::{ErrorClass, Phase, Record};
+use crate::record::{ErrorClass, Record};
 use crate::stream::{latency_histogram, End, Frame, Meta, Reader, HISTOGRAM_MAX_NS};
 use crate::time::{go_duration, rfc3339};
 use hdrhistogram::Histogram;
@@ -618,14 +618,10 @@ fn mean(total: u64, count: u64) -> f64 {
     }
 }
 
-/// The phases named in reports, for callers that list them.
-pub fn phase_names() -> Vec<&'static str> {
-    Phase::ALL.iter().map(|p| p.name()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Phase;
     use crate::stream::Writer;
 
     fn meta(start: u64, rate: f64) -> Meta {
