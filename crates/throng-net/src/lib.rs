@@ -6,10 +6,14 @@
 //! - [`workers`]: thread per core, each with its own single-threaded tokio runtime.
 //! - [`http1`]: a small HTTP/1.1 codec on `httparse` that borrows the caller's buffers.
 //! - [`listen`] and [`duration`]: the command-line spellings of addresses and durations.
+//! - [`admin`]: a small admin HTTP listener (metrics, status pages) and the wait for SIGTERM.
+//! - [`calendar`]: UTC dates from Unix time, for log lines and timestamps.
 //! - [`random`]: a cheap per-thread random number generator for jitter and sleeps.
 //! - [`tls`]: rustls (aws-lc-rs) configurations, self-signed certificates, and a socket driver.
 //! - [`source`]: source-address pools (lists, ranges, CIDR blocks) to get past ~64k ports.
 
+pub mod admin;
+pub mod calendar;
 pub mod duration;
 pub mod http1;
 pub mod listen;

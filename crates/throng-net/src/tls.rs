@@ -10,7 +10,7 @@ use rustls::crypto::{aws_lc_rs, CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, ServerConfig,
+    ClientConfig, ClientConnection, ConnectionCommon, DigitallySignedStruct, RootCertStore, ServerConfig,
     SignatureScheme,
 };
 use std::io::{self, Read, Write};
@@ -64,6 +64,22 @@ pub fn self_signed(names: &[&str]) -> Result<(String, String), String> {
         .self_signed(&key)
         .map_err(|e| format!("certificate: {e}"))?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Certificates from PEM text in memory.
+pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(certs)
+}
+
+/// The first private key in PEM text in memory.
+pub fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no private key read: {e}"))
 }
 
 /// Certificates from a PEM file, with the file named in errors.
@@ -258,7 +274,7 @@ impl Write for Socket<'_> {
 }
 
 /// Writes whatever TLS output is pending.
-pub async fn flush(stream: &TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
+pub async fn flush<D>(stream: &TcpStream, tls: &mut ConnectionCommon<D>) -> io::Result<()> {
     while tls.wants_write() {
         match tls.write_tls(&mut Socket(stream)) {
             Ok(_) => {}
@@ -272,7 +288,10 @@ pub async fn flush(stream: &TcpStream, tls: &mut ClientConnection) -> io::Result
 }
 
 /// Completes the handshake.
-pub async fn handshake(stream: &TcpStream, tls: &mut ClientConnection) -> Result<(), TlsFailure> {
+pub async fn handshake<D>(
+    stream: &TcpStream,
+    tls: &mut ConnectionCommon<D>,
+) -> Result<(), TlsFailure> {
     while tls.is_handshaking() {
         flush(stream, tls).await?;
         if tls.is_handshaking() && tls.wants_read() {
@@ -285,7 +304,10 @@ pub async fn handshake(stream: &TcpStream, tls: &mut ClientConnection) -> Result
 
 /// Reads TLS records from the socket and processes them; `Ok(false)` at the end of the stream.
 /// Decrypted data is then in `tls.reader()`, to be read without waiting.
-pub async fn receive(stream: &TcpStream, tls: &mut ClientConnection) -> Result<bool, TlsFailure> {
+pub async fn receive<D>(
+    stream: &TcpStream,
+    tls: &mut ConnectionCommon<D>,
+) -> Result<bool, TlsFailure> {
     loop {
         std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
         match tls.read_tls(&mut Socket(stream)) {
@@ -306,9 +328,9 @@ pub async fn receive(stream: &TcpStream, tls: &mut ClientConnection) -> Result<b
 }
 
 /// Encrypts and sends `plaintext`.
-pub async fn write_all(
+pub async fn write_all<D>(
     stream: &TcpStream,
-    tls: &mut ClientConnection,
+    tls: &mut ConnectionCommon<D>,
     plaintext: &[u8],
 ) -> Result<(), TlsFailure> {
     tls.writer().write_all(plaintext)?;

@@ -141,7 +141,7 @@ pub fn run(config: Config) -> Result<(), String> {
                 Err(e) => warn!("admin listener: {e}"),
             }
         }
-        let signal = wait_for_signal().await;
+        let signal = throng_net::admin::wait_for_signal().await;
         info!(
             "{signal}: stopping; responses in progress have {} to finish (signal again to stop now)",
             throng_net::duration::format(shared.config.grace)
@@ -155,7 +155,7 @@ pub fn run(config: Config) -> Result<(), String> {
         });
         tokio::select! {
             _ = joined => info!("stopped"),
-            signal = wait_for_signal() => {
+            signal = throng_net::admin::wait_for_signal() => {
                 warn!("{signal} again: stopping now");
                 std::process::exit(130);
             }
@@ -275,19 +275,3 @@ async fn accept_loop(
     }
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => {
-            warn!("cannot watch for signals; stop with SIGKILL");
-            std::future::pending().await
-        }
-    }
-}

@@ -1,5 +1,7 @@
 //! Timestamps and durations as people and Go programs write them.
 
+use throng_net::calendar::{civil_from_days, days_from_civil};
+
 /// RFC 3339 in UTC with nanoseconds, as Go's `time.Time` marshals: `2026-11-24T14:20:14.123456789Z`.
 pub fn rfc3339(unix_ns: u64) -> String {
     let secs = unix_ns / 1_000_000_000;
@@ -46,29 +48,6 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     };
     let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
     Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000_000) + nanos)
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// A duration as Go's `time.Duration.String` writes it (vegeta's reports use it): `1.234567ms`,

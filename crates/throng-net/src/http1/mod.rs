@@ -71,7 +71,7 @@ pub fn header_value<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<
 }
 
 /// Every comma-separated token of every header `name`, trimmed.
-pub(crate) fn header_tokens<'a, 'b>(
+pub fn header_tokens<'a, 'b>(
     headers: &'a [httparse::Header<'b>],
     name: &'a str,
 ) -> impl Iterator<Item = &'b [u8]> + 'a {

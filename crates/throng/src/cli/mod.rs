@@ -2,6 +2,7 @@
 
 mod attack;
 mod pong;
+mod proxy;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 /// throng: hold millions of TLS connections, load-test them honestly, and find the tipping point.
 ///
 /// A TLS-terminating load balancer, an open-model load generator, the story's "pong" backend
-/// and the tools around them, in one binary. Today `pong`, `attack` (plain HTTP), `report` and
+/// and the tools around them, in one binary. Today `proxy`, `pong`, `attack`, `report` and
 /// `encode` work; the other subcommands are being built.
 #[derive(Debug, Parser)]
 #[command(name = "throng", version, propagate_version = true)]
@@ -21,8 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// TLS-terminating TCP/HTTP load balancer (not built yet)
-    Proxy(NotBuilt),
+    /// TLS-terminating TCP/HTTP load balancer: HAProxy's concepts in a TOML file
+    Proxy(proxy::ProxyArgs),
     /// Open-model load generator: vegeta's flags and targets, latency free of coordinated omission
     Attack(attack::AttackArgs),
     /// Report on results files, merged exactly: vegeta's layout and more
@@ -60,13 +61,13 @@ impl Command {
             Command::Attack(args) => return attack::run(args),
             Command::Report(args) => return report::report(args),
             Command::Encode(args) => return report::encode(args),
-            Command::Proxy(_) => "proxy",
+            Command::Proxy(args) => return proxy::run(args),
             Command::Plot(_) => "plot",
             Command::Monitor(_) => "monitor",
             Command::Knee(_) => "knee",
             Command::Scenario(_) => "scenario",
         };
-        eprintln!("throng {name}: not built yet; `pong`, `attack`, `report` and `encode` work today (see the README)");
+        eprintln!("throng {name}: not built yet; `proxy`, `pong`, `attack`, `report` and `encode` work today (see the README)");
         ExitCode::from(2)
     }
 }

@@ -1,0 +1,118 @@
+//! A small admin HTTP listener (metrics, status pages): one request per connection, bounded in
+//! size and time, off the path of the served connections. What it answers is the caller's.
+
+use crate::http1::{self, write, Limits};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+const LIMITS: Limits = Limits {
+    max_head_bytes: 8 * 1024,
+    max_headers: 64,
+};
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// An answer: status, content type (`text/plain` when empty) and body.
+pub struct Page {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Page {
+    pub fn text(status: u16, body: impl Into<String>) -> Page {
+        Page {
+            status,
+            content_type: "",
+            body: body.into(),
+        }
+    }
+}
+
+/// Answers GET and HEAD requests on `listener` with `route(path)`, forever.
+pub async fn serve(listener: TcpListener, route: Arc<dyn Fn(&str) -> Page + Send + Sync>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let route = Arc::clone(&route);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(DEADLINE, exchange(stream, &*route)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => debug!("admin connection: {e}"),
+                        Err(_) => debug!("admin connection: no request within {DEADLINE:?}"),
+                    }
+                });
+            }
+            Err(e) => {
+                warn!("admin accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn exchange(mut stream: TcpStream, route: &(dyn Fn(&str) -> Page + Send + Sync)) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let response = loop {
+        if buf.len() >= LIMITS.max_head_bytes || stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+        let mut slots = http1::header_slots();
+        match http1::parse_request(&buf, &mut slots, &LIMITS) {
+            Ok(None) => continue,
+            Ok(Some(head)) => {
+                let path = head.target.split('?').next().unwrap_or_default();
+                break match head.method {
+                    "GET" => respond(route(path), false),
+                    "HEAD" => respond(route(path), true),
+                    _ => respond(Page::text(405, "only GET and HEAD\n"), false),
+                };
+            }
+            Err(error) => {
+                break respond(Page::text(error.status(), format!("{}\n", error.reason())), false)
+            }
+        }
+    };
+    stream.write_all(&response).await?;
+    stream.shutdown().await
+}
+
+fn respond(page: Page, head_only: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(page.body.len() + 200);
+    let content_type = if page.content_type.is_empty() {
+        "text/plain; charset=utf-8"
+    } else {
+        page.content_type
+    };
+    let length = page.body.len().to_string();
+    write::response_head(
+        &mut out,
+        page.status,
+        &[
+            ("content-type", content_type.as_bytes()),
+            ("content-length", length.as_bytes()),
+            ("connection", b"close"),
+        ],
+    );
+    if !head_only {
+        out.extend_from_slice(page.body.as_bytes());
+    }
+    out
+}
+
+/// Waits for SIGTERM or SIGINT and says which.
+pub async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            warn!("cannot watch for signals; stop with SIGKILL");
+            std::future::pending().await
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Which server takes the next request: roundrobin, leastconn, source, random (power of two
+//! choices). A choice takes a slot on the server (under its `maxconn`) in the same step, so two
+//! threads cannot both take the last one.
+
+use crate::config::{Backend, Balance};
+use crate::state::BackendState;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// This server, with a slot taken.
+    Server(usize),
+    /// Servers are up but each is at its `maxconn`: wait in the queue.
+    AllFull,
+    /// No server is up (or every one is excluded).
+    NoneUp,
+}
+
+/// Chooses a server for a request from `client`, never one in `exclude` (servers that already
+/// failed this request) unless nothing else is up.
+pub fn choose(backend: &Backend, state: &BackendState, client: IpAddr, exclude: &[usize]) -> Choice {
+    let usable = |i: usize| state.servers[i].up.load(Relaxed) && !exclude.contains(&i);
+    if !(0..backend.servers.len()).any(usable) {
+        return Choice::NoneUp;
+    }
+    let take = |i: usize| state.servers[i].try_acquire(backend.servers[i].maxconn);
+    let picked = match backend.balance {
+        Balance::RoundRobin => round_robin(state, &usable, &take),
+        Balance::LeastConn => least_loaded(backend, state, &usable, &take),
+        Balance::Source => by_source(backend, client, &usable, &take),
+        Balance::Random => two_choices(backend, state, &usable, &take),
+    };
+    picked.map_or(Choice::AllFull, Choice::Server)
+}
+
+fn round_robin(
+    state: &BackendState,
+    usable: &dyn Fn(usize) -> bool,
+    take: &dyn Fn(usize) -> bool,
+) -> Option<usize> {
+    let len = state.rotation.len();
+    let start = state.next.fetch_add(1, Relaxed);
+    (0..len)
+        .map(|step| state.rotation[(start + step) % len] as usize)
+        .find(|&i| usable(i) && take(i))
+}
+
+fn least_loaded(
+    backend: &Backend,
+    state: &BackendState,
+    usable: &dyn Fn(usize) -> bool,
+    take: &dyn Fn(usize) -> bool,
+) -> Option<usize> {
+    // Ties go round: start the scan where the last choice left off.
+    let n = backend.servers.len();
+    let start = state.next.fetch_add(1, Relaxed);
+    let mut order: Vec<usize> = (0..n).map(|k| (start + k) % n).filter(|&i| usable(i)).collect();
+    order.sort_by_key(|&i| state.servers[i].load(backend.servers[i].weight));
+    order.into_iter().find(|&i| take(i))
+}
+
+fn by_source(
+    backend: &Backend,
+    client: IpAddr,
+    usable: &dyn Fn(usize) -> bool,
+    take: &dyn Fn(usize) -> bool,
+) -> Option<usize> {
+    let up: Vec<usize> = (0..backend.servers.len()).filter(|&i| usable(i)).collect();
+    let total: u64 = up.iter().map(|&i| backend.servers[i].weight as u64).sum();
+    let mut point = hash_address(client) % total.max(1);
+    for &i in &up {
+        let weight = backend.servers[i].weight as u64;
+        if point < weight {
+            // The client's server, or the queue: another server would break the stickiness.
+            return take(i).then_some(i);
+        }
+        point -= weight;
+    }
+    None
+}
+
+fn two_choices(
+    backend: &Backend,
+    state: &BackendState,
+    usable: &dyn Fn(usize) -> bool,
+    take: &dyn Fn(usize) -> bool,
+) -> Option<usize> {
+    let up: Vec<usize> = (0..backend.servers.len()).filter(|&i| usable(i)).collect();
+    let weighted_pick = || {
+        let total: u64 = up.iter().map(|&i| backend.servers[i].weight as u64).sum();
+        let mut point = throng_net::random::up_to(total.saturating_sub(1));
+        for &i in &up {
+            let weight = backend.servers[i].weight as u64;
+            if point < weight {
+                return i;
+            }
+            point -= weight;
+        }
+        up[0]
+    };
+    let (a, b) = (weighted_pick(), weighted_pick());
+    let load = |i: usize| state.servers[i].load(backend.servers[i].weight);
+    let (first, second) = if load(b) < load(a) { (b, a) } else { (a, b) };
+    if take(first) {
+        return Some(first);
+    }
+    if take(second) {
+        return Some(second);
+    }
+    up.into_iter().find(|&i| take(i))
+}
+
+/// A stable hash of an address (FNV-1a), the same on every thread and every run.
+fn hash_address(ip: IpAddr) -> u64 {
+    let bytes: Vec<u8> = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendTimeouts, Mode, Server};
+    use std::time::Duration;
+
+    fn backend(balance: Balance, weights: &[u32], maxconn: Option<u32>) -> (Backend, BackendState) {
+        let backend = Backend {
+            name: "b".into(),
+            mode: Mode::Http,
+            balance,
+            servers: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &weight)| Server {
+                    name: format!("s{i}"),
+                    address: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                    weight,
+                    maxconn,
+                    checked: true,
+                })
+                .collect(),
+            source: Vec::new(),
+            check: None,
+            timeouts: BackendTimeouts {
+                connect: Duration::from_secs(1),
+                server: Duration::from_secs(1),
+                tunnel: None,
+                queue: Duration::from_secs(1),
+            },
+            retries: 3,
+            redispatch: true,
+            max_idle_per_server: 1,
+        };
+        let state = BackendState::new(&backend);
+        (backend, state)
+    }
+
+    fn release(state: &BackendState, i: usize) {
+        state.servers[i].active.fetch_sub(1, Relaxed);
+    }
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn round_robin_follows_weights_and_skips_down_servers() {
+        let (b, s) = backend(Balance::RoundRobin, &[2, 1], None);
+        let picks: Vec<_> = (0..6).map(|_| choose(&b, &s, CLIENT, &[])).collect();
+        let first = picks.iter().filter(|c| **c == Choice::Server(0)).count();
+        assert_eq!(first, 4);
+        s.servers[0].up.store(false, Relaxed);
+        assert_eq!(choose(&b, &s, CLIENT, &[]), Choice::Server(1));
+        assert_eq!(choose(&b, &s, CLIENT, &[1]), Choice::NoneUp);
+    }
+
+    #[test]
+    fn least_connections_picks_the_idlest() {
+        let (b, s) = backend(Balance::LeastConn, &[1, 1, 1], None);
+        for _ in 0..3 {
+            assert!(matches!(choose(&b, &s, CLIENT, &[]), Choice::Server(_)));
+        }
+        release(&s, 1);
+        assert_eq!(choose(&b, &s, CLIENT, &[]), Choice::Server(1));
+    }
+
+    #[test]
+    fn source_is_sticky_and_queues_rather_than_moving() {
+        let (b, s) = backend(Balance::Source, &[1, 1, 1, 1], Some(1));
+        let Choice::Server(first) = choose(&b, &s, CLIENT, &[]) else { panic!() };
+        assert_eq!(choose(&b, &s, CLIENT, &[]), Choice::AllFull);
+        release(&s, first);
+        assert_eq!(choose(&b, &s, CLIENT, &[]), Choice::Server(first));
+    }
+
+    #[test]
+    fn full_servers_mean_the_queue() {
+        for balance in [Balance::RoundRobin, Balance::LeastConn, Balance::Random] {
+            let (b, s) = backend(balance, &[1, 1], Some(1));
+            assert!(matches!(choose(&b, &s, CLIENT, &[]), Choice::Server(_)));
+            assert!(matches!(choose(&b, &s, CLIENT, &[]), Choice::Server(_)));
+            assert_eq!(choose(&b, &s, CLIENT, &[]), Choice::AllFull, "{balance:?}");
+        }
+    }
+
+    #[test]
+    fn two_choices_spread_load_evenly() {
+        let (b, s) = backend(Balance::Random, &[1, 1, 1, 1], None);
+        for _ in 0..400 {
+            let _ = choose(&b, &s, CLIENT, &[]);
+        }
+        let loads: Vec<u32> = s.servers.iter().map(|x| x.active.load(Relaxed)).collect();
+        // Power of two choices keeps every server within a few of the mean (100).
+        assert!(loads.iter().all(|&l| (95..=105).contains(&l)), "{loads:?}");
+    }
+}

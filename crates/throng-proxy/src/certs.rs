@@ -1,0 +1,60 @@
+//! The frontends' TLS: one or more certificates, the one to use chosen by the name the client
+//! asks for (SNI), the first when it asks for none or for a name no certificate holds.
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use std::sync::Arc;
+
+/// A server configuration offering `alpn`, with `certified` (chain and key) chosen by SNI.
+pub fn server_config(
+    certified: Vec<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    alpn: &[String],
+    groups: &[String],
+) -> Result<Arc<ServerConfig>, String> {
+    let provider = throng_net::tls::provider(groups)?;
+    let mut keys = Vec::new();
+    for (i, (chain, key)) in certified.into_iter().enumerate() {
+        let key = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+            format!("certificate {} and its key do not go together: {e}", i + 1)
+        })?;
+        keys.push(Arc::new(key));
+    }
+    let mut config = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(BySni { keys }));
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    // Stateless resumption (tickets), as HAProxy offers by default: a returning client skips
+    // the full handshake and the proxy keeps no per-client session cache.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct BySni {
+    keys: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let first = self.keys.first()?;
+        if self.keys.len() == 1 {
+            return Some(Arc::clone(first));
+        }
+        let wanted = hello
+            .server_name()
+            .and_then(|name| ServerName::try_from(name).ok());
+        let chosen = wanted.and_then(|name| {
+            self.keys.iter().find(|key| {
+                key.end_entity_cert()
+                    .ok()
+                    .and_then(|der| webpki::EndEntityCert::try_from(der).ok())
+                    .is_some_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+            })
+        });
+        Some(Arc::clone(chosen.unwrap_or(first)))
+    }
+}

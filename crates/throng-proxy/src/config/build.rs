@@ -1,0 +1,531 @@
+//! From the file as written to the configuration the proxy runs: defaults filled in, names
+//! resolved, certificates loaded, every value checked.
+
+use super::file;
+use super::locate::KeyPath;
+use super::*;
+use std::collections::BTreeMap;
+use throng_net::{duration, listen, source, tls};
+
+/// The configuration `throng proxy` runs without `-c`: plain HTTP on 8080 and TLS (a self-signed
+/// certificate made at start) on 8443, in front of the ten `throng pong` ports of the README.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+type Failure = (KeyPath, String);
+
+const DEFAULT_CLIENT: Duration = Duration::from_secs(30);
+const DEFAULT_HTTP_REQUEST: Duration = Duration::from_secs(10);
+const DEFAULT_CONNECT: Duration = Duration::from_secs(5);
+const DEFAULT_SERVER: Duration = Duration::from_secs(30);
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+pub(super) fn build(file: file::File, base: &Path) -> Result<Config, Failure> {
+    let root = KeyPath::default();
+    let global = global(&file.global, &root.key("global"))?;
+    let defaults = &file.defaults;
+    let at_defaults = root.key("defaults");
+    // Defaults are checked even where nothing uses them: a typo there is still a typo.
+    timeouts_or(&defaults.timeout, None, &at_defaults.key("timeout"))?;
+
+    let backend_names: Vec<&String> = file.backends.keys().collect();
+    let mut backends = Vec::new();
+    for (name, backend) in &file.backends {
+        backends.push(build_backend(
+            name,
+            backend,
+            defaults,
+            &root.key("backends").key(name),
+        )?);
+    }
+    let mut frontends = Vec::new();
+    for (name, frontend) in &file.frontends {
+        let at = root.key("frontends").key(name);
+        let built = build_frontend(name, frontend, defaults, &backend_names, base, &at)?;
+        for route in &built.routes {
+            check_modes(&built, &backends[route.backend], &at)?;
+        }
+        if let Some(backend) = built.default_backend {
+            check_modes(&built, &backends[backend], &at)?;
+        }
+        frontends.push(built);
+    }
+    if frontends.is_empty() {
+        return Err((root, "no frontend: add a [frontends.NAME] table".into()));
+    }
+    let mut seen = BTreeMap::new();
+    for (name, frontend) in &file.frontends {
+        for addr in &frontends.iter().find(|f| &f.name == name).unwrap().binds {
+            if let Some(other) = seen.insert(*addr, name.clone()) {
+                return Err((
+                    root.key("frontends").key(name).key("bind"),
+                    format!("{addr} is already bound by frontend `{other}`"),
+                ));
+            }
+        }
+        let _ = frontend;
+    }
+    Ok(Config {
+        source: String::new(),
+        global,
+        frontends,
+        backends,
+    })
+}
+
+fn check_modes(frontend: &Frontend, backend: &Backend, at: &KeyPath) -> Result<(), Failure> {
+    if frontend.mode != backend.mode {
+        return Err((
+            at.key("mode"),
+            format!(
+                "frontend `{}` is mode {} but its backend `{}` is mode {}",
+                frontend.name,
+                frontend.mode.name(),
+                backend.name,
+                backend.mode.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
+    let threads = match g.threads {
+        Some(0) => return Err((at.key("threads"), "must be at least 1".into())),
+        Some(n) if n > 1024 => return Err((at.key("threads"), "at most 1024".into())),
+        Some(n) => n,
+        None => throng_net::workers::default_threads(),
+    };
+    if g.maxconn == Some(0) {
+        return Err((at.key("maxconn"), "must be at least 1".into()));
+    }
+    let memory_budget = g
+        .memory_budget
+        .as_deref()
+        .map(|text| parse_size(text).map_err(|e| (at.key("memory_budget"), e)))
+        .transpose()?;
+    let admin = g
+        .admin
+        .as_deref()
+        .map(|text| {
+            text.parse::<SocketAddr>()
+                .map_err(|_| (at.key("admin"), format!("`{text}` is not an address:port")))
+        })
+        .transpose()?;
+    let log = match g.log.as_deref() {
+        None | Some("stdout") => LogTarget::Stdout,
+        Some("stderr") => LogTarget::Stderr,
+        Some("off") => LogTarget::Off,
+        Some(text) if text.starts_with("syslog:") => {
+            let addr = &text["syslog:".len()..];
+            LogTarget::Syslog(addr.parse().map_err(|_| {
+                (
+                    at.key("log"),
+                    format!("`{addr}` is not an address:port for syslog"),
+                )
+            })?)
+        }
+        Some(text) if text.starts_with("file:") => LogTarget::File(text["file:".len()..].into()),
+        Some(text) => {
+            return Err((
+                at.key("log"),
+                format!("`{text}`: use stdout, stderr, off, file:PATH or syslog:ADDRESS:PORT"),
+            ))
+        }
+    };
+    let log_format = match g.log_format.as_deref() {
+        None | Some("haproxy") => LogFormat::Haproxy,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err((
+                at.key("log_format"),
+                format!("`{other}`: use haproxy or json"),
+            ))
+        }
+    };
+    Ok(Global {
+        threads,
+        maxconn: g.maxconn,
+        memory_budget,
+        grace: optional_duration(g.grace.as_deref(), &at.key("grace"))?.unwrap_or(DEFAULT_GRACE),
+        admin,
+        log,
+        log_format,
+    })
+}
+
+fn mode(text: Option<&str>, at: &KeyPath) -> Result<Option<Mode>, Failure> {
+    match text {
+        None => Ok(None),
+        Some("http") => Ok(Some(Mode::Http)),
+        Some("tcp") => Ok(Some(Mode::Tcp)),
+        Some(other) => Err((at.clone(), format!("`{other}`: use http or tcp"))),
+    }
+}
+
+fn build_frontend(
+    name: &str,
+    f: &file::Frontend,
+    defaults: &file::Defaults,
+    backends: &[&String],
+    base: &Path,
+    at: &KeyPath,
+) -> Result<Frontend, Failure> {
+    let mode = mode(f.mode.as_deref(), &at.key("mode"))?
+        .or(mode(defaults.mode.as_deref(), &KeyPath::default())?)
+        .unwrap_or(Mode::Http);
+    let mut binds = Vec::new();
+    for (i, spec) in f.bind.iter().enumerate() {
+        binds.extend(listen::parse(spec).map_err(|e| (at.key("bind").index(i), e))?);
+    }
+    if binds.is_empty() {
+        return Err((at.key("bind"), "no address to listen on".into()));
+    }
+    let maxconn = f.maxconn.or(defaults.maxconn);
+    if maxconn == Some(0) {
+        return Err((at.key("maxconn"), "must be at least 1".into()));
+    }
+    let backend_index = |name: &str, at: KeyPath| {
+        backends
+            .iter()
+            .position(|b| b.as_str() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = backends.iter().map(|b| b.as_str()).collect();
+                (
+                    at,
+                    format!("no backend named `{name}` (backends: {})", known.join(", ")),
+                )
+            })
+    };
+    let default_backend = f
+        .default_backend
+        .as_deref()
+        .map(|b| backend_index(b, at.key("default_backend")))
+        .transpose()?;
+    let mut routes = Vec::new();
+    for (i, r) in f.route.iter().enumerate() {
+        let at = at.key("route").index(i);
+        if mode == Mode::Tcp {
+            return Err((at, "routes by host and path need mode = \"http\"".into()));
+        }
+        if let Some(prefix) = &r.path_prefix {
+            if !prefix.starts_with('/') {
+                return Err((at.key("path_prefix"), "must start with `/`".into()));
+            }
+        }
+        routes.push(Route {
+            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            path_prefix: r.path_prefix.clone(),
+            backend: backend_index(&r.backend, at.key("backend"))?,
+        });
+    }
+    if default_backend.is_none() && routes.is_empty() {
+        return Err((
+            at.clone(),
+            "no default_backend and no route: where should requests go?".into(),
+        ));
+    }
+    let t = timeouts_or(&f.timeout, Some(&defaults.timeout), &at.key("timeout"))?;
+    let client = t.client.unwrap_or(DEFAULT_CLIENT);
+    let http_request = t.http_request.unwrap_or(DEFAULT_HTTP_REQUEST);
+    let timeouts = FrontendTimeouts {
+        client,
+        http_request,
+        // As HAProxy: without its own value, the keep-alive wait is the request's.
+        http_keep_alive: t.http_keep_alive.unwrap_or(http_request),
+        handshake: t.handshake.unwrap_or(http_request),
+    };
+    let tls = f
+        .tls
+        .as_ref()
+        .map(|t| build_tls(t, mode, base, &at.key("tls")))
+        .transpose()?;
+    Ok(Frontend {
+        name: name.to_string(),
+        binds,
+        mode,
+        maxconn,
+        tls,
+        timeouts,
+        default_backend,
+        routes,
+        forwardfor: f.forwardfor.or(defaults.forwardfor).unwrap_or(true),
+        forwarded: f.forwarded.or(defaults.forwarded).unwrap_or(false),
+    })
+}
+
+fn build_tls(t: &file::Tls, mode: Mode, base: &Path, at: &KeyPath) -> Result<Arc<ServerConfig>, Failure> {
+    let mut certified = Vec::new();
+    for (i, c) in t.certificates.iter().enumerate() {
+        let at = at.key("certificates").index(i);
+        let cert_path = base.join(&c.cert);
+        let key_path = base.join(&c.key);
+        let certs = tls::load_certs(&cert_path).map_err(|e| (at.key("cert"), e))?;
+        let key = tls::load_key(&key_path).map_err(|e| (at.key("key"), e))?;
+        certified.push((certs, key));
+    }
+    if let Some(names) = &t.self_signed {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (cert, key) = tls::self_signed(&names).map_err(|e| (at.key("self_signed"), e))?;
+        let certs = tls::parse_certs(cert.as_bytes()).map_err(|e| (at.key("self_signed"), e))?;
+        let key = tls::parse_key(key.as_bytes()).map_err(|e| (at.key("self_signed"), e))?;
+        certified.push((certs, key));
+    }
+    if certified.is_empty() {
+        return Err((
+            at.key("certificates"),
+            "no certificate: give certificates = [{ cert = ..., key = ... }] or self_signed = [\"name\"]".into(),
+        ));
+    }
+    let alpn: Vec<String> = match &t.alpn {
+        Some(list) => list.clone(),
+        None if mode == Mode::Http => vec!["http/1.1".into()],
+        None => Vec::new(),
+    };
+    if mode == Mode::Http {
+        if let Some(bad) = alpn.iter().find(|p| p.as_str() != "http/1.1" && p.as_str() != "http/1.0") {
+            return Err((
+                at.key("alpn"),
+                format!("`{bad}`: an HTTP frontend speaks http/1.1 (HTTP/2 is not built yet)"),
+            ));
+        }
+    }
+    let groups = t.groups.clone().unwrap_or_default();
+    crate::certs::server_config(certified, &alpn, &groups).map_err(|e| (at.clone(), e))
+}
+
+fn build_backend(
+    name: &str,
+    b: &file::Backend,
+    defaults: &file::Defaults,
+    at: &KeyPath,
+) -> Result<Backend, Failure> {
+    let mode = mode(b.mode.as_deref(), &at.key("mode"))?
+        .or(mode(defaults.mode.as_deref(), &KeyPath::default())?)
+        .unwrap_or(Mode::Http);
+    let balance_at = if b.balance.is_some() {
+        at.key("balance")
+    } else {
+        KeyPath::default().key("defaults").key("balance")
+    };
+    let balance = match b.balance.as_deref().or(defaults.balance.as_deref()) {
+        None | Some("roundrobin") => Balance::RoundRobin,
+        Some("leastconn") => Balance::LeastConn,
+        Some("source") => Balance::Source,
+        Some("random") => Balance::Random,
+        Some(other) => {
+            return Err((
+                balance_at,
+                format!("`{other}`: use roundrobin, leastconn, source or random"),
+            ))
+        }
+    };
+    let mut servers = Vec::new();
+    for (i, s) in b.servers.iter().enumerate() {
+        let at = at.key("servers").index(i);
+        let addrs = listen::parse(&s.address).map_err(|e| (at.key("address"), e))?;
+        let weight = s.weight.unwrap_or(1);
+        if weight == 0 || weight > 256 {
+            return Err((at.key("weight"), "must be 1 to 256".into()));
+        }
+        if s.maxconn == Some(0) {
+            return Err((at.key("maxconn"), "must be at least 1 (leave it out for no limit)".into()));
+        }
+        for (n, address) in addrs.iter().enumerate() {
+            if address.port() == 0 || address.ip().is_unspecified() {
+                return Err((at.key("address"), format!("{address} cannot be connected to")));
+            }
+            let name = if addrs.len() == 1 {
+                s.name.clone()
+            } else {
+                format!("{}{}", s.name, n + 1)
+            };
+            if servers.iter().any(|other: &Server| other.name == name) {
+                return Err((at.key("name"), format!("server `{name}` is named twice")));
+            }
+            servers.push(Server {
+                name,
+                address: *address,
+                weight,
+                maxconn: s.maxconn,
+                checked: s.check.unwrap_or(true),
+            });
+        }
+    }
+    if servers.is_empty() {
+        return Err((at.key("servers"), "no server".into()));
+    }
+    let source = b
+        .source
+        .as_deref()
+        .map(|spec| source::parse_pool(spec).map_err(|e| (at.key("source"), e)))
+        .transpose()?
+        .unwrap_or_default();
+    let t = timeouts_or(&b.timeout, Some(&defaults.timeout), &at.key("timeout"))?;
+    let connect = t.connect.unwrap_or(DEFAULT_CONNECT);
+    let server = t.server.unwrap_or(DEFAULT_SERVER);
+    let timeouts = BackendTimeouts {
+        connect,
+        server,
+        tunnel: t.tunnel,
+        // As HAProxy: without its own value, the queue wait is the connect timeout.
+        queue: t.queue.unwrap_or(connect),
+    };
+    let check = b
+        .check
+        .as_ref()
+        .map(|c| build_check(c, connect, &at.key("check")))
+        .transpose()?;
+    let retries = b.retries.or(defaults.retries).unwrap_or(3);
+    if retries > 100 {
+        return Err((at.key("retries"), "at most 100".into()));
+    }
+    Ok(Backend {
+        name: name.to_string(),
+        mode,
+        balance,
+        servers,
+        source,
+        check,
+        timeouts,
+        retries,
+        redispatch: b.redispatch.or(defaults.redispatch).unwrap_or(true),
+        max_idle_per_server: b
+            .max_idle_per_server
+            .or(defaults.max_idle_per_server)
+            .unwrap_or(64),
+    })
+}
+
+fn build_check(c: &file::Check, connect: Duration, at: &KeyPath) -> Result<Check, Failure> {
+    let kind = match c.kind.as_deref() {
+        None | Some("tcp") => {
+            if c.path.is_some() {
+                return Err((at.key("path"), "a path needs type = \"http\"".into()));
+            }
+            CheckKind::Tcp
+        }
+        Some("http") => {
+            let path = c.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err((at.key("path"), format!("`{path}` is not a request path")));
+            }
+            let host = c.host.clone().unwrap_or_else(|| "localhost".into());
+            CheckKind::Http { path, host }
+        }
+        Some(other) => return Err((at.key("type"), format!("`{other}`: use tcp or http"))),
+    };
+    let interval = optional_duration(c.interval.as_deref(), &at.key("interval"))?
+        .unwrap_or(Duration::from_secs(2));
+    if interval < Duration::from_millis(10) {
+        return Err((at.key("interval"), "at least 10ms".into()));
+    }
+    let timeout = optional_duration(c.timeout.as_deref(), &at.key("timeout"))?
+        .unwrap_or(connect.min(interval));
+    let rise = c.rise.unwrap_or(2);
+    let fall = c.fall.unwrap_or(3);
+    for (value, key) in [(rise, "rise"), (fall, "fall")] {
+        if value == 0 || value > 1000 {
+            return Err((at.key(key), "must be 1 to 1000".into()));
+        }
+    }
+    Ok(Check {
+        kind,
+        interval,
+        timeout,
+        rise,
+        fall,
+    })
+}
+
+/// Timeouts as parsed, each from `own` or else `defaults`.
+#[derive(Default)]
+struct Parsed {
+    client: Option<Duration>,
+    http_request: Option<Duration>,
+    http_keep_alive: Option<Duration>,
+    handshake: Option<Duration>,
+    connect: Option<Duration>,
+    server: Option<Duration>,
+    tunnel: Option<Duration>,
+    queue: Option<Duration>,
+}
+
+fn timeouts_or(
+    own: &file::Timeouts,
+    defaults: Option<&file::Timeouts>,
+    at: &KeyPath,
+) -> Result<Parsed, Failure> {
+    let default_at = KeyPath::default().key("defaults").key("timeout");
+    let pick = |mine: &Option<String>, theirs: Option<&Option<String>>, key: &str| {
+        match (mine, theirs) {
+            (Some(text), _) => positive_duration(text, &at.key(key)).map(Some),
+            (None, Some(Some(text))) => positive_duration(text, &default_at.key(key)).map(Some),
+            _ => Ok(None),
+        }
+    };
+    let d = |f: fn(&file::Timeouts) -> &Option<String>| defaults.map(f);
+    Ok(Parsed {
+        client: pick(&own.client, d(|t| &t.client), "client")?,
+        http_request: pick(&own.http_request, d(|t| &t.http_request), "http-request")?,
+        http_keep_alive: pick(&own.http_keep_alive, d(|t| &t.http_keep_alive), "http-keep-alive")?,
+        handshake: pick(&own.handshake, d(|t| &t.handshake), "handshake")?,
+        connect: pick(&own.connect, d(|t| &t.connect), "connect")?,
+        server: pick(&own.server, d(|t| &t.server), "server")?,
+        tunnel: pick(&own.tunnel, d(|t| &t.tunnel), "tunnel")?,
+        queue: pick(&own.queue, d(|t| &t.queue), "queue")?,
+    })
+}
+
+fn positive_duration(text: &str, at: &KeyPath) -> Result<Duration, Failure> {
+    let value = duration::parse(text).map_err(|e| (at.clone(), e))?;
+    if value.is_zero() {
+        return Err((at.clone(), "must be more than 0".into()));
+    }
+    Ok(value)
+}
+
+fn optional_duration(text: Option<&str>, at: &KeyPath) -> Result<Option<Duration>, Failure> {
+    text.map(|t| positive_duration(t, at)).transpose()
+}
+
+/// `512MiB`, `20GiB`, `1.5GB`, or a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 512MiB or 20GiB"))?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" | "K" | "k" => 1024.0,
+        "MiB" | "M" => 1024.0 * 1024.0,
+        "GiB" | "G" => 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => return Err(format!("unknown unit `{other}` (use KiB, MiB, GiB, KB, MB or GB)")),
+    };
+    let bytes = number * scale;
+    if !(bytes >= 1.0 && bytes < 1e18) {
+        return Err(format!("`{text}` is not a sensible size"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_in_binary_and_decimal_units() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("20GiB"), Ok(20 << 30));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+    }
+}

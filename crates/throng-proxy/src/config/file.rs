@@ -1,0 +1,146 @@
+//! The configuration file as written: HAProxy's concepts in TOML spelling. Every key is
+//! documented in `docs/proxy.md`; unknown keys are refused, so a typo never passes silently.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub global: Global,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub frontends: BTreeMap<String, Frontend>,
+    #[serde(default)]
+    pub backends: BTreeMap<String, Backend>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    pub threads: Option<usize>,
+    pub maxconn: Option<u64>,
+    pub memory_budget: Option<String>,
+    pub grace: Option<String>,
+    pub admin: Option<String>,
+    pub log: Option<String>,
+    pub log_format: Option<String>,
+}
+
+/// Values every frontend and backend starts from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub mode: Option<String>,
+    pub maxconn: Option<u64>,
+    pub balance: Option<String>,
+    pub retries: Option<u32>,
+    pub redispatch: Option<bool>,
+    pub forwardfor: Option<bool>,
+    pub forwarded: Option<bool>,
+    pub max_idle_per_server: Option<usize>,
+    #[serde(default)]
+    pub timeout: Timeouts,
+}
+
+/// Every timeout HAProxy users know, as Go-style durations (`5s`, `1m30s`, `1h`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    pub client: Option<String>,
+    #[serde(rename = "http-request")]
+    pub http_request: Option<String>,
+    #[serde(rename = "http-keep-alive")]
+    pub http_keep_alive: Option<String>,
+    pub handshake: Option<String>,
+    pub connect: Option<String>,
+    pub server: Option<String>,
+    pub tunnel: Option<String>,
+    pub queue: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Frontend {
+    pub bind: Vec<String>,
+    pub mode: Option<String>,
+    pub maxconn: Option<u64>,
+    pub default_backend: Option<String>,
+    pub forwardfor: Option<bool>,
+    pub forwarded: Option<bool>,
+    pub tls: Option<Tls>,
+    #[serde(default)]
+    pub timeout: Timeouts,
+    #[serde(default)]
+    pub route: Vec<Route>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The first is the default; the others are chosen by the SNI name the client sends.
+    #[serde(default)]
+    pub certificates: Vec<Certificate>,
+    /// Names for a self-signed certificate made at start (tests, demos).
+    pub self_signed: Option<Vec<String>>,
+    pub alpn: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub cert: String,
+    pub key: String,
+}
+
+/// A routing rule: the first rule whose conditions all hold picks the backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub backend: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub mode: Option<String>,
+    pub balance: Option<String>,
+    pub source: Option<String>,
+    pub retries: Option<u32>,
+    pub redispatch: Option<bool>,
+    pub max_idle_per_server: Option<usize>,
+    pub servers: Vec<Server>,
+    pub check: Option<Check>,
+    #[serde(default)]
+    pub timeout: Timeouts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub name: String,
+    /// `host:port`, or `host:first-last` for a range of ports (one server per port).
+    pub address: String,
+    pub weight: Option<u32>,
+    pub maxconn: Option<u32>,
+    /// Whether health checks apply to this server (when the backend has `check`).
+    pub check: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+}

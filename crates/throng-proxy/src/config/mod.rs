@@ -1,0 +1,226 @@
+//! The proxy's configuration: read from TOML, checked whole, and turned into what the proxy runs.
+//! Every error names the file, the line and the key.
+
+mod build;
+mod file;
+pub mod locate;
+
+pub use build::DEFAULT_CONFIG;
+use locate::KeyPath;
+use rustls::ServerConfig;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A whole, checked configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub source: String,
+    pub global: Global,
+    pub frontends: Vec<Frontend>,
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Debug)]
+pub struct Global {
+    pub threads: usize,
+    /// Client connections in the whole process; `None` means "what the open-files limit allows".
+    pub maxconn: Option<u64>,
+    /// Resident memory above which no new connection is accepted.
+    pub memory_budget: Option<u64>,
+    pub grace: Duration,
+    pub admin: Option<SocketAddr>,
+    pub log: LogTarget,
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+    /// RFC 3164 lines over UDP, as HAProxy sends them.
+    Syslog(SocketAddr),
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// HAProxy's `httplog` / `tcplog` lines.
+    Haproxy,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Http,
+    Tcp,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Frontend {
+    pub name: String,
+    pub binds: Vec<SocketAddr>,
+    pub mode: Mode,
+    pub maxconn: Option<u64>,
+    pub tls: Option<Arc<ServerConfig>>,
+    pub timeouts: FrontendTimeouts,
+    pub default_backend: Option<usize>,
+    pub routes: Vec<Route>,
+    pub forwardfor: bool,
+    pub forwarded: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FrontendTimeouts {
+    /// Inactivity of the client while it is expected to send or receive.
+    pub client: Duration,
+    /// The time to receive a whole request head (slowloris ends here).
+    pub http_request: Duration,
+    /// Idle time between requests of a keep-alive connection.
+    pub http_keep_alive: Duration,
+    /// The time to complete a TLS handshake.
+    pub handshake: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Lower case, without a port.
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub backend: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    /// A hash of the client's address: the same client goes to the same server while it is up.
+    Source,
+    /// Power of two random choices: the less loaded of two servers picked at random.
+    Random,
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    pub mode: Mode,
+    pub balance: Balance,
+    pub servers: Vec<Server>,
+    pub source: Vec<IpAddr>,
+    pub check: Option<Check>,
+    pub timeouts: BackendTimeouts,
+    pub retries: u32,
+    pub redispatch: bool,
+    /// Idle keep-alive connections kept per server, per thread.
+    pub max_idle_per_server: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct BackendTimeouts {
+    pub connect: Duration,
+    /// Inactivity of the server while it is expected to answer or send.
+    pub server: Duration,
+    /// Inactivity of an upgraded (WebSocket) or TCP-mode connection, both sides at once.
+    pub tunnel: Option<Duration>,
+    /// The longest a request waits for a server slot.
+    pub queue: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub name: String,
+    pub address: SocketAddr,
+    pub weight: u32,
+    /// Requests (HTTP) or connections (TCP) at once; more wait in the queue.
+    pub maxconn: Option<u32>,
+    pub checked: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Clone, Debug)]
+pub enum CheckKind {
+    /// A TCP connection that opens.
+    Tcp,
+    /// `GET path` answered with a 2xx or 3xx status.
+    Http { path: String, host: String },
+}
+
+/// A configuration error: where, which key, what is wrong.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub source: String,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Reads and checks the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source: path.display().to_string(),
+        line: None,
+        key: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &path.display().to_string(), base)
+}
+
+/// Checks `text`; `source` names it in errors and relative certificate paths start at `base`.
+pub fn parse(text: &str, source: &str, base: &Path) -> Result<Config, ConfigError> {
+    let file: file::File = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|span| locate::line_at(text, span.start));
+        let key = e.span().and_then(|span| {
+            let spelled = text.get(span)?.trim();
+            (!spelled.is_empty() && spelled.len() < 80 && !spelled.contains('\n'))
+                .then(|| spelled.to_string())
+        });
+        ConfigError {
+            source: source.to_string(),
+            line,
+            key,
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    let mut config = build::build(file, base).map_err(|(path, message): (KeyPath, String)| ConfigError {
+        source: source.to_string(),
+        line: locate::line_of(text, &path),
+        key: Some(path.to_string()),
+        message,
+    })?;
+    config.source = source.to_string();
+    Ok(config)
+}

@@ -1,0 +1,297 @@
+//! From "this request goes to backend B" to a connected server: a slot under the server's
+//! `maxconn` (waiting in the backend's queue when every server is full), a connection (an idle
+//! one reused, or a new one from the source-address pool), and retries with redispatch.
+
+use crate::balance::{self, Choice};
+use crate::state::{BackendState, Proxy, ServerState};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use throng_net::{sockets, source::RoundRobin};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// A slot on a server, given back when dropped (and a queued request woken).
+pub struct Slot {
+    proxy: Arc<Proxy>,
+    pub backend: usize,
+    pub server: usize,
+}
+
+impl Slot {
+    pub fn state(&self) -> &ServerState {
+        &self.proxy.backends[self.backend].servers[self.server]
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let backend = &self.proxy.backends[self.backend];
+        backend.servers[self.server].active.fetch_sub(1, Relaxed);
+        backend.current.fetch_sub(1, Relaxed);
+        if backend.queued.load(Relaxed) > 0 {
+            backend.slot_freed.notify_one();
+        }
+    }
+}
+
+/// Why no server was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSlot {
+    /// No server is up: 503 at once.
+    NoneUp,
+    /// Every server stayed full for `timeout queue`: 503.
+    QueueTimeout,
+}
+
+/// Takes a slot on a server of `backend` for a request from `client`, waiting in the backend's
+/// queue up to its `timeout queue` when every server is at its `maxconn`.
+pub async fn acquire(
+    proxy: &Arc<Proxy>,
+    backend: usize,
+    client: IpAddr,
+    exclude: &[usize],
+) -> Result<Slot, NoSlot> {
+    let config = &proxy.config.backends[backend];
+    let state: &BackendState = &proxy.backends[backend];
+    let deadline = Instant::now() + config.timeouts.queue;
+    let slot = |server: usize| {
+        state.current.fetch_add(1, Relaxed);
+        state.total.fetch_add(1, Relaxed);
+        state.servers[server].total.fetch_add(1, Relaxed);
+        Slot {
+            proxy: Arc::clone(proxy),
+            backend,
+            server,
+        }
+    };
+    // Nobody overtakes the queue: while requests wait, a new one waits behind them.
+    if state.queued.load(Relaxed) == 0 {
+        match balance::choose(config, state, client, exclude) {
+            Choice::Server(server) => return Ok(slot(server)),
+            Choice::NoneUp => return Err(NoSlot::NoneUp),
+            Choice::AllFull => {}
+        }
+    }
+    let queued = state.queued.fetch_add(1, Relaxed) + 1;
+    state.queue_max.fetch_max(queued, Relaxed);
+    let _leave = Leave(&state.queued);
+    loop {
+        let freed = state.slot_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        match balance::choose(config, state, client, exclude) {
+            Choice::Server(server) => return Ok(slot(server)),
+            Choice::NoneUp => return Err(NoSlot::NoneUp),
+            Choice::AllFull => {}
+        }
+        if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            return Err(NoSlot::QueueTimeout);
+        }
+    }
+}
+
+struct Leave<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// What one thread keeps for its sessions' server connections.
+#[derive(Default)]
+pub struct ServerSide {
+    /// Idle keep-alive connections by (backend, server), newest last.
+    idle: RefCell<HashMap<(usize, usize), Vec<TcpStream>>>,
+    /// The next source address per backend, for backends with a `source` pool.
+    sources: RefCell<HashMap<usize, RoundRobin>>,
+}
+
+/// How a connection to a server failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    Refused,
+    Timeout,
+    /// Out of source ports: add addresses to the backend's `source` pool.
+    NoSourcePort,
+    Other(std::io::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Refused => f.write_str("connection refused"),
+            ConnectError::Timeout => f.write_str("timeout connect"),
+            ConnectError::NoSourcePort => {
+                f.write_str("no free source port: add source addresses to the backend")
+            }
+            ConnectError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl ServerSide {
+    /// An idle connection to the slot's server that is still open, if this thread has one.
+    pub fn reuse(&self, backend: usize, server: usize) -> Option<TcpStream> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&(backend, server))?;
+        while let Some(stream) = list.pop() {
+            // Open and quiet: readable would mean the server closed it (or sent garbage).
+            let mut probe = [0u8; 1];
+            if matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps `stream` for the next request to the same server, up to `max` per server.
+    pub fn keep(&self, backend: usize, server: usize, stream: TcpStream, max: usize) {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry((backend, server)).or_default();
+        if list.len() < max {
+            list.push(stream);
+        }
+    }
+
+    /// Opens a new connection to `server` of `backend` within `timeout connect`.
+    pub async fn connect(
+        &self,
+        proxy: &Proxy,
+        backend: usize,
+        server: usize,
+    ) -> Result<TcpStream, ConnectError> {
+        let config = &proxy.config.backends[backend];
+        let address: SocketAddr = config.servers[server].address;
+        let source = if config.source.is_empty() {
+            None
+        } else {
+            let mut sources = self.sources.borrow_mut();
+            sources
+                .entry(backend)
+                .or_insert_with(|| RoundRobin::new(config.source.clone()))
+                .next()
+                .map(|(_, ip)| ip)
+        };
+        let socket = sockets::outgoing_socket(address, source).map_err(classify)?;
+        match tokio::time::timeout(config.timeouts.connect, socket.connect(address)).await {
+            Err(_) => Err(ConnectError::Timeout),
+            Ok(Err(e)) => Err(classify(e)),
+            Ok(Ok(stream)) => Ok(stream),
+        }
+    }
+}
+
+fn classify(error: std::io::Error) -> ConnectError {
+    match error.kind() {
+        std::io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+        std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::AddrInUse => {
+            ConnectError::NoSourcePort
+        }
+        _ => ConnectError::Other(error),
+    }
+}
+
+/// A server connection with its slot, and the timings HAProxy logs.
+pub struct Connected {
+    pub slot: Slot,
+    pub stream: TcpStream,
+    /// Whether the connection was an idle one reused (it may have been closed meanwhile).
+    pub reused: bool,
+    /// Time waiting in the queue (Tw) and connecting (Tc).
+    pub queued: Duration,
+    pub connecting: Duration,
+    pub retries: u32,
+}
+
+/// Why a request got no server connection: what the client is answered and the log says.
+#[derive(Debug)]
+pub enum DispatchError {
+    NoSlot(NoSlot, Duration),
+    /// Every attempt failed; the last server tried and why.
+    Connect {
+        server: usize,
+        error: ConnectError,
+        queued: Duration,
+        retries: u32,
+    },
+}
+
+/// A slot and a connection for a request to `backend`: up to `retries` more attempts after a
+/// failed connect, on another server when `redispatch` is on.
+pub async fn connect(
+    proxy: &Arc<Proxy>,
+    side: &ServerSide,
+    backend: usize,
+    client: IpAddr,
+    allow_reuse: bool,
+) -> Result<Connected, DispatchError> {
+    let config = &proxy.config.backends[backend];
+    let state = &proxy.backends[backend];
+    let mut failed: Vec<usize> = Vec::new();
+    let mut retries = 0;
+    let mut queued = Duration::ZERO;
+    loop {
+        let exclude: &[usize] = if config.redispatch { &failed } else { &[] };
+        let waited = Instant::now();
+        let slot = match acquire(proxy, backend, client, exclude).await {
+            Ok(slot) => slot,
+            // Every server failed once: try them again rather than give up early.
+            Err(NoSlot::NoneUp) if !failed.is_empty() && retries <= config.retries => {
+                failed.clear();
+                continue;
+            }
+            Err(reason) => return Err(DispatchError::NoSlot(reason, queued + waited.elapsed())),
+        };
+        queued += waited.elapsed();
+        if allow_reuse {
+            if let Some(stream) = side.reuse(backend, slot.server) {
+                return Ok(Connected {
+                    slot,
+                    stream,
+                    reused: true,
+                    queued,
+                    connecting: Duration::ZERO,
+                    retries,
+                });
+            }
+        }
+        let started = Instant::now();
+        match side.connect(proxy, backend, slot.server).await {
+            Ok(stream) => {
+                return Ok(Connected {
+                    slot,
+                    stream,
+                    reused: false,
+                    queued,
+                    connecting: started.elapsed(),
+                    retries,
+                })
+            }
+            Err(error) => {
+                let server = slot.server;
+                slot.state().connect_failures.fetch_add(1, Relaxed);
+                drop(slot);
+                if retries >= config.retries {
+                    return Err(DispatchError::Connect {
+                        server,
+                        error,
+                        queued,
+                        retries,
+                    });
+                }
+                retries += 1;
+                state.retries.fetch_add(1, Relaxed);
+                if config.redispatch {
+                    state.redispatches.fetch_add(1, Relaxed);
+                    failed.push(server);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Health checks: each checked server is tried every `interval` (a TCP connect, or an HTTP
+//! `GET` wanting 2xx/3xx); `fall` failures in a row take it out, `rise` successes bring it back.
+//! Changes are logged as HAProxy logs them.
+
+use crate::config::{Check, CheckKind};
+use crate::state::Proxy;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use throng_net::http1::{self, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// Starts a task per checked server on the current runtime.
+pub fn start(proxy: &Arc<Proxy>) {
+    for (b, backend) in proxy.config.backends.iter().enumerate() {
+        let Some(check) = &backend.check else { continue };
+        for (s, server) in backend.servers.iter().enumerate() {
+            if server.checked {
+                tokio::spawn(watch(Arc::clone(proxy), b, s, check.clone()));
+            }
+        }
+    }
+}
+
+async fn watch(proxy: Arc<Proxy>, b: usize, s: usize, check: Check) {
+    let backend = &proxy.config.backends[b];
+    let server = &backend.servers[s];
+    let state = &proxy.backends[b].servers[s];
+    // Spread the first checks over the interval, so that servers are not all tried at once.
+    let offset = throng_net::random::up_to(check.interval.as_millis() as u64);
+    tokio::time::sleep(Duration::from_millis(offset)).await;
+    let (mut successes, mut failures) = (0u32, 0u32);
+    loop {
+        let began = Instant::now();
+        let result = tokio::time::timeout(check.timeout, probe(server.address, &check.kind))
+            .await
+            .unwrap_or_else(|_| Err(format!("timeout check ({})", throng_net::duration::format(check.timeout))));
+        let took = began.elapsed().as_millis();
+        let up = state.up.load(Relaxed);
+        match result {
+            Ok(()) => {
+                failures = 0;
+                successes += 1;
+                if !up && successes >= check.rise {
+                    state.up.store(true, Relaxed);
+                    info!(
+                        "Server {}/{} is UP, reason: check passed, check duration: {took}ms. {} active servers online.",
+                        backend.name, server.name, proxy.backends[b].servers_up()
+                    );
+                }
+            }
+            Err(reason) => {
+                successes = 0;
+                failures += 1;
+                state.check_failures.fetch_add(1, Relaxed);
+                if up && failures >= check.fall {
+                    state.up.store(false, Relaxed);
+                    state.went_down.fetch_add(1, Relaxed);
+                    let left = proxy.backends[b].servers_up();
+                    warn!(
+                        "Server {}/{} is DOWN, reason: {reason}, check duration: {took}ms. {left} active servers left.",
+                        backend.name, server.name
+                    );
+                    if left == 0 {
+                        warn!("backend {} has no server available!", backend.name);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep_until(began + check.interval).await;
+    }
+}
+
+async fn probe(address: std::net::SocketAddr, kind: &CheckKind) -> Result<(), String> {
+    let mut stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("Layer4 connection problem: {e}"))?;
+    let CheckKind::Http { path, host } = kind else {
+        return Ok(());
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: throng-health-check\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("Layer7 write: {e}"))?;
+    let limits = Limits {
+        max_head_bytes: 4096,
+        max_headers: 64,
+    };
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() >= limits.max_head_bytes {
+            return Err("Layer7 invalid response: head too large".into());
+        }
+        let n = (&mut stream)
+            .take((limits.max_head_bytes - buf.len()) as u64)
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("Layer7 read: {e}"))?;
+        if n == 0 {
+            return Err("Layer7 invalid response: closed before a status".into());
+        }
+        let mut slots = http1::header_slots();
+        match http1::parse_response(&buf, &mut slots, &limits, false) {
+            Ok(Some(head)) if (200..400).contains(&head.status) => return Ok(()),
+            Ok(Some(head)) => return Err(format!("Layer7 wrong status: {}", head.status)),
+            Ok(None) => {}
+            Err(e) => return Err(format!("Layer7 invalid response: {e}")),
+        }
+    }
+}

@@ -1,0 +1,731 @@
+//! HTTP mode: a client connection's requests, one after another (keep-alive), each sent to a
+//! server chosen for it and answered with what the server says, streamed as it comes.
+//!
+//! A request goes through these steps, and the log line's termination state names the step
+//! where it ended: R (receiving the request head), Q (queued for a server slot), C (connecting),
+//! H (waiting for the response head), D (data: bodies), and `--` when all went well.
+
+pub mod rewrite;
+
+use crate::buffers::Buffer;
+use crate::dispatch::{self, Connected, DispatchError, NoSlot};
+use crate::log::Entry;
+use crate::relay::{self, Ending};
+use crate::session::Session;
+use crate::stream::ClientStream;
+use rewrite::{ClientConnection, Forward};
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
+use throng_net::http1::{self, BodyLength, BodyReader, Limits, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+use tracing::debug;
+
+/// The request head limits: 16 KiB (one buffer) and 100 fields, as `throng pong`.
+const LIMITS: Limits = Limits {
+    max_head_bytes: crate::buffers::SIZE,
+    max_headers: 100,
+};
+
+/// Serves requests on `client` until it closes, an error ends it, or the proxy stops.
+pub async fn serve(session: Session, mut client: ClientStream) {
+    let timeouts = session.frontend().timeouts;
+    let mut carried: Option<Buffer> = None;
+    let mut first = true;
+    loop {
+        if carried.is_none() {
+            let wait = if first {
+                timeouts.http_request.saturating_sub(session.accepted_at.elapsed())
+            } else {
+                timeouts.http_keep_alive
+            };
+            let mut stop = session.worker.stop.clone();
+            let waited = tokio::select! {
+                waited = tokio::time::timeout(wait, client.readable()) => waited,
+                _ = stop.wait_for(|stopping| *stopping) => break,
+            };
+            match waited {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) if first => {
+                    // Connected, never asked: slowloris or a stuck client (HAProxy: 408, cR).
+                    let mut entry = session.entry(SystemTime::now());
+                    entry.termination = *b"cR";
+                    session.frontend_state().request_timeouts.fetch_add(1, Relaxed);
+                    answer_error(&session, &mut client, &mut entry, 408).await;
+                    session.log(entry, session.accepted_at);
+                    break;
+                }
+                // An idle keep-alive connection timing out is not worth a line, as in HAProxy.
+                Err(_) => break,
+            }
+        }
+        let started = if first { session.accepted_at } else { Instant::now() };
+        let wall = if first { session.accepted } else { SystemTime::now() };
+        let buffer = carried.take().unwrap_or_else(Buffer::take);
+        let _busy = crate::session::Busy::new(&session.worker);
+        let next = Box::pin(exchange(&session, &mut client, buffer, started, wall)).await;
+        match next {
+            Next::KeepAlive(rest) => carried = rest,
+            Next::Close => break,
+        }
+        if session.proxy().stopping.load(Relaxed) {
+            break;
+        }
+        first = false;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
+}
+
+enum Next {
+    /// Another request may follow; bytes of it already read come along.
+    KeepAlive(Option<Buffer>),
+    Close,
+}
+
+/// The request head, read and checked, with what the server gets in its place.
+struct Request {
+    upstream_head: Vec<u8>,
+    line: String,
+    body: BodyLength,
+    version: Version,
+    keep_alive: bool,
+    upgrade: bool,
+    is_head: bool,
+    expect_continue: bool,
+    backend: Option<usize>,
+    head_len: usize,
+}
+
+/// One request and its response.
+async fn exchange(
+    session: &Session,
+    client: &mut ClientStream,
+    mut req: Buffer,
+    started: Instant,
+    wall: SystemTime,
+) -> Next {
+    let proxy = session.proxy();
+    let timeouts = session.frontend().timeouts;
+    let mut entry = session.entry(wall);
+
+    // R: the request head, within `timeout http-request`.
+    let deadline = started + timeouts.http_request;
+    let request = loop {
+        match parse(session, client, &req) {
+            Ok(Some(request)) => break request,
+            Ok(None) => {}
+            Err(status) => {
+                entry.termination = *b"PR";
+                session.frontend_state().bad_requests.fetch_add(1, Relaxed);
+                entry.request = "<BADREQ>".into();
+                answer_error(session, client, &mut entry, status).await;
+                session.log(entry, started);
+                return Next::Close;
+            }
+        }
+        match read_into(client, &mut req, deadline).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) | Err(ReadFailure::Io) if req.is_empty() => return Next::Close,
+            Ok(_) | Err(ReadFailure::Io) => {
+                entry.termination = *b"CR";
+                entry.request = "<BADREQ>".into();
+                session.log(entry, started);
+                return Next::Close;
+            }
+            Err(ReadFailure::Timeout) => {
+                entry.termination = *b"cR";
+                entry.request = "<BADREQ>".into();
+                session.frontend_state().request_timeouts.fetch_add(1, Relaxed);
+                answer_error(session, client, &mut entry, 408).await;
+                session.log(entry, started);
+                return Next::Close;
+            }
+        }
+    };
+    entry.t_request = Some(started.elapsed());
+    entry.request = request.line.clone();
+    // What goes to the server first: the head, and as much of the body as came with it.
+    req.consume(request.head_len);
+    let mut body = BodyReader::new(request.body);
+    let mut first_flight = request.upstream_head.clone();
+    match body.feed(req.filled(), |_| {}) {
+        Ok(n) => {
+            first_flight.extend_from_slice(&req.filled()[..n]);
+            req.consume(n);
+        }
+        Err(error) => {
+            debug!("{}: bad request body from {}: {error}", session.frontend().name, session.peer);
+            entry.termination = *b"PR";
+            session.frontend_state().bad_requests.fetch_add(1, Relaxed);
+            answer_error(session, client, &mut entry, 400).await;
+            session.log(entry, started);
+            return Next::Close;
+        }
+    }
+    entry.bytes_from_client = first_flight.len() as u64;
+    session.frontend_state().requests.fetch_add(1, Relaxed);
+    let Some(backend) = request.backend else {
+        // No route matched and there is no default backend.
+        entry.termination = *b"PR";
+        answer_error(session, client, &mut entry, 503).await;
+        session.log(entry, started);
+        return Next::Close;
+    };
+    entry.backend = Some(proxy.config.backends[backend].name.clone());
+    if request.expect_continue {
+        // The client waits for this before it sends the body; the server never sees `Expect`.
+        if client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+            entry.termination = *b"CR";
+            session.log(entry, started);
+            return Next::Close;
+        }
+    }
+
+    // Q and C: a server slot and a connection; once more on a fresh connection when a reused
+    // idle one turns out to be closed before it answered anything.
+    let mut allow_reuse = true;
+    let (connected, mut res, response_started) = loop {
+        let mut connected = match dispatch::connect(proxy, &session.worker.servers, backend, session.peer.ip(), allow_reuse).await {
+            Ok(connected) => connected,
+            Err(error) => {
+                dispatch_failed(session, client, &mut entry, error).await;
+                session.log(entry, started);
+                return Next::Close;
+            }
+        };
+        entry.server = Some(session.server_name(backend, connected.slot.server));
+        entry.t_queue = Some(connected.queued);
+        entry.t_connect = Some(connected.connecting);
+        entry.retries = connected.retries;
+        let sent = send_request(session, client, &mut connected, &first_flight, &mut body, &mut req, &mut entry).await;
+        let response_started = Instant::now();
+        match sent {
+            Ok(()) => {}
+            Err(Failed::RetryFresh) if connected.reused && allow_reuse => {
+                allow_reuse = false;
+                continue;
+            }
+            Err(failed) => {
+                failed.settle(session, client, &mut entry, &connected).await;
+                session.log(entry, started);
+                return Next::Close;
+            }
+        }
+        // H: the response head, within `timeout server`; a client that leaves meanwhile ends it.
+        let mut res = Buffer::take();
+        let got = tokio::select! {
+            got = read_response_head(&mut connected.stream, &mut res, request.is_head, proxy.config.backends[backend].timeouts.server) => got,
+            _ = client.closed() => Err(Failed::ClientGone(*b"CH")),
+        };
+        match got {
+            Ok(()) => break (connected, res, response_started),
+            Err(Failed::ServerClosed) if connected.reused && allow_reuse && entry.bytes_from_client == first_flight.len() as u64 => {
+                allow_reuse = false;
+                continue;
+            }
+            Err(failed) => {
+                failed.settle(session, client, &mut entry, &connected).await;
+                session.log(entry, started);
+                return Next::Close;
+            }
+        }
+    };
+    entry.t_response = Some(response_started.elapsed());
+
+    // D: the response, head rewritten, body streamed as the server sends it.
+    let mut connected = connected;
+    let mut slots = http1::header_slots();
+    let Ok(Some(head)) = http1::parse_response(res.filled(), &mut slots, &LIMITS, request.is_head)
+    else {
+        unreachable!("read_response_head returned a head that does not parse");
+    };
+    let status = head.status;
+    let upgrade = status == 101 && request.upgrade;
+    let stopping = proxy.stopping.load(Relaxed);
+    let then = if upgrade {
+        ClientConnection::Upgrade
+    } else if request.keep_alive && head.body != BodyLength::UntilClose && !stopping {
+        ClientConnection::KeepAlive
+    } else {
+        ClientConnection::Close
+    };
+    let server_keep_alive = head.keep_alive && !upgrade;
+    let response_body = head.body;
+    let head_len = head.head_len;
+    let mut out = Vec::with_capacity(head_len + 64);
+    rewrite::response(&mut out, &head, request.version, then);
+    res.consume(head_len);
+    entry.status = Some(status);
+    count_status(session, &connected, status);
+    session.frontend_state().responses.count(status);
+
+    let client_timeout = session.frontend().timeouts.client;
+    let server_timeout = proxy.config.backends[backend].timeouts.server;
+    if write_with_timeout(client, &out, client_timeout).await.is_err() {
+        entry.termination = *b"CD";
+        session.log(entry, started);
+        return Next::Close;
+    }
+    entry.bytes_to_client += out.len() as u64;
+    drop(out);
+
+    if upgrade {
+        // Both ways now, under `timeout tunnel` (or the longer of client and server).
+        let mut pending = res.filled().to_vec();
+        if !pending.is_empty() && write_with_timeout(client, &pending, client_timeout).await.is_err() {
+            entry.termination = *b"CD";
+            session.log(entry, started);
+            return Next::Close;
+        }
+        entry.bytes_to_client += pending.len() as u64;
+        pending.clear();
+        drop(res);
+        if !req.is_empty() {
+            let early = req.filled().to_vec();
+            if connected.stream.write_all(&early).await.is_err() {
+                entry.termination = *b"SD";
+                session.log(entry, started);
+                return Next::Close;
+            }
+        }
+        drop(req);
+        let idle = proxy.config.backends[backend]
+            .timeouts
+            .tunnel
+            .unwrap_or(client_timeout.max(server_timeout));
+        let tunnel = relay::run(client, &mut connected.stream, idle).await;
+        entry.bytes_to_client += tunnel.to_client;
+        entry.bytes_from_client += tunnel.to_server;
+        entry.termination = match tunnel.ending {
+            Ending::Closed => *b"--",
+            Ending::ClientError => *b"CD",
+            Ending::ServerError => *b"SD",
+            Ending::Timeout => *b"cD",
+        };
+        session.count_bytes(&connected, tunnel.to_server, tunnel.to_client);
+        session.log(entry, started);
+        return Next::Close;
+    }
+
+    let mut reader = BodyReader::new(response_body);
+    let streamed = stream_body(
+        &mut connected.stream,
+        client,
+        &mut res,
+        &mut reader,
+        server_timeout,
+        client_timeout,
+    )
+    .await;
+    entry.bytes_to_client += streamed.bytes;
+    session.count_bytes(&connected, entry.bytes_from_client, entry.bytes_to_client);
+    if let Some(termination) = streamed.failure {
+        entry.termination = termination;
+        if termination[0] == b'S' {
+            connected.slot.state().response_failures.fetch_add(1, Relaxed);
+        } else if termination[0] == b's' {
+            connected.slot.state().timeouts.fetch_add(1, Relaxed);
+        }
+        session.log(entry, started);
+        return Next::Close;
+    }
+    drop(res);
+    let _ = client.flush().await;
+
+    // Done: the server connection waits for the next request; the client's may carry one.
+    let Connected { slot, stream, .. } = connected;
+    if server_keep_alive && reader.is_done() && !streamed.extra && response_body != BodyLength::UntilClose {
+        let max = proxy.config.backends[backend].max_idle_per_server;
+        session.worker.servers.keep(backend, slot.server, stream, max);
+    }
+    drop(slot);
+    session.log(entry, started);
+    match then {
+        ClientConnection::KeepAlive => Next::KeepAlive((!req.is_empty()).then_some(req)),
+        _ => Next::Close,
+    }
+}
+
+/// Parses the head in `req`; `Err(status)` for a request to refuse.
+fn parse(session: &Session, client: &ClientStream, req: &Buffer) -> Result<Option<Request>, u16> {
+    let mut slots = http1::header_slots();
+    let head = match http1::parse_request(req.filled(), &mut slots, &LIMITS) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Ok(None),
+        Err(error) => {
+            debug!(
+                "{}: bad request from {}: {}",
+                session.frontend().name,
+                session.peer,
+                error.reason()
+            );
+            return Err(error.status());
+        }
+    };
+    if head.version == Version::Http11 && head.header("host").is_none() {
+        debug!("{}: bad request from {}: no Host", session.frontend().name, session.peer);
+        return Err(400);
+    }
+    let upgrade = http1::header_tokens(head.headers, "connection")
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
+        .then(|| head.header("upgrade").map(|u| u.to_vec()))
+        .flatten();
+    let frontend = session.frontend();
+    let forward = Forward {
+        client: session.peer.ip(),
+        tls: client.is_tls(),
+        forwardfor: frontend.forwardfor,
+        forwarded: frontend.forwarded,
+        upgrade: upgrade.clone(),
+    };
+    let mut upstream_head = Vec::with_capacity(head.head_len + 128);
+    rewrite::request(&mut upstream_head, &head, &forward);
+    let minor = if head.version == Version::Http10 { 0 } else { 1 };
+    let mut line = format!("{} {} HTTP/1.{minor}", head.method, head.target);
+    if line.len() > 1024 {
+        let mut cut = 1024;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+    }
+    let request = Request {
+        upstream_head,
+        line,
+        body: head.body,
+        version: head.version,
+        keep_alive: head.keep_alive,
+        upgrade: upgrade.is_some(),
+        is_head: head.method == "HEAD",
+        expect_continue: head.expect_continue,
+        backend: route(session, head.target, head.header("host")),
+        head_len: head.head_len,
+    };
+    Ok(Some(request))
+}
+
+/// The backend for a request: the first route whose host and path prefix match, else the
+/// frontend's default.
+fn route(session: &Session, target: &str, host: Option<&[u8]>) -> Option<usize> {
+    let frontend = session.frontend();
+    // An absolute-form target (`GET http://host/path`) carries the host itself.
+    let (target_host, path) = match target.split_once("://") {
+        Some((_, rest)) => match rest.find('/') {
+            Some(at) => (Some(&rest[..at]), &rest[at..]),
+            None => (Some(rest), "/"),
+        },
+        None => (None, target),
+    };
+    let host = target_host
+        .map(str::as_bytes)
+        .or(host)
+        .map(|h| {
+            let h = std::str::from_utf8(h).unwrap_or_default().trim();
+            // Without the port: `example.com:8443` is `example.com`.
+            let h = match h.rfind(':') {
+                Some(at) if !h.ends_with(']') => &h[..at],
+                _ => h,
+            };
+            h.to_ascii_lowercase()
+        });
+    frontend
+        .routes
+        .iter()
+        .find(|r| {
+            r.host.as_deref().is_none_or(|want| host.as_deref() == Some(want))
+                && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+        })
+        .map(|r| r.backend)
+        .or(frontend.default_backend)
+}
+
+enum ReadFailure {
+    Timeout,
+    Io,
+}
+
+/// Reads more into `buf` before `deadline`; 0 at the end of the stream.
+async fn read_into<R: AsyncRead + Unpin>(
+    from: &mut R,
+    buf: &mut Buffer,
+    deadline: Instant,
+) -> Result<usize, ReadFailure> {
+    let spare = buf.spare();
+    if spare.is_empty() {
+        return Ok(0);
+    }
+    match timeout_at(deadline, from.read(spare)).await {
+        Err(_) => Err(ReadFailure::Timeout),
+        Ok(Err(_)) => Err(ReadFailure::Io),
+        Ok(Ok(n)) => {
+            buf.end += n;
+            Ok(n)
+        }
+    }
+}
+
+async fn write_with_timeout<W: AsyncWrite + Unpin>(
+    to: &mut W,
+    data: &[u8],
+    limit: Duration,
+) -> io::Result<()> {
+    match tokio::time::timeout(limit, async {
+        to.write_all(data).await?;
+        to.flush().await
+    })
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// How an exchange failed after a server was chosen.
+enum Failed {
+    /// Writing to a reused idle connection failed at once: it was closed; try a fresh one.
+    RetryFresh,
+    /// The client left or failed: nobody to answer. The termination state says when.
+    ClientGone([u8; 2]),
+    /// The client stopped sending its body for `timeout client`.
+    ClientTimeout,
+    /// The server closed or reset before its response head: 502.
+    ServerClosed,
+    /// The server did not answer within `timeout server`: 504.
+    ServerTimeout,
+    /// The server's answer is not HTTP: 502.
+    BadResponse,
+}
+
+impl Failed {
+    /// Answers the client as HAProxy would and notes the termination state and counters.
+    async fn settle(
+        self,
+        session: &Session,
+        client: &mut ClientStream,
+        entry: &mut Entry,
+        connected: &Connected,
+    ) {
+        let server = connected.slot.state();
+        let (termination, status) = match self {
+            Failed::RetryFresh | Failed::ServerClosed => {
+                server.response_failures.fetch_add(1, Relaxed);
+                (*b"SH", Some(502))
+            }
+            Failed::ServerTimeout => {
+                server.timeouts.fetch_add(1, Relaxed);
+                (*b"sH", Some(504))
+            }
+            Failed::BadResponse => {
+                server.response_failures.fetch_add(1, Relaxed);
+                (*b"PH", Some(502))
+            }
+            Failed::ClientGone(state) => (state, None),
+            Failed::ClientTimeout => (*b"cD", Some(408)),
+        };
+        entry.termination = termination;
+        if let Some(status) = status {
+            count_status(session, connected, status);
+            answer_error(session, client, entry, status).await;
+        }
+    }
+}
+
+/// Sends the request's first flight, then streams the rest of its body from the client.
+#[allow(clippy::too_many_arguments)]
+async fn send_request(
+    session: &Session,
+    client: &mut ClientStream,
+    connected: &mut Connected,
+    first_flight: &[u8],
+    body: &mut BodyReader,
+    req: &mut Buffer,
+    entry: &mut Entry,
+) -> Result<(), Failed> {
+    let backend = &session.proxy().config.backends[connected.slot.backend];
+    let server_timeout = backend.timeouts.server;
+    let client_timeout = session.frontend().timeouts.client;
+    if write_with_timeout(&mut connected.stream, first_flight, server_timeout)
+        .await
+        .is_err()
+    {
+        return Err(if connected.reused { Failed::RetryFresh } else { Failed::ServerClosed });
+    }
+    while !body.is_done() {
+        match read_into(client, req, Instant::now() + client_timeout).await {
+            Ok(0) | Err(ReadFailure::Io) => return Err(Failed::ClientGone(*b"CD")),
+            Err(ReadFailure::Timeout) => return Err(Failed::ClientTimeout),
+            Ok(_) => {}
+        }
+        let n = body
+            .feed(req.filled(), |_| {})
+            .map_err(|_| Failed::ClientGone(*b"PR"))?;
+        if write_with_timeout(&mut connected.stream, &req.filled()[..n], server_timeout)
+            .await
+            .is_err()
+        {
+            return Err(Failed::ServerClosed);
+        }
+        entry.bytes_from_client += n as u64;
+        req.consume(n);
+    }
+    Ok(())
+}
+
+/// Reads the final response head into `res` (informational 1xx responses other than 101 are
+/// dropped: the proxy answered `Expect` itself).
+async fn read_response_head(
+    server: &mut TcpStream,
+    res: &mut Buffer,
+    request_was_head: bool,
+    limit: Duration,
+) -> Result<(), Failed> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut slots = http1::header_slots();
+        match http1::parse_response(res.filled(), &mut slots, &LIMITS, request_was_head) {
+            Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                let len = head.head_len;
+                res.consume(len);
+                continue;
+            }
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(_) => return Err(Failed::BadResponse),
+        }
+        match read_into(server, res, deadline).await {
+            Ok(0) | Err(ReadFailure::Io) => return Err(Failed::ServerClosed),
+            Ok(_) => {}
+            Err(ReadFailure::Timeout) => return Err(Failed::ServerTimeout),
+        }
+    }
+}
+
+struct Streamed {
+    bytes: u64,
+    failure: Option<[u8; 2]>,
+    /// The server sent more than its response: its connection cannot be reused.
+    extra: bool,
+}
+
+/// Streams a response body from the server to the client as it arrives, framing and all.
+async fn stream_body(
+    server: &mut TcpStream,
+    client: &mut ClientStream,
+    res: &mut Buffer,
+    reader: &mut BodyReader,
+    server_timeout: Duration,
+    client_timeout: Duration,
+) -> Streamed {
+    let mut streamed = Streamed {
+        bytes: 0,
+        failure: None,
+        extra: false,
+    };
+    loop {
+        if !res.is_empty() {
+            let n = match reader.feed(res.filled(), |_| {}) {
+                Ok(n) => n,
+                Err(_) => {
+                    streamed.failure = Some(*b"PD");
+                    return streamed;
+                }
+            };
+            if n > 0 {
+                if write_with_timeout(client, &res.filled()[..n], client_timeout).await.is_err() {
+                    streamed.failure = Some(*b"CD");
+                    return streamed;
+                }
+                streamed.bytes += n as u64;
+                res.consume(n);
+            }
+            if reader.is_done() {
+                streamed.extra = !res.is_empty();
+                return streamed;
+            }
+        }
+        if reader.is_done() {
+            return streamed;
+        }
+        match read_into(server, res, Instant::now() + server_timeout).await {
+            Ok(0) if matches!(reader, BodyReader::UntilClose) => {
+                *reader = BodyReader::Done;
+                return streamed;
+            }
+            Ok(0) | Err(ReadFailure::Io) => {
+                streamed.failure = Some(*b"SD");
+                return streamed;
+            }
+            Err(ReadFailure::Timeout) => {
+                streamed.failure = Some(*b"sD");
+                return streamed;
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Sends the proxy's own error response; the connection closes after it.
+async fn answer_error(session: &Session, client: &mut ClientStream, entry: &mut Entry, status: u16) {
+    let response = rewrite::error_response(status);
+    entry.status = Some(status);
+    session.frontend_state().responses.count(status);
+    let limit = session.frontend().timeouts.client.min(Duration::from_secs(5));
+    if write_with_timeout(client, &response, limit).await.is_ok() {
+        entry.bytes_to_client += response.len() as u64;
+    }
+}
+
+async fn dispatch_failed(
+    session: &Session,
+    client: &mut ClientStream,
+    entry: &mut Entry,
+    error: DispatchError,
+) {
+    let backend_state = |b: usize| &session.proxy().backends[b];
+    match error {
+        DispatchError::NoSlot(NoSlot::NoneUp, waited) => {
+            entry.t_queue = Some(waited);
+            entry.termination = *b"SC";
+        }
+        DispatchError::NoSlot(NoSlot::QueueTimeout, waited) => {
+            entry.t_queue = Some(waited);
+            entry.termination = *b"sQ";
+        }
+        DispatchError::Connect {
+            server,
+            error,
+            queued,
+            retries,
+        } => {
+            entry.t_queue = Some(queued);
+            entry.retries = retries;
+            entry.termination = if matches!(error, dispatch::ConnectError::Timeout) {
+                *b"sC"
+            } else {
+                *b"SC"
+            };
+            if let Some(backend) = session.backend_of(entry) {
+                entry.server = Some(session.server_name(backend, server));
+                debug!("{}/{}: {error}", session.proxy().config.backends[backend].name, session.server_name(backend, server));
+            }
+        }
+    }
+    if let Some(backend) = session.backend_of(entry) {
+        let state = backend_state(backend);
+        match entry.termination {
+            [b's', b'Q'] => state.queue_timeouts.fetch_add(1, Relaxed),
+            _ => state.no_server.fetch_add(1, Relaxed),
+        };
+        state.responses.count(503);
+    }
+    answer_error(session, client, entry, 503).await;
+}
+
+/// Counts a status for the backend and server (the frontend counts what the client gets).
+fn count_status(session: &Session, connected: &Connected, status: u16) {
+    session.proxy().backends[connected.slot.backend].responses.count(status);
+    connected.slot.state().responses.count(status);
+}

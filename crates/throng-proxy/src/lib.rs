@@ -1,0 +1,29 @@
+//! `throng proxy`: a TLS-terminating TCP/HTTP load balancer for very many mostly idle
+//! connections. HAProxy's concepts (frontends, backends, servers, balance algorithms, health
+//! checks, queues under `maxconn`, its log format and termination states) in a TOML file.
+//!
+//! A connection's path through the modules:
+//! [`server`] accepts it (thread per core, limits) and runs the TLS handshake ([`certs`] picks
+//! the certificate by SNI); [`http`] or [`tcp`] serves it over a [`stream::ClientStream`];
+//! [`dispatch`] finds a server ([`balance`]), waits in the queue, connects or reuses an idle
+//! connection, retries; [`relay`] moves bytes both ways for tunnels; [`log`] writes the line.
+//! [`buffers`] lends buffers only while bytes are in flight.
+
+pub mod balance;
+pub mod buffers;
+pub mod certs;
+pub mod config;
+pub mod dispatch;
+pub mod health;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod stream;
+pub mod tcp;
+
+pub use config::{load, parse, Config, ConfigError};
+pub use server::run;

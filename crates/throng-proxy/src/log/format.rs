@@ -1,0 +1,181 @@
+//! Log lines as HAProxy writes them, or as JSON.
+
+use super::Entry;
+use crate::config::{LogFormat, Mode};
+use std::fmt::Write;
+use std::time::Duration;
+use throng_net::calendar::{self, MONTHS};
+
+pub fn line(out: &mut String, e: &Entry, format: LogFormat) {
+    match format {
+        LogFormat::Haproxy => haproxy(out, e),
+        LogFormat::Json => json(out, e),
+    }
+}
+
+/// `<134>Nov 24 17:30:01 throng[1234]: `: facility local0, level info, as HAProxy sends.
+pub fn syslog_prefix(out: &mut String, e: &Entry, pid: u32) {
+    let (_, month, day, hour, minute, second, _) = calendar::utc(e.accepted);
+    let _ = write!(
+        out,
+        "<134>{} {day:>2} {hour:02}:{minute:02}:{second:02} throng[{pid}]: ",
+        MONTHS[month as usize - 1]
+    );
+}
+
+fn millis(t: Option<Duration>) -> i64 {
+    t.map_or(-1, |d| d.as_millis() as i64)
+}
+
+/// HAProxy's `httplog`:
+/// `ip:port [date] frontend backend/server Tq/Tw/Tc/Tr/Tt status bytes - - TTCC
+/// actconn/feconn/beconn/srv_conn/retries srv_queue/backend_queue "request"`;
+/// `tcplog` has Tw/Tc/Tt, no status, two termination characters and no request.
+fn haproxy(out: &mut String, e: &Entry) {
+    let (year, month, day, hour, minute, second, ms) = calendar::utc(e.accepted);
+    let _ = write!(
+        out,
+        "{} [{day:02}/{}/{year}:{hour:02}:{minute:02}:{second:02}.{ms:03}] {}{} {}/{} ",
+        e.client,
+        MONTHS[month as usize - 1],
+        e.frontend,
+        if e.tls { "~" } else { "" },
+        e.backend.as_deref().unwrap_or(&e.frontend),
+        e.server.as_deref().unwrap_or("<NOSRV>"),
+    );
+    let termination = std::str::from_utf8(&e.termination).unwrap_or("--");
+    match e.mode {
+        Mode::Http => {
+            let _ = write!(
+                out,
+                "{}/{}/{}/{}/{} {} {} - - {termination}-- ",
+                millis(e.t_request),
+                millis(e.t_queue),
+                millis(e.t_connect),
+                millis(e.t_response),
+                e.t_total.as_millis(),
+                e.status.map_or(-1, i32::from),
+                e.bytes_to_client,
+            );
+        }
+        Mode::Tcp => {
+            let _ = write!(
+                out,
+                "{}/{}/{} {} {termination} ",
+                millis(e.t_queue),
+                millis(e.t_connect),
+                e.t_total.as_millis(),
+                e.bytes_to_client,
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "{}/{}/{}/{}/{} {}/{}",
+        e.actconn, e.feconn, e.beconn, e.srv_conn, e.retries, e.srv_queue, e.backend_queue
+    );
+    if e.mode == Mode::Http {
+        let _ = write!(out, " \"{}\"", e.request.escape_default());
+    }
+}
+
+fn json(out: &mut String, e: &Entry) {
+    let (year, month, day, hour, minute, second, ms) = calendar::utc(e.accepted);
+    let value = serde_json::json!({
+        "client": e.client.to_string(),
+        "accepted": format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{ms:03}Z"),
+        "mode": e.mode.name(),
+        "frontend": e.frontend,
+        "tls": e.tls,
+        "backend": e.backend,
+        "server": e.server,
+        "tq_ms": e.t_request.map(|d| d.as_millis() as u64),
+        "tw_ms": e.t_queue.map(|d| d.as_millis() as u64),
+        "tc_ms": e.t_connect.map(|d| d.as_millis() as u64),
+        "tr_ms": e.t_response.map(|d| d.as_millis() as u64),
+        "tt_ms": e.t_total.as_millis() as u64,
+        "status": e.status,
+        "bytes_to_client": e.bytes_to_client,
+        "bytes_from_client": e.bytes_from_client,
+        "termination": std::str::from_utf8(&e.termination).unwrap_or("--"),
+        "actconn": e.actconn,
+        "feconn": e.feconn,
+        "beconn": e.beconn,
+        "srv_conn": e.srv_conn,
+        "retries": e.retries,
+        "srv_queue": e.srv_queue,
+        "backend_queue": e.backend_queue,
+        "request": if e.mode == Mode::Http { Some(&e.request) } else { None },
+    });
+    let _ = write!(out, "{value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn entry(mode: Mode) -> Entry {
+        Entry {
+            mode,
+            client: "127.0.0.1:40712".parse().unwrap(),
+            accepted: UNIX_EPOCH + Duration::from_millis(1_795_958_401_123),
+            frontend: "web".into(),
+            tls: true,
+            backend: Some("pong".into()),
+            server: Some("pong1".into()),
+            t_request: Some(Duration::from_millis(3)),
+            t_queue: Some(Duration::ZERO),
+            t_connect: Some(Duration::from_millis(1)),
+            t_response: Some(Duration::from_millis(20)),
+            t_total: Duration::from_millis(25),
+            status: Some(200),
+            bytes_to_client: 145,
+            bytes_from_client: 80,
+            termination: *b"--",
+            actconn: 1,
+            feconn: 1,
+            beconn: 1,
+            srv_conn: 1,
+            retries: 0,
+            srv_queue: 0,
+            backend_queue: 0,
+            request: "GET / HTTP/1.1".into(),
+        }
+    }
+
+    #[test]
+    fn http_lines_read_as_haproxy_writes_them() {
+        let mut out = String::new();
+        haproxy(&mut out, &entry(Mode::Http));
+        assert_eq!(
+            out,
+            "127.0.0.1:40712 [29/Nov/2026:08:00:01.123] web~ pong/pong1 3/0/1/20/25 200 145 - - ---- 1/1/1/1/0 0/0 \"GET / HTTP/1.1\""
+        );
+    }
+
+    #[test]
+    fn tcp_lines_and_steps_never_reached() {
+        let mut e = entry(Mode::Tcp);
+        e.tls = false;
+        e.server = None;
+        e.t_connect = None;
+        e.termination = *b"SC";
+        let mut out = String::new();
+        haproxy(&mut out, &e);
+        assert_eq!(
+            out,
+            "127.0.0.1:40712 [29/Nov/2026:08:00:01.123] web pong/<NOSRV> 0/-1/25 145 SC 1/1/1/1/0 0/0"
+        );
+    }
+
+    #[test]
+    fn json_lines_parse() {
+        let mut out = String::new();
+        json(&mut out, &entry(Mode::Http));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["termination"], "--");
+        assert_eq!(v["tr_ms"], 20);
+        assert_eq!(v["server"], "pong1");
+    }
+}

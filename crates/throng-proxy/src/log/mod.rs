@@ -1,0 +1,182 @@
+//! The access log: one line per session (per request in HTTP mode), in HAProxy's `httplog` and
+//! `tcplog` formats or as JSON. Sessions hand entries to a writer thread through a bounded queue
+//! and never wait for it: a full log does not slow the proxy; a line that does not fit is
+//! counted and reported.
+
+mod format;
+
+use crate::config::{LogFormat, LogTarget, Mode};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Entries waiting for the writer at most; beyond, entries are dropped and counted.
+const QUEUE: usize = 64 * 1024;
+
+/// What HAProxy logs about a session.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub mode: Mode,
+    pub client: SocketAddr,
+    /// When the connection was accepted (the request began, for later requests of a keep-alive
+    /// connection).
+    pub accepted: SystemTime,
+    pub frontend: String,
+    pub tls: bool,
+    pub backend: Option<String>,
+    /// `<NOSRV>` when none was reached.
+    pub server: Option<String>,
+    /// Tq (Tq is HTTP only), Tw, Tc, Tr: `None` logs as -1, the step was never reached.
+    pub t_request: Option<Duration>,
+    pub t_queue: Option<Duration>,
+    pub t_connect: Option<Duration>,
+    pub t_response: Option<Duration>,
+    pub t_total: Duration,
+    /// `None` when nothing was answered.
+    pub status: Option<u16>,
+    /// Bytes sent to the client (HAProxy's bytes_read: read from the server side).
+    pub bytes_to_client: u64,
+    pub bytes_from_client: u64,
+    /// Two characters: who or what ended the session, and in which state.
+    pub termination: [u8; 2],
+    pub actconn: u64,
+    pub feconn: u64,
+    pub beconn: u64,
+    pub srv_conn: u64,
+    pub retries: u32,
+    pub srv_queue: u32,
+    pub backend_queue: u32,
+    /// The request line (HTTP), cut at 1 KiB.
+    pub request: String,
+}
+
+/// Where sessions send entries.
+#[derive(Clone)]
+pub struct Sink {
+    queue: Option<SyncSender<Entry>>,
+    pub dropped: Arc<AtomicU64>,
+    pub written: Arc<AtomicU64>,
+}
+
+impl Sink {
+    /// Starts the writer thread for `target`.
+    pub fn start(target: &LogTarget, format: LogFormat) -> Result<Sink, String> {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        if *target == LogTarget::Off {
+            return Ok(Sink {
+                queue: None,
+                dropped,
+                written,
+            });
+        }
+        let output = Output::open(target)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let counts = (Arc::clone(&dropped), Arc::clone(&written));
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_lines(rx, output, format, counts))
+            .map_err(|e| format!("cannot start the log writer: {e}"))?;
+        Ok(Sink {
+            queue: Some(tx),
+            dropped,
+            written,
+        })
+    }
+
+    pub fn send(&self, entry: Entry) {
+        if let Some(queue) = &self.queue {
+            if let Err(TrySendError::Full(_)) = queue.try_send(entry) {
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+enum Output {
+    Stream(Box<dyn Write + Send>),
+    Syslog(std::net::UdpSocket, SocketAddr),
+}
+
+impl Output {
+    fn open(target: &LogTarget) -> Result<Output, String> {
+        Ok(match target {
+            LogTarget::Stdout => Output::Stream(Box::new(std::io::stdout())),
+            LogTarget::Stderr => Output::Stream(Box::new(std::io::stderr())),
+            LogTarget::File(path) => Output::Stream(Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("log file {}: {e}", path.display()))?,
+            )),
+            LogTarget::Syslog(addr) => {
+                let bind: SocketAddr = if addr.is_ipv4() {
+                    "0.0.0.0:0".parse().unwrap_or(*addr)
+                } else {
+                    "[::]:0".parse().unwrap_or(*addr)
+                };
+                let socket = std::net::UdpSocket::bind(bind)
+                    .map_err(|e| format!("syslog socket: {e}"))?;
+                Output::Syslog(socket, *addr)
+            }
+            LogTarget::Off => unreachable!("no writer for a log that is off"),
+        })
+    }
+}
+
+fn write_lines(
+    rx: Receiver<Entry>,
+    output: Output,
+    format: LogFormat,
+    (dropped, written): (Arc<AtomicU64>, Arc<AtomicU64>),
+) {
+    let mut reported_dropped = 0;
+    match output {
+        Output::Stream(stream) => {
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, stream);
+            let mut line = String::with_capacity(512);
+            while let Ok(first) = rx.recv() {
+                // Write what is queued in one go, then flush: lines appear promptly, in batches.
+                for entry in std::iter::once(first).chain(rx.try_iter()) {
+                    line.clear();
+                    format::line(&mut line, &entry, format);
+                    line.push('\n');
+                    if out.write_all(line.as_bytes()).is_err() {
+                        return;
+                    }
+                    written.fetch_add(1, Relaxed);
+                }
+                let _ = out.flush();
+                reported_dropped = report_dropped(&dropped, reported_dropped);
+            }
+        }
+        Output::Syslog(socket, addr) => {
+            let pid = std::process::id();
+            let mut line = String::with_capacity(512);
+            while let Ok(entry) = rx.recv() {
+                line.clear();
+                format::syslog_prefix(&mut line, &entry, pid);
+                format::line(&mut line, &entry, format);
+                let _ = socket.send_to(line.as_bytes(), addr);
+                written.fetch_add(1, Relaxed);
+                reported_dropped = report_dropped(&dropped, reported_dropped);
+            }
+        }
+    }
+}
+
+fn report_dropped(dropped: &AtomicU64, reported: u64) -> u64 {
+    let now = dropped.load(Relaxed);
+    if now > reported {
+        tracing::warn!(
+            "{} access log lines dropped: the log output is slower than the traffic ({} in all)",
+            now - reported,
+            now
+        );
+    }
+    now
+}

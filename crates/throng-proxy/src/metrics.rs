@@ -1,0 +1,175 @@
+//! What the admin listener shows: Prometheus metrics per frontend, backend and server, and a
+//! small HTML page for a person.
+
+use crate::state::{Proxy, StatusCounts};
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// Resident memory of this process, from `/proc/self/statm`.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(4096) as u64)
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP throng_proxy_{name} {help}\n# TYPE throng_proxy_{name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &str, value: u64) {
+        let _ = writeln!(self.out, "throng_proxy_{name}{{{labels}}} {value}");
+    }
+    fn statuses(&mut self, name: &str, labels: &str, counts: &StatusCounts) {
+        for (class, count) in CLASSES.iter().zip(&counts.0) {
+            self.sample(name, &format!("{labels},code=\"{class}\""), count.load(Relaxed));
+        }
+    }
+}
+
+pub fn render(proxy: &Proxy) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let mut m = Family { out: &mut out };
+    m.head("connections", "gauge", "Client connections open in the process.");
+    let _ = writeln!(m.out, "throng_proxy_connections {}", proxy.connections.load(Relaxed));
+    m.head("max_connections", "gauge", "The most client connections the process accepts (maxconn).");
+    let _ = writeln!(m.out, "throng_proxy_max_connections {}", proxy.maxconn);
+    m.head("resident_memory_bytes", "gauge", "Resident memory of the proxy process.");
+    let _ = writeln!(m.out, "throng_proxy_resident_memory_bytes {}", resident_bytes().unwrap_or(0));
+    m.head("over_memory_budget", "gauge", "1 while resident memory is above global.memory_budget and nothing new is accepted.");
+    let _ = writeln!(m.out, "throng_proxy_over_memory_budget {}", proxy.over_budget.load(Relaxed) as u8);
+    m.head("log_lines_dropped_total", "counter", "Access log lines dropped because the log output fell behind.");
+    let _ = writeln!(m.out, "throng_proxy_log_lines_dropped_total {}", proxy.log.dropped.load(Relaxed));
+
+    let frontends: Vec<_> = proxy.config.frontends.iter().zip(&proxy.frontends).collect();
+    let per_frontend: [(&str, &str, &str, fn(&crate::state::FrontendState) -> u64); 10] = [
+        ("frontend_current_sessions", "gauge", "Client connections open.", |f| f.current.load(Relaxed)),
+        ("frontend_sessions_total", "counter", "Client connections accepted.", |f| f.total.load(Relaxed)),
+        ("frontend_requests_total", "counter", "HTTP requests received.", |f| f.requests.load(Relaxed)),
+        ("frontend_bytes_in_total", "counter", "Bytes received from clients.", |f| f.bytes_in.load(Relaxed)),
+        ("frontend_bytes_out_total", "counter", "Bytes sent to clients.", |f| f.bytes_out.load(Relaxed)),
+        ("frontend_bad_requests_total", "counter", "Requests refused as malformed or too large (400, 414, 431).", |f| f.bad_requests.load(Relaxed)),
+        ("frontend_request_timeouts_total", "counter", "Requests not received within timeout http-request (408).", |f| f.request_timeouts.load(Relaxed)),
+        ("frontend_tls_handshakes_total", "counter", "TLS handshakes completed.", |f| f.tls_handshakes.load(Relaxed)),
+        ("frontend_tls_failures_total", "counter", "TLS handshakes failed or timed out.", |f| f.tls_failures.load(Relaxed)),
+        ("frontend_limit_waits_total", "counter", "Times accepting paused at maxconn or the memory budget.", |f| f.limit_waits.load(Relaxed)),
+    ];
+    for (name, kind, help, get) in per_frontend {
+        m.head(name, kind, help);
+        for (config, state) in &frontends {
+            m.sample(name, &format!("frontend=\"{}\"", config.name), get(state));
+        }
+    }
+    m.head("frontend_responses_total", "counter", "Responses sent to clients, by status class.");
+    for (config, state) in &frontends {
+        m.statuses("frontend_responses_total", &format!("frontend=\"{}\"", config.name), &state.responses);
+    }
+
+    let backends: Vec<_> = proxy.config.backends.iter().zip(&proxy.backends).collect();
+    let per_backend: [(&str, &str, &str, fn(&crate::state::BackendState) -> u64); 10] = [
+        ("backend_current_sessions", "gauge", "Requests or connections using a server.", |b| b.current.load(Relaxed)),
+        ("backend_sessions_total", "counter", "Requests or connections given a server.", |b| b.total.load(Relaxed)),
+        ("backend_queue_current", "gauge", "Requests waiting for a server slot.", |b| b.queued.load(Relaxed) as u64),
+        ("backend_queue_max", "gauge", "The longest the queue has been.", |b| b.queue_max.load(Relaxed) as u64),
+        ("backend_servers_up", "gauge", "Servers passing their health checks.", |b| b.servers_up() as u64),
+        ("backend_no_server_total", "counter", "503: no server up, or none could be connected to.", |b| b.no_server.load(Relaxed)),
+        ("backend_queue_timeouts_total", "counter", "503: waited timeout queue for a slot.", |b| b.queue_timeouts.load(Relaxed)),
+        ("backend_retries_total", "counter", "Connection attempts retried.", |b| b.retries.load(Relaxed)),
+        ("backend_redispatches_total", "counter", "Retries sent to another server.", |b| b.redispatches.load(Relaxed)),
+        ("backend_bytes_out_total", "counter", "Bytes from servers to clients.", |b| b.bytes_out.load(Relaxed)),
+    ];
+    for (name, kind, help, get) in per_backend {
+        m.head(name, kind, help);
+        for (config, state) in &backends {
+            m.sample(name, &format!("backend=\"{}\"", config.name), get(state));
+        }
+    }
+    m.head("backend_responses_total", "counter", "Responses from the backend's servers (and its 503s), by status class.");
+    for (config, state) in &backends {
+        m.statuses("backend_responses_total", &format!("backend=\"{}\"", config.name), &state.responses);
+    }
+
+    let per_server: [(&str, &str, &str, fn(&crate::state::ServerState) -> u64); 9] = [
+        ("server_up", "gauge", "1 when the server passes its health checks (or has none).", |s| s.up.load(Relaxed) as u64),
+        ("server_current_sessions", "gauge", "Requests or connections on the server now.", |s| s.active.load(Relaxed) as u64),
+        ("server_sessions_total", "counter", "Requests or connections sent to the server.", |s| s.total.load(Relaxed)),
+        ("server_bytes_in_total", "counter", "Bytes sent to the server.", |s| s.bytes_in.load(Relaxed)),
+        ("server_bytes_out_total", "counter", "Bytes received from the server.", |s| s.bytes_out.load(Relaxed)),
+        ("server_connect_failures_total", "counter", "Connections to the server that failed.", |s| s.connect_failures.load(Relaxed)),
+        ("server_response_failures_total", "counter", "Responses that never came or were not HTTP (502).", |s| s.response_failures.load(Relaxed)),
+        ("server_timeouts_total", "counter", "Responses not started within timeout server (504).", |s| s.timeouts.load(Relaxed)),
+        ("server_check_failures_total", "counter", "Failed health checks.", |s| s.check_failures.load(Relaxed)),
+    ];
+    for (name, kind, help, get) in per_server {
+        m.head(name, kind, help);
+        for (config, state) in &backends {
+            for (server, s) in config.servers.iter().zip(&state.servers) {
+                m.sample(name, &format!("backend=\"{}\",server=\"{}\"", config.name, server.name), get(s));
+            }
+        }
+    }
+    m.head("server_responses_total", "counter", "Responses from the server, by status class.");
+    for (config, state) in &backends {
+        for (server, s) in config.servers.iter().zip(&state.servers) {
+            m.statuses("server_responses_total", &format!("backend=\"{}\",server=\"{}\"", config.name, server.name), &s.responses);
+        }
+    }
+    out
+}
+
+/// A page a person can read: every frontend, backend and server with its state and counts.
+pub fn stats_page(proxy: &Proxy) -> String {
+    let mut html = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>throng proxy</title><meta http-equiv=\"refresh\" content=\"5\"><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#eee}td:first-child{text-align:left}.down{background:#fcc}.up{background:#cfc}</style></head><body>");
+    let _ = write!(
+        html,
+        "<h1>throng proxy</h1><p>{} connections open of {} (maxconn); resident memory {} MiB{}</p>",
+        proxy.connections.load(Relaxed),
+        proxy.maxconn,
+        resident_bytes().unwrap_or(0) >> 20,
+        if proxy.over_budget.load(Relaxed) { " <b>over the memory budget: not accepting</b>" } else { "" }
+    );
+    html.push_str("<h2>Frontends</h2><table><tr><th>name</th><th>mode</th><th>sessions now</th><th>sessions</th><th>requests</th><th>2xx</th><th>4xx</th><th>5xx</th><th>TLS handshakes</th><th>TLS failures</th><th>bytes in</th><th>bytes out</th></tr>");
+    for (f, s) in proxy.config.frontends.iter().zip(&proxy.frontends) {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&f.name), f.mode.name(), s.current.load(Relaxed), s.total.load(Relaxed), s.requests.load(Relaxed),
+            s.responses.0[1].load(Relaxed), s.responses.0[3].load(Relaxed), s.responses.0[4].load(Relaxed),
+            s.tls_handshakes.load(Relaxed), s.tls_failures.load(Relaxed), s.bytes_in.load(Relaxed), s.bytes_out.load(Relaxed)
+        );
+    }
+    html.push_str("</table>");
+    for (b, s) in proxy.config.backends.iter().zip(&proxy.backends) {
+        let _ = write!(
+            html,
+            "<h2>Backend {} ({}, {:?})</h2><p>{} of {} servers up; queue {} (max {}); 503 no server {}; queue timeouts {}; retries {}</p><table><tr><th>server</th><th>address</th><th>state</th><th>weight</th><th>now</th><th>maxconn</th><th>total</th><th>2xx</th><th>5xx</th><th>connect failures</th><th>502</th><th>504</th><th>check failures</th></tr>",
+            escape(&b.name), b.mode.name(), b.balance, s.servers_up(), b.servers.len(), s.queued.load(Relaxed), s.queue_max.load(Relaxed),
+            s.no_server.load(Relaxed), s.queue_timeouts.load(Relaxed), s.retries.load(Relaxed)
+        );
+        for (server, st) in b.servers.iter().zip(&s.servers) {
+            let up = st.up.load(Relaxed);
+            let _ = write!(
+                html,
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if up { "up" } else { "down" }, escape(&server.name), server.address, if up { "UP" } else { "DOWN" }, server.weight,
+                st.active.load(Relaxed), server.maxconn.map_or("-".to_string(), |m| m.to_string()), st.total.load(Relaxed),
+                st.responses.0[1].load(Relaxed), st.responses.0[4].load(Relaxed), st.connect_failures.load(Relaxed),
+                st.response_failures.load(Relaxed), st.timeouts.load(Relaxed), st.check_failures.load(Relaxed)
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("<p><a href=\"/metrics\">Prometheus metrics</a></p></body></html>\n");
+    html
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

@@ -1,0 +1,311 @@
+//! Start-up, accept loops, limits, and the graceful stop. Thread per core: each worker thread
+//! has its own `SO_REUSEPORT` listener per bound address, and a connection lives on one thread.
+
+use crate::config::{Config, Mode};
+use crate::dispatch::ServerSide;
+use crate::log::Sink;
+use crate::metrics;
+use crate::session::{Session, Worker};
+use crate::state::Proxy;
+use crate::stream::ClientStream;
+use crate::{health, http, tcp};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use throng_net::admin::{self, Page};
+use throng_net::{listen, rlimit, sockets, workers};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Each session holds two descriptors: its client and its server connection.
+const FDS_PER_SESSION: u64 = 2;
+
+/// Runs the proxy until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), String> {
+    let limit = rlimit::raise_nofile().map_err(|e| format!("cannot read the open-files limit: {e}"))?;
+    let fit = rlimit::connections_that_fit(limit, FDS_PER_SESSION);
+    let maxconn = match config.global.maxconn {
+        Some(wanted) if wanted > fit => {
+            warn!(
+                "global.maxconn {wanted} does not fit the open-files limit ({} descriptors, 2 per connection): accepting at most {fit}; raise `ulimit -n` (or run several processes on the same ports)",
+                limit.hard
+            );
+            fit
+        }
+        Some(wanted) => wanted,
+        None => fit,
+    };
+    let threads = config.global.threads;
+    let mut per_thread: Vec<Vec<(std::net::TcpListener, usize)>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for (index, frontend) in config.frontends.iter().enumerate() {
+        let mut addrs = Vec::new();
+        for &addr in &frontend.binds {
+            let group = sockets::bind_group(addr, threads, sockets::ListenOptions::default())
+                .map_err(|e| format!("frontend {}: {e}", frontend.name))?;
+            addrs.push(group[0].local_addr().map_err(|e| e.to_string())?);
+            for (thread, listener) in group.into_iter().enumerate() {
+                per_thread[thread].push((listener, index));
+            }
+        }
+        bound.push((frontend.name.clone(), frontend.tls.is_some(), addrs));
+    }
+    let admin_listener = config
+        .global
+        .admin
+        .map(|addr| sockets::bind_listener(addr, sockets::ListenOptions::default()).map_err(|e| format!("admin listener: {e}")))
+        .transpose()?;
+    let log = Sink::start(&config.global.log, config.global.log_format)?;
+    let proxy = Arc::new(Proxy::new(config, log, maxconn));
+    announce(&proxy, &bound, admin_listener.as_ref());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker_proxy = Arc::clone(&proxy);
+    let handles = workers::spawn("proxy", per_thread, move |_, listeners| {
+        run_worker(Arc::clone(&worker_proxy), listeners, stop_rx.clone())
+    })
+    .map_err(|e| format!("cannot start worker threads: {e}"))?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        if let Some(listener) = admin_listener {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    let for_admin = Arc::clone(&proxy);
+                    tokio::spawn(admin::serve(listener, Arc::new(move |path: &str| route(path, &for_admin))));
+                }
+                Err(e) => warn!("admin listener: {e}"),
+            }
+        }
+        health::start(&proxy);
+        if let Some(budget) = proxy.config.global.memory_budget {
+            tokio::spawn(watch_memory(Arc::clone(&proxy), budget));
+        }
+        let signal = admin::wait_for_signal().await;
+        info!(
+            "{signal}: stopping; sessions in progress have {} to finish (signal again to stop now)",
+            throng_net::duration::format(proxy.config.global.grace)
+        );
+        proxy.stopping.store(true, Relaxed);
+        let _ = stop_tx.send(true);
+        let joined = tokio::task::spawn_blocking(move || {
+            for handle in handles {
+                let _ = handle.join();
+            }
+        });
+        tokio::select! {
+            _ = joined => info!("stopped"),
+            signal = admin::wait_for_signal() => {
+                warn!("{signal} again: stopping now");
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}
+
+fn route(path: &str, proxy: &Proxy) -> Page {
+    match path {
+        "/metrics" => Page {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: metrics::render(proxy),
+        },
+        "/" | "/stats" => Page {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: metrics::stats_page(proxy),
+        },
+        _ => Page::text(404, "not found: try /stats or /metrics\n"),
+    }
+}
+
+fn announce(proxy: &Proxy, bound: &[(String, bool, Vec<SocketAddr>)], admin: Option<&std::net::TcpListener>) {
+    let frontends: Vec<String> = bound
+        .iter()
+        .map(|(name, tls, addrs)| format!("{name} on {}{}", listen::describe(addrs), if *tls { " (TLS)" } else { "" }))
+        .collect();
+    let mut line = format!(
+        "throng proxy listening: {} ({} threads, maxconn {}",
+        frontends.join(", "),
+        proxy.config.global.threads,
+        proxy.maxconn
+    );
+    if let Some(addr) = admin.and_then(|a| a.local_addr().ok()) {
+        line += &format!(", stats at http://{addr}/stats");
+    }
+    line += ")";
+    // A plain line on stdout, whatever the log level, so that scripts can wait for it.
+    println!("{line}");
+}
+
+async fn watch_memory(proxy: Arc<Proxy>, budget: u64) {
+    loop {
+        let resident = metrics::resident_bytes().unwrap_or(0);
+        let over = resident > budget;
+        if over != proxy.over_budget.swap(over, Relaxed) {
+            if over {
+                warn!(
+                    "resident memory {} MiB is over global.memory_budget {} MiB: new connections wait in the accept queue",
+                    resident >> 20,
+                    budget >> 20
+                );
+            } else {
+                info!("resident memory {} MiB is back under the budget: accepting again", resident >> 20);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn run_worker(proxy: Arc<Proxy>, listeners: Vec<(std::net::TcpListener, usize)>, mut stop: watch::Receiver<bool>) {
+    let worker = Rc::new(Worker {
+        proxy: Arc::clone(&proxy),
+        servers: ServerSide::default(),
+        stop: stop.clone(),
+        busy: std::cell::Cell::new(0),
+    });
+    for (listener, frontend) in listeners {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                tokio::task::spawn_local(accept_loop(listener, frontend, Rc::clone(&worker)));
+            }
+            Err(e) => warn!("cannot register a listener: {e}"),
+        }
+    }
+    let _ = stop.wait_for(|stopping| *stopping).await;
+    let deadline = Instant::now() + proxy.config.global.grace;
+    while worker.busy.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if worker.busy.get() > 0 {
+        warn!("grace period over: closing {} sessions in progress", worker.busy.get());
+    }
+    // Returning drops this thread's tasks: idle connections close here.
+}
+
+/// Why accepting waits.
+fn at_limit(proxy: &Proxy, frontend: usize) -> Option<String> {
+    if proxy.connections.load(Relaxed) >= proxy.maxconn {
+        return Some(format!("global maxconn {} reached", proxy.maxconn));
+    }
+    let config = &proxy.config.frontends[frontend];
+    if let Some(max) = config.maxconn {
+        if proxy.frontends[frontend].current.load(Relaxed) >= max {
+            return Some(format!("frontend {} maxconn {max} reached", config.name));
+        }
+    }
+    if proxy.over_budget.load(Relaxed) {
+        return Some("memory budget reached".into());
+    }
+    None
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker: Rc<Worker>) {
+    let proxy = Arc::clone(&worker.proxy);
+    let mut stop = worker.stop.clone();
+    let mut waiting = false;
+    loop {
+        if let Some(reason) = at_limit(&proxy, frontend) {
+            if !waiting {
+                waiting = true;
+                proxy.frontends[frontend].limit_waits.fetch_add(1, Relaxed);
+                warn!("{reason}: new connections wait in the accept queue");
+            }
+            let closed = proxy.connection_closed.notified();
+            tokio::select! {
+                _ = closed => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = stop.wait_for(|stopping| *stopping) => return,
+            }
+            continue;
+        }
+        waiting = false;
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tokio::task::spawn_local(start_session(Rc::clone(&worker), frontend, stream, peer));
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS: the error repeats until something closes.
+                warn!("accept on frontend {}: {e}", proxy.config.frontends[frontend].name);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Counts a client connection while it lives.
+struct Open {
+    proxy: Arc<Proxy>,
+    frontend: usize,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.proxy.connections.fetch_sub(1, Relaxed);
+        self.proxy.frontends[self.frontend].current.fetch_sub(1, Relaxed);
+        self.proxy.connection_closed.notify_waiters();
+    }
+}
+
+async fn start_session(worker: Rc<Worker>, frontend: usize, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let proxy = &worker.proxy;
+    proxy.connections.fetch_add(1, Relaxed);
+    let state = &proxy.frontends[frontend];
+    state.current.fetch_add(1, Relaxed);
+    state.total.fetch_add(1, Relaxed);
+    let _open = Open {
+        proxy: Arc::clone(proxy),
+        frontend,
+    };
+    let config = &proxy.config.frontends[frontend];
+    let session = Session {
+        worker: Rc::clone(&worker),
+        frontend,
+        peer,
+        tls: config.tls.is_some(),
+        accepted: SystemTime::now(),
+        accepted_at: Instant::now(),
+    };
+    let client = match &config.tls {
+        None => ClientStream::Plain(stream),
+        Some(tls) => {
+            let mut connection = match rustls::ServerConnection::new(Arc::clone(tls)) {
+                Ok(connection) => Box::new(connection),
+                Err(e) => {
+                    warn!("TLS: {e}");
+                    return;
+                }
+            };
+            let handshake = throng_net::tls::handshake(&stream, &mut connection);
+            match tokio::time::timeout(config.timeouts.handshake, handshake).await {
+                Ok(Ok(())) => state.tls_handshakes.fetch_add(1, Relaxed),
+                Ok(Err(e)) => {
+                    state.tls_failures.fetch_add(1, Relaxed);
+                    debug!("{}: TLS handshake with {peer} failed: {e:?}", config.name);
+                    return;
+                }
+                Err(_) => {
+                    state.tls_failures.fetch_add(1, Relaxed);
+                    debug!("{}: TLS handshake with {peer} timed out", config.name);
+                    return;
+                }
+            };
+            ClientStream::Tls(stream, connection)
+        }
+    };
+    match config.mode {
+        Mode::Http => http::serve(session, client).await,
+        Mode::Tcp => tcp::serve(session, client).await,
+    }
+}

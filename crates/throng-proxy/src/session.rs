@@ -1,0 +1,137 @@
+//! What a session knows of its place: the worker thread it lives on, its frontend, its client,
+//! when it began; and the bookkeeping every session does at its end (counters, the log line).
+
+use crate::config::Frontend;
+use crate::dispatch::{Connected, ServerSide};
+use crate::log::Entry;
+use crate::state::{FrontendState, Proxy};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// One worker thread's share: the proxy, and the thread's server connections.
+pub struct Worker {
+    pub proxy: Arc<Proxy>,
+    pub servers: ServerSide,
+    /// Turns true on SIGTERM/SIGINT.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Sessions on this thread with a request or tunnel in progress: a graceful stop waits for
+    /// them, not for idle keep-alive connections.
+    pub busy: std::cell::Cell<usize>,
+}
+
+/// Marks a session busy while it lives.
+pub struct Busy<'a>(&'a Worker);
+
+impl<'a> Busy<'a> {
+    pub fn new(worker: &'a Worker) -> Busy<'a> {
+        worker.busy.set(worker.busy.get() + 1);
+        Busy(worker)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.set(self.0.busy.get() - 1);
+    }
+}
+
+pub struct Session {
+    pub worker: Rc<Worker>,
+    pub frontend: usize,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub accepted: SystemTime,
+    pub accepted_at: Instant,
+}
+
+impl Session {
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.worker.proxy
+    }
+
+    pub fn frontend(&self) -> &Frontend {
+        &self.worker.proxy.config.frontends[self.frontend]
+    }
+
+    pub fn frontend_state(&self) -> &FrontendState {
+        &self.worker.proxy.frontends[self.frontend]
+    }
+
+    pub fn server_name(&self, backend: usize, server: usize) -> String {
+        self.proxy().config.backends[backend].servers[server].name.clone()
+    }
+
+    /// The backend an entry names, by index.
+    pub fn backend_of(&self, entry: &Entry) -> Option<usize> {
+        let name = entry.backend.as_deref()?;
+        self.proxy().config.backends.iter().position(|b| b.name == name)
+    }
+
+    /// A log entry for something that began at `wall`, with nothing reached yet.
+    pub fn entry(&self, wall: SystemTime) -> Entry {
+        Entry {
+            mode: self.frontend().mode,
+            client: self.peer,
+            accepted: wall,
+            frontend: self.frontend().name.clone(),
+            tls: self.tls,
+            backend: None,
+            server: None,
+            t_request: None,
+            t_queue: None,
+            t_connect: None,
+            t_response: None,
+            t_total: Duration::ZERO,
+            status: None,
+            bytes_to_client: 0,
+            bytes_from_client: 0,
+            termination: *b"--",
+            actconn: 0,
+            feconn: 0,
+            beconn: 0,
+            srv_conn: 0,
+            retries: 0,
+            srv_queue: 0,
+            backend_queue: 0,
+            request: String::new(),
+        }
+    }
+
+    /// Counts bytes a server exchanged.
+    pub fn count_bytes(&self, connected: &Connected, to_server: u64, to_client: u64) {
+        let backend = &self.proxy().backends[connected.slot.backend];
+        backend.bytes_in.fetch_add(to_server, Relaxed);
+        backend.bytes_out.fetch_add(to_client, Relaxed);
+        let server = connected.slot.state();
+        server.bytes_in.fetch_add(to_server, Relaxed);
+        server.bytes_out.fetch_add(to_client, Relaxed);
+    }
+
+    /// Finishes `entry` (total time, connection counts, frontend bytes) and logs it.
+    pub fn log(&self, mut entry: Entry, started: Instant) {
+        let proxy = self.proxy();
+        entry.t_total = started.elapsed();
+        entry.actconn = proxy.connections.load(Relaxed);
+        let frontend = self.frontend_state();
+        entry.feconn = frontend.current.load(Relaxed);
+        frontend.bytes_in.fetch_add(entry.bytes_from_client, Relaxed);
+        frontend.bytes_out.fetch_add(entry.bytes_to_client, Relaxed);
+        if let Some(backend) = self.backend_of(&entry) {
+            let state = &proxy.backends[backend];
+            entry.beconn = state.current.load(Relaxed);
+            entry.backend_queue = state.queued.load(Relaxed);
+            if let Some(server) = entry
+                .server
+                .as_deref()
+                .and_then(|name| proxy.config.backends[backend].servers.iter().position(|s| s.name == name))
+            {
+                entry.srv_conn = state.servers[server].active.load(Relaxed) as u64;
+            }
+        }
+        proxy.log.send(entry);
+    }
+}

@@ -1,0 +1,202 @@
+//! What every thread shares at run time: the configuration, and counters and states per
+//! frontend, backend and server. All atomics: no lock on the path of a request.
+
+use crate::config::{Backend, Config, Server};
+use crate::log::Sink;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use tokio::sync::Notify;
+
+pub struct Proxy {
+    pub config: Config,
+    pub frontends: Vec<FrontendState>,
+    pub backends: Vec<BackendState>,
+    pub log: Sink,
+    /// Client connections open in the process, and the most allowed.
+    pub connections: AtomicU64,
+    pub maxconn: u64,
+    /// Set while resident memory is above `global.memory_budget`: nothing new is accepted.
+    pub over_budget: AtomicBool,
+    /// Set on SIGTERM/SIGINT: accept nothing, finish what is in progress, keep nothing alive.
+    pub stopping: AtomicBool,
+    /// Woken when a connection closes, for accept loops waiting under a limit.
+    pub connection_closed: Notify,
+    pub tls_handshakes: AtomicU64,
+}
+
+/// Counts by HTTP status class: 1xx, 2xx, 3xx, 4xx, 5xx, other.
+#[derive(Default)]
+pub struct StatusCounts(pub [AtomicU64; 6]);
+
+impl StatusCounts {
+    pub fn count(&self, status: u16) {
+        let class = match status {
+            100..=599 => (status / 100 - 1) as usize,
+            _ => 5,
+        };
+        self.0[class].fetch_add(1, Relaxed);
+    }
+}
+
+#[derive(Default)]
+pub struct FrontendState {
+    pub current: AtomicU64,
+    pub total: AtomicU64,
+    pub requests: AtomicU64,
+    pub responses: StatusCounts,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Requests refused as malformed (400, 414, 431).
+    pub bad_requests: AtomicU64,
+    /// Requests not received in time (408).
+    pub request_timeouts: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_failures: AtomicU64,
+    /// Times an accept waited because `maxconn` or the memory budget was reached.
+    pub limit_waits: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct BackendState {
+    pub servers: Vec<ServerState>,
+    /// Requests waiting for a server slot, and where they wait.
+    pub queued: AtomicU32,
+    pub queue_max: AtomicU32,
+    pub slot_freed: Notify,
+    /// Weighted round-robin order, precomputed (smooth: weights interleave).
+    pub rotation: Vec<u16>,
+    pub next: AtomicUsize,
+    pub current: AtomicU64,
+    pub total: AtomicU64,
+    pub responses: StatusCounts,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// 503: no server up.
+    pub no_server: AtomicU64,
+    /// 503: waited `timeout queue` for a slot.
+    pub queue_timeouts: AtomicU64,
+    pub retries: AtomicU64,
+    pub redispatches: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct ServerState {
+    /// Requests (HTTP) or connections (TCP) using the server now.
+    pub active: AtomicU32,
+    pub total: AtomicU64,
+    pub up: AtomicBool,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub responses: StatusCounts,
+    pub connect_failures: AtomicU64,
+    /// Closed, reset or answered garbage instead of a response (502).
+    pub response_failures: AtomicU64,
+    /// Did not answer within `timeout server` (504).
+    pub timeouts: AtomicU64,
+    pub check_failures: AtomicU64,
+    pub went_down: AtomicU64,
+}
+
+impl ServerState {
+    /// Takes a slot if the server is under `maxconn`.
+    pub fn try_acquire(&self, maxconn: Option<u32>) -> bool {
+        let Some(max) = maxconn else {
+            self.active.fetch_add(1, Relaxed);
+            return true;
+        };
+        self.active
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Load for least-connections and power-of-two choices: active per unit of weight, scaled.
+    pub fn load(&self, weight: u32) -> u64 {
+        (self.active.load(Relaxed) as u64 * 256) / weight.max(1) as u64
+    }
+}
+
+impl BackendState {
+    pub fn new(backend: &Backend) -> BackendState {
+        BackendState {
+            servers: backend
+                .servers
+                .iter()
+                .map(|_| ServerState {
+                    up: AtomicBool::new(true),
+                    ..ServerState::default()
+                })
+                .collect(),
+            rotation: smooth_rotation(&backend.servers),
+            ..BackendState::default()
+        }
+    }
+
+    pub fn servers_up(&self) -> usize {
+        self.servers.iter().filter(|s| s.up.load(Relaxed)).count()
+    }
+}
+
+/// The order smooth weighted round-robin visits servers in (nginx's algorithm): weights 5,1,1
+/// give a a b a c a a rather than a a a a a b c, so no server gets a burst.
+fn smooth_rotation(servers: &[Server]) -> Vec<u16> {
+    let total: i64 = servers.iter().map(|s| s.weight as i64).sum();
+    let mut current = vec![0i64; servers.len()];
+    let mut order = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, s) in current.iter_mut().zip(servers) {
+            *c += s.weight as i64;
+        }
+        let best = (0..servers.len()).max_by_key(|&i| (current[i], -(i as i64))).unwrap_or(0);
+        current[best] -= total;
+        order.push(best as u16);
+    }
+    order
+}
+
+impl Proxy {
+    pub fn new(config: Config, log: Sink, maxconn: u64) -> Proxy {
+        Proxy {
+            frontends: config.frontends.iter().map(|_| FrontendState::default()).collect(),
+            backends: config.backends.iter().map(BackendState::new).collect(),
+            config,
+            log,
+            connections: AtomicU64::new(0),
+            maxconn,
+            over_budget: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            connection_closed: Notify::new(),
+            tls_handshakes: AtomicU64::new(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(weight: u32) -> Server {
+        Server {
+            name: String::new(),
+            address: "127.0.0.1:1".parse().unwrap(),
+            weight,
+            maxconn: None,
+            checked: true,
+        }
+    }
+
+    #[test]
+    fn rotation_interleaves_by_weight() {
+        let order = smooth_rotation(&[server(5), server(1), server(1)]);
+        assert_eq!(order, vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(smooth_rotation(&[server(1), server(1)]), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_server_at_maxconn_gives_no_slot() {
+        let s = ServerState::default();
+        assert!(s.try_acquire(Some(2)));
+        assert!(s.try_acquire(Some(2)));
+        assert!(!s.try_acquire(Some(2)));
+        s.active.fetch_sub(1, Relaxed);
+        assert!(s.try_acquire(Some(2)));
+    }
+}

@@ -1,0 +1,65 @@
+//! `throng proxy`'s flags.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    throng proxy                          # the embedded default: :8080 and TLS :8443 in front of pong on 8282-8291\n  \
+    throng proxy -c proxy.toml --check    # check a configuration and exit\n  \
+    throng proxy --print-default > proxy.toml\n\n\
+    Every configuration key is described in docs/proxy.md. Access log lines go to stdout by default\n\
+    (global.log); messages to stderr (RUST_LOG=debug for one line per refused request or failed handshake).")]
+pub struct ProxyArgs {
+    /// The configuration file (TOML) [default: the embedded default, see --print-default]
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Check the configuration (certificates and keys included) and exit: 0 when it is good
+    #[arg(long)]
+    check: bool,
+
+    /// Print the embedded default configuration and exit
+    #[arg(long)]
+    print_default: bool,
+}
+
+pub fn run(args: ProxyArgs) -> ExitCode {
+    if args.print_default {
+        print!("{}", throng_proxy::config::DEFAULT_CONFIG);
+        return ExitCode::SUCCESS;
+    }
+    let loaded = match &args.config {
+        Some(path) => throng_proxy::load(path),
+        None => throng_proxy::parse(
+            throng_proxy::config::DEFAULT_CONFIG,
+            "<embedded default>",
+            std::path::Path::new("."),
+        ),
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("throng proxy: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!(
+            "{}: configuration is valid ({} frontends, {} backends, {} servers)",
+            config.source,
+            config.frontends.len(),
+            config.backends.len(),
+            config.backends.iter().map(|b| b.servers.len()).sum::<usize>()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match throng_proxy::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("throng proxy: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
