@@ -53,7 +53,10 @@ pub async fn serve(listener: TcpListener, route: Arc<dyn Fn(&str) -> Page + Send
     }
 }
 
-async fn exchange(mut stream: TcpStream, route: &(dyn Fn(&str) -> Page + Send + Sync)) -> std::io::Result<()> {
+async fn exchange(
+    mut stream: TcpStream,
+    route: &(dyn Fn(&str) -> Page + Send + Sync),
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let response = loop {
         if buf.len() >= LIMITS.max_head_bytes || stream.read_buf(&mut buf).await? == 0 {
@@ -71,7 +74,10 @@ async fn exchange(mut stream: TcpStream, route: &(dyn Fn(&str) -> Page + Send + 
                 };
             }
             Err(error) => {
-                break respond(Page::text(error.status(), format!("{}\n", error.reason())), false)
+                break respond(
+                    Page::text(error.status(), format!("{}\n", error.reason())),
+                    false,
+                )
             }
         }
     };
@@ -105,7 +111,10 @@ fn respond(page: Page, head_only: bool) -> Vec<u8> {
 /// Waits for SIGTERM or SIGINT and says which.
 pub async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",

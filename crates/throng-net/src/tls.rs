@@ -10,8 +10,8 @@ use rustls::crypto::{aws_lc_rs, CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, ClientConnection, ConnectionCommon, DigitallySignedStruct, RootCertStore, ServerConfig,
-    SignatureScheme,
+    ClientConfig, ClientConnection, ConnectionCommon, DigitallySignedStruct, RootCertStore,
+    ServerConfig, SignatureScheme,
 };
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};

@@ -274,4 +274,3 @@ async fn accept_loop(
         }
     }
 }
-

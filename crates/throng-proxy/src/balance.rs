@@ -19,7 +19,12 @@ pub enum Choice {
 
 /// Chooses a server for a request from `client`, never one in `exclude` (servers that already
 /// failed this request) unless nothing else is up.
-pub fn choose(backend: &Backend, state: &BackendState, client: IpAddr, exclude: &[usize]) -> Choice {
+pub fn choose(
+    backend: &Backend,
+    state: &BackendState,
+    client: IpAddr,
+    exclude: &[usize],
+) -> Choice {
     let usable = |i: usize| state.servers[i].up.load(Relaxed) && !exclude.contains(&i);
     if !(0..backend.servers.len()).any(usable) {
         return Choice::NoneUp;
@@ -55,7 +60,10 @@ fn least_loaded(
     // Ties go round: start the scan where the last choice left off.
     let n = backend.servers.len();
     let start = state.next.fetch_add(1, Relaxed);
-    let mut order: Vec<usize> = (0..n).map(|k| (start + k) % n).filter(|&i| usable(i)).collect();
+    let mut order: Vec<usize> = (0..n)
+        .map(|k| (start + k) % n)
+        .filter(|&i| usable(i))
+        .collect();
     order.sort_by_key(|&i| state.servers[i].load(backend.servers[i].weight));
     order.into_iter().find(|&i| take(i))
 }
@@ -193,7 +201,9 @@ mod tests {
     #[test]
     fn source_is_sticky_and_queues_rather_than_moving() {
         let (b, s) = backend(Balance::Source, &[1, 1, 1, 1], Some(1));
-        let Choice::Server(first) = choose(&b, &s, CLIENT, &[]) else { panic!() };
+        let Choice::Server(first) = choose(&b, &s, CLIENT, &[]) else {
+            panic!()
+        };
         assert_eq!(choose(&b, &s, CLIENT, &[]), Choice::AllFull);
         release(&s, first);
         assert_eq!(choose(&b, &s, CLIENT, &[]), Choice::Server(first));

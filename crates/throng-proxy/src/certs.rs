@@ -16,9 +16,8 @@ pub fn server_config(
     let provider = throng_net::tls::provider(groups)?;
     let mut keys = Vec::new();
     for (i, (chain, key)) in certified.into_iter().enumerate() {
-        let key = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
-            format!("certificate {} and its key do not go together: {e}", i + 1)
-        })?;
+        let key = CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|e| format!("certificate {} and its key do not go together: {e}", i + 1))?;
         keys.push(Arc::new(key));
     }
     let mut config = ServerConfig::builder_with_provider(Arc::clone(&provider))

@@ -16,7 +16,9 @@ use tracing::{info, warn};
 /// Starts a task per checked server on the current runtime.
 pub fn start(proxy: &Arc<Proxy>) {
     for (b, backend) in proxy.config.backends.iter().enumerate() {
-        let Some(check) = &backend.check else { continue };
+        let Some(check) = &backend.check else {
+            continue;
+        };
         for (s, server) in backend.servers.iter().enumerate() {
             if server.checked {
                 tokio::spawn(watch(Arc::clone(proxy), b, s, check.clone()));
@@ -37,7 +39,12 @@ async fn watch(proxy: Arc<Proxy>, b: usize, s: usize, check: Check) {
         let began = Instant::now();
         let result = tokio::time::timeout(check.timeout, probe(server.address, &check.kind))
             .await
-            .unwrap_or_else(|_| Err(format!("timeout check ({})", throng_net::duration::format(check.timeout))));
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "timeout check ({})",
+                    throng_net::duration::format(check.timeout)
+                ))
+            });
         let took = began.elapsed().as_millis();
         let up = state.up.load(Relaxed);
         match result {

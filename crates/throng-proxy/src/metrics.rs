@@ -5,6 +5,9 @@ use crate::state::{Proxy, StatusCounts};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+/// A metric family read from one kind of state: name, type, help, and how to read it.
+type Metric<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 /// Resident memory of this process, from `/proc/self/statm`.
@@ -22,14 +25,21 @@ struct Family<'a> {
 
 impl Family<'_> {
     fn head(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP throng_proxy_{name} {help}\n# TYPE throng_proxy_{name} {kind}");
+        let _ = writeln!(
+            self.out,
+            "# HELP throng_proxy_{name} {help}\n# TYPE throng_proxy_{name} {kind}"
+        );
     }
     fn sample(&mut self, name: &str, labels: &str, value: u64) {
         let _ = writeln!(self.out, "throng_proxy_{name}{{{labels}}} {value}");
     }
     fn statuses(&mut self, name: &str, labels: &str, counts: &StatusCounts) {
         for (class, count) in CLASSES.iter().zip(&counts.0) {
-            self.sample(name, &format!("{labels},code=\"{class}\""), count.load(Relaxed));
+            self.sample(
+                name,
+                &format!("{labels},code=\"{class}\""),
+                count.load(Relaxed),
+            );
         }
     }
 }
@@ -37,29 +47,120 @@ impl Family<'_> {
 pub fn render(proxy: &Proxy) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let mut m = Family { out: &mut out };
-    m.head("connections", "gauge", "Client connections open in the process.");
-    let _ = writeln!(m.out, "throng_proxy_connections {}", proxy.connections.load(Relaxed));
-    m.head("max_connections", "gauge", "The most client connections the process accepts (maxconn).");
+    m.head(
+        "connections",
+        "gauge",
+        "Client connections open in the process.",
+    );
+    let _ = writeln!(
+        m.out,
+        "throng_proxy_connections {}",
+        proxy.connections.load(Relaxed)
+    );
+    m.head(
+        "max_connections",
+        "gauge",
+        "The most client connections the process accepts (maxconn).",
+    );
     let _ = writeln!(m.out, "throng_proxy_max_connections {}", proxy.maxconn);
-    m.head("resident_memory_bytes", "gauge", "Resident memory of the proxy process.");
-    let _ = writeln!(m.out, "throng_proxy_resident_memory_bytes {}", resident_bytes().unwrap_or(0));
-    m.head("over_memory_budget", "gauge", "1 while resident memory is above global.memory_budget and nothing new is accepted.");
-    let _ = writeln!(m.out, "throng_proxy_over_memory_budget {}", proxy.over_budget.load(Relaxed) as u8);
-    m.head("log_lines_dropped_total", "counter", "Access log lines dropped because the log output fell behind.");
-    let _ = writeln!(m.out, "throng_proxy_log_lines_dropped_total {}", proxy.log.dropped.load(Relaxed));
+    m.head(
+        "resident_memory_bytes",
+        "gauge",
+        "Resident memory of the proxy process.",
+    );
+    let _ = writeln!(
+        m.out,
+        "throng_proxy_resident_memory_bytes {}",
+        resident_bytes().unwrap_or(0)
+    );
+    m.head(
+        "over_memory_budget",
+        "gauge",
+        "1 while resident memory is above global.memory_budget and nothing new is accepted.",
+    );
+    let _ = writeln!(
+        m.out,
+        "throng_proxy_over_memory_budget {}",
+        proxy.over_budget.load(Relaxed) as u8
+    );
+    m.head(
+        "log_lines_dropped_total",
+        "counter",
+        "Access log lines dropped because the log output fell behind.",
+    );
+    let _ = writeln!(
+        m.out,
+        "throng_proxy_log_lines_dropped_total {}",
+        proxy.log.dropped.load(Relaxed)
+    );
 
-    let frontends: Vec<_> = proxy.config.frontends.iter().zip(&proxy.frontends).collect();
-    let per_frontend: [(&str, &str, &str, fn(&crate::state::FrontendState) -> u64); 10] = [
-        ("frontend_current_sessions", "gauge", "Client connections open.", |f| f.current.load(Relaxed)),
-        ("frontend_sessions_total", "counter", "Client connections accepted.", |f| f.total.load(Relaxed)),
-        ("frontend_requests_total", "counter", "HTTP requests received.", |f| f.requests.load(Relaxed)),
-        ("frontend_bytes_in_total", "counter", "Bytes received from clients.", |f| f.bytes_in.load(Relaxed)),
-        ("frontend_bytes_out_total", "counter", "Bytes sent to clients.", |f| f.bytes_out.load(Relaxed)),
-        ("frontend_bad_requests_total", "counter", "Requests refused as malformed or too large (400, 414, 431).", |f| f.bad_requests.load(Relaxed)),
-        ("frontend_request_timeouts_total", "counter", "Requests not received within timeout http-request (408).", |f| f.request_timeouts.load(Relaxed)),
-        ("frontend_tls_handshakes_total", "counter", "TLS handshakes completed.", |f| f.tls_handshakes.load(Relaxed)),
-        ("frontend_tls_failures_total", "counter", "TLS handshakes failed or timed out.", |f| f.tls_failures.load(Relaxed)),
-        ("frontend_limit_waits_total", "counter", "Times accepting paused at maxconn or the memory budget.", |f| f.limit_waits.load(Relaxed)),
+    let frontends: Vec<_> = proxy
+        .config
+        .frontends
+        .iter()
+        .zip(&proxy.frontends)
+        .collect();
+    let per_frontend: [Metric<crate::state::FrontendState>; 10] = [
+        (
+            "frontend_current_sessions",
+            "gauge",
+            "Client connections open.",
+            |f| f.current.load(Relaxed),
+        ),
+        (
+            "frontend_sessions_total",
+            "counter",
+            "Client connections accepted.",
+            |f| f.total.load(Relaxed),
+        ),
+        (
+            "frontend_requests_total",
+            "counter",
+            "HTTP requests received.",
+            |f| f.requests.load(Relaxed),
+        ),
+        (
+            "frontend_bytes_in_total",
+            "counter",
+            "Bytes received from clients.",
+            |f| f.bytes_in.load(Relaxed),
+        ),
+        (
+            "frontend_bytes_out_total",
+            "counter",
+            "Bytes sent to clients.",
+            |f| f.bytes_out.load(Relaxed),
+        ),
+        (
+            "frontend_bad_requests_total",
+            "counter",
+            "Requests refused as malformed or too large (400, 414, 431).",
+            |f| f.bad_requests.load(Relaxed),
+        ),
+        (
+            "frontend_request_timeouts_total",
+            "counter",
+            "Requests not received within timeout http-request (408).",
+            |f| f.request_timeouts.load(Relaxed),
+        ),
+        (
+            "frontend_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed.",
+            |f| f.tls_handshakes.load(Relaxed),
+        ),
+        (
+            "frontend_tls_failures_total",
+            "counter",
+            "TLS handshakes failed or timed out.",
+            |f| f.tls_failures.load(Relaxed),
+        ),
+        (
+            "frontend_limit_waits_total",
+            "counter",
+            "Times accepting paused at maxconn or the memory budget.",
+            |f| f.limit_waits.load(Relaxed),
+        ),
     ];
     for (name, kind, help, get) in per_frontend {
         m.head(name, kind, help);
@@ -67,23 +168,81 @@ pub fn render(proxy: &Proxy) -> String {
             m.sample(name, &format!("frontend=\"{}\"", config.name), get(state));
         }
     }
-    m.head("frontend_responses_total", "counter", "Responses sent to clients, by status class.");
+    m.head(
+        "frontend_responses_total",
+        "counter",
+        "Responses sent to clients, by status class.",
+    );
     for (config, state) in &frontends {
-        m.statuses("frontend_responses_total", &format!("frontend=\"{}\"", config.name), &state.responses);
+        m.statuses(
+            "frontend_responses_total",
+            &format!("frontend=\"{}\"", config.name),
+            &state.responses,
+        );
     }
 
     let backends: Vec<_> = proxy.config.backends.iter().zip(&proxy.backends).collect();
-    let per_backend: [(&str, &str, &str, fn(&crate::state::BackendState) -> u64); 10] = [
-        ("backend_current_sessions", "gauge", "Requests or connections using a server.", |b| b.current.load(Relaxed)),
-        ("backend_sessions_total", "counter", "Requests or connections given a server.", |b| b.total.load(Relaxed)),
-        ("backend_queue_current", "gauge", "Requests waiting for a server slot.", |b| b.queued.load(Relaxed) as u64),
-        ("backend_queue_max", "gauge", "The longest the queue has been.", |b| b.queue_max.load(Relaxed) as u64),
-        ("backend_servers_up", "gauge", "Servers passing their health checks.", |b| b.servers_up() as u64),
-        ("backend_no_server_total", "counter", "503: no server up, or none could be connected to.", |b| b.no_server.load(Relaxed)),
-        ("backend_queue_timeouts_total", "counter", "503: waited timeout queue for a slot.", |b| b.queue_timeouts.load(Relaxed)),
-        ("backend_retries_total", "counter", "Connection attempts retried.", |b| b.retries.load(Relaxed)),
-        ("backend_redispatches_total", "counter", "Retries sent to another server.", |b| b.redispatches.load(Relaxed)),
-        ("backend_bytes_out_total", "counter", "Bytes from servers to clients.", |b| b.bytes_out.load(Relaxed)),
+    let per_backend: [Metric<crate::state::BackendState>; 10] = [
+        (
+            "backend_current_sessions",
+            "gauge",
+            "Requests or connections using a server.",
+            |b| b.current.load(Relaxed),
+        ),
+        (
+            "backend_sessions_total",
+            "counter",
+            "Requests or connections given a server.",
+            |b| b.total.load(Relaxed),
+        ),
+        (
+            "backend_queue_current",
+            "gauge",
+            "Requests waiting for a server slot.",
+            |b| b.queued.load(Relaxed) as u64,
+        ),
+        (
+            "backend_queue_max",
+            "gauge",
+            "The longest the queue has been.",
+            |b| b.queue_max.load(Relaxed) as u64,
+        ),
+        (
+            "backend_servers_up",
+            "gauge",
+            "Servers passing their health checks.",
+            |b| b.servers_up() as u64,
+        ),
+        (
+            "backend_no_server_total",
+            "counter",
+            "503: no server up, or none could be connected to.",
+            |b| b.no_server.load(Relaxed),
+        ),
+        (
+            "backend_queue_timeouts_total",
+            "counter",
+            "503: waited timeout queue for a slot.",
+            |b| b.queue_timeouts.load(Relaxed),
+        ),
+        (
+            "backend_retries_total",
+            "counter",
+            "Connection attempts retried.",
+            |b| b.retries.load(Relaxed),
+        ),
+        (
+            "backend_redispatches_total",
+            "counter",
+            "Retries sent to another server.",
+            |b| b.redispatches.load(Relaxed),
+        ),
+        (
+            "backend_bytes_out_total",
+            "counter",
+            "Bytes from servers to clients.",
+            |b| b.bytes_out.load(Relaxed),
+        ),
     ];
     for (name, kind, help, get) in per_backend {
         m.head(name, kind, help);
@@ -91,34 +250,99 @@ pub fn render(proxy: &Proxy) -> String {
             m.sample(name, &format!("backend=\"{}\"", config.name), get(state));
         }
     }
-    m.head("backend_responses_total", "counter", "Responses from the backend's servers (and its 503s), by status class.");
+    m.head(
+        "backend_responses_total",
+        "counter",
+        "Responses from the backend's servers (and its 503s), by status class.",
+    );
     for (config, state) in &backends {
-        m.statuses("backend_responses_total", &format!("backend=\"{}\"", config.name), &state.responses);
+        m.statuses(
+            "backend_responses_total",
+            &format!("backend=\"{}\"", config.name),
+            &state.responses,
+        );
     }
 
-    let per_server: [(&str, &str, &str, fn(&crate::state::ServerState) -> u64); 9] = [
-        ("server_up", "gauge", "1 when the server passes its health checks (or has none).", |s| s.up.load(Relaxed) as u64),
-        ("server_current_sessions", "gauge", "Requests or connections on the server now.", |s| s.active.load(Relaxed) as u64),
-        ("server_sessions_total", "counter", "Requests or connections sent to the server.", |s| s.total.load(Relaxed)),
-        ("server_bytes_in_total", "counter", "Bytes sent to the server.", |s| s.bytes_in.load(Relaxed)),
-        ("server_bytes_out_total", "counter", "Bytes received from the server.", |s| s.bytes_out.load(Relaxed)),
-        ("server_connect_failures_total", "counter", "Connections to the server that failed.", |s| s.connect_failures.load(Relaxed)),
-        ("server_response_failures_total", "counter", "Responses that never came or were not HTTP (502).", |s| s.response_failures.load(Relaxed)),
-        ("server_timeouts_total", "counter", "Responses not started within timeout server (504).", |s| s.timeouts.load(Relaxed)),
-        ("server_check_failures_total", "counter", "Failed health checks.", |s| s.check_failures.load(Relaxed)),
+    let per_server: [Metric<crate::state::ServerState>; 9] = [
+        (
+            "server_up",
+            "gauge",
+            "1 when the server passes its health checks (or has none).",
+            |s| s.up.load(Relaxed) as u64,
+        ),
+        (
+            "server_current_sessions",
+            "gauge",
+            "Requests or connections on the server now.",
+            |s| s.active.load(Relaxed) as u64,
+        ),
+        (
+            "server_sessions_total",
+            "counter",
+            "Requests or connections sent to the server.",
+            |s| s.total.load(Relaxed),
+        ),
+        (
+            "server_bytes_in_total",
+            "counter",
+            "Bytes sent to the server.",
+            |s| s.bytes_in.load(Relaxed),
+        ),
+        (
+            "server_bytes_out_total",
+            "counter",
+            "Bytes received from the server.",
+            |s| s.bytes_out.load(Relaxed),
+        ),
+        (
+            "server_connect_failures_total",
+            "counter",
+            "Connections to the server that failed.",
+            |s| s.connect_failures.load(Relaxed),
+        ),
+        (
+            "server_response_failures_total",
+            "counter",
+            "Responses that never came or were not HTTP (502).",
+            |s| s.response_failures.load(Relaxed),
+        ),
+        (
+            "server_timeouts_total",
+            "counter",
+            "Responses not started within timeout server (504).",
+            |s| s.timeouts.load(Relaxed),
+        ),
+        (
+            "server_check_failures_total",
+            "counter",
+            "Failed health checks.",
+            |s| s.check_failures.load(Relaxed),
+        ),
     ];
     for (name, kind, help, get) in per_server {
         m.head(name, kind, help);
         for (config, state) in &backends {
             for (server, s) in config.servers.iter().zip(&state.servers) {
-                m.sample(name, &format!("backend=\"{}\",server=\"{}\"", config.name, server.name), get(s));
+                m.sample(
+                    name,
+                    &format!("backend=\"{}\",server=\"{}\"", config.name, server.name),
+                    get(s),
+                );
             }
         }
     }
-    m.head("server_responses_total", "counter", "Responses from the server, by status class.");
+    m.head(
+        "server_responses_total",
+        "counter",
+        "Responses from the server, by status class.",
+    );
     for (config, state) in &backends {
         for (server, s) in config.servers.iter().zip(&state.servers) {
-            m.statuses("server_responses_total", &format!("backend=\"{}\",server=\"{}\"", config.name, server.name), &s.responses);
+            m.statuses(
+                "server_responses_total",
+                &format!("backend=\"{}\",server=\"{}\"", config.name, server.name),
+                &s.responses,
+            );
         }
     }
     out
@@ -133,7 +357,11 @@ pub fn stats_page(proxy: &Proxy) -> String {
         proxy.connections.load(Relaxed),
         proxy.maxconn,
         resident_bytes().unwrap_or(0) >> 20,
-        if proxy.over_budget.load(Relaxed) { " <b>over the memory budget: not accepting</b>" } else { "" }
+        if proxy.over_budget.load(Relaxed) {
+            " <b>over the memory budget: not accepting</b>"
+        } else {
+            ""
+        }
     );
     html.push_str("<h2>Frontends</h2><table><tr><th>name</th><th>mode</th><th>sessions now</th><th>sessions</th><th>requests</th><th>2xx</th><th>4xx</th><th>5xx</th><th>TLS handshakes</th><th>TLS failures</th><th>bytes in</th><th>bytes out</th></tr>");
     for (f, s) in proxy.config.frontends.iter().zip(&proxy.frontends) {
@@ -171,5 +399,7 @@ pub fn stats_page(proxy: &Proxy) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

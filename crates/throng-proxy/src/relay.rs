@@ -55,7 +55,8 @@ where
     loop {
         if let Some(buffer) = d.pending.as_mut() {
             while !buffer.is_empty() {
-                let n = ready!(Pin::new(&mut *to).poll_write(cx, buffer.filled())).map_err(|_| false)?;
+                let n = ready!(Pin::new(&mut *to).poll_write(cx, buffer.filled()))
+                    .map_err(|_| false)?;
                 if n == 0 {
                     return Poll::Ready(Err(false));
                 }
@@ -107,7 +108,11 @@ where
             poll_direction(cx, client, server, &mut up, &mut moved)
         };
         if let Poll::Ready(Err(reader_failed)) = up_state {
-            return Poll::Ready(if reader_failed { Ending::ClientError } else { Ending::ServerError });
+            return Poll::Ready(if reader_failed {
+                Ending::ClientError
+            } else {
+                Ending::ServerError
+            });
         }
         let down_state = if down.shut_down && down.pending.is_none() {
             Poll::Ready(Ok(()))
@@ -115,7 +120,11 @@ where
             poll_direction(cx, server, client, &mut down, &mut moved)
         };
         if let Poll::Ready(Err(reader_failed)) = down_state {
-            return Poll::Ready(if reader_failed { Ending::ServerError } else { Ending::ClientError });
+            return Poll::Ready(if reader_failed {
+                Ending::ServerError
+            } else {
+                Ending::ClientError
+            });
         }
         if up_state.is_ready() && down_state.is_ready() {
             return Poll::Ready(Ending::Closed);
@@ -135,4 +144,3 @@ where
         ending,
     }
 }
-

@@ -25,7 +25,8 @@ const FDS_PER_SESSION: u64 = 2;
 
 /// Runs the proxy until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), String> {
-    let limit = rlimit::raise_nofile().map_err(|e| format!("cannot read the open-files limit: {e}"))?;
+    let limit =
+        rlimit::raise_nofile().map_err(|e| format!("cannot read the open-files limit: {e}"))?;
     let fit = rlimit::connections_that_fit(limit, FDS_PER_SESSION);
     let maxconn = match config.global.maxconn {
         Some(wanted) if wanted > fit => {
@@ -39,7 +40,8 @@ pub fn run(config: Config) -> Result<(), String> {
         None => fit,
     };
     let threads = config.global.threads;
-    let mut per_thread: Vec<Vec<(std::net::TcpListener, usize)>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut per_thread: Vec<Vec<(std::net::TcpListener, usize)>> =
+        (0..threads).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for (index, frontend) in config.frontends.iter().enumerate() {
         let mut addrs = Vec::new();
@@ -56,7 +58,10 @@ pub fn run(config: Config) -> Result<(), String> {
     let admin_listener = config
         .global
         .admin
-        .map(|addr| sockets::bind_listener(addr, sockets::ListenOptions::default()).map_err(|e| format!("admin listener: {e}")))
+        .map(|addr| {
+            sockets::bind_listener(addr, sockets::ListenOptions::default())
+                .map_err(|e| format!("admin listener: {e}"))
+        })
         .transpose()?;
     let log = Sink::start(&config.global.log, config.global.log_format)?;
     let proxy = Arc::new(Proxy::new(config, log, maxconn));
@@ -78,7 +83,10 @@ pub fn run(config: Config) -> Result<(), String> {
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(listener) => {
                     let for_admin = Arc::clone(&proxy);
-                    tokio::spawn(admin::serve(listener, Arc::new(move |path: &str| route(path, &for_admin))));
+                    tokio::spawn(admin::serve(
+                        listener,
+                        Arc::new(move |path: &str| route(path, &for_admin)),
+                    ));
                 }
                 Err(e) => warn!("admin listener: {e}"),
             }
@@ -126,14 +134,24 @@ fn route(path: &str, proxy: &Proxy) -> Page {
     }
 }
 
-fn announce(proxy: &Proxy, bound: &[(String, bool, Vec<SocketAddr>)], admin: Option<&std::net::TcpListener>) {
+fn announce(
+    proxy: &Proxy,
+    bound: &[(String, bool, Vec<SocketAddr>)],
+    admin: Option<&std::net::TcpListener>,
+) {
     let frontends: Vec<String> = bound
         .iter()
-        .map(|(name, tls, addrs)| format!("{name} on {}{}", listen::describe(addrs), if *tls { " (TLS)" } else { "" }))
+        .map(|(name, tls, addrs)| {
+            format!(
+                "{name} on {}{}",
+                listen::describe(addrs),
+                if *tls { " with TLS" } else { "" }
+            )
+        })
         .collect();
     let mut line = format!(
         "throng proxy listening: {} ({} threads, maxconn {}",
-        frontends.join(", "),
+        frontends.join("; "),
         proxy.config.global.threads,
         proxy.maxconn
     );
@@ -157,14 +175,21 @@ async fn watch_memory(proxy: Arc<Proxy>, budget: u64) {
                     budget >> 20
                 );
             } else {
-                info!("resident memory {} MiB is back under the budget: accepting again", resident >> 20);
+                info!(
+                    "resident memory {} MiB is back under the budget: accepting again",
+                    resident >> 20
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-async fn run_worker(proxy: Arc<Proxy>, listeners: Vec<(std::net::TcpListener, usize)>, mut stop: watch::Receiver<bool>) {
+async fn run_worker(
+    proxy: Arc<Proxy>,
+    listeners: Vec<(std::net::TcpListener, usize)>,
+    mut stop: watch::Receiver<bool>,
+) {
     let worker = Rc::new(Worker {
         proxy: Arc::clone(&proxy),
         servers: ServerSide::default(),
@@ -185,7 +210,10 @@ async fn run_worker(proxy: Arc<Proxy>, listeners: Vec<(std::net::TcpListener, us
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if worker.busy.get() > 0 {
-        warn!("grace period over: closing {} sessions in progress", worker.busy.get());
+        warn!(
+            "grace period over: closing {} sessions in progress",
+            worker.busy.get()
+        );
     }
     // Returning drops this thread's tasks: idle connections close here.
 }
@@ -237,7 +265,10 @@ async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker:
             }
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS: the error repeats until something closes.
-                warn!("accept on frontend {}: {e}", proxy.config.frontends[frontend].name);
+                warn!(
+                    "accept on frontend {}: {e}",
+                    proxy.config.frontends[frontend].name
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -253,12 +284,19 @@ struct Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.proxy.connections.fetch_sub(1, Relaxed);
-        self.proxy.frontends[self.frontend].current.fetch_sub(1, Relaxed);
+        self.proxy.frontends[self.frontend]
+            .current
+            .fetch_sub(1, Relaxed);
         self.proxy.connection_closed.notify_waiters();
     }
 }
 
-async fn start_session(worker: Rc<Worker>, frontend: usize, stream: tokio::net::TcpStream, peer: SocketAddr) {
+async fn start_session(
+    worker: Rc<Worker>,
+    frontend: usize,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
     let proxy = &worker.proxy;
     proxy.connections.fetch_add(1, Relaxed);
     let state = &proxy.frontends[frontend];

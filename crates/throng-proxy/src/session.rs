@@ -62,13 +62,19 @@ impl Session {
     }
 
     pub fn server_name(&self, backend: usize, server: usize) -> String {
-        self.proxy().config.backends[backend].servers[server].name.clone()
+        self.proxy().config.backends[backend].servers[server]
+            .name
+            .clone()
     }
 
     /// The backend an entry names, by index.
     pub fn backend_of(&self, entry: &Entry) -> Option<usize> {
         let name = entry.backend.as_deref()?;
-        self.proxy().config.backends.iter().position(|b| b.name == name)
+        self.proxy()
+            .config
+            .backends
+            .iter()
+            .position(|b| b.name == name)
     }
 
     /// A log entry for something that began at `wall`, with nothing reached yet.
@@ -118,17 +124,20 @@ impl Session {
         entry.actconn = proxy.connections.load(Relaxed);
         let frontend = self.frontend_state();
         entry.feconn = frontend.current.load(Relaxed);
-        frontend.bytes_in.fetch_add(entry.bytes_from_client, Relaxed);
+        frontend
+            .bytes_in
+            .fetch_add(entry.bytes_from_client, Relaxed);
         frontend.bytes_out.fetch_add(entry.bytes_to_client, Relaxed);
         if let Some(backend) = self.backend_of(&entry) {
             let state = &proxy.backends[backend];
             entry.beconn = state.current.load(Relaxed);
             entry.backend_queue = state.queued.load(Relaxed);
-            if let Some(server) = entry
-                .server
-                .as_deref()
-                .and_then(|name| proxy.config.backends[backend].servers.iter().position(|s| s.name == name))
-            {
+            if let Some(server) = entry.server.as_deref().and_then(|name| {
+                proxy.config.backends[backend]
+                    .servers
+                    .iter()
+                    .position(|s| s.name == name)
+            }) {
                 entry.srv_conn = state.servers[server].active.load(Relaxed) as u64;
             }
         }

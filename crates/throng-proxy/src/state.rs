@@ -145,7 +145,9 @@ fn smooth_rotation(servers: &[Server]) -> Vec<u16> {
         for (c, s) in current.iter_mut().zip(servers) {
             *c += s.weight as i64;
         }
-        let best = (0..servers.len()).max_by_key(|&i| (current[i], -(i as i64))).unwrap_or(0);
+        let best = (0..servers.len())
+            .max_by_key(|&i| (current[i], -(i as i64)))
+            .unwrap_or(0);
         current[best] -= total;
         order.push(best as u16);
     }
@@ -155,7 +157,11 @@ fn smooth_rotation(servers: &[Server]) -> Vec<u16> {
 impl Proxy {
     pub fn new(config: Config, log: Sink, maxconn: u64) -> Proxy {
         Proxy {
-            frontends: config.frontends.iter().map(|_| FrontendState::default()).collect(),
+            frontends: config
+                .frontends
+                .iter()
+                .map(|_| FrontendState::default())
+                .collect(),
             backends: config.backends.iter().map(BackendState::new).collect(),
             config,
             log,

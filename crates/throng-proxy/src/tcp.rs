@@ -18,46 +18,51 @@ pub async fn serve(session: Session, mut client: ClientStream) {
         return;
     };
     entry.backend = Some(proxy.config.backends[backend].name.clone());
-    let mut connected =
-        match dispatch::connect(proxy, &session.worker.servers, backend, session.peer.ip(), false)
-            .await
-        {
-            Ok(connected) => connected,
-            Err(error) => {
-                let state = &proxy.backends[backend];
-                match error {
-                    DispatchError::NoSlot(NoSlot::NoneUp, waited) => {
-                        entry.t_queue = Some(waited);
-                        entry.termination = *b"SC";
-                        state.no_server.fetch_add(1, Relaxed);
-                    }
-                    DispatchError::NoSlot(NoSlot::QueueTimeout, waited) => {
-                        entry.t_queue = Some(waited);
-                        entry.termination = *b"sQ";
-                        state.queue_timeouts.fetch_add(1, Relaxed);
-                    }
-                    DispatchError::Connect {
-                        server,
-                        error,
-                        queued,
-                        retries,
-                    } => {
-                        debug!("{}: {error}", session.server_name(backend, server));
-                        entry.t_queue = Some(queued);
-                        entry.retries = retries;
-                        entry.server = Some(session.server_name(backend, server));
-                        entry.termination = if matches!(error, dispatch::ConnectError::Timeout) {
-                            *b"sC"
-                        } else {
-                            *b"SC"
-                        };
-                    }
+    let mut connected = match dispatch::connect(
+        proxy,
+        &session.worker.servers,
+        backend,
+        session.peer.ip(),
+        false,
+    )
+    .await
+    {
+        Ok(connected) => connected,
+        Err(error) => {
+            let state = &proxy.backends[backend];
+            match error {
+                DispatchError::NoSlot(NoSlot::NoneUp, waited) => {
+                    entry.t_queue = Some(waited);
+                    entry.termination = *b"SC";
+                    state.no_server.fetch_add(1, Relaxed);
                 }
-                let _ = client.shutdown().await;
-                session.log(entry, started);
-                return;
+                DispatchError::NoSlot(NoSlot::QueueTimeout, waited) => {
+                    entry.t_queue = Some(waited);
+                    entry.termination = *b"sQ";
+                    state.queue_timeouts.fetch_add(1, Relaxed);
+                }
+                DispatchError::Connect {
+                    server,
+                    error,
+                    queued,
+                    retries,
+                } => {
+                    debug!("{}: {error}", session.server_name(backend, server));
+                    entry.t_queue = Some(queued);
+                    entry.retries = retries;
+                    entry.server = Some(session.server_name(backend, server));
+                    entry.termination = if matches!(error, dispatch::ConnectError::Timeout) {
+                        *b"sC"
+                    } else {
+                        *b"SC"
+                    };
+                }
             }
-        };
+            let _ = client.shutdown().await;
+            session.log(entry, started);
+            return;
+        }
+    };
     entry.server = Some(session.server_name(backend, connected.slot.server));
     entry.t_queue = Some(connected.queued);
     entry.t_connect = Some(connected.connecting);

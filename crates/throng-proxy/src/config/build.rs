@@ -253,7 +253,12 @@ fn build_frontend(
     })
 }
 
-fn build_tls(t: &file::Tls, mode: Mode, base: &Path, at: &KeyPath) -> Result<Arc<ServerConfig>, Failure> {
+fn build_tls(
+    t: &file::Tls,
+    mode: Mode,
+    base: &Path,
+    at: &KeyPath,
+) -> Result<Arc<ServerConfig>, Failure> {
     let mut certified = Vec::new();
     for (i, c) in t.certificates.iter().enumerate() {
         let at = at.key("certificates").index(i);
@@ -282,7 +287,10 @@ fn build_tls(t: &file::Tls, mode: Mode, base: &Path, at: &KeyPath) -> Result<Arc
         None => Vec::new(),
     };
     if mode == Mode::Http {
-        if let Some(bad) = alpn.iter().find(|p| p.as_str() != "http/1.1" && p.as_str() != "http/1.0") {
+        if let Some(bad) = alpn
+            .iter()
+            .find(|p| p.as_str() != "http/1.1" && p.as_str() != "http/1.0")
+        {
             return Err((
                 at.key("alpn"),
                 format!("`{bad}`: an HTTP frontend speaks http/1.1 (HTTP/2 is not built yet)"),
@@ -328,11 +336,17 @@ fn build_backend(
             return Err((at.key("weight"), "must be 1 to 256".into()));
         }
         if s.maxconn == Some(0) {
-            return Err((at.key("maxconn"), "must be at least 1 (leave it out for no limit)".into()));
+            return Err((
+                at.key("maxconn"),
+                "must be at least 1 (leave it out for no limit)".into(),
+            ));
         }
         for (n, address) in addrs.iter().enumerate() {
             if address.port() == 0 || address.ip().is_unspecified() {
-                return Err((at.key("address"), format!("{address} cannot be connected to")));
+                return Err((
+                    at.key("address"),
+                    format!("{address} cannot be connected to"),
+                ));
             }
             let name = if addrs.len() == 1 {
                 s.name.clone()
@@ -456,18 +470,21 @@ fn timeouts_or(
     at: &KeyPath,
 ) -> Result<Parsed, Failure> {
     let default_at = KeyPath::default().key("defaults").key("timeout");
-    let pick = |mine: &Option<String>, theirs: Option<&Option<String>>, key: &str| {
-        match (mine, theirs) {
+    let pick =
+        |mine: &Option<String>, theirs: Option<&Option<String>>, key: &str| match (mine, theirs) {
             (Some(text), _) => positive_duration(text, &at.key(key)).map(Some),
             (None, Some(Some(text))) => positive_duration(text, &default_at.key(key)).map(Some),
             _ => Ok(None),
-        }
-    };
+        };
     let d = |f: fn(&file::Timeouts) -> &Option<String>| defaults.map(f);
     Ok(Parsed {
         client: pick(&own.client, d(|t| &t.client), "client")?,
         http_request: pick(&own.http_request, d(|t| &t.http_request), "http-request")?,
-        http_keep_alive: pick(&own.http_keep_alive, d(|t| &t.http_keep_alive), "http-keep-alive")?,
+        http_keep_alive: pick(
+            &own.http_keep_alive,
+            d(|t| &t.http_keep_alive),
+            "http-keep-alive",
+        )?,
         handshake: pick(&own.handshake, d(|t| &t.handshake), "handshake")?,
         connect: pick(&own.connect, d(|t| &t.connect), "connect")?,
         server: pick(&own.server, d(|t| &t.server), "server")?,
@@ -506,10 +523,14 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "KB" | "kB" => 1e3,
         "MB" => 1e6,
         "GB" => 1e9,
-        other => return Err(format!("unknown unit `{other}` (use KiB, MiB, GiB, KB, MB or GB)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` (use KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
     };
     let bytes = number * scale;
-    if !(bytes >= 1.0 && bytes < 1e18) {
+    if !(1.0..1e18).contains(&bytes) {
         return Err(format!("`{text}` is not a sensible size"));
     }
     Ok(bytes as u64)

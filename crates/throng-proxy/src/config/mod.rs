@@ -215,12 +215,13 @@ pub fn parse(text: &str, source: &str, base: &Path) -> Result<Config, ConfigErro
             message: e.message().trim().to_string(),
         }
     })?;
-    let mut config = build::build(file, base).map_err(|(path, message): (KeyPath, String)| ConfigError {
-        source: source.to_string(),
-        line: locate::line_of(text, &path),
-        key: Some(path.to_string()),
-        message,
-    })?;
+    let mut config =
+        build::build(file, base).map_err(|(path, message): (KeyPath, String)| ConfigError {
+            source: source.to_string(),
+            line: locate::line_of(text, &path),
+            key: Some(path.to_string()),
+            message,
+        })?;
     config.source = source.to_string();
     Ok(config)
 }

@@ -37,7 +37,9 @@ pub async fn serve(session: Session, mut client: ClientStream) {
     loop {
         if carried.is_none() {
             let wait = if first {
-                timeouts.http_request.saturating_sub(session.accepted_at.elapsed())
+                timeouts
+                    .http_request
+                    .saturating_sub(session.accepted_at.elapsed())
             } else {
                 timeouts.http_keep_alive
             };
@@ -53,7 +55,10 @@ pub async fn serve(session: Session, mut client: ClientStream) {
                     // Connected, never asked: slowloris or a stuck client (HAProxy: 408, cR).
                     let mut entry = session.entry(SystemTime::now());
                     entry.termination = *b"cR";
-                    session.frontend_state().request_timeouts.fetch_add(1, Relaxed);
+                    session
+                        .frontend_state()
+                        .request_timeouts
+                        .fetch_add(1, Relaxed);
                     answer_error(&session, &mut client, &mut entry, 408).await;
                     session.log(entry, session.accepted_at);
                     break;
@@ -62,8 +67,16 @@ pub async fn serve(session: Session, mut client: ClientStream) {
                 Err(_) => break,
             }
         }
-        let started = if first { session.accepted_at } else { Instant::now() };
-        let wall = if first { session.accepted } else { SystemTime::now() };
+        let started = if first {
+            session.accepted_at
+        } else {
+            Instant::now()
+        };
+        let wall = if first {
+            session.accepted
+        } else {
+            SystemTime::now()
+        };
         let buffer = carried.take().unwrap_or_else(Buffer::take);
         let _busy = crate::session::Busy::new(&session.worker);
         let next = Box::pin(exchange(&session, &mut client, buffer, started, wall)).await;
@@ -138,7 +151,10 @@ async fn exchange(
             Err(ReadFailure::Timeout) => {
                 entry.termination = *b"cR";
                 entry.request = "<BADREQ>".into();
-                session.frontend_state().request_timeouts.fetch_add(1, Relaxed);
+                session
+                    .frontend_state()
+                    .request_timeouts
+                    .fetch_add(1, Relaxed);
                 answer_error(session, client, &mut entry, 408).await;
                 session.log(entry, started);
                 return Next::Close;
@@ -157,7 +173,11 @@ async fn exchange(
             req.consume(n);
         }
         Err(error) => {
-            debug!("{}: bad request body from {}: {error}", session.frontend().name, session.peer);
+            debug!(
+                "{}: bad request body from {}: {error}",
+                session.frontend().name,
+                session.peer
+            );
             entry.termination = *b"PR";
             session.frontend_state().bad_requests.fetch_add(1, Relaxed);
             answer_error(session, client, &mut entry, 400).await;
@@ -177,7 +197,11 @@ async fn exchange(
     entry.backend = Some(proxy.config.backends[backend].name.clone());
     if request.expect_continue {
         // The client waits for this before it sends the body; the server never sees `Expect`.
-        if client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+        if client
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+        {
             entry.termination = *b"CR";
             session.log(entry, started);
             return Next::Close;
@@ -188,7 +212,15 @@ async fn exchange(
     // idle one turns out to be closed before it answered anything.
     let mut allow_reuse = true;
     let (connected, mut res, response_started) = loop {
-        let mut connected = match dispatch::connect(proxy, &session.worker.servers, backend, session.peer.ip(), allow_reuse).await {
+        let mut connected = match dispatch::connect(
+            proxy,
+            &session.worker.servers,
+            backend,
+            session.peer.ip(),
+            allow_reuse,
+        )
+        .await
+        {
             Ok(connected) => connected,
             Err(error) => {
                 dispatch_failed(session, client, &mut entry, error).await;
@@ -200,7 +232,16 @@ async fn exchange(
         entry.t_queue = Some(connected.queued);
         entry.t_connect = Some(connected.connecting);
         entry.retries = connected.retries;
-        let sent = send_request(session, client, &mut connected, &first_flight, &mut body, &mut req, &mut entry).await;
+        let sent = send_request(
+            session,
+            client,
+            &mut connected,
+            &first_flight,
+            &mut body,
+            &mut req,
+            &mut entry,
+        )
+        .await;
         let response_started = Instant::now();
         match sent {
             Ok(()) => {}
@@ -222,7 +263,11 @@ async fn exchange(
         };
         match got {
             Ok(()) => break (connected, res, response_started),
-            Err(Failed::ServerClosed) if connected.reused && allow_reuse && entry.bytes_from_client == first_flight.len() as u64 => {
+            Err(Failed::ServerClosed)
+                if connected.reused
+                    && allow_reuse
+                    && entry.bytes_from_client == first_flight.len() as u64 =>
+            {
                 allow_reuse = false;
                 continue;
             }
@@ -264,7 +309,10 @@ async fn exchange(
 
     let client_timeout = session.frontend().timeouts.client;
     let server_timeout = proxy.config.backends[backend].timeouts.server;
-    if write_with_timeout(client, &out, client_timeout).await.is_err() {
+    if write_with_timeout(client, &out, client_timeout)
+        .await
+        .is_err()
+    {
         entry.termination = *b"CD";
         session.log(entry, started);
         return Next::Close;
@@ -275,7 +323,11 @@ async fn exchange(
     if upgrade {
         // Both ways now, under `timeout tunnel` (or the longer of client and server).
         let mut pending = res.filled().to_vec();
-        if !pending.is_empty() && write_with_timeout(client, &pending, client_timeout).await.is_err() {
+        if !pending.is_empty()
+            && write_with_timeout(client, &pending, client_timeout)
+                .await
+                .is_err()
+        {
             entry.termination = *b"CD";
             session.log(entry, started);
             return Next::Close;
@@ -325,7 +377,11 @@ async fn exchange(
     if let Some(termination) = streamed.failure {
         entry.termination = termination;
         if termination[0] == b'S' {
-            connected.slot.state().response_failures.fetch_add(1, Relaxed);
+            connected
+                .slot
+                .state()
+                .response_failures
+                .fetch_add(1, Relaxed);
         } else if termination[0] == b's' {
             connected.slot.state().timeouts.fetch_add(1, Relaxed);
         }
@@ -337,9 +393,16 @@ async fn exchange(
 
     // Done: the server connection waits for the next request; the client's may carry one.
     let Connected { slot, stream, .. } = connected;
-    if server_keep_alive && reader.is_done() && !streamed.extra && response_body != BodyLength::UntilClose {
+    if server_keep_alive
+        && reader.is_done()
+        && !streamed.extra
+        && response_body != BodyLength::UntilClose
+    {
         let max = proxy.config.backends[backend].max_idle_per_server;
-        session.worker.servers.keep(backend, slot.server, stream, max);
+        session
+            .worker
+            .servers
+            .keep(backend, slot.server, stream, max);
     }
     drop(slot);
     session.log(entry, started);
@@ -366,7 +429,11 @@ fn parse(session: &Session, client: &ClientStream, req: &Buffer) -> Result<Optio
         }
     };
     if head.version == Version::Http11 && head.header("host").is_none() {
-        debug!("{}: bad request from {}: no Host", session.frontend().name, session.peer);
+        debug!(
+            "{}: bad request from {}: no Host",
+            session.frontend().name,
+            session.peer
+        );
         return Err(400);
     }
     let upgrade = http1::header_tokens(head.headers, "connection")
@@ -383,7 +450,11 @@ fn parse(session: &Session, client: &ClientStream, req: &Buffer) -> Result<Optio
     };
     let mut upstream_head = Vec::with_capacity(head.head_len + 128);
     rewrite::request(&mut upstream_head, &head, &forward);
-    let minor = if head.version == Version::Http10 { 0 } else { 1 };
+    let minor = if head.version == Version::Http10 {
+        0
+    } else {
+        1
+    };
     let mut line = format!("{} {} HTTP/1.{minor}", head.method, head.target);
     if line.len() > 1024 {
         let mut cut = 1024;
@@ -419,23 +490,22 @@ fn route(session: &Session, target: &str, host: Option<&[u8]>) -> Option<usize> 
         },
         None => (None, target),
     };
-    let host = target_host
-        .map(str::as_bytes)
-        .or(host)
-        .map(|h| {
-            let h = std::str::from_utf8(h).unwrap_or_default().trim();
-            // Without the port: `example.com:8443` is `example.com`.
-            let h = match h.rfind(':') {
-                Some(at) if !h.ends_with(']') => &h[..at],
-                _ => h,
-            };
-            h.to_ascii_lowercase()
-        });
+    let host = target_host.map(str::as_bytes).or(host).map(|h| {
+        let h = std::str::from_utf8(h).unwrap_or_default().trim();
+        // Without the port: `example.com:8443` is `example.com`.
+        let h = match h.rfind(':') {
+            Some(at) if !h.ends_with(']') => &h[..at],
+            _ => h,
+        };
+        h.to_ascii_lowercase()
+    });
     frontend
         .routes
         .iter()
         .find(|r| {
-            r.host.as_deref().is_none_or(|want| host.as_deref() == Some(want))
+            r.host
+                .as_deref()
+                .is_none_or(|want| host.as_deref() == Some(want))
                 && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
         })
         .map(|r| r.backend)
@@ -551,7 +621,11 @@ async fn send_request(
         .await
         .is_err()
     {
-        return Err(if connected.reused { Failed::RetryFresh } else { Failed::ServerClosed });
+        return Err(if connected.reused {
+            Failed::RetryFresh
+        } else {
+            Failed::ServerClosed
+        });
     }
     while !body.is_done() {
         match read_into(client, req, Instant::now() + client_timeout).await {
@@ -634,7 +708,10 @@ async fn stream_body(
                 }
             };
             if n > 0 {
-                if write_with_timeout(client, &res.filled()[..n], client_timeout).await.is_err() {
+                if write_with_timeout(client, &res.filled()[..n], client_timeout)
+                    .await
+                    .is_err()
+                {
                     streamed.failure = Some(*b"CD");
                     return streamed;
                 }
@@ -668,11 +745,20 @@ async fn stream_body(
 }
 
 /// Sends the proxy's own error response; the connection closes after it.
-async fn answer_error(session: &Session, client: &mut ClientStream, entry: &mut Entry, status: u16) {
+async fn answer_error(
+    session: &Session,
+    client: &mut ClientStream,
+    entry: &mut Entry,
+    status: u16,
+) {
     let response = rewrite::error_response(status);
     entry.status = Some(status);
     session.frontend_state().responses.count(status);
-    let limit = session.frontend().timeouts.client.min(Duration::from_secs(5));
+    let limit = session
+        .frontend()
+        .timeouts
+        .client
+        .min(Duration::from_secs(5));
     if write_with_timeout(client, &response, limit).await.is_ok() {
         entry.bytes_to_client += response.len() as u64;
     }
@@ -709,7 +795,11 @@ async fn dispatch_failed(
             };
             if let Some(backend) = session.backend_of(entry) {
                 entry.server = Some(session.server_name(backend, server));
-                debug!("{}/{}: {error}", session.proxy().config.backends[backend].name, session.server_name(backend, server));
+                debug!(
+                    "{}/{}: {error}",
+                    session.proxy().config.backends[backend].name,
+                    session.server_name(backend, server)
+                );
             }
         }
     }
@@ -726,6 +816,8 @@ async fn dispatch_failed(
 
 /// Counts a status for the backend and server (the frontend counts what the client gets).
 fn count_status(session: &Session, connected: &Connected, status: u16) {
-    session.proxy().backends[connected.slot.backend].responses.count(status);
+    session.proxy().backends[connected.slot.backend]
+        .responses
+        .count(status);
     connected.slot.state().responses.count(status);
 }

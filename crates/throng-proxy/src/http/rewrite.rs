@@ -17,7 +17,9 @@ const HOP_BY_HOP: [&str; 6] = [
 
 fn is_hop_by_hop(name: &str, listed: &[&[u8]]) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || listed.iter().any(|l| name.as_bytes().eq_ignore_ascii_case(l))
+        || listed
+            .iter()
+            .any(|l| name.as_bytes().eq_ignore_ascii_case(l))
 }
 
 fn version(v: Version) -> &'static str {
@@ -40,7 +42,13 @@ pub struct Forward {
 /// The request head for the server.
 pub fn request(out: &mut Vec<u8>, head: &RequestHead<'_, '_>, forward: &Forward) {
     let listed: Vec<&[u8]> = header_tokens(head.headers, "connection").collect();
-    let _ = write!(out, "{} {} {}\r\n", head.method, head.target, version(head.version));
+    let _ = write!(
+        out,
+        "{} {} {}\r\n",
+        head.method,
+        head.target,
+        version(head.version)
+    );
     for h in head.headers {
         if !is_hop_by_hop(h.name, &listed) {
             field(out, h.name, h.value);
@@ -86,7 +94,13 @@ pub fn response(
     then: ClientConnection,
 ) {
     let listed: Vec<&[u8]> = header_tokens(head.headers, "connection").collect();
-    let _ = write!(out, "{} {} {}\r\n", version(head.version), head.status, head.reason);
+    let _ = write!(
+        out,
+        "{} {} {}\r\n",
+        version(head.version),
+        head.status,
+        head.reason
+    );
     for h in head.headers {
         if !is_hop_by_hop(h.name, &listed) {
             field(out, h.name, h.value);
@@ -119,13 +133,28 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 pub fn error_response(status: u16) -> Vec<u8> {
     let (title, text) = match status {
         400 => ("400 Bad request", "Your browser sent an invalid request."),
-        408 => ("408 Request Time-out", "Your browser didn't send a complete request in time."),
+        408 => (
+            "408 Request Time-out",
+            "Your browser didn't send a complete request in time.",
+        ),
         414 => ("414 Request-URI Too Long", "The request line is too long."),
-        431 => ("431 Request Header Fields Too Large", "The request head is too large."),
-        502 => ("502 Bad Gateway", "The server returned an invalid or incomplete response."),
-        503 => ("503 Service Unavailable", "No server is available to handle this request."),
+        431 => (
+            "431 Request Header Fields Too Large",
+            "The request head is too large.",
+        ),
+        502 => (
+            "502 Bad Gateway",
+            "The server returned an invalid or incomplete response.",
+        ),
+        503 => (
+            "503 Service Unavailable",
+            "No server is available to handle this request.",
+        ),
         504 => ("504 Gateway Time-out", "The server didn't respond in time."),
-        _ => ("500 Internal Server Error", "An internal server error occurred."),
+        _ => (
+            "500 Internal Server Error",
+            "An internal server error occurred.",
+        ),
     };
     let body = format!("<html><body><h1>{title}</h1>\n{text}\n</body></html>\n");
     let mut out = Vec::with_capacity(body.len() + 160);
@@ -146,7 +175,9 @@ mod tests {
     fn requests_lose_hop_by_hop_fields_and_gain_forwarded_for() {
         let raw = b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\nKeep-Alive: 5\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
         let mut slots = header_slots();
-        let head = parse_request(raw, &mut slots, &Limits::default()).unwrap().unwrap();
+        let head = parse_request(raw, &mut slots, &Limits::default())
+            .unwrap()
+            .unwrap();
         let mut out = Vec::new();
         let forward = Forward {
             client: "127.0.0.9".parse().unwrap(),
@@ -166,7 +197,9 @@ mod tests {
     fn responses_say_when_the_connection_closes() {
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
         let mut slots = header_slots();
-        let head = parse_response(raw, &mut slots, &Limits::default(), false).unwrap().unwrap();
+        let head = parse_response(raw, &mut slots, &Limits::default(), false)
+            .unwrap()
+            .unwrap();
         let mut out = Vec::new();
         response(&mut out, &head, Version::Http11, ClientConnection::Close);
         assert_eq!(

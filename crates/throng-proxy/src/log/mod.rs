@@ -119,8 +119,8 @@ impl Output {
                 } else {
                     "[::]:0".parse().unwrap_or(*addr)
                 };
-                let socket = std::net::UdpSocket::bind(bind)
-                    .map_err(|e| format!("syslog socket: {e}"))?;
+                let socket =
+                    std::net::UdpSocket::bind(bind).map_err(|e| format!("syslog socket: {e}"))?;
                 Output::Syslog(socket, *addr)
             }
             LogTarget::Off => unreachable!("no writer for a log that is off"),

@@ -51,7 +51,11 @@ pub fn run(args: ProxyArgs) -> ExitCode {
             config.source,
             config.frontends.len(),
             config.backends.len(),
-            config.backends.iter().map(|b| b.servers.len()).sum::<usize>()
+            config
+                .backends
+                .iter()
+                .map(|b| b.servers.len())
+                .sum::<usize>()
         );
         return ExitCode::SUCCESS;
     }

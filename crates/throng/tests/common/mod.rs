@@ -1,6 +1,8 @@
 //! Starting and stopping real `throng` processes on loopback for integration tests.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
