@@ -7,14 +7,15 @@ the server sends, so that a finished response costs the server nothing on our ac
 """
 import argparse
 import asyncio
+import ssl
 import sys
 
 
-async def hold_one(host, port, source, request, counts, connect_gate):
+async def hold_one(host, port, source, request, counts, connect_gate, tls):
     async with connect_gate:
         try:
             reader, writer = await asyncio.open_connection(
-                host, port, local_addr=(source, 0) if source else None)
+                host, port, local_addr=(source, 0) if source else None, ssl=tls)
         except OSError as error:
             counts["failed"] += 1
             if counts["failed"] <= 5:
@@ -39,6 +40,7 @@ async def main():
     parser.add_argument("--header", action="append", default=[], help="extra request header")
     parser.add_argument("--source", help="source address to bind")
     parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--tls", action="store_true", help="TLS, certificate not checked")
     args = parser.parse_args()
 
     head = "GET / HTTP/1.1\r\nHost: %s\r\n" % args.host
@@ -46,7 +48,12 @@ async def main():
     request = (head + "\r\n").encode()
     counts = {"sent": 0, "failed": 0, "closed": 0}
     gate = asyncio.Semaphore(256)
-    tasks = [asyncio.create_task(hold_one(args.host, args.port, args.source, request, counts, gate))
+    tls = None
+    if args.tls:
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    tasks = [asyncio.create_task(hold_one(args.host, args.port, args.source, request, counts, gate, tls))
              for _ in range(args.n)]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.max_seconds

@@ -317,33 +317,54 @@ async fn start_session(
     };
     let client = match &config.tls {
         None => ClientStream::Plain(stream),
-        Some(tls) => {
-            let mut connection = match rustls::ServerConnection::new(Arc::clone(tls)) {
-                Ok(connection) => Box::new(connection),
-                Err(e) => {
-                    warn!("TLS: {e}");
-                    return;
-                }
-            };
-            let handshake = throng_net::tls::handshake(&stream, &mut connection);
-            match tokio::time::timeout(config.timeouts.handshake, handshake).await {
-                Ok(Ok(())) => state.tls_handshakes.fetch_add(1, Relaxed),
-                Ok(Err(e)) => {
-                    state.tls_failures.fetch_add(1, Relaxed);
-                    debug!("{}: TLS handshake with {peer} failed: {e:?}", config.name);
-                    return;
-                }
-                Err(_) => {
-                    state.tls_failures.fetch_add(1, Relaxed);
-                    debug!("{}: TLS handshake with {peer} timed out", config.name);
-                    return;
-                }
-            };
-            ClientStream::Tls(stream, connection)
-        }
+        // Boxed: the handshake's state lives for a moment, the session for hours.
+        Some(tls) => match Box::pin(handshake(&session, tls, stream)).await {
+            Some(client) => client,
+            None => return,
+        },
     };
     match config.mode {
         Mode::Http => http::serve(session, client).await,
-        Mode::Tcp => tcp::serve(session, client).await,
+        Mode::Tcp => Box::pin(tcp::serve(session, client)).await,
+    }
+}
+
+/// Completes the TLS handshake within the frontend's `timeout handshake`, counting the outcome.
+async fn handshake(
+    session: &Session,
+    tls: &Arc<rustls::ServerConfig>,
+    stream: tokio::net::TcpStream,
+) -> Option<ClientStream> {
+    let config = session.frontend();
+    let state = session.frontend_state();
+    let mut connection = match rustls::ServerConnection::new(Arc::clone(tls)) {
+        Ok(connection) => Box::new(connection),
+        Err(e) => {
+            warn!("TLS: {e}");
+            return None;
+        }
+    };
+    let handshake = throng_net::tls::handshake(&stream, &mut connection);
+    match tokio::time::timeout(config.timeouts.handshake, handshake).await {
+        Ok(Ok(())) => {
+            state.tls_handshakes.fetch_add(1, Relaxed);
+            Some(ClientStream::Tls(stream, connection))
+        }
+        Ok(Err(e)) => {
+            state.tls_failures.fetch_add(1, Relaxed);
+            debug!(
+                "{}: TLS handshake with {} failed: {e:?}",
+                config.name, session.peer
+            );
+            None
+        }
+        Err(_) => {
+            state.tls_failures.fetch_add(1, Relaxed);
+            debug!(
+                "{}: TLS handshake with {} timed out",
+                config.name, session.peer
+            );
+            None
+        }
     }
 }

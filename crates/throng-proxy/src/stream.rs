@@ -40,6 +40,32 @@ impl ClientStream {
         }
     }
 
+    /// Reads what is there without waiting: `WouldBlock` when nothing is, 0 at the end.
+    pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.try_read(buf),
+            ClientStream::Tls(socket, tls) => loop {
+                match tls.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+                // Nothing decrypted: take records from the socket (WouldBlock when none came).
+                if tls.read_tls(&mut Socket(socket))? == 0 {
+                    return Ok(0);
+                }
+                if let Err(error) = tls.process_new_packets() {
+                    let _ = tls.write_tls(&mut Socket(socket));
+                    return Err(tls_error(error));
+                }
+                if tls.wants_write() {
+                    let _ = tls.write_tls(&mut Socket(socket));
+                }
+            },
+        }
+    }
+
     /// Resolves when the client closes or fails; waits forever once it sends data instead (that
     /// data is for later, and stays where it is).
     pub async fn closed(&mut self) {

@@ -18,7 +18,7 @@ use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 use throng_net::http1::{self, BodyLength, BodyReader, Limits, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tracing::debug;
@@ -79,7 +79,10 @@ pub async fn serve(session: Session, mut client: ClientStream) {
         };
         let buffer = carried.take().unwrap_or_else(Buffer::take);
         let _busy = crate::session::Busy::new(&session.worker);
-        let next = Box::pin(exchange(&session, &mut client, buffer, started, wall)).await;
+        // Boxed, and in its own statement: an exchange's state exists only while a request is
+        // in progress, and the idle connection's task stays small.
+        let exchange = Box::pin(exchange(&session, &mut client, buffer, started, wall));
+        let next = exchange.await;
         match next {
             Next::KeepAlive(rest) => carried = rest,
             Next::Close => break,
@@ -116,7 +119,7 @@ struct Request {
 async fn exchange(
     session: &Session,
     client: &mut ClientStream,
-    mut req: Buffer,
+    req: Buffer,
     started: Instant,
     wall: SystemTime,
 ) -> Next {
@@ -126,8 +129,14 @@ async fn exchange(
 
     // R: the request head, within `timeout http-request`.
     let deadline = started + timeouts.http_request;
-    let request = loop {
-        match parse(session, client, &req) {
+    // Holds bytes from the client only while there are some: not while waiting for a response.
+    let mut req = Some(req);
+    let mut request = loop {
+        let Some(filled) = req.as_ref() else {
+            unreachable_state();
+            return Next::Close;
+        };
+        match parse(session, client, filled) {
             Ok(Some(request)) => break request,
             Ok(None) => {}
             Err(status) => {
@@ -141,7 +150,7 @@ async fn exchange(
         }
         match read_into(client, &mut req, deadline).await {
             Ok(n) if n > 0 => continue,
-            Ok(_) | Err(ReadFailure::Io) if req.is_empty() => return Next::Close,
+            Ok(_) | Err(ReadFailure::Io) if is_empty(&req) => return Next::Close,
             Ok(_) | Err(ReadFailure::Io) => {
                 entry.termination = *b"CR";
                 entry.request = "<BADREQ>".into();
@@ -164,13 +173,17 @@ async fn exchange(
     entry.t_request = Some(started.elapsed());
     entry.request = request.line.clone();
     // What goes to the server first: the head, and as much of the body as came with it.
-    req.consume(request.head_len);
     let mut body = BodyReader::new(request.body);
-    let mut first_flight = request.upstream_head.clone();
-    match body.feed(req.filled(), |_| {}) {
+    let mut first_flight = std::mem::take(&mut request.upstream_head);
+    let Some(buffer) = req.as_mut() else {
+        unreachable_state();
+        return Next::Close;
+    };
+    buffer.consume(request.head_len);
+    match body.feed(buffer.filled(), |_| {}) {
         Ok(n) => {
-            first_flight.extend_from_slice(&req.filled()[..n]);
-            req.consume(n);
+            first_flight.extend_from_slice(&buffer.filled()[..n]);
+            buffer.consume(n);
         }
         Err(error) => {
             debug!(
@@ -211,7 +224,7 @@ async fn exchange(
     // Q and C: a server slot and a connection; once more on a fresh connection when a reused
     // idle one turns out to be closed before it answered anything.
     let mut allow_reuse = true;
-    let (connected, mut res, response_started) = loop {
+    let (connected, res, response_started) = loop {
         let mut connected = match dispatch::connect(
             proxy,
             &session.worker.servers,
@@ -256,16 +269,24 @@ async fn exchange(
             }
         }
         // H: the response head, within `timeout server`; a client that leaves meanwhile ends it.
-        let mut res = Buffer::take();
+        // No buffer is held while the server thinks (the story's requests sleep for minutes).
+        if is_empty(&req) {
+            req = None;
+        }
+        if !connected.reused {
+            // Only a reused connection is retried: keep what it would resend, nothing else.
+            first_flight = Vec::new();
+        }
         let got = tokio::select! {
-            got = read_response_head(&mut connected.stream, &mut res, request.is_head, proxy.config.backends[backend].timeouts.server) => got,
+            got = read_response_head(&mut connected.stream, request.is_head, proxy.config.backends[backend].timeouts.server) => got,
             _ = client.closed() => Err(Failed::ClientGone(*b"CH")),
         };
         match got {
-            Ok(()) => break (connected, res, response_started),
+            Ok(res) => break (connected, res, response_started),
             Err(Failed::ServerClosed)
                 if connected.reused
                     && allow_reuse
+                    && !first_flight.is_empty()
                     && entry.bytes_from_client == first_flight.len() as u64 =>
             {
                 allow_reuse = false;
@@ -282,27 +303,23 @@ async fn exchange(
 
     // D: the response, head rewritten, body streamed as the server sends it.
     let mut connected = connected;
-    let mut slots = http1::header_slots();
-    let Ok(Some(head)) = http1::parse_response(res.filled(), &mut slots, &LIMITS, request.is_head)
-    else {
-        unreachable!("read_response_head returned a head that does not parse");
-    };
-    let status = head.status;
-    let upgrade = status == 101 && request.upgrade;
+    let mut res = Some(res);
     let stopping = proxy.stopping.load(Relaxed);
-    let then = if upgrade {
-        ClientConnection::Upgrade
-    } else if request.keep_alive && head.body != BodyLength::UntilClose && !stopping {
-        ClientConnection::KeepAlive
-    } else {
-        ClientConnection::Close
+    let Some(Head {
+        status,
+        then,
+        server_keep_alive,
+        response_body,
+        out,
+    }) = res
+        .as_mut()
+        .and_then(|res| client_head(res, &request, stopping))
+    else {
+        // read_response_head only returns a head that parses; this is not reached.
+        unreachable_state();
+        return Next::Close;
     };
-    let server_keep_alive = head.keep_alive && !upgrade;
-    let response_body = head.body;
-    let head_len = head.head_len;
-    let mut out = Vec::with_capacity(head_len + 64);
-    rewrite::response(&mut out, &head, request.version, then);
-    res.consume(head_len);
+    let upgrade = then == ClientConnection::Upgrade;
     entry.status = Some(status);
     count_status(session, &connected, status);
     session.frontend_state().responses.count(status);
@@ -321,29 +338,26 @@ async fn exchange(
     drop(out);
 
     if upgrade {
-        // Both ways now, under `timeout tunnel` (or the longer of client and server).
-        let mut pending = res.filled().to_vec();
-        if !pending.is_empty()
-            && write_with_timeout(client, &pending, client_timeout)
+        // Both ways now, under `timeout tunnel` (or the longer of client and server). First
+        // what each side sent early, after the heads.
+        if let Some(early) = res.take().filter(|b| !b.is_empty()) {
+            if write_with_timeout(client, early.filled(), client_timeout)
                 .await
                 .is_err()
-        {
-            entry.termination = *b"CD";
-            session.log(entry, started);
-            return Next::Close;
+            {
+                entry.termination = *b"CD";
+                session.log(entry, started);
+                return Next::Close;
+            }
+            entry.bytes_to_client += early.filled().len() as u64;
         }
-        entry.bytes_to_client += pending.len() as u64;
-        pending.clear();
-        drop(res);
-        if !req.is_empty() {
-            let early = req.filled().to_vec();
-            if connected.stream.write_all(&early).await.is_err() {
+        if let Some(early) = req.take().filter(|b| !b.is_empty()) {
+            if connected.stream.write_all(early.filled()).await.is_err() {
                 entry.termination = *b"SD";
                 session.log(entry, started);
                 return Next::Close;
             }
         }
-        drop(req);
         let idle = proxy.config.backends[backend]
             .timeouts
             .tunnel
@@ -388,7 +402,6 @@ async fn exchange(
         session.log(entry, started);
         return Next::Close;
     }
-    drop(res);
     let _ = client.flush().await;
 
     // Done: the server connection waits for the next request; the client's may carry one.
@@ -407,7 +420,7 @@ async fn exchange(
     drop(slot);
     session.log(entry, started);
     match then {
-        ClientConnection::KeepAlive => Next::KeepAlive((!req.is_empty()).then_some(req)),
+        ClientConnection::KeepAlive => Next::KeepAlive(req.filter(|b| !b.is_empty())),
         _ => Next::Close,
     }
 }
@@ -517,24 +530,117 @@ enum ReadFailure {
     Io,
 }
 
-/// Reads more into `buf` before `deadline`; 0 at the end of the stream.
-async fn read_into<R: AsyncRead + Unpin>(
+fn is_empty(buffer: &Option<Buffer>) -> bool {
+    buffer.as_ref().is_none_or(Buffer::is_empty)
+}
+
+/// A state the code's own logic rules out. Logged, never a panic: the connection just closes.
+fn unreachable_state() {
+    tracing::error!(
+        "internal error: an HTTP exchange reached a state it cannot be in; closing the connection"
+    );
+}
+
+/// A socket that can be waited on without a buffer, then read without waiting.
+trait Readable {
+    async fn ready(&mut self) -> io::Result<()>;
+    fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl Readable for TcpStream {
+    async fn ready(&mut self) -> io::Result<()> {
+        self.readable().await
+    }
+    fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.try_read(buf)
+    }
+}
+
+impl Readable for ClientStream {
+    async fn ready(&mut self) -> io::Result<()> {
+        self.readable().await
+    }
+    fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.try_read(buf)
+    }
+}
+
+/// Waits (holding no buffer) until `from` has bytes, then reads them into `buffer`, taking one
+/// from the pool if it has none; 0 at the end of the stream.
+async fn read_into<R: Readable>(
     from: &mut R,
-    buf: &mut Buffer,
+    buffer: &mut Option<Buffer>,
     deadline: Instant,
 ) -> Result<usize, ReadFailure> {
-    let spare = buf.spare();
-    if spare.is_empty() {
-        return Ok(0);
-    }
-    match timeout_at(deadline, from.read(spare)).await {
-        Err(_) => Err(ReadFailure::Timeout),
-        Ok(Err(_)) => Err(ReadFailure::Io),
-        Ok(Ok(n)) => {
-            buf.end += n;
-            Ok(n)
+    loop {
+        if is_empty(buffer) {
+            *buffer = None;
+            match timeout_at(deadline, from.ready()).await {
+                Err(_) => return Err(ReadFailure::Timeout),
+                Ok(Err(_)) => return Err(ReadFailure::Io),
+                Ok(Ok(())) => {}
+            }
+        }
+        let filled = buffer.get_or_insert_with(Buffer::take);
+        let spare = filled.spare();
+        if spare.is_empty() {
+            return Ok(0);
+        }
+        match from.try_read_now(spare) {
+            Ok(n) => {
+                filled.end += n;
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !filled.is_empty() {
+                    // Part of something is here already: wait with it.
+                    match timeout_at(deadline, from.ready()).await {
+                        Err(_) => return Err(ReadFailure::Timeout),
+                        Ok(Err(_)) => return Err(ReadFailure::Io),
+                        Ok(Ok(())) => {}
+                    }
+                }
+            }
+            Err(_) => return Err(ReadFailure::Io),
         }
     }
+}
+
+/// The response head as the client gets it, and what the exchange needs to know of it.
+struct Head {
+    status: u16,
+    then: ClientConnection,
+    server_keep_alive: bool,
+    response_body: BodyLength,
+    out: Vec<u8>,
+}
+
+/// Parses the response head at the start of `res`, consumes it and writes the client's version.
+fn client_head(res: &mut Buffer, request: &Request, stopping: bool) -> Option<Head> {
+    let mut slots = http1::header_slots();
+    let head = http1::parse_response(res.filled(), &mut slots, &LIMITS, request.is_head)
+        .ok()
+        .flatten()?;
+    let upgrade = head.status == 101 && request.upgrade;
+    let then = if upgrade {
+        ClientConnection::Upgrade
+    } else if request.keep_alive && head.body != BodyLength::UntilClose && !stopping {
+        ClientConnection::KeepAlive
+    } else {
+        ClientConnection::Close
+    };
+    let mut out = Vec::with_capacity(head.head_len + 64);
+    rewrite::response(&mut out, &head, request.version, then);
+    let parsed = Head {
+        status: head.status,
+        then,
+        server_keep_alive: head.keep_alive && !upgrade,
+        response_body: head.body,
+        out,
+    };
+    let head_len = head.head_len;
+    res.consume(head_len);
+    Some(parsed)
 }
 
 async fn write_with_timeout<W: AsyncWrite + Unpin>(
@@ -611,7 +717,7 @@ async fn send_request(
     connected: &mut Connected,
     first_flight: &[u8],
     body: &mut BodyReader,
-    req: &mut Buffer,
+    req: &mut Option<Buffer>,
     entry: &mut Entry,
 ) -> Result<(), Failed> {
     let backend = &session.proxy().config.backends[connected.slot.backend];
@@ -633,43 +739,48 @@ async fn send_request(
             Err(ReadFailure::Timeout) => return Err(Failed::ClientTimeout),
             Ok(_) => {}
         }
+        let Some(filled) = req.as_mut() else {
+            continue;
+        };
         let n = body
-            .feed(req.filled(), |_| {})
+            .feed(filled.filled(), |_| {})
             .map_err(|_| Failed::ClientGone(*b"PR"))?;
-        if write_with_timeout(&mut connected.stream, &req.filled()[..n], server_timeout)
+        if write_with_timeout(&mut connected.stream, &filled.filled()[..n], server_timeout)
             .await
             .is_err()
         {
             return Err(Failed::ServerClosed);
         }
         entry.bytes_from_client += n as u64;
-        req.consume(n);
+        filled.consume(n);
     }
     Ok(())
 }
 
-/// Reads the final response head into `res` (informational 1xx responses other than 101 are
-/// dropped: the proxy answered `Expect` itself).
+/// Reads the final response head (informational 1xx responses other than 101 are dropped: the
+/// proxy answered `Expect` itself). A buffer is taken only once the server sends something.
 async fn read_response_head(
     server: &mut TcpStream,
-    res: &mut Buffer,
     request_was_head: bool,
     limit: Duration,
-) -> Result<(), Failed> {
+) -> Result<Buffer, Failed> {
     let deadline = Instant::now() + limit;
+    let mut res: Option<Buffer> = None;
     loop {
-        let mut slots = http1::header_slots();
-        match http1::parse_response(res.filled(), &mut slots, &LIMITS, request_was_head) {
-            Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
-                let len = head.head_len;
-                res.consume(len);
-                continue;
+        if let Some(filled) = res.as_mut() {
+            let mut slots = http1::header_slots();
+            match http1::parse_response(filled.filled(), &mut slots, &LIMITS, request_was_head) {
+                Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                    let len = head.head_len;
+                    filled.consume(len);
+                    continue;
+                }
+                Ok(Some(_)) => return res.ok_or(Failed::BadResponse),
+                Ok(None) => {}
+                Err(_) => return Err(Failed::BadResponse),
             }
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) => {}
-            Err(_) => return Err(Failed::BadResponse),
         }
-        match read_into(server, res, deadline).await {
+        match read_into(server, &mut res, deadline).await {
             Ok(0) | Err(ReadFailure::Io) => return Err(Failed::ServerClosed),
             Ok(_) => {}
             Err(ReadFailure::Timeout) => return Err(Failed::ServerTimeout),
@@ -688,7 +799,7 @@ struct Streamed {
 async fn stream_body(
     server: &mut TcpStream,
     client: &mut ClientStream,
-    res: &mut Buffer,
+    res: &mut Option<Buffer>,
     reader: &mut BodyReader,
     server_timeout: Duration,
     client_timeout: Duration,
@@ -699,7 +810,7 @@ async fn stream_body(
         extra: false,
     };
     loop {
-        if !res.is_empty() {
+        if let Some(res) = res.as_mut().filter(|b| !b.is_empty()) {
             let n = match reader.feed(res.filled(), |_| {}) {
                 Ok(n) => n,
                 Err(_) => {
