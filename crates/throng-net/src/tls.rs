@@ -294,8 +294,9 @@ pub async fn handshake<D>(
 ) -> Result<(), TlsFailure> {
     while tls.is_handshaking() {
         flush(stream, tls).await?;
-        if tls.is_handshaking() && tls.wants_read() {
-            receive(stream, tls).await?;
+        // A peer that closes mid-handshake ends it: waiting again would spin on the closed socket.
+        if tls.is_handshaking() && tls.wants_read() && !receive(stream, tls).await? {
+            return Err(TlsFailure::Io(io::ErrorKind::UnexpectedEof.into()));
         }
     }
     flush(stream, tls).await?;
@@ -392,6 +393,27 @@ mod tests {
         assert!(client_config(&options)
             .unwrap_err()
             .contains("/no/such/roots.pem"));
+    }
+
+    /// A client that connects and leaves: the server's handshake ends at once with an error
+    /// (it used to spin on the closed socket until its timeout).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_peer_closing_mid_handshake_ends_it() {
+        let (cert_pem, key_pem) = self_signed(&["localhost"]).unwrap();
+        let certs = parse_certs(cert_pem.as_bytes()).unwrap();
+        let key = parse_key(key_pem.as_bytes()).unwrap();
+        let server = server_config(certs, key, &[], &[]).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(TcpStream::connect(addr).await.unwrap());
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn = rustls::ServerConnection::new(server).unwrap();
+        let ended = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            handshake(&stream, &mut conn),
+        )
+        .await;
+        assert!(matches!(ended, Ok(Err(TlsFailure::Io(_)))), "{ended:?}");
     }
 
     /// A real handshake over loopback, once full and once resumed, then with resumption off.
