@@ -13,7 +13,7 @@
 # The proxy's CPU time comes from /proc/PID/stat (user + system), so the clients' and pong's
 # share of the two cores does not count.
 # Usage: bench/proxy.sh   (HOLD=8000 BASE=1000 HANDSHAKES=4000 KEEPALIVE_SECONDS=10 THREADS=2,
-#        MODES="memory handshakes keepalive", PROXIES="throng haproxy")
+#        MODES="memory handshakes keepalive", PROXIES="throng haproxy", BACKEND=pong|nginx)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,8 @@ KEEPALIVE_SECONDS=${KEEPALIVE_SECONDS:-10}
 THREADS=${THREADS:-2}
 MODES=${MODES:-"memory handshakes keepalive"}
 PROXIES=${PROXIES:-"throng haproxy"}
+# BACKEND=nginx puts nginx behind the proxies instead of throng pong (no held requests then).
+BACKEND=${BACKEND:-pong}
 out=bench/out/proxy
 mkdir -p "$out"
 
@@ -60,7 +62,30 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
 
 pong_port=$(free_port)
-"$throng" pong --listen "127.0.0.1:$pong_port" --threads 1 > "$out/pong.log" 2>&1 &
+if [ "$BACKEND" = nginx ]; then
+    # nginx answering `pong` from memory: the backend costs less than pong's chunked answers.
+    mkdir -p "$work/nginx"
+    cat > "$work/nginx.conf" <<NGINX
+master_process off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 10000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    server { listen 127.0.0.1:$pong_port; location / { return 200 "pong"; } }
+}
+NGINX
+    nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx.conf" -g "daemon off;" > "$out/nginx.log" 2>&1 &
+else
+    "$throng" pong --listen "127.0.0.1:$pong_port" --threads 1 > "$out/pong.log" 2>&1 &
+fi
 pids+=($!)
 wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$pong_port" 2>/dev/null
 

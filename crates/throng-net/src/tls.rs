@@ -260,7 +260,7 @@ pub struct Socket<'a>(pub &'a TcpStream);
 
 impl Read for Socket<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
+        crate::sockets::read_now(self.0, buf)
     }
 }
 

@@ -43,7 +43,7 @@ impl ClientStream {
     /// Reads what is there without waiting: `WouldBlock` when nothing is, 0 at the end.
     pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            ClientStream::Plain(s) => s.try_read(buf),
+            ClientStream::Plain(s) => throng_net::sockets::read_now(s, buf),
             ClientStream::Tls(socket, tls) => loop {
                 match tls.reader().read(buf) {
                     Ok(n) => return Ok(n),

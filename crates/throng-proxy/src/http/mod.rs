@@ -552,7 +552,7 @@ impl Readable for TcpStream {
         self.readable().await
     }
     fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.try_read(buf)
+        throng_net::sockets::read_now(self, buf)
     }
 }
 
