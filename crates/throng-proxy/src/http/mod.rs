@@ -326,6 +326,30 @@ async fn exchange(
 
     let client_timeout = session.frontend().timeouts.client;
     let server_timeout = proxy.config.backends[backend].timeouts.server;
+    // The head and the body that came with it leave in one write: one send (one TLS record)
+    // for a small response, not two.
+    let mut out = out;
+    let mut reader = BodyReader::new(response_body);
+    if !upgrade {
+        if let Some(arrived) = res.as_mut().filter(|b| !b.is_empty()) {
+            match reader.feed(arrived.filled(), |_| {}) {
+                Ok(n) => {
+                    out.extend_from_slice(&arrived.filled()[..n]);
+                    arrived.consume(n);
+                }
+                Err(_) => {
+                    entry.termination = *b"PD";
+                    connected
+                        .slot
+                        .state()
+                        .response_failures
+                        .fetch_add(1, Relaxed);
+                    session.log(entry, started);
+                    return Next::Close;
+                }
+            }
+        }
+    }
     if write_with_timeout(client, &out, client_timeout)
         .await
         .is_err()
@@ -376,7 +400,6 @@ async fn exchange(
         return Next::Close;
     }
 
-    let mut reader = BodyReader::new(response_body);
     let streamed = stream_body(
         &mut connected.stream,
         client,
