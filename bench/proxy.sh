@@ -10,7 +10,8 @@
 #      HANDSHAKES of them, 16 at a time;
 #   3. keep-alive requests per CPU-second of the proxy, plain and TLS: wrk, 1 thread, 50
 #      connections, KEEPALIVE_SECONDS each.
-# The proxy's CPU time comes from /proc/PID/stat (user + system), so the clients' and pong's
+# Each proxy gets a fresh backend, and the memory run comes last (it leaves thousands of requests
+# sleeping in pong). The proxy's CPU time comes from /proc/PID/stat (user + system), so the clients' and pong's
 # share of the two cores does not count.
 # Usage: bench/proxy.sh   (HOLD=8000 BASE=1000 HANDSHAKES=4000 KEEPALIVE_SECONDS=10 THREADS=2,
 #        MODES="memory handshakes keepalive", PROXIES="throng haproxy", BACKEND=pong|nginx)
@@ -61,11 +62,13 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
 cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
 
-pong_port=$(free_port)
-if [ "$BACKEND" = nginx ]; then
-    # nginx answering `pong` from memory: the backend costs less than pong's chunked answers.
-    mkdir -p "$work/nginx"
-    cat > "$work/nginx.conf" <<NGINX
+# start_backend: a fresh backend for each proxy (pong keeps the last run's sleeping requests).
+start_backend() {
+    pong_port=$(free_port)
+    if [ "$BACKEND" = nginx ]; then
+        # nginx answering `pong` from memory: the backend costs less than pong's chunked answers.
+        mkdir -p "$work/nginx"
+        cat > "$work/nginx.conf" <<NGINX
 master_process off;
 worker_processes 1;
 pid $work/nginx.pid;
@@ -82,12 +85,14 @@ http {
     server { listen 127.0.0.1:$pong_port; location / { return 200 "pong"; } }
 }
 NGINX
-    nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx.conf" -g "daemon off;" > "$out/nginx.log" 2>&1 &
-else
-    "$throng" pong --listen "127.0.0.1:$pong_port" --threads 1 > "$out/pong.log" 2>&1 &
-fi
-pids+=($!)
-wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$pong_port" 2>/dev/null
+        nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx.conf" -g "daemon off;" > "$out/nginx.log" 2>&1 &
+    else
+        "$throng" pong --listen "127.0.0.1:$pong_port" --threads 1 > "$out/pong.log" 2>&1 &
+    fi
+    pids+=($!)
+    backend_pid=$!
+    wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$pong_port" 2>/dev/null
+}
 
 # start_proxy NAME PLAIN_PORT TLS_PORT: starts it, sets proxy_pid.
 start_proxy() {
@@ -165,29 +170,10 @@ hold() {
 }
 
 for proxy in $PROXIES; do
+    start_backend
     plain=$(free_port)
     tls=$(free_port)
     start_proxy "$proxy" "$plain" "$tls"
-
-    if [[ " $MODES " == *" memory "* ]]; then
-        holders=()
-        hold "$tls" "$BASE"
-        wait_for 120 at_least "$tls" "$BASE"
-        sleep 2
-        rss_base=$(rss_kib "$proxy_pid")
-        slab_base=$(slab_kib)
-        hold "$tls" $((HOLD - BASE))
-        wait_for 300 at_least "$tls" "$HOLD"
-        sleep 2
-        rss_hold=$(rss_kib "$proxy_pid")
-        slab_hold=$(slab_kib)
-        held=$(established_at "$tls")
-        per_conn=$(( (rss_hold - rss_base) * 1024 / (HOLD - BASE) ))
-        kernel=$(( (slab_hold - slab_base) * 1024 / (HOLD - BASE) ))
-        echo "$proxy memory: held=$held rss_base=${rss_base}KiB rss_hold=${rss_hold}KiB per_connection=${per_conn}B kernel_slab_per_connection=${kernel}B"
-        for pid in "${holders[@]}"; do kill "$pid" 2>/dev/null || true; done
-        wait_for 120 none_at "$tls" || true
-    fi
 
     if [[ " $MODES " == *" handshakes "* ]]; then
         before=$(cpu_ticks "$proxy_pid")
@@ -212,6 +198,27 @@ for proxy in $PROXIES; do
             echo "$proxy keep-alive $scheme: requests=$requests proxy_cpu=${cpu}s per_cpu_second=$(python3 -c "print(round($requests / max($cpu, 0.01)))") $errors"
         done
     fi
+    if [[ " $MODES " == *" memory "* ]]; then
+        holders=()
+        hold "$tls" "$BASE"
+        wait_for 120 at_least "$tls" "$BASE"
+        sleep 2
+        rss_base=$(rss_kib "$proxy_pid")
+        slab_base=$(slab_kib)
+        hold "$tls" $((HOLD - BASE))
+        wait_for 300 at_least "$tls" "$HOLD"
+        sleep 2
+        rss_hold=$(rss_kib "$proxy_pid")
+        slab_hold=$(slab_kib)
+        held=$(established_at "$tls")
+        per_conn=$(( (rss_hold - rss_base) * 1024 / (HOLD - BASE) ))
+        kernel=$(( (slab_hold - slab_base) * 1024 / (HOLD - BASE) ))
+        echo "$proxy memory: held=$held rss_base=${rss_base}KiB rss_hold=${rss_hold}KiB per_connection=${per_conn}B kernel_slab_per_connection=${kernel}B"
+        for pid in "${holders[@]}"; do kill "$pid" 2>/dev/null || true; done
+        wait_for 120 none_at "$tls" || true
+    fi
+
     stop_proxy
+    kill -9 "$backend_pid" 2>/dev/null || true
 done
 rm -rf "$work"

@@ -3,8 +3,9 @@
 
 use std::cell::RefCell;
 
-/// One buffer: room for a whole request head at the default limit.
-pub const SIZE: usize = 16 * 1024;
+/// One buffer: room for a whole TLS record (16 KiB of plaintext and its framing) and a whole
+/// request head at the default limit; 20 KiB is also one of jemalloc's size classes.
+pub const SIZE: usize = 20 * 1024;
 /// Buffers a thread keeps for reuse; more are freed when given back.
 const KEPT: usize = 256;
 
@@ -33,6 +34,11 @@ impl Buffer {
 
     pub fn filled(&self) -> &[u8] {
         &self.all()[self.start..self.end]
+    }
+
+    pub fn filled_mut(&mut self) -> &mut [u8] {
+        let (start, end) = (self.start, self.end);
+        &mut self.all_mut()[start..end]
     }
 
     pub fn is_empty(&self) -> bool {

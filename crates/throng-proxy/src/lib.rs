@@ -24,6 +24,7 @@ pub mod session;
 pub mod state;
 pub mod stream;
 pub mod tcp;
+pub mod tls;
 
 pub use config::{load, parse, Config, ConfigError};
 pub use server::run;

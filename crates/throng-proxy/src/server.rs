@@ -337,14 +337,14 @@ async fn handshake(
 ) -> Option<ClientStream> {
     let config = session.frontend();
     let state = session.frontend_state();
-    let mut connection = match rustls::ServerConnection::new(Arc::clone(tls)) {
+    let mut connection = match crate::tls::Tls::new(Arc::clone(tls)) {
         Ok(connection) => Box::new(connection),
         Err(e) => {
             warn!("TLS: {e}");
             return None;
         }
     };
-    let handshake = throng_net::tls::handshake(&stream, &mut connection);
+    let handshake = connection.handshake(&stream);
     match tokio::time::timeout(config.timeouts.handshake, handshake).await {
         Ok(Ok(())) => {
             state.tls_handshakes.fetch_add(1, Relaxed);

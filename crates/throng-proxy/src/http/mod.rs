@@ -23,9 +23,9 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tracing::debug;
 
-/// The request head limits: 16 KiB (one buffer) and 100 fields, as `throng pong`.
+/// The request head limits: 16 KiB and 100 fields, as `throng pong`.
 const LIMITS: Limits = Limits {
-    max_head_bytes: crate::buffers::SIZE,
+    max_head_bytes: 16 * 1024,
     max_headers: 100,
 };
 
