@@ -25,16 +25,11 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(..))
     }
 
-    /// Waits until reading would not wait: data, or the end of the stream.
-    pub async fn readable(&mut self) -> io::Result<()> {
+    /// Whether bytes can be read without waiting for the socket (TLS has some decrypted).
+    pub fn has_pending(&mut self) -> io::Result<bool> {
         match self {
-            ClientStream::Plain(s) => s.readable().await,
-            ClientStream::Tls(s, tls) => {
-                if tls.has_readable()? {
-                    return Ok(());
-                }
-                s.readable().await
-            }
+            ClientStream::Plain(_) => Ok(false),
+            ClientStream::Tls(_, tls) => tls.has_readable(),
         }
     }
 
@@ -43,22 +38,6 @@ impl ClientStream {
         match self {
             ClientStream::Plain(s) => throng_net::sockets::read_now(s, buf),
             ClientStream::Tls(socket, tls) => tls.try_read(socket, buf),
-        }
-    }
-
-    /// Resolves when the client closes or fails; waits forever once it sends data instead (that
-    /// data is for later, and stays where it is).
-    pub async fn closed(&mut self) {
-        let mut probe = [0u8; 1];
-        loop {
-            let socket = self.socket();
-            if socket.readable().await.is_err() {
-                return;
-            }
-            match socket.peek(&mut probe).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => std::future::pending::<()>().await,
-            }
         }
     }
 }

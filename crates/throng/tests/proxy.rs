@@ -736,3 +736,30 @@ fn json_log_lines_and_forwarded_header() {
     assert_eq!(value["termination"], "--");
     assert_eq!(value["backend"], "app");
 }
+
+#[test]
+fn a_client_that_leaves_while_the_server_thinks_ends_the_exchange() {
+    let hanging = hanging_backend();
+    let dir = Dir::new("leaves");
+    let proxy = Proxy::start(
+        &dir,
+        &http_config(
+            "roundrobin",
+            &servers_list(&[hanging.addr]),
+            "timeout = { server = \"30s\" }",
+        ),
+    );
+    let mut client = connect(proxy.addr("web"));
+    client
+        .write_all(b"GET /leaving HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_until(|| (hanging.accepted.load(std::sync::atomic::Ordering::Relaxed) == 1).then_some(()));
+    drop(client);
+    // Logged at once as CH (client left while waiting for the response head), not after 30 s.
+    let line = proxy.wait_for_line(&["\"GET /leaving HTTP/1.1\"", "CH--"]);
+    assert!(line.contains(" -1 "), "nothing was answered: {line}");
+    assert_eq!(
+        proxy.metric("throng_proxy_backend_current_sessions{backend=\"app\"}"),
+        0.0
+    );
+}

@@ -14,13 +14,14 @@ use crate::relay::{self, Ending};
 use crate::session::Session;
 use crate::stream::ClientStream;
 use rewrite::{ClientConnection, Forward};
+use std::future::Future;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 use throng_net::http1::{self, BodyLength, BodyReader, Limits, Version};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 use tracing::debug;
 
 /// The request head limits: 16 KiB and 100 fields, as `throng pong`.
@@ -43,28 +44,17 @@ pub async fn serve(session: Session, mut client: ClientStream) {
             } else {
                 timeouts.http_keep_alive
             };
-            let mut stop = session.worker.stop.clone();
-            let waited = tokio::select! {
-                waited = tokio::time::timeout(wait, client.readable()) => waited,
-                _ = stop.wait_for(|stopping| *stopping) => break,
-            };
-            match waited {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break,
-                Err(_) if first => {
+            // No need to watch for a stop here: a stopping worker drops its idle sessions.
+            match wait_readable(&mut client, Instant::now() + wait).await {
+                Ok(()) => {}
+                Err(ReadFailure::Io) => break,
+                Err(ReadFailure::Timeout) if first => {
                     // Connected, never asked: slowloris or a stuck client (HAProxy: 408, cR).
-                    let mut entry = session.entry(SystemTime::now());
-                    entry.termination = *b"cR";
-                    session
-                        .frontend_state()
-                        .request_timeouts
-                        .fetch_add(1, Relaxed);
-                    answer_error(&session, &mut client, &mut entry, 408).await;
-                    session.log(entry, session.accepted_at);
+                    Box::pin(refuse_silent_client(&session, &mut client)).await;
                     break;
                 }
                 // An idle keep-alive connection timing out is not worth a line, as in HAProxy.
-                Err(_) => break,
+                Err(ReadFailure::Timeout) => break,
             }
         }
         let started = if first {
@@ -93,6 +83,18 @@ pub async fn serve(session: Session, mut client: ClientStream) {
         first = false;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
+}
+
+/// Answers 408 to a client that connected and sent nothing within `timeout http-request`.
+async fn refuse_silent_client(session: &Session, client: &mut ClientStream) {
+    let mut entry = session.entry(SystemTime::now());
+    entry.termination = *b"cR";
+    session
+        .frontend_state()
+        .request_timeouts
+        .fetch_add(1, Relaxed);
+    answer_error(session, client, &mut entry, 408).await;
+    session.log(entry, session.accepted_at);
 }
 
 enum Next {
@@ -143,7 +145,7 @@ async fn exchange(
                 entry.termination = *b"PR";
                 session.frontend_state().bad_requests.fetch_add(1, Relaxed);
                 entry.request = "<BADREQ>".into();
-                answer_error(session, client, &mut entry, status).await;
+                Box::pin(answer_error(session, client, &mut entry, status)).await;
                 session.log(entry, started);
                 return Next::Close;
             }
@@ -164,7 +166,7 @@ async fn exchange(
                     .frontend_state()
                     .request_timeouts
                     .fetch_add(1, Relaxed);
-                answer_error(session, client, &mut entry, 408).await;
+                Box::pin(answer_error(session, client, &mut entry, 408)).await;
                 session.log(entry, started);
                 return Next::Close;
             }
@@ -193,7 +195,7 @@ async fn exchange(
             );
             entry.termination = *b"PR";
             session.frontend_state().bad_requests.fetch_add(1, Relaxed);
-            answer_error(session, client, &mut entry, 400).await;
+            Box::pin(answer_error(session, client, &mut entry, 400)).await;
             session.log(entry, started);
             return Next::Close;
         }
@@ -203,7 +205,7 @@ async fn exchange(
     let Some(backend) = request.backend else {
         // No route matched and there is no default backend.
         entry.termination = *b"PR";
-        answer_error(session, client, &mut entry, 503).await;
+        Box::pin(answer_error(session, client, &mut entry, 503)).await;
         session.log(entry, started);
         return Next::Close;
     };
@@ -225,18 +227,19 @@ async fn exchange(
     // idle one turns out to be closed before it answered anything.
     let mut allow_reuse = true;
     let (connected, res, response_started) = loop {
-        let mut connected = match dispatch::connect(
+        // Steps that do not wait long are boxed, each in its own statement: the exchange's own
+        // state is then what a request waiting minutes for its response needs, little more.
+        let connecting = Box::pin(dispatch::connect(
             proxy,
             &session.worker.servers,
             backend,
             session.peer.ip(),
             allow_reuse,
-        )
-        .await
-        {
+        ));
+        let mut connected = match connecting.await {
             Ok(connected) => connected,
             Err(error) => {
-                dispatch_failed(session, client, &mut entry, error).await;
+                Box::pin(dispatch_failed(session, client, &mut entry, error)).await;
                 session.log(entry, started);
                 return Next::Close;
             }
@@ -245,7 +248,7 @@ async fn exchange(
         entry.t_queue = Some(connected.queued);
         entry.t_connect = Some(connected.connecting);
         entry.retries = connected.retries;
-        let sent = send_request(
+        let sending = Box::pin(send_request(
             session,
             client,
             &mut connected,
@@ -253,8 +256,8 @@ async fn exchange(
             &mut body,
             &mut req,
             &mut entry,
-        )
-        .await;
+        ));
+        let sent = sending.await;
         let response_started = Instant::now();
         match sent {
             Ok(()) => {}
@@ -263,7 +266,7 @@ async fn exchange(
                 continue;
             }
             Err(failed) => {
-                failed.settle(session, client, &mut entry, &connected).await;
+                Box::pin(failed.settle(session, client, &mut entry, &connected)).await;
                 session.log(entry, started);
                 return Next::Close;
             }
@@ -277,10 +280,13 @@ async fn exchange(
             // Only a reused connection is retried: keep what it would resend, nothing else.
             first_flight = Vec::new();
         }
-        let got = tokio::select! {
-            got = read_response_head(&mut connected.stream, request.is_head, proxy.config.backends[backend].timeouts.server) => got,
-            _ = client.closed() => Err(Failed::ClientGone(*b"CH")),
-        };
+        let got = read_response_head(
+            &connected.stream,
+            client.socket(),
+            request.is_head,
+            proxy.config.backends[backend].timeouts.server,
+        )
+        .await;
         match got {
             Ok(res) => break (connected, res, response_started),
             Err(Failed::ServerClosed)
@@ -293,7 +299,7 @@ async fn exchange(
                 continue;
             }
             Err(failed) => {
-                failed.settle(session, client, &mut entry, &connected).await;
+                Box::pin(failed.settle(session, client, &mut entry, &connected)).await;
                 session.log(entry, started);
                 return Next::Close;
             }
@@ -350,10 +356,8 @@ async fn exchange(
             }
         }
     }
-    if write_with_timeout(client, &out, client_timeout)
-        .await
-        .is_err()
-    {
+    let writing = Box::pin(write_with_timeout(client, &out, client_timeout));
+    if writing.await.is_err() {
         entry.termination = *b"CD";
         session.log(entry, started);
         return Next::Close;
@@ -386,7 +390,8 @@ async fn exchange(
             .timeouts
             .tunnel
             .unwrap_or(client_timeout.max(server_timeout));
-        let tunnel = relay::run(client, &mut connected.stream, idle).await;
+        let tunnel = Box::pin(relay::run(client, &mut connected.stream, idle));
+        let tunnel = tunnel.await;
         entry.bytes_to_client += tunnel.to_client;
         entry.bytes_from_client += tunnel.to_server;
         entry.termination = match tunnel.ending {
@@ -400,15 +405,15 @@ async fn exchange(
         return Next::Close;
     }
 
-    let streamed = stream_body(
+    let streaming = Box::pin(stream_body(
         &mut connected.stream,
         client,
         &mut res,
         &mut reader,
         server_timeout,
         client_timeout,
-    )
-    .await;
+    ));
+    let streamed = streaming.await;
     entry.bytes_to_client += streamed.bytes;
     session.count_bytes(&connected, entry.bytes_from_client, entry.bytes_to_client);
     if let Some(termination) = streamed.failure {
@@ -566,13 +571,18 @@ fn unreachable_state() {
 
 /// A socket that can be waited on without a buffer, then read without waiting.
 trait Readable {
-    async fn ready(&mut self) -> io::Result<()>;
+    fn socket(&self) -> &TcpStream;
+    /// Whether bytes can be read without waiting for the socket (TLS has some decrypted).
+    fn has_pending(&mut self) -> io::Result<bool>;
     fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize>;
 }
 
 impl Readable for TcpStream {
-    async fn ready(&mut self) -> io::Result<()> {
-        self.readable().await
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+    fn has_pending(&mut self) -> io::Result<bool> {
+        Ok(false)
     }
     fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         throng_net::sockets::read_now(self, buf)
@@ -580,12 +590,43 @@ impl Readable for TcpStream {
 }
 
 impl Readable for ClientStream {
-    async fn ready(&mut self) -> io::Result<()> {
-        self.readable().await
+    fn socket(&self) -> &TcpStream {
+        ClientStream::socket(self)
+    }
+    fn has_pending(&mut self) -> io::Result<bool> {
+        ClientStream::has_pending(self)
     }
     fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.try_read(buf)
     }
+}
+
+/// Waits until the socket is readable or the deadline passes. The wait lives in the socket's
+/// readiness slot: no future per wait beyond the timer.
+async fn wait_socket(
+    socket: &TcpStream,
+    mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Result<(), ReadFailure> {
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(ready) = socket.poll_read_ready(cx) {
+            return std::task::Poll::Ready(ready.map_err(|_| ReadFailure::Io));
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(ReadFailure::Timeout));
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Waits until `from` has something to read, or `deadline`.
+async fn wait_readable<R: Readable>(from: &mut R, deadline: Instant) -> Result<(), ReadFailure> {
+    if from.has_pending().map_err(|_| ReadFailure::Io)? {
+        return Ok(());
+    }
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
+    wait_socket(from.socket(), sleep).await
 }
 
 /// Waits (holding no buffer) until `from` has bytes, then reads them into `buffer`, taking one
@@ -595,14 +636,14 @@ async fn read_into<R: Readable>(
     buffer: &mut Option<Buffer>,
     deadline: Instant,
 ) -> Result<usize, ReadFailure> {
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
     loop {
         if is_empty(buffer) {
             *buffer = None;
-            match timeout_at(deadline, from.ready()).await {
-                Err(_) => return Err(ReadFailure::Timeout),
-                Ok(Err(_)) => return Err(ReadFailure::Io),
-                Ok(Ok(())) => {}
-            }
+        }
+        if !from.has_pending().map_err(|_| ReadFailure::Io)? {
+            wait_socket(from.socket(), sleep.as_mut()).await?;
         }
         let filled = buffer.get_or_insert_with(Buffer::take);
         let spare = filled.spare();
@@ -614,16 +655,7 @@ async fn read_into<R: Readable>(
                 filled.end += n;
                 return Ok(n);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !filled.is_empty() {
-                    // Part of something is here already: wait with it.
-                    match timeout_at(deadline, from.ready()).await {
-                        Err(_) => return Err(ReadFailure::Timeout),
-                        Ok(Err(_)) => return Err(ReadFailure::Io),
-                        Ok(Ok(())) => {}
-                    }
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return Err(ReadFailure::Io),
         }
     }
@@ -783,11 +815,14 @@ async fn send_request(
 /// Reads the final response head (informational 1xx responses other than 101 are dropped: the
 /// proxy answered `Expect` itself). A buffer is taken only once the server sends something.
 async fn read_response_head(
-    server: &mut TcpStream,
+    server: &TcpStream,
+    client: &TcpStream,
     request_was_head: bool,
     limit: Duration,
 ) -> Result<Buffer, Failed> {
-    let deadline = Instant::now() + limit;
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    let mut watch_client = true;
     let mut res: Option<Buffer> = None;
     loop {
         if let Some(filled) = res.as_mut() {
@@ -803,12 +838,54 @@ async fn read_response_head(
                 Err(_) => return Err(Failed::BadResponse),
             }
         }
-        match read_into(server, &mut res, deadline).await {
-            Ok(0) | Err(ReadFailure::Io) => return Err(Failed::ServerClosed),
-            Ok(_) => {}
-            Err(ReadFailure::Timeout) => return Err(Failed::ServerTimeout),
+        if is_empty(&res) {
+            res = None;
+        }
+        wait_for_server(server, client, &mut watch_client, deadline.as_mut()).await?;
+        let filled = res.get_or_insert_with(Buffer::take);
+        let spare = filled.spare();
+        if spare.is_empty() {
+            return Err(Failed::BadResponse);
+        }
+        match throng_net::sockets::read_now(server, spare) {
+            Ok(0) => return Err(Failed::ServerClosed),
+            Ok(n) => filled.end += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Err(Failed::ServerClosed),
         }
     }
+}
+
+/// Waits until the server has something to read, with no buffer and no future of its own per
+/// socket: the wait registers in the sockets' readiness slots. A client that closes meanwhile
+/// ends the wait (`CH`); one that sends data is left alone (that data is for later).
+async fn wait_for_server(
+    server: &TcpStream,
+    client: &TcpStream,
+    watch_client: &mut bool,
+    mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Result<(), Failed> {
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(ready) = server.poll_read_ready(cx) {
+            return std::task::Poll::Ready(ready.map_err(|_| Failed::ServerClosed));
+        }
+        if *watch_client && client.poll_read_ready(cx).is_ready() {
+            let mut probe = [0u8; 1];
+            let mut probe = tokio::io::ReadBuf::new(&mut probe);
+            match client.poll_peek(cx, &mut probe) {
+                std::task::Poll::Ready(Ok(0)) | std::task::Poll::Ready(Err(_)) => {
+                    return std::task::Poll::Ready(Err(Failed::ClientGone(*b"CH")))
+                }
+                std::task::Poll::Ready(Ok(_)) => *watch_client = false,
+                std::task::Poll::Pending => {}
+            }
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(Failed::ServerTimeout));
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 struct Streamed {
