@@ -763,3 +763,46 @@ fn a_client_that_leaves_while_the_server_thinks_ends_the_exchange() {
         0.0
     );
 }
+
+#[test]
+fn throng_attack_speaks_tls_to_the_proxy_with_rustls() {
+    let pong = Pong::start(&[]);
+    let dir = Dir::new("rustls-client");
+    let config = format!(
+        "{GLOBAL}\n[frontends.secure]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\ntls = {{ self_signed = [\"localhost\"] }}\n\n\
+         [backends.app]\nservers = [{}]\n",
+        servers_list(&[pong.addr()])
+    );
+    let proxy = Proxy::start(&dir, &config);
+    let results = dir.path("results.bin");
+    let mut child = throng()
+        .args([
+            "attack",
+            "-rate=100",
+            "-duration=1s",
+            "-insecure",
+            "-output",
+        ])
+        .arg(&results)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let target = format!("GET https://127.0.0.1:{}/\n", proxy.addr("secure").port());
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(target.as_bytes())
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let report = throng()
+        .args(["report", "-type=json"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["requests"], 100, "{report}");
+    assert_eq!(report["status_codes"]["200"], 100, "{report}");
+}

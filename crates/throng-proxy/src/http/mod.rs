@@ -173,7 +173,7 @@ async fn exchange(
         }
     };
     entry.t_request = Some(started.elapsed());
-    entry.request = request.line.clone();
+    entry.request = std::mem::take(&mut request.line);
     // What goes to the server first: the head, and as much of the body as came with it.
     let mut body = BodyReader::new(request.body);
     let mut first_flight = std::mem::take(&mut request.upstream_head);
