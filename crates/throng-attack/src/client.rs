@@ -6,11 +6,13 @@
 
 use crate::engine::ThreadCtx;
 use crate::request::PreparedTarget;
+use rustls::client::UnbufferedClientConnection;
 use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
 use throng_net::http1::{self, BodyReader, Limits};
 use throng_net::tls::{self, TlsFailure};
+use throng_net::tls_stream::TlsStream;
 use throng_results::{ErrorClass, Phase, Record};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -24,7 +26,7 @@ const LIMITS: Limits = Limits {
 /// A connection (plain, or with its TLS session), and the source address it was opened from.
 pub(crate) struct Connection {
     stream: TcpStream,
-    tls: Option<Box<rustls::ClientConnection>>,
+    tls: Option<Box<TlsStream<UnbufferedClientConnection>>>,
     source: Option<u16>,
 }
 
@@ -144,14 +146,16 @@ async fn open(
     if let (Some(name), Some(config)) = (&prepared.tls_name, &ctx.tls) {
         phase.set(Phase::Tls);
         let started = Instant::now();
-        let mut session = tls::connect(config, name).map_err(Failure::Tls)?;
-        if let Err(failure) = tls::handshake(&connection.stream, &mut session).await {
+        let session = tls::connect_unbuffered(config, name).map_err(Failure::Tls)?;
+        let mut session = Box::new(TlsStream::new(session));
+        if let Err(error) = session.handshake(&connection.stream).await {
             ctx.connection_closed();
-            return Err(failure.into());
+            return Err(TlsFailure::from_stream(error).into());
         }
         record.tls = nanos(started.elapsed()).max(1);
-        record.tls_resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-        connection.tls = Some(Box::new(session));
+        record.tls_resumed =
+            session.common().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        connection.tls = Some(session);
     }
     Ok(connection)
 }
@@ -272,9 +276,10 @@ async fn send_and_receive(
 async fn write_request(connection: &mut Connection, bytes: &[u8]) -> Result<(), Failure> {
     let stream = &connection.stream;
     if let Some(session) = &mut connection.tls {
-        return tls::write_all(stream, session, bytes)
+        return session
+            .write_all(stream, bytes)
             .await
-            .map_err(Failure::from);
+            .map_err(|e| TlsFailure::from_stream(e).into());
     }
     let mut written = 0;
     while written < bytes.len() {
@@ -321,27 +326,18 @@ async fn read_some(
             Some(session) => {
                 {
                     let mut scratch = ctx.scratch.borrow_mut();
-                    match io::Read::read(&mut session.reader(), &mut scratch[..]) {
+                    match session.try_read(stream, &mut scratch[..]) {
                         Ok(n) => {
                             take(&scratch[..n]);
                             return Ok(n);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        // Closed without close_notify: the end of the stream, as for plain TCP.
-                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                        Err(e) => return Err(Failure::Io(e)),
+                        Err(e) => return Err(TlsFailure::from_stream(e).into()),
                     }
                 }
-                // Boxed: a plain connection's wait should not be the size of a TLS one.
-                let more = Box::pin(async {
-                    let more = tls::receive(stream, session).await?;
-                    tls::flush(stream, session).await?;
-                    Ok::<bool, TlsFailure>(more)
-                })
-                .await?;
-                if !more {
-                    return Ok(0);
-                }
+                std::future::poll_fn(|cx| stream.poll_read_ready(cx))
+                    .await
+                    .map_err(Failure::Io)?;
             }
         }
     }

@@ -7,12 +7,15 @@
 //! - [`http1`]: a small HTTP/1.1 codec on `httparse` that borrows the caller's buffers.
 //! - [`listen`] and [`duration`]: the command-line spellings of addresses and durations.
 //! - [`admin`]: a small admin HTTP listener (metrics, status pages) and the wait for SIGTERM.
+//! - [`buffers`]: per-thread pools of I/O buffers, lent only while bytes are in flight.
 //! - [`calendar`]: UTC dates from Unix time, for log lines and timestamps.
 //! - [`random`]: a cheap per-thread random number generator for jitter and sleeps.
 //! - [`tls`]: rustls (aws-lc-rs) configurations, self-signed certificates, and a socket driver.
+//! - [`tls_stream`]: TLS over a tokio socket with rustls's unbuffered API: state, not buffers.
 //! - [`source`]: source-address pools (lists, ranges, CIDR blocks) to get past ~64k ports.
 
 pub mod admin;
+pub mod buffers;
 pub mod calendar;
 pub mod duration;
 pub mod http1;
@@ -22,4 +25,5 @@ pub mod rlimit;
 pub mod sockets;
 pub mod source;
 pub mod tls;
+pub mod tls_stream;
 pub mod workers;

@@ -241,6 +241,16 @@ pub fn connect(config: &Arc<ClientConfig>, host: &str) -> Result<ClientConnectio
     ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())
 }
 
+/// A client connection to `host` on rustls's unbuffered API, for [`crate::tls_stream`].
+pub fn connect_unbuffered(
+    config: &Arc<ClientConfig>,
+    host: &str,
+) -> Result<rustls::client::UnbufferedClientConnection, String> {
+    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("`{host}`: {e}"))?;
+    rustls::client::UnbufferedClientConnection::new(Arc::clone(config), name)
+        .map_err(|e| e.to_string())
+}
+
 /// Why a TLS exchange failed: the socket, or TLS itself (bad certificate, alert, garbage).
 #[derive(Debug)]
 pub enum TlsFailure {
@@ -251,6 +261,18 @@ pub enum TlsFailure {
 impl From<io::Error> for TlsFailure {
     fn from(error: io::Error) -> Self {
         TlsFailure::Io(error)
+    }
+}
+
+impl TlsFailure {
+    /// Sorts an error from [`crate::tls_stream`]: `InvalidData` is TLS's own (certificate,
+    /// alert, garbage), anything else the socket's.
+    pub fn from_stream(error: io::Error) -> TlsFailure {
+        if error.kind() == io::ErrorKind::InvalidData {
+            TlsFailure::Tls(error.to_string())
+        } else {
+            TlsFailure::Io(error)
+        }
     }
 }
 

@@ -7,10 +7,9 @@
 //! the certificate by SNI); [`http`] or [`tcp`] serves it over a [`stream::ClientStream`];
 //! [`dispatch`] finds a server ([`balance`]), waits in the queue, connects or reuses an idle
 //! connection, retries; [`relay`] moves bytes both ways for tunnels; [`log`] writes the line.
-//! [`buffers`] lends buffers only while bytes are in flight.
+//! `throng_net::buffers` lends buffers only while bytes are in flight.
 
 pub mod balance;
-pub mod buffers;
 pub mod certs;
 pub mod config;
 pub mod dispatch;
@@ -24,7 +23,6 @@ pub mod session;
 pub mod state;
 pub mod stream;
 pub mod tcp;
-pub mod tls;
 
 pub use config::{load, parse, Config, ConfigError};
 pub use server::run;

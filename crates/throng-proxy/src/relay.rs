@@ -1,7 +1,7 @@
 //! Both directions of a tunnel (TCP mode, upgraded HTTP) at once, with buffers taken only while
 //! bytes are in flight, half-closes passed on, and one inactivity timeout for both sides.
 
-use crate::buffers::Buffer;
+use throng_net::buffers::Buffer;
 
 use std::future::Future;
 use std::pin::Pin;

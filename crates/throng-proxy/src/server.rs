@@ -337,8 +337,8 @@ async fn handshake(
 ) -> Option<ClientStream> {
     let config = session.frontend();
     let state = session.frontend_state();
-    let mut connection = match crate::tls::Tls::new(Arc::clone(tls)) {
-        Ok(connection) => Box::new(connection),
+    let mut connection = match rustls::server::UnbufferedServerConnection::new(Arc::clone(tls)) {
+        Ok(connection) => Box::new(throng_net::tls_stream::TlsStream::new(connection)),
         Err(e) => {
             warn!("TLS: {e}");
             return None;

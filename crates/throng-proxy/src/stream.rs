@@ -1,17 +1,18 @@
 //! The client's side of a session: a TCP socket, or a socket with TLS over it ([`Tls`]). Both
 //! are tokio `AsyncRead`/`AsyncWrite`, so sessions need not care which.
 
-use crate::tls::Tls;
+use rustls::server::UnbufferedServerConnection;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use throng_net::tls_stream::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 pub enum ClientStream {
     Plain(TcpStream),
     /// Boxed: the TLS state is about 1 KiB, and a plain session need not be that size.
-    Tls(TcpStream, Box<Tls>),
+    Tls(TcpStream, Box<TlsStream<UnbufferedServerConnection>>),
 }
 
 impl ClientStream {

@@ -7,7 +7,6 @@
 
 pub mod rewrite;
 
-use crate::buffers::Buffer;
 use crate::dispatch::{self, Connected, DispatchError, NoSlot};
 use crate::log::Entry;
 use crate::relay::{self, Ending};
@@ -18,6 +17,7 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
+use throng_net::buffers::Buffer;
 use throng_net::http1::{self, BodyLength, BodyReader, Limits, Version};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
