@@ -1,18 +1,13 @@
 //! TLS set-up with rustls (aws-lc-rs): server and client configurations, self-signed ECDSA
-//! certificates, and a driver that runs a rustls connection over a tokio socket with the same
-//! `try_read`/`try_write` calls plain connections use, reading into the caller's scratch buffer.
-//!
-//! Everything TLS goes through this module, so the choice of rustls API (buffered today,
-//! `rustls::unbuffered` to save ~4 KiB per connection later) stays local.
+//! certificates, PEM loading. Connections run on [`crate::tls_stream`] (rustls's unbuffered
+//! API); [`Socket`] adapts a tokio socket for code that drives a buffered rustls connection
+//! itself (`throng pong`'s state machine).
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{aws_lc_rs, CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, ConnectionCommon, DigitallySignedStruct, RootCertStore,
-    ServerConfig, SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -235,13 +230,8 @@ impl ServerCertVerifier for AnyServerCertificate {
     }
 }
 
-/// A new client session for `host` (a name gets SNI; an IP address does not).
-pub fn connect(config: &Arc<ClientConfig>, host: &str) -> Result<ClientConnection, String> {
-    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("`{host}`: {e}"))?;
-    ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())
-}
-
-/// A client connection to `host` on rustls's unbuffered API, for [`crate::tls_stream`].
+/// A client connection to `host` (a name gets SNI; an IP address does not) on rustls's
+/// unbuffered API, for [`crate::tls_stream`].
 pub fn connect_unbuffered(
     config: &Arc<ClientConfig>,
     host: &str,
@@ -295,97 +285,9 @@ impl Write for Socket<'_> {
     }
 }
 
-/// Writes whatever TLS output is pending.
-pub async fn flush<D>(stream: &TcpStream, tls: &mut ConnectionCommon<D>) -> io::Result<()> {
-    while tls.wants_write() {
-        match tls.write_tls(&mut Socket(stream)) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await?
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Completes the handshake.
-pub async fn handshake<D>(
-    stream: &TcpStream,
-    tls: &mut ConnectionCommon<D>,
-) -> Result<(), TlsFailure> {
-    while tls.is_handshaking() {
-        flush(stream, tls).await?;
-        // A peer that closes mid-handshake ends it: waiting again would spin on the closed socket.
-        if tls.is_handshaking() && tls.wants_read() && !receive(stream, tls).await? {
-            return Err(TlsFailure::Io(io::ErrorKind::UnexpectedEof.into()));
-        }
-    }
-    flush(stream, tls).await?;
-    Ok(())
-}
-
-/// Reads TLS records from the socket and processes them; `Ok(false)` at the end of the stream.
-/// Decrypted data is then in `tls.reader()`, to be read without waiting.
-pub async fn receive<D>(
-    stream: &TcpStream,
-    tls: &mut ConnectionCommon<D>,
-) -> Result<bool, TlsFailure> {
-    loop {
-        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
-        match tls.read_tls(&mut Socket(stream)) {
-            Ok(0) => return Ok(false),
-            Ok(_) => {
-                let processed = tls.process_new_packets();
-                if let Err(error) = processed {
-                    // Tell the server why (an alert), then fail.
-                    let _ = flush(stream, tls).await;
-                    return Err(TlsFailure::Tls(error.to_string()));
-                }
-                return Ok(true);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Encrypts and sends `plaintext`.
-pub async fn write_all<D>(
-    stream: &TcpStream,
-    tls: &mut ConnectionCommon<D>,
-    plaintext: &[u8],
-) -> Result<(), TlsFailure> {
-    tls.writer().write_all(plaintext)?;
-    flush(stream, tls).await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Waits for plaintext and copies it into `buf` (the attack client does this into its scratch
-    /// buffer, between awaits); 0 at the end of the stream.
-    async fn read(
-        stream: &TcpStream,
-        tls: &mut ClientConnection,
-        buf: &mut [u8],
-    ) -> Result<usize, TlsFailure> {
-        loop {
-            match tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The peer closed without close_notify: the end of the stream, as for plain TCP.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e.into()),
-            }
-            if !receive(stream, tls).await? {
-                return Ok(0);
-            }
-            flush(stream, tls).await?;
-        }
-    }
 
     #[test]
     fn a_self_signed_certificate_makes_a_server_config() {
@@ -415,105 +317,5 @@ mod tests {
         assert!(client_config(&options)
             .unwrap_err()
             .contains("/no/such/roots.pem"));
-    }
-
-    /// A client that connects and leaves: the server's handshake ends at once with an error
-    /// (it used to spin on the closed socket until its timeout).
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_peer_closing_mid_handshake_ends_it() {
-        let (cert_pem, key_pem) = self_signed(&["localhost"]).unwrap();
-        let certs = parse_certs(cert_pem.as_bytes()).unwrap();
-        let key = parse_key(key_pem.as_bytes()).unwrap();
-        let server = server_config(certs, key, &[], &[]).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(TcpStream::connect(addr).await.unwrap());
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut conn = rustls::ServerConnection::new(server).unwrap();
-        let ended = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            handshake(&stream, &mut conn),
-        )
-        .await;
-        assert!(matches!(ended, Ok(Err(TlsFailure::Io(_)))), "{ended:?}");
-    }
-
-    /// A real handshake over loopback, once full and once resumed, then with resumption off.
-    #[tokio::test(flavor = "current_thread")]
-    async fn handshakes_resume_unless_told_not_to() {
-        let (cert_pem, key_pem) = self_signed(&["localhost"]).unwrap();
-        let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-        let server = server_config(certs, key, &[b"http/1.1"], &[]).unwrap();
-        let dir = std::env::temp_dir().join(format!("throng-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ca.pem"), &cert_pem).unwrap();
-
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        // A blocking echo server on a thread: each connection answers "pong" to what it reads.
-        std::thread::spawn(move || {
-            for stream in listener.incoming().take(5).flatten() {
-                let mut conn = rustls::ServerConnection::new(Arc::clone(&server)).unwrap();
-                let mut stream = stream;
-                let mut tls = rustls::Stream::new(&mut conn, &mut stream);
-                let mut buf = [0u8; 4];
-                if tls.read_exact(&mut buf).is_ok() {
-                    let _ = tls.write_all(b"pong");
-                    let _ = tls.flush();
-                }
-            }
-        });
-
-        let kinds = |resume: bool| {
-            let options = ClientOptions {
-                root_certs: vec![dir.join("ca.pem")],
-                resume,
-                ..ClientOptions::default()
-            };
-            let config = client_config(&options).unwrap();
-            async move {
-                let mut kinds = Vec::new();
-                for _ in 0..2 {
-                    let stream = TcpStream::connect(addr).await.unwrap();
-                    let mut tls = connect(&config, "localhost").unwrap();
-                    handshake(&stream, &mut tls)
-                        .await
-                        .map_err(|e| format!("{e:?}"))
-                        .unwrap();
-                    write_all(&stream, &mut tls, b"ping")
-                        .await
-                        .map_err(|e| format!("{e:?}"))
-                        .unwrap();
-                    let mut buf = [0u8; 16];
-                    let n = read(&stream, &mut tls, &mut buf)
-                        .await
-                        .map_err(|e| format!("{e:?}"))
-                        .unwrap();
-                    assert_eq!(&buf[..n], b"pong");
-                    kinds.push(tls.handshake_kind());
-                }
-                kinds
-            }
-        };
-        use rustls::HandshakeKind::{Full, Resumed};
-        assert_eq!(kinds(true).await, vec![Some(Full), Some(Resumed)]);
-        assert_eq!(kinds(false).await, vec![Some(Full), Some(Full)]);
-
-        // A server the roots do not vouch for fails the handshake, with the reason.
-        let untrusted = client_config(&ClientOptions {
-            root_certs: vec![dir.join("ca.pem")],
-            ..ClientOptions::default()
-        })
-        .unwrap();
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut tls = connect(&untrusted, "not-localhost").unwrap();
-        match handshake(&stream, &mut tls).await {
-            Err(TlsFailure::Tls(reason)) => assert!(reason.contains("certificate"), "{reason}"),
-            other => panic!("expected a TLS failure, got {other:?}"),
-        }
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

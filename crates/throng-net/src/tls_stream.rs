@@ -356,3 +356,146 @@ impl<C: Unbuffered> TlsStream<C> {
         self.poll_send(socket, cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{
+        client_config, parse_certs, parse_key, self_signed, server_config, ClientOptions,
+    };
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    /// A server connection for a fresh self-signed certificate, and that certificate's PEM.
+    fn server() -> (Arc<rustls::ServerConfig>, String) {
+        let (cert_pem, key_pem) = self_signed(&["localhost"]).unwrap();
+        let certs = parse_certs(cert_pem.as_bytes()).unwrap();
+        let key = parse_key(key_pem.as_bytes()).unwrap();
+        (
+            server_config(certs, key, &[b"http/1.1"], &[]).unwrap(),
+            cert_pem,
+        )
+    }
+
+    /// A client that connects and leaves: the server's handshake ends at once with an error
+    /// (the buffered driver this replaced spun on the closed socket until its timeout).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_peer_closing_mid_handshake_ends_it() {
+        let (config, _) = server();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(TcpStream::connect(addr).await.unwrap());
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut tls = TlsStream::new(UnbufferedServerConnection::new(config).unwrap());
+        let ended =
+            tokio::time::timeout(std::time::Duration::from_secs(5), tls.handshake(&stream)).await;
+        assert!(matches!(ended, Ok(Err(_))), "{ended:?}");
+    }
+
+    /// Reads until `want` bytes of plaintext came.
+    async fn read_exactly<C: Unbuffered>(
+        tls: &mut TlsStream<C>,
+        socket: &TcpStream,
+        want: usize,
+    ) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < want {
+            match tls.try_read(socket, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.readable().await.unwrap(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    /// Both sides on the unbuffered stream over loopback: a large message each way (many
+    /// records, more than a buffer), then a clean close.
+    #[tokio::test(flavor = "current_thread")]
+    async fn both_sides_exchange_many_records_and_close() {
+        let (config, cert_pem) = server();
+        let dir = std::env::temp_dir().join(format!("throng-tls-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), &cert_pem).unwrap();
+        let client_config = client_config(&ClientOptions {
+            root_certs: vec![dir.join("ca.pem")],
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let message: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = message.clone();
+        let server_side = tokio::task::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut tls = TlsStream::new(UnbufferedServerConnection::new(config).unwrap());
+            tls.handshake(&stream).await.unwrap();
+            let got = read_exactly(&mut tls, &stream, expected.len()).await;
+            assert_eq!(got, expected);
+            tls.write_all(&stream, &got).await.unwrap();
+            std::future::poll_fn(|cx| tls.poll_close(&stream, cx))
+                .await
+                .unwrap();
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let conn = crate::tls::connect_unbuffered(&client_config, "localhost").unwrap();
+        let mut tls = TlsStream::new(conn);
+        tls.handshake(&stream).await.unwrap();
+        tls.write_all(&stream, &message).await.unwrap();
+        let echoed = read_exactly(&mut tls, &stream, message.len()).await;
+        assert_eq!(echoed, message);
+        // close_notify from the server: the end of the stream.
+        assert_eq!(read_exactly(&mut tls, &stream, 1).await, Vec::<u8>::new());
+        server_side.await.unwrap();
+    }
+
+    /// A real handshake, once full and once resumed, then with resumption off; against a
+    /// blocking rustls server on a thread, so both APIs meet.
+    #[tokio::test(flavor = "current_thread")]
+    async fn handshakes_resume_unless_told_not_to() {
+        let (config, cert_pem) = server();
+        let dir = std::env::temp_dir().join(format!("throng-tls-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), &cert_pem).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(4).flatten() {
+                let mut conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+                let mut stream = stream;
+                let mut tls = rustls::Stream::new(&mut conn, &mut stream);
+                let mut buf = [0u8; 4];
+                if tls.read_exact(&mut buf).is_ok() {
+                    let _ = tls.write_all(b"pong");
+                    let _ = tls.flush();
+                }
+            }
+        });
+        let kinds = |resume: bool| {
+            let config = client_config(&ClientOptions {
+                root_certs: vec![dir.join("ca.pem")],
+                resume,
+                ..ClientOptions::default()
+            })
+            .unwrap();
+            async move {
+                let mut kinds = Vec::new();
+                for _ in 0..2 {
+                    let stream = TcpStream::connect(addr).await.unwrap();
+                    let conn = crate::tls::connect_unbuffered(&config, "localhost").unwrap();
+                    let mut tls = TlsStream::new(conn);
+                    tls.handshake(&stream).await.unwrap();
+                    tls.write_all(&stream, b"ping").await.unwrap();
+                    assert_eq!(read_exactly(&mut tls, &stream, 4).await, b"pong");
+                    kinds.push(tls.common().handshake_kind());
+                }
+                kinds
+            }
+        };
+        use rustls::HandshakeKind::{Full, Resumed};
+        assert_eq!(kinds(true).await, vec![Some(Full), Some(Resumed)]);
+        assert_eq!(kinds(false).await, vec![Some(Full), Some(Full)]);
+    }
+}
