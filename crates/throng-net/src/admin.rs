@@ -1,5 +1,6 @@
 //! A small admin HTTP listener (metrics, status pages): one request per connection, bounded in
-//! size and time, off the path of the served connections. What it answers is the caller's.
+//! size and time, off the path of the served connections; what it answers is the caller's. And
+//! the graceful stop on SIGTERM/SIGINT.
 
 use crate::http1::{self, write, Limits};
 use std::sync::Arc;
@@ -106,6 +107,35 @@ fn respond(page: Page, head_only: bool) -> Vec<u8> {
         out.extend_from_slice(page.body.as_bytes());
     }
     out
+}
+
+/// The graceful stop every server here makes: waits for SIGTERM or SIGINT, says what gets `grace`
+/// to finish, calls `stop`, and waits for the worker threads; a second signal exits at once
+/// (status 130).
+pub async fn stop_on_signal(
+    in_progress: &str,
+    grace: Duration,
+    stop: impl FnOnce(),
+    workers: Vec<std::thread::JoinHandle<()>>,
+) {
+    let signal = wait_for_signal().await;
+    tracing::info!(
+        "{signal}: stopping; {in_progress} have {} to finish (signal again to stop now)",
+        crate::duration::format(grace)
+    );
+    stop();
+    let joined = tokio::task::spawn_blocking(move || {
+        for worker in workers {
+            let _ = worker.join();
+        }
+    });
+    tokio::select! {
+        _ = joined => tracing::info!("stopped"),
+        signal = wait_for_signal() => {
+            warn!("{signal} again: stopping now");
+            std::process::exit(130);
+        }
+    }
 }
 
 /// Waits for SIGTERM or SIGINT and says which.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use throng_net::{listen, rlimit, sockets, workers};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// How many bytes one read takes from a socket, into the thread's scratch buffer.
 const READ_CHUNK: usize = 16 * 1024;
@@ -141,25 +141,12 @@ pub fn run(config: Config) -> Result<(), String> {
                 Err(e) => warn!("admin listener: {e}"),
             }
         }
-        let signal = throng_net::admin::wait_for_signal().await;
-        info!(
-            "{signal}: stopping; responses in progress have {} to finish (signal again to stop now)",
-            throng_net::duration::format(shared.config.grace)
-        );
-        shared.stopping.store(true, Ordering::Relaxed);
-        let _ = stop_tx.send(true);
-        let joined = tokio::task::spawn_blocking(move || {
-            for handle in handles {
-                let _ = handle.join();
-            }
-        });
-        tokio::select! {
-            _ = joined => info!("stopped"),
-            signal = throng_net::admin::wait_for_signal() => {
-                warn!("{signal} again: stopping now");
-                std::process::exit(130);
-            }
-        }
+        let grace = shared.config.grace;
+        let stop = || {
+            shared.stopping.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        };
+        throng_net::admin::stop_on_signal("responses in progress", grace, stop, handles).await;
     });
     Ok(())
 }

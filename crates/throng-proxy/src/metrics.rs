@@ -1,7 +1,7 @@
 //! What the admin listener shows: Prometheus metrics per frontend, backend and server, and a
 //! small HTML page for a person.
 
-use crate::state::{Proxy, StatusCounts};
+use crate::state::{BackendState, FrontendState, Proxy, ServerState, StatusCounts};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -33,6 +33,24 @@ impl Family<'_> {
     fn sample(&mut self, name: &str, labels: &str, value: u64) {
         let _ = writeln!(self.out, "throng_proxy_{name}{{{labels}}} {value}");
     }
+    /// Every family in `metrics`, one sample per labelled item.
+    fn families<T>(&mut self, metrics: &[Metric<T>], items: &[(String, &T)]) {
+        for (name, kind, help, get) in metrics {
+            self.head(name, kind, help);
+            for (labels, item) in items {
+                self.sample(name, labels, get(item));
+            }
+        }
+    }
+
+    /// A family of responses by status class, one set per labelled item.
+    fn responses(&mut self, name: &str, help: &str, items: &[(String, &StatusCounts)]) {
+        self.head(name, "counter", help);
+        for (labels, counts) in items {
+            self.statuses(name, labels, counts);
+        }
+    }
+
     fn statuses(&mut self, name: &str, labels: &str, counts: &StatusCounts) {
         for (class, count) in CLASSES.iter().zip(&counts.0) {
             self.sample(
@@ -94,13 +112,14 @@ pub fn render(proxy: &Proxy) -> String {
         proxy.log.dropped.load(Relaxed)
     );
 
-    let frontends: Vec<_> = proxy
+    let frontends: Vec<(String, &FrontendState)> = proxy
         .config
         .frontends
         .iter()
         .zip(&proxy.frontends)
+        .map(|(config, state)| (format!("frontend=\"{}\"", config.name), state))
         .collect();
-    let per_frontend: [Metric<crate::state::FrontendState>; 10] = [
+    let per_frontend: [Metric<FrontendState>; 10] = [
         (
             "frontend_current_sessions",
             "gauge",
@@ -162,27 +181,41 @@ pub fn render(proxy: &Proxy) -> String {
             |f| f.limit_waits.load(Relaxed),
         ),
     ];
-    for (name, kind, help, get) in per_frontend {
-        m.head(name, kind, help);
-        for (config, state) in &frontends {
-            m.sample(name, &format!("frontend=\"{}\"", config.name), get(state));
-        }
-    }
-    m.head(
+    m.families(&per_frontend, &frontends);
+    let responses: Vec<_> = frontends
+        .iter()
+        .map(|(l, f)| (l.clone(), &f.responses))
+        .collect();
+    m.responses(
         "frontend_responses_total",
-        "counter",
         "Responses sent to clients, by status class.",
+        &responses,
     );
-    for (config, state) in &frontends {
-        m.statuses(
-            "frontend_responses_total",
-            &format!("frontend=\"{}\"", config.name),
-            &state.responses,
-        );
-    }
 
-    let backends: Vec<_> = proxy.config.backends.iter().zip(&proxy.backends).collect();
-    let per_backend: [Metric<crate::state::BackendState>; 10] = [
+    let backends: Vec<(String, &BackendState)> = proxy
+        .config
+        .backends
+        .iter()
+        .zip(&proxy.backends)
+        .map(|(config, state)| (format!("backend=\"{}\"", config.name), state))
+        .collect();
+    let servers: Vec<(String, &ServerState)> = proxy
+        .config
+        .backends
+        .iter()
+        .zip(&proxy.backends)
+        .flat_map(|(config, state)| {
+            config
+                .servers
+                .iter()
+                .zip(&state.servers)
+                .map(move |(server, s)| {
+                    let labels = format!("backend=\"{}\",server=\"{}\"", config.name, server.name);
+                    (labels, s)
+                })
+        })
+        .collect();
+    let per_backend: [Metric<BackendState>; 10] = [
         (
             "backend_current_sessions",
             "gauge",
@@ -244,26 +277,18 @@ pub fn render(proxy: &Proxy) -> String {
             |b| b.bytes_out.load(Relaxed),
         ),
     ];
-    for (name, kind, help, get) in per_backend {
-        m.head(name, kind, help);
-        for (config, state) in &backends {
-            m.sample(name, &format!("backend=\"{}\"", config.name), get(state));
-        }
-    }
-    m.head(
+    m.families(&per_backend, &backends);
+    let responses: Vec<_> = backends
+        .iter()
+        .map(|(l, b)| (l.clone(), &b.responses))
+        .collect();
+    m.responses(
         "backend_responses_total",
-        "counter",
         "Responses from the backend's servers (and its 503s), by status class.",
+        &responses,
     );
-    for (config, state) in &backends {
-        m.statuses(
-            "backend_responses_total",
-            &format!("backend=\"{}\"", config.name),
-            &state.responses,
-        );
-    }
 
-    let per_server: [Metric<crate::state::ServerState>; 9] = [
+    let per_server: [Metric<ServerState>; 9] = [
         (
             "server_up",
             "gauge",
@@ -319,32 +344,16 @@ pub fn render(proxy: &Proxy) -> String {
             |s| s.check_failures.load(Relaxed),
         ),
     ];
-    for (name, kind, help, get) in per_server {
-        m.head(name, kind, help);
-        for (config, state) in &backends {
-            for (server, s) in config.servers.iter().zip(&state.servers) {
-                m.sample(
-                    name,
-                    &format!("backend=\"{}\",server=\"{}\"", config.name, server.name),
-                    get(s),
-                );
-            }
-        }
-    }
-    m.head(
+    m.families(&per_server, &servers);
+    let responses: Vec<_> = servers
+        .iter()
+        .map(|(l, s)| (l.clone(), &s.responses))
+        .collect();
+    m.responses(
         "server_responses_total",
-        "counter",
         "Responses from the server, by status class.",
+        &responses,
     );
-    for (config, state) in &backends {
-        for (server, s) in config.servers.iter().zip(&state.servers) {
-            m.statuses(
-                "server_responses_total",
-                &format!("backend=\"{}\",server=\"{}\"", config.name, server.name),
-                &s.responses,
-            );
-        }
-    }
     out
 }
 

@@ -23,6 +23,18 @@ pub enum Ending {
     Timeout,
 }
 
+impl Ending {
+    /// The termination state HAProxy logs for a tunnel that ended so.
+    pub fn termination(self) -> [u8; 2] {
+        match self {
+            Ending::Closed => *b"--",
+            Ending::ClientError => *b"CD",
+            Ending::ServerError => *b"SD",
+            Ending::Timeout => *b"cD",
+        }
+    }
+}
+
 /// What a tunnel carried and how it ended.
 #[derive(Debug)]
 pub struct Tunnel {

@@ -95,25 +95,12 @@ pub fn run(config: Config) -> Result<(), String> {
         if let Some(budget) = proxy.config.global.memory_budget {
             tokio::spawn(watch_memory(Arc::clone(&proxy), budget));
         }
-        let signal = admin::wait_for_signal().await;
-        info!(
-            "{signal}: stopping; sessions in progress have {} to finish (signal again to stop now)",
-            throng_net::duration::format(proxy.config.global.grace)
-        );
-        proxy.stopping.store(true, Relaxed);
-        let _ = stop_tx.send(true);
-        let joined = tokio::task::spawn_blocking(move || {
-            for handle in handles {
-                let _ = handle.join();
-            }
-        });
-        tokio::select! {
-            _ = joined => info!("stopped"),
-            signal = admin::wait_for_signal() => {
-                warn!("{signal} again: stopping now");
-                std::process::exit(130);
-            }
-        }
+        let grace = proxy.config.global.grace;
+        let stop = || {
+            proxy.stopping.store(true, Relaxed);
+            let _ = stop_tx.send(true);
+        };
+        admin::stop_on_signal("sessions in progress", grace, stop, handles).await;
     });
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! terminated in front or not. One log line per connection, HAProxy's `tcplog`.
 
 use crate::dispatch::{self, DispatchError, NoSlot};
-use crate::relay::{self, Ending};
+use crate::relay;
 use crate::session::Session;
 use crate::stream::ClientStream;
 use std::sync::atomic::Ordering::Relaxed;
@@ -74,12 +74,7 @@ pub async fn serve(session: Session, mut client: ClientStream) {
     let tunnel = relay::run(&mut client, &mut connected.stream, idle).await;
     entry.bytes_to_client = tunnel.to_client;
     entry.bytes_from_client = tunnel.to_server;
-    entry.termination = match tunnel.ending {
-        Ending::Closed => *b"--",
-        Ending::ClientError => *b"CD",
-        Ending::ServerError => *b"SD",
-        Ending::Timeout => *b"cD",
-    };
+    entry.termination = tunnel.ending.termination();
     session.count_bytes(&connected, tunnel.to_server, tunnel.to_client);
     drop(connected);
     session.log(entry, started);

@@ -9,7 +9,7 @@ pub mod rewrite;
 
 use crate::dispatch::{self, Connected, DispatchError, NoSlot};
 use crate::log::Entry;
-use crate::relay::{self, Ending};
+use crate::relay;
 use crate::session::Session;
 use crate::stream::ClientStream;
 use rewrite::{ClientConnection, Forward};
@@ -394,12 +394,7 @@ async fn exchange(
         let tunnel = tunnel.await;
         entry.bytes_to_client += tunnel.to_client;
         entry.bytes_from_client += tunnel.to_server;
-        entry.termination = match tunnel.ending {
-            Ending::Closed => *b"--",
-            Ending::ClientError => *b"CD",
-            Ending::ServerError => *b"SD",
-            Ending::Timeout => *b"cD",
-        };
+        entry.termination = tunnel.ending.termination();
         session.count_bytes(&connected, tunnel.to_server, tunnel.to_client);
         session.log(entry, started);
         return Next::Close;

@@ -40,20 +40,7 @@ impl Pong {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start throng pong");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = capture(child.stderr.take().unwrap());
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -176,6 +163,24 @@ fn parse_startup_line(line: &str) -> (Vec<SocketAddr>, Option<SocketAddr>) {
         .nth(1)
         .map(|rest| rest.split('/').next().unwrap().parse().unwrap());
     (addrs, admin)
+}
+
+/// Collects what `from` says (a child's stderr), on a thread, for the test to read when it likes.
+pub fn capture(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
 }
 
 /// Polls `check` every 20 ms until it gives a value or [`PATIENCE`] runs out.

@@ -68,20 +68,7 @@ impl Proxy {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start throng proxy");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = super::capture(child.stderr.take().unwrap());
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let lines = Arc::clone(&stdout);
         let out = child.stdout.take().unwrap();
