@@ -29,6 +29,25 @@ pub struct AttackArgs {
     #[arg(long, default_value = "0s", value_parser = duration::parse)]
     duration: Duration,
 
+    #[command(flatten)]
+    request: RequestArgs,
+
+    /// Results file [default: stdout]
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// The attack's name, recorded with the results
+    #[arg(long, default_value = "")]
+    name: String,
+
+    /// No live line on stderr
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// What to send and how: the flags `throng attack` and `throng knee` share.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
     /// For each request, from its send to the end of its response
     #[arg(long, default_value = "30s", value_parser = duration::parse)]
     timeout: Duration,
@@ -75,18 +94,6 @@ pub struct AttackArgs {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 
-    /// Results file [default: stdout]
-    #[arg(long, value_name = "FILE")]
-    output: Option<PathBuf>,
-
-    /// The attack's name, recorded with the results
-    #[arg(long, default_value = "")]
-    name: String,
-
-    /// No live line on stderr
-    #[arg(long, short)]
-    quiet: bool,
-
     /// TLS: accept any server certificate (handshake signatures are still checked)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     insecure: bool,
@@ -117,7 +124,7 @@ pub struct AttackArgs {
 }
 
 /// vegeta's rate: `N` per second, or `N/DURATION`.
-fn parse_rate(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     let (count, per) = text.split_once('/').unwrap_or((text, "1s"));
     let count: f64 = count
         .trim()
@@ -163,20 +170,6 @@ pub fn run(args: AttackArgs) -> ExitCode {
 }
 
 fn attack(args: AttackArgs) -> Result<ExitCode, String> {
-    if args.http2 {
-        return Err("-http2: HTTP/2 is not built yet".into());
-    }
-    let (text, base_dir) = read_targets(args.targets.as_deref())?;
-    let targets = match args.format.as_str() {
-        "json" => targets::parse_json(&text)?,
-        _ => targets::parse_http(&text, &base_dir)?,
-    };
-    let body = match &args.body {
-        Some(path) => {
-            Some(std::fs::read(path).map_err(|e| format!("-body {}: {e}", path.display()))?)
-        }
-        None => None,
-    };
     let output: Box<dyn std::io::Write + Send> = match &args.output {
         Some(path) if path.as_os_str() != "stdout" && path.as_os_str() != "-" => Box::new(
             std::fs::File::create(path).map_err(|e| format!("-output {}: {e}", path.display()))?,
@@ -190,44 +183,18 @@ fn attack(args: AttackArgs) -> Result<ExitCode, String> {
             Box::new(std::io::stdout())
         }
     };
-    let max_inflight = match args.max_inflight {
-        Some(n) => n,
-        None => {
-            let limit = throng_net::rlimit::raise_nofile().map_err(|e| e.to_string())?;
-            throng_net::rlimit::connections_that_fit(limit, 1) as usize
-        }
-    };
-    let config = Config {
-        targets,
-        rate: args.rate,
-        duration: (!args.duration.is_zero()).then_some(args.duration),
-        timeout: args.timeout,
-        max_inflight,
-        idle_connections: args.connections,
-        keepalive: args.keepalive,
-        threads: args
-            .threads
-            .unwrap_or_else(throng_net::workers::default_threads),
-        sources: args.source.map(|pool| pool.0).unwrap_or_default(),
-        name: args.name,
-        progress: !args.quiet && std::io::stderr().is_terminal(),
-        tls: throng_net::tls::ClientOptions {
-            insecure: args.insecure,
-            root_certs: args
-                .root_certs
-                .map(|list| list.split(',').map(PathBuf::from).collect())
-                .unwrap_or_default(),
-            client_cert: args.cert.zip(args.key),
-            resume: !args.no_resume,
-            groups: args.tls_groups,
-            ..Default::default()
-        },
-    };
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let Prepared {
+        config,
+        headers: extra_headers,
+        body,
+    } = args
+        .request
+        .prepare(args.rate, args.duration, args.name, progress)?;
     let live = Arc::new(Live::default());
     let rate = config.rate;
     let show_progress = config.progress;
     let engine_live = Arc::clone(&live);
-    let extra_headers = args.header;
     let engine = std::thread::spawn(move || {
         throng_attack::run(config, &extra_headers, body.as_deref(), output, engine_live)
     });
@@ -254,6 +221,77 @@ fn attack(args: AttackArgs) -> Result<ExitCode, String> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An attack's configuration, with the headers and body every request gets.
+pub struct Prepared {
+    pub config: Config,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl RequestArgs {
+    /// Reads the targets (and body) and makes the configuration for `rate` over `duration`.
+    pub fn prepare(
+        self,
+        rate: f64,
+        duration: Duration,
+        name: String,
+        progress: bool,
+    ) -> Result<Prepared, String> {
+        if self.http2 {
+            return Err("-http2: HTTP/2 is not built yet".into());
+        }
+        let (text, base_dir) = read_targets(self.targets.as_deref())?;
+        let targets = match self.format.as_str() {
+            "json" => targets::parse_json(&text)?,
+            _ => targets::parse_http(&text, &base_dir)?,
+        };
+        let body = match &self.body {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| format!("-body {}: {e}", path.display()))?)
+            }
+            None => None,
+        };
+        let max_inflight = match self.max_inflight {
+            Some(n) => n,
+            None => {
+                let limit = throng_net::rlimit::raise_nofile().map_err(|e| e.to_string())?;
+                throng_net::rlimit::connections_that_fit(limit, 1) as usize
+            }
+        };
+        let config = Config {
+            targets,
+            rate,
+            duration: (!duration.is_zero()).then_some(duration),
+            timeout: self.timeout,
+            max_inflight,
+            idle_connections: self.connections,
+            keepalive: self.keepalive,
+            threads: self
+                .threads
+                .unwrap_or_else(throng_net::workers::default_threads),
+            sources: self.source.map(|pool| pool.0).unwrap_or_default(),
+            name,
+            progress,
+            tls: throng_net::tls::ClientOptions {
+                insecure: self.insecure,
+                root_certs: self
+                    .root_certs
+                    .map(|list| list.split(',').map(PathBuf::from).collect())
+                    .unwrap_or_default(),
+                client_cert: self.cert.zip(self.key),
+                resume: !self.no_resume,
+                groups: self.tls_groups,
+                ..Default::default()
+            },
+        };
+        Ok(Prepared {
+            config,
+            headers: self.header,
+            body,
+        })
+    }
 }
 
 /// First Ctrl-C: stop sending and let requests in flight finish. Second: stop waiting for them.

@@ -1,6 +1,7 @@
 //! The command line: one subcommand per part of the experiment.
 
 mod attack;
+mod knee;
 mod pong;
 mod proxy;
 mod report;
@@ -11,8 +12,8 @@ use std::process::ExitCode;
 /// throng: hold millions of TLS connections, load-test them honestly, and find the tipping point.
 ///
 /// A TLS-terminating load balancer, an open-model load generator, the story's "pong" backend
-/// and the tools around them, in one binary. Today `proxy`, `pong`, `attack`, `report` and
-/// `encode` work; the other subcommands are being built.
+/// and the tools around them, in one binary. Today `proxy`, `pong`, `attack`, `report`,
+/// `encode` and `knee` work; the other subcommands are being built.
 #[derive(Debug, Parser)]
 #[command(name = "throng", version, propagate_version = true)]
 pub struct Cli {
@@ -41,8 +42,8 @@ pub enum Command {
     Pong(pong::PongArgs),
     /// Sample connections, packets, bytes and memory once a second (not built yet)
     Monitor(NotBuilt),
-    /// Find the tipping point: the highest rate that meets an SLO (not built yet)
-    Knee(NotBuilt),
+    /// Find the tipping point: the highest rate that meets an SLO, and draw it
+    Knee(knee::KneeArgs),
     /// Run a whole experiment on this machine in one command (not built yet)
     Scenario(NotBuilt),
 }
@@ -64,16 +65,16 @@ impl Command {
             Command::Proxy(args) => return proxy::run(args),
             Command::Plot(_) => "plot",
             Command::Monitor(_) => "monitor",
-            Command::Knee(_) => "knee",
+            Command::Knee(args) => return knee::run(args),
             Command::Scenario(_) => "scenario",
         };
-        eprintln!("throng {name}: not built yet; `proxy`, `pong`, `attack`, `report` and `encode` work today (see the README)");
+        eprintln!("throng {name}: not built yet; `proxy`, `pong`, `attack`, `report`, `encode` and `knee` work today (see the README)");
         ExitCode::from(2)
     }
 }
 
 /// The subcommands that take vegeta's flags, which vegeta spells with one dash.
-const VEGETA_STYLE: [&str; 3] = ["attack", "report", "encode"];
+const VEGETA_STYLE: [&str; 4] = ["attack", "report", "encode", "knee"];
 
 /// Rewrites vegeta's single-dash long flags (`-rate=2000`, `-duration 10s`) as `--rate=2000`, so
 /// that a vegeta command line works with the word changed. One-letter flags (`-q`) stay.
