@@ -140,6 +140,15 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
             (Some(rate), None) => println!("knee: {rate:.1} requests/s ({slo_text})"),
             (None, None) => println!("no knee: even {}/s missed the SLO ({slo_text})", args.from),
         }
+        if let Some(validation) = &found.validation {
+            match &validation.verdict {
+                Verdict::Pass => {}
+                Verdict::Fail(reason) | Verdict::GeneratorBound(reason) => println!(
+                    "but the validation step at {:.1}/s did not pass ({reason}): the target is unsteady near its knee, or the knee is lower",
+                    validation.offered
+                ),
+            }
+        }
         println!(
             "{} steps; results and the graph in {}",
             found.steps.len(),
