@@ -248,6 +248,17 @@ async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker:
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Every thread's accept may have passed the check above at once: a slot is
+                // taken (and the budget looked at) only now, and until then the connection
+                // waits unread, as it would have in the accept queue (one per thread at most).
+                while proxy.over_budget.load(Relaxed) || !reserve(&proxy, frontend) {
+                    let closed = proxy.connection_closed.notified();
+                    tokio::select! {
+                        _ = closed => {}
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = stop.wait_for(|stopping| *stopping) => return,
+                    }
+                }
                 tokio::task::spawn_local(start_session(Rc::clone(&worker), frontend, stream, peer));
             }
             Err(e) => {
@@ -262,7 +273,30 @@ async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker:
     }
 }
 
-/// Counts a client connection while it lives.
+/// Takes a connection slot in the process and the frontend, if both have one.
+fn reserve(proxy: &Proxy, frontend: usize) -> bool {
+    let state = &proxy.frontends[frontend];
+    let below = |max: u64| move |n: u64| (n < max).then_some(n + 1);
+    let max = proxy.config.frontends[frontend].maxconn.unwrap_or(u64::MAX);
+    if state
+        .current
+        .fetch_update(Relaxed, Relaxed, below(max))
+        .is_err()
+    {
+        return false;
+    }
+    if proxy
+        .connections
+        .fetch_update(Relaxed, Relaxed, below(proxy.maxconn))
+        .is_err()
+    {
+        state.current.fetch_sub(1, Relaxed);
+        return false;
+    }
+    true
+}
+
+/// Counts a client connection while it lives (its slot was taken by [`reserve`]).
 struct Open {
     proxy: Arc<Proxy>,
     frontend: usize,
@@ -285,9 +319,7 @@ async fn start_session(
     peer: SocketAddr,
 ) {
     let proxy = &worker.proxy;
-    proxy.connections.fetch_add(1, Relaxed);
     let state = &proxy.frontends[frontend];
-    state.current.fetch_add(1, Relaxed);
     state.total.fetch_add(1, Relaxed);
     let _open = Open {
         proxy: Arc::clone(proxy),

@@ -806,3 +806,96 @@ fn throng_attack_speaks_tls_to_the_proxy_with_rustls() {
     assert_eq!(report["requests"], 100, "{report}");
     assert_eq!(report["status_codes"]["200"], 100, "{report}");
 }
+
+#[test]
+fn maxconn_and_the_memory_budget_leave_new_connections_waiting() {
+    let pong = Pong::start(&[]);
+    let dir = Dir::new("limits");
+    let config = format!(
+        "{GLOBAL}\n[frontends.web]\nbind = [\"127.0.0.1:0\"]\nmaxconn = 1\ndefault_backend = \"app\"\n\n\
+         [backends.app]\nservers = [{}]\n",
+        servers_list(&[pong.addr()])
+    );
+    let proxy = Proxy::start(&dir, &config);
+    let addr = proxy.addr("web");
+    // One connection open (idle keep-alive): the frontend is at its maxconn.
+    let mut first = connect(addr);
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(read_head(&mut first).unwrap().starts_with("HTTP/1.1 200"));
+    // A second one is accepted by the kernel but not served while the first stays.
+    let mut second = connect(addr);
+    second
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    second
+        .write_all(b"GET /second HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(second.read(&mut byte).is_err(), "served beyond maxconn");
+    proxy.wait_for_message(
+        "frontend web maxconn 1 reached: new connections wait in the accept queue",
+    );
+    // Counted once per thread that paused.
+    assert!(proxy.metric("throng_proxy_frontend_limit_waits_total{frontend=\"web\"}") >= 1.0);
+    // When the first leaves, the second is served.
+    drop(first);
+    second.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let (status, _, _) = split_response(&read_to_close(&mut second));
+    assert_eq!(status, 200);
+    drop(proxy);
+
+    // A memory budget below what the process already uses: nothing new is accepted.
+    let dir = Dir::new("budget");
+    let config = format!(
+        "{GLOBAL}memory_budget = \"1MiB\"\n\n[frontends.web]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n\n\
+         [backends.app]\nservers = [{}]\n",
+        servers_list(&[pong.addr()])
+    );
+    let proxy = Proxy::start(&dir, &config);
+    proxy.wait_for_message("is over global.memory_budget 1 MiB");
+    let mut refused = connect(proxy.addr("web"));
+    refused
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    refused
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(
+        refused.read(&mut byte).is_err(),
+        "served over the memory budget"
+    );
+    assert_eq!(proxy.metric("throng_proxy_over_memory_budget"), 1.0);
+}
+
+#[test]
+fn access_log_lines_go_to_syslog_over_udp() {
+    let backend = Backend::echo_head();
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    syslog.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let dir = Dir::new("syslog");
+    let config = http_config("roundrobin", &servers_list(&[backend.addr]), "").replace(
+        "[global]\n",
+        &format!(
+            "[global]\nlog = \"syslog:{}\"\n",
+            syslog.local_addr().unwrap()
+        ),
+    );
+    let proxy = Proxy::start(&dir, &config);
+    assert_eq!(get(proxy.addr("web"), "/logged", "").0, 200);
+    let mut datagram = [0u8; 2048];
+    let n = syslog.recv(&mut datagram).unwrap();
+    let line = String::from_utf8_lossy(&datagram[..n]);
+    // <134> is local0.info; then the date, the program and its pid, and HAProxy's line.
+    assert!(line.starts_with("<134>"), "{line}");
+    assert!(line.contains(" throng["), "{line}");
+    assert!(
+        line.contains("web app/s1") && line.contains("\"GET /logged HTTP/1.1\""),
+        "{line}"
+    );
+    assert!(
+        proxy.log().is_empty(),
+        "nothing on stdout when logging to syslog"
+    );
+}
