@@ -420,7 +420,7 @@ fn start_up_problems_are_explained() {
 
 #[test]
 fn subcommands_not_built_yet_say_so() {
-    for command in ["plot", "monitor", "scenario"] {
+    for command in ["plot", "scenario"] {
         let output = throng().args([command, "-rate=10"]).output().unwrap();
         assert!(!output.status.success(), "{command}");
         assert!(

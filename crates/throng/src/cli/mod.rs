@@ -2,6 +2,7 @@
 
 mod attack;
 mod knee;
+mod monitor;
 mod pong;
 mod proxy;
 mod report;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 ///
 /// A TLS-terminating load balancer, an open-model load generator, the story's "pong" backend
 /// and the tools around them, in one binary. Today `proxy`, `pong`, `attack`, `report`,
-/// `encode` and `knee` work; the other subcommands are being built.
+/// `encode`, `knee` and `monitor` work; the other subcommands are being built.
 #[derive(Debug, Parser)]
 #[command(name = "throng", version, propagate_version = true)]
 pub struct Cli {
@@ -40,8 +41,8 @@ pub enum Command {
     /// more times, each after another random 0..=N ms wait; the response is chunked. Without
     /// `sleep` the answer is immediate. Each response carries `x-served-by: <listen address>`.
     Pong(pong::PongArgs),
-    /// Sample connections, packets, bytes and memory once a second (not built yet)
-    Monitor(NotBuilt),
+    /// Connections, segments, bytes, memory and processes once a second, from the kernel's counters
+    Monitor(monitor::MonitorArgs),
     /// Find the tipping point: the highest rate that meets an SLO, and draw it
     Knee(knee::KneeArgs),
     /// Run a whole experiment on this machine in one command (not built yet)
@@ -64,11 +65,11 @@ impl Command {
             Command::Encode(args) => return report::encode(args),
             Command::Proxy(args) => return proxy::run(args),
             Command::Plot(_) => "plot",
-            Command::Monitor(_) => "monitor",
+            Command::Monitor(args) => return monitor::run(args),
             Command::Knee(args) => return knee::run(args),
             Command::Scenario(_) => "scenario",
         };
-        eprintln!("throng {name}: not built yet; `proxy`, `pong`, `attack`, `report`, `encode` and `knee` work today (see the README)");
+        eprintln!("throng {name}: not built yet; `proxy`, `pong`, `attack`, `report`, `encode`, `knee` and `monitor` work today (see the README)");
         ExitCode::from(2)
     }
 }

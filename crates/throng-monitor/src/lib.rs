@@ -1,0 +1,136 @@
+//! `throng monitor`: the signals ganglia showed the story's team, once a second, from the
+//! kernel's counters: established connections, TCP segments, bytes per interface, memory, the
+//! kernel's TCP memory, and the RSS and CPU of the processes it is told about. To a terminal, a
+//! file (JSON lines or CSV) and Prometheus.
+//!
+//! - [`procfs`]: the `/proc` files read (never a per-socket table).
+//! - [`sample`]: rates from two readings.
+//! - [`output`]: the formats.
+
+pub mod output;
+pub mod procfs;
+pub mod sample;
+
+use sample::{Sampler, Signals};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use throng_net::admin::{self, Page};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+pub struct Options {
+    pub interval: Duration,
+    /// How long to run; `None`: until SIGINT/SIGTERM.
+    pub duration: Option<Duration>,
+    pub pids: Vec<u32>,
+    /// Process names (`/proc/PID/comm`), looked up again every interval.
+    pub names: Vec<String>,
+    pub output: Option<(PathBuf, Format)>,
+    pub listen: Option<SocketAddr>,
+    /// A line per interval on stderr.
+    pub lines: bool,
+}
+
+/// Runs until the duration is over or a signal comes.
+pub fn run(options: Options) -> Result<(), String> {
+    let mut file = match &options.output {
+        Some((path, format)) => {
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            );
+            if *format == Format::Csv {
+                writeln!(file, "{}", output::CSV_HEADER).map_err(|e| e.to_string())?;
+            }
+            Some((file, *format))
+        }
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let latest: Arc<Mutex<Option<Signals>>> = Arc::new(Mutex::new(None));
+    runtime.block_on(async {
+        if let Some(addr) = options.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--listen {addr}: {e}"))?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            eprintln!("throng monitor: metrics at http://{bound}/metrics");
+            let latest = Arc::clone(&latest);
+            tokio::spawn(admin::serve(
+                listener,
+                Arc::new(move |path: &str| match path {
+                    "/metrics" => Page {
+                        status: 200,
+                        content_type: "text/plain; version=0.0.4; charset=utf-8",
+                        body: latest
+                            .lock()
+                            .map(|s| s.as_ref().map(output::prometheus).unwrap_or_default())
+                            .unwrap_or_default(),
+                    },
+                    _ => Page::text(404, "not found: try /metrics\n"),
+                }),
+            ));
+        }
+        let deadline = options.duration.map(|d| tokio::time::Instant::now() + d);
+        let signal = admin::wait_for_signal();
+        tokio::pin!(signal);
+        let mut sampler = Sampler::default();
+        let mut ticks = tokio::time::interval(options.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = &mut signal => break,
+            }
+            let mut pids: Vec<(u32, String)> = options
+                .pids
+                .iter()
+                .map(|&pid| (pid, process_name(pid)))
+                .collect();
+            for name in &options.names {
+                pids.extend(
+                    procfs::pids_named(name)
+                        .into_iter()
+                        .map(|pid| (pid, name.clone())),
+                );
+            }
+            if let Some(signals) = sampler.sample(&pids) {
+                if options.lines {
+                    eprintln!("{}", output::line(&signals));
+                }
+                if let Some((file, format)) = file.as_mut() {
+                    let row = match format {
+                        Format::Json => serde_json::to_string(&signals).unwrap_or_default(),
+                        Format::Csv => output::csv(&signals),
+                    };
+                    // Each second on disk as it comes: a monitor killed loses nothing measured.
+                    writeln!(file, "{row}")
+                        .and_then(|_| file.flush())
+                        .map_err(|e| e.to_string())?;
+                }
+                if let Ok(mut slot) = latest.lock() {
+                    *slot = Some(signals);
+                }
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                break;
+            }
+        }
+        Ok::<(), String>(())
+    })
+}
+
+fn process_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
