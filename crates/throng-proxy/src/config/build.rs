@@ -53,16 +53,19 @@ pub(super) fn build(file: file::File, base: &Path) -> Result<Config, Failure> {
         return Err((root, "no frontend: add a [frontends.NAME] table".into()));
     }
     let mut seen = BTreeMap::new();
-    for (name, frontend) in &file.frontends {
-        for addr in &frontends.iter().find(|f| &f.name == name).unwrap().binds {
-            if let Some(other) = seen.insert(*addr, name.clone()) {
+    for frontend in &frontends {
+        for addr in &frontend.binds {
+            // Port 0 asks for any free port: two of those never collide.
+            if addr.port() == 0 {
+                continue;
+            }
+            if let Some(other) = seen.insert(*addr, frontend.name.clone()) {
                 return Err((
-                    root.key("frontends").key(name).key("bind"),
+                    root.key("frontends").key(&frontend.name).key("bind"),
                     format!("{addr} is already bound by frontend `{other}`"),
                 ));
             }
         }
-        let _ = frontend;
     }
     Ok(Config {
         source: String::new(),
