@@ -419,15 +419,10 @@ fn start_up_problems_are_explained() {
 }
 
 #[test]
-fn subcommands_not_built_yet_say_so() {
-    for command in ["plot", "scenario"] {
-        let output = throng().args([command, "-rate=10"]).output().unwrap();
-        assert!(!output.status.success(), "{command}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains("not built yet"),
-            "{command}"
-        );
-    }
+fn a_subcommand_not_built_yet_says_so() {
+    let output = throng().args(["scenario", "-rate=10"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
     let help = throng().arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("pong"));
 }

@@ -3,6 +3,7 @@
 mod attack;
 mod knee;
 mod monitor;
+mod plot;
 mod pong;
 mod proxy;
 mod report;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 ///
 /// A TLS-terminating load balancer, an open-model load generator, the story's "pong" backend
 /// and the tools around them, in one binary. Today `proxy`, `pong`, `attack`, `report`,
-/// `encode`, `knee` and `monitor` work; the other subcommands are being built.
+/// `encode`, `knee`, `monitor` and `plot` work; the other subcommands are being built.
 #[derive(Debug, Parser)]
 #[command(name = "throng", version, propagate_version = true)]
 pub struct Cli {
@@ -32,8 +33,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Convert results to JSON lines or CSV (vegeta's field names), and JSON back
     Encode(report::EncodeArgs),
-    /// Draw results as one self-contained HTML page (not built yet)
-    Plot(NotBuilt),
+    /// Draw results (and monitor samples) as one self-contained HTML page
+    Plot(plot::PlotArgs),
     /// The story's test backend: `pong` after a random `sleep`, `times` more
     ///
     /// Faithful to the story's Node.js backend. Any method and path. Request header `sleep: N`
@@ -64,12 +65,12 @@ impl Command {
             Command::Report(args) => return report::report(args),
             Command::Encode(args) => return report::encode(args),
             Command::Proxy(args) => return proxy::run(args),
-            Command::Plot(_) => "plot",
+            Command::Plot(args) => return plot::run(args),
             Command::Monitor(args) => return monitor::run(args),
             Command::Knee(args) => return knee::run(args),
             Command::Scenario(_) => "scenario",
         };
-        eprintln!("throng {name}: not built yet; `proxy`, `pong`, `attack`, `report`, `encode`, `knee` and `monitor` work today (see the README)");
+        eprintln!("throng {name}: not built yet; `proxy`, `pong`, `attack`, `report`, `encode`, `knee`, `monitor` and `plot` work today (see the README)");
         ExitCode::from(2)
     }
 }
