@@ -14,7 +14,7 @@ use throng_results::report::Summary;
 use throng_results::{Frame, Interval, Reader};
 
 /// Requests drawn in the scatter at most.
-const SCATTER: usize = 4000;
+const SCATTER: usize = 2000;
 
 /// A watched process's CPU (percent) and memory (MiB) over time.
 #[derive(Default)]
@@ -289,7 +289,7 @@ fn read_results(path: &Path, summary: &mut Summary, seconds: &mut Seconds) -> Re
                         .entry(done)
                         .or_default() += 1;
                 }
-                if seconds.records.is_multiple_of(stride) && seconds.scatter.len() < SCATTER * 2 {
+                if seconds.records.is_multiple_of(stride) && seconds.scatter.len() < SCATTER {
                     seconds.scatter.push((intended, record.latency));
                 }
                 seconds.records += 1;

@@ -7,6 +7,7 @@ mod plot;
 mod pong;
 mod proxy;
 mod report;
+mod scenario;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -14,8 +15,7 @@ use std::process::ExitCode;
 /// throng: hold millions of TLS connections, load-test them honestly, and find the tipping point.
 ///
 /// A TLS-terminating load balancer, an open-model load generator, the story's "pong" backend
-/// and the tools around them, in one binary. Today `proxy`, `pong`, `attack`, `report`,
-/// `encode`, `knee`, `monitor` and `plot` work; the other subcommands are being built.
+/// and the tools around them, in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "throng", version, propagate_version = true)]
 pub struct Cli {
@@ -46,32 +46,23 @@ pub enum Command {
     Monitor(monitor::MonitorArgs),
     /// Find the tipping point: the highest rate that meets an SLO, and draw it
     Knee(knee::KneeArgs),
-    /// Run a whole experiment on this machine in one command (not built yet)
-    Scenario(NotBuilt),
-}
-
-/// Arguments of a subcommand that is not built yet, taken as they come.
-#[derive(Debug, clap::Args)]
-pub struct NotBuilt {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
+    /// Run the whole experiment on this machine: pong, the proxy with TLS, the monitor, attack phases
+    Scenario(scenario::ScenarioArgs),
 }
 
 impl Command {
     pub fn run(self) -> ExitCode {
-        let name = match self {
-            Command::Pong(args) => return pong::run(args),
-            Command::Attack(args) => return attack::run(args),
-            Command::Report(args) => return report::report(args),
-            Command::Encode(args) => return report::encode(args),
-            Command::Proxy(args) => return proxy::run(args),
-            Command::Plot(args) => return plot::run(args),
-            Command::Monitor(args) => return monitor::run(args),
-            Command::Knee(args) => return knee::run(args),
-            Command::Scenario(_) => "scenario",
-        };
-        eprintln!("throng {name}: not built yet; `proxy`, `pong`, `attack`, `report`, `encode`, `knee`, `monitor` and `plot` work today (see the README)");
-        ExitCode::from(2)
+        match self {
+            Command::Pong(args) => pong::run(args),
+            Command::Attack(args) => attack::run(args),
+            Command::Report(args) => report::report(args),
+            Command::Encode(args) => report::encode(args),
+            Command::Proxy(args) => proxy::run(args),
+            Command::Plot(args) => plot::run(args),
+            Command::Monitor(args) => monitor::run(args),
+            Command::Knee(args) => knee::run(args),
+            Command::Scenario(args) => scenario::run(args),
+        }
     }
 }
 
