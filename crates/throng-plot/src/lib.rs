@@ -60,7 +60,16 @@ pub fn page(results: &[&Path], monitor: Option<&Path>) -> Result<String, String>
     let at = |second: u64| second.saturating_sub(start) as f64;
     let mut charts = Vec::new();
 
-    let rate = |map: &BTreeMap<u64, u64>| map.iter().map(|(s, n)| (at(*s), *n as f64)).collect();
+    // Counts per second, with the seconds in between that had none drawn as zero (a gap
+    // between phases is a gap, not a line across it).
+    let rate = |map: &BTreeMap<u64, u64>| -> Vec<(f64, f64)> {
+        let (Some(&first), Some(&last)) = (map.keys().next(), map.keys().next_back()) else {
+            return Vec::new();
+        };
+        (first..=last)
+            .map(|s| (at(s), map.get(&s).copied().unwrap_or(0) as f64))
+            .collect()
+    };
     charts.push(chart::svg(
         "Requests per second",
         "/s",
