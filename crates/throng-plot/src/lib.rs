@@ -273,14 +273,10 @@ fn read_results(path: &Path, summary: &mut Summary, seconds: &mut Seconds) -> Re
     let mut reader =
         Reader::new(std::io::BufReader::new(file)).map_err(|e| format!("{name}: {e}"))?;
     let mut start = 0;
-    let mut stride = 1u64;
     while let Some(frame) = reader.next_frame().map_err(|e| format!("{name}: {e}"))? {
         match frame {
             Frame::Meta(meta) => {
                 start = meta.start_unix_ns;
-                // Keep about SCATTER requests from a run of the planned size.
-                let planned = (meta.rate * meta.duration_ns as f64 / 1e9) as u64;
-                stride = (planned / SCATTER as u64).max(1);
             }
             Frame::Record(record) => {
                 let intended = start + record.intended;
@@ -298,8 +294,14 @@ fn read_results(path: &Path, summary: &mut Summary, seconds: &mut Seconds) -> Re
                         .entry(done)
                         .or_default() += 1;
                 }
-                if seconds.records.is_multiple_of(stride) && seconds.scatter.len() < SCATTER {
+                // A uniform sample of every request of every file (reservoir sampling).
+                if seconds.scatter.len() < SCATTER {
                     seconds.scatter.push((intended, record.latency));
+                } else {
+                    let slot = throng_net::random::up_to(seconds.records) as usize;
+                    if slot < SCATTER {
+                        seconds.scatter[slot] = (intended, record.latency);
+                    }
                 }
                 seconds.records += 1;
             }

@@ -6,10 +6,15 @@ use common::{capture, http_exchange, throng, wait_until};
 use serde_json::Value;
 use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// The tests count the machine's connections: one at a time, or each sees the other's.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 #[test]
 fn sees_the_connections_opened_and_the_process_watched() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("throng-monitor-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("signals.jsonl");
@@ -67,6 +72,7 @@ fn sees_the_connections_opened_and_the_process_watched() {
 
 #[test]
 fn serves_prometheus_metrics_and_writes_csv() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("throng-monitor-csv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("signals.csv");

@@ -91,6 +91,18 @@ fn draws_a_run_and_its_monitor_as_one_offline_page() {
         assert!(!chart.contains("no data"), "{title} has no data");
     }
 
+    // Opened in a real browser: the charts are drawn, and a screenshot is kept.
+    let (dom, screenshot) = open_in_chromium(&page);
+    assert!(
+        dom.matches("<polyline").count() >= 8,
+        "charts without lines in the browser"
+    );
+    assert!(dom.contains("Requests per second") && dom.contains("Process resident memory"));
+    assert!(
+        std::fs::metadata(&screenshot).unwrap().len() > 10_000,
+        "an empty screenshot"
+    );
+
     // A damaged monitor file is named, with its line.
     std::fs::write(&samples, "{\"unix_ms\": 1}\nnot json\n").unwrap();
     let out = throng()
@@ -103,4 +115,50 @@ fn draws_a_run_and_its_monitor_as_one_offline_page() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("m.jsonl:2: not a monitor sample"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Renders `page` in headless Chromium (Debian's; .ci/run installs it): the DOM the browser
+/// built, and a screenshot kept in the test target's folder.
+fn open_in_chromium(page: &std::path::Path) -> (String, std::path::PathBuf) {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chromium is not installed: apt-get install chromium (.ci/run does)");
+    let url = format!("file://{}", page.display());
+    let headless = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ];
+    let dom = std::process::Command::new(chromium)
+        .args(headless)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&dom.stderr);
+    assert!(!stderr.contains("Uncaught"), "script errors: {stderr}");
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plot-screenshot.png");
+    let shot = std::process::Command::new(chromium)
+        .args(headless)
+        .arg("--window-size=1000,2900")
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    (
+        String::from_utf8_lossy(&dom.stdout).into_owned(),
+        screenshot,
+    )
 }
