@@ -276,17 +276,50 @@ fn run_phase(
         }
         std::thread::sleep(Duration::from_millis(100));
         // A word every 5 s: which phase, how far in (the attack waits for its last responses
-        // after the phase's duration, so this may go past it).
+        // after the phase's duration, so this may go past it), and the monitor's latest figures.
         if Instant::now() >= next_word {
             next_word += Duration::from_secs(5);
             say(&format!(
-                "phase {}: {} s",
+                "phase {}: {} s{}",
                 phase.name,
-                started.elapsed().as_secs()
+                started.elapsed().as_secs(),
+                live_figures(&dir.join("monitor.jsonl"))
             ));
         }
     }
     Ok(())
+}
+
+/// The latest monitor sample, in a few words: established sockets and each process's memory.
+fn live_figures(monitor: &Path) -> String {
+    // Only the file's end: it grows by a line a second for as long as the scenario runs.
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(monitor) else {
+        return String::new();
+    };
+    let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(length.saturating_sub(16 * 1024)));
+    let mut text = String::new();
+    if file.take(16 * 1024).read_to_string(&mut text).is_err() {
+        return String::new();
+    }
+    let Some(sample) = text
+        .lines()
+        .next_back()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    else {
+        return String::new();
+    };
+    let mut words = format!(", {} established sockets", sample["established"]);
+    for p in sample["processes"].as_array().into_iter().flatten() {
+        words += &format!(
+            ", pid {} {} MiB {:.0}% cpu",
+            p["pid"],
+            p["rss"].as_u64().unwrap_or(0) >> 20,
+            p["cpu_percent"].as_f64().unwrap_or(0.0)
+        );
+    }
+    words
 }
 
 fn proxy_config(listen: SocketAddr, threads: usize, pong: &[SocketAddr], dir: &Path) -> String {

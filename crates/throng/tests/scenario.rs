@@ -88,3 +88,155 @@ fn a_small_scenario_runs_end_to_end_and_writes_its_folder() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("small.toml:3: phase[0].rate"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_same_phases_run_through_an_external_proxy() {
+    let dir = std::env::temp_dir().join(format!("throng-scenario-nginx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("nginx")).unwrap();
+    let ports = free_port_range(3);
+    let (pong, nginx_port) = (ports, ports + 2);
+    // nginx with TLS in front of the scenario's pong ports: the proxy being compared.
+    let (cert, key) = throng_net::tls::self_signed(&["localhost"]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    let d = dir.display();
+    let conf = format!(
+        "master_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx/error.log;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/nginx/body;\n  proxy_temp_path {d}/nginx/proxy;\n\
+           fastcgi_temp_path {d}/nginx/fastcgi;\n  uwsgi_temp_path {d}/nginx/uwsgi;\n  scgi_temp_path {d}/nginx/scgi;\n\
+           upstream pong {{ server 127.0.0.1:{pong}; server 127.0.0.1:{}; keepalive 32; }}\n\
+           server {{\n    listen 127.0.0.1:{nginx_port} ssl;\n    ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
+             location / {{ proxy_pass http://pong; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
+        pong + 1
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut nginx = std::process::Command::new("/usr/sbin/nginx")
+        .args([
+            "-e",
+            &format!("{d}/nginx/error.log"),
+            "-p",
+            &format!("{d}/nginx"),
+            "-c",
+            &format!("{d}/nginx.conf"),
+            "-g",
+            "daemon off;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx is not installed: apt-get install nginx-light (.ci/run does)");
+    common::wait_until(|| std::net::TcpStream::connect(("127.0.0.1", nginx_port)).ok())
+        .expect("nginx listening");
+    let file = dir.join("nginx.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pong]\nlisten = \"127.0.0.1:{pong}-{}\"\n\n[proxy]\nexternal = \"127.0.0.1:{nginx_port}\"\ntls = true\n\n\
+             [monitor]\ninterval = \"250ms\"\n\n[[phase]]\nname = \"steady\"\nrate = 100\nduration = \"2s\"\n",
+            pong + 1
+        ),
+    )
+    .unwrap();
+    let out = throng()
+        .arg("scenario")
+        .arg(&file)
+        .arg("--dir")
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all phases: 200 requests"), "{stdout}");
+    assert!(stdout.contains("success 100.000%"), "{stdout}");
+    // No throng proxy was started: its files are not there.
+    assert!(!dir.join("run/proxy.toml").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn small_file(dir: &std::path::Path, ports: u16, phase_seconds: u32) -> std::path::PathBuf {
+    let file = dir.join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pong]\nlisten = \"127.0.0.1:{ports}-{}\"\n\n[proxy]\nlisten = \"127.0.0.1:{}\"\n\n[monitor]\ninterval = \"250ms\"\n\n\
+             [[phase]]\nname = \"long\"\nrate = 50\nduration = \"{phase_seconds}s\"\n",
+            ports + 1,
+            ports + 2
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn a_component_that_cannot_start_is_named_and_the_others_are_stopped() {
+    let dir = std::env::temp_dir().join(format!("throng-scenario-busy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports = free_port_range(3);
+    let file = small_file(&dir, ports, 2);
+    // Someone else holds the proxy's port (without SO_REUSEPORT, so the proxy cannot share it).
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", ports + 2)).unwrap();
+    let out = throng()
+        .arg("scenario")
+        .arg(&file)
+        .arg("--dir")
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("proxy did not start"), "{stderr}");
+    // pong, started before, was stopped: its ports are free.
+    for port in ports..ports + 2 {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} still taken"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ctrl_c_ends_the_phase_and_still_writes_what_was_measured() {
+    let dir = std::env::temp_dir().join(format!("throng-scenario-int-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = small_file(&dir, free_port_range(3), 60);
+    let results = dir.join("run");
+    let child = throng()
+        .arg("scenario")
+        .arg(&file)
+        .arg("--dir")
+        .arg(&results)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_until(|| results.join("01-long.bin").exists().then_some(()))
+        .expect("phase started");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "did not stop promptly"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    let report = std::fs::read_to_string(results.join("report.txt")).unwrap();
+    assert!(report.contains("== 01-long"), "{report}");
+    assert!(results.join("report.html").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
