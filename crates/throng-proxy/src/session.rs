@@ -2,7 +2,7 @@
 //! when it began; and the bookkeeping every session does at its end (counters, the log line).
 
 use crate::config::Frontend;
-use crate::dispatch::{Connected, ServerSide};
+use crate::dispatch::{ConnectError, Connected, DispatchError, NoSlot, ServerSide};
 use crate::log::Entry;
 use crate::state::{FrontendState, Proxy};
 use std::net::SocketAddr;
@@ -104,6 +104,45 @@ impl Session {
             srv_queue: 0,
             backend_queue: 0,
             request: String::new(),
+        }
+    }
+
+    /// Notes in `entry` why no server was reached (timers, retries, the termination state HAProxy
+    /// logs: SC no server or refused, sC connect timeout, sQ queue timeout) and counts it.
+    pub fn note_dispatch_failure(&self, entry: &mut Entry, backend: usize, error: DispatchError) {
+        let state = &self.proxy().backends[backend];
+        match error {
+            DispatchError::NoSlot(NoSlot::NoneUp, waited) => {
+                entry.t_queue = Some(waited);
+                entry.termination = *b"SC";
+                state.no_server.fetch_add(1, Relaxed);
+            }
+            DispatchError::NoSlot(NoSlot::QueueTimeout, waited) => {
+                entry.t_queue = Some(waited);
+                entry.termination = *b"sQ";
+                state.queue_timeouts.fetch_add(1, Relaxed);
+            }
+            DispatchError::Connect {
+                server,
+                error,
+                queued,
+                retries,
+            } => {
+                let name = self.server_name(backend, server);
+                tracing::debug!(
+                    "{}/{name}: {error}",
+                    self.proxy().config.backends[backend].name
+                );
+                entry.t_queue = Some(queued);
+                entry.retries = retries;
+                entry.server = Some(name);
+                entry.termination = if matches!(error, ConnectError::Timeout) {
+                    *b"sC"
+                } else {
+                    *b"SC"
+                };
+                state.no_server.fetch_add(1, Relaxed);
+            }
         }
     }
 

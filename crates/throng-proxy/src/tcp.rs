@@ -1,13 +1,11 @@
 //! TCP mode: the client's bytes to a server and back, for MQTT or any protocol, with TLS
 //! terminated in front or not. One log line per connection, HAProxy's `tcplog`.
 
-use crate::dispatch::{self, DispatchError, NoSlot};
+use crate::dispatch;
 use crate::relay;
 use crate::session::Session;
 use crate::stream::ClientStream;
-use std::sync::atomic::Ordering::Relaxed;
 use tokio::io::AsyncWriteExt;
-use tracing::debug;
 
 pub async fn serve(session: Session, mut client: ClientStream) {
     let proxy = session.proxy();
@@ -29,35 +27,7 @@ pub async fn serve(session: Session, mut client: ClientStream) {
     {
         Ok(connected) => connected,
         Err(error) => {
-            let state = &proxy.backends[backend];
-            match error {
-                DispatchError::NoSlot(NoSlot::NoneUp, waited) => {
-                    entry.t_queue = Some(waited);
-                    entry.termination = *b"SC";
-                    state.no_server.fetch_add(1, Relaxed);
-                }
-                DispatchError::NoSlot(NoSlot::QueueTimeout, waited) => {
-                    entry.t_queue = Some(waited);
-                    entry.termination = *b"sQ";
-                    state.queue_timeouts.fetch_add(1, Relaxed);
-                }
-                DispatchError::Connect {
-                    server,
-                    error,
-                    queued,
-                    retries,
-                } => {
-                    debug!("{}: {error}", session.server_name(backend, server));
-                    entry.t_queue = Some(queued);
-                    entry.retries = retries;
-                    entry.server = Some(session.server_name(backend, server));
-                    entry.termination = if matches!(error, dispatch::ConnectError::Timeout) {
-                        *b"sC"
-                    } else {
-                        *b"SC"
-                    };
-                }
-            }
+            session.note_dispatch_failure(&mut entry, backend, error);
             let _ = client.shutdown().await;
             session.log(entry, started);
             return;

@@ -7,7 +7,7 @@
 
 pub mod rewrite;
 
-use crate::dispatch::{self, Connected, DispatchError, NoSlot};
+use crate::dispatch::{self, Connected, DispatchError};
 use crate::log::Entry;
 use crate::relay;
 use crate::session::Session;
@@ -976,46 +976,9 @@ async fn dispatch_failed(
     entry: &mut Entry,
     error: DispatchError,
 ) {
-    let backend_state = |b: usize| &session.proxy().backends[b];
-    match error {
-        DispatchError::NoSlot(NoSlot::NoneUp, waited) => {
-            entry.t_queue = Some(waited);
-            entry.termination = *b"SC";
-        }
-        DispatchError::NoSlot(NoSlot::QueueTimeout, waited) => {
-            entry.t_queue = Some(waited);
-            entry.termination = *b"sQ";
-        }
-        DispatchError::Connect {
-            server,
-            error,
-            queued,
-            retries,
-        } => {
-            entry.t_queue = Some(queued);
-            entry.retries = retries;
-            entry.termination = if matches!(error, dispatch::ConnectError::Timeout) {
-                *b"sC"
-            } else {
-                *b"SC"
-            };
-            if let Some(backend) = session.backend_of(entry) {
-                entry.server = Some(session.server_name(backend, server));
-                debug!(
-                    "{}/{}: {error}",
-                    session.proxy().config.backends[backend].name,
-                    session.server_name(backend, server)
-                );
-            }
-        }
-    }
     if let Some(backend) = session.backend_of(entry) {
-        let state = backend_state(backend);
-        match entry.termination {
-            [b's', b'Q'] => state.queue_timeouts.fetch_add(1, Relaxed),
-            _ => state.no_server.fetch_add(1, Relaxed),
-        };
-        state.responses.count(503);
+        session.note_dispatch_failure(entry, backend, error);
+        session.proxy().backends[backend].responses.count(503);
     }
     answer_error(session, client, entry, 503).await;
 }
