@@ -111,6 +111,16 @@ pub fn render(proxy: &Proxy) -> String {
         "throng_proxy_log_lines_dropped_total {}",
         proxy.log.dropped.load(Relaxed)
     );
+    m.head(
+        "log_lines_written_total",
+        "counter",
+        "Access log lines written.",
+    );
+    let _ = writeln!(
+        m.out,
+        "throng_proxy_log_lines_written_total {}",
+        proxy.log.written.load(Relaxed)
+    );
 
     let frontends: Vec<(String, &FrontendState)> = proxy
         .config
@@ -288,7 +298,7 @@ pub fn render(proxy: &Proxy) -> String {
         &responses,
     );
 
-    let per_server: [Metric<ServerState>; 9] = [
+    let per_server: [Metric<ServerState>; 10] = [
         (
             "server_up",
             "gauge",
@@ -342,6 +352,12 @@ pub fn render(proxy: &Proxy) -> String {
             "counter",
             "Failed health checks.",
             |s| s.check_failures.load(Relaxed),
+        ),
+        (
+            "server_went_down_total",
+            "counter",
+            "Times health checks took the server out.",
+            |s| s.went_down.load(Relaxed),
         ),
     ];
     m.families(&per_server, &servers);

@@ -20,7 +20,6 @@ pub struct Proxy {
     pub stopping: AtomicBool,
     /// Woken when a connection closes, for accept loops waiting under a limit.
     pub connection_closed: Notify,
-    pub tls_handshakes: AtomicU64,
 }
 
 /// Counts by HTTP status class: 1xx, 2xx, 3xx, 4xx, 5xx, other.
@@ -170,7 +169,6 @@ impl Proxy {
             over_budget: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             connection_closed: Notify::new(),
-            tls_handshakes: AtomicU64::new(0),
         }
     }
 }

@@ -329,6 +329,10 @@ fn health_checks_take_a_dead_server_out_and_bring_it_back() {
         proxy.metric("throng_proxy_server_up{backend=\"app\",server=\"s2\"}"),
         0.0
     );
+    assert_eq!(
+        proxy.metric("throng_proxy_server_went_down_total{backend=\"app\",server=\"s2\"}"),
+        1.0
+    );
     let _back = Pong::start(&["--listen", &flaky_addr.to_string()]);
     proxy.wait_for_message("Server app/s2 is UP");
     let seen: std::collections::HashSet<String> = (0..6)
