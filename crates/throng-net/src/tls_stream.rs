@@ -59,6 +59,9 @@ pub struct TlsStream<C> {
     incoming: Option<Buffer>,
     /// Plaintext decrypted, not yet taken by the session.
     plaintext: Option<Buffer>,
+    /// Plaintext that did not fit `plaintext` (records decrypted while earlier ones were still
+    /// unread); bounded by one incoming buffer's worth, and freed once read.
+    overflow: Vec<u8>,
     /// Ciphertext made, not yet sent.
     outgoing: Option<Buffer>,
     /// The client sent close_notify: no more data will come.
@@ -101,6 +104,7 @@ impl<C: Unbuffered> TlsStream<C> {
             conn,
             incoming: None,
             plaintext: None,
+            overflow: Vec::new(),
             outgoing: None,
             peer_closed: false,
             closing: false,
@@ -122,19 +126,18 @@ impl<C: Unbuffered> TlsStream<C> {
             let mut stop = None;
             match state.map_err(tls_error)? {
                 ConnectionState::ReadTraffic(mut records) => {
-                    // Take records while they fit the plaintext buffer; the rest wait.
-                    while let Some(len) = records.peek_len() {
+                    // Every record is taken now (rustls asks for that before anything else):
+                    // into the plaintext buffer while it has room, after it in `overflow`.
+                    while let Some(record) = records.next_record() {
+                        let payload = record.map_err(tls_error)?.payload;
                         let room = self.plaintext.get_or_insert_with(Buffer::take);
-                        if room.spare().len() < len.get() {
-                            break;
-                        }
-                        let Some(record) = records.next_record() else {
-                            break;
-                        };
-                        let record = record.map_err(tls_error)?;
                         let spare = room.spare();
-                        spare[..record.payload.len()].copy_from_slice(record.payload);
-                        room.end += record.payload.len();
+                        if self.overflow.is_empty() && spare.len() >= payload.len() {
+                            spare[..payload.len()].copy_from_slice(payload);
+                            room.end += payload.len();
+                        } else {
+                            self.overflow.extend_from_slice(payload);
+                        }
                     }
                 }
                 // Early data is off in every configuration throng makes.
@@ -279,7 +282,10 @@ impl<C: Unbuffered> TlsStream<C> {
 
     /// Whether plaintext (or the end of it) can be read without waiting for the socket.
     pub fn has_readable(&mut self) -> io::Result<bool> {
-        if self.plaintext.as_ref().is_some_and(|b| !b.is_empty()) || self.peer_closed {
+        if self.plaintext.as_ref().is_some_and(|b| !b.is_empty())
+            || !self.overflow.is_empty()
+            || self.peer_closed
+        {
             return Ok(true);
         }
         if self.incoming.is_some() {
@@ -300,6 +306,15 @@ impl<C: Unbuffered> TlsStream<C> {
                 }
                 return Ok(n);
             }
+            if !self.overflow.is_empty() {
+                let n = self.overflow.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.overflow[..n]);
+                self.overflow.drain(..n);
+                if self.overflow.is_empty() {
+                    self.overflow = Vec::new();
+                }
+                return Ok(n);
+            }
             if self.peer_closed {
                 return Ok(0);
             }
@@ -310,7 +325,7 @@ impl<C: Unbuffered> TlsStream<C> {
                 if matches!(stop, Stop::Closed) {
                     return Ok(0);
                 }
-                if self.plaintext.is_some() || self.peer_closed {
+                if self.plaintext.is_some() || !self.overflow.is_empty() || self.peer_closed {
                     continue;
                 }
             }
@@ -449,6 +464,66 @@ mod tests {
         // close_notify from the server: the end of the stream.
         assert_eq!(read_exactly(&mut tls, &stream, 1).await, Vec::<u8>::new());
         server_side.await.unwrap();
+    }
+
+    /// Records that arrive while earlier plaintext is unread are kept in order, not lost or
+    /// spun on: the server writes (which processes what came in) between small reads.
+    #[tokio::test(flavor = "current_thread")]
+    async fn plaintext_left_unread_while_writing_stays_in_order() {
+        let (config, cert_pem) = server();
+        let dir = std::env::temp_dir().join(format!("throng-tls-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), &cert_pem).unwrap();
+        let client_config = client_config(&ClientOptions {
+            root_certs: vec![dir.join("ca.pem")],
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let message: Vec<u8> = (0..60_000u32).map(|i| (i % 249) as u8).collect();
+        let sent = message.clone();
+        let client_side = tokio::task::spawn(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let conn = crate::tls::connect_unbuffered(&client_config, "localhost").unwrap();
+            let mut tls = TlsStream::new(conn);
+            tls.handshake(&stream).await.unwrap();
+            // Many small records, then many large ones.
+            for chunk in sent.chunks(1000).take(20) {
+                tls.write_all(&stream, chunk).await.unwrap();
+            }
+            tls.write_all(&stream, &sent[20_000..]).await.unwrap();
+            // Everything the server writes, up to its close_notify.
+            read_exactly(&mut tls, &stream, usize::MAX).await
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut tls = TlsStream::new(UnbufferedServerConnection::new(config).unwrap());
+        tls.handshake(&stream).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 700];
+        while got.len() < message.len() {
+            match tls.try_read(&stream, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    stream.readable().await.unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+            // A write now and then, with plaintext still unread: the write processes what came
+            // in meanwhile, and nothing may be lost or reordered by it.
+            if got.len() % 3 == 0 {
+                tls.write_all(&stream, b".").await.unwrap();
+            }
+        }
+        assert_eq!(got, message);
+        tls.write_all(&stream, b"k").await.unwrap();
+        std::future::poll_fn(|cx| tls.poll_close(&stream, cx))
+            .await
+            .unwrap();
+        let echoed = client_side.await.unwrap();
+        assert_eq!(echoed.last(), Some(&b'k'));
+        assert!(echoed[..echoed.len() - 1].iter().all(|&b| b == b'.'));
     }
 
     /// A real handshake, once full and once resumed, then with resumption off; against a
