@@ -148,7 +148,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, &weight)| Server {
-                    name: format!("s{i}"),
+                    name: format!("s{i}").into(),
                     address: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
                     weight,
                     maxconn,

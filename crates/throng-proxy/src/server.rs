@@ -123,7 +123,7 @@ fn route(path: &str, proxy: &Proxy) -> Page {
 
 fn announce(
     proxy: &Proxy,
-    bound: &[(String, bool, Vec<SocketAddr>)],
+    bound: &[(Arc<str>, bool, Vec<SocketAddr>)],
     admin: Option<&std::net::TcpListener>,
 ) {
     let frontends: Vec<String> = bound

@@ -61,20 +61,20 @@ impl Session {
         &self.worker.proxy.frontends[self.frontend]
     }
 
-    pub fn server_name(&self, backend: usize, server: usize) -> String {
-        self.proxy().config.backends[backend].servers[server]
-            .name
-            .clone()
+    /// Notes in `entry` the backend a request went to.
+    pub fn note_backend(&self, entry: &mut Entry, backend: usize) {
+        entry.backend = Some(self.proxy().config.backends[backend].name.clone());
+        entry.backend_index = Some(backend);
     }
 
-    /// The backend an entry names, by index.
-    pub fn backend_of(&self, entry: &Entry) -> Option<usize> {
-        let name = entry.backend.as_deref()?;
-        self.proxy()
-            .config
-            .backends
-            .iter()
-            .position(|b| b.name == name)
+    /// Notes in `entry` the server of `backend` a request went to.
+    pub fn note_server(&self, entry: &mut Entry, backend: usize, server: usize) {
+        entry.server = Some(
+            self.proxy().config.backends[backend].servers[server]
+                .name
+                .clone(),
+        );
+        entry.server_index = Some(server);
     }
 
     /// A log entry for something that began at `wall`, with nothing reached yet.
@@ -87,6 +87,8 @@ impl Session {
             tls: self.tls,
             backend: None,
             server: None,
+            backend_index: None,
+            server_index: None,
             t_request: None,
             t_queue: None,
             t_connect: None,
@@ -128,14 +130,14 @@ impl Session {
                 queued,
                 retries,
             } => {
-                let name = self.server_name(backend, server);
+                self.note_server(entry, backend, server);
                 tracing::debug!(
-                    "{}/{name}: {error}",
-                    self.proxy().config.backends[backend].name
+                    "{}/{}: {error}",
+                    self.proxy().config.backends[backend].name,
+                    self.proxy().config.backends[backend].servers[server].name
                 );
                 entry.t_queue = Some(queued);
                 entry.retries = retries;
-                entry.server = Some(name);
                 entry.termination = if matches!(error, ConnectError::Timeout) {
                     *b"sC"
                 } else {
@@ -167,16 +169,11 @@ impl Session {
             .bytes_in
             .fetch_add(entry.bytes_from_client, Relaxed);
         frontend.bytes_out.fetch_add(entry.bytes_to_client, Relaxed);
-        if let Some(backend) = self.backend_of(&entry) {
+        if let Some(backend) = entry.backend_index {
             let state = &proxy.backends[backend];
             entry.beconn = state.current.load(Relaxed);
             entry.backend_queue = state.queued.load(Relaxed);
-            if let Some(server) = entry.server.as_deref().and_then(|name| {
-                proxy.config.backends[backend]
-                    .servers
-                    .iter()
-                    .position(|s| s.name == name)
-            }) {
+            if let Some(server) = entry.server_index {
                 entry.srv_conn = state.servers[server].active.load(Relaxed) as u64;
             }
         }

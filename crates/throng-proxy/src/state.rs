@@ -179,7 +179,7 @@ mod tests {
 
     fn server(weight: u32) -> Server {
         Server {
-            name: String::new(),
+            name: "".into(),
             address: "127.0.0.1:1".parse().unwrap(),
             weight,
             maxconn: None,

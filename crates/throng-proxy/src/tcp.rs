@@ -15,7 +15,7 @@ pub async fn serve(session: Session, mut client: ClientStream) {
     let Some(backend) = session.frontend().default_backend else {
         return;
     };
-    entry.backend = Some(proxy.config.backends[backend].name.clone());
+    session.note_backend(&mut entry, backend);
     let mut connected = match dispatch::connect(
         proxy,
         &session.worker.servers,
@@ -33,7 +33,7 @@ pub async fn serve(session: Session, mut client: ClientStream) {
             return;
         }
     };
-    entry.server = Some(session.server_name(backend, connected.slot.server));
+    session.note_server(&mut entry, backend, connected.slot.server);
     entry.t_queue = Some(connected.queued);
     entry.t_connect = Some(connected.connecting);
     entry.retries = connected.retries;

@@ -243,7 +243,7 @@ fn build_frontend(
         .map(|t| build_tls(t, mode, base, &at.key("tls")))
         .transpose()?;
     Ok(Frontend {
-        name: name.to_string(),
+        name: name.into(),
         binds,
         mode,
         maxconn,
@@ -351,10 +351,10 @@ fn build_backend(
                     format!("{address} cannot be connected to"),
                 ));
             }
-            let name = if addrs.len() == 1 {
-                s.name.clone()
+            let name: Arc<str> = if addrs.len() == 1 {
+                s.name.as_str().into()
             } else {
-                format!("{}{}", s.name, n + 1)
+                format!("{}{}", s.name, n + 1).into()
             };
             if servers.iter().any(|other: &Server| other.name == name) {
                 return Err((at.key("name"), format!("server `{name}` is named twice")));
@@ -397,7 +397,7 @@ fn build_backend(
         return Err((at.key("retries"), "at most 100".into()));
     }
     Ok(Backend {
-        name: name.to_string(),
+        name: name.into(),
         mode,
         balance,
         servers,

@@ -70,7 +70,8 @@ impl Mode {
 
 #[derive(Debug)]
 pub struct Frontend {
-    pub name: String,
+    /// Shared, not copied: every log line of every request names it.
+    pub name: Arc<str>,
     pub binds: Vec<SocketAddr>,
     pub mode: Mode,
     pub maxconn: Option<u64>,
@@ -114,7 +115,8 @@ pub enum Balance {
 
 #[derive(Debug)]
 pub struct Backend {
-    pub name: String,
+    /// Shared, not copied: every log line of every request names it.
+    pub name: Arc<str>,
     pub mode: Mode,
     pub balance: Balance,
     pub servers: Vec<Server>,
@@ -140,7 +142,8 @@ pub struct BackendTimeouts {
 
 #[derive(Clone, Debug)]
 pub struct Server {
-    pub name: String,
+    /// Shared, not copied: every log line of every request names it.
+    pub name: Arc<str>,
     pub address: SocketAddr,
     pub weight: u32,
     /// Requests (HTTP) or connections (TCP) at once; more wait in the queue.

@@ -209,7 +209,7 @@ async fn exchange(
         session.log(entry, started);
         return Next::Close;
     };
-    entry.backend = Some(proxy.config.backends[backend].name.clone());
+    session.note_backend(&mut entry, backend);
     if request.expect_continue {
         // The client waits for this before it sends the body; the server never sees `Expect`.
         if client
@@ -244,7 +244,7 @@ async fn exchange(
                 return Next::Close;
             }
         };
-        entry.server = Some(session.server_name(backend, connected.slot.server));
+        session.note_server(&mut entry, backend, connected.slot.server);
         entry.t_queue = Some(connected.queued);
         entry.t_connect = Some(connected.connecting);
         entry.retries = connected.retries;
@@ -976,7 +976,7 @@ async fn dispatch_failed(
     entry: &mut Entry,
     error: DispatchError,
 ) {
-    if let Some(backend) = session.backend_of(entry) {
+    if let Some(backend) = entry.backend_index {
         session.note_dispatch_failure(entry, backend, error);
         session.proxy().backends[backend].responses.count(503);
     }

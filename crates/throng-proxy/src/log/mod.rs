@@ -24,11 +24,14 @@ pub struct Entry {
     /// When the connection was accepted (the request began, for later requests of a keep-alive
     /// connection).
     pub accepted: SystemTime,
-    pub frontend: String,
+    pub frontend: Arc<str>,
     pub tls: bool,
-    pub backend: Option<String>,
+    pub backend: Option<Arc<str>>,
     /// `<NOSRV>` when none was reached.
-    pub server: Option<String>,
+    pub server: Option<Arc<str>>,
+    /// The backend and server by index, for the counts taken when the line is logged.
+    pub backend_index: Option<usize>,
+    pub server_index: Option<usize>,
     /// Tq (Tq is HTTP only), Tw, Tc, Tr: `None` logs as -1, the step was never reached.
     pub t_request: Option<Duration>,
     pub t_queue: Option<Duration>,
