@@ -24,6 +24,9 @@ pub struct Step {
     pub max: u64,
     /// The percentile the SLO holds, in nanoseconds.
     pub held: u64,
+    /// The same percentile from the actual send (the target's share alone), when the report
+    /// has it (p50, p99, max).
+    pub held_by_target: Option<u64>,
     /// How late the generator sent, p99, in nanoseconds; and requests it held back at the cap.
     pub lag_p99: u64,
     pub delayed_by_cap: u64,
@@ -92,30 +95,33 @@ fn judge(report: &Value, plan: &Plan<'_>, rate: f64, file: &Path) -> Step {
         p99: ns(&latencies["99th"]),
         max: ns(&latencies["max"]),
         held: ns(&latencies[plan.slo.percentile.key()]),
+        held_by_target: throng["service_time"][plan.slo.percentile.key()].as_u64(),
         lag_p99: ns(&throng["lag"]["99th"]),
         delayed_by_cap: throng["delayed_by_max_inflight"].as_u64().unwrap_or(0),
         errors: throng["error_classes"].clone(),
         verdict: Verdict::Pass,
         file: file.to_path_buf(),
     };
-    step.verdict = verdict(&step, plan);
+    step.verdict = verdict(&step, plan.slo, plan.max_lag);
     step
 }
 
-fn verdict(step: &Step, plan: &Plan<'_>) -> Verdict {
+fn verdict(step: &Step, slo: &Slo, max_lag: Duration) -> Verdict {
     let ms = |ns: u64| ns as f64 / 1e6;
-    // The generator first: a step it could not deliver says nothing about the target.
+    let limit = slo.limit.as_nanos();
+    let missed = |held: u64| {
+        Verdict::Fail(format!(
+            "{} {:.1} ms > {:.1} ms",
+            slo.percentile.name(),
+            ms(held),
+            slo.limit.as_secs_f64() * 1e3
+        ))
+    };
+    // A step the generator did not deliver says nothing about the target.
     if step.delayed_by_cap > 0 {
         return Verdict::GeneratorBound(format!(
             "{} requests waited for --max-inflight",
             step.delayed_by_cap
-        ));
-    }
-    if step.lag_p99 as u128 > plan.max_lag.as_nanos() {
-        return Verdict::GeneratorBound(format!(
-            "the generator sent late: lag p99 {:.1} ms (limit {:.1} ms)",
-            ms(step.lag_p99),
-            plan.max_lag.as_secs_f64() * 1e3
         ));
     }
     if step.achieved < step.offered * 0.99 {
@@ -124,20 +130,85 @@ fn verdict(step: &Step, plan: &Plan<'_>) -> Verdict {
             step.achieved, step.offered
         ));
     }
-    if step.success < plan.slo.success {
+    if step.success < slo.success {
         return Verdict::Fail(format!(
             "success {:.3}% < {:.3}%",
             step.success * 100.0,
-            plan.slo.success * 100.0
+            slo.success * 100.0
         ));
     }
-    if step.held as u128 > plan.slo.limit.as_nanos() {
-        return Verdict::Fail(format!(
-            "{} {:.1} ms > {:.1} ms",
-            plan.slo.percentile.name(),
-            ms(step.held),
-            plan.slo.limit.as_secs_f64() * 1e3
+    // The target missed the SLO on its own time, from the actual send: whatever lag the
+    // generator had (an overloaded target makes it open connections in a hurry), the step failed.
+    if let Some(by_target) = step.held_by_target.filter(|&t| t as u128 > limit) {
+        return missed(by_target);
+    }
+    // Late sends only matter when they could have made the difference.
+    if step.lag_p99 as u128 > max_lag.as_nanos() {
+        return Verdict::GeneratorBound(format!(
+            "the generator sent late: lag p99 {:.1} ms (limit {:.1} ms)",
+            ms(step.lag_p99),
+            max_lag.as_secs_f64() * 1e3
         ));
+    }
+    if step.held as u128 > limit {
+        return missed(step.held);
     }
     Verdict::Pass
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slo::Percentile;
+
+    const MS: u64 = 1_000_000;
+
+    fn step(p99: u64, by_target: u64, lag: u64) -> Step {
+        Step {
+            offered: 100.0,
+            achieved: 100.0,
+            requests: 200,
+            success: 1.0,
+            p50: MS,
+            p90: MS,
+            p99,
+            max: p99,
+            held: p99,
+            held_by_target: Some(by_target),
+            lag_p99: lag,
+            delayed_by_cap: 0,
+            errors: Value::Null,
+            verdict: Verdict::Pass,
+            file: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn the_generator_is_blamed_only_for_what_it_did() {
+        let slo = Slo {
+            percentile: Percentile::P99,
+            limit: Duration::from_millis(50),
+            success: 0.999,
+        };
+        let lag = Duration::from_millis(10);
+        // An overloaded target, and a generator late while it opened connections: the target's.
+        assert!(matches!(
+            verdict(&step(500 * MS, 490 * MS, 20 * MS), &slo, lag),
+            Verdict::Fail(_)
+        ));
+        // A quick target, a late generator: the generator's.
+        assert!(matches!(
+            verdict(&step(60 * MS, 5 * MS, 20 * MS), &slo, lag),
+            Verdict::GeneratorBound(_)
+        ));
+        // Both on time.
+        assert_eq!(verdict(&step(5 * MS, 4 * MS, MS), &slo, lag), Verdict::Pass);
+        // Held back by --max-inflight: the generator's, whatever the latency.
+        let mut capped = step(500 * MS, 490 * MS, 0);
+        capped.delayed_by_cap = 3;
+        assert!(matches!(
+            verdict(&capped, &slo, lag),
+            Verdict::GeneratorBound(_)
+        ));
+    }
 }

@@ -32,6 +32,21 @@ impl Page {
     }
 }
 
+/// What answers an admin request: the page for a path.
+pub type Route = Arc<dyn Fn(&str) -> Page + Send + Sync>;
+
+/// Starts answering on `listener` (bound before the worker threads started) on the current
+/// runtime; a listener that cannot be registered is logged, not fatal.
+pub fn spawn(listener: Option<std::net::TcpListener>, route: Route) {
+    let Some(listener) = listener else { return };
+    match TcpListener::from_std(listener) {
+        Ok(listener) => {
+            tokio::spawn(serve(listener, route));
+        }
+        Err(e) => warn!("admin listener: {e}"),
+    }
+}
+
 /// Answers GET and HEAD requests on `listener` with `route(path)`, forever.
 pub async fn serve(listener: TcpListener, route: Arc<dyn Fn(&str) -> Page + Send + Sync>) {
     loop {

@@ -392,6 +392,19 @@ mod tests {
         )
     }
 
+    /// A client configuration that trusts `cert_pem` (written to a file named by `test`).
+    fn client_trusting(cert_pem: &str, test: &str, resume: bool) -> Arc<rustls::ClientConfig> {
+        let dir = std::env::temp_dir().join(format!("throng-tls-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert_pem).unwrap();
+        client_config(&ClientOptions {
+            root_certs: vec![dir.join("ca.pem")],
+            resume,
+            ..ClientOptions::default()
+        })
+        .unwrap()
+    }
+
     /// A client that connects and leaves: the server's handshake ends at once with an error
     /// (the buffered driver this replaced spun on the closed socket until its timeout).
     #[tokio::test(flavor = "current_thread")]
@@ -431,14 +444,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn both_sides_exchange_many_records_and_close() {
         let (config, cert_pem) = server();
-        let dir = std::env::temp_dir().join(format!("throng-tls-stream-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ca.pem"), &cert_pem).unwrap();
-        let client_config = client_config(&ClientOptions {
-            root_certs: vec![dir.join("ca.pem")],
-            ..ClientOptions::default()
-        })
-        .unwrap();
+        let client_config = client_trusting(&cert_pem, "stream", true);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let message: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
@@ -471,14 +477,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn plaintext_left_unread_while_writing_stays_in_order() {
         let (config, cert_pem) = server();
-        let dir = std::env::temp_dir().join(format!("throng-tls-order-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ca.pem"), &cert_pem).unwrap();
-        let client_config = client_config(&ClientOptions {
-            root_certs: vec![dir.join("ca.pem")],
-            ..ClientOptions::default()
-        })
-        .unwrap();
+        let client_config = client_trusting(&cert_pem, "order", true);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let message: Vec<u8> = (0..60_000u32).map(|i| (i % 249) as u8).collect();
@@ -531,9 +530,6 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn handshakes_resume_unless_told_not_to() {
         let (config, cert_pem) = server();
-        let dir = std::env::temp_dir().join(format!("throng-tls-resume-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ca.pem"), &cert_pem).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -549,12 +545,7 @@ mod tests {
             }
         });
         let kinds = |resume: bool| {
-            let config = client_config(&ClientOptions {
-                root_certs: vec![dir.join("ca.pem")],
-                resume,
-                ..ClientOptions::default()
-            })
-            .unwrap();
+            let config = client_trusting(&cert_pem, "resume", resume);
             async move {
                 let mut kinds = Vec::new();
                 for _ in 0..2 {

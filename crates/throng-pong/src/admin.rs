@@ -2,14 +2,14 @@
 
 use crate::server::Shared;
 use std::sync::Arc;
-use throng_net::admin::{self, Page};
-use tokio::net::TcpListener;
+use throng_net::admin::{Page, Route};
 
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    admin::serve(listener, Arc::new(move |path: &str| route(path, &shared))).await
+/// The admin listener's answers.
+pub(crate) fn route(shared: Arc<Shared>) -> Route {
+    Arc::new(move |path: &str| page(path, &shared))
 }
 
-fn route(path: &str, shared: &Shared) -> Page {
+fn page(path: &str, shared: &Shared) -> Page {
     match path {
         "/metrics" => {
             let backlog = shared

@@ -133,14 +133,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        if let Some(listener) = admin_listener {
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    tokio::spawn(admin::serve(listener, Arc::clone(&shared)));
-                }
-                Err(e) => warn!("admin listener: {e}"),
-            }
-        }
+        throng_net::admin::spawn(admin_listener, admin::route(Arc::clone(&shared)));
         let grace = shared.config.grace;
         let stop = || {
             shared.stopping.store(true, Ordering::Relaxed);

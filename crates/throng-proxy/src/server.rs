@@ -79,18 +79,11 @@ pub fn run(config: Config) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        if let Some(listener) = admin_listener {
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    let for_admin = Arc::clone(&proxy);
-                    tokio::spawn(admin::serve(
-                        listener,
-                        Arc::new(move |path: &str| route(path, &for_admin)),
-                    ));
-                }
-                Err(e) => warn!("admin listener: {e}"),
-            }
-        }
+        let for_admin = Arc::clone(&proxy);
+        admin::spawn(
+            admin_listener,
+            Arc::new(move |path: &str| route(path, &for_admin)),
+        );
         health::start(&proxy);
         if let Some(budget) = proxy.config.global.memory_budget {
             tokio::spawn(watch_memory(Arc::clone(&proxy), budget));
