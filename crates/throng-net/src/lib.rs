@@ -13,6 +13,7 @@
 //! - [`tls`]: rustls (aws-lc-rs) configurations, self-signed certificates, and a socket driver.
 //! - [`tls_stream`]: TLS over a tokio socket with rustls's unbuffered API: state, not buffers.
 //! - [`source`]: source-address pools (lists, ranges, CIDR blocks) to get past ~64k ports.
+//! - [`procs`]: several processes of one command (past the open-files limit), supervised.
 
 pub mod admin;
 pub mod buffers;
@@ -20,6 +21,7 @@ pub mod calendar;
 pub mod duration;
 pub mod http1;
 pub mod listen;
+pub mod procs;
 pub mod random;
 pub mod rlimit;
 pub mod sockets;

@@ -7,7 +7,8 @@
 //! the certificate by SNI); [`http`] or [`tcp`] serves it over a [`stream::ClientStream`];
 //! [`dispatch`] finds a server ([`balance`]), waits in the queue, connects or reuses an idle
 //! connection, retries; [`relay`] moves bytes both ways for tunnels; [`log`] writes the line.
-//! `throng_net::buffers` lends buffers only while bytes are in flight.
+//! `throng_net::buffers` lends buffers only while bytes are in flight. With
+//! `global.processes` above 1, [`master`] runs that many worker processes of it.
 
 pub mod balance;
 pub mod certs;
@@ -16,6 +17,7 @@ pub mod dispatch;
 pub mod health;
 pub mod http;
 pub mod log;
+pub mod master;
 pub mod metrics;
 pub mod relay;
 pub mod server;

@@ -55,8 +55,15 @@ pub(super) fn build(file: file::File, base: &Path) -> Result<Config, Failure> {
     let mut seen = BTreeMap::new();
     for frontend in &frontends {
         for addr in &frontend.binds {
-            // Port 0 asks for any free port: two of those never collide.
+            // Port 0 asks for any free port: two of those never collide, but processes could
+            // not share one.
             if addr.port() == 0 {
+                if global.processes > 1 {
+                    return Err((
+                        root.key("frontends").key(&frontend.name).key("bind"),
+                        format!("{addr}: with global.processes above 1 the processes share each port, so it must be given"),
+                    ));
+                }
                 continue;
             }
             if let Some(other) = seen.insert(*addr, frontend.name.clone()) {
@@ -97,6 +104,12 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
         Some(n) if n > 1024 => return Err((at.key("threads"), "at most 1024".into())),
         Some(n) => n,
         None => throng_net::workers::default_threads(),
+    };
+    let processes = match g.processes {
+        Some(0) => return Err((at.key("processes"), "must be at least 1".into())),
+        Some(n) if n > 256 => return Err((at.key("processes"), "at most 256".into())),
+        Some(n) => n,
+        None => 1,
     };
     if g.maxconn == Some(0) {
         return Err((at.key("maxconn"), "must be at least 1".into()));
@@ -146,6 +159,7 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
         }
     };
     Ok(Global {
+        processes,
         threads,
         maxconn: g.maxconn,
         memory_budget,

@@ -20,6 +20,7 @@ pub struct File {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Global {
+    pub processes: Option<usize>,
     pub threads: Option<usize>,
     pub maxconn: Option<u64>,
     pub memory_budget: Option<String>,

@@ -25,10 +25,13 @@ pub struct Config {
 
 #[derive(Debug)]
 pub struct Global {
+    /// Worker processes sharing the listening ports (each with `threads` threads); more than
+    /// one makes this process their master.
+    pub processes: usize,
     pub threads: usize,
-    /// Client connections in the whole process; `None` means "what the open-files limit allows".
+    /// Client connections in each process; `None` means "what the open-files limit allows".
     pub maxconn: Option<u64>,
-    /// Resident memory above which no new connection is accepted.
+    /// Resident memory (of each process) above which no new connection is accepted.
     pub memory_budget: Option<u64>,
     pub grace: Duration,
     pub admin: Option<SocketAddr>,

@@ -18,6 +18,15 @@ pub struct PongArgs {
     #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:8282", value_parser = listen::parse)]
     listen: Vec<Vec<SocketAddr>>,
 
+    /// Processes, each with its threads and its own listener per address (past the open-files
+    /// limit of one process); a process that dies is started again
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    procs: usize,
+
+    /// Set by --procs in each process it starts: this is one of N
+    #[arg(long, value_name = "N", hide = true)]
+    process_of: Option<usize>,
+
     /// Worker threads, each with its own listener per address [default: number of cores]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -65,6 +74,15 @@ pub struct PongArgs {
 }
 
 pub fn run(args: PongArgs) -> ExitCode {
+    if args.procs > 1 && args.process_of.is_none() {
+        return match supervise(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("throng pong: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let loaded = throng_net::tls::load_certs(cert).and_then(|certs| {
@@ -88,7 +106,10 @@ pub fn run(args: PongArgs) -> ExitCode {
             .unwrap_or_else(throng_net::workers::default_threads),
         timeout: args.timeout,
         header_timeout: args.header_timeout,
-        max_rps: args.max_rps,
+        // Each of N processes serves its share of the rate.
+        max_rps: args
+            .max_rps
+            .map(|r| r / args.process_of.unwrap_or(1).max(1) as f64),
         admin: args.admin,
         max_connections: args.max_connections,
         grace: args.grace,
@@ -105,4 +126,35 @@ pub fn run(args: PongArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--procs N`: starts N processes of this same command, says where they listen, keeps them
+/// running until SIGTERM or SIGINT, then stops them.
+fn supervise(args: &PongArgs) -> Result<(), String> {
+    if args.admin.is_some() {
+        return Err("--admin with --procs is not built yet: run each process's metrics on its own (--procs 1)".into());
+    }
+    if let Some(addr) = args.listen.iter().flatten().find(|a| a.port() == 0) {
+        return Err(format!(
+            "--listen {addr}: with --procs the processes share each port, so it must be given"
+        ));
+    }
+    let procs = args.procs;
+    let mut child_args = throng_net::procs::own_args_without("procs");
+    child_args.extend(["--process-of".into(), procs.to_string().into()]);
+    let spec = throng_net::procs::Spec {
+        name: "pong process",
+        args: Box::new(move |_| child_args.clone()),
+        ready: Some("throng pong listening on"),
+        relay_stdout: false,
+        own_process_group: true,
+    };
+    let mut group = throng_net::procs::Group::start(spec, procs)?;
+    let first = group.members()[0].ready_line.clone();
+    println!(
+        "{}",
+        first.replacen(" (", &format!(" ({procs} processes of "), 1)
+    );
+    throng_net::procs::supervise(&mut group, args.grace, |_| {});
+    Ok(())
 }

@@ -23,6 +23,10 @@ pub struct ProxyArgs {
     /// Print the embedded default configuration and exit
     #[arg(long)]
     print_default: bool,
+
+    /// Run as worker process N of a master (global.processes): started by the master itself
+    #[arg(long, value_name = "N", hide = true)]
+    worker: Option<usize>,
 }
 
 pub fn run(args: ProxyArgs) -> ExitCode {
@@ -38,7 +42,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
             std::path::Path::new("."),
         ),
     };
-    let config = match loaded {
+    let mut config = match loaded {
         Ok(config) => config,
         Err(error) => {
             eprintln!("throng proxy: {error}");
@@ -59,11 +63,36 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match throng_proxy::run(config) {
+    let outcome = match args.worker {
+        // A worker's admin listener is for its master only: a port of loopback the kernel picks.
+        Some(_) => {
+            config.global.admin = config
+                .global
+                .admin
+                .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            throng_proxy::run(config)
+        }
+        None if config.global.processes > 1 => {
+            let path = args.config.clone();
+            throng_proxy::master::run(config, move |index| worker_args(path.as_deref(), index))
+        }
+        None => throng_proxy::run(config),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("throng proxy: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line of worker `index`: this command, with the same configuration.
+fn worker_args(config: Option<&std::path::Path>, index: usize) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["proxy".into()];
+    if let Some(path) = config {
+        args.extend(["-c".into(), path.as_os_str().to_owned()]);
+    }
+    args.extend(["--worker".into(), index.to_string().into()]);
+    args
 }

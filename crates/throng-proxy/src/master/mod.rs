@@ -1,0 +1,243 @@
+//! `global.processes = N`: this process becomes the master of N worker processes, each a
+//! `throng proxy` of the same configuration with its own threads, sharing the listening ports
+//! through `SO_REUSEPORT` (HAProxy's old `nbproc`; here, the way past the open-files limit of
+//! one process). The master restarts a worker that dies, stops them all on SIGTERM/SIGINT, and
+//! serves the admin listener: one `/metrics` and one stats page merged from the workers' own
+//! admin listeners (each on a port of 127.0.0.1 that the kernel picks).
+//!
+//! `global.maxconn` and `global.memory_budget` hold per process, as they did under `nbproc`.
+
+mod merge;
+
+use crate::config::Config;
+use merge::{escape, Merged};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use throng_net::admin::{self, Page};
+use throng_net::procs::{Group, Spec};
+use throng_net::sockets;
+
+/// How long the master waits for a worker's metrics.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most of a worker's metrics text read (a few hundred bytes per server).
+const FETCH_LIMIT: u64 = 32 << 20;
+
+/// What the master knows of a worker, for the admin pages.
+#[derive(Clone, Debug, Default)]
+struct WorkerInfo {
+    pid: u32,
+    restarts: u32,
+    admin: Option<SocketAddr>,
+}
+
+/// Runs the master until SIGTERM or SIGINT. `worker_args(i)` is the command line of worker `i`
+/// (this same binary, told to be a worker).
+pub fn run(
+    config: Config,
+    worker_args: impl Fn(usize) -> Vec<OsString> + Send + 'static,
+) -> Result<(), String> {
+    let processes = config.global.processes;
+    let admin_listener = config
+        .global
+        .admin
+        .map(|addr| {
+            sockets::bind_listener(addr, sockets::ListenOptions::default())
+                .map_err(|e| format!("admin listener: {e}"))
+        })
+        .transpose()?;
+    let spec = Spec {
+        name: "proxy worker",
+        args: Box::new(worker_args),
+        ready: Some("throng proxy listening"),
+        relay_stdout: true,
+        own_process_group: true,
+    };
+    let mut group = Group::start(spec, processes)?;
+    let workers = Arc::new(Mutex::new(vec![WorkerInfo::default(); processes]));
+    note_workers(&group, &workers);
+    announce(&config, &group, admin_listener.as_ref());
+
+    spawn_admin(admin_listener, Arc::clone(&workers))?;
+    let grace = config.global.grace;
+    throng_net::procs::supervise(&mut group, grace, |group| note_workers(group, &workers));
+    Ok(())
+}
+
+fn note_workers(group: &Group, workers: &Mutex<Vec<WorkerInfo>>) {
+    let mut workers = workers.lock().unwrap_or_else(|e| e.into_inner());
+    for (info, member) in workers.iter_mut().zip(group.members()) {
+        *info = WorkerInfo {
+            pid: member.pid,
+            restarts: member.restarts,
+            admin: admin_address(&member.ready_line),
+        };
+    }
+}
+
+/// The admin address in a worker's ready line: "... stats at http://ADDR/stats)".
+fn admin_address(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("stats at http://")?;
+    rest.split_once('/')?.0.parse().ok()
+}
+
+/// The master's line on stdout, in the workers' words: what listens, and the totals.
+fn announce(config: &Config, group: &Group, admin: Option<&std::net::TcpListener>) {
+    let first = group
+        .members()
+        .first()
+        .map_or("", |m| m.ready_line.as_str());
+    let listening = first
+        .strip_prefix("throng proxy listening: ")
+        .and_then(|rest| rest.rsplit_once(" (").map(|(what, _)| what))
+        .unwrap_or("");
+    let maxconn: u64 = group
+        .members()
+        .iter()
+        .filter_map(|m| {
+            let (_, rest) = m.ready_line.split_once("maxconn ")?;
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    let mut line = format!(
+        "throng proxy listening: {listening} ({} processes of {} threads, maxconn {maxconn} in all",
+        config.global.processes, config.global.threads
+    );
+    if let Some(addr) = admin.and_then(|a| a.local_addr().ok()) {
+        line += &format!(", stats at http://{addr}/stats");
+    }
+    line += ")";
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// The admin listener, on a thread of its own.
+fn spawn_admin(
+    listener: Option<std::net::TcpListener>,
+    workers: Arc<Mutex<Vec<WorkerInfo>>>,
+) -> Result<(), String> {
+    let Some(listener) = listener else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("proxy-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let route = Arc::new(move |path: &str| route(path, &workers));
+                admin::spawn(Some(listener), route);
+                std::future::pending::<()>().await
+            })
+        })
+        .map_err(|e| format!("cannot start the admin thread: {e}"))?;
+    Ok(())
+}
+
+fn route(path: &str, workers: &Mutex<Vec<WorkerInfo>>) -> Page {
+    let workers = workers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let restarts = workers.iter().map(|w| w.restarts).sum();
+    match path {
+        "/metrics" => Page {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: merged_metrics(&workers, restarts).0,
+        },
+        "/" | "/stats" => Page {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: stats_page(&workers, restarts),
+        },
+        _ => Page::text(404, "not found: try /stats or /metrics\n"),
+    }
+}
+
+/// Every worker's metrics (fetched at once), merged, with the master's own; and each worker's
+/// own text for the stats page (`None` where it did not answer).
+fn merged_metrics(workers: &[WorkerInfo], restarts: u32) -> (String, Merged, Vec<Option<String>>) {
+    let texts: Vec<Option<String>> = std::thread::scope(|scope| {
+        let fetches: Vec<_> = workers
+            .iter()
+            .map(|w| scope.spawn(move || w.admin.and_then(fetch_metrics)))
+            .collect();
+        fetches
+            .into_iter()
+            .map(|f| f.join().ok().flatten())
+            .collect()
+    });
+    let mut merged = Merged::default();
+    for text in texts.iter().flatten() {
+        merged.add(text);
+    }
+    let answering = texts.iter().filter(|t| t.is_some()).count();
+    let mut out = format!(
+        "# HELP throng_proxy_processes Worker processes answering the master.\n# TYPE throng_proxy_processes gauge\nthrong_proxy_processes {answering}\n\
+         # HELP throng_proxy_process_restarts_total Worker processes started again after they ended.\n# TYPE throng_proxy_process_restarts_total counter\nthrong_proxy_process_restarts_total {restarts}\n"
+    );
+    out.push_str(&merged.text());
+    (out, merged, texts)
+}
+
+/// A worker's `/metrics`, or `None` when it does not answer in time.
+fn fetch_metrics(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT).ok()?;
+    stream.set_read_timeout(Some(FETCH_TIMEOUT)).ok()?;
+    stream.set_write_timeout(Some(FETCH_TIMEOUT)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: master\r\n\r\n")
+        .ok()?;
+    let mut response = Vec::new();
+    stream.take(FETCH_LIMIT).read_to_end(&mut response).ok()?;
+    let text = String::from_utf8(response).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+fn stats_page(workers: &[WorkerInfo], restarts: u32) -> String {
+    let (_, merged, texts) = merged_metrics(workers, restarts);
+    let total = |name: &str| merged.get(name).unwrap_or(0);
+    let mut html = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>throng proxy</title><meta http-equiv=\"refresh\" content=\"5\"><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#eee}td:first-child{text-align:left}.down{background:#fcc}</style></head><body>");
+    html += &format!(
+        "<h1>throng proxy: {} processes</h1><p>{} connections open of {} (maxconn, all processes); resident memory {} MiB in all; {restarts} restarts</p>",
+        workers.len(),
+        total("throng_proxy_connections"),
+        total("throng_proxy_max_connections"),
+        total("throng_proxy_resident_memory_bytes") >> 20,
+    );
+    html.push_str("<h2>processes</h2><table><tr><th>process</th><th>pid</th><th>state</th><th>restarts</th><th>connections</th><th>resident MiB</th></tr>");
+    for (index, (worker, text)) in workers.iter().zip(&texts).enumerate() {
+        let mut one = Merged::default();
+        if let Some(text) = text {
+            one.add(text);
+        }
+        let value = |name: &str| one.get(name).map_or("-".to_string(), |v| v.to_string());
+        let state = if text.is_some() {
+            "up"
+        } else {
+            "not answering"
+        };
+        html += &format!(
+            "<tr{}><td>{index}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if text.is_some() { "" } else { " class=\"down\"" },
+            worker.pid,
+            worker.restarts,
+            value("throng_proxy_connections"),
+            one.get("throng_proxy_resident_memory_bytes")
+                .map_or("-".to_string(), |v| (v >> 20).to_string()),
+        );
+    }
+    html.push_str("</table>");
+    html.push_str(&merged.tables_html());
+    html.push_str(&format!(
+        "<p>{}</p><p><a href=\"/metrics\">Prometheus metrics</a></p></body></html>\n",
+        escape("Counters are summed over the processes; a server is up where every process sees it up.")
+    ));
+    html
+}
