@@ -90,8 +90,7 @@ impl Merged {
     /// The labelled samples as tables, one per kind of thing (frontend, backend, server): a row
     /// per item, a column per metric.
     pub fn tables_html(&self) -> String {
-        // kind -> (columns in order, rows in order: item -> values by column)
-        let mut kinds: Vec<(String, Vec<String>, Vec<(String, HashMap<String, u64>)>)> = Vec::new();
+        let mut kinds: Vec<Table> = Vec::new();
         for line in &self.lines {
             let Line::Sample { key, value } = line else {
                 continue;
@@ -166,6 +165,10 @@ impl Merged {
         html
     }
 }
+
+/// One kind of thing (frontend, backend, server): its columns in order, and its rows in order,
+/// each an item with its values by column.
+type Table = (String, Vec<String>, Vec<(String, HashMap<String, u64>)>);
 
 fn metric_name(key: &str) -> &str {
     key.split_once('{').map_or(key, |(name, _)| name)
