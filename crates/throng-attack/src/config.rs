@@ -27,4 +27,18 @@ pub struct Config {
     pub progress: bool,
     /// How https targets are spoken to.
     pub tls: throng_net::tls::ClientOptions,
+    /// This process's share of an attack split over processes (`--procs`).
+    pub part: Option<Part>,
+}
+
+/// One process's share of an attack split over `of` processes: of the one schedule at the whole
+/// rate, from one start, it sends requests `index`, `index + of`, `index + 2 * of`... So the
+/// processes together send exactly what one process would, and their records merge into one run
+/// (the same sequence numbers, intended times and targets).
+#[derive(Clone, Copy, Debug)]
+pub struct Part {
+    pub index: usize,
+    pub of: usize,
+    /// The schedule's start, shared by all processes (Unix time, ns).
+    pub start_unix_ns: u64,
 }

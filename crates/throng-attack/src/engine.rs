@@ -137,9 +137,10 @@ pub fn run(
         .map_err(|e| format!("-max-inflight {}: {e}", config.max_inflight))?;
 
     let threads = config.threads.max(1);
-    let start_unix_ns = SystemTime::now()
+    let now_unix_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    let start_unix_ns = config.part.map_or(now_unix_ns, |p| p.start_unix_ns);
     let meta = Meta {
         name: config.name.clone(),
         start_unix_ns,
@@ -159,11 +160,20 @@ pub fn run(
         sources: config.sources.iter().map(ToString::to_string).collect(),
         generator: concat!("throng ", env!("CARGO_PKG_VERSION")).to_string(),
     };
-    let (batches, writer) =
-        sink::start(output, meta, Arc::clone(&live)).map_err(|e| format!("results output: {e}"))?;
+    let (batches, writer) = sink::start(output, meta, Arc::clone(&live), config.part.is_some())
+        .map_err(|e| format!("results output: {e}"))?;
 
     let config = Arc::new(config);
-    let start = Instant::now();
+    // A split attack's processes share one start, given in Unix time.
+    let start = match start_unix_ns.checked_sub(now_unix_ns) {
+        Some(ahead) => Instant::now() + Duration::from_nanos(ahead),
+        None => {
+            let behind = Duration::from_nanos(now_unix_ns - start_unix_ns);
+            Instant::now()
+                .checked_sub(behind)
+                .unwrap_or_else(Instant::now)
+        }
+    };
     let run = Run {
         threads,
         config: Arc::clone(&config),
@@ -185,6 +195,10 @@ pub fn run(
         d.min(stopped_at.max(Duration::from_nanos(1)))
     });
     let due = (horizon.as_secs_f64() * config.rate).ceil() as u64;
+    // A part's share of those: the sequence numbers that are its own.
+    let due = config
+        .part
+        .map_or(due, |p| (due + (p.of - 1 - p.index) as u64) / p.of as u64);
     let sent = live.sent.load(Ordering::Relaxed);
     let end = End {
         scheduled: due.max(sent),
@@ -255,7 +269,10 @@ async fn run_thread(index: usize, run: Run) {
     let slots = (config.max_inflight / threads).max(1);
     let permits = Arc::new(Semaphore::new(slots));
     let interval = 1.0 / config.rate;
-    let mut seq = index as u64;
+    // Of the one schedule, this thread sends every (threads x processes)th request.
+    let (part, parts) = config.part.map_or((0, 1), |p| (p.index, p.of));
+    let stride = (threads * parts) as u64;
+    let mut seq = (part + index * parts) as u64;
     // The attack ends at its duration in wall time too: a schedule that fell behind does not
     // run on to catch up. What was due and not sent is counted, not dropped silently.
     let deadline = config.duration.map(|d| start + d);
@@ -298,7 +315,7 @@ async fn run_thread(index: usize, run: Run) {
             live_for_task.in_flight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
-        seq += threads as u64;
+        seq += stride;
     }
     let stopped_at = match (schedule_done, config.duration) {
         (true, Some(duration)) => duration,

@@ -6,6 +6,7 @@
 //! - `client`: one request on one connection, timed phase by phase, errors classified.
 //! - `sink`: the writer thread that streams results out.
 //! - [`progress`]: the live line on stderr.
+//! - [`split`]: an attack split over processes, their results merged as they come.
 
 mod client;
 pub mod config;
@@ -13,8 +14,9 @@ mod engine;
 pub mod progress;
 mod request;
 mod sink;
+pub mod split;
 pub mod targets;
 pub mod url;
 
-pub use config::Config;
+pub use config::{Config, Part};
 pub use engine::{run, Live};

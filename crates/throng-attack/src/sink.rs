@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use throng_results::stream::{latency_histogram, IntervalLog, HISTOGRAM_MAX_NS};
+use throng_results::stream::{latency_histogram, IntervalLog, Progress, HISTOGRAM_MAX_NS};
 use throng_results::{End, Meta, Record, Writer};
 
 /// Batches waiting for the writer; when it falls behind, the attack threads wait (bounded memory).
@@ -24,12 +24,13 @@ pub(crate) fn start(
     output: Box<dyn Write + Send>,
     meta: Meta,
     live: Arc<Live>,
+    tell_progress: bool,
 ) -> std::io::Result<(SyncSender<Batch>, JoinHandle<std::io::Result<()>>)> {
     let writer = Writer::new(BufWriter::with_capacity(64 * 1024, output), &meta)?;
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let handle = std::thread::Builder::new()
         .name("attack-writer".into())
-        .spawn(move || write_all(writer, rx, meta.start_unix_ns, live))?;
+        .spawn(move || write_all(writer, rx, meta.start_unix_ns, live, tell_progress))?;
     Ok((tx, handle))
 }
 
@@ -38,6 +39,7 @@ fn write_all<W: Write>(
     batches: Receiver<Batch>,
     start_unix_ns: u64,
     live: Arc<Live>,
+    tell_progress: bool,
 ) -> std::io::Result<()> {
     writer.flush()?;
     let mut intervals = IntervalLog::default();
@@ -69,6 +71,13 @@ fn write_all<W: Write>(
             .map_or(0, |d| d.as_secs());
         for interval in intervals.take_before(now.saturating_sub(1)) {
             writer.interval(&interval)?;
+        }
+        if tell_progress {
+            writer.progress(&Progress {
+                sent: live.sent.load(Ordering::Relaxed),
+                in_flight: live.in_flight.load(Ordering::Relaxed),
+                open_connections: live.open_connections.load(Ordering::Relaxed),
+            })?;
         }
         writer.flush()?;
     }

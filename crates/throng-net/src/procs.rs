@@ -33,6 +33,8 @@ pub struct Spec {
     /// Copy each child's stdout after its ready line to ours, a whole line at a time (access log
     /// lines to stdout, say); otherwise it is read and dropped, so that no child blocks on it.
     pub relay_stdout: bool,
+    /// Bytes written to each child's stdin (then closed); `None`: stdin is /dev/null.
+    pub stdin: Option<std::sync::Arc<Vec<u8>>>,
     /// Put each child in a process group of its own, so that a Ctrl-C at the terminal reaches
     /// only the master, which then decides what to tell the children.
     pub own_process_group: bool,
@@ -163,7 +165,10 @@ impl Group {
         let mut command = Command::new(&self.exe);
         command
             .args((self.spec.args)(index))
-            .stdin(Stdio::null())
+            .stdin(match self.spec.stdin {
+                Some(_) => Stdio::piped(),
+                None => Stdio::null(),
+            })
             .stdout(Stdio::piped());
         if self.spec.own_process_group {
             command.process_group(0);
@@ -179,6 +184,11 @@ impl Group {
             .spawn()
             .map_err(|e| format!("cannot start {} {index}: {e}", self.spec.name))?;
         let pid = child.id();
+        if let (Some(bytes), Some(mut stdin)) = (self.spec.stdin.clone(), child.stdin.take()) {
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            });
+        }
         let mut stdout = child.stdout.take();
         let ready = match (self.spec.ready, stdout.take()) {
             (Some(_), Some(out)) => Ready::Line(read_ready_line(out, self.spec.relay_stdout)),
@@ -299,20 +309,24 @@ pub fn supervise(group: &mut Group, grace: Duration, mut on_restart: impl FnMut(
     tracing::info!("stopped");
 }
 
-/// This process's arguments (without the binary) less `--FLAG VALUE` in any spelling
-/// (`--flag V`, `-flag V`, `--flag=V`, `-flag=V`): what a master gives its children.
-pub fn own_args_without(flag: &str) -> Vec<OsString> {
-    let (long, short) = (format!("--{flag}"), format!("-{flag}"));
+/// This process's arguments (without the binary) less each `--FLAG VALUE` of `flags`, in any
+/// spelling (`--flag V`, `-flag V`, `--flag=V`, `-flag=V`): what a master gives its children.
+pub fn own_args_without(flags: &[&str]) -> Vec<OsString> {
+    let spellings: Vec<String> = flags
+        .iter()
+        .flat_map(|f| [format!("--{f}"), format!("-{f}")])
+        .collect();
     let mut out = Vec::new();
     let mut skip_next = false;
     for arg in std::env::args_os().skip(1) {
         let text = arg.to_string_lossy();
+        let name = text.split_once('=').map_or(&*text, |(name, _)| name);
         if skip_next {
             skip_next = false;
-        } else if text == long || text == short {
-            skip_next = true;
-        } else if !(text.starts_with(&format!("{long}=")) || text.starts_with(&format!("{short}=")))
-        {
+        } else if spellings.iter().any(|s| s == name) {
+            // `--flag VALUE` takes the next argument too; `--flag=VALUE` is one.
+            skip_next = !text.contains('=');
+        } else {
             out.push(arg);
         }
     }

@@ -319,7 +319,7 @@ fn read_results(path: &Path, summary: &mut Summary, seconds: &mut Seconds) -> Re
                     seconds.intervals.insert(interval.unix_second, interval);
                 }
             },
-            Frame::End(_) => {}
+            Frame::End(_) | Frame::Progress(_) => {}
         }
     }
     // The summary reads the file again: it keeps its own exact histograms.

@@ -129,7 +129,7 @@ pub fn records_to<R: Read>(
                         }
                     }
                 }
-                Frame::Interval(_) | Frame::End(_) => {}
+                Frame::Interval(_) | Frame::End(_) | Frame::Progress(_) => {}
             }
         }
         truncated += usize::from(reader.truncated());

@@ -161,6 +161,7 @@ impl Summary {
                 Frame::Record(record) => self.add(&meta, &record),
                 Frame::Interval(_) => {}
                 Frame::End(end) => self.ends.push(end),
+                Frame::Progress(_) => {}
             }
         }
         if reader.truncated() {

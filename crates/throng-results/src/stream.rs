@@ -4,6 +4,7 @@
 //! header  : "THRONGR\0" (8 bytes), version (u16 LE)
 //! frame   : kind (u8), payload length (u32 LE), payload
 //! kinds   : 1 meta (JSON)  2 record (binary, see Record)  3 interval (binary)  4 end (JSON)
+//!           5 progress (JSON; only between a process of a split attack and its master)
 //! ```
 //!
 //! A run writes one meta frame first, then records and intervals as they come, and an end frame
@@ -29,6 +30,7 @@ const KIND_META: u8 = 1;
 const KIND_RECORD: u8 = 2;
 const KIND_INTERVAL: u8 = 3;
 const KIND_END: u8 = 4;
+const KIND_PROGRESS: u8 = 5;
 
 /// The longest latency a histogram holds exactly; longer ones are recorded as this.
 pub const HISTOGRAM_MAX_NS: u64 = 3_600_000_000_000;
@@ -76,6 +78,15 @@ pub struct End {
     pub delayed_by_cap: u64,
     /// "duration", "interrupted", "targets exhausted".
     pub ended_by: String,
+}
+
+/// A process of an attack split over processes (`--procs`), telling its master what the live
+/// line shows and records do not: what is in flight now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub sent: u64,
+    pub in_flight: i64,
+    pub open_connections: i64,
 }
 
 /// The requests that completed within one second (by wall clock), with their latencies.
@@ -180,6 +191,7 @@ pub enum Frame {
     Record(Record),
     Interval(Interval),
     End(End),
+    Progress(Progress),
 }
 
 /// Writes a results stream. Frames are buffered; [`Writer::flush`] makes them readable.
@@ -215,6 +227,24 @@ impl<W: Write> Writer<W> {
     pub fn end(&mut self, end: &End) -> io::Result<()> {
         let json = serde_json::to_vec(end).map_err(io::Error::other)?;
         self.write_frame(KIND_END, |payload| payload.extend_from_slice(&json))
+    }
+
+    pub fn progress(&mut self, progress: &Progress) -> io::Result<()> {
+        let json = serde_json::to_vec(progress).map_err(io::Error::other)?;
+        self.write_frame(KIND_PROGRESS, |payload| payload.extend_from_slice(&json))
+    }
+
+    /// Writes a frame read from another stream, as it was.
+    pub fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+        match frame {
+            Frame::Meta(_) => Err(io::Error::other(
+                "a stream has one meta frame, written by Writer::new",
+            )),
+            Frame::Record(record) => self.record(record),
+            Frame::Interval(interval) => self.interval(interval),
+            Frame::End(end) => self.end(end),
+            Frame::Progress(progress) => self.progress(progress),
+        }
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -310,6 +340,10 @@ impl<R: Read> Reader<R> {
                 ),
                 KIND_END => Frame::End(
                     serde_json::from_slice(payload).map_err(|e| corrupt(format!("end: {e}")))?,
+                ),
+                KIND_PROGRESS => Frame::Progress(
+                    serde_json::from_slice(payload)
+                        .map_err(|e| corrupt(format!("progress: {e}")))?,
                 ),
                 _ => continue, // a newer kind of frame: skip it
             };

@@ -53,6 +53,7 @@ pub fn run(
         args: Box::new(worker_args),
         ready: Some("throng proxy listening"),
         relay_stdout: true,
+        stdin: None,
         own_process_group: true,
     };
     let mut group = Group::start(spec, processes)?;

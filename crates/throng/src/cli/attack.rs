@@ -43,6 +43,29 @@ pub struct AttackArgs {
     /// No live line on stderr
     #[arg(long, short)]
     quiet: bool,
+
+    /// Processes to split the attack over (past the open-files limit of one process): each
+    /// sends its share of the one schedule, and their results merge into one stream
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    procs: u64,
+
+    /// Set by --procs in each process it starts: this process's share, I/N
+    #[arg(long, value_name = "I/N", hide = true, value_parser = parse_part)]
+    part: Option<(usize, usize)>,
+
+    /// Set by --procs in each process it starts: the shared schedule's start (Unix ns)
+    #[arg(long, value_name = "NS", hide = true, requires = "part")]
+    start_unix_ns: Option<u64>,
+}
+
+fn parse_part(text: &str) -> Result<(usize, usize), String> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
+    match parsed {
+        Some((index, of)) if index < of => Ok((index, of)),
+        _ => Err(format!("`{text}`: expected I/N with I < N")),
+    }
 }
 
 /// What to send and how: the flags `throng attack` and `throng knee` share.
@@ -183,7 +206,15 @@ fn attack(args: AttackArgs) -> Result<ExitCode, String> {
             Box::new(std::io::stdout())
         }
     };
-    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let progress = !args.quiet && args.part.is_none() && std::io::stderr().is_terminal();
+    if args.procs > 1 && args.part.is_none() {
+        return split(args, output, progress);
+    }
+    let part = args.part.map(|(index, of)| throng_attack::Part {
+        index,
+        of,
+        start_unix_ns: args.start_unix_ns.unwrap_or(0),
+    });
     let Prepared {
         config,
         headers: extra_headers,
@@ -191,6 +222,8 @@ fn attack(args: AttackArgs) -> Result<ExitCode, String> {
     } = args
         .request
         .prepare(args.rate, args.duration, args.name, progress)?;
+    let mut config = config;
+    config.part = part;
     let live = Arc::new(Live::default());
     let rate = config.rate;
     let show_progress = config.progress;
@@ -214,6 +247,62 @@ fn attack(args: AttackArgs) -> Result<ExitCode, String> {
     if let Some(progress) = progress {
         let _ = progress.join();
     }
+    if end.ended_by != "duration" {
+        eprintln!(
+            "throng attack: {}; the results written are complete up to here",
+            end.ended_by
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--procs N`: the same attack in N processes, each sending its share of one schedule, their
+/// results merged into `output`.
+fn split(
+    args: AttackArgs,
+    output: Box<dyn std::io::Write + Send>,
+    progress: bool,
+) -> Result<ExitCode, String> {
+    let procs = args.procs as usize;
+    // The targets are checked here, before any process starts; from stdin, they are passed on.
+    let (text, base_dir) = read_targets(args.request.targets.as_deref())?;
+    match args.request.format.as_str() {
+        "json" => targets::parse_json(&text).map(drop)?,
+        _ => targets::parse_http(&text, &base_dir).map(drop)?,
+    }
+    let from_stdin = args
+        .request
+        .targets
+        .as_deref()
+        .is_none_or(|p| p.as_os_str() == "stdin" || p.as_os_str() == "-");
+    let mut common =
+        throng_net::procs::own_args_without(&["procs", "output", "max-inflight", "max-workers"]);
+    if let Some(n) = args.request.max_inflight {
+        common.extend([
+            "--max-inflight".into(),
+            n.div_ceil(procs).max(1).to_string().into(),
+        ]);
+    }
+    common.extend(["--output".into(), "-".into()]);
+    let end = throng_attack::split::run(
+        throng_attack::split::Split {
+            procs,
+            args: Box::new(move |index, start_unix_ns| {
+                let mut args = common.clone();
+                args.extend([
+                    "--part".into(),
+                    format!("{index}/{procs}").into(),
+                    "--start-unix-ns".into(),
+                    start_unix_ns.to_string().into(),
+                ]);
+                args
+            }),
+            stdin: from_stdin.then(|| text.into_bytes()),
+            rate: args.rate,
+            progress,
+        },
+        output,
+    )?;
     if end.ended_by != "duration" {
         eprintln!(
             "throng attack: {}; the results written are complete up to here",
@@ -285,6 +374,7 @@ impl RequestArgs {
                 groups: self.tls_groups,
                 ..Default::default()
             },
+            part: None,
         };
         Ok(Prepared {
             config,

@@ -140,13 +140,14 @@ fn supervise(args: &PongArgs) -> Result<(), String> {
         ));
     }
     let procs = args.procs;
-    let mut child_args = throng_net::procs::own_args_without("procs");
+    let mut child_args = throng_net::procs::own_args_without(&["procs"]);
     child_args.extend(["--process-of".into(), procs.to_string().into()]);
     let spec = throng_net::procs::Spec {
         name: "pong process",
         args: Box::new(move |_| child_args.clone()),
         ready: Some("throng pong listening on"),
         relay_stdout: false,
+        stdin: None,
         own_process_group: true,
     };
     let mut group = throng_net::procs::Group::start(spec, procs)?;
