@@ -88,16 +88,16 @@ pub fn run(split: Split, output: Box<dyn Write + Send>) -> Result<End, String> {
         };
         let idle = event.is_none();
         match event {
-            Some(Event::Frame(_, Frame::Meta(mut meta))) => {
-                if writer.is_none() {
-                    // Every process was given the same run: the whole is N of them.
-                    meta.threads *= procs as u32;
-                    meta.max_inflight *= procs as u64;
-                    let out = output.take().ok_or("results output lost")?;
-                    writer =
-                        Some(Writer::new(out, &meta).map_err(|e| format!("writing results: {e}"))?);
-                }
+            // The first meta makes the stream's; the others are the same run.
+            Some(Event::Frame(_, Frame::Meta(mut meta))) if writer.is_none() => {
+                // Every process was given the same run: the whole is N of them.
+                meta.threads *= procs as u32;
+                meta.max_inflight *= procs as u64;
+                let out = output.take().ok_or("results output lost")?;
+                writer =
+                    Some(Writer::new(out, &meta).map_err(|e| format!("writing results: {e}"))?);
             }
+            Some(Event::Frame(_, Frame::Meta(_))) => {}
             Some(Event::Frame(index, Frame::Progress(p))) => progress[index] = p,
             Some(Event::Frame(_, Frame::End(end))) => ends.push(end),
             Some(Event::Frame(_, frame)) => {
