@@ -412,6 +412,7 @@ mod tests {
             name: String::new(),
             progress: false,
             tls: Default::default(),
+            part: None,
         });
         let ctx = Rc::new(ThreadCtx {
             config,
