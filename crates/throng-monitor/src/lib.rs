@@ -91,16 +91,18 @@ pub fn run(options: Options) -> Result<(), String> {
                 _ = ticks.tick() => {}
                 _ = &mut signal => break,
             }
-            let mut pids: Vec<(u32, String)> = options
+            // A process given by pid counts with its descendants (a master and its workers); by
+            // name, each process counts alone (its workers have the same name).
+            let mut pids: Vec<(u32, String, bool)> = options
                 .pids
                 .iter()
-                .map(|&pid| (pid, process_name(pid)))
+                .map(|&pid| (pid, process_name(pid), true))
                 .collect();
             for name in &options.names {
                 pids.extend(
                     procfs::pids_named(name)
                         .into_iter()
-                        .map(|pid| (pid, name.clone())),
+                        .map(|pid| (pid, name.clone(), false)),
                 );
             }
             if let Some(signals) = sampler.sample(&pids) {

@@ -32,7 +32,7 @@ fn count(n: f64) -> String {
 
 pub fn line(s: &Signals) -> String {
     let mut out = format!(
-        "{} established {} | segments/s in {} out {} | bytes/s in {} out {} | memory {} | tcp {} sockets, {} time-wait, {} buffers",
+        "{} established {} | segments/s in {} out {} | bytes/s in {} out {} | memory {} | tcp {} sockets, {} time-wait, {} buffers | slab {}",
         &s.time[11..19],
         s.established,
         count(s.segments_in_per_s),
@@ -43,13 +43,19 @@ pub fn line(s: &Signals) -> String {
         s.tcp_sockets,
         s.tcp_time_wait,
         bytes(s.tcp_memory as f64),
+        bytes(s.kernel_slab as f64),
     );
     for p in &s.processes {
         let _ = write!(
             out,
-            " | {}[{}] {} {:.0}% cpu",
+            " | {}[{}{}] {} {:.0}% cpu",
             p.name,
             p.pid,
+            if p.count > 1 {
+                format!(" +{}", p.count - 1)
+            } else {
+                String::new()
+            },
             bytes(p.rss as f64),
             p.cpu_percent
         );
@@ -57,7 +63,7 @@ pub fn line(s: &Signals) -> String {
     out
 }
 
-pub const CSV_HEADER: &str = "time,established,segments_in_per_s,segments_out_per_s,retransmits_per_s,bytes_in_per_s,bytes_out_per_s,memory_used,memory_total,tcp_sockets,tcp_time_wait,tcp_memory,processes";
+pub const CSV_HEADER: &str = "time,established,segments_in_per_s,segments_out_per_s,retransmits_per_s,bytes_in_per_s,bytes_out_per_s,memory_used,memory_total,tcp_sockets,tcp_time_wait,tcp_memory,kernel_slab,processes";
 
 /// One CSV row; the processes in one column as `name:pid:rss:cpu_percent` joined by `;`.
 pub fn csv(s: &Signals) -> String {
@@ -67,7 +73,7 @@ pub fn csv(s: &Signals) -> String {
         .map(|p| format!("{}:{}:{}:{:.1}", p.name, p.pid, p.rss, p.cpu_percent))
         .collect();
     format!(
-        "{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{}",
+        "{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{}",
         s.time,
         s.established,
         s.segments_in_per_s,
@@ -80,6 +86,7 @@ pub fn csv(s: &Signals) -> String {
         s.tcp_sockets,
         s.tcp_time_wait,
         s.tcp_memory,
+        s.kernel_slab,
         processes.join(";")
     )
 }
@@ -166,6 +173,11 @@ pub fn prometheus(s: &Signals) -> String {
         "Buffer memory the kernel holds for TCP sockets.",
         &one(s.tcp_memory as f64),
     );
+    gauge(
+        "kernel_slab_bytes",
+        "The kernel's slab caches, socket structures among them (Slab in /proc/meminfo).",
+        &one(s.kernel_slab as f64),
+    );
     let label = |p: &crate::sample::Process| format!("pid=\"{}\",name=\"{}\"", p.pid, p.name);
     let rss: Vec<(String, f64)> = s
         .processes
@@ -174,7 +186,7 @@ pub fn prometheus(s: &Signals) -> String {
         .collect();
     gauge(
         "process_resident_bytes",
-        "Resident memory of a watched process.",
+        "Resident memory of a watched process (given by pid: with its descendants).",
         &rss,
     );
     let cpu: Vec<(String, f64)> = s
@@ -184,7 +196,7 @@ pub fn prometheus(s: &Signals) -> String {
         .collect();
     gauge(
         "process_cpu_percent",
-        "CPU of a watched process, percent of one core.",
+        "CPU of a watched process (given by pid: with its descendants), percent of one core.",
         &cpu,
     );
     out

@@ -1,7 +1,7 @@
 //! The few `/proc` files the monitor reads: all counters the kernel keeps, none of them a
 //! per-socket table (`/proc/net/tcp` takes seconds with a million sockets).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 
 /// Raw counters at one instant.
@@ -22,6 +22,9 @@ pub struct Counters {
     pub tcp_inuse: u64,
     pub tcp_time_wait: u64,
     pub tcp_memory: u64,
+    /// The kernel's slab caches (socket structures among them): with `tcp_memory`, what the
+    /// kernel spends on connections.
+    pub kernel_slab: u64,
 }
 
 pub fn page_size() -> u64 {
@@ -70,6 +73,7 @@ pub fn read() -> Counters {
         };
         c.memory_total = kib("MemTotal:");
         c.memory_used = c.memory_total.saturating_sub(kib("MemAvailable:"));
+        c.kernel_slab = kib("Slab:");
     }
     if let Ok(sockstat) = fs::read_to_string("/proc/net/sockstat") {
         let tcp: Vec<&str> = sockstat
@@ -129,6 +133,43 @@ pub fn process(pid: u32) -> Option<(u64, f64)> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let rss_pages: u64 = fields.get(21)?.parse().ok()?;
     Some((rss_pages * page_size(), ticks as f64 / clock_ticks()))
+}
+
+/// Every process's children, from each `/proc/PID/stat`'s parent field.
+pub fn children() -> HashMap<u32, Vec<u32>> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return children;
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let parent = stat
+            .rfind(')')
+            .and_then(|at| stat[at + 1..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(parent) = parent {
+            children.entry(parent).or_default().push(pid);
+        }
+    }
+    children
+}
+
+/// `pid` and all its descendants.
+pub fn tree(pid: u32, children: &HashMap<u32, Vec<u32>>) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut at = 0;
+    while at < all.len() {
+        if let Some(kids) = children.get(&all[at]) {
+            all.extend(kids);
+        }
+        at += 1;
+    }
+    all
 }
 
 /// Processes whose name (`/proc/PID/comm`) is `name`.

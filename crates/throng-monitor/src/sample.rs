@@ -25,6 +25,8 @@ pub struct Signals {
     pub tcp_time_wait: u64,
     /// Buffer memory the kernel holds for TCP sockets.
     pub tcp_memory: u64,
+    /// The kernel's slab caches (socket structures among them).
+    pub kernel_slab: u64,
     pub processes: Vec<Process>,
 }
 
@@ -38,6 +40,8 @@ pub struct Rates {
 pub struct Process {
     pub pid: u32,
     pub name: String,
+    /// The process and its descendants (a master's workers): how many, and their sums.
+    pub count: usize,
     pub rss: u64,
     /// Share of one core over the interval, in percent.
     pub cpu_percent: f64,
@@ -52,16 +56,30 @@ pub struct Sampler {
 
 impl Sampler {
     /// Reads now; `None` the first time (a rate needs two readings).
-    pub fn sample(&mut self, pids: &[(u32, String)]) -> Option<Signals> {
+    /// `pids`: each process to watch, its name, and whether its descendants count with it.
+    pub fn sample(&mut self, pids: &[(u32, String, bool)]) -> Option<Signals> {
         let now = std::time::Instant::now();
         let counters = procfs::read();
         let mut processes = Vec::new();
         let mut cpu_now = BTreeMap::new();
-        for (pid, name) in pids {
-            if let Some((rss, cpu)) = procfs::process(*pid) {
-                cpu_now.insert(*pid, cpu);
-                processes.push((*pid, name.clone(), rss, cpu));
+        let children = if pids.iter().any(|(_, _, tree)| *tree) {
+            procfs::children()
+        } else {
+            Default::default()
+        };
+        for (pid, name, with_children) in pids {
+            let members = match with_children {
+                true => procfs::tree(*pid, &children),
+                false => vec![*pid],
+            };
+            let tree: Vec<(u64, f64)> = members.into_iter().filter_map(procfs::process).collect();
+            if tree.is_empty() {
+                continue;
             }
+            let rss = tree.iter().map(|(rss, _)| rss).sum();
+            let cpu = tree.iter().map(|(_, cpu)| cpu).sum();
+            cpu_now.insert(*pid, cpu);
+            processes.push((*pid, name.clone(), tree.len(), rss, cpu));
         }
         let previous = self.last.replace((counters.clone(), now));
         let previous_cpu = std::mem::replace(&mut self.cpu, cpu_now);
@@ -101,11 +119,13 @@ impl Sampler {
             tcp_sockets: counters.tcp_inuse,
             tcp_time_wait: counters.tcp_time_wait,
             tcp_memory: counters.tcp_memory,
+            kernel_slab: counters.kernel_slab,
             processes: processes
                 .into_iter()
-                .map(|(pid, name, rss, cpu)| Process {
+                .map(|(pid, name, count, rss, cpu)| Process {
                     pid,
                     name,
+                    count,
                     rss,
                     cpu_percent: previous_cpu
                         .get(&pid)

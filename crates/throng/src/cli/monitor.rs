@@ -28,7 +28,7 @@ pub struct MonitorArgs {
     #[arg(long, default_value = "0s", value_parser = duration::parse)]
     duration: Duration,
 
-    /// A process to watch (RSS and CPU); repeatable
+    /// A process to watch (RSS and CPU), summed with its descendants (a master and its workers); repeatable
     #[arg(long, value_name = "PID")]
     pid: Vec<u32>,
 
