@@ -327,7 +327,7 @@ impl Connection {
             .map_or(now, |pacer| pacer.reserve(now));
         self.phase = Phase::Respond {
             request,
-            due: start + random_wait(request.sleep_ms),
+            due: start + random_wait(request.sleep_min_ms, request.sleep_ms),
             left: request.times.saturating_add(1),
             head_sent: false,
         };
@@ -351,7 +351,7 @@ impl Connection {
             || self.worker.shared.stopping.load(Ordering::Relaxed);
         let (request, first) = (*request, !*head_sent);
         *head_sent = true;
-        *due = Instant::now() + random_wait(request.sleep_ms);
+        *due = Instant::now() + random_wait(request.sleep_min_ms, request.sleep_ms);
         let worker = Rc::clone(&self.worker);
         let mut out = worker.out.borrow_mut();
         out.clear();
@@ -636,8 +636,8 @@ fn wait<'a>(
     })
 }
 
-fn random_wait(max_ms: u64) -> Duration {
-    Duration::from_millis(random::up_to(max_ms))
+fn random_wait(min_ms: u64, max_ms: u64) -> Duration {
+    Duration::from_millis(min_ms + random::up_to(max_ms - min_ms))
 }
 
 fn bad_body(error: http1::ChunkedError) -> End {

@@ -1,5 +1,5 @@
 //! `throng pong`: the story's backend. Any request gets `pong`; header `sleep: N` waits a random
-//! 0..=N ms first, header `times: K` writes K more `pong`s after further random waits, as a
+//! 0..=N ms first (`sleep: MIN-MAX`: MIN..=MAX ms, for holds of a known length), header `times: K` writes K more `pong`s after further random waits, as a
 //! chunked response (what the Node.js original did). Built to hold a very large number of such
 //! sleeping requests: an idle or sleeping connection keeps its socket, a timer and a few words of
 //! state, and no buffer.

@@ -8,7 +8,9 @@ const MAX_SLEEP_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PongRequest {
-    /// Upper bound of each random wait, in milliseconds (0: answer at once).
+    /// Bounds of each random wait, in milliseconds: `sleep: MAX` waits 0..=MAX (the story's
+    /// pong), `sleep: MIN-MAX` waits MIN..=MAX (a hold of a known length). 0: answer at once.
+    pub sleep_min_ms: u64,
     pub sleep_ms: u64,
     /// How many more `pong`s after the first.
     pub times: u64,
@@ -23,9 +25,10 @@ pub(crate) struct PongRequest {
 
 /// Reads what the request asks for, or says why it cannot (the text goes into a 400 body).
 pub(crate) fn interpret(head: &RequestHead<'_, '_>) -> Result<PongRequest, String> {
-    let sleep_ms = millis_header(head, "sleep")?.unwrap_or(0).min(MAX_SLEEP_MS);
+    let (sleep_min_ms, sleep_ms) = sleep_range(head)?;
     let times = millis_header(head, "times")?.unwrap_or(0);
     Ok(PongRequest {
+        sleep_min_ms,
         sleep_ms,
         times,
         keep_alive: head.keep_alive,
@@ -34,6 +37,33 @@ pub(crate) fn interpret(head: &RequestHead<'_, '_>) -> Result<PongRequest, Strin
         expect_continue: head.expect_continue,
         body: head.body,
     })
+}
+
+/// `sleep: MAX` or `sleep: MIN-MAX`.
+fn sleep_range(head: &RequestHead<'_, '_>) -> Result<(u64, u64), String> {
+    let Some(raw) = head.header("sleep") else {
+        return Ok((0, 0));
+    };
+    let value = raw.trim_ascii();
+    let number = |text: &[u8]| -> Option<u64> {
+        let text = std::str::from_utf8(text.trim_ascii()).ok()?;
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+    };
+    let range = match value.iter().position(|&b| b == b'-') {
+        Some(at) => number(&value[..at]).zip(number(&value[at + 1..])),
+        None => number(value).map(|max| (0, max)),
+    };
+    match range {
+        Some((min, max)) if min <= max => Ok((min.min(MAX_SLEEP_MS), max.min(MAX_SLEEP_MS))),
+        _ => {
+            let shown = String::from_utf8_lossy(&value[..value.len().min(64)]);
+            Err(format!(
+                "invalid `sleep` header: expected MAX or MIN-MAX milliseconds, got \"{shown}\"\n"
+            ))
+        }
+    }
 }
 
 fn millis_header(head: &RequestHead<'_, '_>, name: &str) -> Result<Option<u64>, String> {
@@ -71,6 +101,12 @@ mod tests {
     fn reads_sleep_and_times() {
         let request = interpret_text(b"GET / HTTP/1.1\r\nsleep: 250\r\ntimes: 3\r\n\r\n").unwrap();
         assert_eq!((request.sleep_ms, request.times), (250, 3));
+        let held = interpret_text(b"GET / HTTP/1.1\r\nsleep: 100-250\r\n\r\n").unwrap();
+        assert_eq!((held.sleep_min_ms, held.sleep_ms), (100, 250));
+        for bad in ["250-100", "-5", "1-", "1-2-3"] {
+            let text = format!("GET / HTTP/1.1\r\nsleep: {bad}\r\n\r\n");
+            assert!(interpret_text(text.as_bytes()).is_err(), "{bad}");
+        }
         assert!(request.keep_alive && !request.http10 && !request.head_only);
         let plain = interpret_text(b"POST /x HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi").unwrap();
         assert_eq!(
