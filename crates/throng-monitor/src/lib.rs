@@ -32,6 +32,9 @@ pub struct Options {
     pub pids: Vec<u32>,
     /// Process names (`/proc/PID/comm`), looked up again every interval.
     pub names: Vec<String>,
+    /// A file of `NAME PID` lines, read again every interval: processes (with their
+    /// descendants) that come and go, under names of the caller's (`throng scenario`'s).
+    pub watch_file: Option<PathBuf>,
     pub output: Option<(PathBuf, Format)>,
     pub listen: Option<SocketAddr>,
     /// A line per interval on stderr.
@@ -98,6 +101,9 @@ pub fn run(options: Options) -> Result<(), String> {
                 .iter()
                 .map(|&pid| (pid, process_name(pid), true))
                 .collect();
+            if let Some(path) = &options.watch_file {
+                pids.extend(watch_list(path));
+            }
             for name in &options.names {
                 pids.extend(
                     procfs::pids_named(name)
@@ -129,6 +135,19 @@ pub fn run(options: Options) -> Result<(), String> {
         }
         Ok::<(), String>(())
     })
+}
+
+/// The `NAME PID` lines of a watch file; lines that are not are skipped (the file may be
+/// half-written when read).
+fn watch_list(path: &std::path::Path) -> Vec<(u32, String, bool)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (name, pid) = line.trim().rsplit_once(' ')?;
+            Some((pid.parse().ok()?, name.trim().to_string(), true))
+        })
+        .collect()
 }
 
 fn process_name(pid: u32) -> String {

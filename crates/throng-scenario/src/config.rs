@@ -26,13 +26,17 @@ struct File {
 struct PongFile {
     listen: Option<String>,
     threads: Option<usize>,
+    procs: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProxyFile {
+    /// "throng" (the default) or "haproxy", started by the scenario.
+    kind: Option<String>,
     listen: Option<String>,
     threads: Option<usize>,
+    processes: Option<usize>,
     /// An already running proxy (HAProxy, nginx) at this address, instead of throng's.
     external: Option<String>,
     /// Whether the external proxy speaks TLS.
@@ -51,9 +55,15 @@ struct PhaseFile {
     name: String,
     rate: f64,
     duration: String,
-    #[serde(default)]
-    headers: Vec<String>,
+    headers: Option<Vec<String>>,
+    /// Several header sets: one target each, taken in turn.
+    targets: Option<Vec<Vec<String>>>,
     timeout: Option<String>,
+    /// Starts this long after the first phase, alongside whatever runs then.
+    at: Option<String>,
+    procs: Option<usize>,
+    threads: Option<usize>,
+    source: Option<String>,
 }
 
 /// A checked scenario.
@@ -61,6 +71,7 @@ struct PhaseFile {
 pub struct Scenario {
     pub pong: Vec<SocketAddr>,
     pub pong_threads: usize,
+    pub pong_procs: usize,
     pub proxy: Proxy,
     pub monitor_interval: Duration,
     pub phases: Vec<Phase>,
@@ -69,7 +80,18 @@ pub struct Scenario {
 #[derive(Clone, Debug)]
 pub enum Proxy {
     /// throng proxy with TLS on `listen`, started by the scenario.
-    Throng { listen: SocketAddr, threads: usize },
+    Throng {
+        listen: SocketAddr,
+        threads: usize,
+        processes: usize,
+    },
+    /// HAProxy (Debian's `haproxy`) with TLS on `listen`: `processes` of them sharing the port
+    /// (HAProxy 2.5 dropped `nbproc`), each with `threads` threads.
+    Haproxy {
+        listen: SocketAddr,
+        threads: usize,
+        processes: usize,
+    },
     /// A proxy already running at `address`.
     External { address: SocketAddr, tls: bool },
 }
@@ -79,8 +101,14 @@ pub struct Phase {
     pub name: String,
     pub rate: f64,
     pub duration: Duration,
-    pub headers: Vec<String>,
+    /// One header set per target; requests take the targets in turn.
+    pub targets: Vec<Vec<String>>,
     pub timeout: Duration,
+    /// When it starts, after the first phase's start; `None`: after the phase before it ends.
+    pub at: Option<Duration>,
+    pub procs: usize,
+    pub threads: Option<usize>,
+    pub source: Option<String>,
 }
 
 /// Reads `text` (from `source`, for messages).
@@ -110,35 +138,56 @@ fn positive(text: &str, at: KeyPath) -> Result<Duration, Failure> {
     }
 }
 
+fn count(value: Option<usize>, at: KeyPath, most: usize) -> Result<usize, Failure> {
+    match value {
+        Some(0) => Err((at, "must be at least 1".to_string())),
+        Some(n) if n > most => Err((at, format!("at most {most}"))),
+        Some(n) => Ok(n),
+        None => Ok(1),
+    }
+}
+
+fn address(text: &str, at: KeyPath) -> Result<SocketAddr, Failure> {
+    text.parse()
+        .map_err(|_| (at, format!("`{text}` is not an address:port")))
+}
+
 fn build(file: File) -> Result<Scenario, Failure> {
     let root = KeyPath::default();
     let pong_spec = file.pong.listen.as_deref().unwrap_or("127.0.0.1:8282-8291");
     let pong = listen::parse(pong_spec).map_err(|e| (root.key("pong").key("listen"), e))?;
-    let threads = |t: Option<usize>, at: KeyPath| match t {
-        Some(0) => Err((at, "must be at least 1".to_string())),
-        Some(n) => Ok(n),
-        None => Ok(1),
-    };
-    let pong_threads = threads(file.pong.threads, root.key("pong").key("threads"))?;
+    let pong_threads = count(file.pong.threads, root.key("pong").key("threads"), 1024)?;
+    let pong_procs = count(file.pong.procs, root.key("pong").key("procs"), 256)?;
     let at = root.key("proxy");
-    let proxy = match &file.proxy.external {
-        Some(address) => Proxy::External {
-            address: address.parse().map_err(|_| {
-                (
-                    at.key("external"),
-                    format!("`{address}` is not an address:port"),
-                )
-            })?,
+    let listen_at = || {
+        let spec = file.proxy.listen.as_deref().unwrap_or("127.0.0.1:8443");
+        address(spec, at.key("listen"))
+    };
+    let threads = count(file.proxy.threads, at.key("threads"), 1024)?;
+    let processes = count(file.proxy.processes, at.key("processes"), 256)?;
+    let proxy = match (&file.proxy.external, file.proxy.kind.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err((
+                at.key("kind"),
+                "an external proxy is not started: give `external` or `kind`, not both".into(),
+            ))
+        }
+        (Some(external), None) => Proxy::External {
+            address: address(external, at.key("external"))?,
             tls: file.proxy.tls.unwrap_or(true),
         },
-        None => {
-            let spec = file.proxy.listen.as_deref().unwrap_or("127.0.0.1:8443");
-            Proxy::Throng {
-                listen: spec
-                    .parse()
-                    .map_err(|_| (at.key("listen"), format!("`{spec}` is not an address:port")))?,
-                threads: threads(file.proxy.threads, at.key("threads"))?,
-            }
+        (None, None | Some("throng")) => Proxy::Throng {
+            listen: listen_at()?,
+            threads,
+            processes,
+        },
+        (None, Some("haproxy")) => Proxy::Haproxy {
+            listen: listen_at()?,
+            threads,
+            processes,
+        },
+        (None, Some(other)) => {
+            return Err((at.key("kind"), format!("`{other}`: use throng or haproxy")))
         }
     };
     let monitor_interval = match &file.monitor.interval {
@@ -147,31 +196,7 @@ fn build(file: File) -> Result<Scenario, Failure> {
     };
     let mut phases = Vec::new();
     for (i, p) in file.phase.iter().enumerate() {
-        let at = root.key("phase").index(i);
-        if !(p.rate.is_finite() && p.rate > 0.0) {
-            return Err((
-                at.key("rate"),
-                "must be a positive number of requests per second".into(),
-            ));
-        }
-        for (j, header) in p.headers.iter().enumerate() {
-            if !header.contains(':') {
-                return Err((
-                    at.key("headers").index(j),
-                    format!("`{header}`: expected \"Name: value\""),
-                ));
-            }
-        }
-        phases.push(Phase {
-            name: p.name.clone(),
-            rate: p.rate,
-            duration: positive(&p.duration, at.key("duration"))?,
-            headers: p.headers.clone(),
-            timeout: match &p.timeout {
-                Some(t) => positive(t, at.key("timeout"))?,
-                None => Duration::from_secs(30),
-            },
-        });
+        phases.push(phase(p, root.key("phase").index(i))?);
     }
     if phases.is_empty() {
         return Err((root, "no phase: add [[phase]] tables".into()));
@@ -179,9 +204,70 @@ fn build(file: File) -> Result<Scenario, Failure> {
     Ok(Scenario {
         pong,
         pong_threads,
+        pong_procs,
         proxy,
         monitor_interval,
         phases,
+    })
+}
+
+fn phase(p: &PhaseFile, at: KeyPath) -> Result<Phase, Failure> {
+    if !(p.rate.is_finite() && p.rate > 0.0) {
+        return Err((
+            at.key("rate"),
+            "must be a positive number of requests per second".into(),
+        ));
+    }
+    let targets = match (&p.headers, &p.targets) {
+        (Some(_), Some(_)) => {
+            return Err((
+                at.key("targets"),
+                "give `headers` (one target) or `targets` (several), not both".into(),
+            ))
+        }
+        (Some(headers), None) => vec![headers.clone()],
+        (None, Some(targets)) if targets.is_empty() => {
+            return Err((
+                at.key("targets"),
+                "no target: give at least one header set".into(),
+            ))
+        }
+        (None, Some(targets)) => targets.clone(),
+        (None, None) => vec![Vec::new()],
+    };
+    for (t, headers) in targets.iter().enumerate() {
+        for (j, header) in headers.iter().enumerate() {
+            if !header.contains(':') {
+                let key = match &p.targets {
+                    Some(_) => at.key("targets").index(t).index(j),
+                    None => at.key("headers").index(j),
+                };
+                return Err((key, format!("`{header}`: expected \"Name: value\"")));
+            }
+        }
+    }
+    if let Some(pool) = &p.source {
+        throng_net::source::parse_pool(pool).map_err(|e| (at.key("source"), e))?;
+    }
+    Ok(Phase {
+        name: p.name.clone(),
+        rate: p.rate,
+        duration: positive(&p.duration, at.key("duration"))?,
+        targets,
+        timeout: match &p.timeout {
+            Some(t) => positive(t, at.key("timeout"))?,
+            None => Duration::from_secs(30),
+        },
+        at: match &p.at {
+            Some(text) => Some(duration::parse(text).map_err(|e| (at.key("at"), e))?),
+            None => None,
+        },
+        procs: count(p.procs, at.key("procs"), 256)?,
+        threads: match p.threads {
+            Some(_) => Some(count(p.threads, at.key("threads"), 1024)?),
+            None => None,
+        },
+        source: p.source.clone(),
     })
 }
 

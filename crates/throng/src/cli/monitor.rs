@@ -36,6 +36,11 @@ pub struct MonitorArgs {
     #[arg(long, value_name = "NAME")]
     name: Vec<String>,
 
+    /// A file of `NAME PID` lines, read again every sample: processes that come and go (with
+    /// their descendants), under those names
+    #[arg(long, value_name = "FILE")]
+    watch: Option<PathBuf>,
+
     /// Write every sample to this file
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -68,6 +73,7 @@ pub fn run(args: MonitorArgs) -> ExitCode {
         duration: (!args.duration.is_zero()).then_some(args.duration),
         pids: args.pid,
         names: args.name,
+        watch_file: args.watch,
         output: args.output.map(|path| (path, format)),
         listen: args.listen,
         lines: !args.quiet,

@@ -72,6 +72,13 @@ pub fn run(args: ScenarioArgs) -> ExitCode {
                 println!("(interrupted: the phases run so far are all there)");
                 return ExitCode::from(130);
             }
+            if !outcome.failed.is_empty() {
+                eprintln!(
+                    "throng scenario: the attack of phase {} failed (see attack.log); the results written are there",
+                    outcome.failed.join(", ")
+                );
+                return ExitCode::FAILURE;
+            }
             ExitCode::SUCCESS
         }
         Err(message) => {

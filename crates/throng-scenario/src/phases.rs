@@ -1,0 +1,255 @@
+//! The attack phases: one after another, except a phase with `at`, which starts at that time
+//! after the first phase, alongside whatever runs then (a small steady rate measured during a
+//! hold, say). Each phase is a `throng attack` process (split over `procs` processes).
+
+use crate::config::{Phase, Scenario};
+use crate::start::{say, Watch};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The attacks running now, for the signal watcher: each gets SIGINT on Ctrl-C.
+pub type Running = Arc<Mutex<Vec<i32>>>;
+
+/// What the phases left: each phase's results file (`None` for a phase that did not start) and
+/// the phases whose attack failed.
+pub struct Ran {
+    pub files: Vec<Option<PathBuf>>,
+    pub failed: Vec<String>,
+}
+
+struct Attack {
+    phase: usize,
+    child: Child,
+    started: Instant,
+}
+
+/// Runs every phase against `url`; stops starting new ones once `interrupted`.
+pub fn run(
+    scenario: &Scenario,
+    exe: &Path,
+    url: &str,
+    dir: &Path,
+    watch: &Watch,
+    interrupted: &AtomicBool,
+    running: &Running,
+) -> Result<Ran, String> {
+    let phases = &scenario.phases;
+    let mut ran = Ran {
+        files: vec![None; phases.len()],
+        failed: Vec::new(),
+    };
+    let mut started = vec![false; phases.len()];
+    let mut attacks: Vec<Attack> = Vec::new();
+    let first_start = Instant::now();
+    let mut next_word = first_start + Duration::from_secs(5);
+    loop {
+        let stopping = interrupted.load(Ordering::Relaxed);
+        let elapsed = first_start.elapsed();
+        let sequential_busy = attacks.iter().any(|a| phases[a.phase].at.is_none());
+        let next_sequential = (0..phases.len()).find(|&i| !started[i] && phases[i].at.is_none());
+        let due: Vec<usize> = (0..phases.len())
+            .filter(|&i| !started[i] && phases[i].at.is_some_and(|at| at <= elapsed))
+            .chain(next_sequential.filter(|_| !sequential_busy))
+            .collect();
+        for index in due.into_iter().filter(|_| !stopping) {
+            started[index] = true;
+            let file = dir.join(format!(
+                "{:02}-{}.bin",
+                index + 1,
+                slug(&phases[index].name)
+            ));
+            let child = start(exe, &phases[index], url, &file, dir)?;
+            watch.add("attack", child.id() as i32);
+            lock(running).push(child.id() as i32);
+            ran.files[index] = Some(file);
+            attacks.push(Attack {
+                phase: index,
+                child,
+                started: Instant::now(),
+            });
+        }
+        let mut still = Vec::with_capacity(attacks.len());
+        for mut attack in attacks {
+            match attack.child.try_wait().map_err(|e| e.to_string())? {
+                Some(status) => {
+                    let pid = attack.child.id() as i32;
+                    lock(running).retain(|&p| p != pid);
+                    let name = &phases[attack.phase].name;
+                    if status.success() {
+                        say(&format!(
+                            "phase {name}: done in {} s",
+                            attack.started.elapsed().as_secs()
+                        ));
+                    } else {
+                        say(&format!(
+                            "phase {name}: the attack ended with {status} (see attack.log)"
+                        ));
+                        ran.failed.push(name.clone());
+                    }
+                }
+                None => still.push(attack),
+            }
+        }
+        attacks = still;
+        let all_started = started.iter().all(|&s| s);
+        if attacks.is_empty() && (all_started || stopping) {
+            return Ok(ran);
+        }
+        // A word every 5 s: which phases run, how far in (an attack waits for its last
+        // responses after its duration, so this may go past it), and the monitor's figures.
+        if Instant::now() >= next_word {
+            next_word += Duration::from_secs(5);
+            let names: Vec<&str> = attacks
+                .iter()
+                .map(|a| phases[a.phase].name.as_str())
+                .collect();
+            say(&format!(
+                "{} s: {}{}",
+                first_start.elapsed().as_secs(),
+                if names.is_empty() {
+                    "waiting for the next phase".to_string()
+                } else {
+                    format!("phase {}", names.join(" and "))
+                },
+                live_figures(&dir.join("monitor.jsonl"))
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn lock(running: &Running) -> std::sync::MutexGuard<'_, Vec<i32>> {
+    running.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the attack of `phase`, its targets on stdin.
+fn start(exe: &Path, phase: &Phase, url: &str, file: &Path, dir: &Path) -> Result<Child, String> {
+    let targets: Vec<String> = phase
+        .targets
+        .iter()
+        .map(|headers| {
+            let mut target = format!("GET {url}\n");
+            for header in headers {
+                target.push_str(header);
+                target.push('\n');
+            }
+            target
+        })
+        .collect();
+    let described: Vec<String> = phase
+        .targets
+        .iter()
+        .map(|h| {
+            if h.is_empty() {
+                "no headers".to_string()
+            } else {
+                h.join(", ")
+            }
+        })
+        .collect();
+    say(&format!(
+        "phase {}: {} requests/s for {} ({}){}",
+        phase.name,
+        phase.rate,
+        throng_net::duration::format(phase.duration),
+        described.join(" | "),
+        if phase.procs > 1 {
+            format!(", {} processes", phase.procs)
+        } else {
+            String::new()
+        }
+    ));
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("attack.log"))
+        .map_err(|e| e.to_string())?;
+    let mut command = Command::new(exe);
+    command
+        .args(["attack", "-insecure", "-rate"])
+        .arg(phase.rate.to_string())
+        .arg("-duration")
+        .arg(format!("{}ms", phase.duration.as_millis()))
+        .arg("-timeout")
+        .arg(format!("{}ms", phase.timeout.as_millis()))
+        .arg("-name")
+        .arg(&phase.name)
+        .arg("-output")
+        .arg(file)
+        .arg("--procs")
+        .arg(phase.procs.to_string());
+    if let Some(threads) = phase.threads {
+        command.arg("--threads").arg(threads.to_string());
+    }
+    if let Some(source) = &phase.source {
+        command.arg("--source").arg(source);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start the attack: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(targets.join("\n").as_bytes());
+    }
+    Ok(child)
+}
+
+pub fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The latest monitor sample, in a few words: established sockets and each component's memory.
+fn live_figures(monitor: &Path) -> String {
+    // Only the file's end: it grows by a line a second for as long as the scenario runs.
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(monitor) else {
+        return String::new();
+    };
+    let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(length.saturating_sub(16 * 1024)));
+    let mut text = String::new();
+    if file.take(16 * 1024).read_to_string(&mut text).is_err() {
+        return String::new();
+    }
+    let Some(sample) = text
+        .lines()
+        .next_back()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    else {
+        return String::new();
+    };
+    let mut words = format!(", {} established sockets", sample["established"]);
+    let mut by_name: Vec<(String, u64, f64)> = Vec::new();
+    for p in sample["processes"].as_array().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap_or("?").to_string();
+        let (rss, cpu) = (
+            p["rss"].as_u64().unwrap_or(0),
+            p["cpu_percent"].as_f64().unwrap_or(0.0),
+        );
+        match by_name.iter_mut().find(|(n, ..)| *n == name) {
+            Some(entry) => {
+                entry.1 += rss;
+                entry.2 += cpu;
+            }
+            None => by_name.push((name, rss, cpu)),
+        }
+    }
+    for (name, rss, cpu) in by_name {
+        words += &format!(", {name} {} MiB {cpu:.0}% cpu", rss >> 20);
+    }
+    words
+}

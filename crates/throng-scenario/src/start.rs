@@ -1,0 +1,315 @@
+//! The processes a scenario starts (pong, the proxy, the monitor), each stopped when dropped, and
+//! the watch file that tells the monitor which processes are which.
+
+use crate::config::{Proxy, Scenario};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a started process has to say it is ready. A proxy of many processes starts them
+/// all first.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A process the scenario started; stopped (SIGTERM, then SIGKILL after 30 s) when dropped.
+pub struct Started {
+    name: &'static str,
+    child: Child,
+}
+
+impl Started {
+    /// Starts `program args`, its stderr to `dir/NAME.log`, and waits for its first stdout line
+    /// when `wait_for` is given.
+    pub fn spawn(
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        dir: &Path,
+        wait_for: Option<&str>,
+    ) -> Result<(Started, String), String> {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{name}.log")))
+            .map_err(|e| format!("{name}: log file: {e}"))?;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start {name} ({}): {e}", program.display()))?;
+        let stdout = child.stdout.take();
+        let mut started = Started { name, child };
+        let mut first = String::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(stdout) = stdout {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let _ = tx.send(line);
+                // Keep reading, so that the child never blocks on a full pipe.
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            });
+        }
+        if let Some(expected) = wait_for {
+            first = rx.recv_timeout(READY_TIMEOUT).unwrap_or_default();
+            if !first.contains(expected) {
+                started.stop();
+                return Err(format!("{name} did not start: {}", log_tail(dir, name)));
+            }
+        }
+        Ok((started, first))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn stop(&mut self) {
+        if !self.running() {
+            return;
+        }
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if !self.running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        say(&format!("{} did not stop in 30 s: killing it", self.name));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn say(text: &str) {
+    eprintln!("throng scenario: {text}");
+}
+
+/// The last lines of `dir/NAME.log`, for a message.
+pub fn log_tail(dir: &Path, name: &str) -> String {
+    let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(3)..].join(" / ")
+}
+
+/// `NAME PID` lines the monitor reads every sample: which processes are which component.
+pub struct Watch(PathBuf);
+
+impl Watch {
+    pub fn new(dir: &Path) -> Result<Watch, String> {
+        let path = dir.join("watch.txt");
+        std::fs::write(&path, "").map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Watch(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn add(&self, name: &str, pid: i32) {
+        let appended = std::fs::File::options()
+            .append(true)
+            .open(&self.0)
+            .and_then(|mut f| writeln!(f, "{name} {pid}"));
+        if let Err(e) = appended {
+            say(&format!("watch file: {e}"));
+        }
+    }
+}
+
+pub fn pong(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Started, String> {
+    let mut args = vec![
+        "pong".to_string(),
+        "--threads".into(),
+        scenario.pong_threads.to_string(),
+        "--procs".into(),
+        scenario.pong_procs.to_string(),
+    ];
+    for addr in &scenario.pong {
+        args.extend(["--listen".to_string(), addr.to_string()]);
+    }
+    say(&format!(
+        "starting throng pong on {} ({} processes of {} threads)",
+        throng_net::listen::describe(&scenario.pong),
+        scenario.pong_procs,
+        scenario.pong_threads
+    ));
+    Ok(Started::spawn("pong", exe, &args, dir, Some("listening on"))?.0)
+}
+
+/// The proxy's processes, the address to attack, and whether it speaks TLS.
+pub struct ProxyStarted {
+    pub processes: Vec<Started>,
+    pub target: SocketAddr,
+    pub tls: bool,
+}
+
+pub fn proxy(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<ProxyStarted, String> {
+    let certificate = || -> Result<(), String> {
+        let (cert, key) = throng_net::tls::self_signed(&["localhost", "127.0.0.1"])?;
+        std::fs::write(dir.join("cert.pem"), &cert).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("key.pem"), &key).map_err(|e| e.to_string())?;
+        // HAProxy takes the chain and the key in one file.
+        std::fs::write(dir.join("cert-and-key.pem"), format!("{cert}{key}"))
+            .map_err(|e| e.to_string())
+    };
+    match &scenario.proxy {
+        Proxy::Throng {
+            listen,
+            threads,
+            processes,
+        } => {
+            certificate()?;
+            let config = throng_config(*listen, *threads, *processes, &scenario.pong, dir);
+            std::fs::write(dir.join("proxy.toml"), config).map_err(|e| e.to_string())?;
+            say(&format!(
+                "starting throng proxy with TLS on {listen} ({processes} processes of {threads} threads; ECDSA P-256, self-signed)"
+            ));
+            let args = vec![
+                "proxy".to_string(),
+                "-c".into(),
+                dir.join("proxy.toml").display().to_string(),
+            ];
+            let (proxy, _) =
+                Started::spawn("proxy", exe, &args, dir, Some("throng proxy listening"))?;
+            Ok(ProxyStarted {
+                processes: vec![proxy],
+                target: *listen,
+                tls: true,
+            })
+        }
+        Proxy::Haproxy {
+            listen,
+            threads,
+            processes,
+        } => {
+            certificate()?;
+            let config = haproxy_config(*listen, *threads, &scenario.pong, dir);
+            std::fs::write(dir.join("haproxy.cfg"), config).map_err(|e| e.to_string())?;
+            say(&format!(
+                "starting HAProxy with TLS on {listen} ({processes} processes of {threads} threads, sharing the port)"
+            ));
+            let haproxy = which("haproxy").ok_or(
+                "kind = \"haproxy\": no haproxy on the PATH (Debian: apt install haproxy)",
+            )?;
+            let args = vec![
+                "-db".to_string(),
+                "-f".into(),
+                dir.join("haproxy.cfg").display().to_string(),
+            ];
+            let mut started = Vec::new();
+            for _ in 0..*processes {
+                started.push(Started::spawn("proxy", &haproxy, &args, dir, None)?.0);
+            }
+            // HAProxy says nothing when it is ready: its port answers, and it still runs.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect_timeout(listen, Duration::from_millis(200)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(format!("HAProxy did not start: {}", log_tail(dir, "proxy")));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            if !started.iter_mut().all(Started::running) {
+                return Err(format!("HAProxy did not start: {}", log_tail(dir, "proxy")));
+            }
+            Ok(ProxyStarted {
+                processes: started,
+                target: *listen,
+                tls: true,
+            })
+        }
+        Proxy::External { address, tls } => {
+            say(&format!("using the proxy at {address}"));
+            Ok(ProxyStarted {
+                processes: Vec::new(),
+                target: *address,
+                tls: *tls,
+            })
+        }
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|dir| Path::new(dir).join(program))
+        .find(|path| path.is_file())
+}
+
+fn throng_config(
+    listen: SocketAddr,
+    threads: usize,
+    processes: usize,
+    pong: &[SocketAddr],
+    dir: &Path,
+) -> String {
+    let servers: Vec<String> = pong
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{{ name = \"pong{}\", address = \"{a}\" }}", i + 1))
+        .collect();
+    format!(
+        "[global]\nprocesses = {processes}\nthreads = {threads}\nlog = \"file:{}\"\n\n[defaults.timeout]\nclient = \"1h\"\nserver = \"1h\"\nhttp-request = \"30s\"\n\n\
+         [frontends.tls]\nbind = [\"{listen}\"]\ndefault_backend = \"pong\"\ntls = {{ certificates = [{{ cert = \"cert.pem\", key = \"key.pem\" }}] }}\n\n\
+         [backends.pong]\nbalance = \"leastconn\"\nservers = [{}]\n",
+        dir.join("proxy-access.log").display(),
+        servers.join(", ")
+    )
+}
+
+/// The same job for HAProxy: TLS with the same certificate, leastconn over the same servers,
+/// keep-alive on both sides, the same timeouts, an access log line per session.
+fn haproxy_config(listen: SocketAddr, threads: usize, pong: &[SocketAddr], dir: &Path) -> String {
+    let servers: String = pong
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("    server pong{} {a}\n", i + 1))
+        .collect();
+    format!(
+        "global\n    nbthread {threads}\n    log stderr format raw local0\n\n\
+         defaults\n    mode http\n    log global\n    option httplog\n    timeout client 1h\n    timeout server 1h\n    timeout connect 5s\n    timeout http-request 30s\n\n\
+         frontend tls\n    bind {listen} ssl crt {} alpn http/1.1\n    default_backend pong\n\n\
+         backend pong\n    balance leastconn\n{servers}",
+        dir.join("cert-and-key.pem").display()
+    )
+}
+
+/// The monitor, watching the processes the watch file names.
+pub fn monitor(
+    scenario: &Scenario,
+    exe: &Path,
+    dir: &Path,
+    watch: &Watch,
+) -> Result<Started, String> {
+    let args = vec![
+        "monitor".to_string(),
+        "-q".into(),
+        "--interval".into(),
+        format!("{}ms", scenario.monitor_interval.as_millis()),
+        "--output".into(),
+        dir.join("monitor.jsonl").display().to_string(),
+        "--watch".into(),
+        watch.path().display().to_string(),
+    ];
+    Ok(Started::spawn("monitor", exe, &args, dir, None)?.0)
+}

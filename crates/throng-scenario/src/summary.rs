@@ -1,0 +1,192 @@
+//! What a run tells: report.txt and report.html from the phases' results and the monitor's
+//! samples, and the summary's lines: peak connections, memory per connection of each component
+//! and of the kernel, handshakes per second, each phase's figures, errors, and what the slope
+//! says of the story's scale.
+
+use crate::config::Scenario;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use throng_results::report::Summary;
+use throng_results::Reader;
+
+/// Sockets per end-to-end connection on loopback: client and proxy ends of the client's
+/// connection, proxy and server ends of the server's.
+const SOCKETS_PER_CONNECTION: u64 = 4;
+
+/// report.txt, report.html and the summary's lines.
+pub fn write(scenario: &Scenario, files: &[Option<PathBuf>], dir: &Path) -> Result<String, String> {
+    let mut text = String::new();
+    let mut phase_lines = Vec::new();
+    let mut all = Summary::new(None);
+    for (phase, file) in scenario.phases.iter().zip(files) {
+        let Some(file) = file else { continue };
+        let mut one = Summary::new(None);
+        for summary in [&mut all, &mut one] {
+            add_file(summary, file)?;
+        }
+        let name = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        text.push_str(&format!("== {name}\n{}\n", one.text()));
+        let r = one.json();
+        let tls = &r["throng"]["tls"];
+        let handshakes = tls["count"].as_u64().unwrap_or(0);
+        let seconds = phase.duration.as_secs_f64().max(1e-9);
+        phase_lines.push(format!(
+            "phase {name}: {} requests at {:.1}/s, success {:.3}%, p50 {}, p99 {}{}",
+            r["requests"],
+            r["throng"]["achieved_rate"].as_f64().unwrap_or(0.0),
+            r["success"].as_f64().unwrap_or(0.0) * 100.0,
+            ms(&r["latencies"]["50th"]),
+            ms(&r["latencies"]["99th"]),
+            if handshakes > 0 {
+                format!(
+                    ", {handshakes} TLS handshakes ({} resumed): {:.0}/s over the phase",
+                    r["throng"]["tls_resumed"],
+                    handshakes as f64 / seconds
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    text.push_str(&format!("== all phases\n{}\n", all.text()));
+    std::fs::write(dir.join("report.txt"), &text).map_err(|e| e.to_string())?;
+    let monitor = dir.join("monitor.jsonl");
+    let paths: Vec<&Path> = files.iter().flatten().map(PathBuf::as_path).collect();
+    if !paths.is_empty() {
+        let page = throng_plot::page(&paths, monitor.exists().then_some(monitor.as_path()))?;
+        std::fs::write(dir.join("report.html"), page).map_err(|e| e.to_string())?;
+    }
+
+    let samples: Vec<Value> = std::fs::read_to_string(&monitor)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut lines = memory_lines(&samples);
+    lines.extend(phase_lines);
+    let report = all.json();
+    let l = &report["latencies"];
+    lines.push(format!(
+        "all phases: {} requests at {:.1}/s achieved, success {:.3}%, p50 {}, p99 {}, max {}",
+        report["requests"],
+        report["throng"]["achieved_rate"].as_f64().unwrap_or(0.0),
+        report["success"].as_f64().unwrap_or(0.0) * 100.0,
+        ms(&l["50th"]),
+        ms(&l["99th"]),
+        ms(&l["max"]),
+    ));
+    let errors = &report["throng"]["error_classes"];
+    lines.push(format!(
+        "errors: {}",
+        if errors.as_object().is_none_or(|m| m.is_empty()) {
+            "none".to_string()
+        } else {
+            errors.to_string()
+        }
+    ));
+    Ok(lines.join("\n"))
+}
+
+fn add_file(summary: &mut Summary, file: &Path) -> Result<(), String> {
+    let input = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let reader = Reader::new(std::io::BufReader::new(input))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    summary
+        .add_stream(reader)
+        .map_err(|e| format!("{}: {e}", file.display()))
+}
+
+fn ms(nanoseconds: &Value) -> String {
+    format!("{:.1} ms", nanoseconds.as_f64().unwrap_or(0.0) / 1e6)
+}
+
+/// Resident memory of the component `name` in one sample: its processes summed.
+fn resident(sample: &Value, name: &str) -> Option<(u64, u64)> {
+    let mut found = None;
+    for p in sample["processes"].as_array().into_iter().flatten() {
+        if p["name"] == name {
+            let (rss, count) = found.unwrap_or((0, 0));
+            found = Some((
+                rss + p["rss"].as_u64().unwrap_or(0),
+                count + p["count"].as_u64().unwrap_or(1),
+            ));
+        }
+    }
+    found
+}
+
+/// Peak connections, and each component's memory per connection from the monitor's samples:
+/// what its resident memory grew from its first sample to the peak of connections, over the
+/// connections gained meanwhile.
+fn memory_lines(samples: &[Value]) -> Vec<String> {
+    let field = |s: &Value, key: &str| s[key].as_u64().unwrap_or(0);
+    let Some(first) = samples.first() else {
+        return vec!["no monitor samples: memory per connection unknown".into()];
+    };
+    let Some(peak) = samples.iter().max_by_key(|s| field(s, "established")) else {
+        return Vec::new();
+    };
+    let base = field(first, "established");
+    let connections = field(peak, "established").saturating_sub(base) / SOCKETS_PER_CONNECTION;
+    let mut lines = vec![format!(
+        "peak established TCP sockets: {} (about {connections} end-to-end connections: each has {SOCKETS_PER_CONNECTION} sockets on loopback)",
+        field(peak, "established")
+    )];
+    if connections == 0 {
+        return lines;
+    }
+    let mut proxy_per = None;
+    for name in ["proxy", "pong", "attack"] {
+        // From the component's first sample (the attack's processes come with their phases) to
+        // the peak: the slope of its memory against connections.
+        let Some(from) = samples.iter().find(|s| resident(s, name).is_some()) else {
+            continue;
+        };
+        let (Some((start, _)), Some((at_peak, processes))) =
+            (resident(from, name), resident(peak, name))
+        else {
+            continue;
+        };
+        let gained = field(peak, "established").saturating_sub(field(from, "established"))
+            / SOCKETS_PER_CONNECTION;
+        let Some(per) = at_peak.saturating_sub(start).checked_div(gained) else {
+            continue;
+        };
+        if name == "proxy" {
+            proxy_per = Some(per);
+        }
+        lines.push(format!(
+            "{name}: {} MiB at its first sample, {} MiB at the peak of connections ({processes} processes): about {per} B per connection",
+            start >> 20,
+            at_peak >> 20
+        ));
+    }
+    let kernel = |s: &Value| field(s, "kernel_slab") + field(s, "tcp_memory");
+    let sockets = field(peak, "tcp_sockets").saturating_sub(field(first, "tcp_sockets"));
+    if let Some(per_socket) = kernel(peak)
+        .saturating_sub(kernel(first))
+        .checked_div(sockets)
+    {
+        lines.push(format!(
+            "kernel: slab and TCP buffers grew {} MiB for {sockets} more sockets: about {per_socket} B per socket",
+            kernel(peak).saturating_sub(kernel(first)) >> 20
+        ));
+        if let Some(proxy) = proxy_per {
+            // The story counted 2.38M established connections on the HAProxy machine: half
+            // from clients, half to servers. Per client there, the proxy's memory and 2 sockets.
+            let per_client = proxy + 2 * per_socket;
+            let clients = 1_000_000u64;
+            lines.push(format!(
+                "projection: 2,000,000 TCP connections at the proxy (1,000,000 clients and as many server connections, as the story counted) need about {:.1} GB ({:.1} GB proxy, {:.1} GB kernel); the story's HAProxy machine needed about 48 GB for 2.38M",
+                (clients * per_client) as f64 / 1e9,
+                (clients * proxy) as f64 / 1e9,
+                (clients * 2 * per_socket) as f64 / 1e9
+            ));
+        }
+    }
+    lines
+}
