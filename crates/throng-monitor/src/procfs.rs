@@ -209,5 +209,28 @@ mod tests {
         let (rss, cpu) = process(std::process::id()).unwrap();
         assert!(rss > 0 && cpu >= 0.0);
         assert!(read().memory_total > 0);
+        assert!(read().kernel_slab > 0);
+    }
+
+    #[test]
+    fn a_tree_is_a_process_and_all_its_descendants() {
+        let children: HashMap<u32, Vec<u32>> =
+            [(1, vec![2, 3]), (3, vec![4]), (9, vec![10])].into();
+        let mut tree = tree(1, &children);
+        tree.sort();
+        assert_eq!(tree, [1, 2, 3, 4]);
+        assert!(tree_of_this_process_has_a_child());
+    }
+
+    /// The real table: a child this test starts is found under this process.
+    fn tree_of_this_process_has_a_child() -> bool {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let found = tree(std::process::id(), &children()).contains(&child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        found
     }
 }

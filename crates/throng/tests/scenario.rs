@@ -240,3 +240,78 @@ fn ctrl_c_ends_the_phase_and_still_writes_what_was_measured() {
     assert!(results.join("report.html").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn components_run_as_several_processes_and_a_phase_runs_alongside_another() {
+    let dir = std::env::temp_dir().join(format!("throng-scenario-procs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports = free_port_range(3);
+    let file = dir.join("procs.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pong]\nlisten = \"127.0.0.1:{}-{}\"\nprocs = 2\n\n[proxy]\nlisten = \"127.0.0.1:{}\"\nprocesses = 2\nthreads = 1\n\n[monitor]\ninterval = \"250ms\"\n\n\
+             [[phase]]\nname = \"hold\"\nrate = 100\nduration = \"2s\"\nprocs = 2\nthreads = 1\nsource = \"127.0.0.2-127.0.0.3\"\n\
+             targets = [[\"sleep: 2000-2500\"], [\"sleep: 500-600\", \"times: 3\"]]\n\n\
+             [[phase]]\nname = \"probe\"\nat = \"1s\"\nrate = 20\nduration = \"1s\"\n",
+            ports,
+            ports + 1,
+            ports + 2
+        ),
+    )
+    .unwrap();
+    let results = dir.join("run");
+    let started = std::time::Instant::now();
+    let out = throng()
+        .arg("scenario")
+        .arg(&file)
+        .arg("--dir")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The probe ran during the hold, not after it: the two took about as long as the hold.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(12),
+        "{stderr}"
+    );
+    assert!(stderr.contains("phase hold and probe"), "{stderr}");
+    assert!(stdout.contains("phase 01-hold: 200 requests"), "{stdout}");
+    assert!(stdout.contains("phase 02-probe: 20 requests"), "{stdout}");
+    assert!(stdout.contains("success 100.000%"), "{stdout}");
+    assert!(stdout.contains("errors: none"), "{stdout}");
+    // Memory per connection of each component, its processes summed (a master and its
+    // workers), and of the kernel.
+    for line in [
+        "proxy: ",
+        "(3 processes)",
+        "pong: ",
+        "attack: ",
+        "B per socket",
+        "projection: ",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing in:\n{stdout}");
+    }
+    // Both targets were used in turn, and the connections came from both source addresses.
+    let report = std::fs::read_to_string(results.join("report.txt")).unwrap();
+    assert!(
+        report.contains("127.0.0.2=") && report.contains("127.0.0.3="),
+        "{report}"
+    );
+    let access = std::fs::read_to_string(results.join("proxy-access.log")).unwrap();
+    assert_eq!(
+        access.lines().count(),
+        220,
+        "one access log line per request"
+    );
+    for port in ports..ports + 3 {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} still taken"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -173,6 +173,10 @@ impl Proxy {
             .unwrap()
     }
 
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, signal) };

@@ -1,0 +1,241 @@
+//! Several processes of one command, past the open-files limit of one: `global.processes` for
+//! the proxy, `--procs` for pong and the attack. Real processes on loopback.
+
+mod common;
+
+use common::proxy::{Dir, Proxy};
+use common::{free_port_range, http_exchange, throng, wait_until, Pong};
+use std::io::Write;
+use std::process::Stdio;
+
+/// The pids of `parent`'s children, from /proc.
+fn children(parent: i32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let mut fields = after.split_whitespace();
+        let state = fields.next();
+        let ppid: i32 = fields.next().unwrap().parse().unwrap();
+        if ppid == parent && state != Some("Z") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn proxy_workers_share_the_port_are_restarted_and_report_as_one() {
+    let pong = Pong::start(&["--threads", "1"]);
+    let port = free_port_range(1);
+    let dir = Dir::new("processes");
+    let mut proxy = Proxy::start(
+        &dir,
+        &format!(
+            "[global]\nprocesses = 2\nthreads = 1\nadmin = \"127.0.0.1:0\"\n\n\
+             [frontends.web]\nbind = [\"127.0.0.1:{port}\"]\ndefault_backend = \"app\"\n\n\
+             [backends.app]\nservers = [{{ name = \"p1\", address = \"{}\" }}]\n",
+            pong.addr()
+        ),
+    );
+    let addr = proxy.addr("web");
+    let workers = children(proxy.pid());
+    assert_eq!(workers.len(), 2, "two worker processes");
+    // Requests on fresh connections spread over both (SO_REUSEPORT hashes each connection).
+    for _ in 0..40 {
+        let (status, _, body) = http_exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!((status, body.as_str()), (200, "pong"));
+    }
+    // One merged /metrics: the sessions of both add up.
+    assert_eq!(proxy.metric("throng_proxy_processes"), 2.0);
+    assert_eq!(
+        proxy.metric("throng_proxy_frontend_sessions_total{frontend=\"web\"}"),
+        40.0
+    );
+    assert_eq!(
+        proxy.metric("throng_proxy_server_up{backend=\"app\",server=\"p1\"}"),
+        1.0
+    );
+    let (status, _, page) = http_exchange(
+        proxy.admin.unwrap(),
+        b"GET /stats HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("2 processes") && page.contains("frontend web"),
+        "{page}"
+    );
+    // The access log of both comes out of the master, a whole line each.
+    wait_until(|| (proxy.log().len() == 40).then_some(())).expect("40 log lines");
+
+    // A worker killed outright is started again, and the port keeps answering.
+    // SAFETY: kill(2) on a worker of our own child.
+    unsafe { libc::kill(workers[0], libc::SIGKILL) };
+    proxy.wait_for_message("starting it again");
+    wait_until(|| (proxy.metric("throng_proxy_process_restarts_total") == 1.0).then_some(()))
+        .expect("the restart counted");
+    wait_until(|| (children(proxy.pid()).len() == 2).then_some(())).expect("two workers again");
+    for _ in 0..10 {
+        let (status, _, _) = http_exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(status, 200);
+    }
+
+    // SIGTERM stops every worker, then the master.
+    let workers = children(proxy.pid());
+    proxy.signal(libc::SIGTERM);
+    assert!(proxy.wait_exit().success(), "{}", proxy.stderr());
+    for pid in workers {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z")),
+            "worker {pid} still runs"
+        );
+    }
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "port still taken"
+    );
+}
+
+#[test]
+fn a_port_zero_bind_is_refused_with_processes() {
+    let dir = Dir::new("processes-port-zero");
+    let path = dir.write(
+        "proxy.toml",
+        "[global]\nprocesses = 2\n[frontends.web]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n[backends.app]\nservers = [{ name = \"p\", address = \"127.0.0.1:1\" }]\n",
+    );
+    let out = throng()
+        .args(["proxy", "--check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("frontends.web.bind") && stderr.contains("must be given"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn pong_procs_share_the_ports() {
+    let port = free_port_range(1);
+    let listen = format!("127.0.0.1:{port}");
+    let mut pong = Pong::start(&["--listen", &listen, "--threads", "1", "--procs", "3"]);
+    assert_eq!(children(pong.pid()).len(), 3);
+    for _ in 0..20 {
+        let (status, _, body) = http_exchange(
+            pong.addr(),
+            b"GET / HTTP/1.1\r\nHost: a\r\nsleep: 1-2\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!((status, body.as_str()), (200, "pong"));
+    }
+    pong.signal(libc::SIGTERM);
+    assert!(pong.wait_exit().success(), "{}", pong.stderr());
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "port still taken"
+    );
+}
+
+#[test]
+fn an_attack_split_over_processes_is_one_schedule_and_one_result() {
+    let pong = Pong::start(&["--threads", "1"]);
+    let dir = Dir::new("attack-procs");
+    let file = dir.path("split.bin");
+    let mut child = throng()
+        .args([
+            "attack",
+            "-rate=400",
+            "-duration=2s",
+            "--threads",
+            "1",
+            "--procs",
+            "3",
+            "-output",
+        ])
+        .arg(&file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("GET {}a\n\nGET {}b\n", pong.url(), pong.url()).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Exactly the 800 requests one process would have sent: sequence numbers 0..800, each once,
+    // each at its own intended time, the targets in turn.
+    let csv = throng()
+        .args(["encode", "--to", "csv"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&csv.stdout).to_string();
+    let mut rows = csv.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (seq, intended, url) = (column("seq"), column("intended"), column("url"));
+    let mut seen: Vec<(u64, u64, String)> = rows
+        .map(|row| {
+            let fields: Vec<&str> = row.split(',').collect();
+            (
+                fields[seq].parse().unwrap(),
+                fields[intended].parse().unwrap(),
+                fields[url].to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 800);
+    let start = seen[0].1;
+    for (i, (seq, intended, url)) in seen.iter().enumerate() {
+        assert_eq!(*seq, i as u64);
+        // Due at start + i / 400 s (to the nanosecond's rounding).
+        let due = start + i as u64 * 2_500_000;
+        assert!(
+            intended.abs_diff(due) <= 1,
+            "request {i} due at {intended}, not {due}"
+        );
+        assert!(
+            url.ends_with(if i % 2 == 0 { "a" } else { "b" }),
+            "{i}: {url}"
+        );
+    }
+    let report = throng()
+        .args(["report", "-type=json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["requests"], 800);
+    assert_eq!(report["success"], 1.0);
+    assert_eq!(report["throng"]["runs"], 1, "one run, not three");
+    assert_eq!(report["throng"]["scheduled"], 800);
+    let offered = report["throng"]["offered_rate"].as_f64().unwrap();
+    assert!((offered - 400.0).abs() < 1.0, "offered {offered}");
+}
