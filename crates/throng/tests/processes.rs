@@ -56,7 +56,8 @@ fn proxy_workers_share_the_port_are_restarted_and_report_as_one() {
             addr,
             b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         );
-        assert_eq!((status, body.as_str()), (200, "pong"));
+        assert_eq!(status, 200);
+        assert!(body.contains("pong"), "{body}");
     }
     // One merged /metrics: the sessions of both add up.
     assert_eq!(proxy.metric("throng_proxy_processes"), 2.0);
@@ -144,7 +145,8 @@ fn pong_procs_share_the_ports() {
             pong.addr(),
             b"GET / HTTP/1.1\r\nHost: a\r\nsleep: 1-2\r\nConnection: close\r\n\r\n",
         );
-        assert_eq!((status, body.as_str()), (200, "pong"));
+        assert_eq!(status, 200);
+        assert!(body.contains("pong"), "{body}");
     }
     pong.signal(libc::SIGTERM);
     assert!(pong.wait_exit().success(), "{}", pong.stderr());

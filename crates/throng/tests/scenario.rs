@@ -278,7 +278,15 @@ fn components_run_as_several_processes_and_a_phase_runs_alongside_another() {
         started.elapsed() < std::time::Duration::from_secs(12),
         "{stderr}"
     );
-    assert!(stderr.contains("phase hold and probe"), "{stderr}");
+    let done = |phase: &str| {
+        stderr
+            .find(&format!("phase {phase}: done"))
+            .unwrap_or_else(|| panic!("{stderr}"))
+    };
+    assert!(
+        done("probe") < done("hold"),
+        "the probe ends first: {stderr}"
+    );
     assert!(stdout.contains("phase 01-hold: 200 requests"), "{stdout}");
     assert!(stdout.contains("phase 02-probe: 20 requests"), "{stdout}");
     assert!(stdout.contains("success 100.000%"), "{stdout}");
