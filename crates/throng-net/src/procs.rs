@@ -115,7 +115,8 @@ impl Group {
         self.members.iter().all(|m| m.exited.is_some())
     }
 
-    /// Starts child `index` again after it exited, waiting for it to be ready.
+    /// Starts child `index` again after it exited, waiting for it to be ready; one that is not
+    /// ready is ended, and the caller may try again.
     pub fn restart(&mut self, index: usize) -> Result<(), String> {
         let member = &self.members[index];
         let lived = member.started.elapsed();
@@ -125,7 +126,14 @@ impl Group {
         let restarts = member.restarts + 1;
         let (member, wait) = self.spawn(index, restarts)?;
         self.members[index] = member;
-        self.await_ready(index, wait)
+        let ready = self.await_ready(index, wait);
+        if ready.is_err() {
+            // Not ready: ended here, so that it is started again once, not also reaped.
+            let member = &mut self.members[index];
+            let _ = member.child.kill();
+            member.exited = member.child.wait().ok();
+        }
+        ready
     }
 
     /// Sends `signal` to every child still running.
@@ -269,23 +277,34 @@ pub fn supervise(group: &mut Group, grace: Duration, mut on_restart: impl FnMut(
     if let Err(e) = watcher {
         tracing::warn!("cannot watch for signals ({e}); stop with SIGKILL");
     }
+    // Children that could not be started again, tried again each second.
+    let mut to_start: Vec<usize> = Vec::new();
     while signals.load(Relaxed) == 0 {
         for (index, pid, status) in group.reap() {
             tracing::warn!(
                 "{} {index} (pid {pid}) ended ({status}): starting it again",
                 group.spec.name
             );
+            to_start.push(index);
+        }
+        let mut failed = Vec::new();
+        for index in to_start.drain(..) {
             match group.restart(index) {
                 Ok(()) => tracing::info!(
                     "{} {index} is running again (pid {})",
                     group.spec.name,
                     group.members[index].pid
                 ),
-                Err(message) => tracing::error!("{message}; trying again"),
+                Err(message) => {
+                    tracing::error!("{message}; trying again");
+                    failed.push(index);
+                }
             }
             on_restart(group);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        to_start = failed;
+        let pause = if to_start.is_empty() { 100 } else { 1000 };
+        std::thread::sleep(Duration::from_millis(pause));
     }
     tracing::info!(
         "stopping {} processes ({}); what is in progress has {} to finish (signal again to stop now)",

@@ -213,7 +213,12 @@ fn attack(args: AttackArgs) -> Result<ExitCode, String> {
     let part = args.part.map(|(index, of)| throng_attack::Part {
         index,
         of,
-        start_unix_ns: args.start_unix_ns.unwrap_or(0),
+        // Without a shared start (a process started by hand), the schedule starts now.
+        start_unix_ns: args.start_unix_ns.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        }),
     });
     let Prepared {
         config,
