@@ -55,14 +55,7 @@ pub fn run(config: Config) -> Result<(), String> {
         }
         bound.push((frontend.name.clone(), frontend.tls.is_some(), addrs));
     }
-    let admin_listener = config
-        .global
-        .admin
-        .map(|addr| {
-            sockets::bind_listener(addr, sockets::ListenOptions::default())
-                .map_err(|e| format!("admin listener: {e}"))
-        })
-        .transpose()?;
+    let admin_listener = bind_admin(&config)?;
     let log = Sink::start(&config.global.log, config.global.log_format)?;
     let proxy = Arc::new(Proxy::new(config, log, maxconn));
     announce(&proxy, &bound, admin_listener.as_ref());
@@ -96,6 +89,18 @@ pub fn run(config: Config) -> Result<(), String> {
         admin::stop_on_signal("sessions in progress", grace, stop, handles).await;
     });
     Ok(())
+}
+
+/// The admin listener of `global.admin`, bound before anything else starts.
+pub(crate) fn bind_admin(config: &Config) -> Result<Option<std::net::TcpListener>, String> {
+    config
+        .global
+        .admin
+        .map(|addr| {
+            sockets::bind_listener(addr, sockets::ListenOptions::default())
+                .map_err(|e| format!("admin listener: {e}"))
+        })
+        .transpose()
 }
 
 fn route(path: &str, proxy: &Proxy) -> Page {

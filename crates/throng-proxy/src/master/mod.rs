@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use throng_net::admin::{self, Page};
 use throng_net::procs::{Group, Spec};
-use throng_net::sockets;
 
 /// How long the master waits for a worker's metrics.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -40,14 +39,7 @@ pub fn run(
     worker_args: impl Fn(usize) -> Vec<OsString> + Send + 'static,
 ) -> Result<(), String> {
     let processes = config.global.processes;
-    let admin_listener = config
-        .global
-        .admin
-        .map(|addr| {
-            sockets::bind_listener(addr, sockets::ListenOptions::default())
-                .map_err(|e| format!("admin listener: {e}"))
-        })
-        .transpose()?;
+    let admin_listener = crate::server::bind_admin(&config)?;
     let spec = Spec {
         name: "proxy worker",
         args: Box::new(worker_args),
