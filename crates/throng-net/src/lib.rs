@@ -14,6 +14,7 @@
 //! - [`tls_stream`]: TLS over a tokio socket with rustls's unbuffered API: state, not buffers.
 //! - [`source`]: source-address pools (lists, ranges, CIDR blocks) to get past ~64k ports.
 //! - [`procs`]: several processes of one command (past the open-files limit), supervised.
+//! - [`prometheus`]: the metrics of several processes merged into one text.
 
 pub mod admin;
 pub mod buffers;
@@ -22,6 +23,7 @@ pub mod duration;
 pub mod http1;
 pub mod listen;
 pub mod procs;
+pub mod prometheus;
 pub mod random;
 pub mod rlimit;
 pub mod sockets;

@@ -10,10 +10,12 @@
 //! - `request`: what a request head asks pong to do.
 //! - `pacing`: `--max-rps`, first come first served.
 //! - `metrics` and `admin`: Prometheus counters and the listener that serves them.
+//! - [`master`]: `--procs N`, several processes of it with one merged `/metrics`.
 
 mod admin;
 pub mod config;
 mod connection;
+pub mod master;
 mod metrics;
 mod pacing;
 mod request;

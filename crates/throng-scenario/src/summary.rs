@@ -160,9 +160,10 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
             proxy_per = Some(per);
         }
         lines.push(format!(
-            "{name}: {} MiB at its first sample, {} MiB at the peak of connections ({processes} processes): about {per} B per connection",
+            "{name}: {} MiB at its first sample, {} MiB at the peak of connections ({processes} process{}): about {per} B per connection",
             start >> 20,
-            at_peak >> 20
+            at_peak >> 20,
+            if processes == 1 { "" } else { "es" }
         ));
     }
     let kernel = |s: &Value| field(s, "kernel_slab") + field(s, "tcp_memory");

@@ -135,10 +135,19 @@ fn a_port_zero_bind_is_refused_with_processes() {
 }
 
 #[test]
-fn pong_procs_share_the_ports() {
+fn pong_procs_share_the_ports_and_report_as_one() {
     let port = free_port_range(1);
     let listen = format!("127.0.0.1:{port}");
-    let mut pong = Pong::start(&["--listen", &listen, "--threads", "1", "--procs", "3"]);
+    let mut pong = Pong::start(&[
+        "--listen",
+        &listen,
+        "--threads",
+        "1",
+        "--procs",
+        "3",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(children(pong.pid()).len(), 3);
     for _ in 0..20 {
         let (status, _, body) = http_exchange(
@@ -148,6 +157,15 @@ fn pong_procs_share_the_ports() {
         assert_eq!(status, 200);
         assert!(body.contains("pong"), "{body}");
     }
+    // One /metrics for the three: the requests of all add up.
+    assert_eq!(pong.metric("pong_processes"), 3.0);
+    let requests: f64 = pong
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("pong_requests_total"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(requests, 20.0);
     pong.signal(libc::SIGTERM);
     assert!(pong.wait_exit().success(), "{}", pong.stderr());
     assert!(

@@ -10,19 +10,14 @@
 mod merge;
 
 use crate::config::Config;
-use merge::{escape, Merged};
+use merge::{escape, int};
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use throng_net::admin::{self, Page};
 use throng_net::procs::{Group, Spec};
-
-/// How long the master waits for a worker's metrics.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
-/// The most of a worker's metrics text read (a few hundred bytes per server).
-const FETCH_LIMIT: u64 = 32 << 20;
+use throng_net::prometheus::{self, Merged};
 
 /// What the master knows of a worker, for the admin pages.
 #[derive(Clone, Debug, Default)]
@@ -155,17 +150,9 @@ fn route(path: &str, workers: &Mutex<Vec<WorkerInfo>>) -> Page {
 /// Every worker's metrics (fetched at once), merged, with the master's own; and each worker's
 /// own text for the stats page (`None` where it did not answer).
 fn merged_metrics(workers: &[WorkerInfo], restarts: u32) -> (String, Merged, Vec<Option<String>>) {
-    let texts: Vec<Option<String>> = std::thread::scope(|scope| {
-        let fetches: Vec<_> = workers
-            .iter()
-            .map(|w| scope.spawn(move || w.admin.and_then(fetch_metrics)))
-            .collect();
-        fetches
-            .into_iter()
-            .map(|f| f.join().ok().flatten())
-            .collect()
-    });
-    let mut merged = Merged::default();
+    let addrs: Vec<Option<SocketAddr>> = workers.iter().map(|w| w.admin).collect();
+    let texts = prometheus::fetch_all(&addrs);
+    let mut merged = Merged::new(merge::combine);
     for text in texts.iter().flatten() {
         merged.add(text);
     }
@@ -178,24 +165,9 @@ fn merged_metrics(workers: &[WorkerInfo], restarts: u32) -> (String, Merged, Vec
     (out, merged, texts)
 }
 
-/// A worker's `/metrics`, or `None` when it does not answer in time.
-fn fetch_metrics(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT).ok()?;
-    stream.set_read_timeout(Some(FETCH_TIMEOUT)).ok()?;
-    stream.set_write_timeout(Some(FETCH_TIMEOUT)).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: master\r\n\r\n")
-        .ok()?;
-    let mut response = Vec::new();
-    stream.take(FETCH_LIMIT).read_to_end(&mut response).ok()?;
-    let text = String::from_utf8(response).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
-
 fn stats_page(workers: &[WorkerInfo], restarts: u32) -> String {
     let (_, merged, texts) = merged_metrics(workers, restarts);
-    let total = |name: &str| merged.get(name).unwrap_or(0);
+    let total = |name: &str| int(&merged, name);
     let mut html = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>throng proxy</title><meta http-equiv=\"refresh\" content=\"5\"><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#eee}td:first-child{text-align:left}.down{background:#fcc}</style></head><body>");
     html += &format!(
         "<h1>throng proxy: {} processes</h1><p>{} connections open of {} (maxconn, all processes); resident memory {} MiB in all; {restarts} restarts</p>",
@@ -206,7 +178,7 @@ fn stats_page(workers: &[WorkerInfo], restarts: u32) -> String {
     );
     html.push_str("<h2>processes</h2><table><tr><th>process</th><th>pid</th><th>state</th><th>restarts</th><th>connections</th><th>resident MiB</th></tr>");
     for (index, (worker, text)) in workers.iter().zip(&texts).enumerate() {
-        let mut one = Merged::default();
+        let mut one = Merged::new(merge::combine);
         if let Some(text) = text {
             one.add(text);
         }
@@ -223,11 +195,11 @@ fn stats_page(workers: &[WorkerInfo], restarts: u32) -> String {
             worker.restarts,
             value("throng_proxy_connections"),
             one.get("throng_proxy_resident_memory_bytes")
-                .map_or("-".to_string(), |v| (v >> 20).to_string()),
+                .map_or("-".to_string(), |v| (v.as_f64() as u64 >> 20).to_string()),
         );
     }
     html.push_str("</table>");
-    html.push_str(&merged.tables_html());
+    html.push_str(&merge::tables_html(&merged));
     html.push_str(&format!(
         "<p>{}</p><p><a href=\"/metrics\">Prometheus metrics</a></p></body></html>\n",
         escape("Counters are summed over the processes; a server is up where every process sees it up.")

@@ -128,34 +128,19 @@ pub fn run(args: PongArgs) -> ExitCode {
     }
 }
 
-/// `--procs N`: starts N processes of this same command, says where they listen, keeps them
-/// running until SIGTERM or SIGINT, then stops them.
+/// `--procs N`: N processes of this same command (see throng_pong::master).
 fn supervise(args: &PongArgs) -> Result<(), String> {
-    if args.admin.is_some() {
-        return Err("--admin with --procs is not built yet: run each process's metrics on its own (--procs 1)".into());
-    }
     if let Some(addr) = args.listen.iter().flatten().find(|a| a.port() == 0) {
         return Err(format!(
             "--listen {addr}: with --procs the processes share each port, so it must be given"
         ));
     }
-    let procs = args.procs;
-    let mut child_args = throng_net::procs::own_args_without(&["procs"]);
-    child_args.extend(["--process-of".into(), procs.to_string().into()]);
-    let spec = throng_net::procs::Spec {
-        name: "pong process",
-        args: Box::new(move |_| child_args.clone()),
-        ready: Some("throng pong listening on"),
-        relay_stdout: false,
-        stdin: None,
-        own_process_group: true,
-    };
-    let mut group = throng_net::procs::Group::start(spec, procs)?;
-    let first = group.members()[0].ready_line.clone();
-    println!(
-        "{}",
-        first.replacen(" (", &format!(" ({procs} processes of "), 1)
-    );
-    throng_net::procs::supervise(&mut group, args.grace, |_| {});
-    Ok(())
+    let mut child_args = throng_net::procs::own_args_without(&["procs", "admin"]);
+    child_args.extend(["--process-of".into(), args.procs.to_string().into()]);
+    throng_pong::master::run(throng_pong::master::Master {
+        procs: args.procs,
+        args: child_args,
+        admin: args.admin,
+        grace: args.grace,
+    })
 }
