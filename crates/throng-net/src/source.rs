@@ -8,6 +8,19 @@ use std::net::{IpAddr, Ipv4Addr};
 /// The most addresses one pool may hold: far more than any host has, small enough to list.
 pub const MAX_POOL: usize = 65_536;
 
+/// A pool in a few words, for messages: the addresses, or the first and last of many.
+pub fn describe(pool: &[IpAddr]) -> String {
+    match pool {
+        [] => "none".to_string(),
+        [first, .., last] if pool.len() > 3 => format!("{first} ... {last}"),
+        _ => pool
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// Expands a pool spec into its addresses, in order, without duplicates.
 pub fn parse_pool(spec: &str) -> Result<Vec<IpAddr>, String> {
     let mut pool: Vec<IpAddr> = Vec::new();

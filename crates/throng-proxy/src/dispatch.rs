@@ -116,8 +116,9 @@ pub struct ServerSide {
 pub enum ConnectError {
     Refused,
     Timeout,
-    /// Out of source ports: add addresses to the backend's `source` pool.
-    NoSourcePort,
+    /// Out of source ports from this address (`None`: the kernel's choice of address): add
+    /// addresses to the backend's `source` pool.
+    NoSourcePort(Option<std::net::IpAddr>),
     Other(std::io::Error),
 }
 
@@ -126,9 +127,10 @@ impl std::fmt::Display for ConnectError {
         match self {
             ConnectError::Refused => f.write_str("connection refused"),
             ConnectError::Timeout => f.write_str("timeout connect"),
-            ConnectError::NoSourcePort => {
-                f.write_str("no free source port: add source addresses to the backend")
+            ConnectError::NoSourcePort(Some(source)) => {
+                write!(f, "no free source port on {source}")
             }
+            ConnectError::NoSourcePort(None) => f.write_str("no free source port"),
             ConnectError::Other(e) => write!(f, "{e}"),
         }
     }
@@ -178,22 +180,19 @@ impl ServerSide {
                 .next()
                 .map(|(_, ip)| ip)
         };
+        let classify = |error: std::io::Error| match error.kind() {
+            std::io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+            std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::AddrInUse => {
+                ConnectError::NoSourcePort(source)
+            }
+            _ => ConnectError::Other(error),
+        };
         let socket = sockets::outgoing_socket(address, source).map_err(classify)?;
         match tokio::time::timeout(config.timeouts.connect, socket.connect(address)).await {
             Err(_) => Err(ConnectError::Timeout),
             Ok(Err(e)) => Err(classify(e)),
             Ok(Ok(stream)) => Ok(stream),
         }
-    }
-}
-
-fn classify(error: std::io::Error) -> ConnectError {
-    match error.kind() {
-        std::io::ErrorKind::ConnectionRefused => ConnectError::Refused,
-        std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::AddrInUse => {
-            ConnectError::NoSourcePort
-        }
-        _ => ConnectError::Other(error),
     }
 }
 

@@ -131,11 +131,11 @@ impl Session {
                 retries,
             } => {
                 self.note_server(entry, backend, server);
-                tracing::debug!(
-                    "{}/{}: {error}",
-                    self.proxy().config.backends[backend].name,
-                    self.proxy().config.backends[backend].servers[server].name
-                );
+                let config = &self.proxy().config.backends[backend];
+                tracing::debug!("{}/{}: {error}", config.name, config.servers[server].name);
+                if matches!(error, ConnectError::NoSourcePort(_)) {
+                    say_no_source_port(state, config, server, &error);
+                }
                 entry.t_queue = Some(queued);
                 entry.retries = retries;
                 entry.termination = if matches!(error, ConnectError::Timeout) {
@@ -179,4 +179,54 @@ impl Session {
         }
         proxy.log.send(entry);
     }
+}
+
+/// Port exhaustion toward a server is said (at most every 10 s per backend, with the count
+/// since), naming the address pool and how to widen it.
+fn say_no_source_port(
+    state: &crate::state::BackendState,
+    config: &crate::config::Backend,
+    server: usize,
+    error: &ConnectError,
+) {
+    let count = state.no_source_port.fetch_add(1, Relaxed) + 1;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let said = state.no_source_port_said.load(Relaxed);
+    if now < said + 10
+        || state
+            .no_source_port_said
+            .compare_exchange(said, now, Relaxed, Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let pool = if config.source.is_empty() {
+        "no `source` pool: the kernel's one address".to_string()
+    } else {
+        format!(
+            "`source` pool of {} address(es): {}",
+            config.source.len(),
+            throng_net::source::describe(&config.source)
+        )
+    };
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .collect::<Vec<_>>();
+    let ports = match range[..] {
+        [low, high] if high >= low => format!(
+            "{} ports per server (net.ipv4.ip_local_port_range {low}-{high})",
+            high - low + 1
+        ),
+        _ => "the ports of net.ipv4.ip_local_port_range per server".to_string(),
+    };
+    tracing::warn!(
+        "backend {}: {error} toward {} ({count} connections so far; {pool}); each source address gives {ports}: add addresses to backends.{}.source, e.g. \"127.0.0.2-127.0.0.9\"",
+        config.name,
+        config.servers[server].address,
+        config.name
+    );
 }

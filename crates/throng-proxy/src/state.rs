@@ -75,6 +75,9 @@ pub struct BackendState {
     pub queue_timeouts: AtomicU64,
     pub retries: AtomicU64,
     pub redispatches: AtomicU64,
+    /// Connections that found no free source port, and when that was last said (Unix s).
+    pub no_source_port: AtomicU64,
+    pub no_source_port_said: AtomicU64,
 }
 
 #[derive(Default)]

@@ -259,3 +259,61 @@ fn an_attack_split_over_processes_is_one_schedule_and_one_result() {
     let offered = report["throng"]["offered_rate"].as_f64().unwrap();
     assert!((offered - 400.0).abs() < 1.0, "offered {offered}");
 }
+
+/// Out of source ports toward a server, the proxy answers 503 and says so, naming the pool
+/// and how to widen it. In a network namespace of its own, where the ephemeral port range
+/// (a per-namespace setting) can be six ports wide without touching the machine's.
+#[test]
+fn port_exhaustion_toward_a_server_names_the_pool_and_the_way_out() {
+    let ns = format!("throng-ports-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        ip(&["netns", "add", &ns]),
+        "cannot make a network namespace (needs root and iproute2)"
+    );
+    let dir = Dir::new("ports");
+    let config = dir.write(
+        "proxy.toml",
+        "[global]\nthreads = 1\nlog = \"off\"\n[frontends.web]\nbind = [\"127.0.0.1:8088\"]\ndefault_backend = \"pong\"\n\
+         [backends.pong]\nservers = [{ name = \"p\", address = \"127.0.0.1:8282\" }]\n",
+    );
+    let throng = env!("CARGO_BIN_EXE_throng");
+    // Twelve held requests, from client ports outside the range: the proxy finds six ports
+    // toward pong, and no more.
+    let script = format!(
+        "ip link set lo up\n\
+         echo '40000 40005' > /proc/sys/net/ipv4/ip_local_port_range\n\
+         {throng} pong --listen 127.0.0.1:8282 --threads 1 >/dev/null 2>&1 & pong=$!\n\
+         {throng} proxy -c {config} >/dev/null 2>{log} & proxy=$!\n\
+         for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:8088/ 2>/dev/null && break; sleep 0.1; done\n\
+         sleep 1\n\
+         for i in $(seq 12); do curl -s -m 10 --local-port 50000-50100 -H 'sleep: 2000-2000' -o /dev/null -w '%{{http_code}}\\n' http://127.0.0.1:8088/ & done\n\
+         wait %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14\n\
+         kill $proxy $pong\n",
+        config = config.display(),
+        log = dir.path("proxy.log").display(),
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "bash", "-c", &script])
+        .output()
+        .unwrap();
+    ip(&["netns", "delete", &ns]);
+    let codes = String::from_utf8_lossy(&out.stdout);
+    let log = std::fs::read_to_string(dir.path("proxy.log")).unwrap_or_default();
+    // About six get through (one may reuse the readiness probe's idle server connection).
+    let ok = codes.lines().filter(|c| *c == "200").count();
+    let refused = codes.lines().filter(|c| *c == "503").count();
+    assert_eq!(ok + refused, 12, "{codes}\n{log}");
+    assert!(ok >= 5 && refused >= 5, "{codes}\n{log}");
+    assert!(
+        log.contains("backend pong: no free source port toward 127.0.0.1:8282")
+            && log.contains("6 ports per server (net.ipv4.ip_local_port_range 40000-40005)")
+            && log.contains("add addresses to backends.pong.source"),
+        "{log}"
+    );
+}
