@@ -15,6 +15,12 @@ const SOCKETS_PER_CONNECTION: u64 = 4;
 
 /// report.txt, report.html and the summary's lines.
 pub fn write(scenario: &Scenario, files: &[Option<PathBuf>], dir: &Path) -> Result<String, String> {
+    let monitor = dir.join("monitor.jsonl");
+    let samples: Vec<Value> = std::fs::read_to_string(&monitor)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     let mut text = String::new();
     let mut phase_lines = Vec::new();
     let mut all = Summary::new(None);
@@ -49,23 +55,38 @@ pub fn write(scenario: &Scenario, files: &[Option<PathBuf>], dir: &Path) -> Resu
                 )
             } else {
                 String::new()
-            }
+            },
         ));
+        // What a new connection costs the proxy, where the phase opened many.
+        if handshakes >= 1000 {
+            if let Some(cpu) = phase_start_ms(file)
+                .map(|start| {
+                    cpu_seconds(
+                        &samples,
+                        "proxy",
+                        start,
+                        start + phase.duration.as_millis() as u64,
+                    )
+                })
+                .filter(|cpu| *cpu > 0.0)
+            {
+                if let Some(line) = phase_lines.last_mut() {
+                    line.push_str(&format!(
+                        "; the proxy used {cpu:.1} CPU-s meanwhile: {:.2} s per 1,000 new connections",
+                        cpu * 1000.0 / handshakes as f64
+                    ));
+                }
+            }
+        }
     }
     text.push_str(&format!("== all phases\n{}\n", all.text()));
     std::fs::write(dir.join("report.txt"), &text).map_err(|e| e.to_string())?;
-    let monitor = dir.join("monitor.jsonl");
     let paths: Vec<&Path> = files.iter().flatten().map(PathBuf::as_path).collect();
     if !paths.is_empty() {
         let page = throng_plot::page(&paths, monitor.exists().then_some(monitor.as_path()))?;
         std::fs::write(dir.join("report.html"), page).map_err(|e| e.to_string())?;
     }
 
-    let samples: Vec<Value> = std::fs::read_to_string(&monitor)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
     let mut lines = memory_lines(&samples);
     lines.extend(phase_lines);
     let report = all.json();
@@ -98,6 +119,40 @@ fn add_file(summary: &mut Summary, file: &Path) -> Result<(), String> {
     summary
         .add_stream(reader)
         .map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// When a phase's schedule started (Unix ms), from its results' meta frame.
+fn phase_start_ms(file: &Path) -> Option<u64> {
+    let input = std::fs::File::open(file).ok()?;
+    let mut reader = Reader::new(std::io::BufReader::new(input)).ok()?;
+    match reader.next_frame().ok()?? {
+        throng_results::Frame::Meta(meta) => Some(meta.start_unix_ns / 1_000_000),
+        _ => None,
+    }
+}
+
+/// CPU-seconds the processes named `name` used between `from` and `to` (Unix ms), from the
+/// monitor's samples (each gives the CPU share over the interval it ends).
+fn cpu_seconds(samples: &[Value], name: &str, from: u64, to: u64) -> f64 {
+    let mut total = 0.0;
+    for pair in samples.windows(2) {
+        let (before, after) = (
+            pair[0]["unix_ms"].as_u64().unwrap_or(0),
+            pair[1]["unix_ms"].as_u64().unwrap_or(0),
+        );
+        if after <= from || after > to {
+            continue;
+        }
+        let share: f64 = pair[1]["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["name"] == name)
+            .filter_map(|p| p["cpu_percent"].as_f64())
+            .sum();
+        total += share / 100.0 * after.saturating_sub(before) as f64 / 1000.0;
+    }
+    total
 }
 
 fn ms(nanoseconds: &Value) -> String {
@@ -190,4 +245,30 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cpu_is_summed_over_the_window_and_the_named_processes() {
+        let sample = |ms: u64, proxy: &[f64]| {
+            let processes: Vec<Value> = proxy
+                .iter()
+                .map(|cpu| json!({"name": "proxy", "cpu_percent": cpu}))
+                .chain([json!({"name": "pong", "cpu_percent": 90.0})])
+                .collect();
+            json!({"unix_ms": ms, "processes": processes})
+        };
+        let samples = [
+            sample(1_000, &[100.0]),
+            sample(2_000, &[50.0, 50.0]), // 1 s at one core in all: counted
+            sample(3_000, &[25.0]),       // 0.25 s: counted
+            sample(3_500, &[100.0, 100.0]), // after the window: not counted
+        ];
+        let cpu = cpu_seconds(&samples, "proxy", 1_000, 3_000);
+        assert!((cpu - 1.25).abs() < 1e-9, "{cpu}");
+    }
 }
