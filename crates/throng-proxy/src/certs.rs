@@ -27,8 +27,9 @@ pub fn server_config(
         .with_cert_resolver(Arc::new(BySni { keys }));
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // Stateless resumption (tickets), as HAProxy offers by default: a returning client skips
-    // the full handshake and the proxy keeps no per-client session cache.
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
+    // the full handshake and the proxy keeps no per-client session cache. Under the master's
+    // key when there are several processes, so that any of them resumes any client.
+    config.ticketer = crate::tickets::ticketer()?;
     Ok(Arc::new(config))
 }
 

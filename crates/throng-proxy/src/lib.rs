@@ -25,6 +25,7 @@ pub mod session;
 pub mod state;
 pub mod stream;
 pub mod tcp;
+pub mod tickets;
 
 pub use config::{load, parse, Config, ConfigError};
 pub use server::run;

@@ -317,3 +317,65 @@ fn port_exhaustion_toward_a_server_names_the_pool_and_the_way_out() {
         "{log}"
     );
 }
+
+/// A returning TLS client resumes its session whichever worker the kernel hands it to: the
+/// workers share the master's ticket key (each with its own, only one in N would).
+#[test]
+fn any_worker_resumes_a_session_another_began() {
+    let pong = Pong::start(&["--threads", "1"]);
+    let port = free_port_range(1);
+    let dir = Dir::new("processes-tickets");
+    dir.certificate("site", &["localhost"]);
+    let _proxy = Proxy::start(
+        &dir,
+        &format!(
+            "[global]\nprocesses = 4\nthreads = 1\nlog = \"off\"\n\n\
+             [frontends.tls]\nbind = [\"127.0.0.1:{port}\"]\ndefault_backend = \"app\"\n\
+             tls = {{ certificates = [{{ cert = \"site.pem\", key = \"site.key\" }}] }}\n\n\
+             [backends.app]\nservers = [{{ name = \"p1\", address = \"{}\" }}]\n",
+            pong.addr()
+        ),
+    );
+    // A new connection per request, 200 of them, each spread by the kernel over 4 workers.
+    let file = dir.path("resume.bin");
+    let mut child = throng()
+        .args([
+            "attack",
+            "-insecure",
+            "-keepalive=false",
+            "-rate=200",
+            "-duration=1s",
+        ])
+        .args(["--threads", "1", "-output"])
+        .arg(&file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("GET https://localhost:{port}/\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = throng()
+        .args(["report", "-type=json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["success"], 1.0, "{report}");
+    let handshakes = report["throng"]["tls"]["count"].as_u64().unwrap();
+    let resumed = report["throng"]["tls_resumed"].as_u64().unwrap();
+    assert_eq!(handshakes, 200, "{report}");
+    // The first handshakes come before any ticket; after that, all resume (one in four would
+    // with a key per worker).
+    assert!(resumed >= 180, "{resumed} of {handshakes} resumed");
+}

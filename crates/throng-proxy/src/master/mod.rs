@@ -40,7 +40,10 @@ pub fn run(
         args: Box::new(worker_args),
         ready: Some("throng proxy listening"),
         relay_stdout: true,
-        stdin: None,
+        // One session-ticket key for all, so that any worker resumes any client's session.
+        stdin: Some(Arc::new(crate::tickets::to_line(
+            &crate::tickets::new_key()?
+        ))),
         own_process_group: true,
     };
     let mut group = Group::start(spec, processes)?;

@@ -34,6 +34,15 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         print!("{}", throng_proxy::config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
+    if args.worker.is_some() && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // The master's session-ticket key comes first on stdin; a worker started by hand has
+        // none and keeps its own.
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        if let Some(key) = throng_proxy::tickets::from_line(&line) {
+            throng_proxy::tickets::share(key);
+        }
+    }
     let loaded = match &args.config {
         Some(path) => throng_proxy::load(path),
         None => throng_proxy::parse(
