@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -16,30 +16,6 @@ fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Starts `throng attack ARGS` with `targets` on stdin.
-fn spawn_attack(targets: &str, args: &[&str]) -> std::process::Child {
-    let mut child = throng()
-        .arg("attack")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(targets.as_bytes())
-        .unwrap();
-    child
-}
-
-/// Runs `throng attack ARGS` with `targets` on stdin, to its end.
-fn attack(targets: &str, args: &[&str]) -> Output {
-    spawn_attack(targets, args).wait_with_output().unwrap()
 }
 
 /// Waits until pong has at least `count` responses in progress at once.

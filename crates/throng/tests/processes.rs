@@ -4,9 +4,7 @@
 mod common;
 
 use common::proxy::{Dir, Proxy};
-use common::{free_port_range, http_exchange, throng, wait_until, Pong};
-use std::io::Write;
-use std::process::Stdio;
+use common::{attack, free_port_range, http_exchange, throng, wait_until, Pong};
 
 /// The pids of `parent`'s children, from /proc.
 fn children(parent: i32) -> Vec<i32> {
@@ -179,9 +177,9 @@ fn an_attack_split_over_processes_is_one_schedule_and_one_result() {
     let pong = Pong::start(&["--threads", "1"]);
     let dir = Dir::new("attack-procs");
     let file = dir.path("split.bin");
-    let mut child = throng()
-        .args([
-            "attack",
+    let out = attack(
+        &format!("GET {}a\n\nGET {}b\n", pong.url(), pong.url()),
+        &[
             "-rate=400",
             "-duration=2s",
             "--threads",
@@ -189,20 +187,9 @@ fn an_attack_split_over_processes_is_one_schedule_and_one_result() {
             "--procs",
             "3",
             "-output",
-        ])
-        .arg(&file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("GET {}a\n\nGET {}b\n", pong.url(), pong.url()).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+            file.to_str().unwrap(),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -338,28 +325,19 @@ fn any_worker_resumes_a_session_another_began() {
     );
     // A new connection per request, 200 of them, each spread by the kernel over 4 workers.
     let file = dir.path("resume.bin");
-    let mut child = throng()
-        .args([
-            "attack",
+    let out = attack(
+        &format!("GET https://localhost:{port}/\n"),
+        &[
             "-insecure",
             "-keepalive=false",
             "-rate=200",
             "-duration=1s",
-        ])
-        .args(["--threads", "1", "-output"])
-        .arg(&file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("GET https://localhost:{port}/\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+            "--threads",
+            "1",
+            "-output",
+            file.to_str().unwrap(),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -347,3 +347,27 @@ pub fn free_addr() -> SocketAddr {
         .local_addr()
         .unwrap()
 }
+
+/// Starts `throng attack ARGS` with `targets` on stdin.
+pub fn spawn_attack(targets: &str, args: &[&str]) -> std::process::Child {
+    let mut child = throng()
+        .arg("attack")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(targets.as_bytes())
+        .unwrap();
+    child
+}
+
+/// Runs `throng attack ARGS` with `targets` on stdin, to its end.
+pub fn attack(targets: &str, args: &[&str]) -> std::process::Output {
+    spawn_attack(targets, args).wait_with_output().unwrap()
+}
