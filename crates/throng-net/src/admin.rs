@@ -47,6 +47,29 @@ pub fn spawn(listener: Option<std::net::TcpListener>, route: Route) {
     }
 }
 
+/// Answers on `listener` from a thread of its own (for a process whose main thread does other
+/// work: a master supervising its workers).
+pub fn spawn_on_thread(
+    name: &str,
+    listener: std::net::TcpListener,
+    route: Route,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the admin runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                spawn(Some(listener), route);
+                std::future::pending::<()>().await
+            })
+        })
+        .map_err(|e| format!("cannot start the admin thread: {e}"))?;
+    Ok(())
+}
+
 /// Answers GET and HEAD requests on `listener` with `route(path)`, forever.
 pub async fn serve(listener: TcpListener, route: Arc<dyn Fn(&str) -> Page + Send + Sync>) {
     loop {

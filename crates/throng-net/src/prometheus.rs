@@ -165,6 +165,17 @@ fn metric_name(key: &str) -> &str {
     key.split_once('{').map_or(key, |(name, _)| name)
 }
 
+/// Every address's `/metrics`, fetched at once and merged; with each text (`None` where it
+/// did not answer in time).
+pub fn gather(addrs: &[Option<SocketAddr>], combine: Combine) -> (Merged, Vec<Option<String>>) {
+    let texts = fetch_all(addrs);
+    let mut merged = Merged::new(combine);
+    for text in texts.iter().flatten() {
+        merged.add(text);
+    }
+    (merged, texts)
+}
+
 /// Each address's `/metrics` text, fetched at once; `None` where it did not answer in time.
 pub fn fetch_all(addrs: &[Option<SocketAddr>]) -> Vec<Option<String>> {
     std::thread::scope(|scope| {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use throng_net::admin::{self, Page};
 use throng_net::procs::{self, Group, Spec};
-use throng_net::prometheus::{self, Merged, Value};
+use throng_net::prometheus::{self, Value};
 
 /// What to run: `args` is each process's command line, without an admin listener.
 pub struct Master {
@@ -87,40 +87,21 @@ fn serve_merged(
     listener: std::net::TcpListener,
     admins: Arc<Mutex<Vec<Option<SocketAddr>>>>,
 ) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    std::thread::Builder::new()
-        .name("pong-admin".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                admin::spawn(
-                    Some(listener),
-                    Arc::new(move |path: &str| match path {
-                        "/metrics" => {
-                            let addrs = admins.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                            let texts = prometheus::fetch_all(&addrs);
-                            let mut merged = Merged::new(combine);
-                            for text in texts.iter().flatten() {
-                                merged.add(text);
-                            }
-                            let answering = texts.iter().filter(|t| t.is_some()).count();
-                            Page {
-                                status: 200,
-                                content_type: "text/plain; version=0.0.4; charset=utf-8",
-                                body: format!(
-                                    "# HELP pong_processes Processes answering.\n# TYPE pong_processes gauge\npong_processes {answering}\n{}",
-                                    merged.text()
-                                ),
-                            }
-                        }
-                        _ => Page::text(404, "not found: try /metrics\n"),
-                    }),
-                );
-                std::future::pending::<()>().await
-            })
-        })
-        .map_err(|e| format!("cannot start the admin thread: {e}"))?;
-    Ok(())
+    let route = move |path: &str| match path {
+        "/metrics" => {
+            let addrs = admins.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let (merged, texts) = prometheus::gather(&addrs, combine);
+            let answering = texts.iter().filter(|t| t.is_some()).count();
+            Page {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: format!(
+                    "# HELP pong_processes Processes answering.\n# TYPE pong_processes gauge\npong_processes {answering}\n{}",
+                    merged.text()
+                ),
+            }
+        }
+        _ => Page::text(404, "not found: try /metrics\n"),
+    };
+    admin::spawn_on_thread("pong-admin", listener, Arc::new(route))
 }

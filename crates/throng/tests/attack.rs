@@ -7,16 +7,9 @@ use common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("throng-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Waits until pong has at least `count` responses in progress at once.
 fn assert_held(pong: &Pong, count: f64) {
@@ -277,18 +270,10 @@ fn ctrl_c_ends_cleanly_and_what_was_measured_stays() {
     let pong = Pong::start(&[]);
     let dir = scratch_dir("interrupt");
     let out = dir.join("run.bin");
-    let mut child = throng()
-        .args(["attack", "-rate=100", "-output", out.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("GET http://{}/\nsleep: 200\n", pong.addr()).as_bytes())
-        .unwrap();
+    let child = spawn_attack(
+        &format!("GET http://{}/\nsleep: 200\n", pong.addr()),
+        &["-rate=100", "-output", out.to_str().unwrap()],
+    );
     std::thread::sleep(Duration::from_millis(1200));
     // SAFETY: kill(2) with our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

@@ -15,8 +15,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 #[test]
 fn sees_the_connections_opened_and_the_process_watched() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("throng-monitor-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("monitor");
     let file = dir.join("signals.jsonl");
     let mut monitor = throng()
         .args([
@@ -73,8 +72,7 @@ fn sees_the_connections_opened_and_the_process_watched() {
 #[test]
 fn serves_prometheus_metrics_and_writes_csv() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("throng-monitor-csv-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("monitor-csv");
     let file = dir.join("signals.csv");
     let mut monitor = throng()
         .args([

@@ -10,8 +10,7 @@ use std::process::Stdio;
 #[test]
 fn draws_a_run_and_its_monitor_as_one_offline_page() {
     let pong = Pong::start(&["--max-rps", "150"]);
-    let dir = std::env::temp_dir().join(format!("throng-plot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("plot");
     let (results, samples, page) = (
         dir.join("run.bin"),
         dir.join("m.jsonl"),

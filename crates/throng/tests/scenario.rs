@@ -3,13 +3,23 @@
 
 mod common;
 
-use common::{free_port_range, throng};
+use common::{free_port_range, scratch_dir, throng};
+use std::path::Path;
+
+/// Runs `throng scenario FILE --dir RESULTS` to its end.
+fn scenario(file: &Path, results: &Path) -> std::process::Output {
+    throng()
+        .arg("scenario")
+        .arg(file)
+        .arg("--dir")
+        .arg(results)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn a_small_scenario_runs_end_to_end_and_writes_its_folder() {
-    let dir = std::env::temp_dir().join(format!("throng-scenario-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("scenario");
     let ports = free_port_range(3);
     let file = dir.join("small.toml");
     std::fs::write(
@@ -25,13 +35,7 @@ fn a_small_scenario_runs_end_to_end_and_writes_its_folder() {
     )
     .unwrap();
     let results = dir.join("run");
-    let out = throng()
-        .arg("scenario")
-        .arg(&file)
-        .arg("--dir")
-        .arg(&results)
-        .output()
-        .unwrap();
+    let out = scenario(&file, &results);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -91,8 +95,7 @@ fn a_small_scenario_runs_end_to_end_and_writes_its_folder() {
 
 #[test]
 fn the_same_phases_run_through_an_external_proxy() {
-    let dir = std::env::temp_dir().join(format!("throng-scenario-nginx-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_dir("scenario-nginx");
     std::fs::create_dir_all(dir.join("nginx")).unwrap();
     let ports = free_port_range(3);
     let (pong, nginx_port) = (ports, ports + 2);
@@ -139,13 +142,7 @@ fn the_same_phases_run_through_an_external_proxy() {
         ),
     )
     .unwrap();
-    let out = throng()
-        .arg("scenario")
-        .arg(&file)
-        .arg("--dir")
-        .arg(dir.join("run"))
-        .output()
-        .unwrap();
+    let out = scenario(&file, &dir.join("run"));
     let _ = nginx.kill();
     let _ = nginx.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -178,20 +175,12 @@ fn small_file(dir: &std::path::Path, ports: u16, phase_seconds: u32) -> std::pat
 
 #[test]
 fn a_component_that_cannot_start_is_named_and_the_others_are_stopped() {
-    let dir = std::env::temp_dir().join(format!("throng-scenario-busy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("scenario-busy");
     let ports = free_port_range(3);
     let file = small_file(&dir, ports, 2);
     // Someone else holds the proxy's port (without SO_REUSEPORT, so the proxy cannot share it).
     let _squatter = std::net::TcpListener::bind(("127.0.0.1", ports + 2)).unwrap();
-    let out = throng()
-        .arg("scenario")
-        .arg(&file)
-        .arg("--dir")
-        .arg(dir.join("run"))
-        .output()
-        .unwrap();
+    let out = scenario(&file, &dir.join("run"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("proxy did not start"), "{stderr}");
@@ -207,9 +196,7 @@ fn a_component_that_cannot_start_is_named_and_the_others_are_stopped() {
 
 #[test]
 fn ctrl_c_ends_the_phase_and_still_writes_what_was_measured() {
-    let dir = std::env::temp_dir().join(format!("throng-scenario-int-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("scenario-int");
     let file = small_file(&dir, free_port_range(3), 60);
     let results = dir.join("run");
     let child = throng()
@@ -243,9 +230,7 @@ fn ctrl_c_ends_the_phase_and_still_writes_what_was_measured() {
 
 #[test]
 fn components_run_as_several_processes_and_a_phase_runs_alongside_another() {
-    let dir = std::env::temp_dir().join(format!("throng-scenario-procs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("scenario-procs");
     let ports = free_port_range(3);
     let file = dir.join("procs.toml");
     std::fs::write(
@@ -263,13 +248,7 @@ fn components_run_as_several_processes_and_a_phase_runs_alongside_another() {
     .unwrap();
     let results = dir.join("run");
     let started = std::time::Instant::now();
-    let out = throng()
-        .arg("scenario")
-        .arg(&file)
-        .arg("--dir")
-        .arg(&results)
-        .output()
-        .unwrap();
+    let out = scenario(&file, &results);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

@@ -115,21 +115,8 @@ fn spawn_admin(
     let Some(listener) = listener else {
         return Ok(());
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    std::thread::Builder::new()
-        .name("proxy-admin".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let route = Arc::new(move |path: &str| route(path, &workers));
-                admin::spawn(Some(listener), route);
-                std::future::pending::<()>().await
-            })
-        })
-        .map_err(|e| format!("cannot start the admin thread: {e}"))?;
-    Ok(())
+    let route = Arc::new(move |path: &str| route(path, &workers));
+    admin::spawn_on_thread("proxy-admin", listener, route)
 }
 
 fn route(path: &str, workers: &Mutex<Vec<WorkerInfo>>) -> Page {
@@ -154,11 +141,7 @@ fn route(path: &str, workers: &Mutex<Vec<WorkerInfo>>) -> Page {
 /// own text for the stats page (`None` where it did not answer).
 fn merged_metrics(workers: &[WorkerInfo], restarts: u32) -> (String, Merged, Vec<Option<String>>) {
     let addrs: Vec<Option<SocketAddr>> = workers.iter().map(|w| w.admin).collect();
-    let texts = prometheus::fetch_all(&addrs);
-    let mut merged = Merged::new(merge::combine);
-    for text in texts.iter().flatten() {
-        merged.add(text);
-    }
+    let (merged, texts) = prometheus::gather(&addrs, merge::combine);
     let answering = texts.iter().filter(|t| t.is_some()).count();
     let mut out = format!(
         "# HELP throng_proxy_processes Worker processes answering the master.\n# TYPE throng_proxy_processes gauge\nthrong_proxy_processes {answering}\n\

@@ -371,3 +371,11 @@ pub fn spawn_attack(targets: &str, args: &[&str]) -> std::process::Child {
 pub fn attack(targets: &str, args: &[&str]) -> std::process::Output {
     spawn_attack(targets, args).wait_with_output().unwrap()
 }
+
+/// A fresh, empty folder for a test's files (left after the test, to look into).
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("throng-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
