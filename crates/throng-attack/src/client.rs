@@ -153,8 +153,7 @@ async fn open(
             return Err(TlsFailure::from_stream(error).into());
         }
         record.tls = nanos(started.elapsed()).max(1);
-        record.tls_resumed =
-            session.common().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        record.tls_resumed = session.resumed();
         connection.tls = Some(session);
     }
     Ok(connection)

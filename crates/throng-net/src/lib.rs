@@ -29,5 +29,6 @@ pub mod rlimit;
 pub mod sockets;
 pub mod source;
 pub mod tls;
+pub mod tls_records;
 pub mod tls_stream;
 pub mod workers;

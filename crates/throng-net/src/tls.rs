@@ -109,6 +109,8 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not go together: {e}"))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // TLS 1.3 connections leave rustls after the handshake (throng_net::tls_records).
+    config.enable_secret_extraction = true;
     Ok(Arc::new(config))
 }
 
@@ -174,6 +176,8 @@ pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, Strin
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = options.alpn.clone();
+    // TLS 1.3 connections leave rustls after the handshake (throng_net::tls_records).
+    config.enable_secret_extraction = true;
     if !options.resume {
         config.resumption = rustls::client::Resumption::disabled();
     }

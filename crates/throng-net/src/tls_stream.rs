@@ -1,27 +1,35 @@
-//! TLS over a tokio socket with rustls's unbuffered API, for servers (the proxy's clients) and
-//! clients (attack's connections) alike. The caller owns the buffers, so an idle connection keeps
-//! rustls's state and no buffer: about 3.5 KiB for a server connection, against 7.7 KiB with the
-//! buffered API, whose 4 KiB read buffer is never freed (clients: 4.1 against 8.3 KiB).
+//! TLS over a tokio socket, for servers (the proxy's clients) and clients (attack's
+//! connections) alike. rustls's unbuffered API makes the handshake; then a TLS 1.3 connection
+//! moves to throng's own record layer ([`crate::tls_records`], kernel TLS in user space), so an
+//! idle connection keeps its keys and little else: about 0.3 KiB, against 3.5 KiB for rustls's
+//! unbuffered server state and 7.7 KiB for its buffered one, whose 4 KiB read buffer is never
+//! freed. TLS 1.2 connections stay with rustls for life.
 //! Ciphertext in, plaintext out and ciphertext out each use a pooled buffer
 //! ([`crate::buffers`]) only while bytes are in it.
 
 use crate::buffers::Buffer;
+use crate::tls_records::{self, Records, Tickets};
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::kernel::KernelConnection;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
-use rustls::CommonState;
+use rustls::{CommonState, ExtractedSecrets};
 use std::io;
 use std::task::{ready, Context, Poll};
 use tokio::net::TcpStream;
 
-/// The one thing that differs between rustls's unbuffered server and client connections here.
+/// What differs between rustls's unbuffered server and client connections here.
 pub trait Unbuffered {
-    type Data;
+    type Data: Tickets;
     fn process<'c, 'i>(
         &'c mut self,
         incoming: &'i mut [u8],
     ) -> UnbufferedStatus<'c, 'i, Self::Data>;
     fn common(&self) -> &CommonState;
+    /// The traffic keys and what rustls keeps for key updates and tickets.
+    #[allow(clippy::type_complexity)]
+    fn into_kernel(self)
+        -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error>;
 }
 
 impl Unbuffered for UnbufferedServerConnection {
@@ -34,6 +42,11 @@ impl Unbuffered for UnbufferedServerConnection {
     }
     fn common(&self) -> &CommonState {
         self
+    }
+    fn into_kernel(
+        self,
+    ) -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error> {
+        self.dangerous_into_kernel_connection()
     }
 }
 
@@ -48,13 +61,37 @@ impl Unbuffered for UnbufferedClientConnection {
     fn common(&self) -> &CommonState {
         self
     }
+    fn into_kernel(
+        self,
+    ) -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error> {
+        self.dangerous_into_kernel_connection()
+    }
 }
 
 /// The most plaintext one record carries.
 const MAX_RECORD: usize = 16 * 1024;
 
-pub struct TlsStream<C> {
-    conn: C,
+pub struct TlsStream<C: Unbuffered> {
+    layer: Layer<C>,
+    flight: Flight,
+    /// The handshake resumed an earlier session.
+    resumed: bool,
+}
+
+/// Who makes and opens records.
+enum Layer<C: Unbuffered> {
+    /// rustls: the handshake, and a TLS 1.2 connection for life. Boxed, so that its kilobyte
+    /// of state is freed when the connection moves on.
+    Rustls(Box<C>),
+    /// throng's record layer: a TLS 1.3 connection past its handshake.
+    Records(Records<C::Data>),
+    /// For a moment while moving from the one to the other.
+    Moving,
+}
+
+/// The bytes in flight, each in a pooled buffer only while there are some.
+#[derive(Default)]
+struct Flight {
     /// Ciphertext read, not yet processed (a partial record, usually nothing).
     incoming: Option<Buffer>,
     /// Plaintext decrypted, not yet taken by the session.
@@ -64,17 +101,42 @@ pub struct TlsStream<C> {
     overflow: Vec<u8>,
     /// Ciphertext made, not yet sent.
     outgoing: Option<Buffer>,
-    /// The client sent close_notify: no more data will come.
+    /// The peer sent close_notify: no more data will come.
     peer_closed: bool,
     /// close_notify is queued: nothing more is sent.
     closing: bool,
+}
+
+impl Flight {
+    /// Gives back the buffers that are empty.
+    fn release_empty(&mut self) {
+        if self.incoming.as_ref().is_some_and(Buffer::is_empty) {
+            self.incoming = None;
+        }
+        if self.outgoing.as_ref().is_some_and(Buffer::is_empty) {
+            self.outgoing = None;
+        }
+    }
+}
+
+/// Keeps decrypted `payload` for the session: in the plaintext buffer while it has room, after
+/// it in `overflow`.
+fn deliver(plaintext: &mut Option<Buffer>, overflow: &mut Vec<u8>, payload: &[u8]) {
+    let room = plaintext.get_or_insert_with(Buffer::take);
+    let spare = room.spare();
+    if overflow.is_empty() && spare.len() >= payload.len() {
+        spare[..payload.len()].copy_from_slice(payload);
+        room.end += payload.len();
+    } else {
+        overflow.extend_from_slice(payload);
+    }
 }
 
 /// Where processing stopped.
 enum Stop {
     /// The handshake is done and everything that came is processed (perhaps a partial record).
     Traffic,
-    /// The handshake waits for the client.
+    /// The handshake waits for the peer.
     NeedInput,
     /// The connection is closed both ways.
     Closed,
@@ -98,115 +160,186 @@ fn filled_mut(buffer: &mut Option<Buffer>) -> &mut [u8] {
     }
 }
 
+/// Processes what has come in with rustls, and does `then` once in the traffic state; returns
+/// where it stopped and how many plaintext bytes `then` encrypted.
+fn process_rustls<C: Unbuffered>(
+    conn: &mut C,
+    flight: &mut Flight,
+    mut then: Then<'_>,
+) -> io::Result<(Stop, usize)> {
+    let mut taken = 0;
+    loop {
+        let UnbufferedStatus { discard, state } = conn.process(filled_mut(&mut flight.incoming));
+        let mut stop = None;
+        match state.map_err(tls_error)? {
+            ConnectionState::ReadTraffic(mut records) => {
+                // Every record is taken now (rustls asks for that before anything else).
+                while let Some(record) = records.next_record() {
+                    let payload = record.map_err(tls_error)?.payload;
+                    deliver(&mut flight.plaintext, &mut flight.overflow, payload);
+                }
+            }
+            // Early data is off in every configuration throng makes.
+            ConnectionState::ReadEarlyData(_) => {
+                return Err(tls_error("early data, which is not accepted"))
+            }
+            ConnectionState::EncodeTlsData(mut encode) => {
+                let out = flight.outgoing.get_or_insert_with(Buffer::take);
+                match encode.encode(out.spare()) {
+                    Ok(n) => out.end += n,
+                    Err(EncodeError::InsufficientSize(_)) => {
+                        return Err(tls_error("a handshake message larger than the buffer"))
+                    }
+                    Err(e) => return Err(tls_error(e)),
+                }
+            }
+            // What was encoded is in `outgoing`, which is always sent before anything else.
+            ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+            ConnectionState::BlockedHandshake => stop = Some(Stop::NeedInput),
+            ConnectionState::PeerClosed => flight.peer_closed = true,
+            ConnectionState::Closed => stop = Some(Stop::Closed),
+            ConnectionState::WriteTraffic(mut write) => {
+                let out = flight.outgoing.get_or_insert_with(Buffer::take);
+                match std::mem::replace(&mut then, Then::Nothing) {
+                    Then::Nothing => {}
+                    Then::Encrypt(data) => {
+                        // Room for the record's framing and tag as well.
+                        let fits = out.spare().len().saturating_sub(64).min(MAX_RECORD);
+                        let chunk = &data[..data.len().min(fits)];
+                        if !chunk.is_empty() {
+                            match write.encrypt(chunk, out.spare()) {
+                                Ok(n) => {
+                                    out.end += n;
+                                    taken = chunk.len();
+                                }
+                                Err(EncryptError::InsufficientSize(_)) => {}
+                                Err(e) => return Err(tls_error(e)),
+                            }
+                        }
+                    }
+                    Then::CloseNotify => {
+                        let n = write.queue_close_notify(out.spare()).map_err(tls_error)?;
+                        out.end += n;
+                    }
+                }
+                stop = Some(Stop::Traffic);
+            }
+            _ => return Err(tls_error("an unexpected TLS state")),
+        }
+        if discard > 0 {
+            if let Some(incoming) = flight.incoming.as_mut() {
+                incoming.consume(discard);
+            }
+        }
+        flight.release_empty();
+        if let Some(stop) = stop {
+            return Ok((stop, taken));
+        }
+    }
+}
+
+/// The same for a connection on throng's record layer.
+fn process_records<D: Tickets>(
+    records: &mut Records<D>,
+    flight: &mut Flight,
+    then: Then<'_>,
+) -> io::Result<(Stop, usize)> {
+    let Flight {
+        incoming,
+        plaintext,
+        overflow,
+        outgoing,
+        peer_closed,
+        closing,
+    } = flight;
+    if let Some(ciphertext) = incoming.as_mut() {
+        let opened = records.open(ciphertext, outgoing, |payload| {
+            deliver(plaintext, overflow, payload)
+        })?;
+        *peer_closed |= opened.closed;
+    }
+    let mut taken = 0;
+    match then {
+        Then::Nothing => {}
+        Then::Encrypt(_) if *closing => return Ok((Stop::Closed, 0)),
+        Then::Encrypt(data) => taken = records.seal(data, outgoing)?,
+        Then::CloseNotify => records.close_notify(outgoing)?,
+    }
+    flight.release_empty();
+    Ok((Stop::Traffic, taken))
+}
+
 impl<C: Unbuffered> TlsStream<C> {
     pub fn new(conn: C) -> TlsStream<C> {
         TlsStream {
-            conn,
-            incoming: None,
-            plaintext: None,
-            overflow: Vec::new(),
-            outgoing: None,
-            peer_closed: false,
-            closing: false,
+            layer: Layer::Rustls(Box::new(conn)),
+            flight: Flight::default(),
+            resumed: false,
         }
     }
 
-    /// The connection's state: handshake kind, negotiated protocol, and so on.
-    pub fn common(&self) -> &CommonState {
-        self.conn.common()
+    /// Whether the handshake resumed an earlier session (known once it is done).
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 
-    /// Processes what has come in, and does `then` once in the traffic state; returns where it
-    /// stopped and how many plaintext bytes `then` encrypted.
-    fn process(&mut self, mut then: Then<'_>) -> io::Result<(Stop, usize)> {
-        let mut taken = 0;
-        loop {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process(filled_mut(&mut self.incoming));
-            let mut stop = None;
-            match state.map_err(tls_error)? {
-                ConnectionState::ReadTraffic(mut records) => {
-                    // Every record is taken now (rustls asks for that before anything else):
-                    // into the plaintext buffer while it has room, after it in `overflow`.
-                    while let Some(record) = records.next_record() {
-                        let payload = record.map_err(tls_error)?.payload;
-                        let room = self.plaintext.get_or_insert_with(Buffer::take);
-                        let spare = room.spare();
-                        if self.overflow.is_empty() && spare.len() >= payload.len() {
-                            spare[..payload.len()].copy_from_slice(payload);
-                            room.end += payload.len();
-                        } else {
-                            self.overflow.extend_from_slice(payload);
-                        }
-                    }
-                }
-                // Early data is off in every configuration throng makes.
-                ConnectionState::ReadEarlyData(_) => {
-                    return Err(tls_error("early data, which is not accepted"))
-                }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    let out = self.outgoing.get_or_insert_with(Buffer::take);
-                    match encode.encode(out.spare()) {
-                        Ok(n) => out.end += n,
-                        Err(EncodeError::InsufficientSize(_)) => {
-                            return Err(tls_error("a handshake message larger than the buffer"))
-                        }
-                        Err(e) => return Err(tls_error(e)),
-                    }
-                }
-                // What was encoded is in `outgoing`, which is always sent before anything else.
-                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
-                ConnectionState::BlockedHandshake => stop = Some(Stop::NeedInput),
-                ConnectionState::PeerClosed => self.peer_closed = true,
-                ConnectionState::Closed => stop = Some(Stop::Closed),
-                ConnectionState::WriteTraffic(mut write) => {
-                    let out = self.outgoing.get_or_insert_with(Buffer::take);
-                    match std::mem::replace(&mut then, Then::Nothing) {
-                        Then::Nothing => {}
-                        Then::Encrypt(data) => {
-                            // Room for the record's framing and tag as well.
-                            let fits = out.spare().len().saturating_sub(64).min(MAX_RECORD);
-                            let chunk = &data[..data.len().min(fits)];
-                            if !chunk.is_empty() {
-                                match write.encrypt(chunk, out.spare()) {
-                                    Ok(n) => {
-                                        out.end += n;
-                                        taken = chunk.len();
-                                    }
-                                    Err(EncryptError::InsufficientSize(_)) => {}
-                                    Err(e) => return Err(tls_error(e)),
-                                }
-                            }
-                        }
-                        Then::CloseNotify => {
-                            let n = write.queue_close_notify(out.spare()).map_err(tls_error)?;
-                            out.end += n;
-                        }
-                    }
-                    stop = Some(Stop::Traffic);
-                }
-                _ => return Err(tls_error("an unexpected TLS state")),
-            }
-            if discard > 0 {
-                if let Some(incoming) = self.incoming.as_mut() {
-                    incoming.consume(discard);
-                }
-            }
-            if self.incoming.as_ref().is_some_and(Buffer::is_empty) {
-                self.incoming = None;
-            }
-            if self.outgoing.as_ref().is_some_and(Buffer::is_empty) {
-                self.outgoing = None;
-            }
-            if let Some(stop) = stop {
-                return Ok((stop, taken));
+    /// Whether the connection runs on throng's record layer (TLS 1.3 past its handshake).
+    pub fn on_own_records(&self) -> bool {
+        matches!(self.layer, Layer::Records(_))
+    }
+
+    fn process(&mut self, then: Then<'_>) -> io::Result<(Stop, usize)> {
+        match &mut self.layer {
+            Layer::Rustls(conn) => process_rustls(conn.as_mut(), &mut self.flight, then),
+            Layer::Records(records) => process_records(records, &mut self.flight, then),
+            Layer::Moving => Err(tls_error("a connection lost between record layers")),
+        }
+    }
+
+    /// Once the handshake is done: a TLS 1.3 connection with nothing left to send moves to
+    /// throng's record layer, and rustls's state is freed.
+    fn leave_rustls(&mut self) -> io::Result<()> {
+        let Layer::Rustls(conn) = &self.layer else {
+            return Ok(());
+        };
+        let common = conn.common();
+        self.resumed = common.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let movable = common
+            .negotiated_cipher_suite()
+            .is_some_and(tls_records::supports)
+            && self.flight.outgoing.is_none()
+            && !self.flight.closing;
+        if !movable {
+            return Ok(());
+        }
+        if let Layer::Rustls(conn) = std::mem::replace(&mut self.layer, Layer::Moving) {
+            let (secrets, kernel) = conn.into_kernel().map_err(tls_error)?;
+            self.layer = Layer::Records(Records::new(secrets, kernel)?);
+        }
+        Ok(())
+    }
+
+    /// Makes the record layer roll its sending key every `records` records (the suite's
+    /// confidentiality limit otherwise, 2^24 for AES-GCM: too many for a test).
+    #[cfg(test)]
+    fn roll_keys_every(&mut self, records: u64) {
+        if let Layer::Records(own) = &mut self.layer {
+            own.roll_keys_every(records);
+        }
+    }
+
+    /// Frees the record layer's AEAD contexts when nothing is in flight: the connection waits.
+    fn rest_if_idle(&mut self) {
+        if let Layer::Records(records) = &mut self.layer {
+            if self.flight.incoming.is_none() && self.flight.outgoing.is_none() {
+                records.rest();
             }
         }
     }
 
     /// Reads ciphertext from the socket without waiting; `Ok(false)` at its end.
     fn read_socket(&mut self, socket: &TcpStream) -> io::Result<bool> {
-        let incoming = self.incoming.get_or_insert_with(Buffer::take);
+        let incoming = self.flight.incoming.get_or_insert_with(Buffer::take);
         let spare = incoming.spare();
         if spare.is_empty() {
             return Err(tls_error("a TLS record larger than the buffer"));
@@ -219,7 +352,7 @@ impl<C: Unbuffered> TlsStream<C> {
             }
             Err(e) => {
                 if incoming.is_empty() {
-                    self.incoming = None;
+                    self.flight.incoming = None;
                 }
                 Err(e)
             }
@@ -228,9 +361,9 @@ impl<C: Unbuffered> TlsStream<C> {
 
     /// Sends what is encrypted; `Pending` until the socket has taken all of it.
     pub fn poll_send(&mut self, socket: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some(out) = self.outgoing.as_mut() {
+        while let Some(out) = self.flight.outgoing.as_mut() {
             if out.is_empty() {
-                self.outgoing = None;
+                self.flight.outgoing = None;
                 break;
             }
             match socket.try_write(out.filled()) {
@@ -241,6 +374,7 @@ impl<C: Unbuffered> TlsStream<C> {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+        self.rest_if_idle();
         Poll::Ready(Ok(()))
     }
 
@@ -265,7 +399,7 @@ impl<C: Unbuffered> TlsStream<C> {
             let (stop, _) = self.process(Then::Nothing)?;
             self.send(socket).await?;
             match stop {
-                Stop::Traffic => return Ok(()),
+                Stop::Traffic => return self.leave_rustls(),
                 Stop::Closed => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Stop::NeedInput => loop {
                     socket.readable().await?;
@@ -282,55 +416,66 @@ impl<C: Unbuffered> TlsStream<C> {
 
     /// Whether plaintext (or the end of it) can be read without waiting for the socket.
     pub fn has_readable(&mut self) -> io::Result<bool> {
-        if self.plaintext.as_ref().is_some_and(|b| !b.is_empty())
-            || !self.overflow.is_empty()
-            || self.peer_closed
+        let flight = &self.flight;
+        if flight.plaintext.as_ref().is_some_and(|b| !b.is_empty())
+            || !flight.overflow.is_empty()
+            || flight.peer_closed
         {
             return Ok(true);
         }
-        if self.incoming.is_some() {
+        if flight.incoming.is_some() {
             self.process(Then::Nothing)?;
         }
-        Ok(self.plaintext.as_ref().is_some_and(|b| !b.is_empty()) || self.peer_closed)
+        let flight = &self.flight;
+        Ok(flight.plaintext.as_ref().is_some_and(|b| !b.is_empty()) || flight.peer_closed)
     }
 
     /// Reads plaintext without waiting: `WouldBlock` when none is there, 0 at the end.
     pub fn try_read(&mut self, socket: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if let Some(plain) = self.plaintext.as_mut().filter(|b| !b.is_empty()) {
+            let flight = &mut self.flight;
+            if let Some(plain) = flight.plaintext.as_mut().filter(|b| !b.is_empty()) {
                 let n = plain.filled().len().min(buf.len());
                 buf[..n].copy_from_slice(&plain.filled()[..n]);
                 plain.consume(n);
                 if plain.is_empty() {
-                    self.plaintext = None;
+                    flight.plaintext = None;
                 }
                 return Ok(n);
             }
-            if !self.overflow.is_empty() {
-                let n = self.overflow.len().min(buf.len());
-                buf[..n].copy_from_slice(&self.overflow[..n]);
-                self.overflow.drain(..n);
-                if self.overflow.is_empty() {
-                    self.overflow = Vec::new();
+            if !flight.overflow.is_empty() {
+                let n = flight.overflow.len().min(buf.len());
+                buf[..n].copy_from_slice(&flight.overflow[..n]);
+                flight.overflow.drain(..n);
+                if flight.overflow.is_empty() {
+                    flight.overflow = Vec::new();
                 }
                 return Ok(n);
             }
-            if self.peer_closed {
+            if flight.peer_closed {
                 return Ok(0);
             }
-            if self.incoming.is_some() {
+            if flight.incoming.is_some() {
                 let (stop, _) = self.process(Then::Nothing)?;
                 // Anything the processing made (tickets, key updates) goes out when it can.
                 let _ = self.try_send_now(socket);
                 if matches!(stop, Stop::Closed) {
                     return Ok(0);
                 }
-                if self.plaintext.is_some() || !self.overflow.is_empty() || self.peer_closed {
+                let flight = &self.flight;
+                if flight.plaintext.is_some() || !flight.overflow.is_empty() || flight.peer_closed {
                     continue;
                 }
             }
-            if !self.read_socket(socket)? {
-                return Ok(0);
+            match self.read_socket(socket) {
+                Ok(true) => {}
+                Ok(false) => return Ok(0),
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        self.rest_if_idle();
+                    }
+                    return Err(e);
+                }
             }
         }
     }
@@ -364,8 +509,8 @@ impl<C: Unbuffered> TlsStream<C> {
 
     /// Queues close_notify and sends what is left.
     pub fn poll_close(&mut self, socket: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.closing {
-            self.closing = true;
+        if !self.flight.closing {
+            self.flight.closing = true;
             let _ = self.process(Then::CloseNotify);
         }
         self.poll_send(socket, cx)
@@ -453,6 +598,7 @@ mod tests {
             let (stream, _) = listener.accept().await.unwrap();
             let mut tls = TlsStream::new(UnbufferedServerConnection::new(config).unwrap());
             tls.handshake(&stream).await.unwrap();
+            assert!(tls.on_own_records());
             let got = read_exactly(&mut tls, &stream, expected.len()).await;
             assert_eq!(got, expected);
             tls.write_all(&stream, &got).await.unwrap();
@@ -464,6 +610,7 @@ mod tests {
         let conn = crate::tls::connect_unbuffered(&client_config, "localhost").unwrap();
         let mut tls = TlsStream::new(conn);
         tls.handshake(&stream).await.unwrap();
+        assert!(tls.on_own_records());
         tls.write_all(&stream, &message).await.unwrap();
         let echoed = read_exactly(&mut tls, &stream, message.len()).await;
         assert_eq!(echoed, message);
@@ -555,13 +702,178 @@ mod tests {
                     tls.handshake(&stream).await.unwrap();
                     tls.write_all(&stream, b"ping").await.unwrap();
                     assert_eq!(read_exactly(&mut tls, &stream, 4).await, b"pong");
-                    kinds.push(tls.common().handshake_kind());
+                    kinds.push(tls.resumed());
                 }
                 kinds
             }
         };
-        use rustls::HandshakeKind::{Full, Resumed};
-        assert_eq!(kinds(true).await, vec![Some(Full), Some(Resumed)]);
-        assert_eq!(kinds(false).await, vec![Some(Full), Some(Full)]);
+        assert_eq!(kinds(true).await, vec![false, true]);
+        assert_eq!(kinds(false).await, vec![false, false]);
+    }
+
+    /// A blocking rustls client (the buffered API) connected to `addr`, its handshake done.
+    fn rustls_client(
+        addr: std::net::SocketAddr,
+        cert_pem: &str,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (rustls::ClientConnection, std::net::TcpStream) {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in parse_certs(cert_pem.as_bytes()).unwrap() {
+            roots.add(cert).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut socket).unwrap();
+        }
+        (conn, socket)
+    }
+
+    /// Reads from a blocking rustls connection until `want` bytes of plaintext came.
+    fn rustls_read(
+        conn: &mut rustls::ClientConnection,
+        socket: &mut std::net::TcpStream,
+        want: usize,
+    ) -> Vec<u8> {
+        let mut got = Vec::new();
+        while got.len() < want {
+            let mut buf = [0u8; 4096];
+            match conn.reader().read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if conn.read_tls(socket).unwrap() == 0 {
+                        break;
+                    }
+                    conn.process_new_packets().unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    /// Accepts one connection and completes the server's handshake on it.
+    async fn accept_tls(
+        listener: &tokio::net::TcpListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> (TcpStream, TlsStream<UnbufferedServerConnection>) {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut tls = TlsStream::new(UnbufferedServerConnection::new(config).unwrap());
+        tls.handshake(&stream).await.unwrap();
+        (stream, tls)
+    }
+
+    /// TLS 1.3 moves to throng's record layer; TLS 1.2 stays with rustls and works the same.
+    #[tokio::test(flavor = "current_thread")]
+    async fn tls13_leaves_rustls_after_the_handshake_and_tls12_stays() {
+        use rustls::version::{TLS12, TLS13};
+        let (config, cert_pem) = server();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        for (version, own) in [(&TLS13, true), (&TLS12, false)] {
+            let pem = cert_pem.clone();
+            let client = std::thread::spawn(move || {
+                let (mut conn, mut socket) = rustls_client(addr, &pem, &[version]);
+                conn.writer().write_all(b"ping").unwrap();
+                conn.complete_io(&mut socket).unwrap();
+                rustls_read(&mut conn, &mut socket, 4)
+            });
+            let (stream, mut tls) = accept_tls(&listener, Arc::clone(&config)).await;
+            assert_eq!(tls.on_own_records(), own);
+            assert_eq!(read_exactly(&mut tls, &stream, 4).await, b"ping");
+            tls.write_all(&stream, b"pong").await.unwrap();
+            assert_eq!(client.join().unwrap(), b"pong");
+        }
+    }
+
+    /// A peer's KeyUpdate that asks for ours: the server opens what follows under the peer's
+    /// next key and answers under its own next key, which the peer (rustls) then opens.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_key_update_from_the_peer_rolls_both_directions() {
+        let (config, cert_pem) = server();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let (mut conn, mut socket) = rustls_client(addr, &cert_pem, &[&rustls::version::TLS13]);
+            let mut echoed = Vec::new();
+            for word in [&b"one"[..], b"two", b"three"] {
+                conn.writer().write_all(word).unwrap();
+                conn.refresh_traffic_keys().unwrap();
+                conn.complete_io(&mut socket).unwrap();
+                echoed.extend(rustls_read(&mut conn, &mut socket, word.len()));
+            }
+            echoed
+        });
+        let (stream, mut tls) = accept_tls(&listener, config).await;
+        for word in [&b"one"[..], b"two", b"three"] {
+            let got = read_exactly(&mut tls, &stream, word.len()).await;
+            tls.write_all(&stream, &got).await.unwrap();
+        }
+        assert_eq!(client.join().unwrap(), b"onetwothree");
+    }
+
+    /// At its key's limit the record layer announces a KeyUpdate and seals under the next key;
+    /// the peer (rustls) reads every record across the changes.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_sending_key_rolls_at_its_limit() {
+        let (config, cert_pem) = server();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let (mut conn, mut socket) = rustls_client(addr, &cert_pem, &[&rustls::version::TLS13]);
+            rustls_read(&mut conn, &mut socket, 10 * 100)
+        });
+        let (stream, mut tls) = accept_tls(&listener, config).await;
+        tls.roll_keys_every(3);
+        let mut sent = Vec::new();
+        for i in 0..10u8 {
+            let record = [b'a' + i; 100];
+            tls.write_all(&stream, &record).await.unwrap();
+            sent.extend_from_slice(&record);
+        }
+        assert_eq!(client.join().unwrap(), sent);
+    }
+
+    /// A record changed on the way is an error that names bad_record_mac, not a panic or
+    /// garbage handed to the session.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_tampered_record_is_refused() {
+        let (config, cert_pem) = server();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let (mut conn, mut socket) = rustls_client(addr, &cert_pem, &[&rustls::version::TLS13]);
+            conn.writer().write_all(b"hello, server").unwrap();
+            let mut record = Vec::new();
+            conn.write_tls(&mut record).unwrap();
+            record[8] ^= 1;
+            socket.write_all(&record).unwrap();
+            // Held open until the server has read.
+            let mut rest = Vec::new();
+            let _ = socket.read_to_end(&mut rest);
+        });
+        let (stream, mut tls) = accept_tls(&listener, config).await;
+        let mut buf = [0u8; 64];
+        let error = loop {
+            match tls.try_read(&stream, &mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await.unwrap(),
+                other => break other,
+            }
+        };
+        let error = error.expect_err("a tampered record was read");
+        assert!(error.to_string().contains("bad_record_mac"), "{error}");
+        drop(stream);
+        client.join().unwrap();
     }
 }

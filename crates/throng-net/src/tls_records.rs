@@ -1,0 +1,353 @@
+//! TLS 1.3's record layer after the handshake, done here instead of in rustls: what kernel TLS
+//! does, in user space. rustls makes the handshake, then hands over the traffic keys through its
+//! kernel-TLS interface (`dangerous_into_kernel_connection`) and keeps only what a key update or a
+//! session ticket needs. An idle connection then holds two keys, two IVs and two sequence numbers
+//! instead of rustls's whole connection state (about 3.5 KiB), and the AEAD contexts (about
+//! 600 B each in aws-lc) exist only while a record is opened or sealed: [`Records::rest`] drops
+//! them when the connection waits.
+//!
+//! RFC 8446 section 5.2: every record is `application_data` on the outside, its real type is the
+//! last non-zero byte of the decrypted plaintext, the nonce is the IV XOR the record's sequence
+//! number, and the additional data is the record's 5-byte header.
+
+use crate::buffers::Buffer;
+use aws_lc_rs::aead::{
+    Aad, Algorithm, LessSafeKey, Nonce, Tag, UnboundKey, AES_128_GCM, AES_256_GCM,
+    CHACHA20_POLY1305,
+};
+use rustls::kernel::KernelConnection;
+use rustls::{CipherSuite, ConnectionTrafficSecrets, ExtractedSecrets, SupportedCipherSuite};
+use std::io;
+
+/// The most plaintext a record carries (2^14), and the most ciphertext (RFC 8446 5.2).
+const MAX_PLAINTEXT: usize = 16 * 1024;
+const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
+const HEADER: usize = 5;
+const TAG: usize = 16;
+/// A post-handshake message larger than this is refused rather than buffered (tickets and key
+/// updates are a few hundred bytes).
+const MAX_HANDSHAKE_MESSAGE: usize = 16 * 1024;
+
+const APPLICATION_DATA: u8 = 23;
+const HANDSHAKE: u8 = 22;
+const ALERT: u8 = 21;
+const NEW_SESSION_TICKET: u8 = 4;
+const KEY_UPDATE: u8 = 24;
+const CLOSE_NOTIFY: u8 = 0;
+const USER_CANCELED: u8 = 90;
+
+/// Whether this record layer can carry a connection that negotiated `suite`: TLS 1.3 with one of
+/// its three AEADs (TLS 1.2 stays with rustls).
+pub fn supports(suite: SupportedCipherSuite) -> bool {
+    matches!(
+        suite.suite(),
+        CipherSuite::TLS13_AES_128_GCM_SHA256
+            | CipherSuite::TLS13_AES_256_GCM_SHA384
+            | CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+    )
+}
+
+/// What a side of the connection does with a NewSessionTicket: a client keeps it for resuming,
+/// a server never gets one.
+pub trait Tickets: Sized {
+    fn new_session_ticket(
+        kernel: &mut KernelConnection<Self>,
+        payload: &[u8],
+    ) -> Result<(), rustls::Error>;
+}
+
+impl Tickets for rustls::client::ClientConnectionData {
+    fn new_session_ticket(
+        kernel: &mut KernelConnection<Self>,
+        payload: &[u8],
+    ) -> Result<(), rustls::Error> {
+        kernel.handle_new_session_ticket(payload)
+    }
+}
+
+impl Tickets for rustls::server::ServerConnectionData {
+    fn new_session_ticket(_: &mut KernelConnection<Self>, _: &[u8]) -> Result<(), rustls::Error> {
+        Err(rustls::Error::General(
+            "a client sent a NewSessionTicket".into(),
+        ))
+    }
+}
+
+/// One direction's keys: the secret stays, the AEAD context is built when needed.
+struct Keys {
+    algorithm: &'static Algorithm,
+    key: [u8; 32],
+    iv: [u8; 12],
+    seq: u64,
+    built: Option<LessSafeKey>,
+}
+
+impl Keys {
+    fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> io::Result<Keys> {
+        let (algorithm, key, iv) = match &secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&AES_128_GCM, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&AES_256_GCM, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (&CHACHA20_POLY1305, key, iv),
+            _ => return Err(tls_error("a cipher suite the record layer does not know")),
+        };
+        let mut keys = Keys {
+            algorithm,
+            key: [0; 32],
+            iv: [0; 12],
+            seq,
+            built: None,
+        };
+        keys.key[..key.as_ref().len()].copy_from_slice(key.as_ref());
+        keys.iv.copy_from_slice(iv.as_ref());
+        Ok(keys)
+    }
+
+    /// The nonce of the next record, and its sequence number used up.
+    fn next_nonce(&mut self) -> io::Result<Nonce> {
+        let mut nonce = self.iv;
+        for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *n ^= s;
+        }
+        self.seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| tls_error("the record sequence number ran out"))?;
+        Ok(Nonce::assume_unique_for_key(nonce))
+    }
+
+    fn context(&mut self) -> io::Result<&LessSafeKey> {
+        if self.built.is_none() {
+            let key = &self.key[..self.algorithm.key_len()];
+            let unbound = UnboundKey::new(self.algorithm, key).map_err(tls_error)?;
+            self.built = Some(LessSafeKey::new(unbound));
+        }
+        self.built
+            .as_ref()
+            .ok_or_else(|| tls_error("no AEAD context"))
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        // The secret does not outlive the connection in freed memory.
+        for byte in self.key.iter_mut() {
+            // SAFETY: a valid, aligned, exclusive reference to a byte of this struct.
+            unsafe { std::ptr::write_volatile(byte, 0) };
+        }
+    }
+}
+
+/// What opening the records that came did.
+#[derive(Default)]
+pub struct Opened {
+    /// The peer's close_notify came: nothing more will.
+    pub closed: bool,
+}
+
+/// A TLS 1.3 connection past its handshake.
+pub struct Records<Data> {
+    kernel: KernelConnection<Data>,
+    tx: Keys,
+    rx: Keys,
+    /// Records sealed under one key before it is replaced (the suite's confidentiality limit).
+    tx_limit: u64,
+    /// A post-handshake message split over records, until its end comes.
+    partial: Vec<u8>,
+}
+
+impl<Data: Tickets> Records<Data> {
+    pub fn new(
+        secrets: ExtractedSecrets,
+        kernel: KernelConnection<Data>,
+    ) -> io::Result<Records<Data>> {
+        let tx_limit = match kernel.negotiated_cipher_suite().tls13() {
+            Some(suite) => suite.common.confidentiality_limit,
+            None => return Err(tls_error("a TLS 1.2 connection")),
+        };
+        Ok(Records {
+            tx: Keys::new(secrets.tx)?,
+            rx: Keys::new(secrets.rx)?,
+            kernel,
+            tx_limit,
+            partial: Vec::new(),
+        })
+    }
+
+    #[cfg(test)]
+    pub fn roll_keys_every(&mut self, records: u64) {
+        self.tx_limit = records;
+    }
+
+    /// Drops the AEAD contexts; the next record builds them again from the keys.
+    pub fn rest(&mut self) {
+        self.tx.built = None;
+        self.rx.built = None;
+    }
+
+    /// Opens every whole record in `incoming` (a partial one stays), giving application data to
+    /// `deliver`; what the peer asks for (a key update) is sealed into `outgoing`.
+    pub fn open(
+        &mut self,
+        incoming: &mut Buffer,
+        outgoing: &mut Option<Buffer>,
+        mut deliver: impl FnMut(&[u8]),
+    ) -> io::Result<Opened> {
+        let mut opened = Opened::default();
+        while incoming.filled().len() >= HEADER {
+            let header: [u8; HEADER] = incoming.filled()[..HEADER].try_into().map_err(tls_error)?;
+            let length = u16::from_be_bytes([header[3], header[4]]) as usize;
+            if header[0] != APPLICATION_DATA {
+                return Err(tls_error(format!(
+                    "a record of type {} after the handshake",
+                    header[0]
+                )));
+            }
+            if !(TAG + 1..=MAX_CIPHERTEXT).contains(&length) {
+                return Err(tls_error(format!("a record of {length} bytes")));
+            }
+            if incoming.filled().len() < HEADER + length {
+                break;
+            }
+            let nonce = self.rx.next_nonce()?;
+            let record = &mut incoming.filled_mut()[HEADER..HEADER + length];
+            let inner = self
+                .rx
+                .context()?
+                .open_in_place(nonce, Aad::from(header), record)
+                .map_err(|_| tls_error("a record that does not decrypt (bad_record_mac)"))?;
+            // The real type is the last byte that is not padding.
+            let Some(end) = inner.iter().rposition(|&b| b != 0) else {
+                return Err(tls_error("a record with no content type"));
+            };
+            let (content, kind) = (&inner[..end], inner[end]);
+            match kind {
+                APPLICATION_DATA => deliver(content),
+                HANDSHAKE => self.post_handshake(content, outgoing)?,
+                ALERT => match content {
+                    [_, CLOSE_NOTIFY] => opened.closed = true,
+                    [_, USER_CANCELED] => {}
+                    [_, description] => {
+                        return Err(tls_error(format!("the peer sent alert {description}")))
+                    }
+                    _ => return Err(tls_error("a malformed alert")),
+                },
+                other => return Err(tls_error(format!("a record of inner type {other}"))),
+            }
+            incoming.consume(HEADER + length);
+            if opened.closed {
+                // Nothing after close_notify counts.
+                incoming.consume(incoming.filled().len());
+                break;
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Handles post-handshake messages, which may be split over records or share one.
+    fn post_handshake(&mut self, content: &[u8], outgoing: &mut Option<Buffer>) -> io::Result<()> {
+        let mut messages = std::mem::take(&mut self.partial);
+        messages.extend_from_slice(content);
+        let mut rest = &messages[..];
+        while rest.len() >= 4 {
+            let length = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
+            if length > MAX_HANDSHAKE_MESSAGE {
+                return Err(tls_error(format!(
+                    "a post-handshake message of {length} bytes"
+                )));
+            }
+            if rest.len() < 4 + length {
+                break;
+            }
+            let (kind, body) = (rest[0], &rest[4..4 + length]);
+            match kind {
+                NEW_SESSION_TICKET => {
+                    Data::new_session_ticket(&mut self.kernel, body).map_err(tls_error)?
+                }
+                KEY_UPDATE => self.key_update(body, outgoing)?,
+                other => {
+                    return Err(tls_error(format!(
+                        "a post-handshake message of type {other}"
+                    )))
+                }
+            }
+            rest = &rest[4 + length..];
+        }
+        if !rest.is_empty() {
+            self.partial = rest.to_vec();
+        }
+        Ok(())
+    }
+
+    /// The peer's KeyUpdate: its records now come under the next key, and if it asks, ours go
+    /// under our next key too, announced by a KeyUpdate of our own.
+    fn key_update(&mut self, body: &[u8], outgoing: &mut Option<Buffer>) -> io::Result<()> {
+        let requested = match body {
+            [0] => false,
+            [1] => true,
+            _ => return Err(tls_error("a malformed KeyUpdate")),
+        };
+        self.rx = Keys::new(self.kernel.update_rx_secret().map_err(tls_error)?)?;
+        if requested {
+            self.update_tx(outgoing)?;
+        }
+        Ok(())
+    }
+
+    /// Sends KeyUpdate(update_not_requested) under the current key, then moves to the next.
+    fn update_tx(&mut self, outgoing: &mut Option<Buffer>) -> io::Result<()> {
+        let out = outgoing.get_or_insert_with(Buffer::take);
+        self.seal_record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out)?;
+        self.tx = Keys::new(self.kernel.update_tx_secret().map_err(tls_error)?)?;
+        Ok(())
+    }
+
+    /// Seals up to one record of `data` into `outgoing`; returns how much of `data` it took
+    /// (0 when `outgoing` has no room for a record).
+    pub fn seal(&mut self, data: &[u8], outgoing: &mut Option<Buffer>) -> io::Result<usize> {
+        if self.tx.seq >= self.tx_limit {
+            self.update_tx(outgoing)?;
+        }
+        let out = outgoing.get_or_insert_with(Buffer::take);
+        let room = out.spare().len().saturating_sub(HEADER + 1 + TAG);
+        let chunk = &data[..data.len().min(room).min(MAX_PLAINTEXT)];
+        if chunk.is_empty() && !data.is_empty() {
+            return Ok(0);
+        }
+        self.seal_record(APPLICATION_DATA, chunk, out)?;
+        Ok(chunk.len())
+    }
+
+    /// Seals close_notify into `outgoing`.
+    pub fn close_notify(&mut self, outgoing: &mut Option<Buffer>) -> io::Result<()> {
+        let out = outgoing.get_or_insert_with(Buffer::take);
+        self.seal_record(ALERT, &[1, CLOSE_NOTIFY], out)
+    }
+
+    /// One record of `kind` carrying `content`, appended to `out` (which has room for it).
+    fn seal_record(&mut self, kind: u8, content: &[u8], out: &mut Buffer) -> io::Result<()> {
+        let length = content.len() + 1 + TAG;
+        let spare = out.spare();
+        if spare.len() < HEADER + length {
+            return Err(tls_error("no room for a record"));
+        }
+        let [high, low] = (length as u16).to_be_bytes();
+        let header = [APPLICATION_DATA, 3, 3, high, low];
+        spare[..HEADER].copy_from_slice(&header);
+        let body = &mut spare[HEADER..HEADER + content.len() + 1];
+        body[..content.len()].copy_from_slice(content);
+        body[content.len()] = kind;
+        let nonce = self.tx.next_nonce()?;
+        let tag: Tag = self
+            .tx
+            .context()?
+            .seal_in_place_separate_tag(nonce, Aad::from(header), body)
+            .map_err(|_| tls_error("sealing a record failed"))?;
+        spare[HEADER + content.len() + 1..HEADER + length].copy_from_slice(tag.as_ref());
+        out.end += HEADER + length;
+        Ok(())
+    }
+}
+
+fn tls_error(error: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
+}
