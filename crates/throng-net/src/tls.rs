@@ -110,7 +110,7 @@ pub fn server_config(
         .map_err(|e| format!("certificate and key do not go together: {e}"))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     // TLS 1.3 connections leave rustls after the handshake (throng_net::tls_records).
-    config.enable_secret_extraction = true;
+    crate::tls_records::secrets::prepare_server(&mut config);
     Ok(Arc::new(config))
 }
 
@@ -177,7 +177,7 @@ pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, Strin
     };
     config.alpn_protocols = options.alpn.clone();
     // TLS 1.3 connections leave rustls after the handshake (throng_net::tls_records).
-    config.enable_secret_extraction = true;
+    crate::tls_records::secrets::prepare_client(&mut config);
     if !options.resume {
         config.resumption = rustls::client::Resumption::disabled();
     }

@@ -8,12 +8,12 @@
 //! ([`crate::buffers`]) only while bytes are in it.
 
 use crate::buffers::Buffer;
+use crate::tls_records::secrets::{self, TrafficSecrets};
 use crate::tls_records::{self, Records, Tickets};
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
-use rustls::kernel::KernelConnection;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
-use rustls::{CommonState, ExtractedSecrets};
+use rustls::CommonState;
 use std::io;
 use std::task::{ready, Context, Poll};
 use tokio::net::TcpStream;
@@ -26,10 +26,8 @@ pub trait Unbuffered {
         incoming: &'i mut [u8],
     ) -> UnbufferedStatus<'c, 'i, Self::Data>;
     fn common(&self) -> &CommonState;
-    /// The traffic keys and what rustls keeps for key updates and tickets.
-    #[allow(clippy::type_complexity)]
-    fn into_kernel(self)
-        -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error>;
+    /// The connection on throng's record layer, its handshake having made `traffic`.
+    fn into_records(self, traffic: TrafficSecrets) -> io::Result<Records<Self::Data>>;
 }
 
 impl Unbuffered for UnbufferedServerConnection {
@@ -43,10 +41,12 @@ impl Unbuffered for UnbufferedServerConnection {
     fn common(&self) -> &CommonState {
         self
     }
-    fn into_kernel(
-        self,
-    ) -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error> {
-        self.dangerous_into_kernel_connection()
+    fn into_records(self, traffic: TrafficSecrets) -> io::Result<Records<Self::Data>> {
+        let suite = self.common().negotiated_cipher_suite();
+        let suite = suite.ok_or_else(|| tls_error("no cipher suite"))?;
+        // What rustls keeps past this is for tickets, which a server never receives: dropped.
+        let (made, _) = self.dangerous_into_kernel_connection().map_err(tls_error)?;
+        Records::new(made, traffic, false, suite, None)
     }
 }
 
@@ -61,10 +61,12 @@ impl Unbuffered for UnbufferedClientConnection {
     fn common(&self) -> &CommonState {
         self
     }
-    fn into_kernel(
-        self,
-    ) -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error> {
-        self.dangerous_into_kernel_connection()
+    fn into_records(self, traffic: TrafficSecrets) -> io::Result<Records<Self::Data>> {
+        let suite = self.common().negotiated_cipher_suite();
+        let suite = suite.ok_or_else(|| tls_error("no cipher suite"))?;
+        // The kernel connection stays, for the session tickets the server sends after this.
+        let (made, kernel) = self.dangerous_into_kernel_connection().map_err(tls_error)?;
+        Records::new(made, traffic, true, suite, Some(kernel))
     }
 }
 
@@ -82,11 +84,17 @@ pub struct TlsStream<C: Unbuffered> {
 enum Layer<C: Unbuffered> {
     /// rustls: the handshake, and a TLS 1.2 connection for life. Boxed, so that its kilobyte
     /// of state is freed when the connection moves on.
-    Rustls(Box<C>),
+    Rustls(Box<Handshaking<C>>),
     /// throng's record layer: a TLS 1.3 connection past its handshake.
     Records(Records<C::Data>),
     /// For a moment while moving from the one to the other.
     Moving,
+}
+
+/// A connection in rustls's hands, and the traffic secrets its handshake made so far.
+struct Handshaking<C> {
+    conn: C,
+    traffic: TrafficSecrets,
 }
 
 /// The bytes in flight, each in a pooled buffer only while there are some.
@@ -163,13 +171,16 @@ fn filled_mut(buffer: &mut Option<Buffer>) -> &mut [u8] {
 /// Processes what has come in with rustls, and does `then` once in the traffic state; returns
 /// where it stopped and how many plaintext bytes `then` encrypted.
 fn process_rustls<C: Unbuffered>(
-    conn: &mut C,
+    handshaking: &mut Handshaking<C>,
     flight: &mut Flight,
     mut then: Then<'_>,
 ) -> io::Result<(Stop, usize)> {
     let mut taken = 0;
     loop {
+        let Handshaking { conn, traffic } = handshaking;
         let UnbufferedStatus { discard, state } = conn.process(filled_mut(&mut flight.incoming));
+        // Secrets made in that call, taken before anything else runs on this thread.
+        traffic.absorb(secrets::take());
         let mut stop = None;
         match state.map_err(tls_error)? {
             ConnectionState::ReadTraffic(mut records) => {
@@ -272,7 +283,10 @@ fn process_records<D: Tickets>(
 impl<C: Unbuffered> TlsStream<C> {
     pub fn new(conn: C) -> TlsStream<C> {
         TlsStream {
-            layer: Layer::Rustls(Box::new(conn)),
+            layer: Layer::Rustls(Box::new(Handshaking {
+                conn,
+                traffic: TrafficSecrets::default(),
+            })),
             flight: Flight::default(),
             resumed: false,
         }
@@ -290,31 +304,34 @@ impl<C: Unbuffered> TlsStream<C> {
 
     fn process(&mut self, then: Then<'_>) -> io::Result<(Stop, usize)> {
         match &mut self.layer {
-            Layer::Rustls(conn) => process_rustls(conn.as_mut(), &mut self.flight, then),
+            Layer::Rustls(handshaking) => process_rustls(handshaking, &mut self.flight, then),
             Layer::Records(records) => process_records(records, &mut self.flight, then),
             Layer::Moving => Err(tls_error("a connection lost between record layers")),
         }
     }
 
     /// Once the handshake is done: a TLS 1.3 connection with nothing left to send moves to
-    /// throng's record layer, and rustls's state is freed.
+    /// throng's record layer, and rustls's state is freed. One whose configuration did not
+    /// capture its secrets ([`secrets::prepare_server`]) stays with rustls.
     fn leave_rustls(&mut self) -> io::Result<()> {
-        let Layer::Rustls(conn) = &self.layer else {
+        let Layer::Rustls(handshaking) = &self.layer else {
             return Ok(());
         };
-        let common = conn.common();
+        let common = handshaking.conn.common();
         self.resumed = common.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let movable = common
             .negotiated_cipher_suite()
             .is_some_and(tls_records::supports)
+            && handshaking.traffic.client.is_some()
+            && handshaking.traffic.server.is_some()
             && self.flight.outgoing.is_none()
             && !self.flight.closing;
         if !movable {
             return Ok(());
         }
-        if let Layer::Rustls(conn) = std::mem::replace(&mut self.layer, Layer::Moving) {
-            let (secrets, kernel) = conn.into_kernel().map_err(tls_error)?;
-            self.layer = Layer::Records(Records::new(secrets, kernel)?);
+        if let Layer::Rustls(handshaking) = std::mem::replace(&mut self.layer, Layer::Moving) {
+            let Handshaking { conn, traffic } = *handshaking;
+            self.layer = Layer::Records(conn.into_records(traffic)?);
         }
         Ok(())
     }

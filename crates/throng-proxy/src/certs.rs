@@ -27,7 +27,7 @@ pub fn server_config(
         .with_cert_resolver(Arc::new(BySni { keys }));
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // TLS 1.3 connections leave rustls after the handshake (throng_net::tls_records).
-    config.enable_secret_extraction = true;
+    throng_net::tls_records::secrets::prepare_server(&mut config);
     // Stateless resumption (tickets), as HAProxy offers by default: a returning client skips
     // the full handshake and the proxy keeps no per-client session cache. Under the master's
     // key when there are several processes, so that any of them resumes any client.

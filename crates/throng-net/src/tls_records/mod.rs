@@ -1,22 +1,25 @@
 //! TLS 1.3's record layer after the handshake, done here instead of in rustls: what kernel TLS
 //! does, in user space. rustls makes the handshake, then hands over the traffic keys through its
-//! kernel-TLS interface (`dangerous_into_kernel_connection`) and keeps only what a key update or a
-//! session ticket needs. An idle connection then holds two keys, two IVs and two sequence numbers
-//! instead of rustls's whole connection state (about 3.5 KiB), and the AEAD contexts (about
-//! 600 B each in aws-lc) exist only while a record is opened or sealed: [`Records::rest`] drops
-//! them when the connection waits.
+//! kernel-TLS interface (`dangerous_extract_secrets`; a client keeps rustls's remainder for
+//! session tickets). An idle connection then holds, per direction, a secret, a key, an IV and a
+//! sequence number (about 0.3 KiB in all) instead of rustls's whole connection state (about
+//! 3.5 KiB), and the AEAD contexts (about 600 B each in aws-lc) exist only while records move:
+//! [`Records::rest`] drops them when the connection waits. Key updates are derived here from the
+//! traffic secrets, which [`secrets`] captures during the handshake.
 //!
 //! RFC 8446 section 5.2: every record is `application_data` on the outside, its real type is the
 //! last non-zero byte of the decrypted plaintext, the nonce is the IV XOR the record's sequence
 //! number, and the additional data is the record's 5-byte header.
 
+mod keys;
+pub mod secrets;
+
 use crate::buffers::Buffer;
-use aws_lc_rs::aead::{
-    Aad, Algorithm, LessSafeKey, Nonce, Tag, UnboundKey, AES_128_GCM, AES_256_GCM,
-    CHACHA20_POLY1305,
-};
+use aws_lc_rs::aead::{Aad, Tag};
+use keys::Keys;
 use rustls::kernel::KernelConnection;
-use rustls::{CipherSuite, ConnectionTrafficSecrets, ExtractedSecrets, SupportedCipherSuite};
+use rustls::{CipherSuite, ExtractedSecrets, SupportedCipherSuite};
+use secrets::TrafficSecrets;
 use std::io;
 
 /// The most plaintext a record carries (2^14), and the most ciphertext (RFC 8446 5.2).
@@ -47,93 +50,36 @@ pub fn supports(suite: SupportedCipherSuite) -> bool {
     )
 }
 
-/// What a side of the connection does with a NewSessionTicket: a client keeps it for resuming,
-/// a server never gets one.
+/// What a side of the connection does with a NewSessionTicket: a client gives it to rustls,
+/// which keeps it for resuming (so a client keeps rustls's kernel connection; a server does
+/// not, and its 0.8 KiB are freed).
 pub trait Tickets: Sized {
     fn new_session_ticket(
-        kernel: &mut KernelConnection<Self>,
+        kernel: Option<&mut KernelConnection<Self>>,
         payload: &[u8],
     ) -> Result<(), rustls::Error>;
 }
 
 impl Tickets for rustls::client::ClientConnectionData {
     fn new_session_ticket(
-        kernel: &mut KernelConnection<Self>,
+        kernel: Option<&mut KernelConnection<Self>>,
         payload: &[u8],
     ) -> Result<(), rustls::Error> {
-        kernel.handle_new_session_ticket(payload)
+        match kernel {
+            Some(kernel) => kernel.handle_new_session_ticket(payload),
+            None => Ok(()),
+        }
     }
 }
 
 impl Tickets for rustls::server::ServerConnectionData {
-    fn new_session_ticket(_: &mut KernelConnection<Self>, _: &[u8]) -> Result<(), rustls::Error> {
+    fn new_session_ticket(
+        _: Option<&mut KernelConnection<Self>>,
+        _: &[u8],
+    ) -> Result<(), rustls::Error> {
         Err(rustls::Error::General(
             "a client sent a NewSessionTicket".into(),
         ))
-    }
-}
-
-/// One direction's keys: the secret stays, the AEAD context is built when needed.
-struct Keys {
-    algorithm: &'static Algorithm,
-    key: [u8; 32],
-    iv: [u8; 12],
-    seq: u64,
-    built: Option<LessSafeKey>,
-}
-
-impl Keys {
-    fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> io::Result<Keys> {
-        let (algorithm, key, iv) = match &secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&AES_128_GCM, key, iv),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&AES_256_GCM, key, iv),
-            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (&CHACHA20_POLY1305, key, iv),
-            _ => return Err(tls_error("a cipher suite the record layer does not know")),
-        };
-        let mut keys = Keys {
-            algorithm,
-            key: [0; 32],
-            iv: [0; 12],
-            seq,
-            built: None,
-        };
-        keys.key[..key.as_ref().len()].copy_from_slice(key.as_ref());
-        keys.iv.copy_from_slice(iv.as_ref());
-        Ok(keys)
-    }
-
-    /// The nonce of the next record, and its sequence number used up.
-    fn next_nonce(&mut self) -> io::Result<Nonce> {
-        let mut nonce = self.iv;
-        for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
-            *n ^= s;
-        }
-        self.seq = self
-            .seq
-            .checked_add(1)
-            .ok_or_else(|| tls_error("the record sequence number ran out"))?;
-        Ok(Nonce::assume_unique_for_key(nonce))
-    }
-
-    fn context(&mut self) -> io::Result<&LessSafeKey> {
-        if self.built.is_none() {
-            let key = &self.key[..self.algorithm.key_len()];
-            let unbound = UnboundKey::new(self.algorithm, key).map_err(tls_error)?;
-            self.built = Some(LessSafeKey::new(unbound));
-        }
-        self.built
-            .as_ref()
-            .ok_or_else(|| tls_error("no AEAD context"))
-    }
-}
-
-impl Drop for Keys {
-    fn drop(&mut self) {
-        // The secret does not outlive the connection in freed memory.
-        for byte in self.key.iter_mut() {
-            // SAFETY: a valid, aligned, exclusive reference to a byte of this struct.
-            unsafe { std::ptr::write_volatile(byte, 0) };
-        }
     }
 }
 
@@ -146,7 +92,8 @@ pub struct Opened {
 
 /// A TLS 1.3 connection past its handshake.
 pub struct Records<Data> {
-    kernel: KernelConnection<Data>,
+    /// rustls's remainder, for a client's session tickets.
+    kernel: Option<Box<KernelConnection<Data>>>,
     tx: Keys,
     rx: Keys,
     /// Records sealed under one key before it is replaced (the suite's confidentiality limit).
@@ -156,18 +103,31 @@ pub struct Records<Data> {
 }
 
 impl<Data: Tickets> Records<Data> {
+    /// A connection whose handshake made `made` (keys and sequence numbers) from `traffic`
+    /// (secrets), for a client (`is_client`) or a server; `kernel` for a client's tickets.
     pub fn new(
-        secrets: ExtractedSecrets,
-        kernel: KernelConnection<Data>,
+        made: ExtractedSecrets,
+        traffic: TrafficSecrets,
+        is_client: bool,
+        suite: SupportedCipherSuite,
+        kernel: Option<KernelConnection<Data>>,
     ) -> io::Result<Records<Data>> {
-        let tx_limit = match kernel.negotiated_cipher_suite().tls13() {
+        let tx_limit = match suite.tls13() {
             Some(suite) => suite.common.confidentiality_limit,
             None => return Err(tls_error("a TLS 1.2 connection")),
         };
+        let missing = || tls_error("the handshake's traffic secrets were not captured");
+        let TrafficSecrets { client, server } = traffic;
+        let (client, server) = (client.ok_or_else(missing)?, server.ok_or_else(missing)?);
+        let (tx, rx) = if is_client {
+            (client, server)
+        } else {
+            (server, client)
+        };
         Ok(Records {
-            tx: Keys::new(secrets.tx)?,
-            rx: Keys::new(secrets.rx)?,
-            kernel,
+            tx: Keys::new(made.tx, tx)?,
+            rx: Keys::new(made.rx, rx)?,
+            kernel: kernel.map(Box::new),
             tx_limit,
             partial: Vec::new(),
         })
@@ -180,8 +140,8 @@ impl<Data: Tickets> Records<Data> {
 
     /// Drops the AEAD contexts; the next record builds them again from the keys.
     pub fn rest(&mut self) {
-        self.tx.built = None;
-        self.rx.built = None;
+        self.tx.rest();
+        self.rx.rest();
     }
 
     /// Opens every whole record in `incoming` (a partial one stays), giving application data to
@@ -261,7 +221,7 @@ impl<Data: Tickets> Records<Data> {
             let (kind, body) = (rest[0], &rest[4..4 + length]);
             match kind {
                 NEW_SESSION_TICKET => {
-                    Data::new_session_ticket(&mut self.kernel, body).map_err(tls_error)?
+                    Data::new_session_ticket(self.kernel.as_deref_mut(), body).map_err(tls_error)?
                 }
                 KEY_UPDATE => self.key_update(body, outgoing)?,
                 other => {
@@ -286,7 +246,7 @@ impl<Data: Tickets> Records<Data> {
             [1] => true,
             _ => return Err(tls_error("a malformed KeyUpdate")),
         };
-        self.rx = Keys::new(self.kernel.update_rx_secret().map_err(tls_error)?)?;
+        self.rx = self.rx.next()?;
         if requested {
             self.update_tx(outgoing)?;
         }
@@ -297,7 +257,7 @@ impl<Data: Tickets> Records<Data> {
     fn update_tx(&mut self, outgoing: &mut Option<Buffer>) -> io::Result<()> {
         let out = outgoing.get_or_insert_with(Buffer::take);
         self.seal_record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out)?;
-        self.tx = Keys::new(self.kernel.update_tx_secret().map_err(tls_error)?)?;
+        self.tx = self.tx.next()?;
         Ok(())
     }
 
