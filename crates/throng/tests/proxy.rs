@@ -194,6 +194,77 @@ fn tls_frontends_pick_the_certificate_by_sni_for_curl_and_openssl() {
     assert!(proxy.metric("throng_proxy_frontend_tls_handshakes_total{frontend=\"secure\"}") >= 4.0);
 }
 
+/// OpenSSL asks for a key update between requests (`K` in s_client): past the handshake a TLS 1.3
+/// connection runs on throng's own record layer, which must open what follows under the
+/// client's next key, answer with a KeyUpdate of its own and seal the next responses under its
+/// next key, or OpenSSL could not read them.
+#[test]
+fn openssl_key_updates_are_followed_both_ways() {
+    let pong = Pong::start(&[]);
+    let dir = Dir::new("keyupdate");
+    let config = format!(
+        "{GLOBAL}\n[frontends.secure]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n\
+         tls = {{ self_signed = [\"localhost\"] }}\n\n[backends.app]\nservers = [{}]\n",
+        servers_list(&[pong.addr()])
+    );
+    let proxy = Proxy::start(&dir, &config);
+    let mut client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-crlf",
+            "-msg",
+            "-servername",
+            "localhost",
+            "-connect",
+        ])
+        .arg(proxy.addr("secure").to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let mut stdin = client.stdin.take().unwrap();
+    let mut stdout = client.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    // Lines s_client prints: a response's body, and a KeyUpdate the server sent.
+    let count = |needle: &str| seen.lock().unwrap().matches(needle).count();
+    const SERVER_KEY_UPDATE: &str = "<<< TLS 1.3, Handshake [length 0005], KeyUpdate";
+    for round in 1..=3 {
+        writeln!(stdin, "GET /{round} HTTP/1.1\nHost: localhost\n").unwrap();
+        let answered = wait_until(|| (count("pong") >= round).then_some(()));
+        assert!(
+            answered.is_some(),
+            "request {round} unanswered:\n{}",
+            seen.lock().unwrap()
+        );
+        if round < 3 {
+            writeln!(stdin, "K").unwrap();
+            let updated = wait_until(|| (count(SERVER_KEY_UPDATE) >= round).then_some(()));
+            assert!(
+                updated.is_some(),
+                "no KeyUpdate {round} back:\n{}",
+                seen.lock().unwrap()
+            );
+        }
+    }
+    drop(stdin);
+    let _ = client.kill();
+    let _ = client.wait();
+    reader.join().unwrap();
+    assert_eq!(count("HTTP/1.1 200 OK"), 3, "{}", seen.lock().unwrap());
+}
+
 #[test]
 fn tls_garbage_is_counted_and_closed() {
     let pong = Pong::start(&[]);
