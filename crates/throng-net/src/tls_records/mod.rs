@@ -180,6 +180,14 @@ impl<Data: Tickets> Records<Data> {
                 return Err(tls_error("a record with no content type"));
             };
             let (content, kind) = (&inner[..end], inner[end]);
+            if inner.len() > MAX_PLAINTEXT + 1 {
+                return Err(tls_error("a record over 2^14 bytes (record_overflow)"));
+            }
+            if !self.partial.is_empty() && kind != HANDSHAKE {
+                return Err(tls_error(
+                    "a handshake message interleaved with other records",
+                ));
+            }
             match kind {
                 APPLICATION_DATA => deliver(content),
                 HANDSHAKE => self.post_handshake(content, outgoing)?,
