@@ -1,7 +1,7 @@
 //! TLS 1.3's record layer after the handshake, done here instead of in rustls: what kernel TLS
 //! does, in user space. rustls makes the handshake, then hands over the traffic keys through its
-//! kernel-TLS interface (`dangerous_extract_secrets`; a client keeps rustls's remainder for
-//! session tickets). An idle connection then holds, per direction, a secret, a key, an IV and a
+//! kernel-TLS interface (`dangerous_into_kernel_connection`; a client keeps what rustls returns
+//! with them, for the session tickets that come after the handshake). An idle connection then holds, per direction, a secret, a key, an IV and a
 //! sequence number (about 0.3 KiB in all) instead of rustls's whole connection state (about
 //! 3.5 KiB), and the AEAD contexts (about 600 B each in aws-lc) exist only while records move:
 //! [`Records::rest`] drops them when the connection waits. Key updates are derived here from the
