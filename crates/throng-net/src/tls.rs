@@ -109,8 +109,8 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not go together: {e}"))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    // TLS 1.3 connections leave rustls after the handshake (throng_net::tls_records).
-    crate::tls_records::secrets::prepare_server(&mut config);
+    // Not readied for throng's record layer (`tls_records::secrets::prepare_server`): its users
+    // (pong) drive rustls's buffered connections, which would leave secrets in the capture slot.
     Ok(Arc::new(config))
 }
 

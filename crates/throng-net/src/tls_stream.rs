@@ -551,10 +551,10 @@ mod tests {
         let (cert_pem, key_pem) = self_signed(&["localhost"]).unwrap();
         let certs = parse_certs(cert_pem.as_bytes()).unwrap();
         let key = parse_key(key_pem.as_bytes()).unwrap();
-        (
-            server_config(certs, key, &[b"http/1.1"], &[]).unwrap(),
-            cert_pem,
-        )
+        let config = server_config(certs, key, &[b"http/1.1"], &[]).unwrap();
+        let mut config = (*config).clone();
+        secrets::prepare_server(&mut config);
+        (Arc::new(config), cert_pem)
     }
 
     /// A client configuration that trusts `cert_pem` (written to a file named by `test`).

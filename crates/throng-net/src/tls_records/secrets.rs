@@ -92,7 +92,9 @@ pub fn take() -> TrafficSecrets {
     SLOT.with(|slot| std::mem::take(&mut *slot.borrow_mut()))
 }
 
-/// Readies a server configuration for connections that leave rustls after the handshake.
+/// Readies a server configuration for connections that leave rustls after the handshake. Only
+/// for configurations whose connections all run on `TlsStream`, which empties the slot after
+/// each step: another driver would leave its secrets lying in it.
 pub fn prepare_server(config: &mut rustls::ServerConfig) {
     config.enable_secret_extraction = true;
     config.key_log = Arc::new(Capture);
