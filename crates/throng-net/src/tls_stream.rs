@@ -476,9 +476,11 @@ impl<C: Unbuffered> TlsStream<C> {
                 return Ok(0);
             }
             if flight.incoming.is_some() {
-                let (stop, _) = self.process(Then::Nothing)?;
-                // Anything the processing made (tickets, key updates) goes out when it can.
+                let processed = self.process(Then::Nothing);
+                // Anything the processing made (tickets, key updates, or the fatal alert that
+                // says why the connection is given up) goes out when it can.
                 let _ = self.try_send_now(socket);
+                let (stop, _) = processed?;
                 if matches!(stop, Stop::Closed) {
                     return Ok(0);
                 }
@@ -878,7 +880,7 @@ mod tests {
     }
 
     /// A record changed on the way is an error that names bad_record_mac, not a panic or
-    /// garbage handed to the session.
+    /// garbage handed to the session, and the peer is told so by a fatal alert.
     #[tokio::test(flavor = "current_thread")]
     async fn a_tampered_record_is_refused() {
         let (stream, mut tls, client) = against_rustls_client(|mut conn, mut socket| {
@@ -887,9 +889,11 @@ mod tests {
             conn.write_tls(&mut record).unwrap();
             record[8] ^= 1;
             socket.write_all(&record).unwrap();
-            // Held open until the server has read.
-            let mut rest = Vec::new();
-            let _ = socket.read_to_end(&mut rest);
+            // What the server answers before it closes: its alert.
+            let mut answer = Vec::new();
+            let _ = socket.read_to_end(&mut answer);
+            let _ = conn.read_tls(&mut &answer[..]);
+            conn.process_new_packets().err()
         })
         .await;
         let mut buf = [0u8; 64];
@@ -902,6 +906,12 @@ mod tests {
         let error = error.expect_err("a tampered record was read");
         assert!(error.to_string().contains("bad_record_mac"), "{error}");
         drop(stream);
-        client.join().unwrap();
+        let told = client.join().unwrap();
+        assert_eq!(
+            told,
+            Some(rustls::Error::AlertReceived(
+                rustls::AlertDescription::BadRecordMac
+            ))
+        );
     }
 }

@@ -38,6 +38,32 @@ const NEW_SESSION_TICKET: u8 = 4;
 const KEY_UPDATE: u8 = 24;
 const CLOSE_NOTIFY: u8 = 0;
 const USER_CANCELED: u8 = 90;
+// Fatal alerts throng sends before it gives a connection up (RFC 8446 6.2).
+const UNEXPECTED_MESSAGE: u8 = 10;
+const BAD_RECORD_MAC: u8 = 20;
+const RECORD_OVERFLOW: u8 = 22;
+const DECODE_ERROR: u8 = 50;
+const INTERNAL_ERROR: u8 = 80;
+
+/// Why a connection is given up: the alert to tell the peer (none when the peer's own alert
+/// ended it) and the reason for the log.
+struct Fault {
+    alert: Option<u8>,
+    reason: String,
+}
+
+fn fault(alert: u8, reason: impl Into<String>) -> Fault {
+    Fault {
+        alert: Some(alert),
+        reason: reason.into(),
+    }
+}
+
+impl From<io::Error> for Fault {
+    fn from(error: io::Error) -> Fault {
+        fault(INTERNAL_ERROR, error.to_string())
+    }
+}
 
 /// Whether this record layer can carry a connection that negotiated `suite`: TLS 1.3 with one of
 /// its three AEADs (TLS 1.2 stays with rustls).
@@ -145,25 +171,50 @@ impl<Data: Tickets> Records<Data> {
     }
 
     /// Opens every whole record in `incoming` (a partial one stays), giving application data to
-    /// `deliver`; what the peer asks for (a key update) is sealed into `outgoing`.
+    /// `deliver`; what the peer asks for (a key update) is sealed into `outgoing`. When the
+    /// connection must be given up, the fatal alert that says why is sealed into `outgoing`
+    /// too, for the caller to send if it can, and the error names the reason.
     pub fn open(
         &mut self,
         incoming: &mut Buffer,
         outgoing: &mut Option<Buffer>,
-        mut deliver: impl FnMut(&[u8]),
+        deliver: impl FnMut(&[u8]),
     ) -> io::Result<Opened> {
+        self.open_records(incoming, outgoing, deliver)
+            .map_err(|Fault { alert, reason }| {
+                if let Some(description) = alert {
+                    let out = outgoing.get_or_insert_with(Buffer::take);
+                    let _ = self.seal_record(ALERT, &[2, description], out);
+                }
+                tls_error(reason)
+            })
+    }
+
+    fn open_records(
+        &mut self,
+        incoming: &mut Buffer,
+        outgoing: &mut Option<Buffer>,
+        mut deliver: impl FnMut(&[u8]),
+    ) -> Result<Opened, Fault> {
         let mut opened = Opened::default();
         while incoming.filled().len() >= HEADER {
-            let header: [u8; HEADER] = incoming.filled()[..HEADER].try_into().map_err(tls_error)?;
+            let mut header = [0u8; HEADER];
+            header.copy_from_slice(&incoming.filled()[..HEADER]);
             let length = u16::from_be_bytes([header[3], header[4]]) as usize;
             if header[0] != APPLICATION_DATA {
-                return Err(tls_error(format!(
-                    "a record of type {} after the handshake",
-                    header[0]
-                )));
+                return Err(fault(
+                    UNEXPECTED_MESSAGE,
+                    format!("a record of type {} after the handshake", header[0]),
+                ));
             }
-            if !(TAG + 1..=MAX_CIPHERTEXT).contains(&length) {
-                return Err(tls_error(format!("a record of {length} bytes")));
+            if length > MAX_CIPHERTEXT {
+                return Err(fault(
+                    RECORD_OVERFLOW,
+                    format!("a record of {length} bytes"),
+                ));
+            }
+            if length <= TAG {
+                return Err(fault(DECODE_ERROR, format!("a record of {length} bytes")));
             }
             if incoming.filled().len() < HEADER + length {
                 break;
@@ -174,17 +225,26 @@ impl<Data: Tickets> Records<Data> {
                 .rx
                 .context()?
                 .open_in_place(nonce, Aad::from(header), record)
-                .map_err(|_| tls_error("a record that does not decrypt (bad_record_mac)"))?;
+                .map_err(|_| {
+                    fault(
+                        BAD_RECORD_MAC,
+                        "a record that does not decrypt (bad_record_mac)",
+                    )
+                })?;
             // The real type is the last byte that is not padding.
             let Some(end) = inner.iter().rposition(|&b| b != 0) else {
-                return Err(tls_error("a record with no content type"));
+                return Err(fault(UNEXPECTED_MESSAGE, "a record with no content type"));
             };
             let (content, kind) = (&inner[..end], inner[end]);
             if inner.len() > MAX_PLAINTEXT + 1 {
-                return Err(tls_error("a record over 2^14 bytes (record_overflow)"));
+                return Err(fault(
+                    RECORD_OVERFLOW,
+                    "a record over 2^14 bytes (record_overflow)",
+                ));
             }
             if !self.partial.is_empty() && kind != HANDSHAKE {
-                return Err(tls_error(
+                return Err(fault(
+                    UNEXPECTED_MESSAGE,
                     "a handshake message interleaved with other records",
                 ));
             }
@@ -195,11 +255,19 @@ impl<Data: Tickets> Records<Data> {
                     [_, CLOSE_NOTIFY] => opened.closed = true,
                     [_, USER_CANCELED] => {}
                     [_, description] => {
-                        return Err(tls_error(format!("the peer sent alert {description}")))
+                        return Err(Fault {
+                            alert: None,
+                            reason: format!("the peer sent alert {description}"),
+                        })
                     }
-                    _ => return Err(tls_error("a malformed alert")),
+                    _ => return Err(fault(DECODE_ERROR, "a malformed alert")),
                 },
-                other => return Err(tls_error(format!("a record of inner type {other}"))),
+                other => {
+                    return Err(fault(
+                        UNEXPECTED_MESSAGE,
+                        format!("a record of inner type {other}"),
+                    ))
+                }
             }
             incoming.consume(HEADER + length);
             if opened.closed {
@@ -212,30 +280,35 @@ impl<Data: Tickets> Records<Data> {
     }
 
     /// Handles post-handshake messages, which may be split over records or share one.
-    fn post_handshake(&mut self, content: &[u8], outgoing: &mut Option<Buffer>) -> io::Result<()> {
+    fn post_handshake(
+        &mut self,
+        content: &[u8],
+        outgoing: &mut Option<Buffer>,
+    ) -> Result<(), Fault> {
         let mut messages = std::mem::take(&mut self.partial);
         messages.extend_from_slice(content);
         let mut rest = &messages[..];
         while rest.len() >= 4 {
             let length = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
             if length > MAX_HANDSHAKE_MESSAGE {
-                return Err(tls_error(format!(
-                    "a post-handshake message of {length} bytes"
-                )));
+                return Err(fault(
+                    DECODE_ERROR,
+                    format!("a post-handshake message of {length} bytes"),
+                ));
             }
             if rest.len() < 4 + length {
                 break;
             }
             let (kind, body) = (rest[0], &rest[4..4 + length]);
             match kind {
-                NEW_SESSION_TICKET => {
-                    Data::new_session_ticket(self.kernel.as_deref_mut(), body).map_err(tls_error)?
-                }
+                NEW_SESSION_TICKET => Data::new_session_ticket(self.kernel.as_deref_mut(), body)
+                    .map_err(|e| fault(UNEXPECTED_MESSAGE, e.to_string()))?,
                 KEY_UPDATE => self.key_update(body, outgoing)?,
                 other => {
-                    return Err(tls_error(format!(
-                        "a post-handshake message of type {other}"
-                    )))
+                    return Err(fault(
+                        UNEXPECTED_MESSAGE,
+                        format!("a post-handshake message of type {other}"),
+                    ))
                 }
             }
             rest = &rest[4 + length..];
@@ -248,11 +321,11 @@ impl<Data: Tickets> Records<Data> {
 
     /// The peer's KeyUpdate: its records now come under the next key, and if it asks, ours go
     /// under our next key too, announced by a KeyUpdate of our own.
-    fn key_update(&mut self, body: &[u8], outgoing: &mut Option<Buffer>) -> io::Result<()> {
+    fn key_update(&mut self, body: &[u8], outgoing: &mut Option<Buffer>) -> Result<(), Fault> {
         let requested = match body {
             [0] => false,
             [1] => true,
-            _ => return Err(tls_error("a malformed KeyUpdate")),
+            _ => return Err(fault(DECODE_ERROR, "a malformed KeyUpdate")),
         };
         self.rx = self.rx.next()?;
         if requested {
