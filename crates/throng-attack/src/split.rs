@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use throng_net::procs::{Group, Spec};
-use throng_results::stream::{latency_histogram, Progress, HISTOGRAM_MAX_NS};
+use throng_results::stream::{latency_histogram, Histogram, Progress, HISTOGRAM_MAX_NS};
 use throng_results::{End, Frame, Reader, Writer};
 
 /// Time the processes get to start before the shared schedule begins.
@@ -141,23 +141,11 @@ pub fn run(split: Split, output: Box<dyn Write + Send>) -> Result<End, String> {
         }
         if split.progress && Instant::now() >= next_line {
             next_line += Duration::from_secs(1);
-            show(
-                &live,
-                &progress,
-                latencies.value_at_quantile(0.99),
-                started,
-                split.rate,
-            );
+            show(&live, &progress, &latencies, started, split.rate);
         }
     }
     if split.progress {
-        show(
-            &live,
-            &progress,
-            latencies.value_at_quantile(0.99),
-            started,
-            split.rate,
-        );
+        show(&live, &progress, &latencies, started, split.rate);
         eprintln!();
     }
     group.wait(Duration::from_secs(5));
@@ -221,13 +209,14 @@ fn merge_ends(ends: &[End], procs: usize) -> End {
     end
 }
 
-fn show(live: &Live, parts: &[Progress], p99_ns: u64, started: Instant, rate: f64) {
+fn show(live: &Live, parts: &[Progress], latencies: &Histogram<u64>, started: Instant, rate: f64) {
     live.sent.store(parts.iter().map(|p| p.sent).sum(), Relaxed);
     live.in_flight
         .store(parts.iter().map(|p| p.in_flight).sum(), Relaxed);
     live.open_connections
         .store(parts.iter().map(|p| p.open_connections).sum(), Relaxed);
-    live.p99_ns.store(p99_ns, Relaxed);
+    live.p99_ns
+        .store(latencies.value_at_quantile(0.99), Relaxed);
     eprint!("\r\x1b[2K{}", progress::line(live, started.elapsed(), rate));
 }
 

@@ -423,7 +423,8 @@ pub fn stats_page(proxy: &Proxy) -> String {
     html
 }
 
-fn escape(text: &str) -> String {
+/// Text made safe to put in HTML (the stats pages of a worker and of the master).
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

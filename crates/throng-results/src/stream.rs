@@ -15,7 +15,8 @@
 
 use crate::record::{get_varint, put_varint, Record};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
-use hdrhistogram::Histogram;
+// Re-exported: the histograms this stream carries are what its readers and writers hold.
+pub use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};

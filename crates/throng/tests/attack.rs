@@ -22,21 +22,6 @@ fn assert_held(pong: &Pong, count: f64) {
     );
 }
 
-fn report_json(files: &[&Path]) -> Value {
-    let output = throng()
-        .arg("report")
-        .arg("-type=json")
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 fn encode(args: &[&str], files: &[&Path]) -> Vec<u8> {
     let output = throng()
         .arg("encode")

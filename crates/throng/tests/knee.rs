@@ -4,7 +4,7 @@
 mod common;
 
 use common::proxy::{Dir, Proxy};
-use common::{throng, Pong};
+use common::{report_json, throng, Pong};
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Output, Stdio};
@@ -79,11 +79,7 @@ fn finds_a_small_knee_and_keeps_every_step_as_results() {
     let found = assert_knee_near(&output, 200.0);
     // Each step is an ordinary results file, and the graph is written beside them.
     let first = found["steps"][0]["results"].as_str().unwrap();
-    let report = throng()
-        .args(["report", "-type=json", first])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&[first]);
     assert_eq!(report["throng"]["offered_rate"], 10.0);
     let page = std::fs::read_to_string(dir.path("steps/knee.html")).unwrap();
     assert!(page.contains("<svg") && page.contains("knee "), "no graph");

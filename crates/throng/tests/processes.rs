@@ -4,7 +4,7 @@
 mod common;
 
 use common::proxy::{Dir, Proxy};
-use common::{attack, free_port_range, http_exchange, throng, wait_until, Pong};
+use common::{attack, free_port_range, http_exchange, report_json, throng, wait_until, Pong};
 
 /// The pids of `parent`'s children, from /proc.
 fn children(parent: i32) -> Vec<i32> {
@@ -233,12 +233,7 @@ fn an_attack_split_over_processes_is_one_schedule_and_one_result() {
             "{i}: {url}"
         );
     }
-    let report = throng()
-        .args(["report", "-type=json"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&[&file]);
     assert_eq!(report["requests"], 800);
     assert_eq!(report["success"], 1.0);
     assert_eq!(report["throng"]["runs"], 1, "one run, not three");
@@ -343,12 +338,7 @@ fn any_worker_resumes_a_session_another_began() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report = throng()
-        .args(["report", "-type=json"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&[&file]);
     assert_eq!(report["success"], 1.0, "{report}");
     let handshakes = report["throng"]["tls"]["count"].as_u64().unwrap();
     let resumed = report["throng"]["tls_resumed"].as_u64().unwrap();

@@ -5,7 +5,8 @@ mod common;
 
 use common::proxy::{read_head, Backend, Dir, Proxy};
 use common::{
-    connect, http_exchange, read_to_close, split_response, throng, wait_until, Nginx, Pong,
+    attack, capture, connect, http_exchange, read_to_close, report_json, split_response, throng,
+    wait_until, Nginx, Pong,
 };
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -224,19 +225,7 @@ fn openssl_key_updates_are_followed_both_ways() {
         .spawn()
         .expect("openssl");
     let mut stdin = client.stdin.take().unwrap();
-    let mut stdout = client.stdout.take().unwrap();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let seen = std::sync::Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = stdout.read(&mut buf) {
-                seen.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-    };
+    let seen = capture(client.stdout.take().unwrap());
     // Lines s_client prints: a response's body, and a KeyUpdate the server sent.
     let count = |needle: &str| seen.lock().unwrap().matches(needle).count();
     const SERVER_KEY_UPDATE: &str = "<<< TLS 1.3, Handshake [length 0005], KeyUpdate";
@@ -261,7 +250,6 @@ fn openssl_key_updates_are_followed_both_ways() {
     drop(stdin);
     let _ = client.kill();
     let _ = client.wait();
-    reader.join().unwrap();
     assert_eq!(count("HTTP/1.1 200 OK"), 3, "{}", seen.lock().unwrap());
 }
 
@@ -850,34 +838,19 @@ fn throng_attack_speaks_tls_to_the_proxy_with_rustls() {
     );
     let proxy = Proxy::start(&dir, &config);
     let results = dir.path("results.bin");
-    let mut child = throng()
-        .args([
-            "attack",
+    let target = format!("GET https://127.0.0.1:{}/\n", proxy.addr("secure").port());
+    let out = attack(
+        &target,
+        &[
             "-rate=100",
             "-duration=1s",
             "-insecure",
             "-output",
-        ])
-        .arg(&results)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let target = format!("GET https://127.0.0.1:{}/\n", proxy.addr("secure").port());
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(target.as_bytes())
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
-    let report = throng()
-        .args(["report", "-type=json"])
-        .arg(&results)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+            results.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let report = report_json(&[&results]);
     assert_eq!(report["requests"], 100, "{report}");
     assert_eq!(report["status_codes"]["200"], 100, "{report}");
 }

@@ -1,6 +1,7 @@
 //! The master's metrics: the workers' merged (a server is up only where every process sees it
 //! up, "over budget" holds when any process is, the rest adds up), and drawn as tables.
 
+use crate::metrics::escape;
 use std::collections::HashMap;
 use std::fmt::Write;
 use throng_net::prometheus::{Merged, Value};
@@ -97,12 +98,6 @@ pub fn tables_html(merged: &Merged) -> String {
 /// One kind of thing (frontend, backend, server): its columns in order, and its rows in order,
 /// each an item with its values by column.
 type Table = (String, Vec<String>, Vec<(String, HashMap<String, Value>)>);
-
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
 
 #[cfg(test)]
 mod tests {

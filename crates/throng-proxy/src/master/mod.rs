@@ -10,7 +10,7 @@
 mod merge;
 
 use crate::config::Config;
-use merge::{escape, int};
+use merge::int;
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -186,9 +186,9 @@ fn stats_page(workers: &[WorkerInfo], restarts: u32) -> String {
     }
     html.push_str("</table>");
     html.push_str(&merge::tables_html(&merged));
-    html.push_str(&format!(
-        "<p>{}</p><p><a href=\"/metrics\">Prometheus metrics</a></p></body></html>\n",
-        escape("Counters are summed over the processes; a server is up where every process sees it up.")
-    ));
+    html.push_str(
+        "<p>Counters are summed over the processes; a server is up where every process sees it \
+         up.</p><p><a href=\"/metrics\">Prometheus metrics</a></p></body></html>\n",
+    );
     html
 }

@@ -367,6 +367,21 @@ pub fn spawn_attack(targets: &str, args: &[&str]) -> std::process::Child {
     child
 }
 
+/// `throng report -type=json FILES`, parsed.
+pub fn report_json<P: AsRef<std::path::Path>>(files: &[P]) -> serde_json::Value {
+    let output = throng()
+        .args(["report", "-type=json"])
+        .args(files.iter().map(AsRef::as_ref))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// Runs `throng attack ARGS` with `targets` on stdin, to its end.
 pub fn attack(targets: &str, args: &[&str]) -> std::process::Output {
     spawn_attack(targets, args).wait_with_output().unwrap()
