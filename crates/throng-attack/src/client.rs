@@ -8,14 +8,16 @@ use crate::engine::ThreadCtx;
 use crate::request::PreparedTarget;
 use rustls::client::UnbufferedClientConnection;
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
-use std::rc::Rc;
+use std::pin::{pin, Pin};
+use std::task::Poll;
 use throng_net::http1::{self, BodyReader, Limits};
 use throng_net::tls::{self, TlsFailure};
 use throng_net::tls_stream::TlsStream;
 use throng_results::{ErrorClass, Phase, Record};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// Limits on response heads.
 const LIMITS: Limits = Limits {
@@ -50,51 +52,56 @@ impl From<TlsFailure> for Failure {
     }
 }
 
-/// Sends request `seq` (target `target`, due at `intended` after the start) and records it.
-pub(crate) async fn exchange(
-    ctx: Rc<ThreadCtx>,
-    seq: u64,
-    target: usize,
-    intended: std::time::Duration,
-) {
-    let sent_at = Instant::now();
+/// Sends the request `record` stands for (its lane filled in its sequence number, target, and
+/// intended and actual send times), waits for its response, and completes the record.
+/// `timeout` is the lane's timer, moved here to this request's deadline.
+pub(crate) async fn exchange(ctx: &ThreadCtx, mut record: Record, mut timeout: Pin<&mut Sleep>) {
+    let schedule = &ctx.schedule;
     let phase = Cell::new(Phase::Connect);
-    let mut record = Record {
-        seq,
-        intended: intended.as_nanos() as u64,
-        sent: nanos(sent_at.saturating_duration_since(ctx.start)),
-        target: target as u32,
-        ..Record::default()
+    timeout
+        .as_mut()
+        .reset(schedule.instant(record.sent) + ctx.config.timeout);
+    let outcome = {
+        let mut attempt = pin!(attempt(ctx, &mut record, &phase));
+        std::future::poll_fn(|cx| match attempt.as_mut().poll(cx) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => timeout.as_mut().poll(cx).map(|()| None),
+        })
+        .await
     };
-    let timeout = ctx.config.timeout;
-    match tokio::time::timeout(timeout, attempt(&ctx, target, &mut record, &phase, sent_at)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(failure)) => classify(&mut record, failure),
-        Err(_) => {
+    let ended_at = match outcome {
+        Some(Ok(ended_at)) => ended_at,
+        Some(Err(failure)) => {
+            classify(&mut record, failure);
+            Instant::now()
+        }
+        None => {
             record.error = Some(ErrorClass::Timeout);
             record.timeout_phase = Some(phase.get());
             record.error_text = format!(
                 "timeout ({}) {}",
-                throng_net::duration::format(timeout),
+                throng_net::duration::format(ctx.config.timeout),
                 phase.get().describe()
             );
+            Instant::now()
         }
-    }
+    };
     if record.error.is_none() && record.status >= 500 {
         record.error = Some(ErrorClass::ServerError);
         record.error_text = format!("server error: status {}", record.status);
     }
-    record.latency = nanos(Instant::now().saturating_duration_since(ctx.start + intended));
+    record.latency = schedule.nanos_at(ended_at).saturating_sub(record.intended);
     ctx.finish(record);
 }
 
+/// Sends the request and reads its response, on an idle connection or a new one; returns when
+/// the response's last byte was read.
 async fn attempt(
     ctx: &ThreadCtx,
-    target: usize,
     record: &mut Record,
     phase: &Cell<Phase>,
-    sent_at: Instant,
-) -> Result<(), Failure> {
+) -> Result<Instant, Failure> {
+    let target = record.target as usize;
     let prepared = &ctx.targets[target];
     let mut retried = false;
     loop {
@@ -107,15 +114,15 @@ async fn attempt(
         };
         record.source = connection.source;
         phase.set(Phase::Send);
-        let result = send_and_receive(ctx, &mut connection, target, record, phase, sent_at).await;
+        let result = send_and_receive(ctx, &mut connection, target, record, phase).await;
         match result {
-            Ok(keep) => {
+            Ok((keep, ended_at)) => {
                 if keep && ctx.config.keepalive {
                     ctx.put_idle(prepared.host, connection);
                 } else {
                     ctx.connection_closed();
                 }
-                return Ok(());
+                return Ok(ended_at);
             }
             // An idle connection the server had closed: try once more on a new one, as HTTP
             // clients do (nothing of the response was received).
@@ -175,15 +182,16 @@ async fn connect(ctx: &ThreadCtx, addr: std::net::SocketAddr) -> Result<Connecti
     })
 }
 
-/// Writes the request and reads the whole response; says whether the connection may be reused.
+/// Writes the request and reads the whole response; says whether the connection may be reused,
+/// and when the response's last byte was read (one clock read serves the first byte and the end
+/// when the response comes in one read, as small responses do).
 async fn send_and_receive(
     ctx: &ThreadCtx,
     connection: &mut Connection,
     target: usize,
     record: &mut Record,
     phase: &Cell<Phase>,
-    sent_at: Instant,
-) -> Result<bool, Failure> {
+) -> Result<(bool, Instant), Failure> {
     let prepared = &ctx.targets[target];
     // A request nearly always fits the socket's buffer: write it at once, and only box the
     // waiting write (kept out of every request's future for size) when it does not.
@@ -201,6 +209,7 @@ async fn send_and_receive(
     record.bytes_out = prepared.body_len;
 
     phase.set(Phase::FirstByte);
+    let mut last_read;
     let mut head: Vec<u8> = Vec::new();
     let (mut body, keep_alive) = loop {
         let n = read_some(ctx, connection, |bytes| head.extend_from_slice(bytes)).await?;
@@ -211,8 +220,10 @@ async fn send_and_receive(
                 "the server closed the connection in the middle of the response head".into()
             }));
         }
+        last_read = Instant::now();
         if record.first_byte == 0 {
-            record.first_byte = nanos(sent_at.elapsed()).max(1);
+            let first_byte = ctx.schedule.nanos_at(last_read).saturating_sub(record.sent);
+            record.first_byte = first_byte.max(1);
             phase.set(Phase::Body);
         }
         let mut slots = http1::header_slots();
@@ -256,20 +267,21 @@ async fn send_and_receive(
             }
         })
         .await?;
+        last_read = Instant::now();
         record.bytes_in += bytes_in;
         if let Some(error) = bad {
             return Err(Failure::Protocol(format!("bad response body: {error}")));
         }
         if n == 0 {
             if body == BodyReader::UntilClose {
-                return Ok(false);
+                return Ok((false, last_read));
             }
             return Err(Failure::Protocol(
                 "the server closed the connection in the middle of the response body".into(),
             ));
         }
     }
-    Ok(keep_alive)
+    Ok((keep_alive, last_read))
 }
 
 async fn write_request(connection: &mut Connection, bytes: &[u8]) -> Result<(), Failure> {

@@ -3,9 +3,11 @@
 //! slow server never slows the schedule; only `--max-inflight` can, and then the requests that
 //! wait are counted, sent when a slot frees, and measured from when they were due.
 
-use crate::client::{self, Connection};
+use crate::client::Connection;
 use crate::config::Config;
+use crate::lanes::{self, Lanes};
 use crate::request::{self, PreparedTarget};
+use crate::schedule::Schedule;
 use crate::sink::{self, Batch};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,7 +18,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use throng_net::source::RoundRobin;
 use throng_net::{rlimit, workers};
 use throng_results::{End, Meta, Record};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// How often a thread hands its finished records to the writer.
@@ -43,8 +44,8 @@ pub struct Live {
     pub stop: AtomicBool,
     /// Stop waiting for requests in flight (second Ctrl-C).
     pub abandon: AtomicBool,
-    /// Wakes threads waiting for an in-flight slot when the attack stops.
-    stopping: tokio::sync::Notify,
+    /// Wakes lanes waiting for a request's due time when the attack stops.
+    pub(crate) stopping: tokio::sync::Notify,
 }
 
 impl Live {
@@ -61,7 +62,10 @@ pub(crate) struct ThreadCtx {
     pub targets: Arc<Vec<PreparedTarget>>,
     /// One TLS client configuration for every connection of the run, so sessions resume.
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub start: Instant,
+    pub schedule: Schedule,
+    pub lanes: Lanes,
+    /// The end of the duration in wall time: no request is sent after it.
+    pub deadline: Option<Instant>,
     pub scratch: RefCell<Box<[u8]>>,
     live: Arc<Live>,
     idle: RefCell<Vec<Vec<Connection>>>,
@@ -70,6 +74,10 @@ pub(crate) struct ThreadCtx {
 }
 
 impl ThreadCtx {
+    pub(crate) fn live(&self) -> &Live {
+        &self.live
+    }
+
     pub(crate) fn take_idle(&self, host: usize) -> Option<Connection> {
         self.idle.borrow_mut()[host].pop()
     }
@@ -135,6 +143,9 @@ pub fn run(
         rlimit::raise_nofile().map_err(|e| format!("cannot read the open-files limit: {e}"))?;
     rlimit::check_fits(limit, config.max_inflight as u64, 1)
         .map_err(|e| format!("-max-inflight {}: {e}", config.max_inflight))?;
+    // Grown once now, not in 10-20 ms stalls at 256, 512 ... connections (the lag they caused
+    // showed in reports). Without it the attack still works.
+    let _ = rlimit::reserve_descriptor_table(config.max_inflight as u64 + rlimit::RESERVED_FDS);
 
     let threads = config.threads.max(1);
     let now_unix_ns = SystemTime::now()
@@ -253,11 +264,23 @@ async fn run_thread(index: usize, run: Run) {
         pool.rotate_left(turn);
         RoundRobin::new(pool)
     });
+    // Of the one schedule, this thread sends every (threads x processes)th request.
+    let (part, parts) = config.part.map_or((0, 1), |p| (p.index, p.of));
+    let schedule = Schedule::new(
+        start,
+        config.rate,
+        (part + index * parts) as u64,
+        (threads * parts) as u64,
+        targets.len(),
+        config.duration,
+    );
     let ctx = Rc::new(ThreadCtx {
         config: Arc::clone(&config),
         targets: Arc::clone(&targets),
         tls,
-        start,
+        schedule,
+        lanes: Lanes::new(config.max_inflight / threads),
+        deadline: config.duration.map(|d| start + d),
         scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
         live: Arc::clone(&live),
         idle: RefCell::new((0..hosts).map(|_| Vec::new()).collect()),
@@ -265,68 +288,14 @@ async fn run_thread(index: usize, run: Run) {
         records: RefCell::new(Vec::new()),
     });
     let flusher = tokio::task::spawn_local(flush_records(Rc::clone(&ctx), batches.clone()));
-
-    let slots = (config.max_inflight / threads).max(1);
-    let permits = Arc::new(Semaphore::new(slots));
-    let interval = 1.0 / config.rate;
-    // Of the one schedule, this thread sends every (threads x processes)th request.
-    let (part, parts) = config.part.map_or((0, 1), |p| (p.index, p.of));
-    let stride = (threads * parts) as u64;
-    let mut seq = (part + index * parts) as u64;
-    // The attack ends at its duration in wall time too: a schedule that fell behind does not
-    // run on to catch up. What was due and not sent is counted, not dropped silently.
-    let deadline = config.duration.map(|d| start + d);
-    // One timer for the duration, made once, for the waits for a slot.
-    let mut deadline_sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
-    let mut schedule_done = false;
-    loop {
-        if live.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let intended = Duration::from_secs_f64(seq as f64 * interval);
-        if config.duration.is_some_and(|d| intended >= d) {
-            schedule_done = true;
-            break;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        wait_until(start + intended).await;
-        if live.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let permit = match Arc::clone(&permits).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                live.delayed_by_cap.fetch_add(1, Ordering::Relaxed);
-                match wait_for_slot(&permits, &live, deadline_sleep.as_mut()).await {
-                    Some(permit) => permit,
-                    None => break,
-                }
-            }
-        };
-        live.sent.fetch_add(1, Ordering::Relaxed);
-        live.in_flight.fetch_add(1, Ordering::Relaxed);
-        let target = (seq % targets.len() as u64) as usize;
-        let ctx = Rc::clone(&ctx);
-        let live_for_task = Arc::clone(&live);
-        tokio::task::spawn_local(async move {
-            client::exchange(ctx, seq, target, intended).await;
-            live_for_task.in_flight.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
-        seq += stride;
-    }
-    let stopped_at = match (schedule_done, config.duration) {
-        (true, Some(duration)) => duration,
-        _ => start.elapsed(),
-    };
-    live.stopped_at_ns
-        .fetch_max(stopped_at.as_nanos() as u64, Ordering::Relaxed);
-    // Let the requests in flight finish (each is bounded by -timeout), unless told to abandon.
-    while permits.available_permits() < slots && !live.abandon.load(Ordering::Relaxed) {
+    lanes::start(&ctx);
+    // Lanes end when the schedule has and their requests are in (each bounded by -timeout),
+    // unless told to abandon them.
+    while ctx.lanes.running() > 0 && !live.abandon.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    live.stopped_at_ns
+        .fetch_max(ctx.schedule.ended_at().as_nanos() as u64, Ordering::Relaxed);
     flusher.abort();
     let records = std::mem::take(&mut *ctx.records.borrow_mut());
     if !records.is_empty() {
@@ -336,49 +305,6 @@ async fn run_thread(index: usize, run: Run) {
     let idle: usize = ctx.idle.borrow().iter().map(Vec::len).sum();
     live.open_connections
         .fetch_sub(idle as i64, Ordering::Relaxed);
-}
-
-/// Waits until `due`, to well under a millisecond. tokio's timer wakes on millisecond ticks, at
-/// or after the deadline, so it sleeps until a millisecond before and yields for the rest
-/// (letting this thread's responses be read meanwhile).
-async fn wait_until(due: Instant) {
-    const TICK: Duration = Duration::from_millis(1);
-    loop {
-        let now = Instant::now();
-        if now >= due {
-            return;
-        }
-        if due - now > 2 * TICK {
-            tokio::time::sleep_until(due - TICK).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// Waits for an in-flight slot, polling so that Ctrl-C is noticed; `None` when stopping.
-/// Waits for an in-flight slot; `None` when the attack stops or its duration ends first. No timer
-/// is made per wait: this runs once per request when the target is slower than the offered rate.
-async fn wait_for_slot(
-    permits: &Arc<Semaphore>,
-    live: &Live,
-    deadline: Option<&mut std::pin::Pin<Box<tokio::time::Sleep>>>,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    let stopping = live.stopping.notified();
-    if live.stop.load(Ordering::Relaxed) {
-        return None;
-    }
-    let until_deadline = async {
-        match deadline {
-            Some(sleep) => sleep.as_mut().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        permit = Arc::clone(permits).acquire_owned() => permit.ok(),
-        _ = stopping => None,
-        _ = until_deadline => None,
-    }
 }
 
 async fn flush_records(ctx: Rc<ThreadCtx>, batches: SyncSender<Batch>) {
@@ -396,9 +322,9 @@ async fn flush_records(ctx: Rc<ThreadCtx>, batches: SyncSender<Batch>) {
 mod tests {
     use super::*;
 
-    /// A request's task is what a held request costs the generator; keep an eye on it.
+    /// A lane's future is what a held request costs the generator; keep an eye on it.
     #[tokio::test(flavor = "current_thread")]
-    async fn a_request_task_stays_small() {
+    async fn a_lane_stays_small() {
         let config = Arc::new(Config {
             targets: vec![],
             rate: 1.0,
@@ -418,15 +344,17 @@ mod tests {
             config,
             targets: Arc::new(vec![]),
             tls: None,
-            start: Instant::now(),
+            schedule: Schedule::new(Instant::now(), 1.0, 0, 1, 1, None),
+            lanes: Lanes::new(1),
+            deadline: None,
             scratch: RefCell::new(Box::new([])),
             live: Arc::new(Live::default()),
             idle: RefCell::new(vec![]),
             sources: RefCell::new(None),
             records: RefCell::new(vec![]),
         });
-        let task = client::exchange(ctx, 0, 0, Duration::ZERO);
-        let size = std::mem::size_of_val(&task);
-        assert!(size <= 1024, "a request's future grew to {size} bytes");
+        let lane = lanes::lane(ctx);
+        let size = std::mem::size_of_val(&lane);
+        assert!(size <= 1024, "a lane's future grew to {size} bytes");
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! - [`targets`] and [`url`]: what to send, in vegeta's formats.
 //! - `request`: each target written out as the bytes of its request, once.
-//! - `engine`: the schedule (request `i` is due at `i / rate`), threads, the in-flight cap.
+//! - `engine`: an attack's threads, what they share, and how the run ends.
+//! - `schedule`: the open model, a thread's share of it (request `i` is due at `i / rate`).
+//! - `lanes`: the tasks that send what is due, one request at a time each, under the cap.
 //! - `client`: one request on one connection, timed phase by phase, errors classified.
 //! - `sink`: the writer thread that streams results out.
 //! - [`progress`]: the live line on stderr.
@@ -11,8 +13,10 @@
 mod client;
 pub mod config;
 mod engine;
+mod lanes;
 pub mod progress;
 mod request;
+mod schedule;
 mod sink;
 pub mod split;
 pub mod targets;

@@ -47,6 +47,38 @@ pub fn raise_nofile() -> io::Result<NofileLimit> {
     nofile()
 }
 
+/// Grows this process's descriptor table now, to hold `descriptors` (at most the soft limit), so
+/// that it does not grow while connections open. The kernel doubles the table as descriptors are
+/// taken (256, 512 ... 16,384), and in a process with threads each doubling waits for an RCU
+/// grace period: every thread stalls for 10-20 ms at those connection counts, which an attack
+/// records as lag and a server as latency. The table never shrinks; a slot costs 8 bytes.
+/// Failing is harmless (only the stalls come back), so callers may ignore the error.
+pub fn reserve_descriptor_table(descriptors: u64) -> io::Result<()> {
+    let highest = descriptors.min(nofile()?.soft).saturating_sub(1);
+    let Ok(highest) = libc::c_int::try_from(highest) else {
+        return Ok(());
+    };
+    if highest < 3 {
+        return Ok(());
+    }
+    let file = std::fs::File::open("/dev/null")?;
+    // F_DUPFD takes the lowest free descriptor at or above `highest`: the table grows to hold it.
+    // SAFETY: fcntl on a descriptor we own; the duplicate is closed at once.
+    let duplicate = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::F_DUPFD_CLOEXEC,
+            highest,
+        )
+    };
+    if duplicate < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `duplicate` is ours and used nowhere else.
+    unsafe { libc::close(duplicate) };
+    Ok(())
+}
+
 /// How many connections fit in the open-files limit, each costing `fds_per_connection`
 /// descriptors (1 for a server, 2 for a proxy: client side and server side).
 pub fn connections_that_fit(limit: NofileLimit, fds_per_connection: u64) -> u64 {
@@ -73,6 +105,33 @@ pub fn check_fits(limit: NofileLimit, wanted: u64, fds_per_connection: u64) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn descriptor_table_size() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("FDSize:")).unwrap();
+        line["FDSize:".len()..].trim().parse().unwrap()
+    }
+
+    #[test]
+    fn the_descriptor_table_is_grown_at_once_and_no_descriptor_is_left_open() {
+        let wanted = 3000.min(raise_nofile().unwrap().soft);
+        reserve_descriptor_table(wanted).unwrap();
+        assert!(
+            descriptor_table_size() >= wanted,
+            "FDSize {}",
+            descriptor_table_size()
+        );
+        // The descriptor that grew it (at wanted - 1 or above) is closed again.
+        let highest_open = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap();
+        assert!(
+            highest_open < wanted - 1,
+            "descriptor {highest_open} left open"
+        );
+    }
 
     #[test]
     fn raising_reaches_the_hard_limit() {

@@ -80,6 +80,8 @@ pub fn run(config: Config) -> Result<(), String> {
         }
         None => fit,
     };
+    // Grown once now, not in 10-20 ms stalls of every thread as connections arrive.
+    let _ = rlimit::reserve_descriptor_table(max_connections as u64 + rlimit::RESERVED_FDS);
     if let Some(rate) = config.max_rps {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(format!("--max-rps must be a positive number, got {rate}"));

@@ -1,0 +1,165 @@
+//! Lanes: the tasks that send a thread's requests, one request at a time each, as many lanes as
+//! requests in flight (at most the thread's share of `--max-inflight`).
+//!
+//! A lane takes the next request of the schedule, waits until it is due, sends it, and when its
+//! response is in, takes the next one. It keeps its task, its timeout timer and its scratch
+//! state from request to request, so a request costs no task, no timer and no semaphore of its
+//! own: that is what lets one thread record every request at wrk's pace.
+//!
+//! The schedule never waits for a lane: when a lane sends and no other lane holds the next
+//! request, a parked lane is woken for it, or a new lane starts while under the cap. At the cap,
+//! the next request goes to the first lane that frees; it is then late, counted as delayed by
+//! the cap, and measured from when it was due, so the cap never hides latency.
+
+use crate::client;
+use crate::engine::ThreadCtx;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use throng_results::Record;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// How the lanes of one thread stand.
+pub(crate) struct Lanes {
+    /// Most lanes, so most requests in flight, on this thread.
+    max: usize,
+    /// Lanes started and not ended.
+    count: Cell<usize>,
+    /// Lanes holding a request that is not due yet.
+    waiting: Cell<usize>,
+    /// Lanes with nothing to do while another lane waits for the next request.
+    parked: Cell<usize>,
+    wake_parked: Notify,
+}
+
+impl Lanes {
+    pub fn new(max: usize) -> Lanes {
+        Lanes {
+            max: max.max(1),
+            count: Cell::new(0),
+            waiting: Cell::new(0),
+            parked: Cell::new(0),
+            wake_parked: Notify::new(),
+        }
+    }
+
+    /// Lanes still running (sending, waiting or parked).
+    pub fn running(&self) -> usize {
+        self.count.get()
+    }
+}
+
+/// Starts the thread's first lane; more start as the load needs them.
+pub(crate) fn start(ctx: &Rc<ThreadCtx>) {
+    ctx.lanes.count.set(ctx.lanes.count.get() + 1);
+    tokio::task::spawn_local(lane(Rc::clone(ctx)));
+}
+
+pub(crate) async fn lane(ctx: Rc<ThreadCtx>) {
+    // Reset for each request; a later deadline only moves the timer's expiry, no new timer.
+    // Kept in the lane's own future: one allocation per lane.
+    let timeout = tokio::time::sleep_until(ctx.schedule.start);
+    let mut timeout = std::pin::pin!(timeout);
+    let mut from_exchange = false;
+    loop {
+        // Not `while let`: its scrutinee's future would live on beside the exchange's.
+        let Some(record) = next_request(&ctx, from_exchange).await else {
+            break;
+        };
+        let live = ctx.live();
+        live.sent.fetch_add(1, Ordering::Relaxed);
+        live.in_flight.fetch_add(1, Ordering::Relaxed);
+        client::exchange(&ctx, record, timeout.as_mut()).await;
+        live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        from_exchange = true;
+    }
+    let lanes = &ctx.lanes;
+    lanes.count.set(lanes.count.get() - 1);
+    // Parked lanes see the schedule has ended, and end too.
+    lanes.wake_parked.notify_waiters();
+}
+
+/// Takes this lane's next request when it is due, and readies a lane for the one after it;
+/// `None` when the schedule has ended. The request comes as the record it will fill in, so the
+/// lane keeps nothing else of it while it waits for the response.
+async fn next_request(ctx: &Rc<ThreadCtx>, from_exchange: bool) -> Option<Record> {
+    let lanes = &ctx.lanes;
+    let schedule = &ctx.schedule;
+    let live = ctx.live();
+    while lanes.waiting.get() > 0 && !schedule.has_ended() {
+        lanes.parked.set(lanes.parked.get() + 1);
+        lanes.wake_parked.notified().await;
+        lanes.parked.set(lanes.parked.get() - 1);
+    }
+    let due = schedule.take()?;
+    let due_at = schedule.start + due.intended;
+    lanes.waiting.set(lanes.waiting.get() + 1);
+    let now = Instant::now();
+    let sent_at = if now < due_at {
+        wait_until(due_at, ctx).await
+    } else {
+        // Due while every lane was busy: the cap held it back.
+        if from_exchange && lanes.count.get() >= lanes.max && lanes.parked.get() == 0 {
+            live.delayed_by_cap.fetch_add(1, Ordering::Relaxed);
+        }
+        now
+    };
+    lanes.waiting.set(lanes.waiting.get() - 1);
+    if live.stop.load(Ordering::Relaxed) || ctx.deadline.is_some_and(|d| sent_at >= d) {
+        // The attack ends at its duration in wall time too: a schedule that fell behind does
+        // not run on to catch up.
+        schedule.end_now();
+        return None;
+    }
+    if lanes.waiting.get() == 0 {
+        ready_a_lane_for_the_next_request(ctx);
+    }
+    Some(Record {
+        seq: due.seq,
+        intended: schedule.nanos_at(due_at),
+        sent: schedule.nanos_at(sent_at),
+        target: due.target as u32,
+        ..Record::default()
+    })
+}
+
+/// Wakes a parked lane to take the next request, or starts one while under the cap. At the cap,
+/// the next request waits for the first lane that frees.
+fn ready_a_lane_for_the_next_request(ctx: &Rc<ThreadCtx>) {
+    let lanes = &ctx.lanes;
+    if lanes.parked.get() > 0 {
+        lanes.wake_parked.notify_one();
+    } else if lanes.count.get() < lanes.max {
+        start(ctx);
+    }
+}
+
+/// Waits until `due`, to well under a millisecond, and returns the time it ended. tokio's timer
+/// wakes on millisecond ticks, at or after the deadline, so it sleeps until a millisecond before
+/// and yields for the rest (letting this thread's responses be read meanwhile). A stop ends the
+/// wait early.
+async fn wait_until(due: Instant, ctx: &ThreadCtx) -> Instant {
+    const TICK: Duration = Duration::from_millis(1);
+    let live = ctx.live();
+    loop {
+        let now = Instant::now();
+        if now >= due || live.stop.load(Ordering::Relaxed) {
+            return now;
+        }
+        if due - now > 2 * TICK {
+            // Made before the stop is looked at again, so a stop in between still wakes it.
+            let stopping = live.stopping.notified();
+            if live.stop.load(Ordering::Relaxed) {
+                return now;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(due - TICK) => {}
+                _ = stopping => {}
+            }
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+}
