@@ -210,9 +210,17 @@ async fn send_and_receive(
 
     phase.set(Phase::FirstByte);
     let mut last_read;
+    // Only a head that spans reads (rare) is kept here; one that arrives whole is parsed in the
+    // read buffer where it lies.
     let mut head: Vec<u8> = Vec::new();
     let (mut body, keep_alive) = loop {
-        let n = read_some(ctx, connection, |bytes| head.extend_from_slice(bytes)).await?;
+        let mut outcome = Ok(None);
+        let n = read_some(ctx, connection, |bytes| {
+            if !bytes.is_empty() {
+                outcome = take_head(&mut head, bytes, record, prepared.head_request);
+            }
+        })
+        .await?;
         if n == 0 {
             return Err(Failure::Protocol(if head.is_empty() {
                 "the server closed the connection without a response".into()
@@ -226,35 +234,8 @@ async fn send_and_receive(
             record.first_byte = first_byte.max(1);
             phase.set(Phase::Body);
         }
-        let mut slots = http1::header_slots();
-        match http1::parse_response(&head, &mut slots, &LIMITS, prepared.head_request) {
-            Ok(None) => continue,
-            Ok(Some(response))
-                if (100..200).contains(&response.status) && response.status != 101 =>
-            {
-                // An interim response (100 Continue): the real one follows.
-                let len = response.head_len;
-                head.drain(..len);
-                continue;
-            }
-            Ok(Some(response)) => {
-                record.status = response.status;
-                if let Some(served_by) = response.header("x-served-by") {
-                    record.served_by =
-                        String::from_utf8_lossy(&served_by[..served_by.len().min(255)])
-                            .into_owned();
-                }
-                let mut reader = BodyReader::new(response.body);
-                let leftover = &head[response.head_len..];
-                let mut body_bytes = 0u64;
-                let used = reader
-                    .feed(leftover, |data| body_bytes += data.len() as u64)
-                    .map_err(|e| Failure::Protocol(format!("bad response body: {e}")))?;
-                record.bytes_in = body_bytes;
-                let keep = response.keep_alive && used == leftover.len();
-                break (reader, keep);
-            }
-            Err(error) => return Err(Failure::Protocol(format!("bad response: {error}"))),
+        if let Some(done) = outcome? {
+            break done;
         }
     };
     drop(head);
@@ -282,6 +263,66 @@ async fn send_and_receive(
         }
     }
     Ok((keep_alive, last_read))
+}
+
+/// Takes response bytes `bytes` that arrived after `head` (what was kept of a head so far):
+/// returns the body's reader and whether the connection may be reused once the head is whole,
+/// `None` while it is not (the bytes are then kept in `head`). Interim responses (100 Continue)
+/// are skipped: the real one follows.
+fn take_head(
+    head: &mut Vec<u8>,
+    bytes: &[u8],
+    record: &mut Record,
+    request_was_head: bool,
+) -> Result<Option<(BodyReader, bool)>, Failure> {
+    // What is still to parse: these bytes alone, or after the kept ones.
+    let mut fresh = bytes;
+    if !head.is_empty() {
+        head.extend_from_slice(bytes);
+        fresh = &[];
+    }
+    loop {
+        let buf: &[u8] = if head.is_empty() { fresh } else { head };
+        let mut slots = http1::header_slots();
+        let response = match http1::parse_response(buf, &mut slots, &LIMITS, request_was_head) {
+            Ok(Some(response)) => response,
+            Ok(None) => {
+                if head.is_empty() {
+                    head.extend_from_slice(fresh);
+                }
+                return Ok(None);
+            }
+            Err(error) => return Err(Failure::Protocol(format!("bad response: {error}"))),
+        };
+        if (100..200).contains(&response.status) && response.status != 101 {
+            let len = response.head_len;
+            if head.is_empty() {
+                fresh = &fresh[len..];
+            } else {
+                head.drain(..len);
+            }
+            if head.is_empty() && fresh.is_empty() {
+                return Ok(None);
+            }
+            continue;
+        }
+        record.status = response.status;
+        if let Some(served_by) = response.header("x-served-by") {
+            record.served_by =
+                String::from_utf8_lossy(&served_by[..served_by.len().min(255)]).into_owned();
+        }
+        let mut reader = BodyReader::new(response.body);
+        let leftover = &buf[response.head_len..];
+        let mut body_bytes = 0u64;
+        let used = reader
+            .feed(leftover, |data| body_bytes += data.len() as u64)
+            .map_err(|e| Failure::Protocol(format!("bad response body: {e}")))?;
+        record.bytes_in = body_bytes;
+        return Ok(Some((
+            reader,
+            response.keep_alive && used == leftover.len(),
+        )));
+    }
 }
 
 async fn write_request(connection: &mut Connection, bytes: &[u8]) -> Result<(), Failure> {
@@ -404,4 +445,71 @@ fn classify(record: &mut Record, failure: Failure) {
 
 fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nx-served-by: a\r\n\r\npong";
+
+    /// Feeds `reads` to `take_head` one by one, as they would come from the socket.
+    fn read_head(reads: &[&[u8]]) -> (Vec<Option<(BodyReader, bool)>>, Record) {
+        let mut head = Vec::new();
+        let mut record = Record::default();
+        let outcomes = reads
+            .iter()
+            .map(
+                |bytes| match take_head(&mut head, bytes, &mut record, false) {
+                    Ok(outcome) => outcome,
+                    Err(_) => panic!("refused {:?}", String::from_utf8_lossy(bytes)),
+                },
+            )
+            .collect();
+        (outcomes, record)
+    }
+
+    #[test]
+    fn a_head_in_one_read_is_parsed_where_it_lies() {
+        let (outcomes, record) = read_head(&[OK]);
+        assert_eq!(outcomes, vec![Some((BodyReader::Done, true))]);
+        assert_eq!((record.status, record.bytes_in), (200, 4));
+        assert_eq!(record.served_by, "a");
+    }
+
+    #[test]
+    fn a_head_split_over_reads_is_kept_until_whole() {
+        let (outcomes, record) = read_head(&[&OK[..10], &OK[10..40], &OK[40..]]);
+        assert_eq!(outcomes, vec![None, None, Some((BodyReader::Done, true))]);
+        assert_eq!((record.status, record.bytes_in), (200, 4));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_in_the_same_read_or_across_reads() {
+        let continued = [b"HTTP/1.1 100 Continue\r\n\r\n".as_slice(), OK].concat();
+        let (outcomes, record) = read_head(&[&continued]);
+        assert_eq!(outcomes, vec![Some((BodyReader::Done, true))]);
+        assert_eq!(record.status, 200);
+
+        let (outcomes, record) =
+            read_head(&[&continued[..25], &continued[25..30], &continued[30..]]);
+        assert_eq!(outcomes, vec![None, None, Some((BodyReader::Done, true))]);
+        assert_eq!(record.status, 200);
+    }
+
+    #[test]
+    fn a_body_that_goes_on_is_left_to_read_and_garbage_is_refused() {
+        let (outcomes, record) = read_head(&[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\npong"]);
+        assert_eq!(outcomes, vec![Some((BodyReader::Fixed(6), true))]);
+        assert_eq!(record.bytes_in, 4);
+
+        let mut head = Vec::new();
+        let refused = take_head(
+            &mut head,
+            b"SSH-2.0-OpenSSH\r\n\r\n",
+            &mut Record::default(),
+            false,
+        );
+        assert!(matches!(refused, Err(Failure::Protocol(_))));
+    }
 }

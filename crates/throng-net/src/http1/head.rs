@@ -1,7 +1,7 @@
 //! Request and response heads, parsed in place.
 
 use super::framing::{self, BodyLength};
-use super::{header_value, Limits, Version};
+use super::{header_value, HeaderSlot, Limits, Version};
 
 /// Why a head cannot be used. Each maps to the status a server answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,12 +100,17 @@ impl<'b> ResponseHead<'b, '_> {
 /// error.
 pub fn parse_request<'b, 'h>(
     buf: &'b [u8],
-    slots: &'h mut [httparse::Header<'b>],
+    slots: &'h mut [HeaderSlot<'b>],
     limits: &Limits,
 ) -> Result<Option<RequestHead<'b, 'h>>, HeadError> {
     let slots_len = limits.max_headers.min(slots.len());
-    let mut request = httparse::Request::new(&mut slots[..slots_len]);
-    let head_len = match request.parse(buf) {
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut request,
+        buf,
+        &mut slots[..slots_len],
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) if n <= limits.max_head_bytes => n,
         Ok(_) => return incomplete_or_too_large(buf, limits),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
@@ -131,13 +136,18 @@ pub fn parse_request<'b, 'h>(
 /// `HEAD` request (whose response has no body whatever its headers say).
 pub fn parse_response<'b, 'h>(
     buf: &'b [u8],
-    slots: &'h mut [httparse::Header<'b>],
+    slots: &'h mut [HeaderSlot<'b>],
     limits: &Limits,
     request_was_head: bool,
 ) -> Result<Option<ResponseHead<'b, 'h>>, HeadError> {
     let slots_len = limits.max_headers.min(slots.len());
-    let mut response = httparse::Response::new(&mut slots[..slots_len]);
-    let head_len = match response.parse(buf) {
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut slots[..slots_len],
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) if n <= limits.max_head_bytes => n,
         Ok(_) => return incomplete_or_too_large(buf, limits),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
