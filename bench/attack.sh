@@ -6,12 +6,13 @@
 #      open against throng pong; the slope (RSS at 15,000 - RSS at 1,000) / 14,000 cancels the
 #      fixed cost. Connections are counted with ss before RSS is read.
 # wrk and nginx come from Debian, oha from crates.io (installed if missing; it takes minutes).
-# Usage: bench/attack.sh        (EFFICIENCY_SECONDS=10 HOLD=15000 by default; CLIENTS="throng wrk oha"
+# Usage: bench/attack.sh        (EFFICIENCY_SECONDS=10 ROUNDS=3 HOLD=15000 by default; CLIENTS="throng wrk oha"
 #        and MODES="plain tls" choose the memory runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${EFFICIENCY_SECONDS:-10}
+ROUNDS=${ROUNDS:-3}
 HOLD=${HOLD:-15000}
 BASE=1000
 out=bench/out/attack
@@ -58,7 +59,13 @@ http {
     server { listen 127.0.0.1:18500; location / { return 200 "pong"; } }
 }
 NGINX
-/usr/sbin/nginx -e "$PWD/$out/nginx.error.log" -p "$PWD/$out" -c "$PWD/$out/nginx.conf" -g "daemon off;" &
+# The efficiency runs place each side on a core of its own (nginx on the last, the client on the
+# first), the same for every client: left to the scheduler, the two sometimes share a core and
+# runs of the same client varied by 15%.
+last_cpu=$(($(nproc) - 1))
+pin_client=(taskset -c 0)
+[ "$last_cpu" -gt 0 ] || pin_client=()
+taskset -c "$last_cpu" /usr/sbin/nginx -e "$PWD/$out/nginx.error.log" -p "$PWD/$out" -c "$PWD/$out/nginx.conf" -g "daemon off;" &
 pids+=($!)
 # Each holding run gets a port of its own: a client killed after holding 15,000 connections
 # leaves their ports in TIME_WAIT towards that address, and one address has only ~28k ports.
@@ -70,24 +77,27 @@ wait_for 20 curl -sf -o /dev/null http://127.0.0.1:18500/ping
 wait_for 20 curl -sf -o /dev/null http://127.0.0.1:18510/
 ping=http://127.0.0.1:18500/ping
 
-echo "== 1. requests per CPU-second: one thread, 50 connections, ${SECONDS_EACH}s against nginx /ping"
+echo "== 1. requests per CPU-second: one thread, 50 connections, ${SECONDS_EACH}s against nginx /ping, $ROUNDS rounds"
 cpu_of() { grep -o 'cpu=[0-9.]*' "$1" | tail -1 | cut -d= -f2; }
-echo "GET $ping" | python3 bench/cpu.py "$throng" attack -threads=1 -rate=1000000 -max-inflight=50 \
-    -duration="${SECONDS_EACH}s" -quiet -output "$out/efficiency.bin" 2>"$out/throng.cpu"
-throng_requests=$("$throng" report -type=json "$out/efficiency.bin" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["requests"], r["success"])')
-read -r t_req t_success <<<"$throng_requests"
-t_cpu=$(cpu_of "$out/throng.cpu")
-python3 bench/cpu.py wrk -t1 -c50 -d"${SECONDS_EACH}s" "$ping" >"$out/wrk.txt" 2>"$out/wrk.cpu"
-w_req=$(awk '/requests in/ {print $1}' "$out/wrk.txt")
-w_cpu=$(cpu_of "$out/wrk.cpu")
-o_req=""; o_cpu=""
-if command -v oha >/dev/null; then
-    # oha spreads over every core unless pinned: one core, like the others' one thread.
-    python3 bench/cpu.py taskset -c 0 oha -z "${SECONDS_EACH}s" -c 50 --no-tui --output-format json "$ping" \
-        >"$out/oha.json" 2>"$out/oha.cpu"
-    o_req=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(r["statusCodeDistribution"].values()))' "$out/oha.json")
-    o_cpu=$(cpu_of "$out/oha.cpu")
-fi
+# Each round runs every client once, in turn, so drift on the machine falls on all of them;
+# the lists hold "requests:cpu_seconds" per round.
+t_runs=""; w_runs=""; o_runs=""; t_success=1
+for round in $(seq "$ROUNDS"); do
+    echo "GET $ping" | python3 bench/cpu.py "${pin_client[@]}" "$throng" attack -threads=1 -rate=1000000 \
+        -max-inflight=50 -duration="${SECONDS_EACH}s" -quiet -output "$out/efficiency.bin" 2>"$out/throng.cpu"
+    read -r t_req t_ok <<<"$("$throng" report -type=json "$out/efficiency.bin" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["requests"], r["success"])')"
+    t_success=$(python3 -c "print(min($t_success, $t_ok))")
+    t_runs+=" $t_req:$(cpu_of "$out/throng.cpu")"
+    python3 bench/cpu.py "${pin_client[@]}" wrk -t1 -c50 -d"${SECONDS_EACH}s" "$ping" >"$out/wrk.txt" 2>"$out/wrk.cpu"
+    w_runs+=" $(awk '/requests in/ {print $1}' "$out/wrk.txt"):$(cpu_of "$out/wrk.cpu")"
+    if command -v oha >/dev/null; then
+        # oha spreads over every core unless pinned: one core, like the others' one thread.
+        python3 bench/cpu.py "${pin_client[@]}" oha -z "${SECONDS_EACH}s" -c 50 --no-tui --output-format json "$ping" \
+            >"$out/oha.json" 2>"$out/oha.cpu"
+        o_runs+=" $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(r["statusCodeDistribution"].values()))' "$out/oha.json"):$(cpu_of "$out/oha.cpu")"
+    fi
+    echo "   round $round: throng${t_runs##* } wrk${w_runs##* } oha${o_runs##* } (requests:cpu-seconds)"
+done
 
 echo "== 2. rate accuracy: 10,000 requests/s for 10 s, one thread"
 echo "GET $ping" | "$throng" attack -threads=1 -rate=10000 -duration=10s -quiet -output "$out/accuracy.bin"
@@ -148,20 +158,23 @@ for mode in ${MODES:-plain tls}; do
     done
 done
 
-python3 - "$t_req" "$t_cpu" "$t_success" "$w_req" "$w_cpu" "$o_req" "$o_cpu" "$a_rate" "$a_lag99_us" "$a_lagmax_us" \
+python3 - "$t_runs" "$w_runs" "$o_runs" "$t_success" "$a_rate" "$a_lag99_us" "$a_lagmax_us" \
     "${slope[throng.plain]:--}" "${slope[wrk.plain]:--}" "${slope[oha.plain]:--}" "${slope[throng.tls]:--}" "${slope[wrk.tls]:--}" "${slope[oha.tls]:--}" <<'PY'
-import sys
-(t_req, t_cpu, t_ok, w_req, w_cpu, o_req, o_cpu, a_rate, lag99, lagmax,
- tp, wp, op, tt, wt, ot) = sys.argv[1:]
-per = lambda req, cpu: float(req) / float(cpu) if req and cpu else None
-t, w, o = per(t_req, t_cpu), per(w_req, w_cpu), per(o_req, o_cpu)
-fmt = lambda x: f"{x:,.0f}" if x else "-"
+import statistics, sys
+(t_runs, w_runs, o_runs, t_ok, a_rate, lag99, lagmax, tp, wp, op, tt, wt, ot) = sys.argv[1:]
+def rates(runs):
+    return [float(req) / float(cpu) for req, cpu in (run.split(":") for run in runs.split()) if req and cpu]
+t, w, o = rates(t_runs), rates(w_runs), rates(o_runs)
+fmt = lambda xs: ", ".join(f"{x:,.0f}" for x in xs) or "-"
+median = lambda xs: statistics.median(xs) if xs else None
 print()
-print(f"requests per CPU-second (1 thread, 50 connections): throng {fmt(t)} (success {float(t_ok):.2%}), "
-      f"wrk {fmt(w)}, oha {fmt(o)}")
+print(f"requests per CPU-second (1 thread, 50 connections), per round: throng {fmt(t)} (success {float(t_ok):.2%}); "
+      f"wrk {fmt(w)}; oha {fmt(o)}")
+ratios = [a / b for a, b in zip(t, w)]
+print(f"throng / wrk per round: {', '.join(f'{r:.2f}x' for r in ratios) or '-'}")
 print(f"accuracy at 10,000/s: achieved {a_rate}/s, lag p99 {lag99} us, max {lagmax} us")
 print(f"bytes per held connection, plain: throng {tp}, wrk {wp}, oha {op}; TLS: throng {tt}, wrk {wt}, oha {ot}")
-ratio = f"{t / w:.2f}x wrk" if t and w else "-"
+ratio = f"{median(ratios):.2f}x wrk (median of {len(ratios)} rounds)" if ratios else "-"
 print(f"summary: throng/wrk requests per CPU-second {ratio}; "
       f"held connection plain {tp} B (wrk {wp}, oha {op}), TLS {tt} B (wrk {wt}, oha {ot}); "
       f"10k/s achieved {a_rate}, lag p99 {lag99} us")

@@ -311,7 +311,12 @@ async fn flush_records(ctx: Rc<ThreadCtx>, batches: SyncSender<Batch>) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {
         tick.tick().await;
-        let records = std::mem::take(&mut *ctx.records.borrow_mut());
+        // The next batch is likely as long as this one: made that long at once, it does not
+        // grow by copying itself while requests are being timed.
+        let mut pending = ctx.records.borrow_mut();
+        let next = Vec::with_capacity(pending.len());
+        let records = std::mem::replace(&mut *pending, next);
+        drop(pending);
         if !records.is_empty() && batches.send(Batch::Records(records)).is_err() {
             return;
         }
