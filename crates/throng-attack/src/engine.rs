@@ -1,7 +1,8 @@
-//! The open model: request `i` is due at `start + i / rate`, whatever happened to the requests
-//! before it. Thread `t` of `T` sends the requests with `i % T == t`, each on its own task, so a
-//! slow server never slows the schedule; only `--max-inflight` can, and then the requests that
-//! wait are counted, sent when a slot frees, and measured from when they were due.
+//! An attack's run: one thread per `--threads`, each with its share of the open-model schedule
+//! (`schedule`) and the lanes that send it (`lanes`), a writer thread for the
+//! results, and the figures the live line reads. A slow server never slows the schedule; only
+//! `--max-inflight` can, and then the requests that wait are counted, sent when a lane frees, and
+//! measured from when they were due.
 
 use crate::client::Connection;
 use crate::config::Config;
