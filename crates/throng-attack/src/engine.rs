@@ -4,6 +4,7 @@
 //! `--max-inflight` can, and then the requests that wait are counted, sent when a lane frees, and
 //! measured from when they were due.
 
+use crate::alarm::Alarm;
 use crate::client::Connection;
 use crate::config::Config;
 use crate::lanes::{self, Lanes};
@@ -65,6 +66,8 @@ pub(crate) struct ThreadCtx {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub schedule: Schedule,
     pub lanes: Lanes,
+    /// For waits shorter than tokio's millisecond timer can time; `None` if it could not be made.
+    pub alarm: Option<Alarm>,
     /// The end of the duration in wall time: no request is sent after it.
     pub deadline: Option<Instant>,
     pub scratch: RefCell<Box<[u8]>>,
@@ -281,6 +284,7 @@ async fn run_thread(index: usize, run: Run) {
         tls,
         schedule,
         lanes: Lanes::new(config.max_inflight / threads),
+        alarm: Alarm::new().ok(),
         deadline: config.duration.map(|d| start + d),
         scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
         live: Arc::clone(&live),
@@ -352,6 +356,7 @@ mod tests {
             tls: None,
             schedule: Schedule::new(Instant::now(), 1.0, 0, 1, 1, None),
             lanes: Lanes::new(1),
+            alarm: None,
             deadline: None,
             scratch: RefCell::new(Box::new([])),
             live: Arc::new(Live::default()),

@@ -136,11 +136,13 @@ fn ready_a_lane_for_the_next_request(ctx: &Rc<ThreadCtx>) {
     }
 }
 
-/// Waits until `due`, to well under a millisecond, and returns the time it ended. tokio's timer
-/// wakes on millisecond ticks, at or after the deadline, so it sleeps until a millisecond before
-/// and yields for the rest (letting this thread's responses be read meanwhile). A stop ends the
-/// wait early.
+/// Waits until `due`, to about a microsecond, and returns the time it ended: on the thread's
+/// alarm until 100 µs before, then yielding (letting this thread's responses be read meanwhile)
+/// for the rest, since waking from a sleep takes tens of microseconds (with 50 µs, 1% of sends
+/// were 11-68 µs late; with 100 µs, 0.5 µs). Without an alarm, on tokio's millisecond timer until
+/// a millisecond before. A stop ends the wait early.
 async fn wait_until(due: Instant, ctx: &ThreadCtx) -> Instant {
+    const SPIN: Duration = Duration::from_micros(100);
     const TICK: Duration = Duration::from_millis(1);
     let live = ctx.live();
     loop {
@@ -148,18 +150,38 @@ async fn wait_until(due: Instant, ctx: &ThreadCtx) -> Instant {
         if now >= due || live.stop.load(Ordering::Relaxed) {
             return now;
         }
-        if due - now > 2 * TICK {
-            // Made before the stop is looked at again, so a stop in between still wakes it.
-            let stopping = live.stopping.notified();
-            if live.stop.load(Ordering::Relaxed) {
-                return now;
+        let left = due - now;
+        let sleep_for = match ctx.alarm {
+            Some(_) if left > SPIN => left - SPIN,
+            None if left > 2 * TICK => left - TICK,
+            _ => {
+                tokio::task::yield_now().await;
+                continue;
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(due - TICK) => {}
-                _ = stopping => {}
+        };
+        // Made before the stop is looked at again, so a stop in between still wakes it.
+        let stopping = live.stopping.notified();
+        if live.stop.load(Ordering::Relaxed) {
+            return now;
+        }
+        match &ctx.alarm {
+            Some(alarm) => {
+                tokio::select! {
+                    result = alarm.sleep(sleep_for) => {
+                        if result.is_err() {
+                            // The alarm failed (it should not): fall back to spinning.
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    _ = stopping => {}
+                }
             }
-        } else {
-            tokio::task::yield_now().await;
+            None => {
+                tokio::select! {
+                    _ = tokio::time::sleep(sleep_for) => {}
+                    _ = stopping => {}
+                }
+            }
         }
     }
 }

@@ -5,11 +5,13 @@
 //! - `engine`: an attack's threads, what they share, and how the run ends.
 //! - `schedule`: the open model, a thread's share of it (request `i` is due at `i / rate`).
 //! - `lanes`: the tasks that send what is due, one request at a time each, under the cap.
+//! - `alarm`: a microsecond timer for the waits until requests are due.
 //! - `client`: one request on one connection, timed phase by phase, errors classified.
 //! - `sink`: the writer thread that streams results out.
 //! - [`progress`]: the live line on stderr.
 //! - [`split`]: an attack split over processes, their results merged as they come.
 
+mod alarm;
 mod client;
 pub mod config;
 mod engine;
