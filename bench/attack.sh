@@ -96,7 +96,7 @@ for round in $(seq "$ROUNDS"); do
             >"$out/oha.json" 2>"$out/oha.cpu"
         o_runs+=" $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(r["statusCodeDistribution"].values()))' "$out/oha.json"):$(cpu_of "$out/oha.cpu")"
     fi
-    echo "   round $round: throng${t_runs##* } wrk${w_runs##* } oha${o_runs##* } (requests:cpu-seconds)"
+    echo "   round $round: throng ${t_runs##* }, wrk ${w_runs##* }, oha ${o_runs##* } (requests:cpu-seconds)"
 done
 
 echo "== 2. rate accuracy: 10,000 requests/s for 10 s, one thread"
