@@ -37,7 +37,9 @@ impl Alarm {
         Ok(Alarm { timer })
     }
 
-    /// Sleeps for `wait` (to within the kernel's timer precision).
+    /// Sleeps for `wait` (to within the kernel's timer precision). A sleep dropped before its
+    /// end (a stop) leaves the timer armed; the next sleep arms it again, which zeroes its count,
+    /// so a stale wake-up reads nothing and is waited through.
     pub async fn sleep(&self, wait: Duration) -> io::Result<()> {
         self.arm(wait)?;
         loop {

@@ -48,11 +48,15 @@ pub struct Live {
     pub abandon: AtomicBool,
     /// Wakes lanes waiting for a request's due time when the attack stops.
     pub(crate) stopping: tokio::sync::Notify,
+    /// When the stop was asked for: the schedule ends there, even while every lane is still
+    /// busy with a request and none has looked at the schedule since.
+    stop_asked_at: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl Live {
     /// Stops scheduling: the first Ctrl-C, or SIGTERM.
     pub fn stop(&self) {
+        let _ = self.stop_asked_at.set(std::time::Instant::now());
         self.stop.store(true, Ordering::Relaxed);
         self.stopping.notify_waiters();
     }
@@ -299,8 +303,16 @@ async fn run_thread(index: usize, run: Run) {
     while ctx.lanes.running() > 0 && !live.abandon.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let asked_to_stop = live
+        .stop_asked_at
+        .get()
+        .map(|at| Instant::from_std(*at).saturating_duration_since(start));
+    let stopped_at = ctx
+        .schedule
+        .ended_at()
+        .min(asked_to_stop.unwrap_or(Duration::MAX));
     live.stopped_at_ns
-        .fetch_max(ctx.schedule.ended_at().as_nanos() as u64, Ordering::Relaxed);
+        .fetch_max(stopped_at.as_nanos() as u64, Ordering::Relaxed);
     flusher.abort();
     let records = std::mem::take(&mut *ctx.records.borrow_mut());
     if !records.is_empty() {

@@ -2,9 +2,8 @@
 //! requests in flight (at most the thread's share of `--max-inflight`).
 //!
 //! A lane takes the next request of the schedule, waits until it is due, sends it, and when its
-//! response is in, takes the next one. It keeps its task, its timeout timer and its scratch
-//! state from request to request, so a request costs no task, no timer and no semaphore of its
-//! own: that is what lets one thread record every request at wrk's pace.
+//! response is in, takes the next one. It keeps its task and its timeout timer from request to
+//! request, so a request costs no task, no timer and no semaphore of its own.
 //!
 //! The schedule never waits for a lane: when a lane sends and no other lane holds the next
 //! request, a parked lane is woken for it, or a new lane starts while under the cap. At the cap,
@@ -118,7 +117,7 @@ async fn next_request(ctx: &Rc<ThreadCtx>, from_exchange: bool) -> Option<Record
     }
     Some(Record {
         seq: due.seq,
-        intended: schedule.nanos_at(due_at),
+        intended: u64::try_from(due.intended.as_nanos()).unwrap_or(u64::MAX),
         sent: schedule.nanos_at(sent_at),
         target: due.target as u32,
         ..Record::default()

@@ -275,6 +275,37 @@ fn ctrl_c_ends_cleanly_and_what_was_measured_stays() {
 }
 
 #[test]
+fn a_stop_while_every_request_is_held_ends_the_schedule_when_it_was_asked() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("interrupt-held");
+    let out = dir.join("run.bin");
+    // Two requests in flight at most, each held 2 s: when Ctrl-C comes at 0.6 s, no lane is free
+    // to look at the schedule until 2 s. What was due counts up to the stop, not up to then.
+    let child = spawn_attack(
+        &format!("GET http://{}/\nsleep: 2000-2000\n", pong.addr()),
+        &[
+            "-rate=100",
+            "-max-inflight=2",
+            "-threads=1",
+            "-output",
+            out.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    // SAFETY: kill(2) with our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let report = report_json(&[&out]);
+    assert_eq!(report["requests"], 2, "{report}");
+    let scheduled = report["throng"]["scheduled"].as_u64().unwrap();
+    assert!(
+        (20..=70).contains(&scheduled),
+        "scheduled {scheduled}: {report}"
+    );
+}
+
+#[test]
 fn a_truncated_file_is_read_to_its_last_whole_record() {
     let pong = Pong::start(&[]);
     let dir = scratch_dir("truncated");
