@@ -259,10 +259,7 @@ fn ctrl_c_ends_cleanly_and_what_was_measured_stays() {
         &format!("GET http://{}/\nsleep: 200\n", pong.addr()),
         &["-rate=100", "-output", out.to_str().unwrap()],
     );
-    std::thread::sleep(Duration::from_millis(1200));
-    // SAFETY: kill(2) with our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let output = child.wait_with_output().unwrap();
+    let output = interrupt_after(child, Duration::from_millis(1200));
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
     let report = report_json(&[&out]);
@@ -291,10 +288,7 @@ fn a_stop_while_every_request_is_held_ends_the_schedule_when_it_was_asked() {
             out.to_str().unwrap(),
         ],
     );
-    std::thread::sleep(Duration::from_millis(600));
-    // SAFETY: kill(2) with our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let output = child.wait_with_output().unwrap();
+    let output = interrupt_after(child, Duration::from_millis(600));
     assert!(output.status.success());
     let report = report_json(&[&out]);
     assert_eq!(report["requests"], 2, "{report}");

@@ -367,6 +367,14 @@ pub fn spawn_attack(targets: &str, args: &[&str]) -> std::process::Child {
     child
 }
 
+/// After `wait`, Ctrl-C for `child` (SIGINT); returns its output once it has exited.
+pub fn interrupt_after(child: Child, wait: Duration) -> std::process::Output {
+    std::thread::sleep(wait);
+    // SAFETY: kill(2) with our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait_with_output().unwrap()
+}
+
 /// `throng report -type=json FILES`, parsed.
 pub fn report_json<P: AsRef<std::path::Path>>(files: &[P]) -> serde_json::Value {
     let output = throng()
