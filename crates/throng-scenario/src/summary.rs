@@ -174,9 +174,27 @@ fn resident(sample: &Value, name: &str) -> Option<(u64, u64)> {
     found
 }
 
+/// Where a component's memory is measured from: of the samples up to the peak that show it, the
+/// last one with the fewest established sockets. Not simply its first sample: that may catch a
+/// process just started, before its runtime is mapped (the attack's processes start with their
+/// phases), and show it at 0 MiB.
+fn base_sample<'a>(samples: &'a [Value], name: &str) -> Option<&'a Value> {
+    samples
+        .iter()
+        .filter(|s| resident(s, name).is_some())
+        .min_by_key(|s| {
+            // min_by_key keeps the first of equals: reversed positions make it the last.
+            let established = s["established"].as_u64().unwrap_or(0);
+            (
+                established,
+                std::cmp::Reverse(s["unix_ms"].as_u64().unwrap_or(0)),
+            )
+        })
+}
+
 /// Peak connections, and each component's memory per connection from the monitor's samples:
-/// what its resident memory grew from its first sample to the peak of connections, over the
-/// connections gained meanwhile.
+/// what its resident memory grew from its quietest sample (see [`base_sample`]) to the peak of
+/// connections, over the connections gained meanwhile.
 fn memory_lines(samples: &[Value]) -> Vec<String> {
     let field = |s: &Value, key: &str| s[key].as_u64().unwrap_or(0);
     let Some(first) = samples.first() else {
@@ -195,10 +213,14 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
         return lines;
     }
     let mut proxy_per = None;
+    let peak_index = samples
+        .iter()
+        .position(|s| std::ptr::eq(s, peak))
+        .unwrap_or(samples.len() - 1);
     for name in ["proxy", "pong", "attack"] {
-        // From the component's first sample (the attack's processes come with their phases) to
-        // the peak: the slope of its memory against connections.
-        let Some(from) = samples.iter().find(|s| resident(s, name).is_some()) else {
+        // From the component's quietest sample to the peak: the slope of its memory against
+        // connections.
+        let Some(from) = base_sample(&samples[..=peak_index], name) else {
             continue;
         };
         let (Some((start, _)), Some((at_peak, processes))) =
@@ -215,7 +237,7 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
             proxy_per = Some(per);
         }
         lines.push(format!(
-            "{name}: {} MiB at its first sample, {} MiB at the peak of connections ({processes} process{}): about {per} B per connection",
+            "{name}: {} MiB before the connections, {} MiB at the peak of connections ({processes} process{}): about {per} B per connection",
             start >> 20,
             at_peak >> 20,
             if processes == 1 { "" } else { "es" }
@@ -270,5 +292,30 @@ mod tests {
         ];
         let cpu = cpu_seconds(&samples, "proxy", 1_000, 3_000);
         assert!((cpu - 1.25).abs() < 1e-9, "{cpu}");
+    }
+
+    #[test]
+    fn memory_per_connection_is_measured_from_the_quietest_sample_not_a_process_just_started() {
+        let sample = |ms: u64, established: u64, attack_mib: u64| {
+            json!({
+                "unix_ms": ms,
+                "established": established,
+                "processes": [{"name": "attack", "rss": attack_mib << 20, "count": 1}],
+            })
+        };
+        let samples = [
+            sample(1_000, 40, 0),           // the warm-up's process, just started
+            sample(2_000, 40, 8),           // ... and running
+            sample(3_000, 4_000 + 40, 12),  // the hold ramping up
+            sample(4_000, 40_000 + 40, 40), // the peak: 10,000 connections
+            sample(5_000, 40, 9),           // after the peak: not a base
+        ];
+        let lines = memory_lines(&samples);
+        let attack = lines.iter().find(|l| l.starts_with("attack:")).unwrap();
+        // 32 MiB over 10,000 connections, not 40 MiB.
+        assert!(
+            attack.contains("8 MiB before") && attack.contains("about 3355 B"),
+            "{attack}"
+        );
     }
 }
