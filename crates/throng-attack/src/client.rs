@@ -6,6 +6,7 @@
 
 use crate::engine::ThreadCtx;
 use crate::request::PreparedTarget;
+use crate::schedule::nanos;
 use rustls::client::UnbufferedClientConnection;
 use std::cell::Cell;
 use std::future::Future;
@@ -441,10 +442,6 @@ fn classify(record: &mut Record, failure: Failure) {
     };
     record.error = Some(class);
     record.error_text = text;
-}
-
-fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -72,8 +72,6 @@ pub(crate) struct ThreadCtx {
     pub lanes: Lanes,
     /// For waits shorter than tokio's millisecond timer can time; `None` if it could not be made.
     pub alarm: Option<Alarm>,
-    /// The end of the duration in wall time: no request is sent after it.
-    pub deadline: Option<Instant>,
     pub scratch: RefCell<Box<[u8]>>,
     live: Arc<Live>,
     idle: RefCell<Vec<Vec<Connection>>>,
@@ -289,7 +287,6 @@ async fn run_thread(index: usize, run: Run) {
         schedule,
         lanes: Lanes::new(config.max_inflight / threads),
         alarm: Alarm::new().ok(),
-        deadline: config.duration.map(|d| start + d),
         scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
         live: Arc::clone(&live),
         idle: RefCell::new((0..hosts).map(|_| Vec::new()).collect()),
@@ -369,7 +366,6 @@ mod tests {
             schedule: Schedule::new(Instant::now(), 1.0, 0, 1, 1, None),
             lanes: Lanes::new(1),
             alarm: None,
-            deadline: None,
             scratch: RefCell::new(Box::new([])),
             live: Arc::new(Live::default()),
             idle: RefCell::new(vec![]),

@@ -12,6 +12,7 @@
 
 use crate::client;
 use crate::engine::ThreadCtx;
+use crate::schedule::nanos;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -106,9 +107,7 @@ async fn next_request(ctx: &Rc<ThreadCtx>, from_exchange: bool) -> Option<Record
         now
     };
     lanes.waiting.set(lanes.waiting.get() - 1);
-    if live.stop.load(Ordering::Relaxed) || ctx.deadline.is_some_and(|d| sent_at >= d) {
-        // The attack ends at its duration in wall time too: a schedule that fell behind does
-        // not run on to catch up.
+    if live.stop.load(Ordering::Relaxed) || schedule.is_over(sent_at) {
         schedule.end_now();
         return None;
     }
@@ -117,7 +116,7 @@ async fn next_request(ctx: &Rc<ThreadCtx>, from_exchange: bool) -> Option<Record
     }
     Some(Record {
         seq: due.seq,
-        intended: u64::try_from(due.intended.as_nanos()).unwrap_or(u64::MAX),
+        intended: nanos(due.intended),
         sent: schedule.nanos_at(sent_at),
         target: due.target as u32,
         ..Record::default()

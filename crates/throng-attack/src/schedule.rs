@@ -82,9 +82,15 @@ impl Schedule {
         self.ended_at.get().is_some()
     }
 
+    /// Whether the duration is over in wall time at `at`: the attack ends there too, so a
+    /// schedule that fell behind does not run on to catch up.
+    pub fn is_over(&self, at: Instant) -> bool {
+        self.duration.is_some_and(|d| at >= self.start + d)
+    }
+
     /// `at` as nanoseconds from the start, as records count time.
     pub fn nanos_at(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
+        nanos(at.saturating_duration_since(self.start))
     }
 
     /// The time `nanos` from the start.
@@ -98,6 +104,11 @@ impl Schedule {
     }
 }
 
+/// A duration in nanoseconds, as records count time.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,7 +116,10 @@ mod tests {
     #[test]
     fn a_thread_takes_its_own_share_of_the_schedule_and_ends_at_the_duration() {
         // 100 requests per second for 1 s, thread 1 of 4: requests 1, 5, 9 ... 97.
-        let schedule = Schedule::new(Instant::now(), 100.0, 1, 4, 3, Some(Duration::from_secs(1)));
+        let start = Instant::now();
+        let schedule = Schedule::new(start, 100.0, 1, 4, 3, Some(Duration::from_secs(1)));
+        assert!(!schedule.is_over(start + Duration::from_millis(999)));
+        assert!(schedule.is_over(start + Duration::from_secs(1)));
         let taken: Vec<Due> = std::iter::from_fn(|| schedule.take()).collect();
         assert_eq!(taken.len(), 25);
         assert_eq!(taken[0].seq, 1);

@@ -200,7 +200,11 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
     let Some(first) = samples.first() else {
         return vec!["no monitor samples: memory per connection unknown".into()];
     };
-    let Some(peak) = samples.iter().max_by_key(|s| field(s, "established")) else {
+    let Some((peak_index, peak)) = samples
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, s)| field(s, "established"))
+    else {
         return Vec::new();
     };
     let base = field(first, "established");
@@ -213,10 +217,6 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
         return lines;
     }
     let mut proxy_per = None;
-    let peak_index = samples
-        .iter()
-        .position(|s| std::ptr::eq(s, peak))
-        .unwrap_or(samples.len() - 1);
     for name in ["proxy", "pong", "attack"] {
         // From the component's quietest sample to the peak: the slope of its memory against
         // connections.

@@ -29,11 +29,7 @@ fn encode(args: &[&str], files: &[&Path]) -> Vec<u8> {
         .args(files)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     output.stdout
 }
 
@@ -72,11 +68,7 @@ fn keeps_the_rate_and_reports_what_pong_did() {
             out.to_str().unwrap(),
         ],
     );
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_succeeded(&result);
 
     let report = report_json(&[&out]);
     assert_eq!(report["requests"], 400, "{report}");
@@ -170,11 +162,7 @@ fn every_error_class_is_named() {
             out.to_str().unwrap(),
         ],
     );
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_succeeded(&result);
 
     let report = report_json(&[&out]);
     let classes = &report["throng"]["error_classes"];
@@ -223,11 +211,7 @@ fn files_merge_and_encodings_round_trip() {
                 "-name=merge",
             ],
         );
-        assert!(
-            result.status.success(),
-            "{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        assert_succeeded(&result);
     }
     let merged = report_json(&[&a, &b]);
     assert_eq!(merged["requests"], 150);
@@ -370,11 +354,7 @@ fn latency_counts_from_the_intended_send_when_requests_must_wait() {
         out.to_str().unwrap(),
     ];
     let result = attack(&targets, &args);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_succeeded(&result);
     let report = report_json(&[&out]);
     let requests = report["requests"].as_u64().unwrap();
     assert!((5..40).contains(&requests), "{report}");
@@ -417,11 +397,7 @@ fn against_nginx_plain_and_tls_with_resumption_on_and_off() {
         let mut args = vec!["-rate=40", "-duration=1s", "-output", out.to_str().unwrap()];
         args.extend_from_slice(extra);
         let result = attack(&format!("GET {target}\n"), &args);
-        assert!(
-            result.status.success(),
-            "{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        assert_succeeded(&result);
         report_json(&[&out])
     };
 
@@ -518,11 +494,7 @@ fn against_pong_over_tls_with_held_requests() {
     );
     assert_held(&pong, 50.0);
     let status = child.wait_with_output().unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    assert_succeeded(&status);
 
     let report = report_json(&[&out]);
     assert_eq!(
@@ -639,11 +611,7 @@ fn running_out_of_source_ports_is_named() {
     let result = attack.wait_with_output().unwrap();
     let _ = pong.kill();
     let _ = pong.wait();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_succeeded(&result);
 
     let report = report_json(&[&out]);
     let exhausted = report["throng"]["error_classes"]["no-source-port"]

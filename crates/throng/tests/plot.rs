@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{throng, Pong};
+use common::{assert_succeeded, throng, Pong};
 use std::io::Write;
 use std::process::Stdio;
 
@@ -58,11 +58,7 @@ fn draws_a_run_and_its_monitor_as_one_offline_page() {
         .arg(&page)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.starts_with("<!doctype html>"));
     // Nothing to run and nothing to fetch (the SVG namespace is a name, not a fetch).
@@ -136,11 +132,7 @@ fn open_in_chromium(page: &std::path::Path) -> (String, std::path::PathBuf) {
         .arg(&url)
         .output()
         .unwrap();
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
+    assert_succeeded(&dom);
     let stderr = String::from_utf8_lossy(&dom.stderr);
     assert!(!stderr.contains("Uncaught"), "script errors: {stderr}");
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plot-screenshot.png");
@@ -151,11 +143,7 @@ fn open_in_chromium(page: &std::path::Path) -> (String, std::path::PathBuf) {
         .arg(&url)
         .output()
         .unwrap();
-    assert!(
-        shot.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shot.stderr)
-    );
+    assert_succeeded(&shot);
     (
         String::from_utf8_lossy(&dom.stdout).into_owned(),
         screenshot,

@@ -4,7 +4,9 @@
 mod common;
 
 use common::proxy::{Dir, Proxy};
-use common::{attack, free_port_range, http_exchange, report_json, throng, wait_until, Pong};
+use common::{
+    assert_succeeded, attack, free_port_range, http_exchange, report_json, throng, wait_until, Pong,
+};
 
 /// The pids of `parent`'s children, from /proc.
 fn children(parent: i32) -> Vec<i32> {
@@ -190,11 +192,7 @@ fn an_attack_split_over_processes_is_one_schedule_and_one_result() {
             file.to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     // Exactly the 800 requests one process would have sent: sequence numbers 0..800, each once,
     // each at its own intended time, the targets in turn.
     let csv = throng()
@@ -333,11 +331,7 @@ fn any_worker_resumes_a_session_another_began() {
             file.to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let report = report_json(&[&file]);
     assert_eq!(report["success"], 1.0, "{report}");
     let handshakes = report["throng"]["tls"]["count"].as_u64().unwrap();

@@ -5,8 +5,8 @@ mod common;
 
 use common::proxy::{read_head, Backend, Dir, Proxy};
 use common::{
-    attack, capture, connect, http_exchange, read_to_close, report_json, split_response, throng,
-    wait_until, Nginx, Pong,
+    assert_succeeded, attack, capture, connect, http_exchange, read_to_close, report_json,
+    split_response, throng, wait_until, Nginx, Pong,
 };
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -578,11 +578,7 @@ fn nginx_behind_the_proxy_over_tls() {
         ))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "pongpong");
 }
 
@@ -710,11 +706,7 @@ fn check_accepts_good_files_and_names_file_line_and_key_in_bad_ones() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("valid (1 frontends, 1 backends, 4 servers)")
     );
@@ -771,11 +763,7 @@ fn check_accepts_good_files_and_names_file_line_and_key_in_bad_ones() {
     }
     // The embedded default is valid too.
     let out = throng().args(["proxy", "--check"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
 }
 
 #[test]

@@ -375,6 +375,16 @@ pub fn interrupt_after(child: Child, wait: Duration) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// Fails the test, with the process's stderr, unless `output`'s process succeeded.
+#[track_caller]
+pub fn assert_succeeded(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// `throng report -type=json FILES`, parsed.
 pub fn report_json<P: AsRef<std::path::Path>>(files: &[P]) -> serde_json::Value {
     let output = throng()
@@ -382,11 +392,7 @@ pub fn report_json<P: AsRef<std::path::Path>>(files: &[P]) -> serde_json::Value 
         .args(files.iter().map(AsRef::as_ref))
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
