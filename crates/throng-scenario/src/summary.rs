@@ -174,26 +174,28 @@ fn resident(sample: &Value, name: &str) -> Option<(u64, u64)> {
     found
 }
 
-/// Where a component's memory is measured from: of the samples up to the peak that show it, the
-/// last one with the fewest established sockets. Not simply its first sample: that may catch a
+/// Where a component's memory is measured from: of the samples up to the peak (the last one)
+/// that show it, the last one still near the bottom of the climb to the peak (within a tenth of
+/// it). Not simply its first sample, nor the one with the fewest sockets: those may catch a
 /// process just started, before its runtime is mapped (the attack's processes start with their
-/// phases), and show it at 0 MiB.
+/// phases), and show it at 0 or 1 MiB. Any sample on the climb gives about the same slope.
 fn base_sample<'a>(samples: &'a [Value], name: &str) -> Option<&'a Value> {
-    samples
+    let established = |s: &Value| s["established"].as_u64().unwrap_or(0);
+    let shown: Vec<&Value> = samples
         .iter()
         .filter(|s| resident(s, name).is_some())
-        .min_by_key(|s| {
-            // min_by_key keeps the first of equals: reversed positions make it the last.
-            let established = s["established"].as_u64().unwrap_or(0);
-            (
-                established,
-                std::cmp::Reverse(s["unix_ms"].as_u64().unwrap_or(0)),
-            )
-        })
+        .collect();
+    let bottom = shown.iter().map(|s| established(s)).min()?;
+    let peak = established(samples.last()?);
+    let near_bottom = bottom + peak.saturating_sub(bottom) / 10;
+    shown
+        .into_iter()
+        .rev()
+        .find(|s| established(s) <= near_bottom)
 }
 
 /// Peak connections, and each component's memory per connection from the monitor's samples:
-/// what its resident memory grew from its quietest sample (see [`base_sample`]) to the peak of
+/// what its resident memory grew from the foot of the climb (see [`base_sample`]) to the peak of
 /// connections, over the connections gained meanwhile.
 fn memory_lines(samples: &[Value]) -> Vec<String> {
     let field = |s: &Value, key: &str| s[key].as_u64().unwrap_or(0);
@@ -218,8 +220,7 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
     }
     let mut proxy_per = None;
     for name in ["proxy", "pong", "attack"] {
-        // From the component's quietest sample to the peak: the slope of its memory against
-        // connections.
+        // From the foot of the climb to the peak: the slope of its memory against connections.
         let Some(from) = base_sample(&samples[..=peak_index], name) else {
             continue;
         };
@@ -237,7 +238,7 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
             proxy_per = Some(per);
         }
         lines.push(format!(
-            "{name}: {} MiB before the connections, {} MiB at the peak of connections ({processes} process{}): about {per} B per connection",
+            "{name}: {} MiB at the foot of the climb, {} MiB at the peak of connections ({processes} process{}): about {per} B per connection",
             start >> 20,
             at_peak >> 20,
             if processes == 1 { "" } else { "es" }
@@ -304,9 +305,9 @@ mod tests {
             })
         };
         let samples = [
-            sample(1_000, 40, 0),           // the warm-up's process, just started
+            sample(1_000, 4, 0),            // the warm-up's process, just started
             sample(2_000, 40, 8),           // ... and running
-            sample(3_000, 4_000 + 40, 12),  // the hold ramping up
+            sample(3_000, 8_000 + 40, 12),  // the hold ramping up
             sample(4_000, 40_000 + 40, 40), // the peak: 10,000 connections
             sample(5_000, 40, 9),           // after the peak: not a base
         ];
@@ -314,7 +315,7 @@ mod tests {
         let attack = lines.iter().find(|l| l.starts_with("attack:")).unwrap();
         // 32 MiB over 10,000 connections, not 40 MiB.
         assert!(
-            attack.contains("8 MiB before") && attack.contains("about 3355 B"),
+            attack.contains("8 MiB at the foot") && attack.contains("about 3355 B"),
             "{attack}"
         );
     }
