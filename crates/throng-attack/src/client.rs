@@ -13,10 +13,10 @@ use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
 use std::task::Poll;
-use throng_net::http1::{self, BodyReader, Limits};
-use throng_net::tls::{self, TlsFailure};
-use throng_net::tls_stream::TlsStream;
+use throng_http1::{self as http1, BodyReader, Limits};
 use throng_results::{ErrorClass, Phase, Record};
+use throng_tls::config::{self as tls, TlsFailure};
+use throng_tls::stream::TlsStream;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 

@@ -26,7 +26,7 @@ pub struct Config {
     /// Print a live line on stderr once a second.
     pub progress: bool,
     /// How https targets are spoken to.
-    pub tls: throng_net::tls::ClientOptions,
+    pub tls: throng_tls::config::ClientOptions,
     /// This process's share of an attack split over processes (`--procs`).
     pub part: Option<Part>,
 }

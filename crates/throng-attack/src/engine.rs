@@ -142,7 +142,9 @@ pub fn run(
         config.keepalive,
     )?;
     let tls = match prepared.iter().any(|p| p.tls_name.is_some()) {
-        true => Some(throng_net::tls::client_config(&config.tls).map_err(|e| format!("TLS: {e}"))?),
+        true => {
+            Some(throng_tls::config::client_config(&config.tls).map_err(|e| format!("TLS: {e}"))?)
+        }
         false => None,
     };
     let limit =

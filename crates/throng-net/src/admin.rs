@@ -2,9 +2,9 @@
 //! size and time, off the path of the served connections; what it answers is the caller's. And
 //! the graceful stop on SIGTERM/SIGINT.
 
-use crate::http1::{self, write, Limits};
 use std::sync::Arc;
 use std::time::Duration;
+use throng_http1::{self as http1, write, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};

@@ -1,17 +1,15 @@
-//! What every part of throng shares.
+//! What every part of throng shares. The HTTP/1 codec and TLS are crates of their own
+//! (`throng-http1`, `throng-tls`): they parse what hostile peers send.
 //!
 //! - [`sockets`]: `SO_REUSEPORT` listener groups, `TCP_NODELAY`, outgoing sockets bound to a
 //!   source address with `IP_BIND_ADDRESS_NO_PORT`.
 //! - [`rlimit`]: raising `RLIMIT_NOFILE` and telling the user when a connection count cannot fit.
 //! - [`workers`]: thread per core, each with its own single-threaded tokio runtime.
-//! - [`http1`]: a small HTTP/1.1 codec on `httparse` that borrows the caller's buffers.
 //! - [`listen`] and [`duration`]: the command-line spellings of addresses and durations.
 //! - [`admin`]: a small admin HTTP listener (metrics, status pages) and the wait for SIGTERM.
 //! - [`buffers`]: per-thread pools of I/O buffers, lent only while bytes are in flight.
 //! - [`calendar`]: UTC dates from Unix time, for log lines and timestamps.
 //! - [`random`]: a cheap per-thread random number generator for jitter and sleeps.
-//! - [`tls`]: rustls (aws-lc-rs) configurations, self-signed certificates, and a socket driver.
-//! - [`tls_stream`]: TLS over a tokio socket with rustls's unbuffered API: state, not buffers.
 //! - [`source`]: source-address pools (lists, ranges, CIDR blocks) to get past ~64k ports.
 //! - [`procs`]: several processes of one command (past the open-files limit), supervised.
 //! - [`prometheus`]: the metrics of several processes merged into one text.
@@ -20,7 +18,6 @@ pub mod admin;
 pub mod buffers;
 pub mod calendar;
 pub mod duration;
-pub mod http1;
 pub mod listen;
 pub mod procs;
 pub mod prometheus;
@@ -28,7 +25,4 @@ pub mod random;
 pub mod rlimit;
 pub mod sockets;
 pub mod source;
-pub mod tls;
-pub mod tls_records;
-pub mod tls_stream;
 pub mod workers;

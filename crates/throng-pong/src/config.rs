@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use throng_net::http1::Limits;
+use throng_http1::Limits;
 
 #[derive(Clone, Debug)]
 pub struct Config {

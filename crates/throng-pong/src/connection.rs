@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use throng_net::http1::{self, write, BodyReader};
+use throng_http1::{self as http1, write, BodyReader};
 use throng_net::random;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -401,7 +401,7 @@ impl Connection {
     fn flush(&mut self) {
         if let Some(tls) = self.tls.as_mut() {
             while tls.wants_write() {
-                match tls.write_tls(&mut throng_net::tls::Socket(&self.stream)) {
+                match tls.write_tls(&mut throng_tls::config::Socket(&self.stream)) {
                     Ok(n) => {
                         self.last_activity = Instant::now();
                         self.listener

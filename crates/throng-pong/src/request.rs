@@ -1,6 +1,6 @@
 //! What a request asks of pong: the `sleep` and `times` headers, and how to frame the answer.
 
-use throng_net::http1::{BodyLength, RequestHead, Version};
+use throng_http1::{BodyLength, RequestHead, Version};
 
 /// The longest `sleep` that is honoured as given; anything longer is cut by the connection's
 /// timeout anyway, and this keeps deadline arithmetic far from overflow.
@@ -87,7 +87,7 @@ fn millis_header(head: &RequestHead<'_, '_>, name: &str) -> Result<Option<u64>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use throng_net::http1::{header_slots, parse_request, Limits};
+    use throng_http1::{header_slots, parse_request, Limits};
 
     fn interpret_text(text: &[u8]) -> Result<PongRequest, String> {
         let mut slots = header_slots();

@@ -13,7 +13,7 @@ pub fn server_config(
     alpn: &[String],
     groups: &[String],
 ) -> Result<Arc<ServerConfig>, String> {
-    let provider = throng_net::tls::provider(groups)?;
+    let provider = throng_tls::config::provider(groups)?;
     let mut keys = Vec::new();
     for (i, (chain, key)) in certified.into_iter().enumerate() {
         let key = CertifiedKey::from_der(chain, key, &provider)
@@ -26,8 +26,8 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(BySni { keys }));
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    // TLS 1.3 connections leave rustls after the handshake (throng_net::tls_records).
-    throng_net::tls_records::secrets::prepare_server(&mut config);
+    // TLS 1.3 connections leave rustls after the handshake (throng_tls::records).
+    throng_tls::records::secrets::prepare_server(&mut config);
     // Stateless resumption (tickets), as HAProxy offers by default: a returning client skips
     // the full handshake and the proxy keeps no per-client session cache. Under the master's
     // key when there are several processes, so that any of them resumes any client.

@@ -7,7 +7,7 @@ use crate::state::Proxy;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use throng_net::http1::{self, Limits};
+use throng_http1::{self as http1, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;

@@ -357,7 +357,7 @@ async fn handshake(
     let config = session.frontend();
     let state = session.frontend_state();
     let mut connection = match rustls::server::UnbufferedServerConnection::new(Arc::clone(tls)) {
-        Ok(connection) => Box::new(throng_net::tls_stream::TlsStream::new(connection)),
+        Ok(connection) => Box::new(throng_tls::stream::TlsStream::new(connection)),
         Err(e) => {
             warn!("TLS: {e}");
             return None;

@@ -5,7 +5,7 @@ use rustls::server::UnbufferedServerConnection;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use throng_net::tls_stream::TlsStream;
+use throng_tls::stream::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 

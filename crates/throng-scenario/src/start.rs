@@ -163,7 +163,7 @@ pub struct ProxyStarted {
 
 pub fn proxy(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<ProxyStarted, String> {
     let certificate = || -> Result<(), String> {
-        let (cert, key) = throng_net::tls::self_signed(&["localhost", "127.0.0.1"])?;
+        let (cert, key) = throng_tls::config::self_signed(&["localhost", "127.0.0.1"])?;
         std::fs::write(dir.join("cert.pem"), &cert).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("key.pem"), &key).map_err(|e| e.to_string())?;
         // HAProxy takes the chain and the key in one file.

@@ -463,7 +463,7 @@ fn against_nginx_plain_and_tls_with_resumption_on_and_off() {
 #[test]
 fn against_pong_over_tls_with_held_requests() {
     let dir = scratch_dir("pong-tls");
-    let (cert, key) = throng_net::tls::self_signed(&["localhost"]).unwrap();
+    let (cert, key) = throng_tls::config::self_signed(&["localhost"]).unwrap();
     std::fs::write(dir.join("cert.pem"), cert).unwrap();
     std::fs::write(dir.join("key.pem"), key).unwrap();
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));

@@ -100,7 +100,7 @@ fn the_same_phases_run_through_an_external_proxy() {
     let ports = free_port_range(3);
     let (pong, nginx_port) = (ports, ports + 2);
     // nginx with TLS in front of the scenario's pong ports: the proxy being compared.
-    let (cert, key) = throng_net::tls::self_signed(&["localhost"]).unwrap();
+    let (cert, key) = throng_tls::config::self_signed(&["localhost"]).unwrap();
     std::fs::write(dir.join("cert.pem"), cert).unwrap();
     std::fs::write(dir.join("key.pem"), key).unwrap();
     let d = dir.display();

@@ -5,7 +5,8 @@ use super::file;
 use super::locate::KeyPath;
 use super::*;
 use std::collections::BTreeMap;
-use throng_net::{duration, listen, source, tls};
+use throng_net::{duration, listen, source};
+use throng_tls::config as tls;
 
 /// The configuration `throng proxy` runs without `-c`: plain HTTP on 8080 and TLS (a self-signed
 /// certificate made at start) on 8443, in front of the ten `throng pong` ports of the README.

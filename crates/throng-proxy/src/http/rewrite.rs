@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use throng_net::http1::{header_tokens, RequestHead, ResponseHead, Version};
+use throng_http1::{header_tokens, RequestHead, ResponseHead, Version};
 
 /// Fields that describe one hop (RFC 9110 §7.6.1); each side of the proxy has its own.
 const HOP_BY_HOP: [&str; 6] = [
@@ -169,7 +169,7 @@ pub fn error_response(status: u16) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use throng_net::http1::{header_slots, parse_request, parse_response, Limits};
+    use throng_http1::{header_slots, parse_request, parse_response, Limits};
 
     #[test]
     fn requests_lose_hop_by_hop_fields_and_gain_forwarded_for() {

@@ -368,7 +368,7 @@ impl RequestArgs {
             sources: self.source.map(|pool| pool.0).unwrap_or_default(),
             name,
             progress,
-            tls: throng_net::tls::ClientOptions {
+            tls: throng_tls::config::ClientOptions {
                 insecure: self.insecure,
                 root_certs: self
                     .root_certs

@@ -4,7 +4,7 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
-use throng_net::http1::{Limits, HEADER_SLOTS};
+use throng_http1::{Limits, HEADER_SLOTS};
 use throng_net::{duration, listen};
 
 #[derive(Debug, Args)]
@@ -85,9 +85,9 @@ pub fn run(args: PongArgs) -> ExitCode {
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
-            let loaded = throng_net::tls::load_certs(cert).and_then(|certs| {
-                let key = throng_net::tls::load_key(key)?;
-                throng_net::tls::server_config(certs, key, &[b"http/1.1"], &[])
+            let loaded = throng_tls::config::load_certs(cert).and_then(|certs| {
+                let key = throng_tls::config::load_key(key)?;
+                throng_tls::config::server_config(certs, key, &[b"http/1.1"], &[])
             });
             match loaded {
                 Ok(config) => Some(config),

@@ -280,7 +280,7 @@ impl Nginx {
         let dir = std::env::temp_dir().join(format!("throng-nginx-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (cert, key) = throng_net::tls::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+        let (cert, key) = throng_tls::config::self_signed(&["localhost", "127.0.0.1"]).unwrap();
         std::fs::write(dir.join("cert.pem"), cert).unwrap();
         std::fs::write(dir.join("key.pem"), key).unwrap();
         let plain = free_addr();

@@ -24,7 +24,7 @@ impl Dir {
 
     /// Writes a self-signed certificate for `names` as `NAME.pem` and `NAME.key`.
     pub fn certificate(&self, file: &str, names: &[&str]) {
-        let (cert, key) = throng_net::tls::self_signed(names).unwrap();
+        let (cert, key) = throng_tls::config::self_signed(names).unwrap();
         std::fs::write(self.0.join(format!("{file}.pem")), cert).unwrap();
         std::fs::write(self.0.join(format!("{file}.key")), key).unwrap();
     }

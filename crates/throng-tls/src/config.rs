@@ -1,5 +1,5 @@
 //! TLS set-up with rustls (aws-lc-rs): server and client configurations, self-signed ECDSA
-//! certificates, PEM loading. Connections run on [`crate::tls_stream`] (rustls's unbuffered
+//! certificates, PEM loading. Connections run on [`crate::stream`] (rustls's unbuffered
 //! API); [`Socket`] adapts a tokio socket for code that drives a buffered rustls connection
 //! itself (`throng pong`'s state machine).
 
@@ -109,7 +109,7 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not go together: {e}"))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    // Not readied for throng's record layer (`tls_records::secrets::prepare_server`): its users
+    // Not readied for throng's record layer (`records::secrets::prepare_server`): its users
     // (pong) drive rustls's buffered connections, which would leave secrets in the capture slot.
     Ok(Arc::new(config))
 }
@@ -176,8 +176,8 @@ pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, Strin
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = options.alpn.clone();
-    // TLS 1.3 connections leave rustls after the handshake (throng_net::tls_records).
-    crate::tls_records::secrets::prepare_client(&mut config);
+    // TLS 1.3 connections leave rustls after the handshake (throng_tls::records).
+    crate::records::secrets::prepare_client(&mut config);
     if !options.resume {
         config.resumption = rustls::client::Resumption::disabled();
     }
@@ -235,7 +235,7 @@ impl ServerCertVerifier for AnyServerCertificate {
 }
 
 /// A client connection to `host` (a name gets SNI; an IP address does not) on rustls's
-/// unbuffered API, for [`crate::tls_stream`].
+/// unbuffered API, for [`crate::stream`].
 pub fn connect_unbuffered(
     config: &Arc<ClientConfig>,
     host: &str,
@@ -259,7 +259,7 @@ impl From<io::Error> for TlsFailure {
 }
 
 impl TlsFailure {
-    /// Sorts an error from [`crate::tls_stream`]: `InvalidData` is TLS's own (certificate,
+    /// Sorts an error from [`crate::stream`]: `InvalidData` is TLS's own (certificate,
     /// alert, garbage), anything else the socket's.
     pub fn from_stream(error: io::Error) -> TlsFailure {
         if error.kind() == io::ErrorKind::InvalidData {
@@ -276,7 +276,7 @@ pub struct Socket<'a>(pub &'a TcpStream);
 
 impl Read for Socket<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::sockets::read_now(self.0, buf)
+        throng_net::sockets::read_now(self.0, buf)
     }
 }
 

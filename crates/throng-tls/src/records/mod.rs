@@ -14,13 +14,13 @@
 mod keys;
 pub mod secrets;
 
-use crate::buffers::Buffer;
 use aws_lc_rs::aead::{Aad, Tag};
 use keys::Keys;
 use rustls::kernel::KernelConnection;
 use rustls::{CipherSuite, ExtractedSecrets, SupportedCipherSuite};
 use secrets::TrafficSecrets;
 use std::io;
+use throng_net::buffers::Buffer;
 
 /// The most plaintext a record carries (2^14), and the most ciphertext (RFC 8446 5.2).
 const MAX_PLAINTEXT: usize = 16 * 1024;

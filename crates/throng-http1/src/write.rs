@@ -78,7 +78,7 @@ pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::{header_slots, parse_response, BodyLength, BodyReader, Limits};
+    use crate::{header_slots, parse_response, BodyLength, BodyReader, Limits};
 
     #[test]
     fn what_is_written_parses_back() {

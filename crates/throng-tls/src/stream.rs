@@ -1,21 +1,21 @@
 //! TLS over a tokio socket, for servers (the proxy's clients) and clients (attack's
 //! connections) alike. rustls's unbuffered API makes the handshake; then a TLS 1.3 connection
-//! moves to throng's own record layer ([`crate::tls_records`], kernel TLS in user space), so an
+//! moves to throng's own record layer ([`crate::records`], kernel TLS in user space), so an
 //! idle connection keeps its keys and little else: about 0.3 KiB, against 3.5 KiB for rustls's
 //! unbuffered server state and 7.7 KiB for its buffered one, whose 4 KiB read buffer is never
 //! freed. TLS 1.2 connections stay with rustls for life.
 //! Ciphertext in, plaintext out and ciphertext out each use a pooled buffer
-//! ([`crate::buffers`]) only while bytes are in it.
+//! ([`throng_net::buffers`]) only while bytes are in it.
 
-use crate::buffers::Buffer;
-use crate::tls_records::secrets::{self, TrafficSecrets};
-use crate::tls_records::{self, Records, Tickets};
+use crate::records::secrets::{self, TrafficSecrets};
+use crate::records::{self, Records, Tickets};
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use rustls::CommonState;
 use std::io;
 use std::task::{ready, Context, Poll};
+use throng_net::buffers::Buffer;
 use tokio::net::TcpStream;
 
 /// What differs between rustls's unbuffered server and client connections here.
@@ -324,7 +324,7 @@ impl<C: Unbuffered> TlsStream<C> {
         self.resumed = common.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let movable = common
             .negotiated_cipher_suite()
-            .is_some_and(tls_records::supports)
+            .is_some_and(records::supports)
             && handshaking.traffic.client.is_some()
             && handshaking.traffic.server.is_some()
             && self.flight.outgoing.is_none()
@@ -364,7 +364,7 @@ impl<C: Unbuffered> TlsStream<C> {
         if spare.is_empty() {
             return Err(tls_error("a TLS record larger than the buffer"));
         }
-        match crate::sockets::read_now(socket, spare) {
+        match throng_net::sockets::read_now(socket, spare) {
             Ok(0) => Ok(false),
             Ok(n) => {
                 incoming.end += n;
@@ -542,7 +542,7 @@ impl<C: Unbuffered> TlsStream<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::{
+    use crate::config::{
         client_config, parse_certs, parse_key, self_signed, server_config, ClientOptions,
     };
     use std::io::{Read, Write};
@@ -629,7 +629,7 @@ mod tests {
                 .unwrap();
         });
         let stream = TcpStream::connect(addr).await.unwrap();
-        let conn = crate::tls::connect_unbuffered(&client_config, "localhost").unwrap();
+        let conn = crate::config::connect_unbuffered(&client_config, "localhost").unwrap();
         let mut tls = TlsStream::new(conn);
         tls.handshake(&stream).await.unwrap();
         assert!(tls.on_own_records());
@@ -653,7 +653,7 @@ mod tests {
         let sent = message.clone();
         let client_side = tokio::task::spawn(async move {
             let stream = TcpStream::connect(addr).await.unwrap();
-            let conn = crate::tls::connect_unbuffered(&client_config, "localhost").unwrap();
+            let conn = crate::config::connect_unbuffered(&client_config, "localhost").unwrap();
             let mut tls = TlsStream::new(conn);
             tls.handshake(&stream).await.unwrap();
             // Many small records, then many large ones.
@@ -719,7 +719,7 @@ mod tests {
                 let mut kinds = Vec::new();
                 for _ in 0..2 {
                     let stream = TcpStream::connect(addr).await.unwrap();
-                    let conn = crate::tls::connect_unbuffered(&config, "localhost").unwrap();
+                    let conn = crate::config::connect_unbuffered(&config, "localhost").unwrap();
                     let mut tls = TlsStream::new(conn);
                     tls.handshake(&stream).await.unwrap();
                     tls.write_all(&stream, b"ping").await.unwrap();

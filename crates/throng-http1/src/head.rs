@@ -195,7 +195,7 @@ fn syntax_error(error: httparse::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::header_slots;
+    use crate::header_slots;
 
     /// What the tests look at in a parsed request head, owned.
     #[derive(Debug, PartialEq)]
