@@ -1,5 +1,8 @@
-//! An incremental decoder for `Transfer-Encoding: chunked`, fed whatever pieces the network
-//! delivers. It keeps a few bytes of state, never a buffer, and bounds every line it skips.
+//! An incremental decoder for `Transfer-Encoding: chunked` (RFC 9112 §7.1), fed whatever pieces
+//! the network delivers. It keeps a few bytes of state, never a buffer, and bounds every line it
+//! skips. It is strict where parsers are known to differ: after the size only optional spaces
+//! and then `;` extensions or CRLF; no control byte in an extension or a trailer; every line
+//! ended by CRLF, never a bare LF; no folded trailer lines.
 
 /// The longest chunk-size line (size plus extensions) accepted.
 pub const MAX_SIZE_LINE: u32 = 4096;
@@ -17,6 +20,8 @@ pub enum ChunkedError {
     LineTooLong,
     /// A line that does not end in CRLF where one must.
     BadLineEnd,
+    /// A control byte in a chunk extension or a trailer, or a folded trailer line.
+    BadExtensionOrTrailer,
 }
 
 impl std::fmt::Display for ChunkedError {
@@ -26,6 +31,9 @@ impl std::fmt::Display for ChunkedError {
             ChunkedError::SizeTooLarge => "chunk size too large",
             ChunkedError::LineTooLong => "chunk-size line or trailers too long",
             ChunkedError::BadLineEnd => "chunked framing: expected CRLF",
+            ChunkedError::BadExtensionOrTrailer => {
+                "chunked framing: a control byte in an extension or trailer, or a folded trailer"
+            }
         })
     }
 }
@@ -38,6 +46,10 @@ enum State {
     Size {
         value: u64,
         digits: u32,
+    },
+    /// Spaces after the size, before `;` or CR (the BWS of RFC 9112 §7.1.1).
+    SizeSpace {
+        value: u64,
     },
     /// Skipping `;name=value` extensions up to the CR.
     Extension {
@@ -134,10 +146,20 @@ impl ChunkedDecoder {
                     },
                     None if digits == 0 => return Err(ChunkedError::BadSize),
                     None => match byte {
-                        b';' | b' ' | b'\t' => State::Extension { value },
+                        b';' => State::Extension { value },
+                        b' ' | b'\t' => State::SizeSpace { value },
                         b'\r' => State::SizeLf { value },
                         _ => return Err(ChunkedError::BadSize),
                     },
+                }
+            }
+            State::SizeSpace { value } => {
+                self.count_line_byte(MAX_SIZE_LINE)?;
+                match byte {
+                    b' ' | b'\t' => State::SizeSpace { value },
+                    b';' => State::Extension { value },
+                    b'\r' => State::SizeLf { value },
+                    _ => return Err(ChunkedError::BadSize),
                 }
             }
             State::Extension { value } => {
@@ -145,6 +167,7 @@ impl ChunkedDecoder {
                 match byte {
                     b'\r' => State::SizeLf { value },
                     b'\n' => return Err(ChunkedError::BadLineEnd),
+                    byte if is_control(byte) => return Err(ChunkedError::BadExtensionOrTrailer),
                     _ => State::Extension { value },
                 }
             }
@@ -163,18 +186,22 @@ impl ChunkedDecoder {
             },
             State::TrailerStart => {
                 self.count_line_byte(MAX_TRAILERS)?;
-                if byte == b'\r' {
-                    State::EndLf
-                } else {
-                    State::TrailerLine
+                match byte {
+                    b'\r' => State::EndLf,
+                    b'\n' => return Err(ChunkedError::BadLineEnd),
+                    // A line starting with a space folds the one before (obs-fold).
+                    b' ' | b'\t' => return Err(ChunkedError::BadExtensionOrTrailer),
+                    byte if is_control(byte) => return Err(ChunkedError::BadExtensionOrTrailer),
+                    _ => State::TrailerLine,
                 }
             }
             State::TrailerLine => {
                 self.count_line_byte(MAX_TRAILERS)?;
-                if byte == b'\r' {
-                    State::TrailerLf
-                } else {
-                    State::TrailerLine
+                match byte {
+                    b'\r' => State::TrailerLf,
+                    b'\n' => return Err(ChunkedError::BadLineEnd),
+                    byte if is_control(byte) => return Err(ChunkedError::BadExtensionOrTrailer),
+                    _ => State::TrailerLine,
                 }
             }
             State::TrailerLf if byte == b'\n' => State::TrailerStart,
@@ -197,6 +224,11 @@ impl ChunkedDecoder {
         }
         Ok(())
     }
+}
+
+/// A control byte other than HTAB: never part of an extension or a field (RFC 9110 §5.5).
+fn is_control(byte: u8) -> bool {
+    (byte < 0x20 && byte != b'\t') || byte == 0x7f
 }
 
 #[cfg(test)]
@@ -242,5 +274,93 @@ mod tests {
         assert_eq!(bad(&long_extension), ChunkedError::LineTooLong);
         let endless_trailers = [b"0\r\n".as_slice(), &b"X: y\r\n".repeat(4000)].concat();
         assert_eq!(bad(&endless_trailers), ChunkedError::LineTooLong);
+    }
+
+    /// The chunk-size and trailer tricks that parsers have read differently.
+    #[test]
+    fn smuggling_vectors() {
+        let outcome = |input: &[u8]| {
+            let mut decoder = ChunkedDecoder::new();
+            decoder.feed(input, |_| {}).map(|progress| progress.done)
+        };
+        use ChunkedError::*;
+        let cases: &[(&str, &[u8], Result<bool, ChunkedError>)] = &[
+            (
+                "spaces then an extension",
+                b"1 ;a=b\r\nx\r\n0\r\n\r\n",
+                Ok(true),
+            ),
+            ("spaces then CRLF", b"1  \r\nx\r\n0\r\n\r\n", Ok(true)),
+            (
+                "junk after the size",
+                b"1 x\r\nx\r\n0\r\n\r\n",
+                Err(BadSize),
+            ),
+            (
+                "a sign before the size",
+                b"+1\r\nx\r\n0\r\n\r\n",
+                Err(BadSize),
+            ),
+            ("0x before the size", b"0x1\r\nx\r\n0\r\n\r\n", Err(BadSize)),
+            (
+                "size ended by a bare LF",
+                b"1\nx\r\n0\r\n\r\n",
+                Err(BadSize),
+            ),
+            (
+                "extension ended by a bare LF",
+                b"1;a\nx\r\n0\r\n\r\n",
+                Err(BadLineEnd),
+            ),
+            (
+                "NUL in an extension",
+                b"1;a\x00\r\nx\r\n0\r\n\r\n",
+                Err(BadExtensionOrTrailer),
+            ),
+            (
+                "bare CR in an extension",
+                b"1;a\rb\r\nx\r\n0\r\n\r\n",
+                Err(BadLineEnd),
+            ),
+            (
+                "data longer than its size",
+                b"1\r\nxx\r\n0\r\n\r\n",
+                Err(BadLineEnd),
+            ),
+            (
+                "data ended by a bare LF",
+                b"1\r\nx\n0\r\n\r\n",
+                Err(BadLineEnd),
+            ),
+            ("last chunk ended by a bare LF", b"0\r\n\n", Err(BadLineEnd)),
+            (
+                "trailer ended by a bare LF",
+                b"0\r\nX: y\n\r\n",
+                Err(BadLineEnd),
+            ),
+            (
+                "folded trailer",
+                b"0\r\nX: y\r\n z\r\n\r\n",
+                Err(BadExtensionOrTrailer),
+            ),
+            (
+                "control byte in a trailer",
+                b"0\r\nX: \x01\r\n\r\n",
+                Err(BadExtensionOrTrailer),
+            ),
+            (
+                "leading zeros",
+                b"0000000000000000000001\r\nx\r\n0\r\n\r\n",
+                Ok(true),
+            ),
+            (
+                "a size past 2^64",
+                b"10000000000000000\r\n",
+                Err(SizeTooLarge),
+            ),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(&outcome(input), want, "{name}");
+        }
     }
 }

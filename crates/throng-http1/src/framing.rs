@@ -1,8 +1,25 @@
-//! Where a message body ends, and whether the connection stays open after it (RFC 9112 §6, §9).
+//! Where a message body ends, and whether the connection stays open after it: RFC 9112 §6-7 and
+//! RFC 9110 §7.6.1, to the letter, because a proxy that frames a message differently from the
+//! server behind it can be made to carry a hidden request past its own rules (request
+//! smuggling). Every rule here refuses what is ambiguous rather than guessing:
+//!
+//! | what the head says | request | response |
+//! |---|---|---|
+//! | `Connection` names `Content-Length`, `Transfer-Encoding` or `Host` | 400 | refused (502) |
+//! | `Transfer-Encoding` in HTTP/1.0 | 400 | (read as 1.1) |
+//! | `Transfer-Encoding` whose final coding is not `chunked` | 400 | body until close |
+//! | `Transfer-Encoding` with another coding before `chunked` | 501 | chunked, passed on |
+//! | `chunked` twice, or an empty `Transfer-Encoding` | 400 | refused (502) |
+//! | both `Content-Length` and `Transfer-Encoding` | 400 | refused (502) |
+//! | `Content-Length` not all digits, empty, or values that differ | 400 | refused (502) |
+//!
+//! Both `Content-Length` and `Transfer-Encoding` is refused rather than HAProxy's rule (chunked
+//! wins, the length is dropped, the connection closed after): no honest client sends both, and a
+//! refusal leaves nothing for a server behind to read differently.
 
 use super::chunked::{ChunkedDecoder, ChunkedError};
 use super::head::HeadError;
-use super::{header_tokens, Version};
+use super::{header_tokens, trim_ows, Version};
 
 /// How the end of a body is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,21 +34,24 @@ pub enum BodyLength {
     UntilClose,
 }
 
-/// A request's body length. Anything ambiguous is an error, not a guess: a proxy that guesses
-/// differently from the server behind it can be smuggled requests past.
+/// A request's body length. Anything ambiguous is an error, not a guess.
 pub(crate) fn request_body(
     version: Version,
     headers: &[httparse::Header<'_>],
 ) -> Result<BodyLength, HeadError> {
-    if let Some(last_coding) = header_tokens(headers, "transfer-encoding").last() {
-        let has_length = headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("content-length"));
-        if has_length || version == Version::Http10 || !last_coding.eq_ignore_ascii_case(b"chunked")
-        {
+    refuse_framing_named_in_connection(headers)?;
+    if let Some(codings) = transfer_codings(headers)? {
+        if version == Version::Http10 {
+            return Err(HeadError::TransferEncodingInHttp10);
+        }
+        if has_field(headers, "content-length") {
             return Err(HeadError::AmbiguousLength);
         }
-        return Ok(BodyLength::Chunked);
+        return match codings {
+            Codings::OnlyChunked => Ok(BodyLength::Chunked),
+            Codings::ChunkedLast => Err(HeadError::UnsupportedTransferCoding),
+            Codings::NotChunkedLast => Err(HeadError::ChunkedNotFinal),
+        };
     }
     Ok(match content_length(headers)? {
         None | Some(0) => BodyLength::Empty,
@@ -39,51 +59,108 @@ pub(crate) fn request_body(
     })
 }
 
-/// A response's body length; `request_was_head` for a response to `HEAD`.
+/// A response's body length; `request_was_head` for a response to `HEAD`. The same checks as a
+/// request's, so that a server cannot end a response where the client would not.
 pub(crate) fn response_body(
     request_was_head: bool,
     status: u16,
     headers: &[httparse::Header<'_>],
 ) -> Result<BodyLength, HeadError> {
+    refuse_framing_named_in_connection(headers)?;
+    let codings = transfer_codings(headers)?;
+    if codings.is_some() && has_field(headers, "content-length") {
+        return Err(HeadError::AmbiguousLength);
+    }
+    // Checked even where it does not frame the body (a response to HEAD, a 304).
+    let length = content_length(headers)?;
     if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(BodyLength::Empty);
     }
-    if let Some(last_coding) = header_tokens(headers, "transfer-encoding").last() {
-        return Ok(if last_coding.eq_ignore_ascii_case(b"chunked") {
-            BodyLength::Chunked
-        } else {
-            BodyLength::UntilClose
-        });
-    }
-    Ok(match content_length(headers)? {
-        None => BodyLength::UntilClose,
-        Some(0) => BodyLength::Empty,
-        Some(n) => BodyLength::Fixed(n),
+    Ok(match (codings, length) {
+        // A response may carry codings the proxy does not decode: the client decodes them.
+        (Some(Codings::OnlyChunked | Codings::ChunkedLast), _) => BodyLength::Chunked,
+        // RFC 9112 §6.3 (4): the body of such a response ends when the server closes.
+        (Some(Codings::NotChunkedLast), _) | (None, None) => BodyLength::UntilClose,
+        (None, Some(0)) => BodyLength::Empty,
+        (None, Some(n)) => BodyLength::Fixed(n),
     })
 }
 
-/// The `Content-Length`, if any. Repeated fields (or list members) must all agree.
-fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, HeadError> {
-    let mut length = None;
-    for token in header_tokens(headers, "content-length") {
-        if !token.iter().all(u8::is_ascii_digit) || token.len() > 19 {
-            return Err(HeadError::BadContentLength);
-        }
-        let value: u64 = std::str::from_utf8(token)
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .ok_or(HeadError::BadContentLength)?;
-        if length.is_some_and(|seen| seen != value) {
-            return Err(HeadError::BadContentLength);
-        }
-        length = Some(value);
-    }
-    if length.is_none()
-        && headers
+/// The fields that frame a message are never hop-by-hop (RFC 9110 §7.6.1): a `Connection` that
+/// names one asks the next hop to drop the field that says where the message ends.
+fn refuse_framing_named_in_connection(headers: &[httparse::Header<'_>]) -> Result<(), HeadError> {
+    let names_framing = header_tokens(headers, "connection").any(|token| {
+        FRAMING_FIELDS
             .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .any(|name| token.eq_ignore_ascii_case(name.as_bytes()))
+    });
+    if names_framing {
+        return Err(HeadError::FramingNamedInConnection);
+    }
+    Ok(())
+}
+
+/// The fields no hop may remove: they say where a message ends and whom it is for.
+pub const FRAMING_FIELDS: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
+/// What `Transfer-Encoding` lists, as far as framing cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Codings {
+    /// `chunked` alone.
+    OnlyChunked,
+    /// Other codings, then `chunked`.
+    ChunkedLast,
+    /// The final coding is not `chunked`.
+    NotChunkedLast,
+}
+
+/// `Transfer-Encoding`'s codings over every such field, `None` without one. `chunked` twice, or
+/// a field with no coding at all, is an error: each is a way to make two parsers disagree.
+fn transfer_codings(headers: &[httparse::Header<'_>]) -> Result<Option<Codings>, HeadError> {
+    if !has_field(headers, "transfer-encoding") {
+        return Ok(None);
+    }
+    let (mut count, mut chunked, mut last_is_chunked) = (0usize, 0usize, false);
+    for coding in header_tokens(headers, "transfer-encoding") {
+        count += 1;
+        last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+        chunked += usize::from(last_is_chunked);
+    }
+    Ok(Some(match (count, chunked, last_is_chunked) {
+        (0, _, _) => return Err(HeadError::BadTransferEncoding),
+        (_, 2.., _) => return Err(HeadError::BadTransferEncoding),
+        (1, 1, true) => Codings::OnlyChunked,
+        (_, _, true) => Codings::ChunkedLast,
+        (_, _, false) => Codings::NotChunkedLast,
+    }))
+}
+
+fn has_field(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers.iter().any(|h| h.name.eq_ignore_ascii_case(name))
+}
+
+/// The `Content-Length`, if any. Repeated fields (or list members) must all agree, each one
+/// only digits (no sign, no space inside).
+pub(crate) fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, HeadError> {
+    let mut length = None;
+    for field in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
     {
-        return Err(HeadError::BadContentLength); // present but empty
+        for token in field.value.split(|&b| b == b',') {
+            let token = trim_ows(token);
+            if token.is_empty() || token.len() > 19 || !token.iter().all(u8::is_ascii_digit) {
+                return Err(HeadError::BadContentLength);
+            }
+            let value: u64 = std::str::from_utf8(token)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or(HeadError::BadContentLength)?;
+            if length.is_some_and(|seen| seen != value) {
+                return Err(HeadError::BadContentLength);
+            }
+            length = Some(value);
+        }
     }
     Ok(length)
 }

@@ -16,9 +16,22 @@ pub enum HeadError {
     Malformed(&'static str),
     /// A `Content-Length` that is not one non-negative integer.
     BadContentLength,
-    /// Both `Content-Length` and `Transfer-Encoding`, or a request body whose end cannot be known:
-    /// the ambiguity request smuggling lives on.
+    /// Both `Content-Length` and `Transfer-Encoding`: the ambiguity request smuggling lives on.
     AmbiguousLength,
+    /// `Connection` names `Content-Length`, `Transfer-Encoding` or `Host`, which no hop may drop.
+    FramingNamedInConnection,
+    /// A `Transfer-Encoding` in an HTTP/1.0 request, which cannot have one (RFC 9112 §6.1).
+    TransferEncodingInHttp10,
+    /// A request body in a transfer coding other than `chunked`, which throng does not decode.
+    UnsupportedTransferCoding,
+    /// A request's `Transfer-Encoding` whose final coding is not `chunked`: its end is unknown.
+    ChunkedNotFinal,
+    /// `chunked` twice, or a `Transfer-Encoding` that lists nothing.
+    BadTransferEncoding,
+    /// A line ended by a bare LF, or a bare CR anywhere in the head (RFC 9112 §2.2).
+    BareLineEnding,
+    /// More than one `Host`, or one that is not a host and port (RFC 9112 §3.2).
+    BadHost,
 }
 
 impl HeadError {
@@ -27,9 +40,16 @@ impl HeadError {
         match self {
             HeadError::TooLarge | HeadError::TooManyHeaders => 431,
             HeadError::UriTooLong => 414,
-            HeadError::Malformed(_) | HeadError::BadContentLength | HeadError::AmbiguousLength => {
-                400
-            }
+            HeadError::UnsupportedTransferCoding => 501,
+            HeadError::Malformed(_)
+            | HeadError::BadContentLength
+            | HeadError::AmbiguousLength
+            | HeadError::FramingNamedInConnection
+            | HeadError::TransferEncodingInHttp10
+            | HeadError::ChunkedNotFinal
+            | HeadError::BadTransferEncoding
+            | HeadError::BareLineEnding
+            | HeadError::BadHost => 400,
         }
     }
 
@@ -41,7 +61,16 @@ impl HeadError {
             HeadError::TooManyHeaders => "too many header fields",
             HeadError::Malformed(what) => what,
             HeadError::BadContentLength => "invalid Content-Length",
-            HeadError::AmbiguousLength => "ambiguous message length (Content-Length with Transfer-Encoding, or a body without a length)",
+            HeadError::AmbiguousLength => "both Content-Length and Transfer-Encoding",
+            HeadError::FramingNamedInConnection => {
+                "Connection names Content-Length, Transfer-Encoding or Host"
+            }
+            HeadError::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 message",
+            HeadError::UnsupportedTransferCoding => "a transfer coding other than chunked",
+            HeadError::ChunkedNotFinal => "Transfer-Encoding whose final coding is not chunked",
+            HeadError::BadTransferEncoding => "chunked twice, or an empty Transfer-Encoding",
+            HeadError::BareLineEnding => "a line not ended by CRLF (bare CR or LF)",
+            HeadError::BadHost => "more than one Host, or an invalid one",
         }
     }
 }
@@ -62,6 +91,8 @@ pub struct RequestHead<'b, 'h> {
     /// Bytes of the buffer the head took; the body (or the next request) starts there.
     pub head_len: usize,
     pub body: BodyLength,
+    /// The one value every `Content-Length` field agrees on, if there is any.
+    pub content_length: Option<u64>,
     /// Whether the client lets the connection stay open after this exchange.
     pub keep_alive: bool,
     /// `Expect: 100-continue`: the client waits for `100 Continue` before it sends the body.
@@ -84,6 +115,8 @@ pub struct ResponseHead<'b, 'h> {
     pub headers: &'h [httparse::Header<'b>],
     pub head_len: usize,
     pub body: BodyLength,
+    /// The one value every `Content-Length` field agrees on, if there is any.
+    pub content_length: Option<u64>,
     /// Whether the connection may carry another request after this response's body.
     pub keep_alive: bool,
 }
@@ -116,8 +149,10 @@ pub fn parse_request<'b, 'h>(
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(error) => return Err(HeadError::Malformed(syntax_error(error))),
     };
+    check_line_endings(&buf[..head_len])?;
     let version = Version::from_minor(request.version.unwrap_or(1));
     let headers: &'h [httparse::Header<'b>] = request.headers;
+    check_host(headers)?;
     let body = framing::request_body(version, headers)?;
     Ok(Some(RequestHead {
         method: request.method.unwrap_or_default(),
@@ -126,6 +161,7 @@ pub fn parse_request<'b, 'h>(
         headers,
         head_len,
         body,
+        content_length: framing::content_length(headers)?,
         keep_alive: framing::keep_alive(version, headers),
         expect_continue: header_value(headers, "expect")
             .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue")),
@@ -153,6 +189,7 @@ pub fn parse_response<'b, 'h>(
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(error) => return Err(HeadError::Malformed(syntax_error(error))),
     };
+    check_line_endings(&buf[..head_len])?;
     let version = Version::from_minor(response.version.unwrap_or(1));
     let status = response.code.unwrap_or_default();
     let headers: &'h [httparse::Header<'b>] = response.headers;
@@ -164,8 +201,45 @@ pub fn parse_response<'b, 'h>(
         headers,
         head_len,
         body,
+        content_length: framing::content_length(headers)?,
         keep_alive: framing::keep_alive(version, headers) && body != BodyLength::UntilClose,
     }))
+}
+
+/// Every line of a head ends in CRLF, and no CR stands alone: httparse takes a bare LF for a line
+/// end (RFC 9112 §2.2 lets a recipient do so), but a server behind the proxy may not, and the two
+/// would then see different lines.
+fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
+    let mut previous = 0u8;
+    for (at, &byte) in head.iter().enumerate() {
+        let bare_lf = byte == b'\n' && previous != b'\r';
+        let bare_cr = previous == b'\r' && byte != b'\n';
+        if bare_lf || bare_cr || (byte == b'\r' && at + 1 == head.len()) {
+            return Err(HeadError::BareLineEnding);
+        }
+        previous = byte;
+    }
+    Ok(())
+}
+
+/// At most one `Host`, and one that can be a host (reg-name, IPv4 or IP literal) with a port
+/// (RFC 9112 §3.2, RFC 3986 §3.2.2). A missing `Host` is for the caller to judge: the proxy
+/// refuses an HTTP/1.1 request without one, pong answers it.
+fn check_host(headers: &[httparse::Header<'_>]) -> Result<(), HeadError> {
+    let mut hosts = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"));
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return match headers.iter().any(|h| h.name.eq_ignore_ascii_case("host")) {
+            true => Err(HeadError::BadHost),
+            false => Ok(()),
+        };
+    };
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(b);
+    if !host.value.iter().all(allowed) {
+        return Err(HeadError::BadHost);
+    }
+    Ok(())
 }
 
 fn incomplete_or_too_large<T>(buf: &[u8], limits: &Limits) -> Result<Option<T>, HeadError> {
@@ -249,10 +323,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(fixed.body, BodyLength::Fixed(5));
-        let chunked = request(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+        let chunked = request(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n")
             .unwrap()
             .unwrap();
         assert_eq!(chunked.body, BodyLength::Chunked);
+        let list = request(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(list.body, BodyLength::Fixed(5));
         let repeated =
             request(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
                 .unwrap()
@@ -265,7 +343,7 @@ mod tests {
         let both = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(request(both).unwrap_err(), HeadError::AmbiguousLength);
         let not_last = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
-        assert_eq!(request(not_last).unwrap_err(), HeadError::AmbiguousLength);
+        assert_eq!(request(not_last).unwrap_err(), HeadError::ChunkedNotFinal);
         let differing = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
         assert_eq!(request(differing).unwrap_err(), HeadError::BadContentLength);
         let negative = b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n";
@@ -380,6 +458,173 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(head.body, BodyLength::Empty);
+        }
+    }
+}
+
+/// Every framing decision pinned by a vector: the smuggling tricks proxies and servers have been
+/// known to read differently, and what the codec says to each.
+#[cfg(test)]
+mod framing_vectors {
+    use super::*;
+    use crate::header_slots;
+
+    /// What a head parses to: its body framing, or the error (whose status the caller sends).
+    fn framing(text: &[u8]) -> Result<BodyLength, HeadError> {
+        let mut slots = header_slots();
+        match parse_request(text, &mut slots, &Limits::default()) {
+            Ok(Some(head)) => Ok(head.body),
+            Ok(None) => panic!("incomplete head: {:?}", String::from_utf8_lossy(text)),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn response_framing(text: &[u8]) -> Result<BodyLength, HeadError> {
+        let mut slots = header_slots();
+        match parse_response(text, &mut slots, &Limits::default(), false) {
+            Ok(Some(head)) => Ok(head.body),
+            Ok(None) => panic!("incomplete head: {:?}", String::from_utf8_lossy(text)),
+            Err(error) => Err(error),
+        }
+    }
+
+    const MALFORMED: Result<BodyLength, HeadError> = Err(HeadError::Malformed(""));
+
+    /// Compares errors by kind (a syntax error's text is httparse's business).
+    fn same(got: &Result<BodyLength, HeadError>, want: &Result<BodyLength, HeadError>) -> bool {
+        match (got, want) {
+            (Err(HeadError::Malformed(_)), Err(HeadError::Malformed(_))) => true,
+            _ => got == want,
+        }
+    }
+
+    #[test]
+    fn requests() {
+        use BodyLength::*;
+        use HeadError::*;
+        let cases: &[(&str, &[u8], Result<BodyLength, HeadError>)] = &[
+            ("plain length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", Ok(Fixed(5))),
+            ("chunked", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", Ok(Chunked)),
+            ("CL.TE", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n", Err(AmbiguousLength)),
+            ("TE.CL", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", Err(AmbiguousLength)),
+            ("Connection: content-length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: content-length\r\n\r\n", Err(FramingNamedInConnection)),
+            ("Connection: Transfer-Encoding", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, Transfer-Encoding\r\n\r\n", Err(FramingNamedInConnection)),
+            ("Connection: host", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", Err(FramingNamedInConnection)),
+            ("TE: chunked, chunked", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", Err(BadTransferEncoding)),
+            ("TE twice", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", Err(BadTransferEncoding)),
+            ("TE: identity", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", Err(ChunkedNotFinal)),
+            ("TE: gzip, chunked", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Err(UnsupportedTransferCoding)),
+            ("TE: chunked, identity", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", Err(ChunkedNotFinal)),
+            ("TE: xchunked", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", Err(ChunkedNotFinal)),
+            ("TE: chunked with a vertical tab", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\x0b\r\n\r\n", MALFORMED),
+            ("TE: chunked with a form feed", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \x0cchunked\r\n\r\n", MALFORMED),
+            ("TE: quoted", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", Err(ChunkedNotFinal)),
+            ("TE: empty", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", Err(BadTransferEncoding)),
+            ("TE: ,", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n", Err(BadTransferEncoding)),
+            ("TE name with space before the colon", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", MALFORMED),
+            ("TE folded (obs-fold)", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", MALFORMED),
+            ("TE in HTTP/1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", Err(TransferEncodingInHttp10)),
+            ("differing lengths", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", Err(BadContentLength)),
+            ("differing lengths in a list", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", Err(BadContentLength)),
+            ("signed length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", Err(BadContentLength)),
+            ("negative length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", Err(BadContentLength)),
+            ("hex length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", Err(BadContentLength)),
+            ("length with a space inside", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 0\r\n\r\n", Err(BadContentLength)),
+            ("empty length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n", Err(BadContentLength)),
+            ("length overflowing u64", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n", Err(BadContentLength)),
+            ("length name with space before the colon", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n", MALFORMED),
+            ("bare LF line ends", b"POST / HTTP/1.1\nHost: a\nContent-Length: 5\n\n", Err(BareLineEnding)),
+            ("one bare LF", b"POST / HTTP/1.1\r\nHost: a\nContent-Length: 5\r\n\r\n", Err(BareLineEnding)),
+            ("bare CR in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", MALFORMED),
+            ("NUL in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", MALFORMED),
+            ("control byte in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", MALFORMED),
+            ("two Hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Err(BadHost)),
+            ("Host with a slash", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", Err(BadHost)),
+            ("Host with a port", b"GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n", Ok(Empty)),
+            ("Host an IPv6 literal", b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", Ok(Empty)),
+            ("HTTP/1.0 with a length", b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n", Ok(Fixed(3))),
+            ("space in the request line", b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", MALFORMED),
+        ];
+        assert!(cases.len() >= 30);
+        for (name, text, want) in cases {
+            let got = framing(text);
+            assert!(same(&got, want), "{name}: got {got:?}, want {want:?}");
+            if let Err(error) = got {
+                let status = error.status();
+                assert!(status == 400 || status == 501, "{name}: status {status}");
+            }
+        }
+    }
+
+    #[test]
+    fn responses() {
+        use BodyLength::*;
+        use HeadError::*;
+        let cases: &[(&str, &[u8], Result<BodyLength, HeadError>)] = &[
+            (
+                "length",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+                Ok(Fixed(2)),
+            ),
+            (
+                "chunked",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Ok(Chunked),
+            ),
+            (
+                "gzip, chunked: passed on",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Ok(Chunked),
+            ),
+            (
+                "final coding not chunked: until close",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Ok(UntilClose),
+            ),
+            (
+                "neither: until close",
+                b"HTTP/1.1 200 OK\r\n\r\n",
+                Ok(UntilClose),
+            ),
+            (
+                "both",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(AmbiguousLength),
+            ),
+            (
+                "differing lengths",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+                Err(BadContentLength),
+            ),
+            (
+                "Connection: content-length",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\n",
+                Err(FramingNamedInConnection),
+            ),
+            (
+                "bare LF",
+                b"HTTP/1.1 200 OK\nContent-Length: 2\n\n",
+                Err(BareLineEnding),
+            ),
+            (
+                "chunked twice",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                Err(BadTransferEncoding),
+            ),
+            (
+                "a bad length on a 304 still refused",
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: x\r\n\r\n",
+                Err(BadContentLength),
+            ),
+            (
+                "a length on a 204 frames nothing",
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n",
+                Ok(Empty),
+            ),
+        ];
+        for (name, text, want) in cases {
+            let got = response_framing(text);
+            assert!(same(&got, want), "{name}: got {got:?}, want {want:?}");
         }
     }
 }

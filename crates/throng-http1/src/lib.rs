@@ -14,8 +14,10 @@ pub mod head;
 pub mod write;
 
 pub use chunked::{ChunkedDecoder, ChunkedError};
-pub use framing::{BodyLength, BodyReader};
+pub use framing::{BodyLength, BodyReader, FRAMING_FIELDS};
 pub use head::{parse_request, parse_response, HeadError, RequestHead, ResponseHead};
+/// A header field as parsed: a name and a value borrowed from the read buffer.
+pub use httparse::Header;
 
 /// How many header slots a parse can use at most; [`Limits::max_headers`] may lower it.
 pub const HEADER_SLOTS: usize = 128;
@@ -83,6 +85,18 @@ pub fn header_tokens<'a, 'b>(
         .iter()
         .filter(move |h| h.name.eq_ignore_ascii_case(name))
         .flat_map(|h| h.value.split(|&b| b == b','))
-        .map(|token| token.trim_ascii())
+        .map(trim_ows)
         .filter(|token| !token.is_empty())
+}
+
+/// `bytes` without the optional whitespace (spaces and tabs, RFC 9110 §5.6.3) around it; other
+/// bytes that some parsers take for space (form feed, vertical tab) stay and make it invalid.
+pub fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |at| at + 1);
+    bytes.get(start..end).unwrap_or_default()
 }

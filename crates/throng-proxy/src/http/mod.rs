@@ -6,6 +6,7 @@
 //! H (waiting for the response head), D (data: bodies), and `--` when all went well.
 
 pub mod rewrite;
+pub mod route;
 
 use crate::dispatch::{self, Connected, DispatchError};
 use crate::log::Entry;
@@ -508,44 +509,14 @@ fn parse(session: &Session, client: &ClientStream, req: &Buffer) -> Result<Optio
         upgrade: upgrade.is_some(),
         is_head: head.method == "HEAD",
         expect_continue: head.expect_continue,
-        backend: route(session, head.target, head.header("host")),
+        backend: route::backend(
+            &frontend.routes,
+            frontend.default_backend,
+            &route::destination(head.target, head.header("host")),
+        ),
         head_len: head.head_len,
     };
     Ok(Some(request))
-}
-
-/// The backend for a request: the first route whose host and path prefix match, else the
-/// frontend's default.
-fn route(session: &Session, target: &str, host: Option<&[u8]>) -> Option<usize> {
-    let frontend = session.frontend();
-    // An absolute-form target (`GET http://host/path`) carries the host itself.
-    let (target_host, path) = match target.split_once("://") {
-        Some((_, rest)) => match rest.find('/') {
-            Some(at) => (Some(&rest[..at]), &rest[at..]),
-            None => (Some(rest), "/"),
-        },
-        None => (None, target),
-    };
-    let host = target_host.map(str::as_bytes).or(host).map(|h| {
-        let h = std::str::from_utf8(h).unwrap_or_default().trim();
-        // Without the port: `example.com:8443` is `example.com`.
-        let h = match h.rfind(':') {
-            Some(at) if !h.ends_with(']') => &h[..at],
-            _ => h,
-        };
-        h.to_ascii_lowercase()
-    });
-    frontend
-        .routes
-        .iter()
-        .find(|r| {
-            r.host
-                .as_deref()
-                .is_none_or(|want| host.as_deref() == Some(want))
-                && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
-        })
-        .map(|r| r.backend)
-        .or(frontend.default_backend)
 }
 
 enum ReadFailure {

@@ -1,9 +1,15 @@
 //! Heads as they cross the proxy: hop-by-hop fields removed, `X-Forwarded-For` and `Forwarded`
 //! added, and the connection's fate said in `Connection`.
+//!
+//! The fields that frame a message are written as the proxy read them, not copied: one
+//! `Content-Length` with the value the codec checked, and a request's `Transfer-Encoding` as
+//! plain `chunked`. Whatever spelling a client used, the server behind reads the same framing as
+//! the proxy did. They are never hop-by-hop, whatever `Connection` says (the codec refuses a
+//! message whose `Connection` names them; this is the second lock on the same door).
 
 use std::io::Write;
 use std::net::IpAddr;
-use throng_http1::{header_tokens, RequestHead, ResponseHead, Version};
+use throng_http1::{header_tokens, BodyLength, RequestHead, ResponseHead, Version, FRAMING_FIELDS};
 
 /// Fields that describe one hop (RFC 9110 §7.6.1); each side of the proxy has its own.
 const HOP_BY_HOP: [&str; 6] = [
@@ -16,10 +22,41 @@ const HOP_BY_HOP: [&str; 6] = [
 ];
 
 fn is_hop_by_hop(name: &str, listed: &[&[u8]]) -> bool {
+    if FRAMING_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+        return false;
+    }
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
         || listed
             .iter()
             .any(|l| name.as_bytes().eq_ignore_ascii_case(l))
+}
+
+/// Copies a head's fields, less the hop-by-hop ones, writing the framing fields as parsed:
+/// `Content-Length` once with its checked value, `Transfer-Encoding` once as `chunked` when
+/// `chunked_only` (a request, whose only accepted coding is chunked), else as it came.
+fn copy_fields(
+    out: &mut Vec<u8>,
+    headers: &[throng_http1::Header<'_>],
+    content_length: Option<u64>,
+    chunked_only: bool,
+) {
+    let listed: Vec<&[u8]> = header_tokens(headers, "connection").collect();
+    let (mut length_written, mut coding_written) = (false, false);
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if let (false, Some(length)) = (length_written, content_length) {
+                let _ = write!(out, "Content-Length: {length}\r\n");
+                length_written = true;
+            }
+        } else if chunked_only && h.name.eq_ignore_ascii_case("transfer-encoding") {
+            if !coding_written {
+                field(out, "Transfer-Encoding", b"chunked");
+                coding_written = true;
+            }
+        } else if !is_hop_by_hop(h.name, &listed) {
+            field(out, h.name, h.value);
+        }
+    }
 }
 
 fn version(v: Version) -> &'static str {
@@ -41,7 +78,6 @@ pub struct Forward {
 
 /// The request head for the server.
 pub fn request(out: &mut Vec<u8>, head: &RequestHead<'_, '_>, forward: &Forward) {
-    let listed: Vec<&[u8]> = header_tokens(head.headers, "connection").collect();
     let _ = write!(
         out,
         "{} {} {}\r\n",
@@ -49,11 +85,8 @@ pub fn request(out: &mut Vec<u8>, head: &RequestHead<'_, '_>, forward: &Forward)
         head.target,
         version(head.version)
     );
-    for h in head.headers {
-        if !is_hop_by_hop(h.name, &listed) {
-            field(out, h.name, h.value);
-        }
-    }
+    let chunked = head.body == BodyLength::Chunked;
+    copy_fields(out, head.headers, head.content_length, chunked);
     if let Some(upgrade) = &forward.upgrade {
         field(out, "Connection", b"upgrade");
         field(out, "Upgrade", upgrade);
@@ -93,7 +126,6 @@ pub fn response(
     client_version: Version,
     then: ClientConnection,
 ) {
-    let listed: Vec<&[u8]> = header_tokens(head.headers, "connection").collect();
     let _ = write!(
         out,
         "{} {} {}\r\n",
@@ -101,11 +133,7 @@ pub fn response(
         head.status,
         head.reason
     );
-    for h in head.headers {
-        if !is_hop_by_hop(h.name, &listed) {
-            field(out, h.name, h.value);
-        }
-    }
+    copy_fields(out, head.headers, head.content_length, false);
     match then {
         ClientConnection::Upgrade => {
             field(out, "Connection", b"upgrade");
@@ -141,6 +169,10 @@ pub fn error_response(status: u16) -> Vec<u8> {
         431 => (
             "431 Request Header Fields Too Large",
             "The request head is too large.",
+        ),
+        501 => (
+            "501 Not Implemented",
+            "The request uses a transfer coding the proxy does not support.",
         ),
         502 => (
             "502 Bad Gateway",
@@ -191,6 +223,54 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 127.0.0.9\r\nForwarded: for=127.0.0.9;proto=https\r\n\r\n"
         );
+    }
+
+    fn forward_plain() -> Forward {
+        Forward {
+            client: "127.0.0.9".parse().unwrap(),
+            tls: false,
+            forwardfor: false,
+            forwarded: false,
+            upgrade: None,
+        }
+    }
+
+    #[test]
+    fn framing_fields_are_written_as_parsed() {
+        let raw =
+            b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-length:5\r\n\r\n";
+        let mut slots = header_slots();
+        let head = parse_request(raw, &mut slots, &Limits::default())
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        request(&mut out, &head, &forward_plain());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"
+        );
+
+        let raw = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED \r\nTransfer-Encoding:\r\n\r\n";
+        let mut slots = header_slots();
+        let head = parse_request(raw, &mut slots, &Limits::default())
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        request(&mut out, &head, &forward_plain());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn framing_fields_are_never_hop_by_hop() {
+        let listed: [&[u8]; 3] = [b"content-length", b"Transfer-Encoding", b"host"];
+        for name in ["Content-Length", "transfer-encoding", "Host"] {
+            assert!(!is_hop_by_hop(name, &listed), "{name}");
+        }
+        assert!(is_hop_by_hop("X-Private", &[b"x-private"]));
+        assert!(is_hop_by_hop("Keep-Alive", &[]));
     }
 
     #[test]
