@@ -738,12 +738,17 @@ mod tests {
         addr: std::net::SocketAddr,
         cert_pem: &str,
         versions: &[&'static rustls::SupportedProtocolVersion],
+        suite: Option<rustls::SupportedCipherSuite>,
     ) -> (rustls::ClientConnection, std::net::TcpStream) {
         let mut roots = rustls::RootCertStore::empty();
         for cert in parse_certs(cert_pem.as_bytes()).unwrap() {
             roots.add(cert).unwrap();
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if let Some(suite) = suite {
+            provider.cipher_suites = vec![suite];
+        }
+        let provider = Arc::new(provider);
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
             .unwrap()
@@ -809,7 +814,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let handle = std::thread::spawn(move || {
-            let (conn, socket) = rustls_client(addr, &cert_pem, &[&rustls::version::TLS13]);
+            let (conn, socket) = rustls_client(addr, &cert_pem, &[&rustls::version::TLS13], None);
             client(conn, socket)
         });
         let (stream, tls) = accept_tls(&listener, config).await;
@@ -826,7 +831,7 @@ mod tests {
         for (version, own) in [(&TLS13, true), (&TLS12, false)] {
             let pem = cert_pem.clone();
             let client = std::thread::spawn(move || {
-                let (mut conn, mut socket) = rustls_client(addr, &pem, &[version]);
+                let (mut conn, mut socket) = rustls_client(addr, &pem, &[version], None);
                 conn.writer().write_all(b"ping").unwrap();
                 conn.complete_io(&mut socket).unwrap();
                 rustls_read(&mut conn, &mut socket, 4)
@@ -836,6 +841,55 @@ mod tests {
             assert_eq!(read_exactly(&mut tls, &stream, 4).await, b"ping");
             tls.write_all(&stream, b"pong").await.unwrap();
             assert_eq!(client.join().unwrap(), b"pong");
+        }
+    }
+
+    /// Differential: each TLS 1.3 suite against rustls's own record layer on the other end:
+    /// records of every size up to the maximum, coalesced in one write and split across
+    /// reads, key updates asked for by the peer, and the server's own at its key's limit.
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_tls13_suite_against_rustls() {
+        use rustls::crypto::aws_lc_rs::cipher_suite::{
+            TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+        };
+        let (config, cert_pem) = server();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sizes = [1usize, 100, 16 * 1024, 16 * 1024 + 1, 40_000];
+        for suite in [
+            TLS13_AES_128_GCM_SHA256,
+            TLS13_AES_256_GCM_SHA384,
+            TLS13_CHACHA20_POLY1305_SHA256,
+        ] {
+            let pem = cert_pem.clone();
+            let client = std::thread::spawn(move || {
+                let (mut conn, mut socket) =
+                    rustls_client(addr, &pem, &[&rustls::version::TLS13], Some(suite));
+                let mut echoed = Vec::new();
+                for (i, size) in sizes.iter().enumerate() {
+                    conn.writer().write_all(&vec![i as u8; *size]).unwrap();
+                    if i % 2 == 1 {
+                        conn.refresh_traffic_keys().unwrap();
+                    }
+                    while conn.wants_write() {
+                        conn.write_tls(&mut socket).unwrap();
+                    }
+                    echoed.extend(rustls_read(&mut conn, &mut socket, *size));
+                }
+                echoed
+            });
+            let (stream, mut tls) = accept_tls(&listener, Arc::clone(&config)).await;
+            assert!(tls.on_own_records(), "{suite:?}");
+            tls.roll_keys_every(2);
+            let mut sent = Vec::new();
+            for size in sizes {
+                let got = read_exactly(&mut tls, &stream, size).await;
+                tls.write_all(&stream, &got).await.unwrap();
+                sent.extend(got);
+            }
+            let echoed = client.join().unwrap();
+            assert_eq!(echoed.len(), sent.len(), "{suite:?}");
+            assert!(echoed == sent, "{suite:?}: the echo differs");
         }
     }
 

@@ -31,6 +31,14 @@ const TAG: usize = 16;
 /// updates are a few hundred bytes).
 const MAX_HANDSHAKE_MESSAGE: usize = 16 * 1024;
 
+/// What a peer may send without sending data, as rustls (and BoringSSL) allow: empty records
+/// in a row, KeyUpdates that ask for ours since the last data, and warning alerts
+/// (`user_canceled`) over the connection. Each costs work and sends nothing; past the limit the
+/// connection ends with `unexpected_message`.
+const MAX_EMPTY_RECORDS_IN_A_ROW: u8 = 32;
+const MAX_KEY_UPDATE_REQUESTS: u8 = 32;
+const MAX_WARNING_ALERTS: u8 = 4;
+
 const APPLICATION_DATA: u8 = 23;
 const HANDSHAKE: u8 = 22;
 const ALERT: u8 = 21;
@@ -126,6 +134,10 @@ pub struct Records<Data> {
     tx_limit: u64,
     /// A post-handshake message split over records, until its end comes.
     partial: Vec<u8>,
+    /// Counted toward the limits above.
+    empty_records: u8,
+    key_update_requests: u8,
+    warning_alerts: u8,
 }
 
 impl<Data: Tickets> Records<Data> {
@@ -156,7 +168,25 @@ impl<Data: Tickets> Records<Data> {
             kernel: kernel.map(Box::new),
             tx_limit,
             partial: Vec::new(),
+            empty_records: 0,
+            key_update_requests: 0,
+            warning_alerts: 0,
         })
+    }
+
+    /// A connection on keys made here, not handed over (tests that seal a hostile peer's records).
+    #[cfg(test)]
+    fn from_keys(tx: Keys, rx: Keys) -> Records<Data> {
+        Records {
+            kernel: None,
+            tx,
+            rx,
+            tx_limit: u64::MAX,
+            partial: Vec::new(),
+            empty_records: 0,
+            key_update_requests: 0,
+            warning_alerts: 0,
+        }
     }
 
     #[cfg(test)]
@@ -248,12 +278,24 @@ impl<Data: Tickets> Records<Data> {
                     "a handshake message interleaved with other records",
                 ));
             }
+            self.count_empty(content)?;
             match kind {
-                APPLICATION_DATA => deliver(content),
+                APPLICATION_DATA if content.is_empty() => {}
+                APPLICATION_DATA => {
+                    self.key_update_requests = 0;
+                    deliver(content)
+                }
+                // RFC 8446 5.1: handshake and alert records are never empty.
+                HANDSHAKE | ALERT if content.is_empty() => {
+                    return Err(fault(
+                        UNEXPECTED_MESSAGE,
+                        "an empty handshake or alert record",
+                    ))
+                }
                 HANDSHAKE => self.post_handshake(content, outgoing)?,
                 ALERT => match content {
                     [_, CLOSE_NOTIFY] => opened.closed = true,
-                    [_, USER_CANCELED] => {}
+                    [_, USER_CANCELED] => self.warning_alert()?,
                     [_, description] => {
                         return Err(Fault {
                             alert: None,
@@ -277,6 +319,34 @@ impl<Data: Tickets> Records<Data> {
             }
         }
         Ok(opened)
+    }
+
+    /// Counts empty records in a row (any type), up to [`MAX_EMPTY_RECORDS_IN_A_ROW`].
+    fn count_empty(&mut self, content: &[u8]) -> Result<(), Fault> {
+        if !content.is_empty() {
+            self.empty_records = 0;
+            return Ok(());
+        }
+        self.empty_records += 1;
+        if self.empty_records > MAX_EMPTY_RECORDS_IN_A_ROW {
+            return Err(fault(
+                UNEXPECTED_MESSAGE,
+                format!("more than {MAX_EMPTY_RECORDS_IN_A_ROW} empty records in a row"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `user_canceled` alert: allowed, up to [`MAX_WARNING_ALERTS`] in a connection.
+    fn warning_alert(&mut self) -> Result<(), Fault> {
+        self.warning_alerts += 1;
+        if self.warning_alerts > MAX_WARNING_ALERTS {
+            return Err(fault(
+                UNEXPECTED_MESSAGE,
+                format!("more than {MAX_WARNING_ALERTS} warning alerts"),
+            ));
+        }
+        Ok(())
     }
 
     /// Handles post-handshake messages, which may be split over records or share one.
@@ -303,6 +373,14 @@ impl<Data: Tickets> Records<Data> {
             match kind {
                 NEW_SESSION_TICKET => Data::new_session_ticket(self.kernel.as_deref_mut(), body)
                     .map_err(|e| fault(UNEXPECTED_MESSAGE, e.to_string()))?,
+                // RFC 8446 5.1: a key change must fall on a record's end; what follows it in the
+                // record was sealed under the old key.
+                KEY_UPDATE if rest.len() > 4 + length => {
+                    return Err(fault(
+                        UNEXPECTED_MESSAGE,
+                        "a KeyUpdate that does not end its record",
+                    ))
+                }
                 KEY_UPDATE => self.key_update(body, outgoing)?,
                 other => {
                     return Err(fault(
@@ -329,6 +407,13 @@ impl<Data: Tickets> Records<Data> {
         };
         self.rx = self.rx.next()?;
         if requested {
+            self.key_update_requests += 1;
+            if self.key_update_requests > MAX_KEY_UPDATE_REQUESTS {
+                return Err(fault(
+                    UNEXPECTED_MESSAGE,
+                    format!("more than {MAX_KEY_UPDATE_REQUESTS} KeyUpdate requests without data"),
+                ));
+            }
             self.update_tx(outgoing)?;
         }
         Ok(())
@@ -388,6 +473,9 @@ impl<Data: Tickets> Records<Data> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 fn tls_error(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())

@@ -8,6 +8,7 @@
 use rustls::KeyLog;
 use std::cell::RefCell;
 use std::sync::Arc;
+use zeroize::Zeroize;
 
 /// A TLS 1.3 traffic secret: as long as the suite's hash (32 or 48 bytes).
 #[derive(Clone)]
@@ -33,10 +34,7 @@ impl Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        for byte in self.bytes.iter_mut() {
-            // SAFETY: a valid, aligned, exclusive reference to a byte of this struct.
-            unsafe { std::ptr::write_volatile(byte, 0) };
-        }
+        self.bytes.zeroize();
     }
 }
 
