@@ -7,11 +7,13 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use std::sync::Arc;
 
-/// A server configuration offering `alpn`, with `certified` (chain and key) chosen by SNI.
+/// A server configuration offering `alpn`, with `certified` (chain and key) chosen by SNI; TLS
+/// 1.3 connections leave rustls for throng's record layer after the handshake if `own_records`.
 pub fn server_config(
     certified: Vec<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     alpn: &[String],
     groups: &[String],
+    own_records: bool,
 ) -> Result<Arc<ServerConfig>, String> {
     let provider = throng_tls::config::provider(groups)?;
     let mut keys = Vec::new();
@@ -26,8 +28,14 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(BySni { keys }));
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    // TLS 1.3 connections leave rustls after the handshake (throng_tls::records).
-    throng_tls::records::secrets::prepare_server(&mut config);
+    // TLS 1.3 connections leave rustls after the handshake (throng_tls::records) unless the
+    // frontend says `record_layer = "rustls"`: without captured secrets they stay with rustls.
+    if own_records {
+        throng_tls::records::secrets::prepare_server(&mut config);
+    }
+    // TLS 1.2: the server's order of cipher suites (rustls's: AEADs, forward secrecy first),
+    // not the client's, as HAProxy's `prefer-server-ciphers` (TLS 1.3 suites are all strong).
+    config.ignore_client_order = true;
     // Stateless resumption (tickets), as HAProxy offers by default: a returning client skips
     // the full handshake and the proxy keeps no per-client session cache. Under the master's
     // key when there are several processes, so that any of them resumes any client.

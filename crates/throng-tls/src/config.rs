@@ -109,6 +109,8 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not go together: {e}"))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // TLS 1.2 takes the server's order of cipher suites, as the proxy's frontends do.
+    config.ignore_client_order = true;
     // Not readied for throng's record layer (`records::secrets::prepare_server`): its users
     // (pong) drive rustls's buffered connections, which would leave secrets in the capture slot.
     Ok(Arc::new(config))

@@ -10,3 +10,6 @@
 pub mod config;
 pub mod records;
 pub mod stream;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

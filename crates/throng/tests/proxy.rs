@@ -198,27 +198,46 @@ fn tls_frontends_pick_the_certificate_by_sni_for_curl_and_openssl() {
 /// OpenSSL asks for a key update between requests (`K` in s_client): past the handshake a TLS 1.3
 /// connection runs on throng's own record layer, which must open what follows under the
 /// client's next key, answer with a KeyUpdate of its own and seal the next responses under its
-/// next key, or OpenSSL could not read them.
+/// next key, or OpenSSL could not read them. Each of the three TLS 1.3 suites, and the same
+/// through a frontend that keeps connections on rustls's record layer (`record_layer`).
 #[test]
-fn openssl_key_updates_are_followed_both_ways() {
+fn openssl_key_updates_are_followed_both_ways_in_every_suite() {
     let pong = Pong::start(&[]);
     let dir = Dir::new("keyupdate");
     let config = format!(
         "{GLOBAL}\n[frontends.secure]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n\
-         tls = {{ self_signed = [\"localhost\"] }}\n\n[backends.app]\nservers = [{}]\n",
+         tls = {{ self_signed = [\"localhost\"] }}\n\n\
+         [frontends.fallback]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n\
+         tls = {{ self_signed = [\"localhost\"], record_layer = \"rustls\" }}\n\n\
+         [backends.app]\nservers = [{}]\n",
         servers_list(&[pong.addr()])
     );
     let proxy = Proxy::start(&dir, &config);
+    for (frontend, suite) in [
+        ("secure", "TLS_AES_128_GCM_SHA256"),
+        ("secure", "TLS_AES_256_GCM_SHA384"),
+        ("secure", "TLS_CHACHA20_POLY1305_SHA256"),
+        ("fallback", "TLS_CHACHA20_POLY1305_SHA256"),
+    ] {
+        openssl_key_update_rounds(proxy.addr(frontend), suite);
+    }
+}
+
+/// Three requests from `openssl s_client` limited to `suite`, a key update asked between them.
+fn openssl_key_update_rounds(addr: SocketAddr, suite: &str) {
     let mut client = Command::new("openssl")
         .args([
             "s_client",
             "-crlf",
             "-msg",
+            "-tls1_3",
+            "-ciphersuites",
+            suite,
             "-servername",
             "localhost",
             "-connect",
         ])
-        .arg(proxy.addr("secure").to_string())
+        .arg(addr.to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -234,7 +253,7 @@ fn openssl_key_updates_are_followed_both_ways() {
         let answered = wait_until(|| (count("pong") >= round).then_some(()));
         assert!(
             answered.is_some(),
-            "request {round} unanswered:\n{}",
+            "{suite}: request {round} unanswered:\n{}",
             seen.lock().unwrap()
         );
         if round < 3 {
@@ -242,7 +261,7 @@ fn openssl_key_updates_are_followed_both_ways() {
             let updated = wait_until(|| (count(SERVER_KEY_UPDATE) >= round).then_some(()));
             assert!(
                 updated.is_some(),
-                "no KeyUpdate {round} back:\n{}",
+                "{suite}: no KeyUpdate {round} back:\n{}",
                 seen.lock().unwrap()
             );
         }
@@ -250,7 +269,12 @@ fn openssl_key_updates_are_followed_both_ways() {
     drop(stdin);
     let _ = client.kill();
     let _ = client.wait();
-    assert_eq!(count("HTTP/1.1 200 OK"), 3, "{}", seen.lock().unwrap());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.matches("HTTP/1.1 200 OK").count(), 3, "{seen}");
+    assert!(
+        seen.contains(&format!("Cipher is {suite}")),
+        "{suite}:\n{seen}"
+    );
 }
 
 #[test]

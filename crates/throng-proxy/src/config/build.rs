@@ -316,7 +316,17 @@ fn build_tls(
         }
     }
     let groups = t.groups.clone().unwrap_or_default();
-    crate::certs::server_config(certified, &alpn, &groups).map_err(|e| (at.clone(), e))
+    let own_records = match t.record_layer.as_deref() {
+        None | Some("throng") => true,
+        Some("rustls") => false,
+        Some(other) => {
+            return Err((
+                at.key("record_layer"),
+                format!("`{other}`: the record layer is \"throng\" (the default) or \"rustls\""),
+            ))
+        }
+    };
+    crate::certs::server_config(certified, &alpn, &groups, own_records).map_err(|e| (at.clone(), e))
 }
 
 fn build_backend(

@@ -88,6 +88,8 @@ pub struct Tls {
     pub self_signed: Option<Vec<String>>,
     pub alpn: Option<Vec<String>>,
     pub groups: Option<Vec<String>>,
+    /// `throng` (the default) or `rustls`: which record layer carries TLS 1.3 past the handshake.
+    pub record_layer: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

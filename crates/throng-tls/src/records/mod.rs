@@ -11,7 +11,7 @@
 //! last non-zero byte of the decrypted plaintext, the nonce is the IV XOR the record's sequence
 //! number, and the additional data is the record's 5-byte header.
 
-mod keys;
+pub(crate) mod keys;
 pub mod secrets;
 
 use aws_lc_rs::aead::{Aad, Tag};
@@ -175,8 +175,8 @@ impl<Data: Tickets> Records<Data> {
     }
 
     /// A connection on keys made here, not handed over (tests that seal a hostile peer's records).
-    #[cfg(test)]
-    fn from_keys(tx: Keys, rx: Keys) -> Records<Data> {
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn from_keys(tx: Keys, rx: Keys) -> Records<Data> {
         Records {
             kernel: None,
             tx,
@@ -450,7 +450,12 @@ impl<Data: Tickets> Records<Data> {
     }
 
     /// One record of `kind` carrying `content`, appended to `out` (which has room for it).
-    fn seal_record(&mut self, kind: u8, content: &[u8], out: &mut Buffer) -> io::Result<()> {
+    pub(crate) fn seal_record(
+        &mut self,
+        kind: u8,
+        content: &[u8],
+        out: &mut Buffer,
+    ) -> io::Result<()> {
         let length = content.len() + 1 + TAG;
         let spare = out.spare();
         if spare.len() < HEADER + length {

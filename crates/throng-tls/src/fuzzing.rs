@@ -1,0 +1,57 @@
+//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`): a peer on keys made from
+//! fixed secrets seals whatever records the fuzzer asks for, and the record layer opens them. The
+//! fuzzer reaches what an attacker with a session reaches: post-handshake messages split and
+//! coalesced any way, alerts, empty records, key updates, and raw bytes after them.
+
+use crate::records::keys::Keys;
+use crate::records::secrets::Secret;
+use crate::records::Records;
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305};
+use rustls::client::ClientConnectionData;
+use rustls::server::ServerConnectionData;
+use throng_net::buffers::Buffer;
+
+/// Seals each `(inner type, content)` of `records` from a client, appends `raw` unsealed, and
+/// has a server open it all, in pieces of `piece` bytes (at least 1). `suite` picks one of the
+/// three AEADs. Errors are expected; a panic, a hang or unbounded memory is the bug.
+pub fn open_sealed(suite: u8, records: &[(u8, &[u8])], raw: &[u8], piece: usize) {
+    let (algorithm, hash) = match suite % 3 {
+        0 => (&AES_128_GCM, 32),
+        1 => (&AES_256_GCM, 48),
+        _ => (&CHACHA20_POLY1305, 32),
+    };
+    let client_secret: Vec<u8> = (0..hash as u8).collect();
+    let server_secret: Vec<u8> = (100..100 + hash as u8).collect();
+    let keys =
+        |secret: &[u8]| Secret::new(secret).and_then(|s| Keys::from_secret(algorithm, s, 0).ok());
+    let (Some(ctx), Some(crx), Some(stx), Some(srx)) = (
+        keys(&client_secret),
+        keys(&server_secret),
+        keys(&server_secret),
+        keys(&client_secret),
+    ) else {
+        return;
+    };
+    let mut client: Records<ClientConnectionData> = Records::from_keys(ctx, crx);
+    let mut server: Records<ServerConnectionData> = Records::from_keys(stx, srx);
+    let mut wire = Vec::new();
+    for (kind, content) in records {
+        let mut out = Buffer::take();
+        if client.seal_record(*kind, content, &mut out).is_ok() {
+            wire.extend_from_slice(out.filled());
+        }
+    }
+    wire.extend_from_slice(raw);
+    let mut incoming = Buffer::take();
+    let mut outgoing = None;
+    for part in wire.chunks(piece.max(1)) {
+        let spare = incoming.spare();
+        let take = part.len().min(spare.len());
+        spare[..take].copy_from_slice(&part[..take]);
+        incoming.end += take;
+        if server.open(&mut incoming, &mut outgoing, |_| {}).is_err() {
+            return;
+        }
+        outgoing = None;
+    }
+}
