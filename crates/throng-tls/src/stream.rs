@@ -915,6 +915,43 @@ mod tests {
         assert_eq!(client.join().unwrap(), b"onetwothree");
     }
 
+    /// The same on a connection that stays with rustls (a configuration that does not capture
+    /// secrets, as `record_layer = "rustls"`): rustls follows the peer's key updates.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_left_on_rustls_follows_key_updates() {
+        let (cert_pem, key_pem) = self_signed(&["localhost"]).unwrap();
+        let certs = parse_certs(cert_pem.as_bytes()).unwrap();
+        let key = parse_key(key_pem.as_bytes()).unwrap();
+        let config = server_config(certs, key, &[b"http/1.1"], &[]).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let (mut conn, mut socket) =
+                rustls_client(addr, &cert_pem, &[&rustls::version::TLS13], None);
+            let mut echoed = Vec::new();
+            for (i, word) in [&b"one"[..], b"two", b"three", b"four"].iter().enumerate() {
+                conn.writer().write_all(word).unwrap();
+                if i % 2 == 0 {
+                    conn.refresh_traffic_keys().unwrap();
+                }
+                conn.complete_io(&mut socket).unwrap();
+                echoed.extend(rustls_read(&mut conn, &mut socket, word.len()));
+                // As `openssl s_client`'s `K`: a KeyUpdate on its own, between requests.
+                conn.refresh_traffic_keys().unwrap();
+                conn.complete_io(&mut socket).unwrap();
+            }
+            echoed
+        });
+        let (stream, mut tls) = accept_tls(&listener, config).await;
+        assert!(!tls.on_own_records());
+        for word in [&b"one"[..], b"two", b"three", b"four"] {
+            let got = read_exactly(&mut tls, &stream, word.len()).await;
+            assert_eq!(got, word);
+            tls.write_all(&stream, &got).await.unwrap();
+        }
+        assert_eq!(client.join().unwrap(), b"onetwothreefour");
+    }
+
     /// At its key's limit the record layer announces a KeyUpdate and seals under the next key;
     /// the peer (rustls) reads every record across the changes.
     #[tokio::test(flavor = "current_thread")]

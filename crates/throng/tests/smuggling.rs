@@ -521,6 +521,11 @@ fn response_vectors() -> Vec<ResponseVector> {
             throng: 200,
         },
         ResponseVector {
+            name: "101 to a request that asked for no upgrade",
+            response: b"HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
+            throng: 502,
+        },
+        ResponseVector {
             name: "a second response after a chunked one",
             response: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
             throng: 200,
