@@ -337,7 +337,8 @@ fn any_worker_resumes_a_session_another_began() {
     let handshakes = report["throng"]["tls"]["count"].as_u64().unwrap();
     let resumed = report["throng"]["tls_resumed"].as_u64().unwrap();
     assert_eq!(handshakes, 200, "{report}");
-    // The first handshakes come before any ticket; after that, all resume (one in four would
-    // with a key per worker).
-    assert!(resumed >= 180, "{resumed} of {handshakes} resumed");
+    // The first handshakes come before any ticket (more of them on a busy machine, where a
+    // handshake takes longer than the 5 ms between connections: 173 of 200 resumed beside a
+    // fuzzer); after that, all resume. With a key per worker one in four would: about 50.
+    assert!(resumed >= 150, "{resumed} of {handshakes} resumed");
 }
