@@ -129,7 +129,7 @@ pub fn render(proxy: &Proxy) -> String {
         .zip(&proxy.frontends)
         .map(|(config, state)| (format!("frontend=\"{}\"", config.name), state))
         .collect();
-    let per_frontend: [Metric<FrontendState>; 10] = [
+    let per_frontend: [Metric<FrontendState>; 11] = [
         (
             "frontend_current_sessions",
             "gauge",
@@ -163,7 +163,7 @@ pub fn render(proxy: &Proxy) -> String {
         (
             "frontend_bad_requests_total",
             "counter",
-            "Requests refused as malformed or too large (400, 414, 431).",
+            "Requests refused as malformed, ambiguous or too large (400, 414, 431, 501).",
             |f| f.bad_requests.load(Relaxed),
         ),
         (
@@ -183,6 +183,12 @@ pub fn render(proxy: &Proxy) -> String {
             "counter",
             "TLS handshakes failed or timed out.",
             |f| f.tls_failures.load(Relaxed),
+        ),
+        (
+            "frontend_tls_refusals_total",
+            "counter",
+            "TLS connections given up after the handshake for a record or message refused.",
+            |f| f.tls_refusals.load(Relaxed),
         ),
         (
             "frontend_limit_waits_total",

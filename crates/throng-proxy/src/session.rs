@@ -159,6 +159,18 @@ impl Session {
     }
 
     /// Finishes `entry` (total time, connection counts, frontend bytes) and logs it.
+    /// Counts a TLS connection given up for what the client sent after the handshake.
+    pub fn count_tls_refusal(&self, client: &crate::stream::ClientStream) {
+        if client.tls_refused() {
+            self.frontend_state().tls_refusals.fetch_add(1, Relaxed);
+            tracing::debug!(
+                "{}: TLS connection from {} given up for what it sent",
+                self.frontend().name,
+                self.peer
+            );
+        }
+    }
+
     pub fn log(&self, mut entry: Entry, started: Instant) {
         let proxy = self.proxy();
         entry.t_total = started.elapsed();

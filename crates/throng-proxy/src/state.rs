@@ -50,6 +50,9 @@ pub struct FrontendState {
     pub request_timeouts: AtomicU64,
     pub tls_handshakes: AtomicU64,
     pub tls_failures: AtomicU64,
+    /// TLS connections given up after the handshake for what the client sent (a record that
+    /// does not open, a malformed or unexpected message, a limit passed).
+    pub tls_refusals: AtomicU64,
     /// Times an accept waited because `maxconn` or the memory budget was reached.
     pub limit_waits: AtomicU64,
 }

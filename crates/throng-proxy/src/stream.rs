@@ -26,6 +26,11 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(..))
     }
 
+    /// Whether TLS gave the connection up for something the client sent after the handshake.
+    pub fn tls_refused(&self) -> bool {
+        matches!(self, ClientStream::Tls(_, tls) if tls.refused())
+    }
+
     /// Whether bytes can be read without waiting for the socket (TLS has some decrypted).
     pub fn has_pending(&mut self) -> io::Result<bool> {
         match self {

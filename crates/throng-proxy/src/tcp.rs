@@ -46,6 +46,7 @@ pub async fn serve(session: Session, mut client: ClientStream) {
     entry.bytes_from_client = tunnel.to_server;
     entry.termination = tunnel.ending.termination();
     session.count_bytes(&connected, tunnel.to_server, tunnel.to_client);
+    session.count_tls_refusal(&client);
     drop(connected);
     session.log(entry, started);
 }

@@ -78,6 +78,8 @@ pub struct TlsStream<C: Unbuffered> {
     flight: Flight,
     /// The handshake resumed an earlier session.
     resumed: bool,
+    /// Something the peer sent was refused (a record, a post-handshake message, a limit).
+    refused: bool,
 }
 
 /// Who makes and opens records.
@@ -292,6 +294,7 @@ impl<C: Unbuffered> TlsStream<C> {
             })),
             flight: Flight::default(),
             resumed: false,
+            refused: false,
         }
     }
 
@@ -305,12 +308,24 @@ impl<C: Unbuffered> TlsStream<C> {
         matches!(self.layer, Layer::Records(_))
     }
 
+    /// Whether the peer sent something that was refused, and the connection given up for it.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
     fn process(&mut self, then: Then<'_>) -> io::Result<(Stop, usize)> {
-        match &mut self.layer {
+        let processed = match &mut self.layer {
             Layer::Rustls(handshaking) => process_rustls(handshaking, &mut self.flight, then),
             Layer::Records(records) => process_records(records, &mut self.flight, then),
             Layer::Moving => Err(tls_error("a connection lost between record layers")),
+        };
+        if let Err(error) = &processed {
+            if error.kind() == io::ErrorKind::InvalidData && !self.refused {
+                self.refused = true;
+                tracing::debug!("TLS: refused what the peer sent: {error}");
+            }
         }
+        processed
     }
 
     /// Once the handshake is done: a TLS 1.3 connection with nothing left to send moves to

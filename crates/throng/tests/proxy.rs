@@ -287,7 +287,7 @@ fn openssl_rounds(addr: SocketAddr, suite: &str, key_updates: bool) {
 }
 
 #[test]
-fn tls_garbage_is_counted_and_closed() {
+fn tls_garbage_and_tampered_records_are_counted_and_closed() {
     let pong = Pong::start(&[]);
     let dir = Dir::new("garbage");
     let config = format!(
@@ -307,6 +307,42 @@ fn tls_garbage_is_counted_and_closed() {
             .then_some(())
     })
     .expect("both failures counted");
+
+    // Past the handshake: a record changed on the way is refused with bad_record_mac, the
+    // connection given up and counted.
+    let client_config = throng_tls::config::client_config(&throng_tls::config::ClientOptions {
+        insecure: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = rustls::ClientConnection::new(client_config, name).unwrap();
+    let mut socket = connect(proxy.addr("secure"));
+    while tls.is_handshaking() {
+        tls.complete_io(&mut socket).unwrap();
+    }
+    tls.writer()
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut record = Vec::new();
+    tls.write_tls(&mut record).unwrap();
+    let last = record.len() - 1;
+    record[last] ^= 1;
+    socket.write_all(&record).unwrap();
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    let _ = tls.read_tls(&mut &answer[..]);
+    assert_eq!(
+        tls.process_new_packets().err(),
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::BadRecordMac
+        ))
+    );
+    wait_until(|| {
+        (proxy.metric("throng_proxy_frontend_tls_refusals_total{frontend=\"secure\"}") >= 1.0)
+            .then_some(())
+    })
+    .expect("the refusal counted");
 }
 
 #[test]

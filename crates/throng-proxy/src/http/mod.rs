@@ -98,6 +98,7 @@ pub async fn serve(session: Session, mut client: ClientStream) {
         }
         first = false;
     }
+    session.count_tls_refusal(&client);
     let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
 }
 
