@@ -112,10 +112,10 @@ impl ChunkedDecoder {
         mut data: impl FnMut(&[u8]),
     ) -> Result<Progress, ChunkedError> {
         let mut at = 0;
-        while at < input.len() && self.state != State::Done {
+        while let (Some(&byte), false) = (input.get(at), self.state == State::Done) {
             if let State::Data(remaining) = self.state {
                 let take = (input.len() - at).min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                data(&input[at..at + take]);
+                data(input.get(at..at + take).unwrap_or_default());
                 at += take;
                 let left = remaining - take as u64;
                 self.state = if left == 0 {
@@ -125,7 +125,7 @@ impl ChunkedDecoder {
                 };
                 continue;
             }
-            self.step(input[at])?;
+            self.step(byte)?;
             at += 1;
         }
         Ok(Progress {

@@ -216,7 +216,7 @@ impl BodyReader {
                 let take = input
                     .len()
                     .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                data(&input[..take]);
+                data(input.get(..take).unwrap_or_default());
                 *remaining -= take as u64;
                 if *remaining == 0 {
                     *self = BodyReader::Done;

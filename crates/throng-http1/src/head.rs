@@ -141,7 +141,7 @@ pub fn parse_request<'b, 'h>(
     let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
         &mut request,
         buf,
-        &mut slots[..slots_len],
+        slots.get_mut(..slots_len).unwrap_or_default(),
     );
     let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) if n <= limits.max_head_bytes => n,
@@ -149,7 +149,7 @@ pub fn parse_request<'b, 'h>(
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(error) => return Err(HeadError::Malformed(syntax_error(error))),
     };
-    check_line_endings(&buf[..head_len])?;
+    check_line_endings(buf.get(..head_len).unwrap_or_default())?;
     let version = Version::from_minor(request.version.unwrap_or(1));
     let headers: &'h [httparse::Header<'b>] = request.headers;
     check_host(headers)?;
@@ -181,7 +181,7 @@ pub fn parse_response<'b, 'h>(
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut response,
         buf,
-        &mut slots[..slots_len],
+        slots.get_mut(..slots_len).unwrap_or_default(),
     );
     let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) if n <= limits.max_head_bytes => n,
@@ -189,7 +189,7 @@ pub fn parse_response<'b, 'h>(
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(error) => return Err(HeadError::Malformed(syntax_error(error))),
     };
-    check_line_endings(&buf[..head_len])?;
+    check_line_endings(buf.get(..head_len).unwrap_or_default())?;
     let version = Version::from_minor(response.version.unwrap_or(1));
     let status = response.code.unwrap_or_default();
     let headers: &'h [httparse::Header<'b>] = response.headers;
@@ -246,7 +246,9 @@ fn incomplete_or_too_large<T>(buf: &[u8], limits: &Limits) -> Result<Option<T>, 
     if buf.len() < limits.max_head_bytes {
         return Ok(None);
     }
-    let first_line_ends = buf[..limits.max_head_bytes].contains(&b'\n');
+    let first_line_ends = buf
+        .get(..limits.max_head_bytes)
+        .is_some_and(|head| head.contains(&b'\n'));
     Err(if first_line_ends {
         HeadError::TooLarge
     } else {

@@ -8,6 +8,17 @@
 //! - [`chunked`]: an incremental decoder for chunked bodies.
 //! - [`write`]: response heads, small whole responses and chunks.
 
+// Hostile bytes come through here: no panic in code that is not a test.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod chunked;
 pub mod framing;
 pub mod head;

@@ -7,6 +7,17 @@
 //!
 //! `LIFECYCLE.md` beside this file is the maintainers' map of the record layer.
 
+// Hostile bytes come through here: no panic in code that is not a test.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod config;
 pub mod records;
 pub mod stream;

@@ -137,8 +137,8 @@ impl Flight {
 fn deliver(plaintext: &mut Option<Buffer>, overflow: &mut Vec<u8>, payload: &[u8]) {
     let room = plaintext.get_or_insert_with(Buffer::take);
     let spare = room.spare();
-    if overflow.is_empty() && spare.len() >= payload.len() {
-        spare[..payload.len()].copy_from_slice(payload);
+    if let (true, Some(into)) = (overflow.is_empty(), spare.get_mut(..payload.len())) {
+        into.copy_from_slice(payload);
         room.end += payload.len();
     } else {
         overflow.extend_from_slice(payload);
@@ -160,6 +160,15 @@ enum Then<'d> {
     Nothing,
     Encrypt(&'d [u8]),
     CloseNotify,
+}
+
+/// Copies as much of `from` as `to` holds; returns how much.
+fn copy_prefix(from: &[u8], to: &mut [u8]) -> usize {
+    let n = from.len().min(to.len());
+    if let (Some(to), Some(from)) = (to.get_mut(..n), from.get(..n)) {
+        to.copy_from_slice(from);
+    }
+    n
 }
 
 fn tls_error(error: impl std::fmt::Display) -> io::Error {
@@ -221,7 +230,7 @@ fn process_rustls<C: Unbuffered>(
                     Then::Encrypt(data) => {
                         // Room for the record's framing and tag as well.
                         let fits = out.spare().len().saturating_sub(64).min(MAX_RECORD);
-                        let chunk = &data[..data.len().min(fits)];
+                        let chunk = data.get(..data.len().min(fits)).unwrap_or_default();
                         if !chunk.is_empty() {
                             match write.encrypt(chunk, out.spare()) {
                                 Ok(n) => {
@@ -417,8 +426,11 @@ impl<C: Unbuffered> TlsStream<C> {
     pub async fn write_all(&mut self, socket: &TcpStream, data: &[u8]) -> io::Result<()> {
         let mut written = 0;
         while written < data.len() {
-            written +=
-                std::future::poll_fn(|cx| self.poll_write(socket, cx, &data[written..])).await?;
+            written += std::future::poll_fn(|cx| {
+                let rest = data.get(written..).unwrap_or_default();
+                self.poll_write(socket, cx, rest)
+            })
+            .await?;
         }
         self.send(socket).await
     }
@@ -470,8 +482,7 @@ impl<C: Unbuffered> TlsStream<C> {
         loop {
             let flight = &mut self.flight;
             if let Some(plain) = flight.plaintext.as_mut().filter(|b| !b.is_empty()) {
-                let n = plain.filled().len().min(buf.len());
-                buf[..n].copy_from_slice(&plain.filled()[..n]);
+                let n = copy_prefix(plain.filled(), buf);
                 plain.consume(n);
                 if plain.is_empty() {
                     flight.plaintext = None;
@@ -479,8 +490,7 @@ impl<C: Unbuffered> TlsStream<C> {
                 return Ok(n);
             }
             if !flight.overflow.is_empty() {
-                let n = flight.overflow.len().min(buf.len());
-                buf[..n].copy_from_slice(&flight.overflow[..n]);
+                let n = copy_prefix(&flight.overflow, buf);
                 flight.overflow.drain(..n);
                 if flight.overflow.is_empty() {
                     flight.overflow = Vec::new();

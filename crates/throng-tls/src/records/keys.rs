@@ -87,7 +87,8 @@ impl Keys {
     /// The nonce of the next record, and its sequence number used up.
     pub fn next_nonce(&mut self) -> io::Result<Nonce> {
         let mut nonce = Zeroizing::new(self.iv);
-        for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+        // The sequence number, big-endian, XORed into the IV's last 8 bytes (RFC 8446 5.3).
+        for (n, s) in nonce.iter_mut().skip(4).zip(self.seq.to_be_bytes()) {
             *n ^= s;
         }
         self.seq = self
@@ -102,7 +103,7 @@ impl Keys {
         let built = match self.built.take() {
             Some(built) => built,
             None => {
-                let key = &self.key[..self.algorithm.key_len()];
+                let key = self.key.get(..self.algorithm.key_len()).unwrap_or_default();
                 LessSafeKey::new(UnboundKey::new(self.algorithm, key).map_err(tls_error)?)
             }
         };

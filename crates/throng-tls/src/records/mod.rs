@@ -227,14 +227,13 @@ impl<Data: Tickets> Records<Data> {
         mut deliver: impl FnMut(&[u8]),
     ) -> Result<Opened, Fault> {
         let mut opened = Opened::default();
-        while incoming.filled().len() >= HEADER {
-            let mut header = [0u8; HEADER];
-            header.copy_from_slice(&incoming.filled()[..HEADER]);
-            let length = u16::from_be_bytes([header[3], header[4]]) as usize;
-            if header[0] != APPLICATION_DATA {
+        while let Some(&header) = incoming.filled().first_chunk::<HEADER>() {
+            let [outer_type, _, _, high, low] = header;
+            let length = usize::from(u16::from_be_bytes([high, low]));
+            if outer_type != APPLICATION_DATA {
                 return Err(fault(
                     UNEXPECTED_MESSAGE,
-                    format!("a record of type {} after the handshake", header[0]),
+                    format!("a record of type {outer_type} after the handshake"),
                 ));
             }
             if length > MAX_CIPHERTEXT {
@@ -246,11 +245,10 @@ impl<Data: Tickets> Records<Data> {
             if length <= TAG {
                 return Err(fault(DECODE_ERROR, format!("a record of {length} bytes")));
             }
-            if incoming.filled().len() < HEADER + length {
-                break;
-            }
+            let Some(record) = incoming.filled_mut().get_mut(HEADER..HEADER + length) else {
+                break; // the rest of the record has not come yet
+            };
             let nonce = self.rx.next_nonce()?;
-            let record = &mut incoming.filled_mut()[HEADER..HEADER + length];
             let inner = self
                 .rx
                 .context()?
@@ -265,7 +263,10 @@ impl<Data: Tickets> Records<Data> {
             let Some(end) = inner.iter().rposition(|&b| b != 0) else {
                 return Err(fault(UNEXPECTED_MESSAGE, "a record with no content type"));
             };
-            let (content, kind) = (&inner[..end], inner[end]);
+            let (content, kind) = match inner.split_at_checked(end) {
+                Some((content, [kind, ..])) => (content, *kind),
+                _ => return Err(fault(UNEXPECTED_MESSAGE, "a record with no content type")),
+            };
             if inner.len() > MAX_PLAINTEXT + 1 {
                 return Err(fault(
                     RECORD_OVERFLOW,
@@ -358,24 +359,23 @@ impl<Data: Tickets> Records<Data> {
         let mut messages = std::mem::take(&mut self.partial);
         messages.extend_from_slice(content);
         let mut rest = &messages[..];
-        while rest.len() >= 4 {
-            let length = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
+        while let Some(&[kind, l1, l2, l3]) = rest.first_chunk::<4>() {
+            let length = u32::from_be_bytes([0, l1, l2, l3]) as usize;
             if length > MAX_HANDSHAKE_MESSAGE {
                 return Err(fault(
                     DECODE_ERROR,
                     format!("a post-handshake message of {length} bytes"),
                 ));
             }
-            if rest.len() < 4 + length {
-                break;
-            }
-            let (kind, body) = (rest[0], &rest[4..4 + length]);
+            let Some((body, after)) = rest.get(4..).and_then(|r| r.split_at_checked(length)) else {
+                break; // the rest of the message comes in a later record
+            };
             match kind {
                 NEW_SESSION_TICKET => Data::new_session_ticket(self.kernel.as_deref_mut(), body)
                     .map_err(|e| fault(UNEXPECTED_MESSAGE, e.to_string()))?,
                 // RFC 8446 5.1: a key change must fall on a record's end; what follows it in the
                 // record was sealed under the old key.
-                KEY_UPDATE if rest.len() > 4 + length => {
+                KEY_UPDATE if !after.is_empty() => {
                     return Err(fault(
                         UNEXPECTED_MESSAGE,
                         "a KeyUpdate that does not end its record",
@@ -389,7 +389,7 @@ impl<Data: Tickets> Records<Data> {
                     ))
                 }
             }
-            rest = &rest[4 + length..];
+            rest = after;
         }
         if !rest.is_empty() {
             self.partial = rest.to_vec();
@@ -435,7 +435,9 @@ impl<Data: Tickets> Records<Data> {
         }
         let out = outgoing.get_or_insert_with(Buffer::take);
         let room = out.spare().len().saturating_sub(HEADER + 1 + TAG);
-        let chunk = &data[..data.len().min(room).min(MAX_PLAINTEXT)];
+        let chunk = data
+            .get(..data.len().min(room).min(MAX_PLAINTEXT))
+            .unwrap_or_default();
         if chunk.is_empty() && !data.is_empty() {
             return Ok(0);
         }
@@ -457,23 +459,28 @@ impl<Data: Tickets> Records<Data> {
         out: &mut Buffer,
     ) -> io::Result<()> {
         let length = content.len() + 1 + TAG;
+        let Ok(wire_length) = u16::try_from(length) else {
+            return Err(tls_error("a record too long to seal"));
+        };
         let spare = out.spare();
-        if spare.len() < HEADER + length {
+        let Some(record) = spare.get_mut(..HEADER + length) else {
             return Err(tls_error("no room for a record"));
-        }
-        let [high, low] = (length as u16).to_be_bytes();
+        };
+        let [high, low] = wire_length.to_be_bytes();
         let header = [APPLICATION_DATA, 3, 3, high, low];
-        spare[..HEADER].copy_from_slice(&header);
-        let body = &mut spare[HEADER..HEADER + content.len() + 1];
-        body[..content.len()].copy_from_slice(content);
-        body[content.len()] = kind;
+        let (head, rest) = record.split_at_mut(HEADER);
+        head.copy_from_slice(&header);
+        let (body, tag_room) = rest.split_at_mut(content.len() + 1);
+        let (inner, kind_byte) = body.split_at_mut(content.len());
+        inner.copy_from_slice(content);
+        kind_byte.fill(kind);
         let nonce = self.tx.next_nonce()?;
         let tag: Tag = self
             .tx
             .context()?
             .seal_in_place_separate_tag(nonce, Aad::from(header), body)
             .map_err(|_| tls_error("sealing a record failed"))?;
-        spare[HEADER + content.len() + 1..HEADER + length].copy_from_slice(tag.as_ref());
+        tag_room.copy_from_slice(tag.as_ref());
         out.end += HEADER + length;
         Ok(())
     }
