@@ -11,6 +11,12 @@
 //! - [`progress`]: the live line on stderr.
 //! - [`split`]: an attack split over processes, their results merged as they come.
 
+// Network-facing: no unwrap, expect or panic in code that is not a test.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 mod alarm;
 mod client;
 pub mod config;

@@ -203,6 +203,13 @@ impl BodyReader {
         matches!(self, BodyReader::Done)
     }
 
+    /// The part of `input` that belongs to the body (framing included); what follows it belongs
+    /// to the next message.
+    pub fn take<'i>(&mut self, input: &'i [u8]) -> Result<&'i [u8], ChunkedError> {
+        let n = self.feed(input, |_| {})?;
+        Ok(input.split_at_checked(n).map_or(input, |(body, _)| body))
+    }
+
     /// Feeds bytes read from the peer; `data` gets the body's content. Returns how many bytes of
     /// `input` were body (framing included); the rest belong to the next message.
     pub fn feed(

@@ -14,6 +14,12 @@
 //! - [`procs`]: several processes of one command (past the open-files limit), supervised.
 //! - [`prometheus`]: the metrics of several processes merged into one text.
 
+// Network-facing: no unwrap, expect or panic in code that is not a test.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod admin;
 pub mod buffers;
 pub mod calendar;

@@ -12,6 +12,12 @@
 //! - `metrics` and `admin`: Prometheus counters and the listener that serves them.
 //! - [`master`]: `--procs N`, several processes of it with one merged `/metrics`.
 
+// Network-facing: no unwrap, expect or panic in code that is not a test.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 mod admin;
 pub mod config;
 mod connection;

@@ -10,6 +10,12 @@
 //! `throng_net::buffers` lends buffers only while bytes are in flight. With
 //! `global.processes` above 1, [`master`] runs that many worker processes of it.
 
+// Network-facing: no unwrap, expect or panic in code that is not a test.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod balance;
 pub mod certs;
 pub mod config;

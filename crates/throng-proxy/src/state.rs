@@ -22,6 +22,23 @@ pub struct Proxy {
     pub connection_closed: Notify,
 }
 
+impl Proxy {
+    /// Backend `index`'s configuration. Indices come from the configuration itself (routes,
+    /// default backends and server slots are checked against it when it is built, and it does
+    /// not change while the process runs), so this cannot be out of range: the one reviewed
+    /// exception to the crate's no-indexing rule on the request path.
+    #[allow(clippy::indexing_slicing)]
+    pub fn backend_config(&self, index: usize) -> &crate::config::Backend {
+        &self.config.backends[index]
+    }
+
+    /// Backend `index`'s counters, made one per configured backend; see [`Proxy::backend_config`].
+    #[allow(clippy::indexing_slicing)]
+    pub fn backend_state(&self, index: usize) -> &BackendState {
+        &self.backends[index]
+    }
+}
+
 /// Counts by HTTP status class: 1xx, 2xx, 3xx, 4xx, 5xx, other.
 #[derive(Default)]
 pub struct StatusCounts(pub [AtomicU64; 6]);

@@ -25,7 +25,7 @@ pub(super) async fn send_request(
     req: &mut Option<Buffer>,
     entry: &mut Entry,
 ) -> Result<(), Failed> {
-    let backend = &session.proxy().config.backends[connected.slot.backend];
+    let backend = session.proxy().backend_config(connected.slot.backend);
     let server_timeout = backend.timeouts.server;
     let client_timeout = session.frontend().timeouts.client;
     if write_with_timeout(&mut connected.stream, first_flight, server_timeout)
@@ -47,10 +47,11 @@ pub(super) async fn send_request(
         let Some(filled) = req.as_mut() else {
             continue;
         };
-        let n = body
-            .feed(filled.filled(), |_| {})
+        let part = body
+            .take(filled.filled())
             .map_err(|_| Failed::ClientGone(*b"PR"))?;
-        if write_with_timeout(&mut connected.stream, &filled.filled()[..n], server_timeout)
+        let n = part.len();
+        if write_with_timeout(&mut connected.stream, part, server_timeout)
             .await
             .is_err()
         {
@@ -85,15 +86,16 @@ pub(super) async fn stream_body(
     };
     loop {
         if let Some(res) = res.as_mut().filter(|b| !b.is_empty()) {
-            let n = match reader.feed(res.filled(), |_| {}) {
-                Ok(n) => n,
+            let part = match reader.take(res.filled()) {
+                Ok(part) => part,
                 Err(_) => {
                     streamed.failure = Some(*b"PD");
                     return streamed;
                 }
             };
+            let n = part.len();
             if n > 0 {
-                if write_with_timeout(client, &res.filled()[..n], client_timeout)
+                if write_with_timeout(client, part, client_timeout)
                     .await
                     .is_err()
                 {

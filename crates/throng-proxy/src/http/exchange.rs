@@ -135,9 +135,10 @@ async fn receive(
         return Err(Stop::Quiet);
     };
     buffer.consume(request.head_len);
-    match body.feed(buffer.filled(), |_| {}) {
-        Ok(n) => {
-            first_flight.extend_from_slice(&buffer.filled()[..n]);
+    match body.take(buffer.filled()) {
+        Ok(part) => {
+            first_flight.extend_from_slice(part);
+            let n = part.len();
             buffer.consume(n);
         }
         Err(error) => {
@@ -266,7 +267,7 @@ async fn forward(
             &connected.stream,
             client.socket(),
             &received.request,
-            proxy.config.backends[backend].timeouts.server,
+            proxy.backend_config(backend).timeouts.server,
         )
         .await;
         match got {
@@ -339,16 +340,17 @@ async fn respond(
     session.frontend_state().responses.count(status);
 
     let client_timeout = session.frontend().timeouts.client;
-    let server_timeout = proxy.config.backends[backend].timeouts.server;
+    let server_timeout = proxy.backend_config(backend).timeouts.server;
     // The head and the body that came with it leave in one write: one send (one TLS record)
     // for a small response, not two.
     let mut out = out;
     let mut reader = BodyReader::new(response_body);
     if !upgrade {
         if let Some(arrived) = res.as_mut().filter(|b| !b.is_empty()) {
-            match reader.feed(arrived.filled(), |_| {}) {
-                Ok(n) => {
-                    out.extend_from_slice(&arrived.filled()[..n]);
+            match reader.take(arrived.filled()) {
+                Ok(part) => {
+                    out.extend_from_slice(part);
+                    let n = part.len();
                     arrived.consume(n);
                 }
                 Err(_) => {
@@ -390,7 +392,8 @@ async fn respond(
                 return Err(Stop::Logged);
             }
         }
-        let idle = proxy.config.backends[backend]
+        let idle = proxy
+            .backend_config(backend)
             .timeouts
             .tunnel
             .unwrap_or(client_timeout.max(server_timeout));
@@ -436,7 +439,7 @@ async fn respond(
         && !streamed.extra
         && response_body != BodyLength::UntilClose
     {
-        let max = proxy.config.backends[backend].max_idle_per_server;
+        let max = proxy.backend_config(backend).max_idle_per_server;
         session
             .worker
             .servers

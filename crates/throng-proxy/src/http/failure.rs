@@ -107,14 +107,16 @@ pub(super) async fn dispatch_failed(
 ) {
     if let Some(backend) = entry.backend_index {
         session.note_dispatch_failure(entry, backend, error);
-        session.proxy().backends[backend].responses.count(503);
+        session.proxy().backend_state(backend).responses.count(503);
     }
     answer_error(session, client, entry, 503).await;
 }
 
 /// Counts a status for the backend and server (the frontend counts what the client gets).
 pub(super) fn count_status(session: &Session, connected: &Connected, status: u16) {
-    session.proxy().backends[connected.slot.backend]
+    session
+        .proxy()
+        .backend_state(connected.slot.backend)
         .responses
         .count(status);
     connected.slot.state().responses.count(status);

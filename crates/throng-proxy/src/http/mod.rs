@@ -16,6 +16,10 @@
 //! `LIFECYCLE.md` beside this file is the maintainers' map: states, transitions, invariants, and
 //! the framing guards with the vectors that pin them.
 
+// Request and response bytes pass through here: no indexing that could panic (config lookups go
+// through `Proxy::backend_config`, the one reviewed exception).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 mod body;
 mod exchange;
 mod failure;
