@@ -1,6 +1,12 @@
 //! `throng knee`: the story's tipping point, found without 500 manual runs. Short open-model
 //! steps at growing rates until one misses the SLO, then a search between the last good and the
-//! first bad rate, then a longer validation step at the rate found.
+//! first bad rate, then a longer validation step at the rate found and a step one tolerance
+//! above it, which should fail.
+//!
+//! Real machines have transients (a compiler beside the search, a target stalled for 60 ms): a
+//! failing step counts only when a second run at its rate fails too, and a third decides when
+//! the two disagree. A pass is never confirmed: noise only makes latency worse. The outcome says
+//! where runs disagreed, so a knee found through noise is marked as such.
 //!
 //! - [`slo`]: what a step must meet.
 //! - [`search`]: which rate to try next.
@@ -18,8 +24,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use step::{Plan, Step, Verdict};
 
-/// Told of each step as it ends: its number (0 for the validation step) and what it measured.
-pub type OnStep = Box<dyn FnMut(usize, &Step)>;
+/// Told of each step as it ends: its name for people ("step 3", "step 3 again", "validation",
+/// "above") and what it measured.
+pub type OnStep = Box<dyn FnMut(&str, &Step)>;
 
 /// How a search is run.
 pub struct Options {
@@ -41,8 +48,12 @@ pub struct Knee {
     /// The highest rate that passed (`None`: none did).
     pub knee: Option<f64>,
     pub steps: Vec<Step>,
-    /// The validation step at the knee, if one was run.
+    /// The validation step at the knee, if one was run (the deciding run, if it was confirmed).
     pub validation: Option<Step>,
+    /// The step one tolerance above the knee, which should fail, if one was run.
+    pub above: Option<Step>,
+    /// Rates whose runs disagreed (a failure the next run did not repeat).
+    pub disagreed: Vec<f64>,
     /// Set when the generator could not keep up: the search stopped there.
     pub generator_bound: Option<String>,
 }
@@ -50,53 +61,122 @@ pub struct Knee {
 pub fn find(plan: &Plan<'_>, mut options: Options) -> Result<Knee, String> {
     std::fs::create_dir_all(&options.dir).map_err(|e| format!("{}: {e}", options.dir.display()))?;
     let mut search = Search::new(options.from, options.to, options.tolerance);
-    let mut steps: Vec<Step> = Vec::new();
+    let mut runs = Runs {
+        steps: Vec::new(),
+        disagreed: Vec::new(),
+    };
     let mut generator_bound = None;
     let knee = loop {
         match search.next() {
             Next::Found(knee) => break knee,
             Next::Step(rate) => {
-                if !steps.is_empty() {
-                    std::thread::sleep(options.pause);
-                }
-                let file = options
-                    .dir
-                    .join(format!("step-{:02}-{:.0}.bin", steps.len() + 1, rate));
-                let step = step::run(plan, rate, &file)?;
-                (options.on_step)(steps.len() + 1, &step);
-                match &step.verdict {
+                let number = runs.steps.iter().filter(|s| s.attempt == 1).count() + 1;
+                let name = format!("step-{number:02}-{rate:.0}");
+                let label = format!("step {number:2}");
+                match runs.decide(plan, rate, &name, &label, &mut options)? {
                     Verdict::GeneratorBound(reason) => {
                         generator_bound = Some(format!(
                             "the generator could not keep up at {rate:.1}/s ({reason}): the target's knee is above what this generator can offer; add --threads, raise --max-inflight, or run more generator processes"
                         ));
-                        steps.push(step);
-                        break search_best(&steps);
+                        break search_best(&runs.steps);
                     }
-                    verdict => search.record(rate, *verdict == Verdict::Pass),
+                    verdict => search.record(rate, verdict == Verdict::Pass),
                 }
-                steps.push(step);
             }
         }
     };
-    let validation = match knee {
-        Some(rate) if !options.validate.is_zero() && generator_bound.is_none() => {
+    let (mut validation, mut above) = (None, None);
+    if let (Some(rate), true, None) = (knee, !options.validate.is_zero(), &generator_bound) {
+        let validate = Plan {
+            duration: options.validate,
+            ..*plan
+        };
+        let mut checks = Runs {
+            steps: Vec::new(),
+            disagreed: Vec::new(),
+        };
+        std::thread::sleep(options.pause);
+        checks.decide(&validate, rate, "validation", "validation", &mut options)?;
+        validation = checks.steps.pop();
+        runs.disagreed.extend(checks.disagreed);
+        // One tolerance above the knee the target should fail; if it passes, the knee is lower
+        // than the target's, found through noise.
+        let over = rate * (1.0 + options.tolerance);
+        if over <= options.to {
             std::thread::sleep(options.pause);
-            let validate = Plan {
-                duration: options.validate,
-                ..*plan
-            };
-            let step = step::run(&validate, rate, &options.dir.join("validation.bin"))?;
-            (options.on_step)(0, &step);
-            Some(step)
+            let step = step::run(plan, over, &options.dir.join("above.bin"))?;
+            (options.on_step)("above", &step);
+            above = Some(step);
         }
-        _ => None,
-    };
+    }
     Ok(Knee {
         knee,
-        steps,
+        steps: runs.steps,
         validation,
+        above,
+        disagreed: runs.disagreed,
         generator_bound,
     })
+}
+
+/// The steps run so far, and the rates whose runs disagreed.
+struct Runs {
+    steps: Vec<Step>,
+    disagreed: Vec<f64>,
+}
+
+impl Runs {
+    /// Runs `plan` at `rate` (results in `DIR/NAME.bin`, then `NAME-2.bin`, `NAME-3.bin`) until
+    /// its verdict is decided: a pass or a generator-bound step at once, a failure when a second
+    /// run fails too, or the third run's verdict when the first two disagree.
+    fn decide(
+        &mut self,
+        plan: &Plan<'_>,
+        rate: f64,
+        name: &str,
+        label: &str,
+        options: &mut Options,
+    ) -> Result<Verdict, String> {
+        let mut failures = 0;
+        for attempt in 1..=3u8 {
+            if !self.steps.is_empty() || attempt > 1 {
+                std::thread::sleep(options.pause);
+            }
+            let file = match attempt {
+                1 => options.dir.join(format!("{name}.bin")),
+                n => options.dir.join(format!("{name}-{n}.bin")),
+            };
+            let mut step = step::run(plan, rate, &file)?;
+            step.attempt = attempt;
+            let label = match attempt {
+                1 => label.to_string(),
+                _ => format!("{label} again"),
+            };
+            (options.on_step)(&label, &step);
+            let verdict = step.verdict.clone();
+            self.steps.push(step);
+            match verdict {
+                Verdict::Fail(_) => failures += 1,
+                Verdict::Pass if failures > 0 && !self.disagreed.contains(&rate) => {
+                    self.disagreed.push(rate)
+                }
+                _ => {}
+            }
+            // A pass or a generator-bound run decides at once; failures need a second; three
+            // runs decide whatever they say.
+            let decided = matches!(
+                (&verdict, attempt, failures),
+                (Verdict::GeneratorBound(_), _, _)
+                    | (Verdict::Pass, 1, _)
+                    | (Verdict::Fail(_), _, 2)
+                    | (_, 3, _)
+            );
+            if decided {
+                return Ok(verdict);
+            }
+        }
+        Ok(Verdict::Fail("undecided".into()))
+    }
 }
 
 /// The highest rate that passed so far.
@@ -119,15 +199,51 @@ impl Knee {
             json!({
                 "offered": s.offered, "achieved": s.achieved, "requests": s.requests,
                 "success": s.success, "p50": s.p50, "p90": s.p90, "p99": s.p99, "max": s.max,
-                "lag_p99": s.lag_p99, "errors": s.errors, "verdict": verdict, "reason": reason,
+                "lag_p90": s.lag_p90, "lag_p99": s.lag_p99, "errors": s.errors, "verdict": verdict,
+                "reason": reason, "note": s.note, "attempt": s.attempt,
                 "results": s.file.display().to_string(),
             })
         };
+        let (confidence, why) = self.confidence();
         json!({
             "knee": self.knee,
             "generator_bound": self.generator_bound,
+            "confidence": confidence,
+            "confidence_reasons": why,
+            "disagreed": self.disagreed,
             "steps": self.steps.iter().map(step).collect::<Vec<_>>(),
             "validation": self.validation.as_ref().map(step),
+            "above": self.above.as_ref().map(step),
         })
+    }
+
+    /// How far to trust the knee: "high" when every check agreed, else "low" with the reasons.
+    pub fn confidence(&self) -> (&'static str, Vec<String>) {
+        let mut why = Vec::new();
+        for rate in &self.disagreed {
+            why.push(format!(
+                "runs at {rate:.1}/s disagreed: a failure that the next run did not repeat"
+            ));
+        }
+        if let Some(v) = self
+            .validation
+            .as_ref()
+            .filter(|v| v.verdict != Verdict::Pass)
+        {
+            why.push(format!(
+                "the validation step at {:.1}/s did not pass",
+                v.offered
+            ));
+        }
+        if let Some(a) = self.above.as_ref().filter(|a| a.verdict == Verdict::Pass) {
+            why.push(format!(
+                "the step one tolerance above, at {:.1}/s, passed too: the knee may be higher",
+                a.offered
+            ));
+        }
+        match why.is_empty() {
+            true => ("high", why),
+            false => ("low", why),
+        }
     }
 }

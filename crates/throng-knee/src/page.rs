@@ -57,7 +57,13 @@ pub fn html(knee: &Knee, title: &str, slo: &str) -> String {
     // The knee.
     if let Some(rate) = knee.knee {
         let px = x(rate);
-        let _ = write!(svg, "<line x1=\"{px:.1}\" y1=\"{TOP}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"#2a7\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/><text x=\"{:.1}\" y=\"{}\" fill=\"#2a7\">knee {rate:.0}/s</text>", HEIGHT - BOTTOM, px + 6.0, TOP + 14.0);
+        // The label stays inside the chart: right of the line, or left of it near the edge.
+        let (label_x, anchor) = if px > (LEFT + WIDTH - RIGHT) * 0.75 {
+            (px - 6.0, "end")
+        } else {
+            (px + 6.0, "start")
+        };
+        let _ = write!(svg, "<line x1=\"{px:.1}\" y1=\"{TOP}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"#2a7\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/><text x=\"{:.1}\" y=\"{}\" fill=\"#2a7\" text-anchor=\"{anchor}\">knee {rate:.0}/s</text>", HEIGHT - BOTTOM, label_x, TOP + 14.0);
     }
     // One line per percentile, points coloured by verdict.
     let series: [Series; 4] = [

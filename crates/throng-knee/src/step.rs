@@ -27,11 +27,17 @@ pub struct Step {
     /// The same percentile from the actual send (the target's share alone), when the report
     /// has it (p50, p99, max).
     pub held_by_target: Option<u64>,
-    /// How late the generator sent, p99, in nanoseconds; and requests it held back at the cap.
+    /// How late the generator sent, p90 and p99, in nanoseconds; and requests it held back at
+    /// the cap.
+    pub lag_p90: u64,
     pub lag_p99: u64,
     pub delayed_by_cap: u64,
     pub errors: Value,
     pub verdict: Verdict,
+    /// What the verdict looked past, for people (a stall of the generator).
+    pub note: Option<String>,
+    /// 1 for a step's first run at its rate; 2 and 3 for runs that confirm a failure.
+    pub attempt: u8,
     pub file: PathBuf,
 }
 
@@ -96,13 +102,17 @@ fn judge(report: &Value, plan: &Plan<'_>, rate: f64, file: &Path) -> Step {
         max: ns(&latencies["max"]),
         held: ns(&latencies[plan.slo.percentile.key()]),
         held_by_target: throng["service_time"][plan.slo.percentile.key()].as_u64(),
+        lag_p90: ns(&throng["lag"]["90th"]),
         lag_p99: ns(&throng["lag"]["99th"]),
         delayed_by_cap: throng["delayed_by_max_inflight"].as_u64().unwrap_or(0),
         errors: throng["error_classes"].clone(),
         verdict: Verdict::Pass,
+        note: None,
+        attempt: 1,
         file: file.to_path_buf(),
     };
     step.verdict = verdict(&step, plan.slo, plan.max_lag);
+    step.note = stall(&step, plan.max_lag);
     step
 }
 
@@ -117,7 +127,25 @@ fn verdict(step: &Step, slo: &Slo, max_lag: Duration) -> Verdict {
             slo.limit.as_secs_f64() * 1e3
         ))
     };
-    // A step the generator did not deliver says nothing about the target.
+    // The target's own time, from the actual send: over the SLO, the step failed whatever the
+    // generator did (an overloaded target makes it open connections in a hurry, and fills
+    // --max-inflight with requests that wait for slow responses).
+    let target_missed = step.held_by_target.filter(|&t| t as u128 > limit);
+    let short = step.delayed_by_cap > 0 || step.achieved < step.offered * 0.99;
+    if let (true, Some(by_target)) = (short, target_missed) {
+        let held_back = match step.delayed_by_cap {
+            0 => format!("achieved {:.1}/s of {:.1}/s", step.achieved, step.offered),
+            n => format!("{n} requests waited for --max-inflight"),
+        };
+        return Verdict::Fail(format!(
+            "{} from the actual send {:.1} ms > {:.1} ms: responses were slow ({held_back})",
+            slo.percentile.name(),
+            ms(by_target),
+            slo.limit.as_secs_f64() * 1e3
+        ));
+    }
+    // A step the generator did not deliver, while the target kept its time, says nothing about
+    // the target.
     if step.delayed_by_cap > 0 {
         return Verdict::GeneratorBound(format!(
             "{} requests waited for --max-inflight",
@@ -137,23 +165,42 @@ fn verdict(step: &Step, slo: &Slo, max_lag: Duration) -> Verdict {
             slo.success * 100.0
         ));
     }
-    // The target missed the SLO on its own time, from the actual send: whatever lag the
-    // generator had (an overloaded target makes it open connections in a hurry), the step failed.
-    if let Some(by_target) = step.held_by_target.filter(|&t| t as u128 > limit) {
+    if let Some(by_target) = target_missed {
         return missed(by_target);
     }
-    // Late sends only matter when they could have made the difference.
-    if step.lag_p99 as u128 > max_lag.as_nanos() {
+    // Sustained lateness (more than a tenth of the sends late) is the generator's; one stall
+    // (late at p99, on time at p90) is not, and the step is judged on the target's own time.
+    if step.lag_p90 as u128 > max_lag.as_nanos() {
         return Verdict::GeneratorBound(format!(
-            "the generator sent late: lag p99 {:.1} ms (limit {:.1} ms)",
+            "the generator sent late: lag p90 {:.1} ms, p99 {:.1} ms (limit {:.1} ms)",
+            ms(step.lag_p90),
             ms(step.lag_p99),
             max_lag.as_secs_f64() * 1e3
         ));
+    }
+    if stall(step, max_lag).is_some() {
+        return match step.held_by_target {
+            Some(_) => Verdict::Pass,
+            None if step.held as u128 > limit => missed(step.held),
+            None => Verdict::Pass,
+        };
     }
     if step.held as u128 > limit {
         return missed(step.held);
     }
     Verdict::Pass
+}
+
+/// A stall of the generator: a few sends late past `max_lag` (p99), most on time (p90).
+fn stall(step: &Step, max_lag: Duration) -> Option<String> {
+    let limit = max_lag.as_nanos();
+    (step.lag_p99 as u128 > limit && step.lag_p90 as u128 <= limit).then(|| {
+        format!(
+            "the generator stalled (lag p99 {:.1} ms, p90 {:.1} ms): judged on the target's own time",
+            step.lag_p99 as f64 / 1e6,
+            step.lag_p90 as f64 / 1e6
+        )
+    })
 }
 
 #[cfg(test)]
@@ -175,10 +222,13 @@ mod tests {
             max: p99,
             held: p99,
             held_by_target: Some(by_target),
+            lag_p90: lag,
             lag_p99: lag,
             delayed_by_cap: 0,
             errors: Value::Null,
             verdict: Verdict::Pass,
+            note: None,
+            attempt: 1,
             file: PathBuf::new(),
         }
     }
@@ -203,11 +253,40 @@ mod tests {
         ));
         // Both on time.
         assert_eq!(verdict(&step(5 * MS, 4 * MS, MS), &slo, lag), Verdict::Pass);
-        // Held back by --max-inflight: the generator's, whatever the latency.
-        let mut capped = step(500 * MS, 490 * MS, 0);
+        // Held back by --max-inflight while the target answered in time: the generator's.
+        let mut capped = step(20 * MS, 15 * MS, 0);
         capped.delayed_by_cap = 3;
         assert!(matches!(
             verdict(&capped, &slo, lag),
+            Verdict::GeneratorBound(_)
+        ));
+        // Held back, or short of the rate, because responses were slow: the target's.
+        let mut slow = step(4_000 * MS, 3_500 * MS, 0);
+        slow.delayed_by_cap = 172;
+        assert!(
+            matches!(verdict(&slow, &slo, lag), Verdict::Fail(r) if r.contains("responses were slow"))
+        );
+        let mut short = step(4_000 * MS, 3_500 * MS, 0);
+        short.achieved = 57.0;
+        assert!(matches!(verdict(&short, &slo, lag), Verdict::Fail(_)));
+    }
+
+    #[test]
+    fn one_stall_is_not_generator_bound() {
+        let slo = Slo {
+            percentile: Percentile::P99,
+            limit: Duration::from_millis(50),
+            success: 0.999,
+        };
+        let lag = Duration::from_millis(10);
+        // One 28 ms stall at 40/s: late at p99, on time at p90; the target was quick.
+        let mut stalled = step(30 * MS, 2 * MS, 28 * MS);
+        stalled.lag_p90 = MS / 10;
+        assert_eq!(verdict(&stalled, &slo, lag), Verdict::Pass);
+        assert!(stall(&stalled, lag).is_some());
+        // Late throughout: the generator's.
+        assert!(matches!(
+            verdict(&step(30 * MS, 2 * MS, 28 * MS), &slo, lag),
             Verdict::GeneratorBound(_)
         ));
     }

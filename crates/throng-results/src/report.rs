@@ -553,7 +553,7 @@ impl Summary {
             "throng": {
                 "offered_rate": self.offered_rate(),
                 "achieved_rate": self.achieved_rate(),
-                "lag": {"mean": self.lag.mean() as u64, "50th": q(&self.lag, 0.5), "99th": q(&self.lag, 0.99), "max": self.lag_max},
+                "lag": {"mean": self.lag.mean() as u64, "50th": q(&self.lag, 0.5), "90th": q(&self.lag, 0.9), "99th": q(&self.lag, 0.99), "max": self.lag_max},
                 "service_time": summary(&self.service),
                 "connect": summary(&self.connect), "tls": summary(&self.tls), "tls_resumed": self.tls_resumed, "first_byte": summary(&self.first_byte),
                 "error_classes": self.classes.iter().map(|(c, n)| (c.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),

@@ -14,8 +14,11 @@ use throng_net::duration;
 /// Short open-model steps (the same targets and request flags as `throng attack`): the rate grows
 /// fourfold until a step misses the SLO, then the gap between the last good and the first bad
 /// rate is halved (geometrically) until it is within --tolerance; a longer step then validates
-/// the rate found. A step where the generator itself could not keep up stops the search and says
-/// so, rather than report a false knee. Every step is an ordinary results file in --dir, and
+/// the rate found, and a step one tolerance above it should fail. A failing step counts only
+/// when a second run at its rate fails too (a third decides when they disagree), so one
+/// transient does not move the knee. A step where the generator itself could not keep up (late
+/// for more than a tenth of its sends, or held back while the target answered in time) stops the
+/// search and says so, rather than report a false knee. Every step is an ordinary results file in --dir, and
 /// --dir/knee.html draws the tipping-point graph.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -123,7 +126,7 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
         pause: args.pause,
         validate: args.validate,
         dir: args.dir.clone(),
-        on_step: Box::new(|n, step| eprintln!("{}", line(n, step))),
+        on_step: Box::new(|name, step| eprintln!("{}", line(name, step))),
     };
     let found = throng_knee::find(&plan, options)?;
     let page = args.dir.join("knee.html");
@@ -149,6 +152,13 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
                 ),
             }
         }
+        let (confidence, why) = found.confidence();
+        if found.knee.is_some() && found.generator_bound.is_none() {
+            match why.is_empty() {
+                true => println!("confidence: {confidence}"),
+                false => println!("confidence: {confidence}: {}", why.join("; ")),
+            }
+        }
         println!(
             "{} steps; results and the graph in {}",
             found.steps.len(),
@@ -163,18 +173,16 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
 }
 
 /// A step as one line of the live table.
-fn line(n: usize, s: &Step) -> String {
+fn line(name: &str, s: &Step) -> String {
     let ms = |ns: u64| ns as f64 / 1e6;
-    let name = if n == 0 {
-        "validation".to_string()
-    } else {
-        format!("step {n:2}")
-    };
-    let verdict = match &s.verdict {
+    let mut verdict = match &s.verdict {
         Verdict::Pass => "pass".to_string(),
         Verdict::Fail(reason) => format!("FAIL {reason}"),
         Verdict::GeneratorBound(reason) => format!("GENERATOR-BOUND {reason}"),
     };
+    if let Some(note) = &s.note {
+        verdict = format!("{verdict} ({note})");
+    }
     format!(
         "{name}: offered {:>10.1}/s achieved {:>10.1}/s success {:>7.3}% p50 {:>8.2} p90 {:>8.2} p99 {:>8.2} max {:>8.2} ms  {verdict}",
         s.offered, s.achieved, s.success * 100.0, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max)
