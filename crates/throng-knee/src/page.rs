@@ -16,8 +16,18 @@ const RIGHT: f64 = 20.0;
 type Series = (&'static str, &'static str, fn(&Step) -> u64);
 
 pub fn html(knee: &Knee, title: &str, slo: &str) -> String {
-    let mut steps: Vec<&Step> = knee.steps.iter().collect();
-    steps.sort_by(|a, b| a.offered.total_cmp(&b.offered));
+    // Each step with its number in the search's order; the lines follow the rate, through the
+    // run that decided each rate (the last), so they never turn back on themselves.
+    let numbered = numbered(&knee.steps);
+    let mut deciding: Vec<(usize, &Step)> = Vec::new();
+    for &(n, s) in &numbered {
+        match deciding.iter_mut().find(|(m, _)| *m == n) {
+            Some(slot) => *slot = (n, s),
+            None => deciding.push((n, s)),
+        }
+    }
+    deciding.sort_by(|a, b| a.1.offered.total_cmp(&b.1.offered));
+    let steps: Vec<&Step> = deciding.iter().map(|(_, s)| *s).collect();
     let rates: Vec<f64> = steps.iter().map(|s| s.offered.max(1e-3)).collect();
     let latencies: Vec<f64> = steps
         .iter()
@@ -82,13 +92,23 @@ pub fn html(knee: &Knee, title: &str, slo: &str) -> String {
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
             points.join(" ")
         );
-        for s in &steps {
+        for &(n, s) in &numbered {
             let fill = match s.verdict {
                 Verdict::Pass => *colour,
                 Verdict::Fail(_) => "#d33",
                 Verdict::GeneratorBound(_) => "#999",
             };
-            let _ = write!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{fill}\"><title>{name} at {:.1}/s: {:.2} ms</title></circle>", x(s.offered), y(get(s) as f64 / 1e6), s.offered, get(s) as f64 / 1e6);
+            let (px, py) = (x(s.offered), y(get(s) as f64 / 1e6));
+            let _ = write!(svg, "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3.5\" fill=\"{fill}\"><title>step {n}, {name} at {:.1}/s: {:.2} ms</title></circle>", s.offered, get(s) as f64 / 1e6);
+            // The step's number beside its p99 point, once per rate.
+            if *name == "p99" && s.attempt == 1 {
+                let _ = write!(
+                    svg,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#555\">{n}</text>",
+                    px + 5.0,
+                    py - 5.0
+                );
+            }
         }
         let _ = write!(
             svg,
@@ -100,22 +120,27 @@ pub fn html(knee: &Knee, title: &str, slo: &str) -> String {
     svg.push_str("</svg>");
 
     let mut rows = String::new();
-    for (n, s) in knee.steps.iter().enumerate() {
+    for &(n, s) in &numbered {
+        let name = match s.attempt {
+            1 => n.to_string(),
+            run => format!("{n} (run {run})"),
+        };
         let _ = write!(
             rows,
-            "<tr class=\"{}\"><td>{}</td>{}</tr>",
+            "<tr class=\"{}\"><td>{name}</td>{}</tr>",
             class(&s.verdict),
-            n + 1,
             cells(s)
         );
     }
-    if let Some(s) = &knee.validation {
-        let _ = write!(
-            rows,
-            "<tr class=\"{}\"><td>validation</td>{}</tr>",
-            class(&s.verdict),
-            cells(s)
-        );
+    for (name, step) in [("validation", &knee.validation), ("above", &knee.above)] {
+        if let Some(s) = step {
+            let _ = write!(
+                rows,
+                "<tr class=\"{}\"><td>{name}</td>{}</tr>",
+                class(&s.verdict),
+                cells(s)
+            );
+        }
     }
     let headline = match (knee.knee, &knee.generator_bound) {
         (_, Some(reason)) => format!("Stopped: {}", escape(reason)),
@@ -129,6 +154,20 @@ pub fn html(knee: &Knee, title: &str, slo: &str) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title><style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}tr.fail{{background:#fdd}}tr.bound{{background:#eee}}</style></head><body><h1>{title}</h1><p>{headline}</p>{svg}<p>Red points: steps that missed the SLO; grey: steps the generator could not deliver. Latency is measured from each request's intended send time.</p><table><tr><th>step</th><th>offered/s</th><th>achieved/s</th><th>requests</th><th>success</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>verdict</th></tr>{rows}</table></body></html>\n",
         title = escape(title)
     )
+}
+
+/// Steps with their number in the search's order (a confirming run shares its rate's number).
+fn numbered(steps: &[Step]) -> Vec<(usize, &Step)> {
+    let mut n = 0;
+    steps
+        .iter()
+        .map(|s| {
+            if s.attempt <= 1 {
+                n += 1;
+            }
+            (n, s)
+        })
+        .collect()
 }
 
 fn cells(s: &Step) -> String {
