@@ -186,7 +186,8 @@ impl std::fmt::Display for ConfigError {
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
         }
-        if let Some(key) = &self.key {
+        // The file as a whole (no frontend at all) has no key to name.
+        if let Some(key) = self.key.as_ref().filter(|k| !k.is_empty()) {
             write!(f, ": {key}")?;
         }
         write!(f, ": {}", self.message)
