@@ -624,3 +624,66 @@ fn running_out_of_source_ports_is_named() {
         "{errors}"
     );
 }
+
+/// The story's own vegeta lines, with `vegeta` replaced by `throng` and scaled down (seconds for
+/// minutes, tens of requests per second for thousands, pong on loopback for its servers): the
+/// global `-cpus` before `attack`, the pipe into `report`, the pdsh line's `-connections`,
+/// repeated `-header`, `-timeout=2h` and `-workers`, the merge with `report -inputs`, and
+/// `-timeout=0` meaning no timeout, as in vegeta.
+#[test]
+fn the_storys_vegeta_lines_run_with_the_word_changed() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("story-lines");
+    std::fs::write(dir.join("post_smaller.txt"), "x".repeat(64)).unwrap();
+    let throng = env!("CARGO_BIN_EXE_throng");
+    let url = format!("http://{}/ping", pong.addr());
+    let shell = |line: String| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -o pipefail; {line}"))
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{line}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let first = shell(format!(
+        "echo \"POST {url}\" | {throng} -cpus=32 attack -duration=1s -header=\"sleep:30\" \
+         -body=post_smaller.txt -rate=20 -workers=500 | tee reports.bin | {throng} report"
+    ));
+    assert!(
+        first.contains("Requests      [total, rate, throughput]         20,"),
+        "{first}"
+    );
+    assert!(
+        first.contains("Success       [ratio]                           100.00%"),
+        "{first}"
+    );
+    for machine in ["result_1.bin", "result_2.bin"] {
+        shell(format!(
+            "echo \"POST {url}\" | {throng} -cpus=32 attack -connections=1000000 \
+             -header=\"sleep:20\" -header=\"times:2\" -body=post_smaller.txt -timeout=2h \
+             -rate=30 -workers=500 -duration=1s > {machine}"
+        ));
+    }
+    let merged = shell(format!(
+        "{throng} report -inputs=\"result_1.bin,result_2.bin\""
+    ));
+    assert!(
+        merged.contains("Requests      [total, rate, throughput]         60,"),
+        "{merged}"
+    );
+    // Requests that take longer than any default would allow, with -timeout=0: none time out.
+    let held = shell(format!(
+        "echo \"GET {url}\" | {throng} attack -rate=5 -duration=1s -timeout=0 \
+         -header=\"sleep: 150-200\" | {throng} report -type=json"
+    ));
+    let report: Value = serde_json::from_str(&held).unwrap();
+    assert_eq!(report["success"], 1.0, "{report}");
+    assert_eq!(report["requests"], 5, "{report}");
+}

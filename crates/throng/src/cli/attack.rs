@@ -68,10 +68,13 @@ fn parse_part(text: &str) -> Result<(usize, usize), String> {
     }
 }
 
+/// What `--timeout 0` stands for: none (a year).
+const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// What to send and how: the flags `throng attack` and `throng knee` share.
 #[derive(Debug, Args)]
 pub struct RequestArgs {
-    /// For each request, from its send to the end of its response
+    /// For each request, from its send to the end of its response; 0 for none (as vegeta)
     #[arg(long, default_value = "30s", value_parser = duration::parse)]
     timeout: Duration,
 
@@ -358,7 +361,12 @@ impl RequestArgs {
             targets,
             rate,
             duration: (!duration.is_zero()).then_some(duration),
-            timeout: self.timeout,
+            // vegeta's -timeout=0 is no timeout (Go's http.Client); a year stands for it, far
+            // past any run, and still a deadline the timers can hold.
+            timeout: match self.timeout {
+                Duration::ZERO => NO_TIMEOUT,
+                timeout => timeout,
+            },
             max_inflight,
             idle_connections: self.connections,
             keepalive: self.keepalive,

@@ -69,16 +69,22 @@ impl Command {
 /// The subcommands that take vegeta's flags, which vegeta spells with one dash.
 const VEGETA_STYLE: [&str; 4] = ["attack", "report", "encode", "knee"];
 
-/// Rewrites vegeta's single-dash long flags (`-rate=2000`, `-duration 10s`) as `--rate=2000`, so
-/// that a vegeta command line works with the word changed. One-letter flags (`-q`) stay.
+/// Rewrites a vegeta command line into throng's: vegeta's single-dash long flags (`-rate=2000`,
+/// `-duration 10s`) become `--rate=2000`, so that a vegeta command line works with the word
+/// changed; one-letter flags (`-q`) stay. vegeta's global flags, before the subcommand, are
+/// taken too: `-cpus N` (the CPUs the attack may use) becomes `--threads N` for `attack` and
+/// `knee` (unless `--threads` is given), and is accepted and ignored by the others; `-profile`
+/// (a Go profile) is accepted and ignored.
 pub fn vegeta_spelling(args: Vec<String>) -> Vec<String> {
+    let (args, cpus) = take_vegeta_globals(args);
     let vegeta_style = args
         .get(1)
         .is_some_and(|command| VEGETA_STYLE.contains(&command.as_str()));
     if !vegeta_style {
         return args;
     }
-    args.into_iter()
+    let mut args: Vec<String> = args
+        .into_iter()
         .enumerate()
         .map(|(i, arg)| {
             let long_with_one_dash = i > 1
@@ -93,7 +99,49 @@ pub fn vegeta_spelling(args: Vec<String>) -> Vec<String> {
                 arg
             }
         })
-        .collect()
+        .collect();
+    let takes_threads = args
+        .get(1)
+        .is_some_and(|command| command == "attack" || command == "knee");
+    let has_threads = args
+        .iter()
+        .any(|a| a == "--threads" || a.starts_with("--threads="));
+    if let (Some(cpus), true, false) = (cpus, takes_threads, has_threads) {
+        args.push(format!("--threads={cpus}"));
+    }
+    args
+}
+
+/// vegeta's global flags between the program's name and the subcommand: removed from the line;
+/// `-cpus`' value is returned.
+fn take_vegeta_globals(args: Vec<String>) -> (Vec<String>, Option<String>) {
+    let mut out = Vec::with_capacity(args.len());
+    let mut cpus = None;
+    let mut args = args.into_iter();
+    out.extend(args.next());
+    let mut rest = args.peekable();
+    while let Some(arg) = rest.next_if(|a| a.starts_with('-') && out.len() == 1) {
+        let name = arg.trim_start_matches('-');
+        let (name, value) = match name.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (name, None),
+        };
+        match name {
+            "cpus" => cpus = value.or_else(|| rest.next()),
+            "profile" => {
+                if value.is_none() {
+                    rest.next();
+                }
+            }
+            _ => {
+                // Not a vegeta global (`--help`, `--version`): clap's to read.
+                out.push(arg);
+                break;
+            }
+        }
+    }
+    out.extend(rest);
+    (out, cpus)
 }
 
 #[cfg(test)]
@@ -122,6 +170,31 @@ mod tests {
         assert_eq!(
             vegeta_spelling(args("throng report -type=json -")),
             args("throng report --type=json -")
+        );
+    }
+
+    #[test]
+    fn vegetas_global_flags_before_the_subcommand() {
+        let args = |line: &str| line.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            vegeta_spelling(args("throng -cpus=32 attack -rate=10")),
+            args("throng attack --rate=10 --threads=32")
+        );
+        assert_eq!(
+            vegeta_spelling(args("throng -cpus 4 -profile cpu attack -duration=1s")),
+            args("throng attack --duration=1s --threads=4")
+        );
+        assert_eq!(
+            vegeta_spelling(args("throng -cpus=4 attack --threads 2")),
+            args("throng attack --threads 2")
+        );
+        assert_eq!(
+            vegeta_spelling(args("throng -cpus=4 report -inputs=a.bin,b.bin")),
+            args("throng report --inputs=a.bin,b.bin")
+        );
+        assert_eq!(
+            vegeta_spelling(args("throng --version")),
+            args("throng --version")
         );
     }
 }

@@ -14,6 +14,10 @@ pub struct ReportArgs {
     /// Results files [default: stdin]
     files: Vec<PathBuf>,
 
+    /// More results files, comma-separated (vegeta's spelling: -inputs="a.bin,b.bin")
+    #[arg(long, value_delimiter = ',', value_name = "FILES")]
+    inputs: Vec<PathBuf>,
+
     /// text, json, or hist[0,10ms,50ms,...] (latency buckets)
     #[arg(long = "type", default_value = "text")]
     kind: String,
@@ -56,7 +60,8 @@ fn finish(command: &str, result: Result<(), String>) -> ExitCode {
     }
 }
 
-fn run_report(args: ReportArgs) -> Result<(), String> {
+fn run_report(mut args: ReportArgs) -> Result<(), String> {
+    args.files.append(&mut args.inputs);
     let buckets = if args.kind.starts_with("hist") {
         Some(Buckets::parse(&args.kind)?)
     } else {
