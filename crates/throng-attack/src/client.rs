@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use throng_http1::{self as http1, BodyReader, Limits};
 use throng_results::{ErrorClass, Phase, Record};
 use throng_tls::config::{self as tls, TlsFailure};
@@ -31,6 +31,23 @@ pub(crate) struct Connection {
     stream: TcpStream,
     tls: Option<Box<TlsStream<UnbufferedClientConnection>>>,
     source: Option<u16>,
+}
+
+impl Connection {
+    /// Whether a parked connection can carry a request: the server has neither closed it nor
+    /// sent anything (a response nobody asked for, TLS's close_notify) while it sat idle. No
+    /// system call unless the socket had an event since its last read.
+    pub(crate) fn is_quiet(&mut self) -> bool {
+        if let Some(session) = &mut self.tls {
+            if session.has_readable().unwrap_or(true) {
+                return false;
+            }
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut probe = [0u8; 1];
+        let mut probe = tokio::io::ReadBuf::new(&mut probe);
+        matches!(self.stream.poll_peek(&mut cx, &mut probe), Poll::Pending)
+    }
 }
 
 /// Why an attempt failed.
@@ -107,7 +124,13 @@ async fn attempt(
     let mut retried = false;
     loop {
         phase.set(Phase::Connect);
-        let (mut connection, reused) = match ctx.take_idle(prepared.host) {
+        // A retry goes out on a new connection: the other parked ones may have been closed by
+        // the same idle timeout.
+        let parked = match retried {
+            false => ctx.take_idle(prepared.host),
+            true => None,
+        };
+        let (mut connection, reused) = match parked {
             Some(connection) => (connection, true),
             // Boxed: connecting and the handshake are brief, and a request that waits for its
             // response should not carry their futures' size for its whole life.
@@ -125,13 +148,15 @@ async fn attempt(
                 }
                 return Ok(ended_at);
             }
-            // An idle connection the server had closed: try once more on a new one, as HTTP
-            // clients do (nothing of the response was received).
+            // A parked connection the server closed as the request went out (its idle timeout):
+            // once more on a new one, as Go's net/http (and so vegeta) does; nothing of the
+            // response was received. Counted in the report as a retry.
             Err(Failure::Protocol(_)) | Err(Failure::Io(_))
                 if reused && !retried && record.first_byte == 0 =>
             {
                 ctx.connection_closed();
                 retried = true;
+                record.retried = true;
             }
             Err(failure) => {
                 ctx.connection_closed();

@@ -84,8 +84,18 @@ impl ThreadCtx {
         &self.live
     }
 
+    /// A parked connection to `host` that is still quiet; those the server closed (or wrote to)
+    /// while they sat idle are dropped on the way.
     pub(crate) fn take_idle(&self, host: usize) -> Option<Connection> {
-        self.idle.borrow_mut()[host].pop()
+        let mut idle = self.idle.borrow_mut();
+        while let Some(mut connection) = idle.get_mut(host)?.pop() {
+            if connection.is_quiet() {
+                return Some(connection);
+            }
+            drop(connection);
+            self.connection_closed();
+        }
+        None
     }
 
     pub(crate) fn put_idle(&self, host: usize, connection: Connection) {

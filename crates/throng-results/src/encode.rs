@@ -32,6 +32,8 @@ struct JsonResult {
     tls: u64,
     #[serde(default)]
     tls_resumed: bool,
+    #[serde(default)]
+    retried: bool,
     first_byte: u64,
     served_by: String,
     source: String,
@@ -90,6 +92,7 @@ fn json_result(meta: &Meta, record: &Record) -> JsonResult {
         connect: record.connect,
         tls: record.tls,
         tls_resumed: record.tls_resumed,
+        retried: record.retried,
         first_byte: record.first_byte,
         served_by: record.served_by.clone(),
         source: record
@@ -228,6 +231,7 @@ pub fn json_to_stream(input: impl BufRead, out: impl Write) -> Result<(), String
             connect: result.connect,
             tls: result.tls,
             tls_resumed: result.tls_resumed,
+            retried: result.retried,
             first_byte: result.first_byte,
             status: result.code,
             bytes_in: result.bytes_in,

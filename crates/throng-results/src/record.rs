@@ -145,6 +145,9 @@ pub struct Record {
     pub tls: u64,
     /// That handshake resumed an earlier session.
     pub tls_resumed: bool,
+    /// Sent again on a new connection: the reused one it went out on closed before any byte of
+    /// the response (a server closing idle connections), as Go's net/http and vegeta retry.
+    pub retried: bool,
     /// From the send to the first response byte (0 if none came).
     pub first_byte: u64,
     pub status: u16,
@@ -201,7 +204,7 @@ impl Record {
         put_varint(out, self.source.map_or(0, |s| u64::from(s) + 1));
         out.push(self.error.map_or(0, ErrorClass::code));
         out.push(self.timeout_phase.map_or(0, Phase::code));
-        out.push(u8::from(self.tls_resumed));
+        out.push(u8::from(self.tls_resumed) | u8::from(self.retried) << 1);
         put_text(out, &self.error_text);
         put_text(out, &self.served_by);
     }
@@ -232,6 +235,7 @@ impl Record {
             connect,
             tls,
             tls_resumed: flags & 1 != 0,
+            retried: flags & 2 != 0,
             first_byte,
             bytes_in,
             bytes_out,
@@ -309,6 +313,7 @@ mod tests {
             connect: 120_000,
             tls: 0,
             tls_resumed: false,
+            retried: false,
             first_byte: 2_000_000,
             status: 200,
             bytes_in: 4,
@@ -327,6 +332,7 @@ mod tests {
         let mut failed = sample();
         failed.tls = 2_000_000;
         failed.tls_resumed = true;
+        failed.retried = true;
         failed.error = Some(ErrorClass::Timeout);
         failed.timeout_phase = Some(Phase::FirstByte);
         failed.error_text = "timeout (30s) waiting for the first byte — ünïcode".into();

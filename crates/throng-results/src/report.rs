@@ -31,6 +31,8 @@ pub struct Summary {
     connect: Histogram<u64>,
     tls: Histogram<u64>,
     tls_resumed: u64,
+    /// Requests sent again on a new connection after a reused one closed.
+    retries: u64,
     first_byte: Histogram<u64>,
     bytes_in: u64,
     bytes_out: u64,
@@ -130,6 +132,7 @@ impl Summary {
             connect: latency_histogram(),
             tls: latency_histogram(),
             tls_resumed: 0,
+            retries: 0,
             first_byte: latency_histogram(),
             bytes_in: 0,
             bytes_out: 0,
@@ -194,6 +197,7 @@ impl Summary {
             }
         }
         self.tls_resumed += u64::from(record.tls_resumed);
+        self.retries += u64::from(record.retried);
         self.bytes_in += record.bytes_in;
         self.bytes_out += record.bytes_out;
         *self.status_codes.entry(record.status).or_default() += 1;
@@ -471,6 +475,17 @@ impl Summary {
             let resumed = format!("{} of {}", self.tls_resumed, self.tls.len());
             line(&mut out, "TLS Resumed", "[handshakes]", resumed);
         }
+        if self.retries > 0 {
+            line(
+                &mut out,
+                "Retries",
+                "[count]",
+                format!(
+                    "{} (a reused connection closed before the response: sent again on a new one)",
+                    self.retries
+                ),
+            );
+        }
         let classes: Vec<String> = self
             .classes
             .iter()
@@ -555,7 +570,7 @@ impl Summary {
                 "achieved_rate": self.achieved_rate(),
                 "lag": {"mean": self.lag.mean() as u64, "50th": q(&self.lag, 0.5), "90th": q(&self.lag, 0.9), "99th": q(&self.lag, 0.99), "max": self.lag_max},
                 "service_time": summary(&self.service),
-                "connect": summary(&self.connect), "tls": summary(&self.tls), "tls_resumed": self.tls_resumed, "first_byte": summary(&self.first_byte),
+                "connect": summary(&self.connect), "tls": summary(&self.tls), "tls_resumed": self.tls_resumed, "retries": self.retries, "first_byte": summary(&self.first_byte),
                 "error_classes": self.classes.iter().map(|(c, n)| (c.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "timeouts": self.timeouts,
                 "served_by": self.served_by,

@@ -687,3 +687,55 @@ fn the_storys_vegeta_lines_run_with_the_word_changed() {
     assert_eq!(report["success"], 1.0, "{report}");
     assert_eq!(report["requests"], 5, "{report}");
 }
+
+/// A server that closes a keep-alive connection as its second request arrives (as an idle
+/// timeout firing just as a request goes out): every request that went out on a reused
+/// connection is sent again on a new one, succeeds, and is counted as a retry.
+#[test]
+fn a_reused_connection_closed_under_a_request_is_retried_once_on_a_new_one() {
+    let backend = common::proxy::Backend::start(|mut stream| {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        if common::proxy::read_head(&mut stream).is_none() {
+            return;
+        }
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        // The second request: read, then closed without a byte of response.
+        let _ = common::proxy::read_head(&mut stream);
+    });
+    let targets = format!("GET http://{}/\n", backend.addr);
+    let out = attack(&targets, &["-rate=10", "-duration=1s", "-output", "-"]);
+    assert_succeeded(&out);
+    let dir = scratch_dir("retry");
+    let file = dir.join("retry.bin");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let report = report_json(&[&file]);
+    assert_eq!(report["success"], 1.0, "{report}");
+    assert_eq!(report["requests"], 10, "{report}");
+    let retries = report["throng"]["retries"].as_u64().unwrap();
+    assert!((5..=9).contains(&retries), "{retries} retries: {report}");
+    let text = Command::new(env!("CARGO_BIN_EXE_throng"))
+        .args(["report"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Retries"));
+}
+
+/// A server that closes idle keep-alive connections (pong's --timeout, shorter than the gap
+/// between requests): the parked connections it closed are seen closed before reuse, so no
+/// request is sent on one, none fails and none needs a retry.
+#[test]
+fn parked_connections_the_server_closed_are_not_reused() {
+    let pong = Pong::start(&["--timeout", "150ms"]);
+    let targets = format!("GET {}\n", pong.url());
+    let out = attack(&targets, &["-rate=4", "-duration=2s", "-output", "-"]);
+    assert_succeeded(&out);
+    let dir = scratch_dir("idle-close");
+    let file = dir.join("idle.bin");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let report = report_json(&[&file]);
+    assert_eq!(report["success"], 1.0, "{report}");
+    assert_eq!(report["throng"]["retries"], 0, "{report}");
+    // Every request after the first found its connection closed, and opened a new one.
+    assert_eq!(report["throng"]["connect"]["count"], 8, "{report}");
+}
