@@ -29,6 +29,10 @@ pub struct Config {
     pub tls: throng_tls::config::ClientOptions,
     /// This process's share of an attack split over processes (`--procs`).
     pub part: Option<Part>,
+    /// Spin the last 100 µs before each send, for sends within a microsecond of their due time,
+    /// at the price of a core at high rates. Off: wake on the alarm at the due time and send what
+    /// is due (tens of microseconds late, measured as lag; latency still runs from the due time).
+    pub precise: bool,
 }
 
 /// One process's share of an attack split over `of` processes: of the one schedule at the whole

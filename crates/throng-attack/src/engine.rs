@@ -370,6 +370,7 @@ mod tests {
             progress: false,
             tls: Default::default(),
             part: None,
+            precise: false,
         });
         let ctx = Rc::new(ThreadCtx {
             config,

@@ -134,14 +134,22 @@ fn ready_a_lane_for_the_next_request(ctx: &Rc<ThreadCtx>) {
     }
 }
 
-/// Waits until `due`, to about a microsecond, and returns the time it ended: on the thread's
-/// alarm until 100 µs before, then yielding (letting this thread's responses be read meanwhile)
-/// for the rest, since waking from a sleep takes tens of microseconds (with 50 µs, 1% of sends
-/// were 11-68 µs late; with 100 µs, 0.5 µs). Without an alarm, on tokio's millisecond timer until
-/// a millisecond before. A stop ends the wait early.
+/// Waits until `due` and returns the time it ended. On the thread's alarm (a timerfd, microsecond
+/// precision) until the due time: the wake-up comes tens of microseconds late, which the record
+/// keeps as lag (latency still runs from the due time), and the lane then sends what is due.
+/// With `--precise`, on the alarm until 100 µs before and yielding (letting this thread's
+/// responses be read meanwhile) for the rest, for sends within about a microsecond (with 50 µs,
+/// 1% of sends were 11-68 µs late; with 100 µs, 0.5 µs), at the price of spinning: a core at
+/// 10,000 requests/s per thread. Without an alarm, on tokio's millisecond timer until a
+/// millisecond before. A stop ends the wait early.
 async fn wait_until(due: Instant, ctx: &ThreadCtx) -> Instant {
     const SPIN: Duration = Duration::from_micros(100);
     const TICK: Duration = Duration::from_millis(1);
+    let spin = if ctx.config.precise {
+        SPIN
+    } else {
+        Duration::ZERO
+    };
     let live = ctx.live();
     loop {
         let now = Instant::now();
@@ -150,7 +158,7 @@ async fn wait_until(due: Instant, ctx: &ThreadCtx) -> Instant {
         }
         let left = due - now;
         let sleep_for = match ctx.alarm {
-            Some(_) if left > SPIN => left - SPIN,
+            Some(_) if left > spin => left - spin,
             None if left > 2 * TICK => left - TICK,
             _ => {
                 tokio::task::yield_now().await;
