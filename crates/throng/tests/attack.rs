@@ -739,3 +739,71 @@ fn parked_connections_the_server_closed_are_not_reused() {
     // Every request after the first found its connection closed, and opened a new one.
     assert_eq!(report["throng"]["connect"]["count"], 8, "{report}");
 }
+
+/// Every flag of `vegeta attack` (v12.13) is taken: with its meaning, accepted with a note, or
+/// refused with a message naming it; never the parser's "unexpected argument". The table in
+/// docs/vegeta.md says which is which.
+#[test]
+fn every_vegeta_attack_flag_is_taken_or_refused_by_name() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("vegeta-flags");
+    std::fs::write(dir.join("body.txt"), "x").unwrap();
+    let body = format!("-body={}", dir.join("body.txt").display());
+    let flags: [(&str, bool); 33] = [
+        (&body, true),
+        ("-chunked", false),
+        ("-connect-to=a:80:b:80", false),
+        ("-connections=100", true),
+        ("-dns-ttl=0s", true),
+        ("-duration=100ms", true),
+        ("-format=http", true),
+        ("-h2c", false),
+        ("-header=X-A: 1", true),
+        ("-http2=false", true),
+        ("-http2", false),
+        ("-insecure", true),
+        ("-keepalive=false", true),
+        ("-laddr=127.0.0.1", true),
+        ("-lazy", true),
+        ("-max-body=-1", true),
+        ("-max-connections=10", true),
+        ("-max-workers=10", true),
+        ("-name=x", true),
+        ("-output=-", true),
+        ("-prometheus-addr=127.0.0.1:0", false),
+        ("-proxy-header=X: 1", false),
+        ("-rate=10/1s", true),
+        ("-redirects=10", true),
+        ("-resolvers=127.0.0.1:53", false),
+        ("-root-certs=/nonexistent.pem", true),
+        ("-session-tickets", true),
+        ("-targets=-", true),
+        ("-timeout=5s", true),
+        ("-unix-socket=/tmp/x.sock", false),
+        ("-workers=10", true),
+        ("-cert=/nonexistent.pem", false),
+        ("-key=/nonexistent.pem", false),
+    ];
+    let target = format!("GET {}\n", pong.url());
+    for (flag, runs) in flags {
+        let mut args = vec![flag, "-quiet"];
+        for default in ["-rate=10", "-duration=100ms"] {
+            if !flag.starts_with(default.split('=').next().unwrap()) {
+                args.push(default);
+            }
+        }
+        let out = attack(&target, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("unexpected argument"), "{flag}: {stderr}");
+        let name = flag.split('=').next().unwrap();
+        if runs {
+            assert!(out.status.success(), "{flag}: {stderr}");
+        } else {
+            assert!(!out.status.success(), "{flag} ran");
+            assert!(
+                stderr.contains(name) || stderr.contains(&name[1..]),
+                "{flag}: the refusal does not name it: {stderr}"
+            );
+        }
+    }
+}

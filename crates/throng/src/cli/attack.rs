@@ -95,7 +95,7 @@ pub struct RequestArgs {
     body: Option<PathBuf>,
 
     /// Most requests in flight at once; more wait (counted) [default: what the open-files limit allows]
-    #[arg(long, value_name = "N", alias = "max-workers")]
+    #[arg(long, value_name = "N", aliases = ["max-workers", "max-connections"])]
     max_inflight: Option<usize>,
 
     /// Accepted for vegeta's command lines: throng runs each request as its own task
@@ -113,7 +113,7 @@ pub struct RequestArgs {
 
     /// Bind outgoing connections to these source addresses in turn: a list, a range
     /// (127.0.0.2-127.0.0.40) or a CIDR block; each address has ~28k-64k ports per destination
-    #[arg(long, value_name = "ADDRS", value_parser = parse_pool)]
+    #[arg(long, value_name = "ADDRS", value_parser = parse_pool, alias = "laddr")]
     source: Option<SourcePool>,
 
     /// Worker threads [default: number of cores]
@@ -152,6 +152,9 @@ pub struct RequestArgs {
     /// HTTP/2 (not built yet)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     http2: bool,
+
+    #[command(flatten)]
+    vegeta: super::vegeta::AttackFlags,
 }
 
 /// vegeta's rate: `N` per second, or `N/DURATION`.
@@ -343,6 +346,9 @@ impl RequestArgs {
     ) -> Result<Prepared, String> {
         if self.http2 {
             return Err("-http2: HTTP/2 is not built yet".into());
+        }
+        for note in self.vegeta.check()? {
+            eprintln!("throng: {note}");
         }
         let (text, base_dir) = read_targets(self.targets.as_deref())?;
         let targets = match self.format.as_str() {

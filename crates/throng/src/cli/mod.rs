@@ -8,6 +8,7 @@ mod pong;
 mod proxy;
 mod report;
 mod scenario;
+mod vegeta;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -67,7 +68,7 @@ impl Command {
 }
 
 /// The subcommands that take vegeta's flags, which vegeta spells with one dash.
-const VEGETA_STYLE: [&str; 4] = ["attack", "report", "encode", "knee"];
+const VEGETA_STYLE: [&str; 5] = ["attack", "report", "encode", "plot", "knee"];
 
 /// Rewrites a vegeta command line into throng's: vegeta's single-dash long flags (`-rate=2000`,
 /// `-duration 10s`) become `--rate=2000`, so that a vegeta command line works with the word

@@ -26,9 +26,25 @@ pub struct PlotArgs {
     /// Where to write the page [default: stdout]
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+
+    /// vegeta plot's page title (accepted; the page is titled by the runs' names)
+    #[arg(long, hide = true)]
+    title: Option<String>,
+
+    /// vegeta plot's downsampling threshold (accepted; throng draws per-second figures)
+    #[arg(long, hide = true)]
+    threshold: Option<String>,
 }
 
 pub fn run(args: PlotArgs) -> ExitCode {
+    if args.title.is_some() {
+        eprintln!(
+            "throng plot: -title: accepted, no effect: the page is titled by the runs' names"
+        );
+    }
+    if args.threshold.is_some() {
+        eprintln!("throng plot: -threshold: accepted, no effect: every series is drawn per second, whatever the run's length");
+    }
     let results: Vec<&std::path::Path> = args.results.iter().map(PathBuf::as_path).collect();
     let page = match throng_plot::page(&results, args.monitor.as_deref()) {
         Ok(page) => page,

@@ -25,6 +25,14 @@ pub struct ReportArgs {
     /// Write the report here [default: stdout]
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+
+    /// vegeta's histogram buckets, "[0,10ms,50ms]": the same as --type 'hist[0,10ms,50ms]'
+    #[arg(long, value_name = "BUCKETS")]
+    buckets: Option<String>,
+
+    /// vegeta's periodic report (not built: the attack's live line shows progress)
+    #[arg(long, hide = true)]
+    every: Option<String>,
 }
 
 /// Convert results to JSON lines or CSV (vegeta's field names), or JSON lines back to results.
@@ -62,6 +70,14 @@ fn finish(command: &str, result: Result<(), String>) -> ExitCode {
 
 fn run_report(mut args: ReportArgs) -> Result<(), String> {
     args.files.append(&mut args.inputs);
+    if args.every.is_some() {
+        return Err(
+            "-every: periodic reports are not built; the attack's live line (stderr) shows the run as it goes, and a report can be run on the results file while it is written".into(),
+        );
+    }
+    if let Some(buckets) = args.buckets.take() {
+        args.kind = format!("hist{buckets}");
+    }
     let buckets = if args.kind.starts_with("hist") {
         Some(Buckets::parse(&args.kind)?)
     } else {
