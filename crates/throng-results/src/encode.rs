@@ -26,18 +26,29 @@ struct JsonResult {
     method: String,
     url: String,
     headers: Option<serde_json::Value>,
+    // throng's fields: absent from vegeta's JSON, which reads as results with no lag known (the
+    // intended time is the send, latency from it the latency) and no phases.
+    #[serde(default)]
     intended: String,
+    #[serde(default)]
     latency_from_intended: u64,
+    #[serde(default)]
     connect: u64,
+    #[serde(default)]
     tls: u64,
     #[serde(default)]
     tls_resumed: bool,
     #[serde(default)]
     retried: bool,
+    #[serde(default)]
     first_byte: u64,
+    #[serde(default)]
     served_by: String,
+    #[serde(default)]
     source: String,
+    #[serde(default)]
     error_class: String,
+    #[serde(default)]
     timeout_phase: String,
 }
 
@@ -194,10 +205,20 @@ pub fn json_to_stream(input: impl BufRead, out: impl Write) -> Result<(), String
         }
         let result: JsonResult =
             serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", index + 1))?;
+        let mut result = result;
         let sent = parse_rfc3339(&result.timestamp)
             .ok_or_else(|| format!("line {}: bad timestamp", index + 1))?;
-        let intended = parse_rfc3339(&result.intended)
-            .ok_or_else(|| format!("line {}: bad intended time", index + 1))?;
+        let intended = if result.intended.is_empty() {
+            // vegeta's JSON: no intended time; the send stands for it, latency for its latency.
+            result.latency_from_intended = result.latency;
+            if result.error_class.is_empty() && !result.error.is_empty() {
+                result.error_class = classify_text(&result.error).to_string();
+            }
+            sent
+        } else {
+            parse_rfc3339(&result.intended)
+                .ok_or_else(|| format!("line {}: bad intended time", index + 1))?
+        };
         results.push((result, sent, intended));
     }
     let start = results
@@ -251,6 +272,51 @@ pub fn json_to_stream(input: impl BufRead, out: impl Write) -> Result<(), String
         writer.record(record).map_err(|e| e.to_string())?;
     }
     writer.flush().map_err(|e| e.to_string())
+}
+
+/// The class of a failure known only by its words (vegeta's error strings, from Go's net/http).
+fn classify_text(error: &str) -> &'static str {
+    let error = error.to_ascii_lowercase();
+    let class = if error.contains("timeout") || error.contains("deadline exceeded") {
+        ErrorClass::Timeout
+    } else if error.contains("connection refused") {
+        ErrorClass::ConnectionRefused
+    } else if error.contains("connection reset") || error.contains("broken pipe") {
+        ErrorClass::ConnectionReset
+    } else if error.contains("cannot assign requested address") {
+        ErrorClass::NoSourcePort
+    } else if error.contains("tls") || error.contains("x509") || error.contains("certificate") {
+        ErrorClass::Tls
+    } else if error.contains("dial") {
+        ErrorClass::Connect
+    } else {
+        ErrorClass::Protocol
+    };
+    class.name()
+}
+
+/// A results reader over `input`, whatever it holds: throng's results stream, or JSON lines
+/// (throng's `encode --to json`, or vegeta's `encode --to json`), converted on the way. vegeta's
+/// gob is named, with the way to convert it.
+pub fn read_any(input: impl Read + 'static) -> Result<Reader<Box<dyn Read>>, String> {
+    let mut input = io::BufReader::new(input);
+    let first = input
+        .fill_buf()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .copied();
+    let input: Box<dyn Read> = match first {
+        Some(b'{') => {
+            let mut stream = Vec::new();
+            json_to_stream(input, &mut stream)?;
+            Box::new(io::Cursor::new(stream))
+        }
+        _ => Box::new(input),
+    };
+    Reader::new(input).map_err(|e| {
+        format!("{e}; vegeta's binary results are read after `vegeta encode --to json`")
+    })
 }
 
 fn index_of<T: PartialEq>(table: &mut Vec<T>, item: T) -> usize {
@@ -347,5 +413,37 @@ mod tests {
     fn a_bad_json_line_is_named() {
         let error = json_to_stream(&b"{}\n"[..], Vec::new()).unwrap_err();
         assert!(error.starts_with("line 1:"), "{error}");
+    }
+
+    /// vegeta's JSON (`vegeta encode --to json`), which has none of throng's fields: read as
+    /// results whose intended time is their send, failures classed by their words.
+    #[test]
+    fn vegetas_json_lines_are_read() {
+        let vegeta = concat!(
+            r#"{"attack":"","seq":0,"code":200,"timestamp":"2026-11-30T11:44:22.422462674Z","latency":770449,"bytes_out":0,"bytes_in":4,"error":"","body":"cG9uZw==","method":"GET","url":"http://127.0.0.1:18600/ping","headers":{"Content-Length":["4"]}}"#,
+            "\n",
+            r#"{"attack":"","seq":1,"code":0,"timestamp":"2026-11-30T11:44:22.442462674Z","latency":120000,"bytes_out":0,"bytes_in":0,"error":"Get \"http://127.0.0.1:1/\": dial tcp 0.0.0.0:0->127.0.0.1:1: connect: connection refused","body":null,"method":"GET","url":"http://127.0.0.1:1/","headers":null}"#,
+            "\n"
+        );
+        let mut stream = Vec::new();
+        json_to_stream(vegeta.as_bytes(), &mut stream).unwrap();
+        let mut reader = read_any(std::io::Cursor::new(stream)).unwrap();
+        let mut records = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            if let Frame::Record(record) = frame {
+                records.push(record);
+            }
+        }
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].intended, records[0].sent);
+        assert_eq!(records[0].latency, 770_449);
+        assert!(records[0].is_success());
+        assert_eq!(records[1].error, Some(ErrorClass::ConnectionRefused));
+        assert_eq!(records[1].intended - records[0].intended, 20_000_000);
+        // vegeta's gob is named, with the way to read it.
+        let error = read_any(std::io::Cursor::new(b"\x0e\xff\x81\x03".to_vec()))
+            .err()
+            .unwrap();
+        assert!(error.contains("vegeta encode --to json"), "{error}");
     }
 }

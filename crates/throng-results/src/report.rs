@@ -419,19 +419,21 @@ impl Summary {
         let _ = writeln!(out);
         let achieved = self.achieved_rate();
         let offered = self.offered_rate();
-        line(&mut out, "Offered", "[rate]", format!("{offered:.2}"));
+        // Results read from JSON lines (vegeta's, or encoded ones) do not carry the offered rate.
+        let offered_text = match offered > 0.0 {
+            true => format!("{offered:.2}"),
+            false => "not recorded".to_string(),
+        };
+        let share = match offered > 0.0 {
+            true => format!("{:.1}%", 100.0 * achieved / offered),
+            false => "-".to_string(),
+        };
+        line(&mut out, "Offered", "[rate]", offered_text);
         line(
             &mut out,
             "Achieved",
             "[rate, % of offered]",
-            format!(
-                "{achieved:.2}, {:.1}%",
-                if offered > 0.0 {
-                    100.0 * achieved / offered
-                } else {
-                    0.0
-                }
-            ),
+            format!("{achieved:.2}, {share}"),
         );
         line(
             &mut out,

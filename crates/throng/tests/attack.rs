@@ -807,3 +807,48 @@ fn every_vegeta_attack_flag_is_taken_or_refused_by_name() {
         }
     }
 }
+
+/// vegeta's own `report` reads throng's `encode --to json`, and throng's `report` reads
+/// vegeta's (its results encoded to JSON). Needs vegeta, a peer built from source beside the
+/// project (`../shared/peers/bin/vegeta`); without it the test says so and passes.
+#[test]
+fn vegeta_and_throng_read_each_others_json() {
+    let vegeta =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/bin/vegeta");
+    if !vegeta.exists() {
+        eprintln!("no vegeta at {}: skipped", vegeta.display());
+        return;
+    }
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("vegeta-json");
+    let throng = env!("CARGO_BIN_EXE_throng");
+    let shell = |line: String| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -o pipefail; {line}"))
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let vegeta = vegeta.display();
+    let url = pong.url();
+    shell(format!("echo 'GET {url}' | {throng} attack -rate=20 -duration=1s | {throng} encode --to json > throng.json"));
+    let by_vegeta = shell(format!("{vegeta} report throng.json"));
+    assert!(
+        by_vegeta.contains("Requests      [total, rate, throughput]         20,"),
+        "{by_vegeta}"
+    );
+    shell(format!("echo 'GET {url}' | {vegeta} attack -rate=30 -duration=1s | {vegeta} encode --to json > vegeta.json"));
+    let merged = shell(format!(
+        "{throng} report -type=json vegeta.json throng.json"
+    ));
+    let report: Value = serde_json::from_str(&merged).unwrap();
+    assert_eq!(report["requests"], 50, "{report}");
+    assert_eq!(report["success"], 1.0, "{report}");
+}

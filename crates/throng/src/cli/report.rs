@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use throng_results::encode::{self, Format};
 use throng_results::report::{Buckets, Summary};
-use throng_results::Reader;
 
-/// Report on results: vegeta's layout and more, over any number of files merged exactly.
+/// Report on results: vegeta's layout and more, over any number of files merged exactly. Files
+/// are throng's results, or JSON lines (throng's or vegeta's `encode --to json`).
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Results files [default: stdin]
@@ -88,7 +88,7 @@ fn run_report(mut args: ReportArgs) -> Result<(), String> {
     }
     let mut summary = Summary::new(buckets);
     for (name, input) in inputs(&args.files)? {
-        let reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
+        let reader = encode::read_any(input).map_err(|e| format!("{name}: {e}"))?;
         summary
             .add_stream(reader)
             .map_err(|e| format!("{name}: {e}"))?;
@@ -115,7 +115,7 @@ fn run_encode(args: EncodeArgs) -> Result<(), String> {
     } else {
         let mut readers = Vec::new();
         for (name, input) in inputs(&args.files)? {
-            readers.push(Reader::new(input).map_err(|e| format!("{name}: {e}"))?);
+            readers.push(encode::read_any(input).map_err(|e| format!("{name}: {e}"))?);
         }
         let truncated = encode::records_to(readers, format, &mut out).map_err(|e| e.to_string())?;
         if truncated > 0 {
