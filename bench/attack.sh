@@ -44,38 +44,16 @@ wait_for() { # wait_for SECONDS COMMAND...
 # --- targets: nginx (1 worker) for /ping, throng pong (plain and TLS) for held requests ------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
     -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
-cat >"$out/nginx.conf" <<NGINX
-# One process (no master): stopping it cannot leave workers behind.
-master_process off;
-worker_processes 1;
-pid $PWD/$out/nginx.pid;
-error_log $PWD/$out/nginx.error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    client_body_temp_path $PWD/$out/body; proxy_temp_path $PWD/$out/proxy;
-    fastcgi_temp_path $PWD/$out/fastcgi; uwsgi_temp_path $PWD/$out/uwsgi; scgi_temp_path $PWD/$out/scgi;
-    server { listen 127.0.0.1:18500; location / { return 200 "pong"; } }
-}
-NGINX
-# The efficiency runs place each side on a core of its own (nginx on the last, the client on the
-# first), the same for every client: left to the scheduler, the two sometimes share a core and
-# runs of the same client varied by 15%.
-last_cpu=$(($(nproc) - 1))
-pin_client=(taskset -c 0)
-[ "$last_cpu" -gt 0 ] || pin_client=()
-taskset -c "$last_cpu" /usr/sbin/nginx -e "$PWD/$out/nginx.error.log" -p "$PWD/$out" -c "$PWD/$out/nginx.conf" -g "daemon off;" &
-pids+=($!)
+# nginx on the last core, the client pinned to the first (bench/nginx-ping.sh).
+source bench/nginx-ping.sh
+start_nginx_ping "$out" 18500
 # Each holding run gets a port of its own: a client killed after holding 15,000 connections
 # leaves their ports in TIME_WAIT towards that address, and one address has only ~28k ports.
 "$throng" pong --listen 127.0.0.1:18510-18519 --threads 1 >/dev/null 2>&1 &
 pids+=($!)
 "$throng" pong --listen 127.0.0.1:18520-18529 --threads 1 --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" >/dev/null 2>&1 &
 pids+=($!)
-wait_for 20 curl -sf -o /dev/null http://127.0.0.1:18500/ping
 wait_for 20 curl -sf -o /dev/null http://127.0.0.1:18510/
-ping=http://127.0.0.1:18500/ping
 
 echo "== 1. requests per CPU-second: one thread, 50 connections, ${SECONDS_EACH}s against nginx /ping, $ROUNDS rounds"
 cpu_of() { grep -o 'cpu=[0-9.]*' "$1" | tail -1 | cut -d= -f2; }

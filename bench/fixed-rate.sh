@@ -25,27 +25,8 @@ throng=$PWD/target/release/throng
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
-cat >"$out/nginx.conf" <<NGINX
-master_process off;
-worker_processes 1;
-pid $PWD/$out/nginx.pid;
-error_log $PWD/$out/nginx.error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    client_body_temp_path $PWD/$out/body; proxy_temp_path $PWD/$out/proxy;
-    fastcgi_temp_path $PWD/$out/fastcgi; uwsgi_temp_path $PWD/$out/uwsgi; scgi_temp_path $PWD/$out/scgi;
-    server { listen 127.0.0.1:18600; location / { return 200 "pong"; } }
-}
-NGINX
-last_cpu=$(($(nproc) - 1))
-pin_client=(taskset -c 0)
-[ "$last_cpu" -gt 0 ] || pin_client=()
-taskset -c "$last_cpu" /usr/sbin/nginx -e "$PWD/$out/nginx.error.log" -p "$PWD/$out" -c "$PWD/$out/nginx.conf" -g "daemon off;" &
-pids+=($!)
-for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18600/ping && break; sleep 0.1; done
-ping=http://127.0.0.1:18600/ping
+source bench/nginx-ping.sh
+start_nginx_ping "$out" 18600
 cpu_of() { grep -o 'cpu=[0-9.]*' "$1" | tail -1 | cut -d= -f2; }
 
 printf '%-7s %-16s %10s %9s %12s %10s %10s\n' rate client requests cpu_s us_per_req lag_p99_us p99_ms

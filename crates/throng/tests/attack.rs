@@ -637,25 +637,13 @@ fn the_storys_vegeta_lines_run_with_the_word_changed() {
     std::fs::write(dir.join("post_smaller.txt"), "x".repeat(64)).unwrap();
     let throng = env!("CARGO_BIN_EXE_throng");
     let url = format!("http://{}/ping", pong.addr());
-    let shell = |line: String| {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!("set -o pipefail; {line}"))
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{line}\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
-    let first = shell(format!(
-        "echo \"POST {url}\" | {throng} -cpus=32 attack -duration=1s -header=\"sleep:30\" \
+    let first = shell(
+        &dir,
+        &format!(
+            "echo \"POST {url}\" | {throng} -cpus=32 attack -duration=1s -header=\"sleep:30\" \
          -body=post_smaller.txt -rate=20 -workers=500 | tee reports.bin | {throng} report"
-    ));
+        ),
+    );
     assert!(
         first.contains("Requests      [total, rate, throughput]         20,"),
         "{first}"
@@ -665,24 +653,31 @@ fn the_storys_vegeta_lines_run_with_the_word_changed() {
         "{first}"
     );
     for machine in ["result_1.bin", "result_2.bin"] {
-        shell(format!(
-            "echo \"POST {url}\" | {throng} -cpus=32 attack -connections=1000000 \
+        shell(
+            &dir,
+            &format!(
+                "echo \"POST {url}\" | {throng} -cpus=32 attack -connections=1000000 \
              -header=\"sleep:20\" -header=\"times:2\" -body=post_smaller.txt -timeout=2h \
              -rate=30 -workers=500 -duration=1s > {machine}"
-        ));
+            ),
+        );
     }
-    let merged = shell(format!(
-        "{throng} report -inputs=\"result_1.bin,result_2.bin\""
-    ));
+    let merged = shell(
+        &dir,
+        &format!("{throng} report -inputs=\"result_1.bin,result_2.bin\""),
+    );
     assert!(
         merged.contains("Requests      [total, rate, throughput]         60,"),
         "{merged}"
     );
     // Requests that take longer than any default would allow, with -timeout=0: none time out.
-    let held = shell(format!(
-        "echo \"GET {url}\" | {throng} attack -rate=5 -duration=1s -timeout=0 \
+    let held = shell(
+        &dir,
+        &format!(
+            "echo \"GET {url}\" | {throng} attack -rate=5 -duration=1s -timeout=0 \
          -header=\"sleep: 150-200\" | {throng} report -type=json"
-    ));
+        ),
+    );
     let report: Value = serde_json::from_str(&held).unwrap();
     assert_eq!(report["success"], 1.0, "{report}");
     assert_eq!(report["requests"], 5, "{report}");
@@ -822,33 +817,37 @@ fn vegeta_and_throng_read_each_others_json() {
     let pong = Pong::start(&[]);
     let dir = scratch_dir("vegeta-json");
     let throng = env!("CARGO_BIN_EXE_throng");
-    let shell = |line: String| {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!("set -o pipefail; {line}"))
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{line}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let vegeta = vegeta.display();
     let url = pong.url();
-    shell(format!("echo 'GET {url}' | {throng} attack -rate=20 -duration=1s | {throng} encode --to json > throng.json"));
-    let by_vegeta = shell(format!("{vegeta} report throng.json"));
+    shell(&dir, &format!("echo 'GET {url}' | {throng} attack -rate=20 -duration=1s | {throng} encode --to json > throng.json"));
+    let by_vegeta = shell(&dir, &format!("{vegeta} report throng.json"));
     assert!(
         by_vegeta.contains("Requests      [total, rate, throughput]         20,"),
         "{by_vegeta}"
     );
-    shell(format!("echo 'GET {url}' | {vegeta} attack -rate=30 -duration=1s | {vegeta} encode --to json > vegeta.json"));
-    let merged = shell(format!(
-        "{throng} report -type=json vegeta.json throng.json"
-    ));
+    shell(&dir, &format!("echo 'GET {url}' | {vegeta} attack -rate=30 -duration=1s | {vegeta} encode --to json > vegeta.json"));
+    let merged = shell(
+        &dir,
+        &format!("{throng} report -type=json vegeta.json throng.json"),
+    );
     let report: Value = serde_json::from_str(&merged).unwrap();
     assert_eq!(report["requests"], 50, "{report}");
     assert_eq!(report["success"], 1.0, "{report}");
+}
+
+/// Runs `line` with bash (pipefail) in `dir`; asserts it succeeded and returns its stdout.
+fn shell(dir: &Path, line: &str) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -o pipefail; {line}"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{line}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

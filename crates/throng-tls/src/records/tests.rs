@@ -27,24 +27,24 @@ fn suites() -> [(
     ]
 }
 
-struct Pair {
-    client: Records<ClientConnectionData>,
-    server: Records<ServerConnectionData>,
-}
+type Suite = (
+    SupportedCipherSuite,
+    &'static aws_lc_rs::aead::Algorithm,
+    usize,
+);
 
+/// A client and a server of `suite`, on keys from fixed secrets.
 fn pair(
-    _suite: SupportedCipherSuite,
-    algorithm: &'static aws_lc_rs::aead::Algorithm,
-    hash: usize,
-) -> Pair {
+    (_, algorithm, hash): Suite,
+) -> (Records<ClientConnectionData>, Records<ServerConnectionData>) {
     let client_secret: Vec<u8> = (0..hash as u8).collect();
     let server_secret: Vec<u8> = (100..100 + hash as u8).collect();
     let keys =
         |secret: &[u8]| Keys::from_secret(algorithm, Secret::new(secret).unwrap(), 0).unwrap();
-    Pair {
-        client: Records::from_keys(keys(&client_secret), keys(&server_secret)),
-        server: Records::from_keys(keys(&server_secret), keys(&client_secret)),
-    }
+    (
+        Records::from_keys(keys(&client_secret), keys(&server_secret)),
+        Records::from_keys(keys(&server_secret), keys(&client_secret)),
+    )
 }
 
 /// Opens everything in `wire` on `to`: the data delivered, or the error, and what `to` sent.
@@ -82,12 +82,9 @@ fn alert_in(peer: &mut Records<ClientConnectionData>, sent: Option<Buffer>) -> S
 
 #[test]
 fn every_suite_carries_data_and_key_updates_both_ways() {
-    for (suite, algorithm, hash) in suites() {
-        let Pair {
-            mut client,
-            mut server,
-        } = pair(suite, algorithm, hash);
-        let name = format!("{:?}", suite.suite());
+    for suite in suites() {
+        let (mut client, mut server) = pair(suite);
+        let name = format!("{:?}", suite.0.suite());
         // A maximum-size record, then a small one.
         let big = vec![7u8; MAX_PLAINTEXT];
         let mut wire = None;
@@ -115,11 +112,8 @@ fn every_suite_carries_data_and_key_updates_both_ways() {
 
 #[test]
 fn a_record_stuffed_with_key_updates_is_refused() {
-    for (suite, algorithm, hash) in suites() {
-        let Pair {
-            mut client,
-            mut server,
-        } = pair(suite, algorithm, hash);
+    for suite in suites() {
+        let (mut client, mut server) = pair(suite);
         let stuffed = [KEY_UPDATE, 0, 0, 1, 0].repeat(3000);
         let mut wire = None;
         seal_raw(&mut client, HANDSHAKE, &stuffed, &mut wire);
@@ -133,11 +127,7 @@ fn a_record_stuffed_with_key_updates_is_refused() {
 
 #[test]
 fn more_than_32_empty_records_in_a_row_are_refused() {
-    let (suite, algorithm, hash) = suites()[0];
-    let Pair {
-        mut client,
-        mut server,
-    } = pair(suite, algorithm, hash);
+    let (mut client, mut server) = pair(suites()[0]);
     let mut wire = None;
     for _ in 0..32 {
         seal_raw(&mut client, APPLICATION_DATA, b"", &mut wire);
@@ -159,11 +149,7 @@ fn more_than_32_empty_records_in_a_row_are_refused() {
 #[test]
 fn empty_handshake_and_alert_records_are_refused() {
     for kind in [HANDSHAKE, ALERT] {
-        let (suite, algorithm, hash) = suites()[1];
-        let Pair {
-            mut client,
-            mut server,
-        } = pair(suite, algorithm, hash);
+        let (mut client, mut server) = pair(suites()[1]);
         let mut wire = None;
         seal_raw(&mut client, kind, b"", &mut wire);
         let error = open_all(&mut server, &mut wire).0.unwrap_err().to_string();
@@ -173,11 +159,7 @@ fn empty_handshake_and_alert_records_are_refused() {
 
 #[test]
 fn more_than_4_warning_alerts_are_refused() {
-    let (suite, algorithm, hash) = suites()[2];
-    let Pair {
-        mut client,
-        mut server,
-    } = pair(suite, algorithm, hash);
+    let (mut client, mut server) = pair(suites()[2]);
     let mut wire = None;
     for _ in 0..4 {
         seal_raw(&mut client, ALERT, &[1, USER_CANCELED], &mut wire);
@@ -192,11 +174,7 @@ fn more_than_4_warning_alerts_are_refused() {
 
 #[test]
 fn more_than_32_key_update_requests_without_data_are_refused() {
-    let (suite, algorithm, hash) = suites()[0];
-    let Pair {
-        mut client,
-        mut server,
-    } = pair(suite, algorithm, hash);
+    let (mut client, mut server) = pair(suites()[0]);
     let request = |client: &mut Records<ClientConnectionData>, wire: &mut Option<Buffer>| {
         seal_raw(client, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 1], wire);
         client.tx = client.tx.next().unwrap();
@@ -217,11 +195,7 @@ fn more_than_32_key_update_requests_without_data_are_refused() {
 
 #[test]
 fn a_record_over_the_limits_is_refused_with_record_overflow() {
-    let (suite, algorithm, hash) = suites()[0];
-    let Pair {
-        mut client,
-        mut server,
-    } = pair(suite, algorithm, hash);
+    let (mut client, mut server) = pair(suites()[0]);
     let mut wire = None;
     seal_raw(
         &mut client,
