@@ -141,6 +141,9 @@ impl Interval {
         let unix_second = get_varint(input)?;
         let requests = get_varint(input)?;
         let errors = get_varint(input)?;
+        if !is_our_histogram(input) {
+            return None;
+        }
         let latency: Histogram<u64> = Deserializer::new().deserialize(input).ok()?;
         Some(Interval {
             unix_second,
@@ -149,6 +152,39 @@ impl Interval {
             latency,
         })
     }
+}
+
+/// Whether `serialized` is an uncompressed HdrHistogram V2 with [`latency_histogram`]'s bounds,
+/// and a payload that fits in it. The deserializer sizes the histogram from the header's bounds
+/// and its buffer from the header's payload length before it reads a byte of payload, so a
+/// crafted header in a results file could ask for gigabytes (found by the `results_stream` fuzz
+/// target: 1.8 GB); a file throng wrote always has these values.
+fn is_our_histogram(serialized: &[u8]) -> bool {
+    const V2_COOKIE: u32 = 0x1c84_9313; // hdrhistogram's V2 cookie: its base, 0x1c849303, | 0x10
+    let Some(header) = serialized.first_chunk::<40>() else {
+        return false;
+    };
+    let u32_at = |at: usize| {
+        header
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+    };
+    let u64_at = |at: usize| {
+        header
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+    };
+    let payload_fits = u32_at(4)
+        .and_then(|len| usize::try_from(len).ok())
+        .is_some_and(|len| len <= serialized.len() - header.len());
+    u32_at(0) == Some(V2_COOKIE)
+        && payload_fits
+        && u32_at(8) == Some(0)
+        && u32_at(12) == Some(3)
+        && u64_at(16) == Some(1)
+        && u64_at(24) == Some(HISTOGRAM_MAX_NS)
 }
 
 /// Gathers records into per-second intervals by completion time, and hands out the seconds that
@@ -501,7 +537,33 @@ mod tests {
     }
 
     #[test]
-    fn intervals_merge_by_adding() {
+fn an_interval_round_trips_and_a_forged_histogram_is_refused() {
+        // Second 100, one request, no error: three one-byte varints before the histogram.
+        let mut interval = Interval::new(100);
+        interval.add(&Record {
+            latency: 5_000_000,
+            status: 200,
+            ..Record::default()
+        });
+        let mut encoded = Vec::new();
+        interval.encode(&mut encoded).unwrap();
+        let decoded = Interval::decode(&encoded).unwrap();
+        assert_eq!(decoded.latency.len(), 1);
+        // The header's highest trackable value raised to 2^62: the deserializer would size a
+        // histogram of gigabytes from it (the results_stream fuzz target's find).
+        let prefix = 3;
+        assert_eq!(&encoded[prefix..prefix + 4], &[0x1c, 0x84, 0x93, 0x13], "the V2 cookie");
+        let mut forged = encoded.clone();
+        forged[prefix + 24..prefix + 32].copy_from_slice(&(1u64 << 62).to_be_bytes());
+        assert!(Interval::decode(&forged).is_none());
+        // A payload length past the frame: refused before any buffer is sized from it.
+        let mut long = encoded.clone();
+        long[prefix + 4..prefix + 8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(Interval::decode(&long).is_none());
+    }
+
+    #[test]
+        fn intervals_merge_by_adding() {
         let mut a = Interval::new(5);
         let mut b = Interval::new(5);
         a.add(&record(1));
