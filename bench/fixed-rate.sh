@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The generator's CPU at fixed rates, beside wrk2 (the fixed-rate, coordinated-omission-corrected
-# wrk): one thread, 50 connections, nginx `/ping` (1 worker), each side on a core of its own.
+# wrk): one thread, 50 connections (throng: -connections=50 -max-inflight=50), nginx `/ping` (1 worker),
+# each side on a core of its own.
 # For each rate: throng attack (default: no busy-waiting), throng attack --precise (spins the
 # last 100 us before each send), and wrk2 -R; CPU seconds per request (getrusage of the client),
 # throng's lag p99 (how late it sent) and each client's latency p99.
@@ -34,7 +35,7 @@ for round in $(seq "$ROUNDS"); do
     for rate in $RATES; do
         for mode in default precise; do
             flag=(); [ "$mode" = precise ] && flag=(--precise)
-            echo "GET $ping" | python3 bench/cpu.py "${pin_client[@]}" "$throng" attack -threads=1 -connections=50 \
+            echo "GET $ping" | python3 bench/cpu.py "${pin_client[@]}" "$throng" attack -threads=1 -connections=50 -max-inflight=50 \
                 -rate="$rate" -duration="${SECONDS_EACH}s" -quiet "${flag[@]}" -output "$out/throng.bin" 2>"$out/throng.cpu"
             read -r req lag p99 <<<"$("$throng" report -type=json "$out/throng.bin" | python3 -c '
 import json, sys
