@@ -225,6 +225,21 @@ fn openssl_key_updates_are_followed_both_ways_in_every_suite() {
         let key_updates = frontend == "secure";
         openssl_rounds(proxy.addr(frontend), suite, key_updates);
     }
+    // TLS 1.2 takes the server's order: a client that prefers ChaCha20 gets AES-256-GCM,
+    // rustls's first.
+    let out = Command::new("openssl")
+        .args(["s_client", "-tls1_2", "-servername", "localhost", "-cipher"])
+        .arg("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384")
+        .arg("-connect")
+        .arg(proxy.addr("secure").to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        seen.contains("Cipher is ECDHE-ECDSA-AES256-GCM-SHA384"),
+        "{seen}"
+    );
 }
 
 /// Three requests from `openssl s_client` limited to `suite`, and if `key_updates`, a key
