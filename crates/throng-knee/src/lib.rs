@@ -99,8 +99,8 @@ pub fn find(plan: &Plan<'_>, mut options: Options) -> Result<Knee, String> {
         checks.decide(&validate, rate, "validation", "validation", &mut options)?;
         validation = checks.steps.pop();
         runs.disagreed.extend(checks.disagreed);
-        // One tolerance above the knee the target should fail; if it passes, the knee is lower
-        // than the target's, found through noise.
+        // One tolerance above the knee the target should fail; if it passes, the search stopped
+        // short (noise made a failure there), and the target's knee may be higher.
         let over = rate * (1.0 + options.tolerance);
         if over <= options.to {
             std::thread::sleep(options.pause);

@@ -537,7 +537,7 @@ mod tests {
     }
 
     #[test]
-fn an_interval_round_trips_and_a_forged_histogram_is_refused() {
+    fn an_interval_round_trips_and_a_forged_histogram_is_refused() {
         // Second 100, one request, no error: three one-byte varints before the histogram.
         let mut interval = Interval::new(100);
         interval.add(&Record {
@@ -552,7 +552,11 @@ fn an_interval_round_trips_and_a_forged_histogram_is_refused() {
         // The header's highest trackable value raised to 2^62: the deserializer would size a
         // histogram of gigabytes from it (the results_stream fuzz target's find).
         let prefix = 3;
-        assert_eq!(&encoded[prefix..prefix + 4], &[0x1c, 0x84, 0x93, 0x13], "the V2 cookie");
+        assert_eq!(
+            &encoded[prefix..prefix + 4],
+            &[0x1c, 0x84, 0x93, 0x13],
+            "the V2 cookie"
+        );
         let mut forged = encoded.clone();
         forged[prefix + 24..prefix + 32].copy_from_slice(&(1u64 << 62).to_be_bytes());
         assert!(Interval::decode(&forged).is_none());
@@ -563,7 +567,7 @@ fn an_interval_round_trips_and_a_forged_histogram_is_refused() {
     }
 
     #[test]
-        fn intervals_merge_by_adding() {
+    fn intervals_merge_by_adding() {
         let mut a = Interval::new(5);
         let mut b = Interval::new(5);
         a.add(&record(1));
