@@ -34,11 +34,14 @@ pub enum BodyLength {
     UntilClose,
 }
 
+/// A message's framing as read: where its body ends, and the one `Content-Length` value, if any.
+pub(crate) type Framing = (BodyLength, Option<u64>);
+
 /// A request's body length. Anything ambiguous is an error, not a guess.
 pub(crate) fn request_body(
     version: Version,
     headers: &[httparse::Header<'_>],
-) -> Result<BodyLength, HeadError> {
+) -> Result<Framing, HeadError> {
     refuse_framing_named_in_connection(headers)?;
     if let Some(codings) = transfer_codings(headers)? {
         if version == Version::Http10 {
@@ -48,15 +51,17 @@ pub(crate) fn request_body(
             return Err(HeadError::AmbiguousLength);
         }
         return match codings {
-            Codings::OnlyChunked => Ok(BodyLength::Chunked),
+            Codings::OnlyChunked => Ok((BodyLength::Chunked, None)),
             Codings::ChunkedLast => Err(HeadError::UnsupportedTransferCoding),
             Codings::NotChunkedLast => Err(HeadError::ChunkedNotFinal),
         };
     }
-    Ok(match content_length(headers)? {
+    let length = content_length(headers)?;
+    let body = match length {
         None | Some(0) => BodyLength::Empty,
         Some(n) => BodyLength::Fixed(n),
-    })
+    };
+    Ok((body, length))
 }
 
 /// A response's body length; `request_was_head` for a response to `HEAD`. The same checks as a
@@ -65,7 +70,7 @@ pub(crate) fn response_body(
     request_was_head: bool,
     status: u16,
     headers: &[httparse::Header<'_>],
-) -> Result<BodyLength, HeadError> {
+) -> Result<Framing, HeadError> {
     refuse_framing_named_in_connection(headers)?;
     let codings = transfer_codings(headers)?;
     if codings.is_some() && has_field(headers, "content-length") {
@@ -74,16 +79,17 @@ pub(crate) fn response_body(
     // Checked even where it does not frame the body (a response to HEAD, a 304).
     let length = content_length(headers)?;
     if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
-        return Ok(BodyLength::Empty);
+        return Ok((BodyLength::Empty, length));
     }
-    Ok(match (codings, length) {
+    let body = match (codings, length) {
         // A response may carry codings the proxy does not decode: the client decodes them.
         (Some(Codings::OnlyChunked | Codings::ChunkedLast), _) => BodyLength::Chunked,
         // RFC 9112 §6.3 (4): the body of such a response ends when the server closes.
         (Some(Codings::NotChunkedLast), _) | (None, None) => BodyLength::UntilClose,
         (None, Some(0)) => BodyLength::Empty,
         (None, Some(n)) => BodyLength::Fixed(n),
-    })
+    };
+    Ok((body, length))
 }
 
 /// The fields that frame a message are never hop-by-hop (RFC 9110 §7.6.1): a `Connection` that
@@ -141,7 +147,7 @@ fn has_field(headers: &[httparse::Header<'_>], name: &str) -> bool {
 
 /// The `Content-Length`, if any. Repeated fields (or list members) must all agree, each one
 /// only digits (no sign, no space inside).
-pub(crate) fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, HeadError> {
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, HeadError> {
     let mut length = None;
     for field in headers
         .iter()

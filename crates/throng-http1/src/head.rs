@@ -153,7 +153,7 @@ pub fn parse_request<'b, 'h>(
     let version = Version::from_minor(request.version.unwrap_or(1));
     let headers: &'h [httparse::Header<'b>] = request.headers;
     check_host(headers)?;
-    let body = framing::request_body(version, headers)?;
+    let (body, content_length) = framing::request_body(version, headers)?;
     Ok(Some(RequestHead {
         method: request.method.unwrap_or_default(),
         target: request.path.unwrap_or_default(),
@@ -161,7 +161,7 @@ pub fn parse_request<'b, 'h>(
         headers,
         head_len,
         body,
-        content_length: framing::content_length(headers)?,
+        content_length,
         keep_alive: framing::keep_alive(version, headers),
         expect_continue: header_value(headers, "expect")
             .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue")),
@@ -193,7 +193,7 @@ pub fn parse_response<'b, 'h>(
     let version = Version::from_minor(response.version.unwrap_or(1));
     let status = response.code.unwrap_or_default();
     let headers: &'h [httparse::Header<'b>] = response.headers;
-    let body = framing::response_body(request_was_head, status, headers)?;
+    let (body, content_length) = framing::response_body(request_was_head, status, headers)?;
     Ok(Some(ResponseHead {
         version,
         status,
@@ -201,7 +201,7 @@ pub fn parse_response<'b, 'h>(
         headers,
         head_len,
         body,
-        content_length: framing::content_length(headers)?,
+        content_length,
         keep_alive: framing::keep_alive(version, headers) && body != BodyLength::UntilClose,
     }))
 }

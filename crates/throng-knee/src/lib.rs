@@ -61,10 +61,7 @@ pub struct Knee {
 pub fn find(plan: &Plan<'_>, mut options: Options) -> Result<Knee, String> {
     std::fs::create_dir_all(&options.dir).map_err(|e| format!("{}: {e}", options.dir.display()))?;
     let mut search = Search::new(options.from, options.to, options.tolerance);
-    let mut runs = Runs {
-        steps: Vec::new(),
-        disagreed: Vec::new(),
-    };
+    let mut runs = Runs::default();
     let mut generator_bound = None;
     let knee = loop {
         match search.next() {
@@ -91,10 +88,7 @@ pub fn find(plan: &Plan<'_>, mut options: Options) -> Result<Knee, String> {
             duration: options.validate,
             ..*plan
         };
-        let mut checks = Runs {
-            steps: Vec::new(),
-            disagreed: Vec::new(),
-        };
+        let mut checks = Runs::default();
         std::thread::sleep(options.pause);
         checks.decide(&validate, rate, "validation", "validation", &mut options)?;
         validation = checks.steps.pop();
@@ -120,6 +114,7 @@ pub fn find(plan: &Plan<'_>, mut options: Options) -> Result<Knee, String> {
 }
 
 /// The steps run so far, and the rates whose runs disagreed.
+#[derive(Default)]
 struct Runs {
     steps: Vec<Step>,
     disagreed: Vec<f64>,
