@@ -2,8 +2,9 @@
 # The generator's CPU at fixed rates, beside wrk2 (the fixed-rate, coordinated-omission-corrected
 # wrk): one thread, 50 connections (throng: -connections=50 -max-inflight=50), nginx `/ping` (1 worker),
 # each side on a core of its own.
-# For each rate: throng attack (default: no busy-waiting), throng attack --precise (spins the
-# last 100 us before each send), and wrk2 -R; CPU seconds per request (getrusage of the client),
+# For each rate: throng attack (default: each request at its due time, no busy-waiting),
+# throng attack --batch=1ms (the requests due in each millisecond go out together, wrk2's trade),
+# throng attack --precise (spins the last 100 us before each send), and wrk2 -R; CPU seconds per request (getrusage of the client),
 # throng's lag p99 (how late it sent) and each client's latency p99.
 # wrk2 calibrates for 10 s, so its runs last SECONDS_EACH + 10 s; CPU is divided by the requests
 # each client reports, so the longer run does not favour it.
@@ -33,8 +34,9 @@ cpu_of() { grep -o 'cpu=[0-9.]*' "$1" | tail -1 | cut -d= -f2; }
 printf '%-7s %-16s %10s %9s %12s %10s %10s\n' rate client requests cpu_s us_per_req lag_p99_us p99_ms
 for round in $(seq "$ROUNDS"); do
     for rate in $RATES; do
-        for mode in default precise; do
-            flag=(); [ "$mode" = precise ] && flag=(--precise)
+        for mode in default batch=1ms precise; do
+            flag=()
+            case $mode in precise) flag=(--precise) ;; batch=*) flag=(--batch="${mode#batch=}") ;; esac
             echo "GET $ping" | python3 bench/cpu.py "${pin_client[@]}" "$throng" attack -threads=1 -connections=50 -max-inflight=50 \
                 -rate="$rate" -duration="${SECONDS_EACH}s" -quiet "${flag[@]}" -output "$out/throng.bin" 2>"$out/throng.cpu"
             read -r req lag p99 <<<"$("$throng" report -type=json "$out/throng.bin" | python3 -c '

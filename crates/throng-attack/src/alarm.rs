@@ -54,6 +54,9 @@ impl Alarm {
                 )
             };
             if read == 8 {
+                // Read empty: the next expiry is a new edge. Left marked ready, the next sleep
+                // would first try a read that finds nothing, a system call per request.
+                ready.clear_ready();
                 return Ok(());
             }
             let error = io::Error::last_os_error();

@@ -33,6 +33,9 @@ pub struct Config {
     /// at the price of a core at high rates. Off: wake on the alarm at the due time and send what
     /// is due (tens of microseconds late, measured as lag; latency still runs from the due time).
     pub precise: bool,
+    /// Requests due within one window of this length (windows counted from the start) go out
+    /// together at its end: one wake-up for the lot. Zero: each at its own due time.
+    pub batch: Duration,
 }
 
 /// One process's share of an attack split over `of` processes: of the one schedule at the whole

@@ -371,6 +371,7 @@ mod tests {
             tls: Default::default(),
             part: None,
             precise: false,
+            batch: Duration::ZERO,
         });
         let ctx = Rc::new(ThreadCtx {
             config,

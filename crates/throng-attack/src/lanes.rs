@@ -9,6 +9,10 @@
 //! request, a parked lane is woken for it, or a new lane starts while under the cap. At the cap,
 //! the next request goes to the first lane that frees; it is then late, counted as delayed by
 //! the cap, and measured from when it was due, so the cap never hides latency.
+//!
+//! With `--batch`, a request waits for the end of its window instead of its own due time, so
+//! the requests of a window go out on one wake-up (wrk2's trade: a thread that sleeps and wakes
+//! per request pays most of its CPU there, bench/RESULTS.md); the lateness is lag like any other.
 
 use crate::client;
 use crate::engine::ThreadCtx;
@@ -94,7 +98,7 @@ async fn next_request(ctx: &Rc<ThreadCtx>, from_exchange: bool) -> Option<Record
         lanes.parked.set(lanes.parked.get() - 1);
     }
     let due = schedule.take()?;
-    let due_at = schedule.start + due.intended;
+    let due_at = schedule.start + batch_end(due.intended, ctx.config.batch);
     lanes.waiting.set(lanes.waiting.get() + 1);
     let now = Instant::now();
     let sent_at = if now < due_at {
@@ -107,7 +111,10 @@ async fn next_request(ctx: &Rc<ThreadCtx>, from_exchange: bool) -> Option<Record
         now
     };
     lanes.waiting.set(lanes.waiting.get() - 1);
-    if live.stop.load(Ordering::Relaxed) || schedule.is_over(sent_at) {
+    // A batch's requests go out at its end, which may be past the duration: they were due
+    // within it, so the wall-time end comes one window later.
+    let sent_for = sent_at.checked_sub(ctx.config.batch).unwrap_or(sent_at);
+    if live.stop.load(Ordering::Relaxed) || schedule.is_over(sent_for) {
         schedule.end_now();
         return None;
     }
@@ -121,6 +128,16 @@ async fn next_request(ctx: &Rc<ThreadCtx>, from_exchange: bool) -> Option<Record
         target: due.target as u32,
         ..Record::default()
     })
+}
+
+/// When a request due `intended` after the start goes out: at the end of its batch window.
+fn batch_end(intended: Duration, batch: Duration) -> Duration {
+    let window = batch.as_nanos();
+    if window == 0 {
+        return intended;
+    }
+    let windows = intended.as_nanos().div_ceil(window);
+    Duration::from_nanos((windows * window).min(u64::MAX as u128) as u64)
 }
 
 /// Wakes a parked lane to take the next request, or starts one while under the cap. At the cap,
@@ -189,5 +206,22 @@ async fn wait_until(due: Instant, ctx: &ThreadCtx) -> Instant {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_end;
+    use std::time::Duration;
+
+    #[test]
+    fn a_request_goes_out_at_the_end_of_its_batch_window() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        assert_eq!(batch_end(us(300), Duration::ZERO), us(300), "no batch");
+        assert_eq!(batch_end(us(300), ms(1)), ms(1));
+        assert_eq!(batch_end(ms(1), ms(1)), ms(1), "due at a window's end");
+        assert_eq!(batch_end(us(1001), ms(1)), ms(2));
+        assert_eq!(batch_end(Duration::ZERO, ms(1)), Duration::ZERO);
     }
 }

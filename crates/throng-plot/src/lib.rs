@@ -10,8 +10,9 @@ use chart::{escape, Series, COLOURS};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use throng_results::encode::read_any;
 use throng_results::report::Summary;
-use throng_results::{Frame, Interval, Reader};
+use throng_results::{Frame, Interval};
 
 /// Requests drawn in the scatter at most.
 const SCATTER: usize = 2000;
@@ -278,8 +279,7 @@ pub fn page(results: &[&Path], monitor: Option<&Path>) -> Result<String, String>
 fn read_results(path: &Path, summary: &mut Summary, seconds: &mut Seconds) -> Result<(), String> {
     let name = path.display();
     let file = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
-    let mut reader =
-        Reader::new(std::io::BufReader::new(file)).map_err(|e| format!("{name}: {e}"))?;
+    let mut reader = read_any(file).map_err(|e| format!("{name}: {e}"))?;
     let mut start = 0;
     while let Some(frame) = reader.next_frame().map_err(|e| format!("{name}: {e}"))? {
         match frame {
@@ -324,7 +324,7 @@ fn read_results(path: &Path, summary: &mut Summary, seconds: &mut Seconds) -> Re
     }
     // The summary reads the file again: it keeps its own exact histograms.
     let file = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
-    let reader = Reader::new(std::io::BufReader::new(file)).map_err(|e| format!("{name}: {e}"))?;
+    let reader = read_any(file).map_err(|e| format!("{name}: {e}"))?;
     summary
         .add_stream(reader)
         .map_err(|e| format!("{name}: {e}"))?;

@@ -7,7 +7,7 @@
 //! phases, `served_by`, `source`, `error_class` and `timeout_phase`.
 
 use crate::record::{ErrorClass, Phase, Record};
-use crate::stream::{Frame, Meta, Reader, TargetInfo, Writer};
+use crate::stream::{Frame, IntervalLog, Meta, Reader, TargetInfo, Writer};
 use crate::time::{parse_rfc3339, rfc3339};
 use serde::{Deserialize, Serialize};
 use std::io::{self, BufRead, Read, Write};
@@ -193,9 +193,15 @@ fn csv_quote(field: &str) -> String {
     }
 }
 
-/// Reads JSON lines (as [`records_to`] writes them) back into a results stream. Errors name the
-/// line. The run's start becomes the earliest intended time; targets and sources are rebuilt
-/// from the records' URLs and addresses; the offered rate, which JSON lines do not carry, is 0.
+/// A result read from JSON lines or from vegeta's files, with its send and intended times.
+struct Parsed {
+    result: JsonResult,
+    sent: u64,
+    intended: u64,
+}
+
+/// Reads JSON lines (as [`records_to`] writes them, or vegeta's) back into a results stream.
+/// Errors name the line.
 pub fn json_to_stream(input: impl BufRead, out: impl Write) -> Result<(), String> {
     let mut results = Vec::new();
     for (index, line) in input.lines().enumerate() {
@@ -219,24 +225,80 @@ pub fn json_to_stream(input: impl BufRead, out: impl Write) -> Result<(), String
             parse_rfc3339(&result.intended)
                 .ok_or_else(|| format!("line {}: bad intended time", index + 1))?
         };
-        results.push((result, sent, intended));
+        results.push(Parsed {
+            result,
+            sent,
+            intended,
+        });
     }
-    let start = results
-        .iter()
-        .map(|(_, _, intended)| *intended)
-        .min()
-        .unwrap_or(0);
+    write_stream(results, out)
+}
+
+/// vegeta's results (from its gob or CSV) as a results stream: each sent when it was due, as
+/// vegeta's JSON reads.
+pub fn vegeta_to_stream(
+    results: Vec<crate::vegeta::VegetaResult>,
+    out: impl Write,
+) -> Result<(), String> {
+    let results = results
+        .into_iter()
+        .map(|v| Parsed {
+            sent: v.timestamp_unix_ns,
+            intended: v.timestamp_unix_ns,
+            result: JsonResult {
+                error_class: if v.error.is_empty() {
+                    String::new()
+                } else {
+                    classify_text(&v.error).to_string()
+                },
+                attack: v.attack,
+                seq: v.seq,
+                code: v.code,
+                timestamp: String::new(),
+                latency: v.latency_ns,
+                latency_from_intended: v.latency_ns,
+                bytes_out: v.bytes_out,
+                bytes_in: v.bytes_in,
+                error: v.error,
+                body: None,
+                method: v.method,
+                url: v.url,
+                headers: None,
+                intended: String::new(),
+                connect: 0,
+                tls: 0,
+                tls_resumed: false,
+                retried: false,
+                first_byte: 0,
+                served_by: String::new(),
+                source: String::new(),
+                timeout_phase: String::new(),
+            },
+        })
+        .collect();
+    write_stream(results, out)
+}
+
+/// The run's start becomes the earliest intended time; targets and sources are rebuilt from
+/// the records' URLs and addresses; the offered rate, which these formats do not carry, is 0.
+fn write_stream(results: Vec<Parsed>, out: impl Write) -> Result<(), String> {
+    let start = results.iter().map(|r| r.intended).min().unwrap_or(0);
     let mut meta = Meta {
         name: results
             .first()
-            .map(|(r, _, _)| r.attack.clone())
+            .map(|r| r.result.attack.clone())
             .unwrap_or_default(),
         start_unix_ns: start,
         generator: concat!("throng encode ", env!("CARGO_PKG_VERSION")).to_string(),
         ..Meta::default()
     };
     let mut records = Vec::with_capacity(results.len());
-    for (result, sent, intended) in results {
+    for Parsed {
+        result,
+        sent,
+        intended,
+    } in results
+    {
         let target_info = TargetInfo {
             method: result.method.clone(),
             url: result.url.clone(),
@@ -267,9 +329,15 @@ pub fn json_to_stream(input: impl BufRead, out: impl Write) -> Result<(), String
             source,
         });
     }
+    // The per-second histograms an attack writes beside its records, for `plot` and reports.
+    let mut intervals = IntervalLog::default();
     let mut writer = Writer::new(out, &meta).map_err(|e| e.to_string())?;
     for record in &records {
         writer.record(record).map_err(|e| e.to_string())?;
+        intervals.add(start, record);
+    }
+    for interval in intervals.take_all() {
+        writer.interval(&interval).map_err(|e| e.to_string())?;
     }
     writer.flush().map_err(|e| e.to_string())
 }
@@ -295,27 +363,78 @@ fn classify_text(error: &str) -> &'static str {
     class.name()
 }
 
-/// A results reader over `input`, whatever it holds: throng's results stream, or JSON lines
-/// (throng's `encode --to json`, or vegeta's `encode --to json`), converted on the way. vegeta's
-/// gob is named, with the way to convert it.
+/// What an input holds, told by its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// throng's results stream.
+    Throng,
+    /// JSON lines: throng's `encode --to json`, or vegeta's.
+    Json,
+    /// vegeta's binary results (what `vegeta attack` writes).
+    VegetaGob,
+    /// vegeta's `encode --to csv` (no header row).
+    VegetaCsv,
+    /// throng's `encode --to csv` (a header row).
+    ThrongCsv,
+}
+
+fn kind_of(prefix: &[u8]) -> Kind {
+    let first = prefix.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first == Some(b'{') {
+        Kind::Json
+    } else if crate::vegeta::looks_like_gob(prefix) {
+        Kind::VegetaGob
+    } else if prefix.starts_with(CSV_HEADER.as_bytes()) {
+        Kind::ThrongCsv
+    } else if first.is_some_and(|b| b.is_ascii_digit()) {
+        Kind::VegetaCsv
+    } else {
+        // throng's stream, or nothing known: its reader says which.
+        Kind::Throng
+    }
+}
+
+/// Converts JSON lines or vegeta's binary or CSV results into a results stream (`encode --to
+/// throng`, and [`read_any`] on the way). A results stream is refused: it needs no conversion.
+pub fn to_stream(input: impl Read, out: impl Write) -> Result<(), String> {
+    let mut input = io::BufReader::new(input);
+    let prefix = input.fill_buf().map_err(|e| e.to_string())?.to_vec();
+    convert(kind_of(&prefix), input, out)
+}
+
+fn convert(kind: Kind, input: impl BufRead, out: impl Write) -> Result<(), String> {
+    match kind {
+        Kind::Json => json_to_stream(input, out),
+        Kind::VegetaGob => vegeta_to_stream(crate::vegeta::read_gob(input)?, out),
+        Kind::VegetaCsv => vegeta_to_stream(crate::vegeta::csv::read(input)?, out),
+        Kind::ThrongCsv => Err("throng's CSV is an export, not read back: use the results \
+                                file it came from, or `throng encode --to json`"
+            .into()),
+        Kind::Throng => Err(
+            "not JSON lines, nor vegeta's binary or CSV results (a throng results file needs \
+             no conversion)"
+                .into(),
+        ),
+    }
+}
+
+/// A results reader over `input`, whatever it holds: throng's results stream, or anything
+/// [`to_stream`] converts (in memory, on the way).
 pub fn read_any(input: impl Read + 'static) -> Result<Reader<Box<dyn Read>>, String> {
     let mut input = io::BufReader::new(input);
-    let first = input
-        .fill_buf()
-        .map_err(|e| e.to_string())?
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .copied();
-    let input: Box<dyn Read> = match first {
-        Some(b'{') => {
+    let prefix = input.fill_buf().map_err(|e| e.to_string())?.to_vec();
+    let input: Box<dyn Read> = match kind_of(&prefix) {
+        Kind::Throng => Box::new(input),
+        kind => {
             let mut stream = Vec::new();
-            json_to_stream(input, &mut stream)?;
+            convert(kind, input, &mut stream)?;
             Box::new(io::Cursor::new(stream))
         }
-        _ => Box::new(input),
     };
     Reader::new(input).map_err(|e| {
-        format!("{e}; vegeta's binary results are read after `vegeta encode --to json`")
+        format!(
+            "{e}; throng reads its own results, JSON lines, and vegeta's binary and CSV results"
+        )
     })
 }
 
@@ -440,10 +559,10 @@ mod tests {
         assert!(records[0].is_success());
         assert_eq!(records[1].error, Some(ErrorClass::ConnectionRefused));
         assert_eq!(records[1].intended - records[0].intended, 20_000_000);
-        // vegeta's gob is named, with the way to read it.
+        // The start of a gob stream cut short is read as vegeta's binary results, and refused.
         let error = read_any(std::io::Cursor::new(b"\x0e\xff\x81\x03".to_vec()))
             .err()
             .unwrap();
-        assert!(error.contains("vegeta encode --to json"), "{error}");
+        assert!(error.contains("not a gob stream vegeta wrote"), "{error}");
     }
 }

@@ -8,12 +8,14 @@
 //!   being written; a truncated tail from a killed run is read up to the last whole frame.
 //! - [`report`]: vegeta's text report and more, JSON, and latency histograms, over merged inputs.
 //! - [`encode`]: records as JSON lines or CSV with vegeta's field names, and back.
+//! - [`vegeta`]: vegeta's own binary (gob) and CSV results, read as they are.
 
 pub mod encode;
 pub mod record;
 pub mod report;
 pub mod stream;
 pub mod time;
+pub mod vegeta;
 
 pub use record::{ErrorClass, Phase, Record};
 pub use stream::{End, Frame, Interval, Meta, Reader, Writer};

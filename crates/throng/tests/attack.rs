@@ -388,6 +388,52 @@ fn latency_counts_from_the_intended_send_when_requests_must_wait() {
 }
 
 #[test]
+fn a_batch_window_sends_its_requests_together_at_its_end_and_none_is_lost_at_the_end() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("batch");
+    let out = dir.join("run.bin");
+    // 200/s in 20 ms windows: four requests a window, each sent at (or after) its window's end.
+    let targets = format!("GET http://{}/\n", pong.addr());
+    let args = [
+        "-rate=200",
+        "-duration=1s",
+        "-threads=1",
+        "--batch=20ms",
+        "-output",
+        out.to_str().unwrap(),
+    ];
+    let result = attack(&targets, &args);
+    assert_succeeded(&result);
+    let csv = String::from_utf8(encode(&["--to", "csv"], &[&out])).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 200, "every request due in the second was sent");
+    let column = |name: &str| {
+        csv.lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .position(|c| c == name)
+    };
+    let (sent, intended) = (column("timestamp").unwrap(), column("intended").unwrap());
+    let ns = |row: &Vec<&str>, i: usize| row[i].parse::<u64>().unwrap();
+    let start = rows.iter().map(|r| ns(r, intended)).min().unwrap();
+    const WINDOW: u64 = 20_000_000;
+    for row in &rows {
+        let window_end = (ns(row, intended) - start).div_ceil(WINDOW) * WINDOW;
+        assert!(
+            ns(row, sent) - start >= window_end,
+            "sent before its window ended: {row:?}"
+        );
+    }
+    let report = report_json(&[&out]);
+    assert_eq!(report["success"], 1.0, "{report}");
+}
+
+#[test]
 fn against_nginx_plain_and_tls_with_resumption_on_and_off() {
     let nginx = Nginx::start("attack");
     let dir = scratch_dir("nginx");

@@ -149,3 +149,29 @@ fn open_in_chromium(page: &std::path::Path) -> (String, std::path::PathBuf) {
         screenshot,
     )
 }
+
+/// A vegeta user's past run, as vegeta wrote it, is drawn and reported beside throng's.
+#[test]
+fn draws_and_reports_vegetas_own_binary_results() {
+    let vegeta_run = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../throng-results/tests/vegeta/story.gob"
+    );
+    let dir = common::scratch_dir("plot-vegeta");
+    let page = dir.join("vegeta.html");
+    let output = throng()
+        .args(["plot", vegeta_run, "-output"])
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert_succeeded(&output);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<svg"), "a chart is drawn");
+    let output = throng()
+        .args(["report", "-type=json", vegeta_run])
+        .output()
+        .unwrap();
+    assert_succeeded(&output);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["requests"], 6, "{report}");
+}

@@ -125,6 +125,12 @@ pub struct RequestArgs {
     #[arg(long)]
     precise: bool,
 
+    /// Send the requests due within each window of this length together, at its end: one
+    /// wake-up for the lot, wrk2's trade (each up to a window late, measured as lag; latency
+    /// still runs from the due time) [default: 0s for attack, each at its time; 1ms for knee]
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    batch: Option<Duration>,
+
     /// TLS: accept any server certificate (handshake signatures are still checked)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     insecure: bool,
@@ -235,9 +241,13 @@ fn attack(args: AttackArgs) -> Result<ExitCode, String> {
         config,
         headers: extra_headers,
         body,
-    } = args
-        .request
-        .prepare(args.rate, args.duration, args.name, progress)?;
+    } = args.request.prepare(
+        args.rate,
+        args.duration,
+        args.name,
+        progress,
+        Duration::ZERO,
+    )?;
     let mut config = config;
     config.part = part;
     let live = Arc::new(Live::default());
@@ -343,6 +353,7 @@ impl RequestArgs {
         duration: Duration,
         name: String,
         progress: bool,
+        default_batch: Duration,
     ) -> Result<Prepared, String> {
         if self.http2 {
             return Err("-http2: HTTP/2 is not built yet".into());
@@ -380,6 +391,7 @@ impl RequestArgs {
             },
             max_inflight,
             precise: self.precise,
+            batch: self.batch.unwrap_or(default_batch),
             idle_connections: self.connections,
             keepalive: self.keepalive,
             threads: self

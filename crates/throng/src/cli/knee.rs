@@ -73,6 +73,11 @@ pub struct KneeArgs {
     request: RequestArgs,
 }
 
+/// A knee's steps send in 1 ms batches unless told otherwise: its SLOs are tens of milliseconds,
+/// and on the one box it often shares with its target, sending each request at its own time
+/// costs the generator 2.5x the CPU at 5,000/s (bench/RESULTS.md), taken from the target.
+const KNEE_BATCH: Duration = Duration::from_millis(1);
+
 pub fn run(args: KneeArgs) -> ExitCode {
     match knee(args) {
         Ok(code) => code,
@@ -93,7 +98,7 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
         body,
     } = args
         .request
-        .prepare(args.from, args.step, "knee".into(), false)?;
+        .prepare(args.from, args.step, "knee".into(), false, KNEE_BATCH)?;
     let slo = Slo {
         percentile: args.slo.0,
         limit: args.slo.1,

@@ -106,8 +106,7 @@ fn run_encode(args: EncodeArgs) -> Result<(), String> {
     let mut out: Vec<u8> = Vec::new();
     if format == Format::Throng {
         for (name, input) in inputs(&args.files)? {
-            encode::json_to_stream(BufReader::new(input), &mut out)
-                .map_err(|e| format!("{name}: {e}"))?;
+            encode::to_stream(input, &mut out).map_err(|e| format!("{name}: {e}"))?;
         }
         if args.output.is_none() && std::io::stdout().is_terminal() {
             return Err("results are binary: pipe them or use --output FILE".into());
