@@ -132,7 +132,9 @@ pub fn fixed_header(
         if byte & 0x80 == 0 {
             // §1.5.5: the shortest encoding only (a trailing 0x80 0x00 is not).
             if i > 0 && byte == 0 {
-                return Err(ReadError::Malformed("a remaining length not in its shortest form"));
+                return Err(ReadError::Malformed(
+                    "a remaining length not in its shortest form",
+                ));
             }
             if length > max_remaining.min(MAX_REMAINING_LENGTH) {
                 return Err(ReadError::TooLarge(length, max_remaining));
@@ -299,8 +301,8 @@ fn connect<'a>(bytes: &mut Bytes<'a>) -> Result<Connect<'a>, ReadError> {
         return Err(ReadError::Malformed("CONNECT's reserved flag"));
     }
     let will_flag = flags & 0x04 != 0;
-    let will_qos = QoS::from_bits((flags >> 3) & 0x03)
-        .ok_or(ReadError::Malformed("a will at QoS 3"))?;
+    let will_qos =
+        QoS::from_bits((flags >> 3) & 0x03).ok_or(ReadError::Malformed("a will at QoS 3"))?;
     let will_retain = flags & 0x20 != 0;
     if !will_flag && (will_qos != QoS::AtMostOnce || will_retain) {
         return Err(ReadError::Malformed("will QoS or retain without a will"));
@@ -327,7 +329,11 @@ fn connect<'a>(bytes: &mut Bytes<'a>) -> Result<Connect<'a>, ReadError> {
     } else {
         None
     };
-    let username = if has_username { Some(bytes.text()?) } else { None };
+    let username = if has_username {
+        Some(bytes.text()?)
+    } else {
+        None
+    };
     let password = if has_password {
         Some(bytes.binary()?)
     } else {
@@ -396,7 +402,9 @@ impl<'a> Bytes<'a> {
                 return Ok(value);
             }
         }
-        Err(ReadError::Malformed("a variable byte integer over four bytes"))
+        Err(ReadError::Malformed(
+            "a variable byte integer over four bytes",
+        ))
     }
 
     pub fn binary(&mut self) -> Result<&'a [u8], ReadError> {
@@ -424,8 +432,8 @@ impl<'a> Bytes<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::packet as read_packet;
+    use super::*;
 
     #[test]
     fn a_remaining_length_is_refused_over_the_limit_before_its_bytes_come() {
@@ -439,9 +447,19 @@ mod tests {
             fixed_header(&[0x30, 0x80, 0x80], 1_000),
             Err(ReadError::TooLarge(..))
         ));
-        assert_eq!(fixed_header(&[0x30, 0x80], 1 << 20), Ok(None), "more to come");
-        assert_eq!(fixed_header(&[0x30, 0x80, 0x01], 1 << 20), Ok(Some((0x30, 128, 3))));
-        assert!(fixed_header(&[0x30, 0x80, 0x00], 1 << 20).is_err(), "not shortest");
+        assert_eq!(
+            fixed_header(&[0x30, 0x80], 1 << 20),
+            Ok(None),
+            "more to come"
+        );
+        assert_eq!(
+            fixed_header(&[0x30, 0x80, 0x01], 1 << 20),
+            Ok(Some((0x30, 128, 3)))
+        );
+        assert!(
+            fixed_header(&[0x30, 0x80, 0x00], 1 << 20).is_err(),
+            "not shortest"
+        );
         assert!(fixed_header(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF], usize::MAX).is_err());
     }
 
@@ -465,7 +483,10 @@ mod tests {
         let Packet::Connect(c) = packet else {
             panic!("{packet:?}")
         };
-        assert_eq!((c.version, c.client_id, c.keep_alive), (Version::V5, "c-1", 30));
+        assert_eq!(
+            (c.version, c.client_id, c.keep_alive),
+            (Version::V5, "c-1", 30)
+        );
         assert_eq!((c.username, c.password), (Some("u"), Some(&b"p"[..])));
         let mut http = b"GET / HTTP/1.1\r\n\r\n".to_vec();
         http[1] = 10;
@@ -484,7 +505,14 @@ mod tests {
     fn publishes_and_acks_round_trip_in_both_versions() {
         for version in [Version::V311, Version::V5] {
             let mut out = Vec::new();
-            crate::write::publish(&mut out, version, "bench/1", QoS::ExactlyOnce, Some(7), b"x");
+            crate::write::publish(
+                &mut out,
+                version,
+                "bench/1",
+                QoS::ExactlyOnce,
+                Some(7),
+                b"x",
+            );
             let (packet, used) = read_packet(&out, version, 1024).unwrap().unwrap();
             assert_eq!(used, out.len());
             assert_eq!(

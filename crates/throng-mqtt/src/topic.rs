@@ -32,7 +32,10 @@ mod tests {
     #[test]
     fn filters_match_as_the_specification_says() {
         assert!(matches("bench/#", "bench/1"));
-        assert!(matches("bench/#", "bench"), "# also matches the parent level");
+        assert!(
+            matches("bench/#", "bench"),
+            "# also matches the parent level"
+        );
         assert!(matches("bench/+", "bench/7"));
         assert!(!matches("bench/+", "bench/7/x"));
         assert!(matches("+/+", "a/b"));

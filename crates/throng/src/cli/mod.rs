@@ -3,6 +3,7 @@
 mod attack;
 mod knee;
 mod monitor;
+mod mqtt;
 mod plot;
 mod pong;
 mod proxy;
@@ -49,6 +50,8 @@ pub enum Command {
     Knee(knee::KneeArgs),
     /// Run the whole experiment on this machine: pong, the proxy with TLS, the monitor, attack phases
     Scenario(scenario::ScenarioArgs),
+    /// MQTT load with emqtt-bench's flags: conn, sub, pub; end-to-end latency from the intended send
+    Mqtt(mqtt::MqttArgs),
 }
 
 impl Command {
@@ -63,6 +66,7 @@ impl Command {
             Command::Monitor(args) => monitor::run(args),
             Command::Knee(args) => knee::run(args),
             Command::Scenario(args) => scenario::run(args),
+            Command::Mqtt(args) => mqtt::run(args),
         }
     }
 }

@@ -1,0 +1,531 @@
+//! One client's life: connect (TCP, TLS, CONNECT → CONNACK), subscribe when a subscriber, then
+//! until the run stops: ping every keep-alive and time the answer, publish on the schedule when
+//! a publisher, answer and measure what arrives; then DISCONNECT. A connection that ends early
+//! is counted by its cause, and opened again after a back-off when `--reconnect` asks.
+//!
+//! A publisher's messages are due on the run's one open-model schedule whatever the broker does:
+//! message `k` of publisher `p` of `P` is due at `(k * P + p) / rate` after publishing starts.
+//! At QoS 1 and 2 a window bounds the messages awaiting acknowledgement (the broker's Receive
+//! Maximum at most); a message due while it is full is counted as delayed, sent when a slot
+//! frees, and still measured from when it was due.
+
+use crate::config::{Config, Role};
+use crate::connection::{Connection, Event, Failure};
+use crate::run::ThreadCtx;
+use crate::stamp::Stamp;
+use crate::stats::record;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use throng_mqtt::write::{self, ConnectOptions};
+use throng_mqtt::{kind, QoS, Version};
+
+/// MQTT 5's reason code for a session taken over by another connection with the same id.
+const SESSION_TAKEN_OVER: u8 = 0x8E;
+
+/// A publisher's place in the schedule, kept across reconnections.
+pub(crate) struct Publisher {
+    /// Its index among the run's publishers, and how many there are.
+    pub index: u32,
+    pub of: u32,
+    /// The next message's number among this publisher's.
+    pub next: u64,
+    pub topic: String,
+}
+
+impl Publisher {
+    /// When message `k` is due, from the start of publishing.
+    fn due(&self, k: u64, rate: f64) -> Duration {
+        let global = k as f64 * f64::from(self.of) + f64::from(self.index);
+        Duration::from_secs_f64(global / rate)
+    }
+}
+
+/// How a session ended.
+enum Ended {
+    /// The run stopped it.
+    Stopped,
+    Failed(Failure),
+}
+
+pub(crate) async fn client(
+    ctx: Rc<ThreadCtx>,
+    role: Role,
+    index: usize,
+    mut publisher: Option<Publisher>,
+) {
+    let mut backoff = ctx.config.reconnect;
+    let mut first = true;
+    loop {
+        if !first {
+            ctx.stats.borrow_mut().reconnects += 1;
+        }
+        first = false;
+        match session(&ctx, role, index, publisher.as_mut()).await {
+            Ended::Stopped => return,
+            Ended::Failed(failure) => {
+                ctx.live
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ctx.stats
+                    .borrow_mut()
+                    .error(failure.class, || failure.message.clone());
+                let Some(wait) = backoff else { return };
+                if ctx.stopping_in(wait) {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = ctx.live.stopped() => return,
+                }
+                backoff = Some((wait * 2).min(Duration::from_secs(30)));
+            }
+        }
+    }
+}
+
+async fn session(
+    ctx: &ThreadCtx,
+    role: Role,
+    index: usize,
+    publisher: Option<&mut Publisher>,
+) -> Ended {
+    let config = &ctx.config;
+    ctx.stats.borrow_mut().connect_attempts += 1;
+    let started = Instant::now();
+    let opened = tokio::time::timeout(config.connect_timeout, open(ctx, role, index)).await;
+    let (mut connection, receive_maximum) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(failure)) => return Ended::Failed(failure),
+        Err(_) => {
+            return Ended::Failed(Failure::new(
+                "timeout",
+                format!(
+                    "no CONNACK{} within {:?}",
+                    if role == Role::Sub { " and SUBACK" } else { "" },
+                    config.connect_timeout
+                ),
+            ))
+        }
+    };
+    {
+        let mut stats = ctx.stats.borrow_mut();
+        stats.connected += 1;
+        record(&mut stats.connect_time, started.elapsed());
+    }
+    let live = &ctx.live;
+    live.connected
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let window = receive_maximum
+        .unwrap_or(u16::MAX)
+        .min(config.inflight)
+        .max(1);
+    let subscriber = (role == Role::Sub).then_some(index as u32);
+    let ended = hold(ctx, &mut connection, publisher, subscriber, window).await;
+    live.connected
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    if let Ended::Stopped = ended {
+        let mut out = Vec::new();
+        let _ = connection.send(write::disconnect(&mut out)).await;
+    }
+    ended
+}
+
+/// TCP, TLS, CONNECT → CONNACK, and SUBSCRIBE → SUBACK for a subscriber; the broker's Receive
+/// Maximum (MQTT 5) when it gave one.
+async fn open(
+    ctx: &ThreadCtx,
+    role: Role,
+    index: usize,
+) -> Result<(Connection, Option<u16>), Failure> {
+    let config = &ctx.config;
+    let (mut connection, times) = Connection::open(ctx).await?;
+    {
+        let mut stats = ctx.stats.borrow_mut();
+        record(&mut stats.tcp_time, times.tcp);
+        if let Some(tls) = times.tls {
+            record(&mut stats.tls_time, tls);
+        }
+    }
+    let client_id = config.client_id(role, index);
+    let mut out = Vec::new();
+    let connect = write::connect(
+        &mut out,
+        &ConnectOptions {
+            version: config.version,
+            client_id: &client_id,
+            keep_alive: config.keep_alive,
+            clean_start: config.clean_start,
+            username: config.username.as_deref(),
+            password: config.password.as_deref().map(str::as_bytes),
+            receive_maximum: None,
+        },
+    );
+    connection.send(connect).await?;
+    let receive_maximum = match next_event(ctx, &mut connection).await? {
+        Event::ConnAck {
+            code,
+            receive_maximum,
+        } => {
+            *ctx.stats
+                .borrow_mut()
+                .connack_codes
+                .entry(code)
+                .or_default() += 1;
+            if code != 0 {
+                return Err(Failure::new(
+                    "connack-refused",
+                    format!(
+                        "CONNACK {code:#04x}: {}",
+                        connack_reason(config.version, code)
+                    ),
+                ));
+            }
+            receive_maximum
+        }
+        other => {
+            return Err(Failure::new(
+                "protocol",
+                format!("the broker answered CONNECT with {other:?}"),
+            ))
+        }
+    };
+    if role == Role::Sub {
+        let filter = Config::topic_of(&config.sub_topic, index);
+        let mut out = Vec::new();
+        let subscribe = write::subscribe(&mut out, config.version, 1, &filter, config.qos);
+        connection.send(subscribe).await?;
+        match next_event(ctx, &mut connection).await? {
+            Event::SubAck { refused: false } => {}
+            Event::SubAck { refused: true } => {
+                return Err(Failure::new(
+                    "subscribe-refused",
+                    format!("the broker refused the subscription to `{filter}`"),
+                ))
+            }
+            other => {
+                return Err(Failure::new(
+                    "protocol",
+                    format!("the broker answered SUBSCRIBE with {other:?}"),
+                ))
+            }
+        }
+    }
+    Ok((connection, receive_maximum))
+}
+
+/// The next packet while opening (nothing else should come before it).
+async fn next_event(ctx: &ThreadCtx, connection: &mut Connection) -> Result<Event, Failure> {
+    let mut events = Vec::new();
+    loop {
+        connection.readable().await?;
+        if !connection.read_events(ctx, &mut events)? {
+            return Err(Failure::new(
+                "closed",
+                "the broker closed the connection while it opened",
+            ));
+        }
+        if let Some(event) = events.first() {
+            return Ok(*event);
+        }
+    }
+}
+
+/// A message sent at QoS 1 or 2 and not yet acknowledged.
+struct InFlight {
+    intended: Instant,
+    sent: Instant,
+}
+
+/// The connection's steady state, until the run stops it or it fails.
+async fn hold(
+    ctx: &ThreadCtx,
+    connection: &mut Connection,
+    mut publisher: Option<&mut Publisher>,
+    subscriber: Option<u32>,
+    window: u16,
+) -> Ended {
+    let config = &ctx.config;
+    let keep_alive = Duration::from_secs(u64::from(config.keep_alive));
+    let mut next_ping = (!keep_alive.is_zero()).then(|| Instant::now() + keep_alive);
+    let mut ping_sent: Option<Instant> = None;
+    let mut in_flight: HashMap<u16, InFlight> = HashMap::new();
+    let mut next_packet_id: u16 = 1;
+    // A due message that found the window full: counted once, sent when a slot frees.
+    let mut waiting_for_window = false;
+    let mut out = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        let live = &ctx.live;
+        let changed = live.changed();
+        if live.is_stopped() {
+            return Ended::Stopped;
+        }
+        // Publish what is due (and fits the window).
+        if let Some(publisher) = publisher.as_deref_mut().filter(|_| live.is_publishing()) {
+            let now = Instant::now();
+            loop {
+                let due = ctx.publish_start + publisher.due(publisher.next, config.publish_rate);
+                if due > now || ctx.publishing_over(due) {
+                    break;
+                }
+                if config.qos != QoS::AtMostOnce && in_flight.len() >= usize::from(window) {
+                    if !waiting_for_window {
+                        waiting_for_window = true;
+                        ctx.stats.borrow_mut().delayed_by_window += 1;
+                    }
+                    break;
+                }
+                waiting_for_window = false;
+                if let Err(failure) = publish(
+                    ctx,
+                    connection,
+                    publisher,
+                    due,
+                    &mut in_flight,
+                    &mut next_packet_id,
+                    &mut out,
+                )
+                .await
+                {
+                    return Ended::Failed(failure);
+                }
+            }
+        }
+        // Keep-alive: a ping not answered within a keep-alive ends the connection (§3.1.2.10).
+        let now = Instant::now();
+        if let Some(at) = next_ping.filter(|at| *at <= now) {
+            if let Some(sent) = ping_sent {
+                return Ended::Failed(Failure::new(
+                    "ping-timeout",
+                    format!("no PINGRESP {:?} after PINGREQ", now - sent),
+                ));
+            }
+            out.clear();
+            if let Err(failure) = connection.send(write::pingreq(&mut out)).await {
+                return Ended::Failed(failure);
+            }
+            ping_sent = Some(Instant::now());
+            ctx.stats.borrow_mut().pings_sent += 1;
+            next_ping = Some(at + keep_alive);
+        }
+        let wake = next_wake(ctx, publisher.as_deref(), next_ping, waiting_for_window);
+        tokio::select! {
+            ready = connection.readable() => {
+                if let Err(failure) = ready {
+                    return Ended::Failed(failure);
+                }
+            }
+            _ = sleep_until(wake) => continue,
+            _ = changed => continue,
+        }
+        events.clear();
+        match connection.read_events(ctx, &mut events) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ended::Failed(Failure::new("closed", "the broker closed the connection"))
+            }
+            Err(failure) => return Ended::Failed(failure),
+        }
+        for event in events.drain(..) {
+            let answer = match event {
+                Event::PingResp => {
+                    if let Some(sent) = ping_sent.take() {
+                        let mut stats = ctx.stats.borrow_mut();
+                        stats.pings_answered += 1;
+                        record(&mut stats.ping_time, sent.elapsed());
+                    }
+                    None
+                }
+                Event::Publish {
+                    qos,
+                    packet_id,
+                    stamp,
+                } => {
+                    ctx.received(subscriber, stamp);
+                    match (qos, packet_id) {
+                        (QoS::AtLeastOnce, Some(id)) => Some((kind::PUBACK, id)),
+                        (QoS::ExactlyOnce, Some(id)) => Some((kind::PUBREC, id)),
+                        _ => None,
+                    }
+                }
+                Event::Ack {
+                    kind: kind::PUBREL,
+                    packet_id,
+                    ..
+                } => Some((kind::PUBCOMP, packet_id)),
+                Event::Ack {
+                    kind: kind::PUBREC,
+                    packet_id,
+                    code,
+                } if code < 0x80 => Some((kind::PUBREL, packet_id)),
+                Event::Ack {
+                    kind: ack_kind,
+                    packet_id,
+                    code,
+                } => {
+                    if code >= 0x80 {
+                        ctx.stats.borrow_mut().error("publish-refused", || {
+                            format!("the broker refused a PUBLISH: reason {code:#04x}")
+                        });
+                    }
+                    if let Some(flight) = in_flight.remove(&packet_id) {
+                        if code < 0x80 && (ack_kind == kind::PUBACK || ack_kind == kind::PUBCOMP) {
+                            let mut stats = ctx.stats.borrow_mut();
+                            stats.acked += 1;
+                            record(&mut stats.ack_time, flight.intended.elapsed());
+                            record(&mut stats.ack_time_from_send, flight.sent.elapsed());
+                        }
+                    }
+                    None
+                }
+                Event::Disconnect { code } => {
+                    *ctx.stats
+                        .borrow_mut()
+                        .server_disconnects
+                        .entry(code)
+                        .or_default() += 1;
+                    let class = if code == SESSION_TAKEN_OVER {
+                        "takeover"
+                    } else {
+                        "server-disconnect"
+                    };
+                    return Ended::Failed(Failure::new(
+                        class,
+                        format!("the broker sent DISCONNECT, reason {code:#04x}"),
+                    ));
+                }
+                Event::ConnAck { .. } | Event::SubAck { .. } => {
+                    return Ended::Failed(Failure::new(
+                        "protocol",
+                        format!("unexpected {event:?} from the broker"),
+                    ))
+                }
+                Event::Other(kind) => {
+                    return Ended::Failed(Failure::new(
+                        "protocol",
+                        format!("unexpected packet type {kind} from the broker"),
+                    ))
+                }
+            };
+            if let Some((kind, id)) = answer {
+                out.clear();
+                if let Err(failure) = connection.send(write::ack(&mut out, kind, id)).await {
+                    return Ended::Failed(failure);
+                }
+            }
+        }
+    }
+}
+
+async fn publish(
+    ctx: &ThreadCtx,
+    connection: &mut Connection,
+    publisher: &mut Publisher,
+    due: Instant,
+    in_flight: &mut HashMap<u16, InFlight>,
+    next_packet_id: &mut u16,
+    out: &mut Vec<u8>,
+) -> Result<(), Failure> {
+    let config = &ctx.config;
+    let packet_id = if config.qos == QoS::AtMostOnce {
+        None
+    } else {
+        // The next identifier not in flight (the window is far below 65,535).
+        while in_flight.contains_key(next_packet_id) || *next_packet_id == 0 {
+            *next_packet_id = next_packet_id.wrapping_add(1);
+        }
+        let id = *next_packet_id;
+        *next_packet_id = next_packet_id.wrapping_add(1);
+        Some(id)
+    };
+    let sent = Instant::now();
+    let mut payload = Vec::with_capacity(config.payload_size);
+    Stamp {
+        run: ctx.run_tag,
+        publisher: publisher.index,
+        seq: publisher.next,
+        intended_unix_ns: ctx.unix_ns(due),
+        sent_unix_ns: ctx.unix_ns(sent),
+    }
+    .write(&mut payload, config.payload_size);
+    out.clear();
+    let packet = write::publish(
+        out,
+        config.version,
+        &publisher.topic,
+        config.qos,
+        packet_id,
+        &payload,
+    );
+    connection.send(packet).await?;
+    if let Some(id) = packet_id {
+        in_flight.insert(
+            id,
+            InFlight {
+                intended: due,
+                sent,
+            },
+        );
+    }
+    publisher.next += 1;
+    let mut stats = ctx.stats.borrow_mut();
+    stats.published += 1;
+    record(&mut stats.lag, sent.saturating_duration_since(due));
+    *stats.sent_by_publisher.entry(publisher.index).or_default() += 1;
+    drop(stats);
+    ctx.live
+        .published
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if out.capacity() > 64 * 1024 {
+        *out = Vec::new();
+    }
+    Ok(())
+}
+
+/// When the connection must act next without a packet arriving: its next message (unless
+/// waiting for the window, which an acknowledgement ends), its next ping.
+fn next_wake(
+    ctx: &ThreadCtx,
+    publisher: Option<&Publisher>,
+    next_ping: Option<Instant>,
+    waiting_for_window: bool,
+) -> Option<Instant> {
+    let next_message = publisher
+        .filter(|_| !waiting_for_window && ctx.live.is_publishing())
+        .map(|p| ctx.publish_start + p.due(p.next, ctx.config.publish_rate))
+        .filter(|due| !ctx.publishing_over(*due));
+    match (next_message, next_ping) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// CONNACK's codes in words: 3.1.1's return codes (§3.2.2.3), 5's common reason codes (§3.2.2.2).
+fn connack_reason(version: Version, code: u8) -> &'static str {
+    match (version, code) {
+        (Version::V5, 0x80) => "unspecified error",
+        (Version::V5, 0x84) => "unsupported protocol version",
+        (Version::V5, 0x85) => "client identifier not valid",
+        (Version::V5, 0x86) => "bad user name or password",
+        (Version::V5, 0x87) => "not authorized",
+        (Version::V5, 0x88) => "server unavailable",
+        (Version::V5, 0x89) => "server busy",
+        (Version::V5, 0x8A) => "banned",
+        (Version::V5, 0x9F) => "connection rate exceeded",
+        (Version::V5, _) => "refused",
+        (_, 1) => "unacceptable protocol version",
+        (_, 2) => "identifier rejected",
+        (_, 3) => "server unavailable",
+        (_, 4) => "bad user name or password",
+        (_, 5) => "not authorized",
+        _ => "refused",
+    }
+}

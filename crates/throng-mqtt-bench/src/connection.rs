@@ -1,0 +1,255 @@
+//! One MQTT connection's socket: TCP (from the source pool) and TLS when asked, whole packets
+//! written, bytes read into the thread's scratch buffer and cut into packets. A packet split
+//! over reads is the only thing a connection keeps between reads.
+
+use crate::run::ThreadCtx;
+use crate::stamp::Stamp;
+use std::io;
+use throng_mqtt::read::{self, Packet, ReadError};
+use throng_mqtt::{kind, QoS};
+use throng_tls::config as tls;
+use throng_tls::stream::TlsStream;
+use tokio::net::TcpStream;
+
+pub(crate) struct Connection {
+    pub stream: TcpStream,
+    pub tls: Option<Box<TlsStream<rustls::client::UnbufferedClientConnection>>>,
+    /// The start of a packet whose end has not arrived.
+    pending: Vec<u8>,
+}
+
+/// Why a connection ended, named as the report names it.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub class: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(class: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            class,
+            message: message.into(),
+        }
+    }
+
+    pub fn io(error: io::Error) -> Failure {
+        let class = match error.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => "connection-reset",
+            io::ErrorKind::InvalidData => "tls",
+            _ => "io",
+        };
+        Failure::new(class, error.to_string())
+    }
+}
+
+/// What a packet from the broker asks of the client, owned so the client can answer it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Event {
+    ConnAck {
+        code: u8,
+        receive_maximum: Option<u16>,
+    },
+    SubAck {
+        refused: bool,
+    },
+    Publish {
+        qos: QoS,
+        packet_id: Option<u16>,
+        stamp: Option<Stamp>,
+    },
+    Ack {
+        kind: u8,
+        packet_id: u16,
+        code: u8,
+    },
+    PingResp,
+    Disconnect {
+        code: u8,
+    },
+    Other(u8),
+}
+
+impl Connection {
+    pub async fn open(ctx: &ThreadCtx) -> Result<(Connection, OpenTimes), Failure> {
+        let config = &ctx.config;
+        let source = ctx.next_source();
+        let started = std::time::Instant::now();
+        let socket = throng_net::sockets::outgoing_socket(config.broker, source)
+            .map_err(|e| connect_failure(e, source))?;
+        let stream = socket
+            .connect(config.broker)
+            .await
+            .map_err(|e| connect_failure(e, source))?;
+        let _ = stream.set_nodelay(true);
+        let tcp = started.elapsed();
+        let mut connection = Connection {
+            stream,
+            tls: None,
+            pending: Vec::new(),
+        };
+        let mut tls_time = None;
+        if let Some(client_config) = &ctx.tls {
+            let started = std::time::Instant::now();
+            let session = tls::connect_unbuffered(client_config, &config.server_name)
+                .map_err(|e| Failure::new("tls", e))?;
+            let mut session = Box::new(TlsStream::new(session));
+            session
+                .handshake(&connection.stream)
+                .await
+                .map_err(|e| Failure::new("tls", format!("tls: {e}")))?;
+            connection.tls = Some(session);
+            tls_time = Some(started.elapsed());
+        }
+        Ok((connection, OpenTimes { tcp, tls: tls_time }))
+    }
+
+    /// Writes `bytes` whole.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        let stream = &self.stream;
+        if let Some(session) = &mut self.tls {
+            return session.write_all(stream, bytes).await.map_err(Failure::io);
+        }
+        let mut written = 0;
+        while let Some(rest) = bytes.get(written..).filter(|r| !r.is_empty()) {
+            match stream.try_write(rest) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    stream.writable().await.map_err(Failure::io)?
+                }
+                Err(e) => return Err(Failure::io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the socket has something to read (or TLS has plaintext waiting).
+    pub async fn readable(&mut self) -> Result<(), Failure> {
+        if let Some(session) = &mut self.tls {
+            if session.has_readable().map_err(Failure::io)? {
+                return Ok(());
+            }
+        }
+        self.stream.readable().await.map_err(Failure::io)
+    }
+
+    /// Reads what is there and turns each whole packet into an event; `Ok(false)` when the
+    /// broker closed the connection.
+    pub fn read_events(
+        &mut self,
+        ctx: &ThreadCtx,
+        events: &mut Vec<Event>,
+    ) -> Result<bool, Failure> {
+        let mut scratch = ctx.scratch.borrow_mut();
+        let n = match &mut self.tls {
+            None => match self.stream.try_read(&mut scratch[..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(Failure::io(e)),
+            },
+            Some(session) => match session.try_read(&self.stream, &mut scratch[..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(Failure::io(e)),
+            },
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        let fresh = scratch.get(..n).unwrap_or_default();
+        let config = &ctx.config;
+        let mut rest: &[u8] = if self.pending.is_empty() {
+            fresh
+        } else {
+            self.pending.extend_from_slice(fresh);
+            &self.pending
+        };
+        let mut consumed = 0;
+        loop {
+            match read::packet(rest, config.version, config.max_packet) {
+                Ok(Some((packet, used))) => {
+                    events.push(event_of(&packet));
+                    consumed += used;
+                    rest = rest.get(used..).unwrap_or_default();
+                }
+                Ok(None) => break,
+                Err(ReadError::TooLarge(length, limit)) => {
+                    return Err(Failure::new(
+                        "packet-too-large",
+                        format!(
+                            "the broker sent a packet of {length} bytes, over --max-packet {limit}"
+                        ),
+                    ))
+                }
+                Err(error) => return Err(Failure::new("protocol", error.to_string())),
+            }
+        }
+        if self.pending.is_empty() {
+            self.pending
+                .extend_from_slice(fresh.get(consumed..).unwrap_or_default());
+        } else {
+            self.pending.drain(..consumed);
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 4096 {
+            self.pending = Vec::new();
+        }
+        Ok(true)
+    }
+}
+
+pub(crate) struct OpenTimes {
+    pub tcp: std::time::Duration,
+    pub tls: Option<std::time::Duration>,
+}
+
+fn connect_failure(error: io::Error, source: Option<std::net::IpAddr>) -> Failure {
+    let from = source.map_or(String::new(), |ip| format!(" from {ip}"));
+    let class = match error.kind() {
+        io::ErrorKind::ConnectionRefused => "connection-refused",
+        io::ErrorKind::AddrNotAvailable => "no-source-port",
+        io::ErrorKind::TimedOut => "timeout",
+        _ => "connect",
+    };
+    Failure::new(class, format!("connect{from}: {error}"))
+}
+
+fn event_of(packet: &Packet<'_>) -> Event {
+    match packet {
+        Packet::ConnAck {
+            code,
+            receive_maximum,
+            ..
+        } => Event::ConnAck {
+            code: *code,
+            receive_maximum: *receive_maximum,
+        },
+        Packet::SubAck { codes, .. } => Event::SubAck {
+            refused: codes.iter().any(|c| *c >= 0x80),
+        },
+        Packet::Publish {
+            qos,
+            packet_id,
+            payload,
+            ..
+        } => Event::Publish {
+            qos: *qos,
+            packet_id: *packet_id,
+            stamp: Stamp::read(payload),
+        },
+        Packet::Ack {
+            kind,
+            packet_id,
+            code,
+        } => Event::Ack {
+            kind: *kind,
+            packet_id: *packet_id,
+            code: *code,
+        },
+        Packet::PingResp => Event::PingResp,
+        Packet::Disconnect { code } => Event::Disconnect { code: *code },
+        Packet::Connect(_) => Event::Other(kind::CONNECT),
+        Packet::UnsubAck { .. } => Event::Other(kind::UNSUBACK),
+        Packet::PingReq => Event::Other(kind::PINGREQ),
+        Packet::Auth { .. } => Event::Other(kind::AUTH),
+    }
+}
