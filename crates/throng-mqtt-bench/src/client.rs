@@ -216,17 +216,16 @@ async fn open(
 
 /// The next packet while opening (nothing else should come before it).
 async fn next_event(ctx: &ThreadCtx, connection: &mut Connection) -> Result<Event, Failure> {
-    let mut events = Vec::new();
     loop {
+        if let Some(event) = connection.take_event() {
+            return Ok(event);
+        }
         connection.readable().await?;
-        if !connection.read_events(ctx, &mut events)? {
+        if !connection.read_events(ctx)? {
             return Err(Failure::new(
                 "closed",
                 "the broker closed the connection while it opened",
             ));
-        }
-        if let Some(event) = events.first() {
-            return Ok(*event);
         }
     }
 }
@@ -254,7 +253,6 @@ async fn hold(
     // A due message that found the window full: counted once, sent when a slot frees.
     let mut waiting_for_window = false;
     let mut out = Vec::new();
-    let mut events = Vec::new();
     loop {
         let live = &ctx.live;
         let changed = live.changed();
@@ -309,25 +307,29 @@ async fn hold(
             ctx.stats.borrow_mut().pings_sent += 1;
             next_ping = Some(at + keep_alive);
         }
-        let wake = next_wake(ctx, publisher.as_deref(), next_ping, waiting_for_window);
-        tokio::select! {
-            ready = connection.readable() => {
-                if let Err(failure) = ready {
-                    return Ended::Failed(failure);
+        if !connection.has_events() {
+            let wake = next_wake(ctx, publisher.as_deref(), next_ping, waiting_for_window);
+            tokio::select! {
+                ready = connection.readable() => {
+                    if let Err(failure) = ready {
+                        return Ended::Failed(failure);
+                    }
                 }
+                _ = sleep_until(wake) => continue,
+                _ = changed => continue,
             }
-            _ = sleep_until(wake) => continue,
-            _ = changed => continue,
-        }
-        events.clear();
-        match connection.read_events(ctx, &mut events) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Ended::Failed(Failure::new("closed", "the broker closed the connection"))
+            match connection.read_events(ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Ended::Failed(Failure::new(
+                        "closed",
+                        "the broker closed the connection",
+                    ))
+                }
+                Err(failure) => return Ended::Failed(failure),
             }
-            Err(failure) => return Ended::Failed(failure),
         }
-        for event in events.drain(..) {
+        while let Some(event) = connection.take_event() {
             let answer = match event {
                 Event::PingResp => {
                     if let Some(sent) = ping_sent.take() {

@@ -16,6 +16,8 @@ pub(crate) struct Connection {
     pub tls: Option<Box<TlsStream<rustls::client::UnbufferedClientConnection>>>,
     /// The start of a packet whose end has not arrived.
     pending: Vec<u8>,
+    /// Packets read and not yet acted on (several can come in one read).
+    events: std::collections::VecDeque<Event>,
 }
 
 /// Why a connection ended, named as the report names it.
@@ -87,6 +89,7 @@ impl Connection {
             stream,
             tls: None,
             pending: Vec::new(),
+            events: std::collections::VecDeque::new(),
         };
         let mut tls_time = None;
         if let Some(client_config) = &ctx.tls {
@@ -133,13 +136,18 @@ impl Connection {
         self.stream.readable().await.map_err(Failure::io)
     }
 
-    /// Reads what is there and turns each whole packet into an event; `Ok(false)` when the
+    /// The next packet read and not yet acted on.
+    pub fn take_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Reads what is there and queues each whole packet as an event; `Ok(false)` when the
     /// broker closed the connection.
-    pub fn read_events(
-        &mut self,
-        ctx: &ThreadCtx,
-        events: &mut Vec<Event>,
-    ) -> Result<bool, Failure> {
+    pub fn read_events(&mut self, ctx: &ThreadCtx) -> Result<bool, Failure> {
         let mut scratch = ctx.scratch.borrow_mut();
         let n = match &mut self.tls {
             None => match self.stream.try_read(&mut scratch[..]) {
@@ -168,7 +176,7 @@ impl Connection {
         loop {
             match read::packet(rest, config.version, config.max_packet) {
                 Ok(Some((packet, used))) => {
-                    events.push(event_of(&packet));
+                    self.events.push_back(event_of(&packet));
                     consumed += used;
                     rest = rest.get(used..).unwrap_or_default();
                 }

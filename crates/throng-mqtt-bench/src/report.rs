@@ -104,6 +104,7 @@ pub fn json(config: &Config, stats: &Stats) -> Value {
         },
         "publish": {
             "offered_rate": if config.role == Role::Pub { config.publish_rate } else { 0.0 },
+            "due": stats.published_due,
             "sent": stats.published,
             "acked": stats.acked,
             "delayed_by_window": stats.delayed_by_window,
@@ -177,8 +178,8 @@ pub fn text(config: &Config, stats: &Stats) -> String {
     );
     if config.role == Role::Pub {
         out += &format!(
-            "Published     [offered rate, sent, acked, delayed]        {}/s, {}, {}, {}\n",
-            p["offered_rate"], p["sent"], p["acked"], p["delayed_by_window"]
+            "Published     [rate, due, sent, acked, delayed]           {}/s, {}, {}, {}, {}\n",
+            p["offered_rate"], p["due"], p["sent"], p["acked"], p["delayed_by_window"]
         );
         out += &format!(
             "Lag           [min, mean, 50, 90, 99, max]                {}\n",

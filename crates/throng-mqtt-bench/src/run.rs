@@ -29,6 +29,8 @@ pub struct Live {
     pub published: AtomicU64,
     pub received: AtomicU64,
     pub errors: AtomicU64,
+    /// Messages the schedule made due before publishing ended.
+    due: AtomicU64,
     publishing_ended: AtomicBool,
     stopped: AtomicBool,
     /// Ctrl-C presses: the first ends publishing (or holding), the second stops at once.
@@ -219,6 +221,7 @@ pub fn run(config: Config, live: Arc<Live>, progress: bool) -> Result<Stats, Str
     for handle in handles {
         let _ = handle.join();
     }
+    stats.published_due = live.due.load(Ordering::Relaxed);
     Ok(stats)
 }
 
@@ -293,6 +296,10 @@ fn coordinate(
         let phase_over = phase_end.is_some_and(|end| now >= end) || interrupts == 1;
         if phase_over && drain_end.is_none() {
             if config.role == Role::Pub {
+                let ended = phase_end.map_or(now, |end| end.min(now));
+                let elapsed = ended.saturating_duration_since(publish_start);
+                let due = (elapsed.as_secs_f64() * config.publish_rate).ceil() as u64;
+                live.due.store(due, Ordering::Relaxed);
                 live.end_publishing();
                 drain_end = Some(now + config.drain);
             } else {

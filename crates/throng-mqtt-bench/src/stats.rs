@@ -91,8 +91,9 @@ pub struct Stats {
     pub pings_sent: u64,
     pub pings_answered: u64,
     pub ping_time: Histogram<u64>,
-    /// Messages due by the schedule (offered), sent, acknowledged, and sent late because the
-    /// connection's window of unacknowledged messages was full.
+    /// Messages due by the schedule before publishing ended (offered), sent, acknowledged, and
+    /// sent late because the connection's window of unacknowledged messages was full. A message
+    /// due and not sent by the end (a window still full) counts in `published_due` only.
     pub published_due: u64,
     pub published: u64,
     pub acked: u64,

@@ -1,0 +1,381 @@
+//! `throng mqtt` end to end against Debian's mosquitto, plain and over TLS, and against small
+//! brokers that misbehave on purpose.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running mosquitto with a plain listener and a TLS one (a self-signed certificate for
+/// `localhost` in its directory), killed when dropped.
+struct Mosquitto {
+    child: Child,
+    plain: SocketAddr,
+    tls: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Mosquitto {
+    fn start(name: &str, extra: &str) -> Mosquitto {
+        let dir = scratch_dir(&format!("mqtt-{name}"));
+        let (cert, key) = throng_tls::config::self_signed(&["localhost"]).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert).unwrap();
+        std::fs::write(dir.join("key.pem"), key).unwrap();
+        let (plain, tls) = (free_addr(), free_addr());
+        let config = format!(
+            "per_listener_settings false\n{extra}\n\
+             listener {} 127.0.0.1\n\
+             listener {} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+            plain.port(),
+            tls.port(),
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display(),
+        );
+        std::fs::write(dir.join("mosquitto.conf"), config).unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is not installed: apt-get install mosquitto (.ci/run does)");
+        for addr in [plain, tls] {
+            wait_until(|| std::net::TcpStream::connect(addr).ok()).expect("mosquitto listening");
+        }
+        Mosquitto {
+            child,
+            plain,
+            tls,
+            dir,
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Connections established to the plain listener, from the kernel's table.
+    fn established(&self) -> usize {
+        let port = format!(":{:04X} ", self.plain.port());
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                fields.len() > 3 && format!("{} ", &fields[1][8..]) == port && fields[3] == "01"
+            })
+            .count()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `throng mqtt ARGS --json --quiet` and returns its report.
+fn mqtt(args: &[&str]) -> Value {
+    let output = throng()
+        .arg("mqtt")
+        .args(args)
+        .args(["--json", "--quiet"])
+        .output()
+        .unwrap();
+    assert_succeeded(&output);
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn spawn_mqtt(args: &[&str]) -> Child {
+    throng()
+        .arg("mqtt")
+        .args(args)
+        .args(["--json", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn report_of(child: Child) -> Value {
+    let output = child.wait_with_output().unwrap();
+    assert_succeeded(&output);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn every_qos_in_both_versions_plain_and_over_tls_delivers_as_promised() {
+    let broker = Mosquitto::start("qos", "allow_anonymous true");
+    let cert = broker.dir.join("cert.pem");
+    let mut runs = Vec::new();
+    for version in ["3", "5"] {
+        for qos in ["0", "1", "2"] {
+            for tls in [false, true] {
+                let port = if tls {
+                    broker.tls.port()
+                } else {
+                    broker.plain.port()
+                };
+                let prefix = format!("q{qos}v{version}t{}", u8::from(tls));
+                let topic = format!("{prefix}/%i");
+                let mut args: Vec<String> = [
+                    "pub",
+                    "-h",
+                    "localhost",
+                    "-p",
+                    &port.to_string(),
+                    "-V",
+                    version,
+                    "-q",
+                    qos,
+                    "-c",
+                    "4",
+                    "-R",
+                    "1000",
+                    "--rate",
+                    "400/1s",
+                    "--subscribers",
+                    "2",
+                    "--duration",
+                    "1s",
+                    "--drain",
+                    "1s",
+                    "--threads",
+                    "1",
+                    "-t",
+                    &topic,
+                    "--prefix",
+                    &prefix,
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                if tls {
+                    args.extend([
+                        "-S".into(),
+                        "--root-certs".into(),
+                        cert.display().to_string(),
+                    ]);
+                }
+                let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+                runs.push((prefix, spawn_mqtt(&args_ref)));
+            }
+        }
+    }
+    for (name, child) in runs {
+        let report = report_of(child);
+        let receive = &report["receive"];
+        assert_eq!(report["errors"], serde_json::json!({}), "{name}: {report}");
+        assert_eq!(report["connections"]["connected"], 6, "{name}: {report}");
+        assert_eq!(report["publish"]["sent"], 400, "{name}: {report}");
+        // Two subscribers, each matching all four publishers.
+        assert_eq!(receive["expected"], 800, "{name}: {report}");
+        assert_eq!(receive["unique"], 800, "{name}: nothing lost: {report}");
+        if name.starts_with("q2") {
+            assert_eq!(receive["duplicates"], 0, "{name}: exactly once: {report}");
+        }
+        if !name.starts_with("q0") {
+            assert_eq!(report["publish"]["acked"], 400, "{name}: {report}");
+        }
+        assert!(receive["e2e"]["99th"].as_u64().unwrap() > 0, "{name}");
+        if name.ends_with("t1") {
+            assert!(!report["connections"]["tls"].is_null(), "{name}: {report}");
+        }
+    }
+}
+
+#[test]
+fn a_stalled_broker_shows_in_the_latency_from_the_intended_send() {
+    // mosquitto keeps 1,000 messages per client by default and drops the rest (a run with the
+    // default lost 1,956 of 12,000 on the way to the subscriber after the stall).
+    let broker = Mosquitto::start("stall", "allow_anonymous true\nmax_queued_messages 100000");
+    let port = broker.plain.port().to_string();
+    // 2,000 messages/s for 6 s over 10 publishers at QoS 1, one subscriber.
+    let child = spawn_mqtt(&[
+        "pub",
+        "-p",
+        &port,
+        "-q",
+        "1",
+        "-c",
+        "10",
+        "-R",
+        "1000",
+        "--rate",
+        "2000/1s",
+        "--subscribers",
+        "1",
+        "--duration",
+        "6s",
+        "--drain",
+        "3s",
+        "-t",
+        "stall/%i",
+    ]);
+    wait_until(|| (broker.established() >= 11).then_some(())).expect("all connected");
+    // Publishing starts a second after the ramp; stop the broker for 2 s inside it.
+    std::thread::sleep(Duration::from_millis(2_000));
+    broker.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(2));
+    broker.signal(libc::SIGCONT);
+    let report = report_of(child);
+    let (publish, receive) = (&report["publish"], &report["receive"]);
+    assert_eq!(publish["offered_rate"], 2000.0, "{report}");
+    assert_eq!(
+        publish["sent"], 12_000,
+        "every message due was sent: {report}"
+    );
+    assert_eq!(receive["unique"], 12_000, "QoS 1 loses nothing: {report}");
+    let p99 = receive["e2e"]["99th"].as_u64().unwrap();
+    assert!(
+        p99 >= 1_500_000_000,
+        "the stall shows: p99 {p99} ns: {report}"
+    );
+    assert!(
+        publish["delayed_by_window"].as_u64().unwrap() > 0,
+        "the window filled while the broker was stopped: {report}"
+    );
+}
+
+#[test]
+fn a_duplicate_client_id_shows_as_a_takeover_and_a_refusal_by_its_code() {
+    let broker = Mosquitto::start("takeover", "allow_anonymous true");
+    let port = broker.plain.port().to_string();
+    let first = spawn_mqtt(&[
+        "conn",
+        "-p",
+        &port,
+        "-c",
+        "1",
+        "--prefix",
+        "same",
+        "--duration",
+        "4s",
+    ]);
+    wait_until(|| (broker.established() >= 1).then_some(())).expect("connected");
+    let second = mqtt(&[
+        "conn",
+        "-p",
+        &port,
+        "-c",
+        "1",
+        "--prefix",
+        "same",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(second["connections"]["connected"], 1, "{second}");
+    // mosquitto 2.0.11 closes the older connection without a DISCONNECT (it gives no reason
+    // even to MQTT 5 clients), so the end is named by what was seen: the broker closed it.
+    let first = report_of(first);
+    assert_eq!(first["errors"]["closed"]["count"], 1, "{first}");
+    // A broker that gives the reason (MQTT 5, 0x8E: session taken over) is named by it.
+    let taken_over = scripted_broker(&[0x20, 0x03, 0x00, 0x00, 0x00], &[0xE0, 0x02, 0x8E, 0x00]);
+    let report = mqtt(&[
+        "conn",
+        "-p",
+        &taken_over.port().to_string(),
+        "-c",
+        "1",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(report["errors"]["takeover"]["count"], 1, "{report}");
+    assert_eq!(report["server_disconnects"]["142"], 1, "{report}");
+
+    let closed = Mosquitto::start("refusing", "allow_anonymous false");
+    let port = closed.plain.port().to_string();
+    for (version, code) in [("3", "5"), ("5", "135")] {
+        let report = mqtt(&[
+            "conn",
+            "-p",
+            &port,
+            "-V",
+            version,
+            "-c",
+            "3",
+            "--duration",
+            "1s",
+        ]);
+        assert_eq!(report["connections"]["connected"], 0, "{report}");
+        assert_eq!(report["connections"]["connack_codes"][code], 3, "{report}");
+        let refused = &report["errors"]["connack-refused"];
+        assert_eq!(refused["count"], 3, "{report}");
+        assert!(
+            refused["example"]
+                .as_str()
+                .unwrap()
+                .contains("not authorized"),
+            "{report}"
+        );
+    }
+}
+
+/// A broker that accepts, sends `connack`, then `then`.
+fn scripted_broker(connack: &'static [u8], then: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut connect = [0u8; 256];
+            let _ = stream.read(&mut connect);
+            let _ = stream.write_all(connack);
+            let _ = stream.write_all(then);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_bad_or_oversized_packet_from_the_broker_is_named_and_ends_that_connection_only() {
+    // A PUBLISH announcing 2 MiB, over --max-packet 65536: refused from its header.
+    const CONNACK_311: &[u8] = &[0x20, 0x02, 0x00, 0x00];
+    let big = scripted_broker(CONNACK_311, &[0x30, 0x80, 0x80, 0x80, 0x01]);
+    let report = mqtt(&[
+        "sub",
+        "-p",
+        &big.port().to_string(),
+        "-V",
+        "3",
+        "-c",
+        "2",
+        "--max-packet",
+        "65536",
+        "--duration",
+        "1s",
+    ]);
+    // The scripted broker answers SUBSCRIBE with nothing: the PUBLISH comes first.
+    let errors = &report["errors"];
+    assert_eq!(errors["packet-too-large"]["count"], 2, "{report}");
+    // PUBACK with packet identifier 0, forbidden (§2.2.1).
+    let bad = scripted_broker(CONNACK_311, &[0x40, 0x02, 0x00, 0x00]);
+    let report = mqtt(&[
+        "conn",
+        "-p",
+        &bad.port().to_string(),
+        "-V",
+        "3",
+        "-c",
+        "2",
+        "--duration",
+        "1s",
+    ]);
+    let protocol = &report["errors"]["protocol"];
+    assert_eq!(protocol["count"], 2, "{report}");
+    assert!(
+        protocol["example"]
+            .as_str()
+            .unwrap()
+            .contains("packet identifier"),
+        "{report}"
+    );
+}
