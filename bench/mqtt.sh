@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# MQTT generators side by side on one mosquitto (Debian's): memory per idle connection held by
+# the generator (plain and TLS), and CPU per 1,000 messages with achieved vs offered rate.
+#   - idle: N connections (keep-alive 60 s) opened at 2,000/s and held; the generator's RSS,
+#     less its RSS with 10 connections, over N-10. throng `mqtt conn` and emqtt_bench `conn` (from
+#     ../shared/peers/bin, needs erlang-nox: its columns stay empty without it).
+#   - publish: 100 publishers at RATE messages/s over the run, QoS 1, 64-byte payloads, one
+#     subscriber in the same run for throng (emqtt_bench's pub has none); CPU seconds of the
+#     generator (getrusage) per 1,000 messages sent, and the rate achieved.
+# Usage: bench/mqtt.sh   (N=5000 RATE=5000 SECONDS_EACH=10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-5000}
+RATE=${RATE:-5000}
+SECONDS_EACH=${SECONDS_EACH:-10}
+out=$PWD/bench/out/mqtt
+mkdir -p "$out"
+cargo build --release -q -p throng
+throng=$PWD/target/release/throng
+emqtt=""
+if [ -x ../shared/peers/bin/emqtt_bench ] && command -v erl >/dev/null; then
+    emqtt=$(cd ../shared/peers/bin && pwd)/emqtt_bench
+else
+    echo "no emqtt_bench (or no erlang-nox): its rows stay empty"
+fi
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
+# mosquitto started as root drops to its own user, which must read the key.
+chmod 644 "$out/key.pem"
+cat >"$out/mosquitto.conf" <<CONF
+per_listener_settings false
+allow_anonymous true
+max_queued_messages 1000000
+listener 18831 127.0.0.1
+listener 18832 127.0.0.1
+certfile $out/cert.pem
+keyfile $out/key.pem
+CONF
+taskset -c 1 /usr/sbin/mosquitto -c "$out/mosquitto.conf" >"$out/mosquitto.log" 2>&1 &
+pids+=($!)
+sleep 1
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# hold COUNT COMMAND...: starts COMMAND, waits for the ramp, prints the RSS in KB, stops it.
+hold() {
+    local count=$1; shift
+    "$@" >/dev/null 2>&1 &
+    local pid=$!
+    sleep $((count / 2000 + 4))
+    rss_kb "$pid"
+    kill -INT "$pid" 2>/dev/null; sleep 0.5; kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+echo "== idle connections held by the generator (N=$N, keep-alive 60 s)"
+printf '%-22s %-6s %12s %12s %14s\n' client tls rss_10_kb rss_n_kb bytes_per_conn
+for tls in plain tls; do
+    port=18831; flags=()
+    [ "$tls" = tls ] && { port=18832; flags=(-S --insecure); }
+    one=$(hold 10 "$throng" mqtt conn -p $port -c 10 -R 2000 -k 60 "${flags[@]}" --threads 1 --quiet)
+    many=$(hold "$N" "$throng" mqtt conn -p $port -c "$N" -R 2000 -k 60 "${flags[@]}" --threads 1 --quiet)
+    printf '%-22s %-6s %12s %12s %14.0f\n' "throng mqtt conn" $tls "$one" "$many" "$(python3 -c "print(($many - $one) * 1024 / ($N - 10))")"
+    if [ -n "$emqtt" ]; then
+        eflags=(); [ "$tls" = tls ] && eflags=(-S)
+        one=$(hold 10 "$emqtt" conn -p $port -c 10 -R 2000 -k 60 "${eflags[@]}")
+        many=$(hold "$N" "$emqtt" conn -p $port -c "$N" -R 2000 -k 60 "${eflags[@]}")
+        printf '%-22s %-6s %12s %12s %14.0f\n' "emqtt_bench conn" $tls "$one" "$many" "$(python3 -c "print(($many - $one) * 1024 / ($N - 10))")"
+    fi
+done
+
+echo "== publishing: 100 publishers, $RATE messages/s, QoS 1, 64 B, ${SECONDS_EACH}s"
+printf '%-22s %10s %10s %16s\n' client sent rate_per_s cpu_s_per_1000
+python3 bench/cpu.py taskset -c 0 "$throng" mqtt pub -p 18831 -c 100 -R 2000 --rate "$RATE/1s" -q 1 -s 64 \
+    -t 'b/%i' --subscribers 1 --duration "${SECONDS_EACH}s" --drain 1s --threads 1 --json --quiet \
+    >"$out/throng-pub.json" 2>"$out/throng-pub.cpu"
+sent=$(python3 -c "import json; print(json.load(open('$out/throng-pub.json'))['publish']['sent'])")
+cpu=$(grep -o 'cpu=[0-9.]*' "$out/throng-pub.cpu" | cut -d= -f2)
+printf '%-22s %10s %10.0f %16.3f\n' "throng mqtt pub" "$sent" "$(python3 -c "print($sent / $SECONDS_EACH)")" \
+    "$(python3 -c "print($cpu / $sent * 1000)")"
+python3 -c "
+import json; r = json.load(open('$out/throng-pub.json'))
+e = r['receive']['e2e']; print('  throng: received %d of %d, lost %d; end to end p50 %.2f ms p99 %.2f ms' % (
+    r['receive']['unique'], r['receive']['expected'], r['receive']['lost'], e['50th'] / 1e6, e['99th'] / 1e6))"
+if [ -n "$emqtt" ]; then
+    # emqtt_bench paces each publisher by -I ms: 100 publishers at RATE/s in all.
+    interval=$(python3 -c "print(max(1, round(100 * 1000 / $RATE)))")
+    # It runs until stopped: SIGTERM after the same time (and its own ramp); its children's CPU
+    # is counted by cpu.py all the same.
+    python3 bench/cpu.py timeout -s TERM "$((SECONDS_EACH + 2))" taskset -c 0 "$emqtt" pub -p 18831 -c 100 \
+        -R 2000 -I "$interval" -q 1 -s 64 -t 'b/%i' >"$out/emqtt-pub.txt" 2>"$out/emqtt-pub.cpu" || true
+    sent=$(grep -o 'pub total=[0-9]*' "$out/emqtt-pub.txt" | tail -1 | cut -d= -f2)
+    cpu=$(grep -o 'cpu=[0-9.]*' "$out/emqtt-pub.cpu" | cut -d= -f2)
+    rate=$(grep -o 'pub total=[0-9]* rate=[0-9.]*' "$out/emqtt-pub.txt" | tail -1 | sed 's/.*rate=//')
+    printf '%-22s %10s %10s %16s\n' "emqtt_bench pub" "${sent:-?}" "${rate:-?}" \
+        "$(python3 -c "print('%.3f' % (${cpu:-0} / max(1, ${sent:-0}) * 1000))")"
+fi
