@@ -52,7 +52,8 @@ pub(crate) async fn client(
     ctx: Rc<ThreadCtx>,
     role: Role,
     index: usize,
-    mut publisher: Option<Publisher>,
+    // Boxed: a connection that only holds or subscribes keeps a pointer's worth for it.
+    mut publisher: Option<Box<Publisher>>,
 ) {
     let mut backoff = ctx.config.reconnect;
     let mut first = true;
@@ -61,7 +62,7 @@ pub(crate) async fn client(
             ctx.stats.borrow_mut().reconnects += 1;
         }
         first = false;
-        match session(&ctx, role, index, publisher.as_mut()).await {
+        match session(&ctx, role, index, publisher.as_deref_mut()).await {
             Ended::Stopped => return,
             Ended::Failed(failure) => {
                 ctx.live
@@ -93,20 +94,9 @@ async fn session(
     let config = &ctx.config;
     ctx.stats.borrow_mut().connect_attempts += 1;
     let started = Instant::now();
-    let opened = tokio::time::timeout(config.connect_timeout, open(ctx, role, index)).await;
-    let (mut connection, receive_maximum) = match opened {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(failure)) => return Ended::Failed(failure),
-        Err(_) => {
-            return Ended::Failed(Failure::new(
-                "timeout",
-                format!(
-                    "no CONNACK{} within {:?}",
-                    if role == Role::Sub { " and SUBACK" } else { "" },
-                    config.connect_timeout
-                ),
-            ))
-        }
+    let (mut connection, receive_maximum) = match open_in_time(ctx, role, index).await {
+        Ok(opened) => opened,
+        Err(failure) => return Ended::Failed(failure),
     };
     {
         let mut stats = ctx.stats.borrow_mut();
@@ -129,6 +119,33 @@ async fn session(
         let _ = connection.send(write::disconnect(&mut out)).await;
     }
     ended
+}
+
+/// [`open`] within `--connect-timeout`. Boxed: the opening's state (TCP connect, TLS handshake)
+/// is large and lives only until the connection is open; inline, every held connection would
+/// keep room for it.
+async fn open_in_time(
+    ctx: &ThreadCtx,
+    role: Role,
+    index: usize,
+) -> Result<(Connection, Option<u16>), Failure> {
+    let config = &ctx.config;
+    match Box::pin(tokio::time::timeout(
+        config.connect_timeout,
+        open(ctx, role, index),
+    ))
+    .await
+    {
+        Ok(opened) => opened,
+        Err(_) => Err(Failure::new(
+            "timeout",
+            format!(
+                "no CONNACK{} within {:?}",
+                if role == Role::Sub { " and SUBACK" } else { "" },
+                config.connect_timeout
+            ),
+        )),
+    }
 }
 
 /// TCP, TLS, CONNECT → CONNACK, and SUBSCRIBE → SUBACK for a subscriber; the broker's Receive
@@ -275,7 +292,8 @@ async fn hold(
                     break;
                 }
                 waiting_for_window = false;
-                if let Err(failure) = publish(
+                // Boxed: only publishers pay for the room a send takes.
+                if let Err(failure) = Box::pin(publish(
                     ctx,
                     connection,
                     publisher,
@@ -283,7 +301,7 @@ async fn hold(
                     &mut in_flight,
                     &mut next_packet_id,
                     &mut out,
-                )
+                ))
                 .await
                 {
                     return Ended::Failed(failure);
@@ -308,6 +326,7 @@ async fn hold(
             next_ping = Some(at + keep_alive);
         }
         if !connection.has_events() {
+            connection.release_events();
             let wake = next_wake(ctx, publisher.as_deref(), next_ping, waiting_for_window);
             tokio::select! {
                 ready = connection.readable() => {

@@ -107,33 +107,54 @@ impl Connection {
         Ok((connection, OpenTimes { tcp, tls: tls_time }))
     }
 
-    /// Writes `bytes` whole.
+    /// Writes `bytes` whole: at once when the socket takes them (a plain connection's small
+    /// packets nearly always), else in a boxed wait, so that a held connection's future keeps
+    /// no room for a write that waits.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        let written = match &self.tls {
+            Some(_) => 0,
+            None => write_now(&self.stream, bytes)?,
+        };
+        match bytes.get(written..) {
+            Some(rest) if !rest.is_empty() => Box::pin(self.send_waiting(rest)).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn send_waiting(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         let stream = &self.stream;
         if let Some(session) = &mut self.tls {
             return session.write_all(stream, bytes).await.map_err(Failure::io);
         }
         let mut written = 0;
         while let Some(rest) = bytes.get(written..).filter(|r| !r.is_empty()) {
-            match stream.try_write(rest) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    stream.writable().await.map_err(Failure::io)?
-                }
-                Err(e) => return Err(Failure::io(e)),
-            }
+            stream.writable().await.map_err(Failure::io)?;
+            written += write_now(stream, rest)?;
         }
         Ok(())
     }
 
-    /// Waits until the socket has something to read (or TLS has plaintext waiting).
-    pub async fn readable(&mut self) -> Result<(), Failure> {
-        if let Some(session) = &mut self.tls {
-            if session.has_readable().map_err(Failure::io)? {
-                return Ok(());
+    /// Waits until the socket has something to read (or TLS has plaintext waiting). A
+    /// `poll_fn` over the socket's own readiness: the wait keeps a reference in the
+    /// connection's future, where `readable()` would keep a waiter node.
+    pub fn readable(&mut self) -> impl std::future::Future<Output = Result<(), Failure>> + '_ {
+        std::future::poll_fn(move |cx| {
+            if let Some(session) = &mut self.tls {
+                match session.has_readable() {
+                    Ok(true) => return std::task::Poll::Ready(Ok(())),
+                    Ok(false) => {}
+                    Err(e) => return std::task::Poll::Ready(Err(Failure::io(e))),
+                }
             }
+            self.stream.poll_read_ready(cx).map_err(Failure::io)
+        })
+    }
+
+    /// Lets go of the event queue's memory once it is empty: a held connection keeps none.
+    pub fn release_events(&mut self) {
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = std::collections::VecDeque::new();
         }
-        self.stream.readable().await.map_err(Failure::io)
     }
 
     /// The next packet read and not yet acted on.
@@ -150,7 +171,8 @@ impl Connection {
     pub fn read_events(&mut self, ctx: &ThreadCtx) -> Result<bool, Failure> {
         let mut scratch = ctx.scratch.borrow_mut();
         let n = match &mut self.tls {
-            None => match self.stream.try_read(&mut scratch[..]) {
+            // `read_now` also forgets the readiness when the read did not fill the buffer.
+            None => match throng_net::sockets::read_now(&self.stream, &mut scratch[..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) => return Err(Failure::io(e)),
@@ -203,6 +225,19 @@ impl Connection {
         }
         Ok(true)
     }
+}
+
+/// Writes what the socket takes now.
+fn write_now(stream: &TcpStream, bytes: &[u8]) -> Result<usize, Failure> {
+    let mut written = 0;
+    while let Some(rest) = bytes.get(written..).filter(|r| !r.is_empty()) {
+        match stream.try_write(rest) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(Failure::io(e)),
+        }
+    }
+    Ok(written)
 }
 
 pub(crate) struct OpenTimes {

@@ -247,14 +247,14 @@ async fn ramp_clients(
         } else {
             (config.role, global - subscribers)
         };
-        let publisher = publishers
-            .filter(|_| role == Role::Pub)
-            .map(|of| Publisher {
+        let publisher = publishers.filter(|_| role == Role::Pub).map(|of| {
+            Box::new(Publisher {
                 index: index as u32,
                 of,
                 next: 0,
                 topic: Config::topic_of(&config.topic, index),
-            });
+            })
+        });
         tasks.push(tokio::task::spawn_local(client::client(
             Rc::clone(ctx),
             role,
@@ -320,5 +320,64 @@ fn coordinate(
             );
             last_published = published;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use throng_mqtt::{QoS, Version};
+
+    pub(crate) fn config() -> Config {
+        Config {
+            role: Role::Conn,
+            broker: "127.0.0.1:1".parse().unwrap(),
+            server_name: String::new(),
+            tls: None,
+            version: Version::V5,
+            clients: 1,
+            connect_rate: 1.0,
+            keep_alive: 1,
+            qos: QoS::AtMostOnce,
+            topic: String::new(),
+            subscribers: 0,
+            sub_topic: String::new(),
+            publish_rate: 1.0,
+            payload_size: 1,
+            inflight: 1,
+            prefix: String::new(),
+            username: None,
+            password: None,
+            clean_start: true,
+            sources: vec![],
+            duration: None,
+            drain: Duration::ZERO,
+            connect_timeout: Duration::ZERO,
+            max_packet: 1,
+            threads: 1,
+            reconnect: None,
+        }
+    }
+
+    /// A held connection costs its task's future: kept small so that an idle connection costs
+    /// little (the opening's larger state is boxed and freed once open).
+    #[test]
+    fn a_clients_future_stays_small() {
+        let ctx = Rc::new(ThreadCtx {
+            config: Arc::new(config()),
+            tls: None,
+            stats: RefCell::new(Stats::default()),
+            live: Arc::new(Live::default()),
+            scratch: RefCell::new(Box::new([])),
+            sources: RefCell::new(None),
+            start: Instant::now(),
+            start_unix_ns: 0,
+            publish_start: Instant::now(),
+            run_tag: 0,
+        });
+        let future = client::client(ctx, Role::Conn, 0, None);
+        let size = std::mem::size_of_val(&future);
+
+        assert!(size <= 900, "a client's future grew to {size} bytes");
     }
 }
