@@ -17,12 +17,37 @@ pub enum Choice {
     NoneUp,
 }
 
+/// Who a connection is from, for the balances that keep a client on one server: its address
+/// (`source`), and in mode mqtt its client id (`client-id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Affinity {
+    pub addr: IpAddr,
+    /// A stable hash of the CONNECT's client id; `None` when it was empty.
+    pub client_id: Option<u64>,
+}
+
+impl Affinity {
+    pub fn of(addr: IpAddr) -> Affinity {
+        Affinity {
+            addr,
+            client_id: None,
+        }
+    }
+
+    pub fn with_client_id(addr: IpAddr, client_id: &str) -> Affinity {
+        Affinity {
+            addr,
+            client_id: (!client_id.is_empty()).then(|| fnv1a(client_id.as_bytes())),
+        }
+    }
+}
+
 /// Chooses a server for a request from `client`, never one in `exclude` (servers that already
 /// failed this request) unless nothing else is up.
 pub fn choose(
     backend: &Backend,
     state: &BackendState,
-    client: IpAddr,
+    client: Affinity,
     exclude: &[usize],
 ) -> Choice {
     let usable = |i: usize| state.servers[i].up.load(Relaxed) && !exclude.contains(&i);
@@ -30,11 +55,16 @@ pub fn choose(
         return Choice::NoneUp;
     }
     let take = |i: usize| state.servers[i].try_acquire(backend.servers[i].maxconn);
-    let picked = match backend.balance {
+    let balance = match (backend.balance, client.client_id) {
+        (Balance::ClientId, None) => backend.balance_fallback,
+        (balance, _) => balance,
+    };
+    let picked = match balance {
         Balance::RoundRobin => round_robin(state, &usable, &take),
         Balance::LeastConn => least_loaded(backend, state, &usable, &take),
-        Balance::Source => by_source(backend, client, &usable, &take),
+        Balance::Source => by_source(backend, client.addr, &usable, &take),
         Balance::Random => two_choices(backend, state, &usable, &take),
+        Balance::ClientId => by_client_id(backend, client.client_id.unwrap_or(0), &usable, &take),
     };
     picked.map_or(Choice::AllFull, Choice::Server)
 }
@@ -119,18 +149,54 @@ fn two_choices(
     up.into_iter().find(|&i| take(i))
 }
 
-/// A stable hash of an address (FNV-1a), the same on every thread and every run.
-fn hash_address(ip: IpAddr) -> u64 {
-    let bytes: Vec<u8> = match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+/// Weighted rendezvous hashing: every server scores the client id (a hash of the id and the
+/// server's name, weighted), the highest usable score wins. A server added or removed moves
+/// only the ids it wins or won; the others keep their server. The chosen server or the queue,
+/// as `source`: another server would break the stickiness.
+fn by_client_id(
+    backend: &Backend,
+    client_id: u64,
+    usable: &dyn Fn(usize) -> bool,
+    take: &dyn Fn(usize) -> bool,
+) -> Option<usize> {
+    let score = |i: usize| {
+        let server = &backend.servers[i];
+        let mixed = splitmix64(client_id ^ fnv1a(server.name.as_bytes()));
+        // A uniform draw in (0, 1]; -w / ln(u) is the weighted score (Schindelhauer & Schomaker).
+        let unit = ((mixed >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        -(server.weight as f64) / unit.ln().min(-f64::MIN_POSITIVE)
     };
+    let best = (0..backend.servers.len())
+        .filter(|&i| usable(i))
+        .max_by(|&a, &b| score(a).total_cmp(&score(b)))?;
+    take(best).then_some(best)
+}
+
+/// A stable hash of an address, the same on every thread and every run.
+fn hash_address(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => fnv1a(&v4.octets()),
+        IpAddr::V6(v6) => fnv1a(&v6.octets()),
+    }
+}
+
+/// FNV-1a: stable across threads, processes and versions, which a hash that places clients
+/// on servers must be.
+fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
-        hash ^= b as u64;
+        hash ^= u64::from(*b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash
+}
+
+/// Spreads a hash's bits (FNV-1a's low bits mix poorly for short inputs).
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]
@@ -144,6 +210,7 @@ mod tests {
             name: "b".into(),
             mode: Mode::Http,
             balance,
+            balance_fallback: Balance::RoundRobin,
             servers: weights
                 .iter()
                 .enumerate()
@@ -175,7 +242,54 @@ mod tests {
         state.servers[i].active.fetch_sub(1, Relaxed);
     }
 
-    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const CLIENT: Affinity = Affinity {
+        addr: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        client_id: None,
+    };
+
+    #[test]
+    fn a_client_id_keeps_its_server_and_a_new_server_takes_only_its_share() {
+        let (b, s) = backend(Balance::ClientId, &[1, 1, 1], None);
+        let place = |b: &Backend, s: &BackendState, id: &str| {
+            let client = Affinity::with_client_id(CLIENT.addr, id);
+            let Choice::Server(i) = choose(b, s, client, &[]) else {
+                panic!("no server for {id}")
+            };
+            release(s, i);
+            b.servers[i].name.to_string()
+        };
+        let ids: Vec<String> = (0..3000).map(|i| format!("sensor-{i}")).collect();
+        let before: Vec<String> = ids.iter().map(|id| place(&b, &s, id)).collect();
+        let again: Vec<String> = ids.iter().map(|id| place(&b, &s, id)).collect();
+        assert_eq!(before, again, "the same server every time");
+        for name in ["s0", "s1", "s2"] {
+            let share = before.iter().filter(|n| *n == name).count();
+            assert!((800..1200).contains(&share), "{name}: {share} of 3000");
+        }
+        // A fourth server: about a quarter of the ids move, all of them to it.
+        let (b4, s4) = backend(Balance::ClientId, &[1, 1, 1, 1], None);
+        let after: Vec<String> = ids.iter().map(|id| place(&b4, &s4, id)).collect();
+        let moved: Vec<&String> = before
+            .iter()
+            .zip(&after)
+            .filter(|(x, y)| x != y)
+            .map(|(_, y)| y)
+            .collect();
+        assert!((600..900).contains(&moved.len()), "{} moved", moved.len());
+        assert!(moved.iter().all(|n| *n == "s3"), "only to the new server");
+        // A server down: its ids go elsewhere, the others stay.
+        s.servers[1].up.store(false, Relaxed);
+        let down: Vec<String> = ids.iter().map(|id| place(&b, &s, id)).collect();
+        for (x, y) in before.iter().zip(&down) {
+            if x != "s1" {
+                assert_eq!(x, y);
+            }
+        }
+        // No client id: the fallback balance (round robin here) spreads them.
+        s.servers[1].up.store(true, Relaxed);
+        let spread: std::collections::HashSet<String> = (0..6).map(|_| place(&b, &s, "")).collect();
+        assert_eq!(spread.len(), 3);
+    }
 
     #[test]
     fn round_robin_follows_weights_and_skips_down_servers() {

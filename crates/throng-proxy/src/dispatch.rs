@@ -6,7 +6,7 @@ use crate::balance::{self, Choice};
 use crate::state::{BackendState, Proxy, ServerState};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,7 @@ pub enum NoSlot {
 pub async fn acquire(
     proxy: &Arc<Proxy>,
     backend: usize,
-    client: IpAddr,
+    client: balance::Affinity,
     exclude: &[usize],
 ) -> Result<Slot, NoSlot> {
     let config = &proxy.config.backends[backend];
@@ -227,7 +227,7 @@ pub async fn connect(
     proxy: &Arc<Proxy>,
     side: &ServerSide,
     backend: usize,
-    client: IpAddr,
+    client: balance::Affinity,
     allow_reuse: bool,
 ) -> Result<Connected, DispatchError> {
     let config = &proxy.config.backends[backend];

@@ -4,7 +4,7 @@
 //!
 //! A connection's path through the modules:
 //! [`server`] accepts it (thread per core, limits) and runs the TLS handshake ([`certs`] picks
-//! the certificate by SNI); [`http`] or [`tcp`] serves it over a [`stream::ClientStream`];
+//! the certificate by SNI); [`http`], [`tcp`] or [`mqtt`] serves it over a [`stream::ClientStream`];
 //! [`dispatch`] finds a server ([`balance`]), waits in the queue, connects or reuses an idle
 //! connection, retries; [`relay`] moves bytes both ways for tunnels; [`log`] writes the line.
 //! `throng_net::buffers` lends buffers only while bytes are in flight. With
@@ -25,6 +25,7 @@ pub mod http;
 pub mod log;
 pub mod master;
 pub mod metrics;
+pub mod mqtt;
 pub mod relay;
 pub mod server;
 pub mod session;

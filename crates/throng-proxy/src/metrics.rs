@@ -129,7 +129,7 @@ pub fn render(proxy: &Proxy) -> String {
         .zip(&proxy.frontends)
         .map(|(config, state)| (format!("frontend=\"{}\"", config.name), state))
         .collect();
-    let per_frontend: [Metric<FrontendState>; 11] = [
+    let per_frontend: [Metric<FrontendState>; 12] = [
         (
             "frontend_current_sessions",
             "gauge",
@@ -189,6 +189,12 @@ pub fn render(proxy: &Proxy) -> String {
             "counter",
             "TLS connections given up after the handshake for a record or message refused.",
             |f| f.tls_refusals.load(Relaxed),
+        ),
+        (
+            "frontend_mqtt_refusals_total",
+            "counter",
+            "Mode mqtt: connections closed before a server for a first packet that is not a valid CONNECT, or none in time.",
+            |f| f.mqtt_refusals.load(Relaxed),
         ),
         (
             "frontend_limit_waits_total",

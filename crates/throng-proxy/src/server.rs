@@ -8,7 +8,7 @@ use crate::metrics;
 use crate::session::{Session, Worker};
 use crate::state::Proxy;
 use crate::stream::ClientStream;
-use crate::{health, http, tcp};
+use crate::{health, http, mqtt, tcp};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -345,6 +345,7 @@ async fn start_session(
     match config.mode {
         Mode::Http => http::serve(session, client).await,
         Mode::Tcp => Box::pin(tcp::serve(session, client)).await,
+        Mode::Mqtt => Box::pin(mqtt::serve(session, client)).await,
     }
 }
 

@@ -106,6 +106,7 @@ impl Session {
             srv_queue: 0,
             backend_queue: 0,
             request: String::new(),
+            mqtt: None,
         }
     }
 

@@ -70,6 +70,9 @@ pub struct FrontendState {
     /// TLS connections given up after the handshake for what the client sent (a record that
     /// does not open, a malformed or unexpected message, a limit passed).
     pub tls_refusals: AtomicU64,
+    /// Mode mqtt: connections closed before a server for their first packet (not MQTT, not a
+    /// valid CONNECT, over `mqtt_max_connect`) or for none in `timeout.mqtt-connect`.
+    pub mqtt_refusals: AtomicU64,
     /// Times an accept waited because `maxconn` or the memory budget was reached.
     pub limit_waits: AtomicU64,
 }

@@ -20,7 +20,7 @@ pub async fn serve(session: Session, mut client: ClientStream) {
         proxy,
         &session.worker.servers,
         backend,
-        session.peer.ip(),
+        crate::balance::Affinity::of(session.peer.ip()),
         false,
     )
     .await

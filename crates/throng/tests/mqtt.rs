@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::proxy::{Dir, Proxy};
 use common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -18,6 +19,7 @@ struct Mosquitto {
     plain: SocketAddr,
     tls: SocketAddr,
     dir: PathBuf,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Mosquitto {
@@ -28,7 +30,7 @@ impl Mosquitto {
         std::fs::write(dir.join("key.pem"), key).unwrap();
         let (plain, tls) = (free_addr(), free_addr());
         let config = format!(
-            "per_listener_settings false\n{extra}\n\
+            "per_listener_settings false\nlog_dest stdout\n{extra}\n\
              listener {} 127.0.0.1\n\
              listener {} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
             plain.port(),
@@ -37,13 +39,14 @@ impl Mosquitto {
             dir.join("key.pem").display(),
         );
         std::fs::write(dir.join("mosquitto.conf"), config).unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
+        let mut child = Command::new("/usr/sbin/mosquitto")
             .arg("-c")
             .arg(dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto is not installed: apt-get install mosquitto (.ci/run does)");
+        let log = capture(child.stdout.take().unwrap());
         for addr in [plain, tls] {
             wait_until(|| std::net::TcpStream::connect(addr).ok()).expect("mosquitto listening");
         }
@@ -52,7 +55,20 @@ impl Mosquitto {
             plain,
             tls,
             dir,
+            log,
         }
+    }
+
+    /// The client ids mosquitto logged as connected ("New client connected from A as ID").
+    fn client_ids(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(" as ").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
     }
 
     fn signal(&self, signal: i32) {
@@ -377,5 +393,103 @@ fn a_bad_or_oversized_packet_from_the_broker_is_named_and_ends_that_connection_o
             .unwrap()
             .contains("packet identifier"),
         "{report}"
+    );
+}
+
+#[test]
+fn the_proxy_reads_the_connect_keeps_each_client_id_on_its_broker_and_refuses_what_is_not_mqtt() {
+    let brokers = [
+        Mosquitto::start("proxy-a", "allow_anonymous true"),
+        Mosquitto::start("proxy-b", "allow_anonymous true"),
+    ];
+    let dir = Dir::new("mqtt-mode");
+    dir.certificate("mqtt", &["localhost"]);
+    let config = format!(
+        "[global]\nthreads = 2\nadmin = \"127.0.0.1:0\"\n\n[defaults]\nmode = \"mqtt\"\n\n\
+         [frontends.secure]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"by_id\"\n\
+         tls = {{ certificates = [{{ cert = \"mqtt.pem\", key = \"mqtt.key\" }}] }}\n\n\
+         [frontends.plain]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"one\"\n\n\
+         [backends.by_id]\nbalance = \"client-id\"\nservers = [\
+         {{ name = \"a\", address = \"{}\" }}, {{ name = \"b\", address = \"{}\" }}]\n\n\
+         [backends.one]\nservers = [{{ name = \"a\", address = \"{}\" }}]\n",
+        brokers[0].plain, brokers[1].plain, brokers[0].plain
+    );
+    let proxy = Proxy::start(&dir, &config);
+    let secure = proxy.addr("secure").port().to_string();
+    // The same 40 client ids twice, over TLS: each lands on the same broker both times.
+    for _ in 0..2 {
+        let report = mqtt(&[
+            "conn",
+            "-h",
+            "localhost",
+            "-p",
+            &secure,
+            "-S",
+            "--insecure",
+            "-c",
+            "40",
+            "-R",
+            "1000",
+            "--prefix",
+            "fixed",
+            "--duration",
+            "500ms",
+        ]);
+        assert_eq!(report["connections"]["connected"], 40, "{report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    }
+    let on_a: std::collections::HashSet<String> = brokers[0].client_ids().into_iter().collect();
+    let on_b: std::collections::HashSet<String> = brokers[1].client_ids().into_iter().collect();
+    assert!(
+        !on_a.is_empty() && !on_b.is_empty(),
+        "a: {on_a:?}, b: {on_b:?}"
+    );
+    assert_eq!(on_a.len() + on_b.len(), 40, "a: {on_a:?}, b: {on_b:?}");
+    assert!(
+        on_a.is_disjoint(&on_b),
+        "an id on both brokers: {on_a:?} {on_b:?}"
+    );
+    // The log line carries what the CONNECT said.
+    let line = proxy.wait_for_line(&["secure~ by_id/", "{fixed-conn-0||5|300}"]);
+    assert!(line.contains(" -- ") || line.contains(" CD "), "{line}");
+
+    // Publishing through the proxy at QoS 1: nothing lost on the way.
+    let plain = proxy.addr("plain").port().to_string();
+    let report = mqtt(&[
+        "pub",
+        "-p",
+        &plain,
+        "-q",
+        "1",
+        "-c",
+        "4",
+        "--rate",
+        "400/1s",
+        "--subscribers",
+        "2",
+        "--duration",
+        "1s",
+        "-t",
+        "through/%i",
+    ]);
+    assert_eq!(
+        report["receive"]["unique"], report["receive"]["expected"],
+        "{report}"
+    );
+    assert_eq!(report["receive"]["expected"], 800, "{report}");
+
+    // Not MQTT: closed before any server, counted and logged.
+    let mut http = std::net::TcpStream::connect(proxy.addr("plain")).unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    http.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = http.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{answer:?}");
+    proxy.wait_for_line(&["plain plain/<NOSRV>", " PR "]);
+    assert_eq!(
+        proxy.metric("throng_proxy_frontend_mqtt_refusals_total{frontend=\"plain\"}"),
+        1.0
     );
 }

@@ -16,6 +16,8 @@ type Failure = (KeyPath, String);
 
 const DEFAULT_CLIENT: Duration = Duration::from_secs(30);
 const DEFAULT_HTTP_REQUEST: Duration = Duration::from_secs(10);
+/// The largest CONNECT read in mode mqtt: ids, names, a password and a will fit many times.
+const DEFAULT_MQTT_MAX_CONNECT: usize = 64 * 1024;
 const DEFAULT_CONNECT: Duration = Duration::from_secs(5);
 const DEFAULT_SERVER: Duration = Duration::from_secs(30);
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -181,7 +183,8 @@ fn mode(text: Option<&str>, at: &KeyPath) -> Result<Option<Mode>, Failure> {
         None => Ok(None),
         Some("http") => Ok(Some(Mode::Http)),
         Some("tcp") => Ok(Some(Mode::Tcp)),
-        Some(other) => Err((at.clone(), format!("`{other}`: use http or tcp"))),
+        Some("mqtt") => Ok(Some(Mode::Mqtt)),
+        Some(other) => Err((at.clone(), format!("`{other}`: use http, tcp or mqtt"))),
     }
 }
 
@@ -227,7 +230,7 @@ fn build_frontend(
     let mut routes = Vec::new();
     for (i, r) in f.route.iter().enumerate() {
         let at = at.key("route").index(i);
-        if mode == Mode::Tcp {
+        if mode != Mode::Http {
             return Err((at, "routes by host and path need mode = \"http\"".into()));
         }
         if let Some(prefix) = &r.path_prefix {
@@ -256,6 +259,18 @@ fn build_frontend(
         // As HAProxy: without its own value, the keep-alive wait is the request's.
         http_keep_alive: t.http_keep_alive.unwrap_or(http_request),
         handshake: t.handshake.unwrap_or(http_request),
+        client_given: t.client.is_some(),
+        mqtt_connect: t.mqtt_connect.unwrap_or(http_request),
+    };
+    let mqtt_max_connect = match f.mqtt_max_connect {
+        None => DEFAULT_MQTT_MAX_CONNECT,
+        Some(n) if (16..=throng_mqtt::MAX_REMAINING_LENGTH as u64).contains(&n) => n as usize,
+        Some(_) => {
+            return Err((
+                at.key("mqtt_max_connect"),
+                format!("must be 16 to {} bytes", throng_mqtt::MAX_REMAINING_LENGTH),
+            ))
+        }
     };
     let tls = f
         .tls
@@ -273,6 +288,7 @@ fn build_frontend(
         routes,
         forwardfor: f.forwardfor.or(defaults.forwardfor).unwrap_or(true),
         forwarded: f.forwarded.or(defaults.forwarded).unwrap_or(false),
+        mqtt_max_connect,
     })
 }
 
@@ -334,6 +350,20 @@ fn build_tls(
     crate::certs::server_config(certified, &alpn, &groups, own_records).map_err(|e| (at.clone(), e))
 }
 
+fn parse_balance(text: Option<&str>, at: &KeyPath) -> Result<Balance, Failure> {
+    match text {
+        None | Some("roundrobin") => Ok(Balance::RoundRobin),
+        Some("leastconn") => Ok(Balance::LeastConn),
+        Some("source") => Ok(Balance::Source),
+        Some("random") => Ok(Balance::Random),
+        Some("client-id") => Ok(Balance::ClientId),
+        Some(other) => Err((
+            at.clone(),
+            format!("`{other}`: use roundrobin, leastconn, source, random or client-id"),
+        )),
+    }
+}
+
 /// A backend of at most `room` servers (what [`MAX_SERVERS`] leaves).
 fn build_backend(
     name: &str,
@@ -350,17 +380,19 @@ fn build_backend(
     } else {
         KeyPath::default().key("defaults").key("balance")
     };
-    let balance = match b.balance.as_deref().or(defaults.balance.as_deref()) {
-        None | Some("roundrobin") => Balance::RoundRobin,
-        Some("leastconn") => Balance::LeastConn,
-        Some("source") => Balance::Source,
-        Some("random") => Balance::Random,
-        Some(other) => {
-            return Err((
-                balance_at,
-                format!("`{other}`: use roundrobin, leastconn, source or random"),
-            ))
+    let balance = parse_balance(
+        b.balance.as_deref().or(defaults.balance.as_deref()),
+        &balance_at,
+    )?;
+    if balance == Balance::ClientId && mode != Mode::Mqtt {
+        return Err((balance_at, "client-id needs mode = \"mqtt\"".into()));
+    }
+    let fallback_at = at.key("balance_fallback");
+    let balance_fallback = match parse_balance(b.balance_fallback.as_deref(), &fallback_at)? {
+        Balance::ClientId => {
+            return Err((fallback_at, "is for connections without a client id".into()))
         }
+        fallback => fallback,
     };
     let mut servers = Vec::new();
     let mut names = std::collections::HashSet::new();
@@ -439,6 +471,7 @@ fn build_backend(
         name: name.into(),
         mode,
         balance,
+        balance_fallback,
         servers,
         source,
         check,
@@ -500,6 +533,7 @@ struct Parsed {
     http_request: Option<Duration>,
     http_keep_alive: Option<Duration>,
     handshake: Option<Duration>,
+    mqtt_connect: Option<Duration>,
     connect: Option<Duration>,
     server: Option<Duration>,
     tunnel: Option<Duration>,
@@ -528,6 +562,7 @@ fn timeouts_or(
             "http-keep-alive",
         )?,
         handshake: pick(&own.handshake, d(|t| &t.handshake), "handshake")?,
+        mqtt_connect: pick(&own.mqtt_connect, d(|t| &t.mqtt_connect), "mqtt-connect")?,
         connect: pick(&own.connect, d(|t| &t.connect), "connect")?,
         server: pick(&own.server, d(|t| &t.server), "server")?,
         tunnel: pick(&own.tunnel, d(|t| &t.tunnel), "tunnel")?,

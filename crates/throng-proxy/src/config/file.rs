@@ -56,6 +56,8 @@ pub struct Timeouts {
     #[serde(rename = "http-keep-alive")]
     pub http_keep_alive: Option<String>,
     pub handshake: Option<String>,
+    #[serde(rename = "mqtt-connect")]
+    pub mqtt_connect: Option<String>,
     pub connect: Option<String>,
     pub server: Option<String>,
     pub tunnel: Option<String>,
@@ -72,6 +74,8 @@ pub struct Frontend {
     pub forwardfor: Option<bool>,
     pub forwarded: Option<bool>,
     pub tls: Option<Tls>,
+    /// Mode mqtt: the largest CONNECT read, in bytes.
+    pub mqtt_max_connect: Option<u64>,
     #[serde(default)]
     pub timeout: Timeouts,
     #[serde(default)]
@@ -113,6 +117,7 @@ pub struct Route {
 pub struct Backend {
     pub mode: Option<String>,
     pub balance: Option<String>,
+    pub balance_fallback: Option<String>,
     pub source: Option<String>,
     pub retries: Option<u32>,
     pub redispatch: Option<bool>,

@@ -60,6 +60,8 @@ pub enum LogFormat {
 pub enum Mode {
     Http,
     Tcp,
+    /// TCP relaying after the client's CONNECT, read and checked first.
+    Mqtt,
 }
 
 impl Mode {
@@ -67,6 +69,7 @@ impl Mode {
         match self {
             Mode::Http => "http",
             Mode::Tcp => "tcp",
+            Mode::Mqtt => "mqtt",
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Frontend {
     pub routes: Vec<Route>,
     pub forwardfor: bool,
     pub forwarded: bool,
+    /// Mode mqtt: the largest CONNECT packet read (its remaining length), in bytes.
+    pub mqtt_max_connect: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -96,6 +101,11 @@ pub struct FrontendTimeouts {
     pub http_keep_alive: Duration,
     /// The time to complete a TLS handshake.
     pub handshake: Duration,
+    /// Whether `client` was set, not defaulted: mode mqtt then defaults it to 1.5 times the
+    /// keep-alive the client asks for, as a broker does (MQTT §3.1.2.10).
+    pub client_given: bool,
+    /// Mode mqtt: the time to receive the whole CONNECT packet.
+    pub mqtt_connect: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +124,10 @@ pub enum Balance {
     Source,
     /// Power of two random choices: the less loaded of two servers picked at random.
     Random,
+    /// Mode mqtt: a consistent hash of the CONNECT's client id (rendezvous hashing by server
+    /// name), so a client id reaches the same server on every reconnection and adding a server
+    /// moves only the ids it now wins. An empty id is balanced by `balance_fallback`.
+    ClientId,
 }
 
 #[derive(Debug)]
@@ -122,6 +136,8 @@ pub struct Backend {
     pub name: Arc<str>,
     pub mode: Mode,
     pub balance: Balance,
+    /// With `balance = "client-id"`: how connections without a client id are balanced.
+    pub balance_fallback: Balance,
     pub servers: Vec<Server>,
     pub source: Vec<IpAddr>,
     pub check: Option<Check>,

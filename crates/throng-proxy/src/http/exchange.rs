@@ -219,7 +219,7 @@ async fn forward(
             proxy,
             &session.worker.servers,
             backend,
-            session.peer.ip(),
+            crate::balance::Affinity::of(session.peer.ip()),
             allow_reuse,
         ));
         let mut connected = match connecting.await {

@@ -139,6 +139,8 @@ pub(super) mod tests {
                 http_request: t,
                 http_keep_alive: t,
                 handshake: t,
+                client_given: false,
+                mqtt_connect: t,
             },
             default_backend: Some(0),
             routes: vec![Route {
@@ -148,6 +150,7 @@ pub(super) mod tests {
             }],
             forwardfor: true,
             forwarded: false,
+            mqtt_max_connect: 1024,
         }
     }
 

@@ -58,7 +58,7 @@ fn haproxy(out: &mut String, e: &Entry) {
                 e.bytes_to_client,
             );
         }
-        Mode::Tcp => {
+        Mode::Tcp | Mode::Mqtt => {
             let _ = write!(
                 out,
                 "{}/{}/{} {} {termination} ",
@@ -76,6 +76,17 @@ fn haproxy(out: &mut String, e: &Entry) {
     );
     if e.mode == Mode::Http {
         let _ = write!(out, " \"{}\"", e.request.escape_default());
+    }
+    // HAProxy's captured fields: {client id|user name|version|keep-alive}.
+    if let Some(m) = &e.mqtt {
+        let _ = write!(
+            out,
+            " {{{}|{}|{}|{}}}",
+            m.client_id.escape_default(),
+            m.username.as_deref().unwrap_or("").escape_default(),
+            m.version,
+            m.keep_alive
+        );
     }
 }
 
@@ -106,6 +117,12 @@ fn json(out: &mut String, e: &Entry) {
         "srv_queue": e.srv_queue,
         "backend_queue": e.backend_queue,
         "request": if e.mode == Mode::Http { Some(&e.request) } else { None },
+        "mqtt": e.mqtt.as_ref().map(|m| serde_json::json!({
+            "client_id": m.client_id,
+            "username": m.username,
+            "version": m.version,
+            "keep_alive": m.keep_alive,
+        })),
     });
     let _ = write!(out, "{value}");
 }
@@ -135,6 +152,7 @@ mod tests {
             bytes_to_client: 145,
             bytes_from_client: 80,
             termination: *b"--",
+            mqtt: None,
             actconn: 1,
             feconn: 1,
             beconn: 1,

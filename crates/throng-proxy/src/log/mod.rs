@@ -56,6 +56,36 @@ pub struct Entry {
     pub backend_queue: u32,
     /// The request line (HTTP), cut at 1 KiB.
     pub request: String,
+    /// Mode mqtt: what the client's CONNECT said.
+    pub mqtt: Option<Box<MqttConnect>>,
+}
+
+/// A CONNECT's fields for the log line: the client id and user name cut at 256 bytes (they
+/// come from the client).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttConnect {
+    pub client_id: String,
+    pub username: Option<String>,
+    pub version: &'static str,
+    pub keep_alive: u16,
+}
+
+impl MqttConnect {
+    pub fn of(connect: &throng_mqtt::Connect<'_>) -> MqttConnect {
+        let cut = |text: &str| {
+            let mut end = text.len().min(256);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.get(..end).unwrap_or_default().to_string()
+        };
+        MqttConnect {
+            client_id: cut(connect.client_id),
+            username: connect.username.map(cut),
+            version: connect.version.name(),
+            keep_alive: connect.keep_alive,
+        }
+    }
 }
 
 /// Where sessions send entries.

@@ -1,0 +1,166 @@
+//! MQTT mode: the client's CONNECT is read and checked before any server is chosen (within
+//! `mqtt_max_connect` bytes and `timeout.mqtt-connect`); its client id picks the server
+//! (`balance = "client-id"`) and its fields go in the log line; then the bytes are relayed as in
+//! TCP mode, the CONNECT first. Anything that is not an MQTT CONNECT is closed, counted
+//! (`frontend_mqtt_refusals_total`) and logged with termination `PR`; a CONNECT that does not
+//! arrive in time is logged `cR`, a client that leaves before it `CR`.
+
+use crate::balance::Affinity;
+use crate::dispatch;
+use crate::log::MqttConnect;
+use crate::relay;
+use crate::session::Session;
+use crate::stream::ClientStream;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use throng_mqtt::read::{self, Packet, ReadError};
+use throng_mqtt::Version;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Why a connection ended before a server was chosen.
+enum Refusal {
+    /// Not MQTT, or a CONNECT that breaks the specification or the size limit: `PR`.
+    Bad(String),
+    /// The client closed (or reset) the connection first: `CR`.
+    Gone,
+}
+
+pub async fn serve(session: Session, mut client: ClientStream) {
+    let proxy = session.proxy();
+    let _busy = crate::session::Busy::new(&session.worker);
+    let started = session.accepted_at;
+    let mut entry = session.entry(session.accepted);
+    let frontend = session.frontend();
+    let Some(backend) = frontend.default_backend else {
+        return;
+    };
+    let mut head = Vec::new();
+    let read = tokio::time::timeout(
+        frontend.timeouts.mqtt_connect,
+        read_connect(&mut client, &mut head, frontend.mqtt_max_connect),
+    )
+    .await;
+    let (connect, affinity) = match read {
+        Ok(Ok((connect, client_id))) => {
+            let affinity = Affinity::with_client_id(session.peer.ip(), &client_id);
+            (connect, affinity)
+        }
+        Ok(Err(refusal)) => {
+            entry.termination = match &refusal {
+                Refusal::Bad(why) => {
+                    session.frontend_state().mqtt_refusals.fetch_add(1, Relaxed);
+                    tracing::debug!("{}: {} refused: {why}", frontend.name, session.peer);
+                    *b"PR"
+                }
+                Refusal::Gone => *b"CR",
+            };
+            entry.bytes_from_client = head.len() as u64;
+            let _ = client.shutdown().await;
+            session.log(entry, started);
+            return;
+        }
+        Err(_) => {
+            session.frontend_state().mqtt_refusals.fetch_add(1, Relaxed);
+            tracing::debug!(
+                "{}: {} sent no whole CONNECT within {:?}",
+                frontend.name,
+                session.peer,
+                frontend.timeouts.mqtt_connect
+            );
+            entry.termination = *b"cR";
+            entry.bytes_from_client = head.len() as u64;
+            let _ = client.shutdown().await;
+            session.log(entry, started);
+            return;
+        }
+    };
+    let keep_alive = connect.keep_alive;
+    entry.mqtt = Some(Box::new(connect));
+    session.note_backend(&mut entry, backend);
+    let connecting = Box::pin(dispatch::connect(
+        proxy,
+        &session.worker.servers,
+        backend,
+        affinity,
+        false,
+    ));
+    let mut connected = match connecting.await {
+        Ok(connected) => connected,
+        Err(error) => {
+            session.note_dispatch_failure(&mut entry, backend, error);
+            let _ = client.shutdown().await;
+            session.log(entry, started);
+            return;
+        }
+    };
+    session.note_server(&mut entry, backend, connected.slot.server);
+    entry.t_queue = Some(connected.queued);
+    entry.t_connect = Some(connected.connecting);
+    entry.retries = connected.retries;
+    if connected.stream.write_all(&head).await.is_err() {
+        entry.termination = *b"SC";
+        session.log(entry, started);
+        return;
+    }
+    let head_len = head.len() as u64;
+    drop(head);
+    let timeouts = &proxy.config.backends[backend].timeouts;
+    let idle = timeouts.tunnel.unwrap_or_else(|| {
+        if !frontend.timeouts.client_given && keep_alive > 0 {
+            // A broker gives a client 1.5 keep-alives without a packet (MQTT §3.1.2.10).
+            Duration::from_millis(u64::from(keep_alive) * 1500)
+        } else {
+            frontend.timeouts.client.min(timeouts.server)
+        }
+    });
+    let tunnel = relay::run(&mut client, &mut connected.stream, idle).await;
+    entry.bytes_to_client = tunnel.to_client;
+    entry.bytes_from_client = head_len + tunnel.to_server;
+    entry.termination = tunnel.ending.termination();
+    session.count_bytes(&connected, head_len + tunnel.to_server, tunnel.to_client);
+    session.count_tls_refusal(&client);
+    drop(connected);
+    session.log(entry, started);
+}
+
+/// Reads until `head` holds a whole first packet, which must be a valid CONNECT; returns its
+/// fields for the log and its client id. `head` keeps every byte read (the CONNECT, and
+/// anything the client sent after it), to be sent on to the server.
+async fn read_connect(
+    client: &mut ClientStream,
+    head: &mut Vec<u8>,
+    max: usize,
+) -> Result<(MqttConnect, String), Refusal> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        match read::packet(head, Version::V311, max) {
+            Ok(Some((Packet::Connect(connect), _))) => {
+                return Ok((MqttConnect::of(&connect), connect.client_id.to_string()))
+            }
+            Ok(Some(_)) => {
+                return Err(Refusal::Bad("the first packet is not CONNECT".into()));
+            }
+            Ok(None) => {}
+            Err(ReadError::TooLarge(length, limit)) => {
+                return Err(Refusal::Bad(format!(
+                    "a CONNECT of {length} bytes, over mqtt_max_connect ({limit})"
+                )))
+            }
+            Err(error) => return Err(Refusal::Bad(error.to_string())),
+        }
+        // The first byte alone tells HTTP, TLS and most else from MQTT: refuse at once.
+        if head
+            .first()
+            .is_some_and(|b| b >> 4 != throng_mqtt::kind::CONNECT)
+        {
+            return Err(Refusal::Bad(
+                "not MQTT (the first packet is not CONNECT)".into(),
+            ));
+        }
+        let n = match client.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(Refusal::Gone),
+            Ok(n) => n,
+        };
+        head.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
