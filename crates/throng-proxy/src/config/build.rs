@@ -651,6 +651,44 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_mode_loads_and_its_mistakes_are_named() {
+        let mqtt = "[defaults]\nmode = \"mqtt\"\n[frontends.m]\nbind = [\"127.0.0.1:8883\"]\n\
+                    default_backend = \"b\"\nmqtt_max_connect = 4096\n\
+                    [backends.b]\nbalance = \"client-id\"\nbalance_fallback = \"leastconn\"\n\
+                    servers = [{ name = \"s\", address = \"127.0.0.1:1883\" }]\n";
+        let config = crate::config::parse(mqtt, "m.toml", Path::new(".")).unwrap();
+        assert_eq!(config.frontends[0].mqtt_max_connect, 4096);
+        assert_eq!(config.backends[0].balance, crate::config::Balance::ClientId);
+        for (bad, key, says) in [
+            (
+                mqtt.replace("mode = \"mqtt\"", "mode = \"http\""),
+                "backends.b.balance",
+                "client-id needs mode = \"mqtt\"",
+            ),
+            (
+                mqtt.replace("\"leastconn\"", "\"client-id\""),
+                "backends.b.balance_fallback",
+                "without a client id",
+            ),
+            (
+                mqtt.replace("4096", "3"),
+                "frontends.m.mqtt_max_connect",
+                "must be 16 to",
+            ),
+        ] {
+            let error = crate::config::parse(&bad, "m.toml", Path::new("."))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(error.contains(key) && error.contains(says), "{error}");
+            assert!(
+                error.contains("m.toml:"),
+                "names the file and line: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn sizes_in_binary_and_decimal_units() {
         assert_eq!(parse_size("512MiB"), Ok(512 << 20));
         assert_eq!(parse_size("20GiB"), Ok(20 << 30));
