@@ -129,7 +129,7 @@ pub fn render(proxy: &Proxy) -> String {
         .zip(&proxy.frontends)
         .map(|(config, state)| (format!("frontend=\"{}\"", config.name), state))
         .collect();
-    let per_frontend: [Metric<FrontendState>; 12] = [
+    let per_frontend: [Metric<FrontendState>; 13] = [
         (
             "frontend_current_sessions",
             "gauge",
@@ -195,6 +195,12 @@ pub fn render(proxy: &Proxy) -> String {
             "counter",
             "Mode mqtt: connections closed before a server for a first packet that is not a valid CONNECT, or none in time.",
             |f| f.mqtt_refusals.load(Relaxed),
+        ),
+        (
+            "frontend_rate_limited_total",
+            "counter",
+            "Times accepting waited for rate_limit_sessions.",
+            |f| f.rate_limited.load(Relaxed),
         ),
         (
             "frontend_limit_waits_total",

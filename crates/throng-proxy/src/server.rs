@@ -242,6 +242,17 @@ async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker:
             continue;
         }
         waiting = false;
+        // `rate_limit_sessions`: the connection waits in the kernel's queue for its turn.
+        if let Some(rate) = &proxy.frontends[frontend].session_rate {
+            if let Err(wait) = rate.try_take() {
+                proxy.frontends[frontend].rate_limited.fetch_add(1, Relaxed);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|stopping| *stopping) => return,
+                }
+                continue;
+            }
+        }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stopping| *stopping) => return,

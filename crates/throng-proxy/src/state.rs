@@ -75,6 +75,10 @@ pub struct FrontendState {
     pub mqtt_refusals: AtomicU64,
     /// Times an accept waited because `maxconn` or the memory budget was reached.
     pub limit_waits: AtomicU64,
+    /// `rate_limit_sessions`, this process's share of it.
+    pub session_rate: Option<crate::rate::SessionRate>,
+    /// Connections left in the accept queue a while by `rate_limit_sessions`.
+    pub rate_limited: AtomicU64,
 }
 
 #[derive(Default)]
@@ -185,7 +189,15 @@ impl Proxy {
             frontends: config
                 .frontends
                 .iter()
-                .map(|_| FrontendState::default())
+                .map(|f| FrontendState {
+                    // Every worker process accepts on the same ports: each takes its share.
+                    session_rate: f.rate_limit_sessions.map(|n| {
+                        crate::rate::SessionRate::new(
+                            n.div_ceil(config.global.processes.max(1) as u64),
+                        )
+                    }),
+                    ..FrontendState::default()
+                })
                 .collect(),
             backends: config.backends.iter().map(BackendState::new).collect(),
             config,

@@ -493,3 +493,55 @@ fn the_proxy_reads_the_connect_keeps_each_client_id_on_its_broker_and_refuses_wh
         1.0
     );
 }
+
+/// `[30/Nov/2026:14:40:30.366]` in a log line, as milliseconds of the day.
+fn accepted_ms(line: &str) -> u64 {
+    let stamp = line.split('[').nth(1).unwrap().split(']').next().unwrap();
+    let time = stamp.split(':').skip(1).collect::<Vec<_>>();
+    let (h, m, s): (u64, u64, f64) = (
+        time[0].parse().unwrap(),
+        time[1].parse().unwrap(),
+        time[2].parse().unwrap(),
+    );
+    (h * 3600 + m * 60) * 1000 + (s * 1000.0) as u64
+}
+
+#[test]
+fn a_rate_limited_frontend_spreads_a_reconnect_storm() {
+    let broker = Mosquitto::start("rate", "allow_anonymous true");
+    let dir = Dir::new("mqtt-rate");
+    let config = format!(
+        "[global]\nthreads = 2\nadmin = \"127.0.0.1:0\"\n\n[defaults]\nmode = \"mqtt\"\n\n\
+         [frontends.storm]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"one\"\n\
+         rate_limit_sessions = 1000\n\n\
+         [backends.one]\nservers = [{{ name = \"a\", address = \"{}\" }}]\n",
+        broker.plain
+    );
+    let proxy = Proxy::start(&dir, &config);
+    let port = proxy.addr("storm").port().to_string();
+    // 3,000 clients offered at 5,000/s: a second's worth (1,000) at once, the other 2,000 at
+    // 1,000/s, so the accepts span at least about 2 s however fast the machine is.
+    let report = mqtt(&[
+        "conn",
+        "-p",
+        &port,
+        "-c",
+        "3000",
+        "-R",
+        "5000",
+        "-k",
+        "60",
+        "--duration",
+        "3s",
+    ]);
+    assert_eq!(report["connections"]["connected"], 3000, "{report}");
+    let lines = wait_until(|| {
+        let lines = proxy.log();
+        (lines.len() >= 3000).then_some(lines)
+    })
+    .expect("a log line per connection");
+    let times: Vec<u64> = lines.iter().map(|l| accepted_ms(l)).collect();
+    let span = times.iter().max().unwrap() - times.iter().min().unwrap();
+    assert!(span >= 1_800, "3,000 accepts over {span} ms at 1,000/s");
+    assert!(proxy.metric("throng_proxy_frontend_rate_limited_total{frontend=\"storm\"}") > 0.0);
+}

@@ -289,6 +289,15 @@ fn build_frontend(
         forwardfor: f.forwardfor.or(defaults.forwardfor).unwrap_or(true),
         forwarded: f.forwarded.or(defaults.forwarded).unwrap_or(false),
         mqtt_max_connect,
+        rate_limit_sessions: match f.rate_limit_sessions {
+            Some(0) => {
+                return Err((
+                    at.key("rate_limit_sessions"),
+                    "must be at least 1 (leave it out for no limit)".into(),
+                ))
+            }
+            limit => limit,
+        },
     })
 }
 

@@ -76,6 +76,7 @@ pub struct Frontend {
     pub tls: Option<Tls>,
     /// Mode mqtt: the largest CONNECT read, in bytes.
     pub mqtt_max_connect: Option<u64>,
+    pub rate_limit_sessions: Option<u64>,
     #[serde(default)]
     pub timeout: Timeouts,
     #[serde(default)]

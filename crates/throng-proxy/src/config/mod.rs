@@ -89,6 +89,8 @@ pub struct Frontend {
     pub forwarded: bool,
     /// Mode mqtt: the largest CONNECT packet read (its remaining length), in bytes.
     pub mqtt_max_connect: usize,
+    /// New connections accepted per second at most (each worker process takes its share).
+    pub rate_limit_sessions: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -151,6 +151,7 @@ pub(super) mod tests {
             forwardfor: true,
             forwarded: false,
             mqtt_max_connect: 1024,
+            rate_limit_sessions: None,
         }
     }
 
