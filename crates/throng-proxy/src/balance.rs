@@ -220,6 +220,7 @@ mod tests {
                     weight,
                     maxconn,
                     checked: true,
+                    send_proxy: None,
                 })
                 .collect(),
             source: Vec::new(),

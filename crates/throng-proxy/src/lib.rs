@@ -26,6 +26,7 @@ pub mod log;
 pub mod master;
 pub mod metrics;
 pub mod mqtt;
+pub mod proxy_protocol;
 pub mod rate;
 pub mod relay;
 pub mod server;

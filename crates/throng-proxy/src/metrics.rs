@@ -129,7 +129,7 @@ pub fn render(proxy: &Proxy) -> String {
         .zip(&proxy.frontends)
         .map(|(config, state)| (format!("frontend=\"{}\"", config.name), state))
         .collect();
-    let per_frontend: [Metric<FrontendState>; 13] = [
+    let per_frontend: [Metric<FrontendState>; 14] = [
         (
             "frontend_current_sessions",
             "gauge",
@@ -201,6 +201,12 @@ pub fn render(proxy: &Proxy) -> String {
             "counter",
             "Times accepting waited for rate_limit_sessions.",
             |f| f.rate_limited.load(Relaxed),
+        ),
+        (
+            "frontend_proxy_header_refusals_total",
+            "counter",
+            "accept_proxy: connections closed for a missing, malformed or late PROXY protocol header.",
+            |f| f.proxy_header_refusals.load(Relaxed),
         ),
         (
             "frontend_limit_waits_total",

@@ -97,7 +97,8 @@ pub async fn serve(session: Session, mut client: ClientStream) {
     entry.t_queue = Some(connected.queued);
     entry.t_connect = Some(connected.connecting);
     entry.retries = connected.retries;
-    if connected.stream.write_all(&head).await.is_err() {
+    let header = session.send_proxy_header(&mut connected, &client).await;
+    if header.is_err() || connected.stream.write_all(&head).await.is_err() {
         entry.termination = *b"SC";
         session.log(entry, started);
         return;

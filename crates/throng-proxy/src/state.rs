@@ -79,6 +79,8 @@ pub struct FrontendState {
     pub session_rate: Option<crate::rate::SessionRate>,
     /// Connections left in the accept queue a while by `rate_limit_sessions`.
     pub rate_limited: AtomicU64,
+    /// `accept_proxy`: connections closed for a missing, malformed or late PROXY header.
+    pub proxy_header_refusals: AtomicU64,
 }
 
 #[derive(Default)]
@@ -222,6 +224,7 @@ mod tests {
             weight,
             maxconn: None,
             checked: true,
+            send_proxy: None,
         }
     }
 

@@ -37,6 +37,15 @@ pub async fn serve(session: Session, mut client: ClientStream) {
     entry.t_queue = Some(connected.queued);
     entry.t_connect = Some(connected.connecting);
     entry.retries = connected.retries;
+    if session
+        .send_proxy_header(&mut connected, &client)
+        .await
+        .is_err()
+    {
+        entry.termination = *b"SC";
+        session.log(entry, started);
+        return;
+    }
     let timeouts = &proxy.config.backends[backend].timeouts;
     let idle = timeouts
         .tunnel

@@ -545,3 +545,79 @@ fn a_rate_limited_frontend_spreads_a_reconnect_storm() {
     assert!(span >= 1_800, "3,000 accepts over {span} ms at 1,000/s");
     assert!(proxy.metric("throng_proxy_frontend_rate_limited_total{frontend=\"storm\"}") > 0.0);
 }
+
+#[test]
+fn the_proxy_protocol_carries_the_clients_address_through_two_proxies() {
+    let broker = Mosquitto::start("proxy-protocol", "allow_anonymous true");
+    let inner_dir = Dir::new("mqtt-pp-inner");
+    // The inner proxy trusts a PROXY header on its listener; the outer one sends one (v2).
+    let inner = Proxy::start(
+        &inner_dir,
+        &format!(
+            "[global]\nthreads = 1\nadmin = \"127.0.0.1:0\"\n\n[defaults]\nmode = \"mqtt\"\n\n\
+             [frontends.inner]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"b\"\naccept_proxy = true\n\n\
+             [backends.b]\nservers = [{{ name = \"m\", address = \"{}\" }}]\n",
+            broker.plain
+        ),
+    );
+    let outer_dir = Dir::new("mqtt-pp-outer");
+    let outer = Proxy::start(
+        &outer_dir,
+        &format!(
+            "[global]\nthreads = 1\n\n[defaults]\nmode = \"mqtt\"\n\n\
+             [frontends.outer]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"b\"\n\n\
+             [backends.b]\nservers = [{{ name = \"inner\", address = \"{}\", send_proxy = \"v2\" }}]\n",
+            inner.addr("inner")
+        ),
+    );
+    let report = mqtt(&[
+        "conn",
+        "-p",
+        &outer.addr("outer").port().to_string(),
+        "-c",
+        "3",
+        "--ifaddr",
+        "127.0.0.5",
+        "--prefix",
+        "pp",
+        "--duration",
+        "500ms",
+    ]);
+    assert_eq!(report["connections"]["connected"], 3, "{report}");
+    // The inner proxy logs the client's own address, not the outer proxy's.
+    let line = inner.wait_for_line(&["inner b/m", "{pp-conn-0||5|300}"]);
+    assert!(line.starts_with("127.0.0.5:"), "{line}");
+
+    // Version 1 by hand, then a CONNECT in the same segment: both read, in order.
+    let mut raw = std::net::TcpStream::connect(inner.addr("inner")).unwrap();
+    let mut bytes = b"PROXY TCP4 192.0.2.9 127.0.0.1 5555 1883\r\n".to_vec();
+    bytes.extend_from_slice(&[
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 1, b'x',
+    ]);
+    raw.write_all(&bytes).unwrap();
+    let mut connack = [0u8; 4];
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+    drop(raw);
+    let line = inner.wait_for_line(&["{x||3.1.1|30}"]);
+    assert!(line.starts_with("192.0.2.9:5555 "), "{line}");
+
+    // No header where one is required: refused and counted.
+    let mut bare = std::net::TcpStream::connect(inner.addr("inner")).unwrap();
+    bare.write_all(&[
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 1, b'y',
+    ])
+    .unwrap();
+    bare.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = bare.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{answer:?}");
+    let refused = wait_until(|| {
+        let n =
+            inner.metric("throng_proxy_frontend_proxy_header_refusals_total{frontend=\"inner\"}");
+        (n >= 1.0).then_some(n)
+    });
+    assert_eq!(refused, Some(1.0));
+}

@@ -298,6 +298,7 @@ fn build_frontend(
             }
             limit => limit,
         },
+        accept_proxy: f.accept_proxy.unwrap_or(false),
     })
 }
 
@@ -414,6 +415,18 @@ fn build_backend(
                 format!("more than {MAX_SERVERS} servers in the configuration"),
             ));
         }
+        let send_proxy = match s.send_proxy.as_deref() {
+            None => None,
+            Some(_) if mode == Mode::Http => {
+                return Err((
+                    at.key("send_proxy"),
+                    "needs mode = \"tcp\" or \"mqtt\"".into(),
+                ))
+            }
+            Some("v1") => Some(crate::proxy_protocol::Version::V1),
+            Some("v2") => Some(crate::proxy_protocol::Version::V2),
+            Some(other) => return Err((at.key("send_proxy"), format!("`{other}`: use v1 or v2"))),
+        };
         let weight = s.weight.unwrap_or(1);
         if weight == 0 || weight > 256 {
             return Err((at.key("weight"), "must be 1 to 256".into()));
@@ -445,6 +458,7 @@ fn build_backend(
                 weight,
                 maxconn: s.maxconn,
                 checked: s.check.unwrap_or(true),
+                send_proxy,
             });
         }
     }

@@ -77,6 +77,7 @@ pub struct Frontend {
     /// Mode mqtt: the largest CONNECT read, in bytes.
     pub mqtt_max_connect: Option<u64>,
     pub rate_limit_sessions: Option<u64>,
+    pub accept_proxy: Option<bool>,
     #[serde(default)]
     pub timeout: Timeouts,
     #[serde(default)]
@@ -139,6 +140,7 @@ pub struct Server {
     pub maxconn: Option<u32>,
     /// Whether health checks apply to this server (when the backend has `check`).
     pub check: Option<bool>,
+    pub send_proxy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

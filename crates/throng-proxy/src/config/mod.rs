@@ -91,6 +91,9 @@ pub struct Frontend {
     pub mqtt_max_connect: usize,
     /// New connections accepted per second at most (each worker process takes its share).
     pub rate_limit_sessions: Option<u64>,
+    /// Connections start with a PROXY protocol header from a load balancer in front, whose
+    /// client address is then the connection's.
+    pub accept_proxy: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -170,6 +173,8 @@ pub struct Server {
     /// Requests (HTTP) or connections (TCP) at once; more wait in the queue.
     pub maxconn: Option<u32>,
     pub checked: bool,
+    /// A PROXY protocol header before the client's bytes (modes tcp and mqtt).
+    pub send_proxy: Option<crate::proxy_protocol::Version>,
 }
 
 #[derive(Clone, Debug)]
