@@ -36,6 +36,9 @@ pub struct Config {
     /// Requests due within one window of this length (windows counted from the start) go out
     /// together at its end: one wake-up for the lot. Zero: each at its own due time.
     pub batch: Duration,
+    /// When the schedule starts (Unix ns), shared by a run's parts (`--start-at`); `None`: now.
+    /// A part's own start (`Part::start_unix_ns`) wins.
+    pub start_at: Option<u64>,
 }
 
 /// One process's share of an attack split over `of` processes: of the one schedule at the whole

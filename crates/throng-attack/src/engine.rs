@@ -62,6 +62,13 @@ impl Live {
     }
 }
 
+/// This machine's name, as the kernel has it (for a part's results).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// What one worker thread's requests share.
 pub(crate) struct ThreadCtx {
     pub config: Arc<Config>,
@@ -169,25 +176,50 @@ pub fn run(
     let now_unix_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let start_unix_ns = config.part.map_or(now_unix_ns, |p| p.start_unix_ns);
+    let start_unix_ns = config
+        .part
+        .map(|p| p.start_unix_ns)
+        .or(config.start_at)
+        .unwrap_or(now_unix_ns);
+    let targets_info: Vec<throng_results::stream::TargetInfo> = config
+        .targets
+        .iter()
+        .map(|t| throng_results::stream::TargetInfo {
+            method: t.method.clone(),
+            url: t.url.to_string(),
+        })
+        .collect();
+    let duration_ns = config.duration.map_or(0, |d| d.as_nanos() as u64);
+    let schedule = throng_results::parts::schedule_hash(config.rate, duration_ns, &targets_info);
+    let start_late_ns = now_unix_ns.saturating_sub(start_unix_ns);
+    if let Some(part) = config
+        .part
+        .filter(|_| start_late_ns > throng_results::parts::LATE_START_NS)
+    {
+        eprintln!(
+            "throng attack: part {}/{} starts {:.3} s after the shared start (its results say so)",
+            part.index,
+            part.of,
+            start_late_ns as f64 / 1e9
+        );
+    }
     let meta = Meta {
         name: config.name.clone(),
         start_unix_ns,
         rate: config.rate,
-        duration_ns: config.duration.map_or(0, |d| d.as_nanos() as u64),
+        duration_ns,
         timeout_ns: config.timeout.as_nanos() as u64,
         threads: threads as u32,
         max_inflight: config.max_inflight as u64,
-        targets: config
-            .targets
-            .iter()
-            .map(|t| throng_results::stream::TargetInfo {
-                method: t.method.clone(),
-                url: t.url.to_string(),
-            })
-            .collect(),
+        targets: targets_info,
         sources: config.sources.iter().map(ToString::to_string).collect(),
         generator: concat!("throng ", env!("CARGO_PKG_VERSION")).to_string(),
+        run_id: throng_results::parts::run_id(&schedule, start_unix_ns),
+        schedule,
+        part_index: config.part.map_or(0, |p| p.index as u32),
+        part_of: config.part.map_or(0, |p| p.of as u32),
+        host: host_name(),
+        start_late_ns,
     };
     let (batches, writer) = sink::start(output, meta, Arc::clone(&live), config.part.is_some())
         .map_err(|e| format!("results output: {e}"))?;
@@ -372,6 +404,7 @@ mod tests {
             part: None,
             precise: false,
             batch: Duration::ZERO,
+            start_at: None,
         });
         let ctx = Rc::new(ThreadCtx {
             config,

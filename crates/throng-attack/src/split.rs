@@ -29,6 +29,8 @@ pub struct Split {
     pub rate: f64,
     /// Print the live line on stderr.
     pub progress: bool,
+    /// The schedule's start (Unix ns) when given (`--start-at`); else half a second from now.
+    pub start_unix_ns: Option<u64>,
 }
 
 enum Event {
@@ -41,10 +43,12 @@ enum Event {
 /// Runs the processes to their end, writing the merged results to `output`.
 pub fn run(split: Split, output: Box<dyn Write + Send>) -> Result<End, String> {
     let procs = split.procs;
-    let start_unix_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        + START_MARGIN.as_nanos() as u64;
+    let start_unix_ns = split.start_unix_ns.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            + START_MARGIN.as_nanos() as u64
+    });
     let args = split.args;
     let spec = Spec {
         name: "attack process",
@@ -93,6 +97,9 @@ pub fn run(split: Split, output: Box<dyn Write + Send>) -> Result<End, String> {
                 // Every process was given the same run: the whole is N of them.
                 meta.threads *= procs as u32;
                 meta.max_inflight *= procs as u64;
+                // The merged stream is one process's run, not a part of one.
+                meta.part_index = 0;
+                meta.part_of = 0;
                 let out = output.take().ok_or("results output lost")?;
                 writer =
                     Some(Writer::new(out, &meta).map_err(|e| format!("writing results: {e}"))?);

@@ -8,9 +8,11 @@
 //!   being written; a truncated tail from a killed run is read up to the last whole frame.
 //! - [`report`]: vegeta's text report and more, JSON, and latency histograms, over merged inputs.
 //! - [`encode`]: records as JSON lines or CSV with vegeta's field names, and back.
+//! - [`parts`]: one run over many machines: its parts checked to belong together.
 //! - [`vegeta`]: vegeta's own binary (gob) and CSV results, read as they are.
 
 pub mod encode;
+pub mod parts;
 pub mod record;
 pub mod report;
 pub mod stream;

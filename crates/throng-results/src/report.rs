@@ -49,6 +49,10 @@ pub struct Summary {
     runs: Vec<Meta>,
     ends: Vec<End>,
     truncated_inputs: usize,
+    /// Every input with its metadata, for the parts' checks.
+    inputs: Vec<crate::parts::Input>,
+    /// Each part's own figures, by part index.
+    per_part: BTreeMap<u32, crate::parts::PartFigures>,
     buckets: Option<Buckets>,
 }
 
@@ -148,33 +152,70 @@ impl Summary {
             runs: Vec::new(),
             ends: Vec::new(),
             truncated_inputs: 0,
+            inputs: Vec::new(),
+            per_part: BTreeMap::new(),
             buckets,
         }
     }
 
     /// Reads a whole stream into the summary. A truncated tail is counted, not an error.
-    pub fn add_stream<R: Read>(&mut self, mut reader: Reader<R>) -> std::io::Result<()> {
+    pub fn add_stream<R: Read>(&mut self, reader: Reader<R>) -> std::io::Result<()> {
+        let name = format!("input {}", self.inputs.len() + 1);
+        self.add_named_stream(&name, reader)
+    }
+
+    /// [`Summary::add_stream`] for a file called `name` (in the parts' messages).
+    pub fn add_named_stream<R: Read>(
+        &mut self,
+        name: &str,
+        mut reader: Reader<R>,
+    ) -> std::io::Result<()> {
         let mut meta = Meta::default();
+        let mut complete = false;
+        let mut last_ns = 0;
         while let Some(frame) = reader.next_frame()? {
             match frame {
                 Frame::Meta(m) => {
                     meta = m.clone();
                     self.runs.push(m);
                 }
-                Frame::Record(record) => self.add(&meta, &record),
+                Frame::Record(record) => {
+                    last_ns = last_ns.max(record.intended.saturating_add(record.latency));
+                    self.add(&meta, &record);
+                }
                 Frame::Interval(_) => {}
-                Frame::End(end) => self.ends.push(end),
+                Frame::End(end) => {
+                    complete = true;
+                    self.ends.push(end);
+                }
                 Frame::Progress(_) => {}
             }
         }
         if reader.truncated() {
             self.truncated_inputs += 1;
         }
+        self.inputs.push(crate::parts::Input {
+            name: name.to_string(),
+            meta,
+            complete,
+            last_ns,
+        });
         Ok(())
+    }
+
+    /// Whether the inputs that are parts of a run belong together (see [`crate::parts`]).
+    pub fn check_parts(&self) -> Result<crate::parts::Parts, String> {
+        crate::parts::check(&self.inputs)
     }
 
     /// Adds one record of the run described by `meta`.
     pub fn add(&mut self, meta: &Meta, record: &Record) {
+        if meta.part_of > 0 {
+            self.per_part
+                .entry(meta.part_index)
+                .or_default()
+                .add(record);
+        }
         self.requests += 1;
         if record.is_success() {
             self.successes += 1;
@@ -255,9 +296,26 @@ impl Summary {
         per_second(self.successes, self.attack_ns() + self.wait_ns())
     }
 
-    /// The offered rate: the runs' rates added up (runs side by side make one load).
+    /// The offered rate: the runs' rates added up (runs side by side make one load). The parts
+    /// of one run each carry the whole schedule's rate: it counts once, for the share of its
+    /// parts that were read.
     fn offered_rate(&self) -> f64 {
-        self.runs.iter().map(|run| run.rate).sum()
+        let mut parts_of_runs: BTreeMap<&str, (f64, u32, u32)> = BTreeMap::new();
+        let mut rate = 0.0;
+        for run in &self.runs {
+            if run.part_of > 0 {
+                let entry = parts_of_runs
+                    .entry(&run.run_id)
+                    .or_insert((run.rate, run.part_of, 0));
+                entry.2 += 1;
+            } else {
+                rate += run.rate;
+            }
+        }
+        for (whole, of, read) in parts_of_runs.values() {
+            rate += whole * f64::from((*read).min(*of)) / f64::from(*of);
+        }
+        rate
     }
 
     /// A latency quantile, never above the exact maximum.
@@ -315,6 +373,9 @@ impl Summary {
                  not delivered in full.",
                 scheduled - sent
             ));
+        }
+        if let Ok(parts) = self.check_parts() {
+            warnings.extend(parts.warnings);
         }
         if self.truncated_inputs > 0 {
             warnings.push(format!(
@@ -535,6 +596,27 @@ impl Summary {
                     .join("  "),
             );
         }
+        if !self.per_part.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{:<6}{:<20}{:<24}{:>10}{:>8}{:>12}{:>10}",
+                "Part", "Host", "File", "Requests", "Errors", "p99", "Late"
+            );
+            for (index, figures) in &self.per_part {
+                let input = self.inputs.iter().find(|i| i.meta.part_index == *index);
+                let _ = writeln!(
+                    out,
+                    "{:<6}{:<20}{:<24}{:>10}{:>8}{:>12}{:>10}",
+                    index,
+                    input.map_or("", |i| i.meta.host.as_str()),
+                    input.map_or("", |i| i.name.as_str()),
+                    figures.requests,
+                    figures.errors,
+                    go_duration(quantile(&figures.latency, 0.99)),
+                    go_duration(input.map_or(0, |i| i.meta.start_late_ns)),
+                );
+            }
+        }
         for warning in self.generator_warnings() {
             let _ = writeln!(out, "\n{warning}");
         }
@@ -580,9 +662,44 @@ impl Summary {
                 "scheduled": self.ends.iter().map(|e| e.scheduled).sum::<u64>(),
                 "delayed_by_max_inflight": self.ends.iter().map(|e| e.delayed_by_cap).sum::<u64>(),
                 "runs": self.runs.len(),
+                "parts": self.parts_json(),
                 "truncated_inputs": self.truncated_inputs,
                 "warnings": self.generator_warnings(),
             }
+        })
+    }
+
+    /// The parts of a run over many machines, each with its own figures (`null`: no parts).
+    fn parts_json(&self) -> Value {
+        let Ok(parts) = self.check_parts() else {
+            return Value::Null;
+        };
+        if parts.of == 0 {
+            return Value::Null;
+        }
+        let each: Vec<Value> = self
+            .per_part
+            .iter()
+            .map(|(index, figures)| {
+                let input = self.inputs.iter().find(|i| i.meta.part_index == *index);
+                json!({
+                    "index": index,
+                    "host": input.map(|i| i.meta.host.clone()),
+                    "file": input.map(|i| i.name.clone()),
+                    "complete": input.map(|i| i.complete),
+                    "start_late_ns": input.map(|i| i.meta.start_late_ns),
+                    "requests": figures.requests,
+                    "errors": figures.errors,
+                    "latency_99th": quantile(&figures.latency, 0.99),
+                })
+            })
+            .collect();
+        json!({
+            "of": parts.of,
+            "present": parts.present,
+            "missing": parts.missing,
+            "run_id": self.inputs.iter().find(|i| i.meta.part_of > 0).map(|i| i.meta.run_id.clone()),
+            "each": each,
         })
     }
 

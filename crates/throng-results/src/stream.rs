@@ -60,6 +60,22 @@ pub struct Meta {
     pub sources: Vec<String>,
     /// The program and version that wrote the file.
     pub generator: String,
+    /// A run over many processes or machines: the run (the same in every part), a hash of its
+    /// schedule (rate, duration, targets), this part's place (I of N; 0 of 0: not a part), the
+    /// host that sent it, and how late after the shared start it began. Absent from files of
+    /// older versions, which read as not parts.
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub schedule: String,
+    #[serde(default)]
+    pub part_index: u32,
+    #[serde(default)]
+    pub part_of: u32,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub start_late_ns: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

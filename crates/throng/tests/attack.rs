@@ -897,3 +897,172 @@ fn shell(dir: &Path, line: &str) -> String {
     );
     stdout
 }
+
+/// Unix seconds a little ahead, as a launcher computes `--start-at` once for every part.
+fn start_in(seconds: f64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    format!("{:.3}", now + seconds)
+}
+
+/// `throng attack` as part `index` of a run, told its index the way a Kubernetes Indexed Job
+/// tells it (`JOB_COMPLETION_INDEX`, with `--parts N`).
+fn spawn_part(targets: &str, index: usize, args: &[&str]) -> std::process::Child {
+    let mut child = throng()
+        .arg("attack")
+        .args(args)
+        .env("JOB_COMPLETION_INDEX", index.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(targets.as_bytes())
+        .unwrap();
+    child
+}
+
+#[test]
+fn parts_started_by_a_launcher_make_one_run_and_strangers_are_refused() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("parts");
+    let targets = format!("GET {}\n", pong.url());
+    let run = |name: &str, duration: &str| -> Vec<std::path::PathBuf> {
+        let start = start_in(2.0);
+        let files: Vec<_> = (0..3)
+            .map(|i| dir.join(format!("{name}-{i}.bin")))
+            .collect();
+        let children: Vec<_> = files
+            .iter()
+            .enumerate()
+            .map(|(i, file)| {
+                let args = [
+                    "-rate=300",
+                    &format!("-duration={duration}"),
+                    "-threads=1",
+                    "--parts=3",
+                    &format!("--start-at={start}"),
+                    "-output",
+                    file.to_str().unwrap(),
+                ];
+                spawn_part(&targets, i, &args)
+            })
+            .collect();
+        for child in children {
+            assert_succeeded(&child.wait_with_output().unwrap());
+        }
+        files
+    };
+    let a = run("a", "1s");
+    // Merged, the three parts are the one schedule: every sequence number once, each at its
+    // intended time from one shared start.
+    let report = report_json(&a);
+    assert_eq!(report["requests"], 300, "{report}");
+    assert_eq!(report["success"], 1.0, "{report}");
+    let parts = &report["throng"]["parts"];
+    assert_eq!(parts["of"], 3, "{report}");
+    assert_eq!(parts["missing"], serde_json::json!([]), "{report}");
+    assert_eq!(parts["each"].as_array().unwrap().len(), 3, "{report}");
+    assert!(
+        (report["throng"]["offered_rate"].as_f64().unwrap() - 300.0).abs() < 1e-6,
+        "the schedule's rate once, not once per part: {report}"
+    );
+    let csv = String::from_utf8(encode(
+        &["--to", "csv"],
+        &a.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
+    ))
+    .unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let mut seqs: Vec<u64> = rows
+        .iter()
+        .map(|r| r[col("seq")].parse().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..300).collect::<Vec<u64>>());
+    let intended: Vec<(u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[col("seq")].parse().unwrap(),
+                r[col("intended")].parse().unwrap(),
+            )
+        })
+        .collect();
+    let start = intended.iter().find(|(s, _)| *s == 0).unwrap().1;
+    for (seq, at) in &intended {
+        let expected = start + seq * 1_000_000_000 / 300;
+        assert!(
+            at.abs_diff(expected) <= 1_000,
+            "request {seq} intended at {at}, not {expected}"
+        );
+    }
+
+    // A part missing, and a part of another run: named, or refused.
+    let output = throng().arg("report").args(&a[..2]).output().unwrap();
+    assert_succeeded(&output);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("1 of 3 parts missing: 2"), "{text}");
+    let b = run("b", "1s");
+    let output = throng()
+        .args(["report"])
+        .arg(&a[0])
+        .arg(&b[1])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("not one run") && error.contains("a-0.bin") && error.contains("b-1.bin"),
+        "{error}"
+    );
+
+    // A part killed mid-run: the others report, and the merge says which part ended early.
+    let start = start_in(1.5);
+    let files: Vec<_> = (0..3).map(|i| dir.join(format!("c-{i}.bin"))).collect();
+    let children: Vec<_> = files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            spawn_part(
+                &targets,
+                i,
+                &[
+                    "-rate=300",
+                    "-duration=4s",
+                    "-threads=1",
+                    "--parts=3",
+                    &format!("--start-at={start}"),
+                    "-output",
+                    file.to_str().unwrap(),
+                ],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(3_000));
+    let mut children = children;
+    let mut killed = children.remove(1);
+    killed.kill().unwrap();
+    let _ = killed.wait();
+    for child in children {
+        assert_succeeded(&child.wait_with_output().unwrap());
+    }
+    let output = throng().arg("report").args(&files).output().unwrap();
+    assert_succeeded(&output);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("Part 1 (") && text.contains("ended early"),
+        "{text}"
+    );
+}

@@ -90,9 +90,11 @@ fn run_report(mut args: ReportArgs) -> Result<(), String> {
     for (name, input) in inputs(&args.files)? {
         let reader = encode::read_any(input).map_err(|e| format!("{name}: {e}"))?;
         summary
-            .add_stream(reader)
+            .add_named_stream(&name, reader)
             .map_err(|e| format!("{name}: {e}"))?;
     }
+    // Parts of different runs are never merged silently.
+    summary.check_parts()?;
     let text = match args.kind.as_str() {
         "text" => summary.text(),
         "json" => summary.json().to_string() + "\n",
