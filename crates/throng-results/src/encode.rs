@@ -129,7 +129,7 @@ pub fn records_to<R: Read>(
         let mut meta = Meta::default();
         while let Some(frame) = reader.next_frame()? {
             match frame {
-                Frame::Meta(m) => meta = m,
+                Frame::Meta(m) => meta = *m,
                 Frame::Record(record) => {
                     let result = json_result(&meta, &record);
                     match format {

@@ -176,8 +176,8 @@ impl Summary {
         while let Some(frame) = reader.next_frame()? {
             match frame {
                 Frame::Meta(m) => {
-                    meta = m.clone();
-                    self.runs.push(m);
+                    meta = (*m).clone();
+                    self.runs.push(*m);
                 }
                 Frame::Record(record) => {
                     last_ns = last_ns.max(record.intended.saturating_add(record.latency));

@@ -240,7 +240,8 @@ impl IntervalLog {
 /// One frame of a results stream.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
-    Meta(Meta),
+    /// Boxed: a frame a run writes once should not size the one written per request.
+    Meta(Box<Meta>),
     Record(Record),
     Interval(Interval),
     End(End),
@@ -381,9 +382,9 @@ impl<R: Read> Reader<R> {
             }
             let payload = &self.payload[..];
             let frame = match head[0] {
-                KIND_META => Frame::Meta(
+                KIND_META => Frame::Meta(Box::new(
                     serde_json::from_slice(payload).map_err(|e| corrupt(format!("meta: {e}")))?,
-                ),
+                )),
                 KIND_RECORD => Frame::Record(
                     Record::decode(payload).ok_or_else(|| corrupt("a malformed record".into()))?,
                 ),
@@ -488,7 +489,7 @@ mod tests {
     fn what_is_written_reads_back_in_order() {
         let (frames, truncated) = read_all(&written(150));
         assert!(!truncated);
-        assert_eq!(frames[0], Frame::Meta(meta()));
+        assert_eq!(frames[0], Frame::Meta(Box::new(meta())));
         assert_eq!(frames[1], Frame::Record(record(0)));
         assert_eq!(frames[150], Frame::Record(record(149)));
         let intervals: Vec<&Interval> = frames
