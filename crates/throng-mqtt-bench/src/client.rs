@@ -72,7 +72,7 @@ pub(crate) async fn client(
                     .borrow_mut()
                     .error(failure.class, || failure.message.clone());
                 let Some(wait) = backoff else { return };
-                if ctx.stopping_in(wait) {
+                if ctx.live.is_stopped() {
                     return;
                 }
                 tokio::select! {

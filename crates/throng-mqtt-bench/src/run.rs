@@ -116,10 +116,6 @@ impl ThreadCtx {
             .is_some_and(|d| due >= self.publish_start + d)
     }
 
-    pub fn stopping_in(&self, _wait: Duration) -> bool {
-        self.live.is_stopped()
-    }
-
     /// A message arrived at a subscriber: end-to-end latency from its stamp, and which of its
     /// publisher's messages it was. Other runs' messages on a shared broker count apart, unless
     /// this run only subscribes (its publishers are another process).

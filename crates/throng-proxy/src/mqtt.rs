@@ -35,10 +35,12 @@ pub async fn serve(session: Session, mut client: ClientStream) {
         return;
     };
     let mut head = Vec::new();
-    let read = tokio::time::timeout(
+    // Boxed: the CONNECT's reading (with its read buffer) lives for a moment, the tunnel for
+    // hours; inline, every held connection would keep room for it.
+    let read = Box::pin(tokio::time::timeout(
         frontend.timeouts.mqtt_connect,
         read_connect(&mut client, &mut head, frontend.mqtt_max_connect),
-    )
+    ))
     .await;
     let (connect, affinity) = match read {
         Ok(Ok((connect, client_id))) => {
