@@ -6,9 +6,7 @@
 //! arrive in time is logged `cR`, a client that leaves before it `CR`.
 
 use crate::balance::Affinity;
-use crate::dispatch;
 use crate::log::MqttConnect;
-use crate::relay;
 use crate::session::Session;
 use crate::stream::ClientStream;
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,7 +24,6 @@ enum Refusal {
 }
 
 pub async fn serve(session: Session, mut client: ClientStream) {
-    let proxy = session.proxy();
     let _busy = crate::session::Busy::new(&session.worker);
     let started = session.accepted_at;
     let mut entry = session.entry(session.accepted);
@@ -76,54 +73,12 @@ pub async fn serve(session: Session, mut client: ClientStream) {
             return;
         }
     };
-    let keep_alive = connect.keep_alive;
+    // A broker gives a client 1.5 keep-alives without a packet (MQTT §3.1.2.10): the tunnel's
+    // idle timeout, unless the configuration sets the client's.
+    let idle = (!frontend.timeouts.client_given && connect.keep_alive > 0)
+        .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
     entry.mqtt = Some(Box::new(connect));
-    session.note_backend(&mut entry, backend);
-    let connecting = Box::pin(dispatch::connect(
-        proxy,
-        &session.worker.servers,
-        backend,
-        affinity,
-        false,
-    ));
-    let mut connected = match connecting.await {
-        Ok(connected) => connected,
-        Err(error) => {
-            session.note_dispatch_failure(&mut entry, backend, error);
-            let _ = client.shutdown().await;
-            session.log(entry, started);
-            return;
-        }
-    };
-    session.note_server(&mut entry, backend, connected.slot.server);
-    entry.t_queue = Some(connected.queued);
-    entry.t_connect = Some(connected.connecting);
-    entry.retries = connected.retries;
-    let header = session.send_proxy_header(&mut connected, &client).await;
-    if header.is_err() || connected.stream.write_all(&head).await.is_err() {
-        entry.termination = *b"SC";
-        session.log(entry, started);
-        return;
-    }
-    let head_len = head.len() as u64;
-    drop(head);
-    let timeouts = &proxy.config.backends[backend].timeouts;
-    let idle = timeouts.tunnel.unwrap_or_else(|| {
-        if !frontend.timeouts.client_given && keep_alive > 0 {
-            // A broker gives a client 1.5 keep-alives without a packet (MQTT §3.1.2.10).
-            Duration::from_millis(u64::from(keep_alive) * 1500)
-        } else {
-            frontend.timeouts.client.min(timeouts.server)
-        }
-    });
-    let tunnel = relay::run(&mut client, &mut connected.stream, idle).await;
-    entry.bytes_to_client = tunnel.to_client;
-    entry.bytes_from_client = head_len + tunnel.to_server;
-    entry.termination = tunnel.ending.termination();
-    session.count_bytes(&connected, head_len + tunnel.to_server, tunnel.to_client);
-    session.count_tls_refusal(&client);
-    drop(connected);
-    session.log(entry, started);
+    crate::tcp::tunnel(&session, client, entry, backend, affinity, head, idle).await;
 }
 
 /// Reads until `head` holds a whole first packet, which must be a valid CONNECT; returns its

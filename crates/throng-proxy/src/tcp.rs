@@ -1,30 +1,52 @@
-//! TCP mode: the client's bytes to a server and back, for MQTT or any protocol, with TLS
-//! terminated in front or not. One log line per connection, HAProxy's `tcplog`.
+//! TCP mode: the client's bytes to a server and back, for any protocol, with TLS terminated in
+//! front or not. One log line per connection, HAProxy's `tcplog`. MQTT mode reads the CONNECT
+//! first and then tunnels the same way ([`tunnel`]).
 
+use crate::balance::Affinity;
 use crate::dispatch;
+use crate::log::Entry;
 use crate::relay;
 use crate::session::Session;
 use crate::stream::ClientStream;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
-pub async fn serve(session: Session, mut client: ClientStream) {
-    let proxy = session.proxy();
+pub async fn serve(session: Session, client: ClientStream) {
     let _busy = crate::session::Busy::new(&session.worker);
-    let started = session.accepted_at;
-    let mut entry = session.entry(session.accepted);
+    let entry = session.entry(session.accepted);
     let Some(backend) = session.frontend().default_backend else {
         return;
     };
+    let affinity = Affinity::of(session.peer.ip());
+    tunnel(&session, client, entry, backend, affinity, Vec::new(), None).await;
+}
+
+/// Chooses a server of `backend` for `affinity`, connects, writes its `send_proxy` header and
+/// then `head` (bytes the client sent that were read already), and relays both ways until
+/// either side ends or nothing moves for the idle timeout (`timeout.tunnel`; else `idle`; else
+/// the smaller of the client's and the server's). Logs the connection's line.
+pub async fn tunnel(
+    session: &Session,
+    mut client: ClientStream,
+    mut entry: Entry,
+    backend: usize,
+    affinity: Affinity,
+    head: Vec<u8>,
+    idle: Option<Duration>,
+) {
+    let proxy = session.proxy();
+    let started: Instant = session.accepted_at;
     session.note_backend(&mut entry, backend);
-    let mut connected = match dispatch::connect(
+    // Boxed: connecting lives for a moment, the tunnel for hours.
+    let connecting = Box::pin(dispatch::connect(
         proxy,
         &session.worker.servers,
         backend,
-        crate::balance::Affinity::of(session.peer.ip()),
+        affinity,
         false,
-    )
-    .await
-    {
+    ));
+    let mut connected = match connecting.await {
         Ok(connected) => connected,
         Err(error) => {
             session.note_dispatch_failure(&mut entry, backend, error);
@@ -37,24 +59,24 @@ pub async fn serve(session: Session, mut client: ClientStream) {
     entry.t_queue = Some(connected.queued);
     entry.t_connect = Some(connected.connecting);
     entry.retries = connected.retries;
-    if session
-        .send_proxy_header(&mut connected, &client)
-        .await
-        .is_err()
-    {
+    let header = session.send_proxy_header(&mut connected, &client).await;
+    if header.is_err() || connected.stream.write_all(&head).await.is_err() {
         entry.termination = *b"SC";
         session.log(entry, started);
         return;
     }
+    let head_len = head.len() as u64;
+    drop(head);
     let timeouts = &proxy.config.backends[backend].timeouts;
     let idle = timeouts
         .tunnel
-        .unwrap_or(session.frontend().timeouts.client.min(timeouts.server));
+        .or(idle)
+        .unwrap_or_else(|| session.frontend().timeouts.client.min(timeouts.server));
     let tunnel = relay::run(&mut client, &mut connected.stream, idle).await;
     entry.bytes_to_client = tunnel.to_client;
-    entry.bytes_from_client = tunnel.to_server;
+    entry.bytes_from_client = head_len + tunnel.to_server;
     entry.termination = tunnel.ending.termination();
-    session.count_bytes(&connected, tunnel.to_server, tunnel.to_client);
+    session.count_bytes(&connected, head_len + tunnel.to_server, tunnel.to_client);
     session.count_tls_refusal(&client);
     drop(connected);
     session.log(entry, started);

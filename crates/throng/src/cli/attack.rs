@@ -498,33 +498,15 @@ impl RequestArgs {
 
 /// First Ctrl-C: stop sending and let requests in flight finish. Second: stop waiting for them.
 fn watch_signals<T>(live: &Live, engine: &std::thread::JoinHandle<T>) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        let mut signals = 0;
-        while !engine.is_finished() {
-            tokio::select! {
-                _ = int.recv() => signals += 1,
-                _ = term.recv() => signals += 1,
-                _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
-            }
+    super::on_signals(
+        || engine.is_finished(),
+        |signals| {
             live.stop();
             if signals >= 2 {
                 live.abandon.store(true, Ordering::Relaxed);
             }
-        }
-    });
+        },
+    );
 }
 
 /// The targets text, and the folder `@body` paths are relative to.

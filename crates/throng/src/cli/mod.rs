@@ -71,6 +71,35 @@ impl Command {
     }
 }
 
+/// Until `done()`, calls `on_signal(n)` for the n-th SIGINT or SIGTERM (a Ctrl-C, a `kill`):
+/// the generators stop on the first and give up waiting on the second.
+fn on_signals(done: impl Fn() -> bool, mut on_signal: impl FnMut(usize)) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut signals = 0;
+        while !done() {
+            tokio::select! {
+                _ = int.recv() => signals += 1,
+                _ = term.recv() => signals += 1,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => continue,
+            }
+            on_signal(signals);
+        }
+    });
+}
+
 /// The subcommands that take vegeta's flags, which vegeta spells with one dash.
 const VEGETA_STYLE: [&str; 5] = ["attack", "report", "encode", "plot", "knee"];
 

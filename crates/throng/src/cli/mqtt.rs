@@ -306,26 +306,5 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 /// First Ctrl-C (or SIGTERM): stop publishing or holding, drain, report. Second: stop at once.
 fn watch_signals<T>(live: &Live, engine: &std::thread::JoinHandle<T>) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        while !engine.is_finished() {
-            tokio::select! {
-                _ = int.recv() => live.interrupt(),
-                _ = term.recv() => live.interrupt(),
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
-    });
+    super::on_signals(|| engine.is_finished(), |_| live.interrupt());
 }
