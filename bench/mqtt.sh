@@ -7,11 +7,15 @@
 #   - publish: 100 publishers at RATE messages/s over the run, QoS 1, 64-byte payloads, one
 #     subscriber in the same run for throng (emqtt_bench's pub has none); CPU seconds of the
 #     generator (getrusage) per 1,000 messages sent, and the rate achieved.
-# Usage: bench/mqtt.sh   (N=5000 RATE=5000 SECONDS_EACH=10)
+#   - proxy: memory per idle MQTT-over-TLS connection in throng proxy (mode mqtt) and HAProxy
+#     (mode tcp, ssl), 2 threads each, mosquitto behind: N clients (throng mqtt conn -S) held
+#     through each, the proxy's RSS less its RSS with 10, over N-10.
+# Usage: bench/mqtt.sh   (N=5000 RATE=5000 SECONDS_EACH=10 PARTS="idle publish proxy")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-5000}
+PARTS=${PARTS:-"idle publish proxy"}
 RATE=${RATE:-5000}
 SECONDS_EACH=${SECONDS_EACH:-10}
 out=$PWD/bench/out/mqtt
@@ -58,6 +62,7 @@ hold() {
     wait "$pid" 2>/dev/null || true
 }
 
+if [[ $PARTS == *idle* ]]; then
 echo "== idle connections held by the generator (N=$N, keep-alive 60 s)"
 printf '%-22s %-6s %12s %12s %14s\n' client tls rss_10_kb rss_n_kb bytes_per_conn
 for tls in plain tls; do
@@ -74,6 +79,9 @@ for tls in plain tls; do
     fi
 done
 
+fi
+
+if [[ $PARTS == *publish* ]]; then
 echo "== publishing: 100 publishers, $RATE messages/s, QoS 1, 64 B, ${SECONDS_EACH}s"
 printf '%-22s %10s %10s %16s\n' client sent rate_per_s cpu_s_per_1000
 python3 bench/cpu.py taskset -c 0 "$throng" mqtt pub -p 18831 -c 100 -R 2000 --rate "$RATE/1s" -q 1 -s 64 \
@@ -99,4 +107,60 @@ if [ -n "$emqtt" ]; then
     rate=$(grep -o 'pub total=[0-9]* rate=[0-9.]*' "$out/emqtt-pub.txt" | tail -1 | sed 's/.*rate=//')
     printf '%-22s %10s %10s %16s\n' "emqtt_bench pub" "${sent:-?}" "${rate:-?}" \
         "$(python3 -c "print('%.3f' % (${cpu:-0} / max(1, ${sent:-0}) * 1000))")"
+fi
+fi
+
+if [[ $PARTS == *proxy* ]]; then
+echo "== the proxy's memory per idle MQTT-over-TLS connection (N=$N, 2 threads, mosquitto behind)"
+cat "$out/cert.pem" "$out/key.pem" >"$out/combined.pem"
+cat >"$out/throng-proxy.toml" <<CONF
+[global]
+threads = 2
+log = "off"
+[defaults]
+mode = "mqtt"
+[frontends.mqtt]
+bind = ["127.0.0.1:18841"]
+default_backend = "brokers"
+tls = { certificates = [{ cert = "$out/cert.pem", key = "$out/key.pem" }] }
+[backends.brokers]
+servers = [{ name = "m1", address = "127.0.0.1:18831" }]
+CONF
+cat >"$out/haproxy.cfg" <<CONF
+global
+    maxconn 9000
+    nbthread 2
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 10m
+    timeout server 10m
+frontend mqtt
+    bind 127.0.0.1:18842 ssl crt $out/combined.pem
+    default_backend brokers
+backend brokers
+    server m1 127.0.0.1:18831
+CONF
+established_at() { ss -Htn state established "( sport = :$1 )" | wc -l; }
+# held PROXY_PID PORT COUNT: the proxy's RSS (KB) with COUNT clients held through it.
+held() {
+    "$throng" mqtt conn -p "$2" -c "$3" -R 2000 -k 60 -S --insecure --threads 1 --quiet >/dev/null 2>&1 &
+    local client=$!
+    for _ in $(seq 300); do [ "$(established_at "$2")" -ge "$3" ] && break; sleep 0.1; done
+    sleep 2
+    rss_kb "$1"
+    kill -INT "$client" 2>/dev/null; sleep 1; kill -9 "$client" 2>/dev/null || true
+    wait "$client" 2>/dev/null || true
+    sleep 1
+}
+printf '%-22s %12s %12s %14s\n' proxy rss_10_kb rss_n_kb bytes_per_conn
+"$throng" proxy -c "$out/throng-proxy.toml" >"$out/throng-proxy.log" 2>&1 &
+proxy=$!; pids+=($proxy); sleep 1
+one=$(held $proxy 18841 10); many=$(held $proxy 18841 "$N")
+printf '%-22s %12s %12s %14.0f\n' "throng proxy (mqtt)" "$one" "$many" "$(python3 -c "print(($many - $one) * 1024 / ($N - 10))")"
+kill $proxy
+haproxy -f "$out/haproxy.cfg" -db >"$out/haproxy.log" 2>&1 &
+proxy=$!; pids+=($proxy); sleep 1
+one=$(held $proxy 18842 10); many=$(held $proxy 18842 "$N")
+printf '%-22s %12s %12s %14.0f\n' "HAProxy 2.6 (tcp, ssl)" "$one" "$many" "$(python3 -c "print(($many - $one) * 1024 / ($N - 10))")"
 fi
