@@ -31,6 +31,8 @@ pub(crate) struct Publisher {
     /// The next message's number among this publisher's.
     pub next: u64,
     pub topic: String,
+    /// The payload being written, kept from message to message (publishers only).
+    pub payload: Vec<u8>,
 }
 
 impl Publisher {
@@ -461,7 +463,8 @@ async fn publish(
         Some(id)
     };
     let sent = Instant::now();
-    let mut payload = Vec::with_capacity(config.payload_size);
+    let mut payload = std::mem::take(&mut publisher.payload);
+    payload.clear();
     Stamp {
         run: ctx.run_tag,
         publisher: publisher.index,
@@ -479,6 +482,7 @@ async fn publish(
         packet_id,
         &payload,
     );
+    publisher.payload = payload;
     connection.send(packet).await?;
     if let Some(id) = packet_id {
         in_flight.insert(

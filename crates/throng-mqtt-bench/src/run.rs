@@ -249,6 +249,7 @@ async fn ramp_clients(
                 of,
                 next: 0,
                 topic: Config::topic_of(&config.topic, index),
+                payload: Vec::new(),
             })
         });
         tasks.push(tokio::task::spawn_local(client::client(

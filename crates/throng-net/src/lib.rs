@@ -24,6 +24,7 @@ pub mod admin;
 pub mod buffers;
 pub mod calendar;
 pub mod duration;
+pub mod hash;
 pub mod listen;
 pub mod procs;
 pub mod prometheus;

@@ -6,6 +6,7 @@ use crate::config::{Backend, Balance};
 use crate::state::BackendState;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
+use throng_net::hash::fnv1a;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Choice {
@@ -178,17 +179,6 @@ fn hash_address(ip: IpAddr) -> u64 {
         IpAddr::V4(v4) => fnv1a(&v4.octets()),
         IpAddr::V6(v6) => fnv1a(&v6.octets()),
     }
-}
-
-/// FNV-1a: stable across threads, processes and versions, which a hash that places clients
-/// on servers must be.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 /// Spreads a hash's bits (FNV-1a's low bits mix poorly for short inputs).

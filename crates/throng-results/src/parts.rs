@@ -8,6 +8,7 @@
 use crate::stream::{latency_histogram, Histogram, Meta, TargetInfo, HISTOGRAM_MAX_NS};
 use crate::Record;
 use std::collections::BTreeMap;
+use throng_net::hash::fnv1a;
 
 /// A part that started later than this says so in its report.
 pub const LATE_START_NS: u64 = 100_000_000;
@@ -29,15 +30,6 @@ pub fn run_id(schedule: &str, start_unix_ns: u64) -> String {
         "{:016x}",
         fnv1a(format!("{schedule}@{start_unix_ns}").as_bytes())
     )
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 /// One input file as a report read it.

@@ -350,9 +350,12 @@ pub fn free_addr() -> SocketAddr {
 
 /// Starts `throng attack ARGS` with `targets` on stdin.
 pub fn spawn_attack(targets: &str, args: &[&str]) -> std::process::Child {
-    let mut child = throng()
-        .arg("attack")
-        .args(args)
+    spawn_with_input(throng().arg("attack").args(args), targets)
+}
+
+/// Starts `command` with its standard streams piped and `input` written to its stdin.
+pub fn spawn_with_input(command: &mut Command, input: &str) -> std::process::Child {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -362,7 +365,7 @@ pub fn spawn_attack(targets: &str, args: &[&str]) -> std::process::Child {
         .stdin
         .take()
         .unwrap()
-        .write_all(targets.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     child
 }
