@@ -3,7 +3,7 @@
 //! Changes are logged as HAProxy logs them.
 
 use crate::config::{Check, CheckKind};
-use crate::state::Proxy;
+use crate::state::{Phase, Proxy};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,9 @@ async fn watch(proxy: Arc<Proxy>, b: usize, s: usize, check: Check) {
     let offset = throng_net::random::up_to(check.interval.as_millis() as u64);
     tokio::time::sleep(Duration::from_millis(offset)).await;
     let (mut successes, mut failures) = (0u32, 0u32);
-    loop {
+    // A generation that stops serving stops checking (what it still holds is relayed already,
+    // or ends soon), and lets its state go.
+    while proxy.current_phase() == Phase::Serving {
         let began = Instant::now();
         let result = tokio::time::timeout(check.timeout, probe(server.address, &check.kind))
             .await

@@ -8,7 +8,9 @@
 //! [`dispatch`] finds a server ([`balance`]), waits in the queue, connects or reuses an idle
 //! connection, retries; [`relay`] moves bytes both ways for tunnels; [`log`] writes the line.
 //! `throng_net::buffers` lends buffers only while bytes are in flight. With
-//! `global.processes` above 1, [`master`] runs that many worker processes of it.
+//! `global.processes` above 1, [`master`] runs that many worker processes of it. A reload
+//! starts a new [`generation`] on the same [`listeners`]; an [`upgrade`] hands them to a new
+//! binary.
 
 // Network-facing: no unwrap, expect or panic in code that is not a test.
 #![cfg_attr(
@@ -20,8 +22,10 @@ pub mod balance;
 pub mod certs;
 pub mod config;
 pub mod dispatch;
+pub mod generation;
 pub mod health;
 pub mod http;
+pub mod listeners;
 pub mod log;
 pub mod master;
 pub mod metrics;
@@ -35,6 +39,7 @@ pub mod state;
 pub mod stream;
 pub mod tcp;
 pub mod tickets;
+pub mod upgrade;
 
 pub use config::{load, parse, Config, ConfigError};
 pub use server::run;

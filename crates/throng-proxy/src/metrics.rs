@@ -1,6 +1,7 @@
 //! What the admin listener shows: Prometheus metrics per frontend, backend and server, and a
 //! small HTML page for a person.
 
+use crate::generation::Registry;
 use crate::state::{BackendState, FrontendState, Proxy, ServerState, StatusCounts};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -62,9 +63,10 @@ impl Family<'_> {
     }
 }
 
-pub fn render(proxy: &Proxy) -> String {
+pub fn render(proxy: &Proxy, generations: &Registry) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let mut m = Family { out: &mut out };
+    render_generations(&mut m, proxy, generations);
     m.head(
         "connections",
         "gauge",
@@ -73,14 +75,18 @@ pub fn render(proxy: &Proxy) -> String {
     let _ = writeln!(
         m.out,
         "throng_proxy_connections {}",
-        proxy.connections.load(Relaxed)
+        proxy.process.connections.load(Relaxed)
     );
     m.head(
         "max_connections",
         "gauge",
         "The most client connections the process accepts (maxconn).",
     );
-    let _ = writeln!(m.out, "throng_proxy_max_connections {}", proxy.maxconn);
+    let _ = writeln!(
+        m.out,
+        "throng_proxy_max_connections {}",
+        proxy.process.maxconn()
+    );
     m.head(
         "resident_memory_bytes",
         "gauge",
@@ -99,7 +105,7 @@ pub fn render(proxy: &Proxy) -> String {
     let _ = writeln!(
         m.out,
         "throng_proxy_over_memory_budget {}",
-        proxy.over_budget.load(Relaxed) as u8
+        proxy.process.over_budget.load(Relaxed) as u8
     );
     m.head(
         "log_lines_dropped_total",
@@ -397,20 +403,109 @@ pub fn render(proxy: &Proxy) -> String {
     out
 }
 
+/// The generations alive: the serving one's number, reloads, and each one's phase, age and
+/// connections.
+fn render_generations(m: &mut Family, proxy: &Proxy, generations: &Registry) {
+    m.head(
+        "generation",
+        "gauge",
+        "The serving generation: 1 at start, one more per reload.",
+    );
+    let _ = writeln!(m.out, "throng_proxy_generation {}", proxy.generation);
+    m.head(
+        "reloads_total",
+        "counter",
+        "Reloads that started a new generation.",
+    );
+    let _ = writeln!(
+        m.out,
+        "throng_proxy_reloads_total {}",
+        generations.reloads.load(Relaxed)
+    );
+    m.head(
+        "reload_failures_total",
+        "counter",
+        "Reloads refused (a configuration that does not check, a bind that fails): nothing changed.",
+    );
+    let _ = writeln!(
+        m.out,
+        "throng_proxy_reload_failures_total {}",
+        generations.reload_failures.load(Relaxed)
+    );
+    let all = generations.all();
+    let labels = |g: &Proxy| {
+        format!(
+            "phase=\"{}\",generation=\"{}\"",
+            g.current_phase().name(),
+            g.generation
+        )
+    };
+    m.head(
+        "generation_connections",
+        "gauge",
+        "Client connections each generation alive holds.",
+    );
+    for g in &all {
+        m.sample("generation_connections", &labels(g), g.open_connections());
+    }
+    m.head(
+        "generation_age_seconds",
+        "gauge",
+        "Seconds since each generation alive began serving.",
+    );
+    for g in &all {
+        m.sample(
+            "generation_age_seconds",
+            &labels(g),
+            g.started.elapsed().as_secs(),
+        );
+    }
+    m.head(
+        "generation_closed_total",
+        "counter",
+        "Connections a generation closed itself after hard_stop_after, at close_rate.",
+    );
+    for g in &all {
+        m.sample(
+            "generation_closed_total",
+            &labels(g),
+            g.closed_by_stop.load(Relaxed),
+        );
+    }
+}
+
 /// A page a person can read: every frontend, backend and server with its state and counts.
-pub fn stats_page(proxy: &Proxy) -> String {
+pub fn stats_page(proxy: &Proxy, generations: &Registry) -> String {
     let mut html = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>throng proxy</title><meta http-equiv=\"refresh\" content=\"5\"><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#eee}td:first-child{text-align:left}.down{background:#fcc}.up{background:#cfc}</style></head><body>");
     let _ = write!(
         html,
         "<h1>throng proxy</h1><p>{} connections open of {} (maxconn); resident memory {} MiB{}</p>",
-        proxy.connections.load(Relaxed),
-        proxy.maxconn,
+        proxy.process.connections.load(Relaxed),
+        proxy.process.maxconn(),
         resident_bytes().unwrap_or(0) >> 20,
-        if proxy.over_budget.load(Relaxed) {
+        if proxy.process.over_budget.load(Relaxed) {
             " <b>over the memory budget: not accepting</b>"
         } else {
             ""
         }
+    );
+    html.push_str("<h2>Generations</h2><table><tr><th>generation</th><th>phase</th><th>age (s)</th><th>connections</th><th>closed by the proxy</th></tr>");
+    for g in generations.all().iter().rev() {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            g.generation,
+            g.current_phase().name(),
+            g.started.elapsed().as_secs(),
+            g.open_connections(),
+            g.closed_by_stop.load(Relaxed)
+        );
+    }
+    let _ = write!(
+        html,
+        "</table><p>{} reloads, {} refused; the counters below are the serving generation's (they start again at each reload).</p>",
+        generations.reloads.load(Relaxed),
+        generations.reload_failures.load(Relaxed)
     );
     html.push_str("<h2>Frontends</h2><table><tr><th>name</th><th>mode</th><th>sessions now</th><th>sessions</th><th>requests</th><th>2xx</th><th>4xx</th><th>5xx</th><th>TLS handshakes</th><th>TLS failures</th><th>bytes in</th><th>bytes out</th></tr>");
     for (f, s) in proxy.config.frontends.iter().zip(&proxy.frontends) {

@@ -24,7 +24,6 @@ enum Refusal {
 }
 
 pub async fn serve(session: Session, mut client: ClientStream) {
-    let _busy = crate::session::Busy::new(&session.worker);
     let started = session.accepted_at;
     let mut entry = session.entry(session.accepted);
     let frontend = session.frontend();

@@ -3,18 +3,17 @@
 
 use crate::config::{Config, Mode};
 use crate::dispatch::ServerSide;
-use crate::log::Sink;
 use crate::metrics;
 use crate::session::{Session, Worker};
-use crate::state::Proxy;
+use crate::state::{Phase, Proxy};
 use crate::stream::ClientStream;
-use crate::{health, http, mqtt, tcp};
+use crate::{http, mqtt, tcp};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use throng_net::admin::{self, Page};
+use throng_net::admin::Page;
 use throng_net::{listen, rlimit, sockets, workers};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -23,8 +22,23 @@ use tracing::{debug, info, warn};
 /// Each session holds two descriptors: its client and its server connection.
 const FDS_PER_SESSION: u64 = 2;
 
-/// Runs the proxy until SIGTERM or SIGINT.
-pub fn run(config: Config) -> Result<(), String> {
+/// Runs the proxy until SIGTERM or SIGINT (reloading on SIGHUP, handing over to a new binary on
+/// SIGUSR2). `reread` reads the configuration again for a reload.
+pub fn run(
+    config: Config,
+    reread: crate::generation::Reread,
+    role: crate::generation::Role,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(crate::generation::run(config, reread, role))
+}
+
+/// The connections one process may hold under `config`: `global.maxconn`, or what the
+/// open-files limit allows (said when the limit is lower than asked).
+pub(crate) fn process_maxconn(config: &Config) -> Result<u64, String> {
     let limit =
         rlimit::raise_nofile().map_err(|e| format!("cannot read the open-files limit: {e}"))?;
     let fit = rlimit::connections_that_fit(limit, FDS_PER_SESSION);
@@ -41,56 +55,21 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     // Grown once now, not in 10-20 ms stalls of every thread as connections arrive.
     let _ = rlimit::reserve_descriptor_table(maxconn * FDS_PER_SESSION + rlimit::RESERVED_FDS);
-    let threads = config.global.threads;
-    let mut per_thread: Vec<Vec<(std::net::TcpListener, usize)>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    let mut bound = Vec::new();
-    for (index, frontend) in config.frontends.iter().enumerate() {
-        let mut addrs = Vec::new();
-        for &addr in &frontend.binds {
-            let group = sockets::bind_group(addr, threads, sockets::ListenOptions::default())
-                .map_err(|e| format!("frontend {}: {e}", frontend.name))?;
-            addrs.push(group[0].local_addr().map_err(|e| e.to_string())?);
-            for (thread, listener) in group.into_iter().enumerate() {
-                per_thread[thread].push((listener, index));
-            }
-        }
-        bound.push((frontend.name.clone(), frontend.tls.is_some(), addrs));
-    }
-    let admin_listener = bind_admin(&config)?;
-    let log = Sink::start(&config.global.log, config.global.log_format)?;
-    let proxy = Arc::new(Proxy::new(config, log, maxconn));
-    announce(&proxy, &bound, admin_listener.as_ref());
+    Ok(maxconn)
+}
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let worker_proxy = Arc::clone(&proxy);
-    let handles = workers::spawn("proxy", per_thread, move |_, listeners| {
-        run_worker(Arc::clone(&worker_proxy), listeners, stop_rx.clone())
+/// Starts a generation's worker threads on their listeners; they run until the generation is
+/// stopped and its connections are gone.
+pub(crate) fn start_threads(
+    proxy: &Arc<Proxy>,
+    per_thread: crate::listeners::PerThread,
+) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
+    let worker_proxy = Arc::clone(proxy);
+    let name = format!("proxy-g{}", proxy.generation);
+    workers::spawn(&name, per_thread, move |_, listeners| {
+        run_worker(Arc::clone(&worker_proxy), listeners)
     })
-    .map_err(|e| format!("cannot start worker threads: {e}"))?;
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async move {
-        let for_admin = Arc::clone(&proxy);
-        admin::spawn(
-            admin_listener,
-            Arc::new(move |path: &str| route(path, &for_admin)),
-        );
-        health::start(&proxy);
-        if let Some(budget) = proxy.config.global.memory_budget {
-            tokio::spawn(watch_memory(Arc::clone(&proxy), budget));
-        }
-        let grace = proxy.config.global.grace;
-        let stop = || {
-            proxy.stopping.store(true, Relaxed);
-            let _ = stop_tx.send(true);
-        };
-        admin::stop_on_signal("sessions in progress", grace, stop, handles).await;
-    });
-    Ok(())
+    .map_err(|e| format!("cannot start worker threads: {e}"))
 }
 
 /// The admin listener of `global.admin`, bound before anything else starts.
@@ -105,27 +84,28 @@ pub(crate) fn bind_admin(config: &Config) -> Result<Option<std::net::TcpListener
         .transpose()
 }
 
-fn route(path: &str, proxy: &Proxy) -> Page {
+pub(crate) fn route(path: &str, proxy: &Proxy, generations: &crate::generation::Registry) -> Page {
     match path {
         "/metrics" => Page {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: metrics::render(proxy),
+            body: metrics::render(proxy, generations),
         },
         "/" | "/stats" => Page {
             status: 200,
             content_type: "text/html; charset=utf-8",
-            body: metrics::stats_page(proxy),
+            body: metrics::stats_page(proxy, generations),
         },
         _ => Page::text(404, "not found: try /stats or /metrics\n"),
     }
 }
 
-fn announce(
+/// The start-up line: what listens, and where the stats are.
+pub(crate) fn ready_line(
     proxy: &Proxy,
-    bound: &[(Arc<str>, bool, Vec<SocketAddr>)],
+    bound: &[crate::listeners::Bound],
     admin: Option<&std::net::TcpListener>,
-) {
+) -> String {
     let frontends: Vec<String> = bound
         .iter()
         .map(|(name, tls, addrs)| {
@@ -140,26 +120,31 @@ fn announce(
         "throng proxy listening: {} ({} threads, maxconn {}",
         frontends.join("; "),
         proxy.config.global.threads,
-        proxy.maxconn
+        proxy.process.maxconn()
     );
     if let Some(addr) = admin.and_then(|a| a.local_addr().ok()) {
         line += &format!(", stats at http://{addr}/stats");
     }
     line += ")";
-    // A plain line on stdout, whatever the log level, so that scripts can wait for it.
-    println!("{line}");
+    line
 }
 
-async fn watch_memory(proxy: Arc<Proxy>, budget: u64) {
+/// Keeps `process.over_budget` up to date with the serving generation's `memory_budget`
+/// (resident memory counts every generation: they share the process).
+pub(crate) async fn watch_memory(
+    process: Arc<crate::state::Process>,
+    budget: impl Fn() -> Option<u64>,
+) {
     loop {
         let resident = metrics::resident_bytes().unwrap_or(0);
-        let over = resident > budget;
-        if over != proxy.over_budget.swap(over, Relaxed) {
+        let budget = budget();
+        let over = budget.is_some_and(|budget| resident > budget);
+        if over != process.over_budget.swap(over, Relaxed) {
             if over {
                 warn!(
                     "resident memory {} MiB is over global.memory_budget {} MiB: new connections wait in the accept queue",
                     resident >> 20,
-                    budget >> 20
+                    budget.unwrap_or(0) >> 20
                 );
             } else {
                 info!(
@@ -172,16 +157,14 @@ async fn watch_memory(proxy: Arc<Proxy>, budget: u64) {
     }
 }
 
-async fn run_worker(
-    proxy: Arc<Proxy>,
-    listeners: Vec<(std::net::TcpListener, usize)>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run_worker(proxy: Arc<Proxy>, listeners: Vec<(std::net::TcpListener, usize)>) {
     let worker = Rc::new(Worker {
         proxy: Arc::clone(&proxy),
         servers: ServerSide::default(),
-        stop: stop.clone(),
-        busy: std::cell::Cell::new(0),
+        phase: proxy.phase.subscribe(),
+        open: std::cell::Cell::new(0),
+        idle_close: tokio::sync::Notify::new(),
+        close_one: tokio::sync::Notify::new(),
     });
     for (listener, frontend) in listeners {
         match tokio::net::TcpListener::from_std(listener) {
@@ -191,24 +174,57 @@ async fn run_worker(
             Err(e) => warn!("cannot register a listener: {e}"),
         }
     }
-    let _ = stop.wait_for(|stopping| *stopping).await;
-    let deadline = Instant::now() + proxy.config.global.grace;
-    while worker.busy.get() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut phase = worker.phase.clone();
+    let _ = phase.wait_for(|p| *p != Phase::Serving).await;
+    // The accept loops have returned (their copies of the listeners close; the process keeps
+    // the sockets for the next generation). Idle keep-alive connections close now.
+    worker.idle_close.notify_waiters();
+    drain(&worker, &mut phase).await;
+    // Returning drops this thread's tasks: whatever is left closes here.
+}
+
+/// Waits for this thread's connections to end; once the generation is closing, closes them at
+/// its share of `close_rate`, oldest first; once it is stopped, returns at once.
+async fn drain(worker: &Worker, phase: &mut watch::Receiver<Phase>) {
+    let threads = worker.proxy.config.global.threads.max(1) as f64;
+    let tick = Duration::from_millis(10);
+    let mut allowance = 0.0;
+    while worker.open.get() > 0 {
+        let close_rate = worker.proxy.process.close_rate.load(Relaxed) as f64;
+        let per_second = (close_rate / threads).max(1.0);
+        let now = *phase.borrow_and_update();
+        match now {
+            Phase::Serving | Phase::Draining => {
+                tokio::select! {
+                    _ = phase.changed() => {}
+                    _ = tokio::time::sleep(tick) => {}
+                }
+            }
+            Phase::Closing => {
+                allowance += per_second * tick.as_secs_f64();
+                while allowance >= 1.0 && worker.open.get() > 0 {
+                    allowance -= 1.0;
+                    worker.close_one.notify_one();
+                }
+                tokio::time::sleep(tick).await;
+            }
+            Phase::Stopped => {
+                warn!(
+                    "generation {}: closing the {} connections left on this thread",
+                    worker.proxy.generation,
+                    worker.open.get()
+                );
+                return;
+            }
+        }
     }
-    if worker.busy.get() > 0 {
-        warn!(
-            "grace period over: closing {} sessions in progress",
-            worker.busy.get()
-        );
-    }
-    // Returning drops this thread's tasks: idle connections close here.
 }
 
 /// Why accepting waits.
 fn at_limit(proxy: &Proxy, frontend: usize) -> Option<String> {
-    if proxy.connections.load(Relaxed) >= proxy.maxconn {
-        return Some(format!("global maxconn {} reached", proxy.maxconn));
+    let maxconn = proxy.process.maxconn();
+    if proxy.process.connections.load(Relaxed) >= maxconn {
+        return Some(format!("global maxconn {maxconn} reached"));
     }
     let config = &proxy.config.frontends[frontend];
     if let Some(max) = config.maxconn {
@@ -216,7 +232,7 @@ fn at_limit(proxy: &Proxy, frontend: usize) -> Option<String> {
             return Some(format!("frontend {} maxconn {max} reached", config.name));
         }
     }
-    if proxy.over_budget.load(Relaxed) {
+    if proxy.process.over_budget.load(Relaxed) {
         return Some("memory budget reached".into());
     }
     None
@@ -224,7 +240,7 @@ fn at_limit(proxy: &Proxy, frontend: usize) -> Option<String> {
 
 async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker: Rc<Worker>) {
     let proxy = Arc::clone(&worker.proxy);
-    let mut stop = worker.stop.clone();
+    let mut stop = worker.phase.clone();
     let mut waiting = false;
     loop {
         if let Some(reason) = at_limit(&proxy, frontend) {
@@ -233,11 +249,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker:
                 proxy.frontends[frontend].limit_waits.fetch_add(1, Relaxed);
                 warn!("{reason}: new connections wait in the accept queue");
             }
-            let closed = proxy.connection_closed.notified();
+            let closed = proxy.process.connection_closed.notified();
             tokio::select! {
                 _ = closed => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = stop.wait_for(|stopping| *stopping) => return,
+                _ = stop.wait_for(|phase| *phase != Phase::Serving) => return,
             }
             continue;
         }
@@ -248,29 +264,30 @@ async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker:
                 proxy.frontends[frontend].rate_limited.fetch_add(1, Relaxed);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|stopping| *stopping) => return,
+                    _ = stop.wait_for(|phase| *phase != Phase::Serving) => return,
                 }
                 continue;
             }
         }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|stopping| *stopping) => return,
+            _ = stop.wait_for(|phase| *phase != Phase::Serving) => return,
         };
         match accepted {
             Ok((stream, peer)) => {
                 // Every thread's accept may have passed the check above at once: a slot is
                 // taken (and the budget looked at) only now, and until then the connection
                 // waits unread, as it would have in the accept queue (one per thread at most).
-                while proxy.over_budget.load(Relaxed) || !reserve(&proxy, frontend) {
-                    let closed = proxy.connection_closed.notified();
+                while proxy.process.over_budget.load(Relaxed) || !reserve(&proxy, frontend) {
+                    let closed = proxy.process.connection_closed.notified();
                     tokio::select! {
                         _ = closed => {}
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                        _ = stop.wait_for(|stopping| *stopping) => return,
+                        _ = stop.wait_for(|phase| *phase != Phase::Serving) => return,
                     }
                 }
-                tokio::task::spawn_local(start_session(Rc::clone(&worker), frontend, stream, peer));
+                let open = Open::new(Rc::clone(&worker), frontend);
+                tokio::task::spawn_local(start_session(open, stream, peer));
             }
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS: the error repeats until something closes.
@@ -297,8 +314,9 @@ fn reserve(proxy: &Proxy, frontend: usize) -> bool {
         return false;
     }
     if proxy
+        .process
         .connections
-        .fetch_update(Relaxed, Relaxed, below(proxy.maxconn))
+        .fetch_update(Relaxed, Relaxed, below(proxy.process.maxconn()))
         .is_err()
     {
         state.current.fetch_sub(1, Relaxed);
@@ -309,33 +327,48 @@ fn reserve(proxy: &Proxy, frontend: usize) -> bool {
 
 /// Counts a client connection while it lives (its slot was taken by [`reserve`]).
 struct Open {
-    proxy: Arc<Proxy>,
+    worker: Rc<Worker>,
     frontend: usize,
+}
+
+impl Open {
+    fn new(worker: Rc<Worker>, frontend: usize) -> Open {
+        worker.open.set(worker.open.get() + 1);
+        Open { worker, frontend }
+    }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.proxy.connections.fetch_sub(1, Relaxed);
-        self.proxy.frontends[self.frontend]
-            .current
-            .fetch_sub(1, Relaxed);
-        self.proxy.connection_closed.notify_waiters();
+        let worker = &self.worker;
+        worker.open.set(worker.open.get().saturating_sub(1));
+        let proxy = &worker.proxy;
+        proxy.process.connections.fetch_sub(1, Relaxed);
+        proxy.frontends[self.frontend].current.fetch_sub(1, Relaxed);
+        proxy.process.connection_closed.notify_waiters();
     }
 }
 
-async fn start_session(
-    worker: Rc<Worker>,
-    frontend: usize,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-) {
+/// A connection's whole life, unless its generation closes it first (after `hard_stop_after`,
+/// at `close_rate`): then it is dropped where it is, and counted.
+async fn start_session(open: Open, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let worker = Rc::clone(&open.worker);
+    let closed = worker.close_one.notified();
+    tokio::select! {
+        biased;
+        _ = serve_connection(&open, stream, peer) => {}
+        _ = closed => {
+            worker.proxy.closed_by_stop.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+async fn serve_connection(open: &Open, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let worker = &open.worker;
+    let frontend = open.frontend;
     let proxy = &worker.proxy;
     let state = &proxy.frontends[frontend];
     state.total.fetch_add(1, Relaxed);
-    let _open = Open {
-        proxy: Arc::clone(proxy),
-        frontend,
-    };
     let config = &proxy.config.frontends[frontend];
     let mut stream = stream;
     let mut peer = peer;
@@ -352,7 +385,7 @@ async fn start_session(
         }
     }
     let session = Session {
-        worker: Rc::clone(&worker),
+        worker: Rc::clone(worker),
         frontend,
         peer,
         tls: config.tls.is_some(),

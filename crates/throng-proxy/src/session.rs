@@ -4,7 +4,7 @@
 use crate::config::Frontend;
 use crate::dispatch::{ConnectError, Connected, DispatchError, NoSlot, ServerSide};
 use crate::log::Entry;
-use crate::state::{FrontendState, Proxy};
+use crate::state::{FrontendState, Phase, Proxy};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,30 +12,24 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
-/// One worker thread's share: the proxy, and the thread's server connections.
+/// One worker thread's share of a generation: the proxy, and the thread's server connections.
 pub struct Worker {
     pub proxy: Arc<Proxy>,
     pub servers: ServerSide,
-    /// Turns true on SIGTERM/SIGINT.
-    pub stop: tokio::sync::watch::Receiver<bool>,
-    /// Sessions on this thread with a request or tunnel in progress: a graceful stop waits for
-    /// them, not for idle keep-alive connections.
-    pub busy: std::cell::Cell<usize>,
+    /// The generation's phase: serving, draining, closing, stopped.
+    pub phase: tokio::sync::watch::Receiver<Phase>,
+    /// Client connections on this thread: a draining thread ends when none is left.
+    pub open: std::cell::Cell<u64>,
+    /// Woken when the generation stops serving: idle keep-alive connections close.
+    pub idle_close: tokio::sync::Notify,
+    /// Woken once per connection to close while the generation is closing (oldest first).
+    pub close_one: tokio::sync::Notify,
 }
 
-/// Marks a session busy while it lives.
-pub struct Busy<'a>(&'a Worker);
-
-impl<'a> Busy<'a> {
-    pub fn new(worker: &'a Worker) -> Busy<'a> {
-        worker.busy.set(worker.busy.get() + 1);
-        Busy(worker)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.busy.set(self.0.busy.get() - 1);
+impl Worker {
+    /// Whether the generation has stopped serving (idle connections should not wait on).
+    pub fn stopping(&self) -> bool {
+        *self.phase.borrow() != Phase::Serving
     }
 }
 
@@ -193,7 +187,7 @@ impl Session {
     pub fn log(&self, mut entry: Entry, started: Instant) {
         let proxy = self.proxy();
         entry.t_total = started.elapsed();
-        entry.actconn = proxy.connections.load(Relaxed);
+        entry.actconn = proxy.process.connections.load(Relaxed);
         let frontend = self.frontend_state();
         entry.feconn = frontend.current.load(Relaxed);
         frontend

@@ -4,22 +4,84 @@
 use crate::config::{Backend, Config, Server};
 use crate::log::Sink;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use tokio::sync::Notify;
+use std::sync::Arc;
+use tokio::sync::{watch, Notify};
 
+/// One generation of the proxy: a configuration and its counters. A reload starts a new one;
+/// the old ones keep serving what they hold until it ends (see [`crate::generation`]).
 pub struct Proxy {
     pub config: Config,
     pub frontends: Vec<FrontendState>,
     pub backends: Vec<BackendState>,
     pub log: Sink,
-    /// Client connections open in the process, and the most allowed.
+    /// What every generation of the process shares.
+    pub process: Arc<Process>,
+    /// 1 for the configuration the process started with, then one more per reload.
+    pub generation: u32,
+    /// Where the generation is in its life; its worker threads watch it.
+    pub phase: watch::Sender<Phase>,
+    /// Set when the generation leaves [`Phase::Serving`]: accept nothing, finish what is in
+    /// progress, keep nothing alive. (The phase itself, for code that only needs a yes or no.)
+    pub stopping: AtomicBool,
+    /// When it began serving.
+    pub started: std::time::Instant,
+    /// Connections it closed itself (after `hard_stop_after` or at the end of `grace`).
+    pub closed_by_stop: AtomicU64,
+}
+
+/// What the generations of one process share: the connection count and the limits on it.
+pub struct Process {
+    /// Client connections open in the process (all generations), and the most allowed.
     pub connections: AtomicU64,
-    pub maxconn: u64,
+    pub maxconn: AtomicU64,
     /// Set while resident memory is above `global.memory_budget`: nothing new is accepted.
     pub over_budget: AtomicBool,
-    /// Set on SIGTERM/SIGINT: accept nothing, finish what is in progress, keep nothing alive.
-    pub stopping: AtomicBool,
     /// Woken when a connection closes, for accept loops waiting under a limit.
     pub connection_closed: Notify,
+    /// The newest configuration's `close_rate`: how fast old generations close what they hold.
+    pub close_rate: AtomicU64,
+}
+
+impl Process {
+    pub fn new(maxconn: u64, close_rate: u64) -> Process {
+        Process {
+            connections: AtomicU64::new(0),
+            maxconn: AtomicU64::new(maxconn),
+            close_rate: AtomicU64::new(close_rate),
+            over_budget: AtomicBool::new(false),
+            connection_closed: Notify::new(),
+        }
+    }
+
+    pub fn maxconn(&self) -> u64 {
+        self.maxconn.load(Relaxed)
+    }
+}
+
+/// A generation's life. SIGTERM takes it from serving to draining, then stopped after
+/// `grace`; a reload or an upgrade to draining, then closing after `hard_stop_after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepting and serving.
+    Serving,
+    /// Accepting nothing: idle keep-alive connections close, requests and tunnels in progress
+    /// go on.
+    Draining,
+    /// What is left closes at `close_rate`, oldest first.
+    Closing,
+    /// Everything left is dropped now.
+    Stopped,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Serving => "serving",
+            Phase::Draining => "draining",
+            Phase::Closing => "closing",
+            Phase::Stopped => "stopped",
+        }
+    }
 }
 
 impl Proxy {
@@ -186,7 +248,7 @@ fn smooth_rotation(servers: &[Server]) -> Vec<u16> {
 }
 
 impl Proxy {
-    pub fn new(config: Config, log: Sink, maxconn: u64) -> Proxy {
+    pub fn new(config: Config, log: Sink, process: Arc<Process>, generation: u32) -> Proxy {
         Proxy {
             frontends: config
                 .frontends
@@ -204,12 +266,36 @@ impl Proxy {
             backends: config.backends.iter().map(BackendState::new).collect(),
             config,
             log,
-            connections: AtomicU64::new(0),
-            maxconn,
-            over_budget: AtomicBool::new(false),
+            process,
+            generation,
+            phase: watch::channel(Phase::Serving).0,
             stopping: AtomicBool::new(false),
-            connection_closed: Notify::new(),
+            started: std::time::Instant::now(),
+            closed_by_stop: AtomicU64::new(0),
         }
+    }
+
+    /// Moves the generation on to `phase` (never back).
+    pub fn enter(&self, phase: Phase) {
+        if phase != Phase::Serving {
+            self.stopping.store(true, Relaxed);
+        }
+        self.phase.send_if_modified(|now| {
+            let later = phase as u8 > *now as u8;
+            if later {
+                *now = phase;
+            }
+            later
+        });
+    }
+
+    pub fn current_phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Client connections this generation holds.
+    pub fn open_connections(&self) -> u64 {
+        self.frontends.iter().map(|f| f.current.load(Relaxed)).sum()
     }
 }
 

@@ -13,7 +13,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 pub async fn serve(session: Session, client: ClientStream) {
-    let _busy = crate::session::Busy::new(&session.worker);
     let entry = session.entry(session.accepted);
     let Some(backend) = session.frontend().default_backend else {
         return;

@@ -69,6 +69,11 @@ pub fn share(key: [u8; KEY_LEN]) {
     let _ = SHARED_KEY.set(key);
 }
 
+/// The shared key, if the process has one (to hand to a new binary on upgrade).
+pub fn shared_key() -> Option<[u8; KEY_LEN]> {
+    SHARED_KEY.get().copied()
+}
+
 /// The ticketer for a frontend: under the master's key when there is one, else rustls's own.
 pub fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
     match SHARED_KEY.get() {

@@ -21,6 +21,10 @@ const DEFAULT_MQTT_MAX_CONNECT: usize = 64 * 1024;
 const DEFAULT_CONNECT: Duration = Duration::from_secs(5);
 const DEFAULT_SERVER: Duration = Duration::from_secs(30);
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// Old generations closed at 1,000 connections a second: about a core's worth of full TLS
+/// handshakes for the clients that come back.
+const DEFAULT_CLOSE_RATE: u64 = 1000;
+const DEFAULT_MAX_GENERATIONS: usize = 4;
 /// The most servers a configuration may name, all backends together: a port range makes one
 /// server per port, and a file of ranges could otherwise ask for millions.
 const MAX_SERVERS: usize = 65_536;
@@ -166,7 +170,33 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
             ))
         }
     };
+    let max_generations = match g.max_generations {
+        Some(n) if n < 2 => {
+            return Err((
+                at.key("max_generations"),
+                "must be at least 2 (the serving generation and one that ends)".into(),
+            ))
+        }
+        Some(n) if n > 64 => return Err((at.key("max_generations"), "at most 64".into())),
+        Some(n) => n,
+        None => DEFAULT_MAX_GENERATIONS,
+    };
+    let close_rate = match g.close_rate {
+        Some(0) => return Err((at.key("close_rate"), "must be at least 1 per second".into())),
+        Some(n) => n,
+        None => DEFAULT_CLOSE_RATE,
+    };
+    let reload = ReloadLimits {
+        hard_stop_after: optional_duration(
+            g.hard_stop_after.as_deref(),
+            &at.key("hard_stop_after"),
+        )?,
+        close_rate,
+        max_generations,
+    };
     Ok(Global {
+        pidfile: g.pidfile.as_deref().map(PathBuf::from),
+        reload,
         processes,
         threads,
         maxconn: g.maxconn,

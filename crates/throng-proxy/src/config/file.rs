@@ -28,6 +28,10 @@ pub struct Global {
     pub admin: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<String>,
+    pub pidfile: Option<String>,
+    pub hard_stop_after: Option<String>,
+    pub close_rate: Option<u64>,
+    pub max_generations: Option<usize>,
 }
 
 /// Values every frontend and backend starts from.

@@ -37,6 +37,24 @@ pub struct Global {
     pub admin: Option<SocketAddr>,
     pub log: LogTarget,
     pub log_format: LogFormat,
+    /// Where the process writes its pid (the master's, with `processes`), for `throng proxy
+    /// reload` and init systems.
+    pub pidfile: Option<PathBuf>,
+    pub reload: ReloadLimits,
+}
+
+/// How the generations a reload or an upgrade leaves behind end.
+#[derive(Clone, Copy, Debug)]
+pub struct ReloadLimits {
+    /// How long an old generation may keep its connections (HAProxy's `hard-stop-after`);
+    /// `None`: until they end by themselves.
+    pub hard_stop_after: Option<Duration>,
+    /// Connections closed per second (per process) once `hard_stop_after` has passed, so that
+    /// their clients do not all come back at once.
+    pub close_rate: u64,
+    /// Generations alive together at most, the serving one included: a reload beyond it hard-stops
+    /// the oldest.
+    pub max_generations: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

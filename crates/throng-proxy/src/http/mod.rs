@@ -58,8 +58,25 @@ pub async fn serve(session: Session, mut client: ClientStream) {
             } else {
                 timeouts.http_keep_alive
             };
-            // No need to watch for a stop here: a stopping worker drops its idle sessions.
-            match io::wait_readable(&mut client, Instant::now() + wait).await {
+            let readable = if first {
+                // A new connection's first request is served even while the generation stops:
+                // its client has not been answered yet, and would not retry.
+                io::wait_readable(&mut client, Instant::now() + wait).await
+            } else {
+                // Idle between requests: closed at once when the generation stops serving
+                // (the next request comes on a new connection, to the new generation).
+                let stopped = session.worker.idle_close.notified();
+                let mut stopped = std::pin::pin!(stopped);
+                stopped.as_mut().enable();
+                if session.worker.stopping() {
+                    break;
+                }
+                tokio::select! {
+                    readable = io::wait_readable(&mut client, Instant::now() + wait) => readable,
+                    _ = stopped => break,
+                }
+            };
+            match readable {
                 Ok(()) => {}
                 Err(io::ReadFailure::Io) => break,
                 Err(io::ReadFailure::Timeout) if first => {
@@ -82,7 +99,6 @@ pub async fn serve(session: Session, mut client: ClientStream) {
             SystemTime::now()
         };
         let buffer = carried.take().unwrap_or_else(Buffer::take);
-        let _busy = crate::session::Busy::new(&session.worker);
         // Boxed, and in its own statement: an exchange's state exists only while a request is
         // in progress, and the idle connection's task stays small.
         let exchange = Box::pin(exchange::exchange(

@@ -12,7 +12,6 @@ mod merge;
 use crate::config::Config;
 use merge::int;
 use std::ffi::OsString;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use throng_net::admin::{self, Page};
@@ -28,12 +27,18 @@ struct WorkerInfo {
 }
 
 /// Runs the master until SIGTERM or SIGINT. `worker_args(i)` is the command line of worker `i`
-/// (this same binary, told to be a worker).
+/// (this same binary, told to be a worker). On SIGHUP the master checks the file (`reread`)
+/// and, when it is good, passes the signal on: each worker reloads (see
+/// [`crate::generation`]); a file that does not check changes nothing anywhere.
 pub fn run(
     config: Config,
+    reread: crate::generation::Reread,
     worker_args: impl Fn(usize) -> Vec<OsString> + Send + 'static,
 ) -> Result<(), String> {
     let processes = config.global.processes;
+    let workers = Arc::new(Mutex::new(vec![WorkerInfo::default(); processes]));
+    // Before any worker starts: from here on SIGHUP reloads rather than kills.
+    watch_reloads(reread, Arc::clone(&workers))?;
     let admin_listener = crate::server::bind_admin(&config)?;
     let spec = Spec {
         name: "proxy worker",
@@ -42,19 +47,85 @@ pub fn run(
         relay_stdout: true,
         // One session-ticket key for all, so that any worker resumes any client's session.
         stdin: Some(Arc::new(crate::tickets::to_line(
-            &crate::tickets::new_key()?
+            &match crate::tickets::shared_key() {
+                Some(key) => key,
+                None => crate::tickets::new_key()?,
+            },
         ))),
         own_process_group: true,
     };
     let mut group = Group::start(spec, processes)?;
-    let workers = Arc::new(Mutex::new(vec![WorkerInfo::default(); processes]));
     note_workers(&group, &workers);
     announce(&config, &group, admin_listener.as_ref());
 
     spawn_admin(admin_listener, Arc::clone(&workers))?;
     let grace = config.global.grace;
     throng_net::procs::supervise(&mut group, grace, |group| note_workers(group, &workers));
+    crate::upgrade::remove_pidfile(config.global.pidfile.as_deref());
     Ok(())
+}
+
+/// SIGHUP: the file checked here, then passed on to every worker. SIGUSR2 is not handled by a
+/// master yet: said, and ignored.
+fn watch_reloads(
+    reread: crate::generation::Reread,
+    workers: Arc<Mutex<Vec<WorkerInfo>>>,
+) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (mut hup, mut usr2) = runtime
+        .block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::hangup())?,
+                signal(SignalKind::user_defined2())?,
+            ))
+        })
+        .map_err(|e| format!("cannot watch for signals: {e}"))?;
+    std::thread::Builder::new()
+        .name("proxy-reloads".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                loop {
+                    tokio::select! {
+                        _ = hup.recv() => pass_reload(&reread, &workers),
+                        _ = usr2.recv() => tracing::warn!(
+                            "SIGUSR2: a binary upgrade with global.processes above 1 is not built yet; reload (SIGHUP) or restart"
+                        ),
+                    }
+                }
+            })
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the reload thread: {e}"))
+}
+
+fn pass_reload(reread: &crate::generation::Reread, workers: &Mutex<Vec<WorkerInfo>>) {
+    match reread() {
+        Err(why) => {
+            tracing::error!("reload refused: {why}; the workers keep serving, nothing changed")
+        }
+        Ok(config) => {
+            let pids: Vec<u32> = workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|w| w.pid)
+                .filter(|&pid| pid > 0)
+                .collect();
+            tracing::info!(
+                "reload: {} checks; passing it on to {} workers",
+                config.source,
+                pids.len()
+            );
+            for pid in pids {
+                // SAFETY: kill(2) on a worker this master started.
+                unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+            }
+        }
+    }
 }
 
 fn note_workers(group: &Group, workers: &Mutex<Vec<WorkerInfo>>) {
@@ -103,8 +174,7 @@ fn announce(config: &Config, group: &Group, admin: Option<&std::net::TcpListener
         line += &format!(", stats at http://{addr}/stats");
     }
     line += ")";
-    println!("{line}");
-    let _ = std::io::stdout().flush();
+    crate::upgrade::announce_ready(&line, config.global.pidfile.as_deref());
 }
 
 /// The admin listener, on a thread of its own.

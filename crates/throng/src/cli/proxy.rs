@@ -1,17 +1,27 @@
-//! `throng proxy`'s flags.
+//! `throng proxy`'s flags, and `throng proxy reload|upgrade`, which signal a running proxy.
 
-use clap::Args;
-use std::path::PathBuf;
+use clap::{Args, ValueEnum};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use throng_proxy::Config;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     throng proxy                          # the embedded default: :8080 and TLS :8443 in front of pong on 8282-8291\n  \
     throng proxy -c proxy.toml --check    # check a configuration and exit\n  \
+    throng proxy reload -c proxy.toml     # check it, then have the running proxy (global.pidfile) reload it\n  \
+    throng proxy upgrade -c proxy.toml    # hand the listeners to the binary now at this path\n  \
     throng proxy --print-default > proxy.toml\n\n\
-    Every configuration key is described in docs/proxy.md. Access log lines go to stdout by default\n\
-    (global.log); messages to stderr (RUST_LOG=debug for one line per refused request or failed handshake).")]
+    Every configuration key is described in docs/proxy.md; reload and upgrade in docs/reload.md.\n\
+    Access log lines go to stdout by default (global.log); messages to stderr (RUST_LOG=debug for\n\
+    one line per refused request or failed handshake).")]
 pub struct ProxyArgs {
+    /// Run (no action), or signal a running proxy: reload its configuration (SIGHUP), or upgrade
+    /// it to the binary at its path (SIGUSR2)
+    #[arg(value_enum)]
+    action: Option<Action>,
+
     /// The configuration file (TOML) [default: the embedded default, see --print-default]
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -24,9 +34,25 @@ pub struct ProxyArgs {
     #[arg(long)]
     print_default: bool,
 
+    /// reload, upgrade: the running proxy's pid [default: read from global.pidfile]
+    #[arg(long, value_name = "PID")]
+    pid: Option<i32>,
+
     /// Run as worker process N of a master (global.processes): started by the master itself
     #[arg(long, value_name = "N", hide = true)]
     worker: Option<usize>,
+
+    /// Take over from an old binary (its listeners and ticket key): started by it on SIGUSR2
+    #[arg(long, hide = true)]
+    successor: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Action {
+    /// Check the file, then SIGHUP: a new generation on it, the old ones drain
+    Reload,
+    /// Check the file, then SIGUSR2: the binary at the proxy's path takes over its listeners
+    Upgrade,
 }
 
 pub fn run(args: ProxyArgs) -> ExitCode {
@@ -34,24 +60,16 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         print!("{}", throng_proxy::config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    if args.worker.is_some() && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        // The master's session-ticket key comes first on stdin; a worker started by hand has
-        // none and keeps its own.
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        if let Some(key) = throng_proxy::tickets::from_line(&line) {
-            throng_proxy::tickets::share(key);
-        }
+    if let Some(action) = args.action {
+        return signal_running(&args, action);
     }
-    let loaded = match &args.config {
-        Some(path) => throng_proxy::load(path),
-        None => throng_proxy::parse(
-            throng_proxy::config::DEFAULT_CONFIG,
-            "<embedded default>",
-            std::path::Path::new("."),
-        ),
+    share_ticket_key(&args);
+    let adjust = Adjust {
+        worker: args.worker.is_some(),
     };
-    let mut config = match loaded {
+    let path = args.config.clone();
+    let loaded = read(path.as_deref()).map(|c| adjust.apply(c));
+    let config = match loaded {
         Ok(config) => config,
         Err(error) => {
             eprintln!("throng proxy: {error}");
@@ -72,20 +90,18 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    let reread_path = path.clone();
+    let reread: throng_proxy::generation::Reread =
+        Box::new(move || read(reread_path.as_deref()).map(|c| adjust.apply(c)));
+    use throng_proxy::generation::Role;
     let outcome = match args.worker {
-        // A worker's admin listener is for its master only: a port of loopback the kernel picks.
-        Some(_) => {
-            config.global.admin = config
-                .global
-                .admin
-                .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-            throng_proxy::run(config)
-        }
+        Some(_) => throng_proxy::run(config, reread, Role::Worker),
         None if config.global.processes > 1 => {
-            let path = args.config.clone();
-            throng_proxy::master::run(config, move |index| worker_args(path.as_deref(), index))
+            throng_proxy::master::run(config, reread, move |index| {
+                worker_args(path.as_deref(), index)
+            })
         }
-        None => throng_proxy::run(config),
+        None => throng_proxy::run(config, reread, Role::Alone),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,12 +112,208 @@ pub fn run(args: ProxyArgs) -> ExitCode {
     }
 }
 
+/// One session-ticket key for the whole life of the proxy, across reloads and upgrades: a
+/// worker and a new binary read theirs on stdin (from the master, from the old binary); a
+/// proxy started by hand makes one.
+fn share_ticket_key(args: &ProxyArgs) {
+    let handed = args.worker.is_some() || args.successor;
+    if handed && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        if let Some(key) = throng_proxy::tickets::from_line(&line) {
+            throng_proxy::tickets::share(key);
+            return;
+        }
+    }
+    if let Ok(key) = throng_proxy::tickets::new_key() {
+        throng_proxy::tickets::share(key);
+    }
+}
+
+/// What a worker changes in the configuration it reads, at start and at each reload.
+#[derive(Clone, Copy)]
+struct Adjust {
+    worker: bool,
+}
+
+impl Adjust {
+    fn apply(self, mut config: Config) -> Config {
+        if self.worker {
+            // A worker's admin listener is for its master only: a port of loopback the kernel
+            // picks. The pid file is the master's.
+            config.global.admin = config
+                .global
+                .admin
+                .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            config.global.pidfile = None;
+        }
+        config
+    }
+}
+
+fn read(path: Option<&Path>) -> Result<Config, String> {
+    match path {
+        Some(path) => throng_proxy::load(path),
+        None => throng_proxy::parse(
+            throng_proxy::config::DEFAULT_CONFIG,
+            "<embedded default>",
+            Path::new("."),
+        ),
+    }
+    .map_err(|e| e.to_string())
+}
+
 /// The command line of worker `index`: this command, with the same configuration.
-fn worker_args(config: Option<&std::path::Path>, index: usize) -> Vec<std::ffi::OsString> {
+fn worker_args(config: Option<&Path>, index: usize) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = vec!["proxy".into()];
     if let Some(path) = config {
         args.extend(["-c".into(), path.as_os_str().to_owned()]);
     }
     args.extend(["--worker".into(), index.to_string().into()]);
     args
+}
+
+/// `throng proxy reload|upgrade`: checks the file here (a bad one is refused before the proxy
+/// sees it), signals the running proxy, and waits to see the outcome where it can (the admin
+/// listener's reload counters, the pid file's new pid).
+fn signal_running(args: &ProxyArgs, action: Action) -> ExitCode {
+    let config = match read(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!(
+                "throng proxy {}: {error}; the running proxy was not signalled",
+                name(action)
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let pidfile = config.global.pidfile.clone();
+    let pid = match (args.pid, &pidfile) {
+        (Some(pid), _) => pid,
+        (None, Some(path)) => match read_pid(path) {
+            Ok(pid) => pid,
+            Err(e) => {
+                eprintln!("throng proxy {}: {e}", name(action));
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => {
+            eprintln!(
+                "throng proxy {}: which proxy? give --pid, or set global.pidfile in {}",
+                name(action),
+                config.source
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let counts_before = config.global.admin.and_then(reload_counts);
+    let signal = match action {
+        Action::Reload => libc::SIGHUP,
+        Action::Upgrade => libc::SIGUSR2,
+    };
+    // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        eprintln!(
+            "throng proxy {}: cannot signal pid {pid}: {}",
+            name(action),
+            std::io::Error::last_os_error()
+        );
+        return ExitCode::FAILURE;
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    match action {
+        Action::Reload => {
+            let (Some(admin), Some(before)) = (config.global.admin, counts_before) else {
+                println!("throng proxy reload: sent SIGHUP to pid {pid}; its log says how it went");
+                return ExitCode::SUCCESS;
+            };
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                match reload_counts(admin) {
+                    Some((ok, _)) if ok > before.0 => {
+                        println!("throng proxy reload: pid {pid} reloaded {}", config.source);
+                        return ExitCode::SUCCESS;
+                    }
+                    Some((_, failed)) if failed > before.1 => {
+                        eprintln!(
+                            "throng proxy reload: pid {pid} refused the reload; its log says why"
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                    _ => {}
+                }
+            }
+            eprintln!("throng proxy reload: sent SIGHUP to pid {pid}, no outcome seen on http://{admin}/metrics");
+            ExitCode::FAILURE
+        }
+        Action::Upgrade => {
+            let Some(path) = pidfile else {
+                println!(
+                    "throng proxy upgrade: sent SIGUSR2 to pid {pid}; its log says how it went"
+                );
+                return ExitCode::SUCCESS;
+            };
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                if let Ok(new) = read_pid(&path) {
+                    if new != pid {
+                        println!("throng proxy upgrade: pid {new} serves; pid {pid} ends with its last connection");
+                        return ExitCode::SUCCESS;
+                    }
+                }
+            }
+            eprintln!("throng proxy upgrade: pid {pid} still serves (the new binary did not start; its log says why)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn name(action: Action) -> &'static str {
+    match action {
+        Action::Reload => "reload",
+        Action::Upgrade => "upgrade",
+    }
+}
+
+fn read_pid(path: &Path) -> Result<i32, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "global.pidfile {}: {e} (is the proxy running?)",
+            path.display()
+        )
+    })?;
+    text.trim().parse().map_err(|_| {
+        format!(
+            "global.pidfile {}: `{}` is not a pid",
+            path.display(),
+            text.trim()
+        )
+    })
+}
+
+/// The admin listener's reload counters: (reloads, refused), summed over workers.
+fn reload_counts(admin: std::net::SocketAddr) -> Option<(u64, u64)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.take(4 << 20).read_to_string(&mut text).ok()?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map(|v| v as u64)
+    };
+    Some((
+        value("throng_proxy_reloads_total")?,
+        value("throng_proxy_reload_failures_total")?,
+    ))
 }

@@ -1,0 +1,544 @@
+//! Changing a running proxy without dropping a connection: reload (SIGHUP, `throng proxy
+//! reload`), binary upgrade (SIGUSR2, `throng proxy upgrade`), and how old generations end
+//! (`hard_stop_after`, `close_rate`, `max_generations`). Real processes on loopback, real TLS.
+
+mod common;
+
+use common::proxy::{Backend, Dir, Proxy};
+use common::{connect, throng, wait_until, Pong, PATIENCE};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A backend that sends back what it reads, for as long as the connection lives.
+fn echo_backend() -> Backend {
+    Backend::start(|mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A TLS client configuration that trusts anything and keeps session tickets (resumes).
+fn tls_client() -> Arc<rustls::ClientConfig> {
+    throng_tls::config::client_config(&throng_tls::config::ClientOptions {
+        insecure: true,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A held connection through a TLS frontend in mode tcp to the echo backend.
+struct Tunnel {
+    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    resumed: bool,
+}
+
+impl Tunnel {
+    fn open(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> Tunnel {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut connection = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+        let mut socket = connect(addr);
+        while connection.is_handshaking() {
+            connection.complete_io(&mut socket).unwrap();
+        }
+        let resumed = connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        Tunnel {
+            tls: rustls::StreamOwned::new(connection, socket),
+            resumed,
+        }
+    }
+
+    /// Sends a line and reads it back: the tunnel, its proxy and its backend are all alive.
+    fn echo(&mut self, text: &str) -> Result<(), String> {
+        let line = format!("{text}\n");
+        self.tls
+            .write_all(line.as_bytes())
+            .and_then(|_| self.tls.flush())
+            .map_err(|e| format!("write: {e}"))?;
+        let mut back = vec![0u8; line.len()];
+        self.tls
+            .read_exact(&mut back)
+            .map_err(|e| format!("read: {e}"))?;
+        (back == line.as_bytes())
+            .then_some(())
+            .ok_or_else(|| format!("echoed {:?}", String::from_utf8_lossy(&back)))
+    }
+}
+
+/// New connections, one request each, until stopped: what reloads must not refuse, reset or
+/// time out. Bounded in count and time.
+struct NewConnections {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NewConnections {
+    fn start(addr: SocketAddr) -> NewConnections {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let (s, d, f) = (Arc::clone(&stop), Arc::clone(&done), Arc::clone(&failures));
+        let thread = std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(120);
+            for i in 0..20_000 {
+                if s.load(Ordering::Relaxed) || Instant::now() > end {
+                    break;
+                }
+                match one_request(addr) {
+                    Ok(()) => d.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        f.lock().unwrap().push(format!("request {i}: {e}"));
+                        0
+                    }
+                };
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        NewConnections {
+            stop,
+            done,
+            failures,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops, and gives (requests answered, failures).
+    fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        (
+            self.done.load(Ordering::Relaxed),
+            self.failures.lock().unwrap().clone(),
+        )
+    }
+}
+
+fn one_request(addr: SocketAddr) -> Result<(), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, PATIENCE).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read: {e}"))?;
+    if response.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!("response {:?}", response.lines().next()))
+    }
+}
+
+/// The kernel's count of connections dropped because an accept queue was full or gone.
+fn listen_drops() -> u64 {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap();
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenDrops")
+        .map(|(_, value)| value.parse().unwrap())
+        .unwrap()
+}
+
+fn config(dir: &Dir, global: &str, app: SocketAddr, server: &str, echo: SocketAddr) -> String {
+    config_on(
+        dir,
+        global,
+        ("127.0.0.1:0", "127.0.0.1:0"),
+        app,
+        server,
+        echo,
+    )
+}
+
+/// The test's configuration: `web` (HTTP to `app`, its one server named `server`) and
+/// `tunnels` (TLS, mode tcp, to `echo`) on the `binds` given.
+fn config_on(
+    dir: &Dir,
+    global: &str,
+    (web, tunnels): (&str, &str),
+    app: SocketAddr,
+    server: &str,
+    echo: SocketAddr,
+) -> String {
+    let threads = if global.contains("processes") { 1 } else { 2 };
+    format!(
+        "[global]\nthreads = {threads}\nadmin = \"127.0.0.1:0\"\npidfile = \"{}\"\n{global}\n\n\
+         [frontends.web]\nbind = [\"{web}\"]\ndefault_backend = \"app\"\n\n\
+         [frontends.tunnels]\nbind = [\"{tunnels}\"]\nmode = \"tcp\"\ndefault_backend = \"echo\"\n\
+         tls = {{ self_signed = [\"localhost\"] }}\n\n\
+         [backends.app]\nservers = [{{ name = \"{server}\", address = \"{app}\" }}]\n\n\
+         [backends.echo]\nmode = \"tcp\"\nservers = [{{ name = \"e\", address = \"{echo}\" }}]\n",
+        dir.path("proxy.pid").display()
+    )
+}
+
+fn reload_command(dir: &Dir) -> std::process::Output {
+    throng()
+        .args(["proxy", "reload", "-c"])
+        .arg(dir.path("proxy.toml"))
+        .output()
+        .unwrap()
+}
+
+fn wait_for_generation(proxy: &Proxy, generation: u32) {
+    wait_until(|| (proxy.metric("throng_proxy_generation") == generation as f64).then_some(()))
+        .unwrap_or_else(|| panic!("generation {generation} never served:\n{}", proxy.stderr()));
+}
+
+/// Held TLS tunnels and an unbroken stream of new connections through six reloads (by SIGHUP
+/// and by `throng proxy reload`) and one refused file: no tunnel is dropped, no new connection
+/// refused, reset or timed out, the kernel drops nothing from an accept queue, each reload's
+/// servers take the new requests, and idle keep-alive connections of the old generation close.
+#[test]
+fn reloads_keep_every_connection_and_refuse_none() {
+    let (pong_a, pong_b) = (Pong::start(&[]), Pong::start(&[]));
+    let echo = echo_backend();
+    let dir = Dir::new("reload-storm");
+    // A fixed admin port: `throng proxy reload` reads it from the file to see the outcome.
+    let admin = format!("admin = \"{}\"", common::free_addr());
+    let first =
+        config(&dir, "", pong_a.addr(), "a", echo.addr).replace("admin = \"127.0.0.1:0\"", &admin);
+    let second =
+        config(&dir, "", pong_b.addr(), "b", echo.addr).replace("admin = \"127.0.0.1:0\"", &admin);
+    let proxy = Proxy::start(&dir, &first);
+    let client = tls_client();
+    let mut tunnels: Vec<Tunnel> = (0..20)
+        .map(|_| Tunnel::open(proxy.addr("tunnels"), &client))
+        .collect();
+    for (i, t) in tunnels.iter_mut().enumerate() {
+        t.echo(&format!("before {i}")).unwrap();
+    }
+    let mut idle = connect(proxy.addr("web"));
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let head = common::proxy::read_head(&mut idle).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let drops_before = listen_drops();
+    let load = NewConnections::start(proxy.addr("web"));
+    for generation in 2..=7u32 {
+        let text = if generation % 2 == 0 { &second } else { &first };
+        dir.write("proxy.toml", text);
+        if generation == 2 {
+            let out = reload_command(&dir);
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded"));
+        } else {
+            proxy.signal(libc::SIGHUP);
+        }
+        wait_for_generation(&proxy, generation);
+        std::thread::sleep(Duration::from_millis(300));
+        for (i, t) in tunnels.iter_mut().enumerate() {
+            t.echo(&format!("generation {generation}, tunnel {i}"))
+                .unwrap_or_else(|e| panic!("tunnel {i} after reload {generation}: {e}"));
+        }
+    }
+    // A file that does not check changes nothing, and says where it is wrong.
+    dir.write("proxy.toml", "[global]\nthreads = 0\n");
+    let out = reload_command(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("proxy.toml") && said.contains("threads"),
+        "{said}"
+    );
+    proxy.signal(libc::SIGHUP);
+    let refused = proxy.wait_for_message("reload refused");
+    assert!(refused.contains("threads"), "{refused}");
+    assert_eq!(proxy.metric("throng_proxy_reload_failures_total"), 1.0);
+    assert_eq!(proxy.metric("throng_proxy_generation"), 7.0);
+
+    let (answered, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}\n{}", proxy.stderr());
+    assert!(answered > 0);
+    assert_eq!(
+        listen_drops(),
+        drops_before,
+        "the kernel dropped connections"
+    );
+    // Generation 7 runs the first file again: server a takes the new requests.
+    one_request(proxy.addr("web")).unwrap();
+    proxy.wait_for_line(&["app/a"]);
+    // The idle keep-alive connection of generation 1 was closed when it stopped serving.
+    idle.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut rest = [0u8; 1024];
+    let mut pending = 0;
+    loop {
+        match idle.read(&mut rest) {
+            Ok(0) => break,
+            // The body of the one response it had.
+            Ok(n) if pending < 64 => pending += n,
+            other => panic!("the idle connection was not closed: {other:?}"),
+        }
+    }
+    for (i, t) in tunnels.iter_mut().enumerate() {
+        t.echo(&format!("at the end {i}")).unwrap();
+    }
+    // Old generations holding tunnels are still alive, within max_generations (4).
+    let metrics = proxy.metrics();
+    let alive = metrics
+        .lines()
+        .filter(|l| l.starts_with("throng_proxy_generation_connections{"))
+        .count();
+    assert!((2..=4).contains(&alive), "{metrics}");
+}
+
+/// An old generation past `hard_stop_after` closes what it holds no faster than `close_rate`;
+/// a reload beyond `max_generations` closes the oldest at once, at the same rate.
+#[test]
+fn old_generations_close_at_the_capped_rate() {
+    let pong = Pong::start(&[]);
+    let echo = echo_backend();
+    let dir = Dir::new("reload-close-rate");
+    let global = "hard_stop_after = \"1s\"\nclose_rate = 20\nmax_generations = 2";
+    let text = config(&dir, global, pong.addr(), "a", echo.addr);
+    let proxy = Proxy::start(&dir, &text);
+    let client = tls_client();
+    let mut tunnels: Vec<Tunnel> = (0..30)
+        .map(|_| Tunnel::open(proxy.addr("tunnels"), &client))
+        .collect();
+    for t in tunnels.iter_mut() {
+        t.echo("held").unwrap();
+    }
+    let reloaded = Instant::now();
+    proxy.signal(libc::SIGHUP);
+    wait_for_generation(&proxy, 2);
+    // Each tunnel's end, as its client sees it.
+    let ends: Vec<Duration> = std::thread::scope(|scope| {
+        let readers: Vec<_> = tunnels
+            .iter_mut()
+            .map(|t| {
+                scope.spawn(move || {
+                    t.tls
+                        .sock
+                        .set_read_timeout(Some(Duration::from_secs(60)))
+                        .unwrap();
+                    let mut buf = [0u8; 64];
+                    let _ = t.tls.read(&mut buf);
+                    reloaded.elapsed()
+                })
+            })
+            .collect();
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let first = ends.iter().min().unwrap();
+    let last = ends.iter().max().unwrap();
+    // None before hard_stop_after; then 30 at 20 a second take at least 1.45 s (the first may
+    // go at once). A slow machine only makes it slower.
+    assert!(*first >= Duration::from_millis(950), "{ends:?}");
+    assert!(*last - *first >= Duration::from_millis(1200), "{ends:?}");
+    proxy
+        .wait_for_message("hard_stop_after 1s has passed; closing its 30 connections, 20 a second");
+    proxy.wait_for_message("generation 1 ended");
+    let closed = wait_until(|| {
+        let m = proxy.metrics();
+        (!m.contains("generation=\"1\"")).then_some(m)
+    })
+    .expect("generation 1 gone from the metrics");
+    assert!(closed.contains("throng_proxy_generation 2"), "{closed}");
+
+    // max_generations 2: generation 2 holds tunnels; reloading twice more puts it into closing
+    // at once (without waiting for hard_stop_after).
+    let mut held: Vec<Tunnel> = (0..5)
+        .map(|_| Tunnel::open(proxy.addr("tunnels"), &client))
+        .collect();
+    for t in held.iter_mut() {
+        t.echo("held by generation 2").unwrap();
+    }
+    let global = "hard_stop_after = \"1h\"\nclose_rate = 20\nmax_generations = 2";
+    dir.write(
+        "proxy.toml",
+        &config(&dir, global, pong.addr(), "a", echo.addr),
+    );
+    proxy.signal(libc::SIGHUP);
+    wait_for_generation(&proxy, 3);
+    // A new tunnel in generation 3; generation 2 keeps its own (hard_stop_after is an hour).
+    let mut newer = Tunnel::open(proxy.addr("tunnels"), &client);
+    newer.echo("held by generation 3").unwrap();
+    for t in held.iter_mut() {
+        t.echo("generation 2 still serves").unwrap();
+    }
+    proxy.signal(libc::SIGHUP);
+    wait_for_generation(&proxy, 4);
+    proxy.wait_for_message("max_generations 2: generation 2 closes its 5 connections now");
+    for t in held.iter_mut() {
+        t.tls.sock.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut buf = [0u8; 8];
+        assert!(matches!(t.tls.read(&mut buf), Ok(0) | Err(_)));
+    }
+    newer.echo("generation 3 keeps its tunnel").unwrap();
+}
+
+/// A proxy that stops when this test ends, whoever its parent is (a new binary's process is
+/// not the test's child).
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a proxy this test started.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// SIGUSR2 (`throng proxy upgrade`): the binary at the proxy's path takes over the listening
+/// sockets and the ticket key. New connections go to it (TLS sessions begun before resume on
+/// it); the old process keeps its tunnel, stops when that ends, and no new connection is
+/// refused in between.
+#[test]
+fn an_upgrade_hands_the_listeners_and_tickets_to_the_new_binary() {
+    let pong = Pong::start(&[]);
+    let echo = echo_backend();
+    let dir = Dir::new("upgrade");
+    let text = config(&dir, "", pong.addr(), "a", echo.addr);
+    let mut proxy = Proxy::start(&dir, &text);
+    let old = proxy.pid();
+    let client = tls_client();
+    let mut tunnel = Tunnel::open(proxy.addr("tunnels"), &client);
+    tunnel.echo("before").unwrap();
+    assert!(!tunnel.resumed);
+    let load = NewConnections::start(proxy.addr("web"));
+    let drops_before = listen_drops();
+
+    let out = throng()
+        .args(["proxy", "upgrade", "-c"])
+        .arg(dir.path("proxy.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let new: i32 = std::fs::read_to_string(dir.path("proxy.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _new_proxy = KillOnDrop(new);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(new, old);
+    assert!(said.contains(&format!("pid {new} serves")), "{said}");
+    proxy.wait_for_message("upgrade: the new binary serves");
+
+    // A new client connection reaches the new process, and resumes the session begun with
+    // the old one.
+    let mut after = Tunnel::open(proxy.addr("tunnels"), &client);
+    after.echo("after").unwrap();
+    assert!(
+        after.resumed,
+        "the session begun before the upgrade did not resume"
+    );
+    tunnel.echo("the old process keeps its tunnel").unwrap();
+    let (answered, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}\n{}", proxy.stderr());
+    assert!(answered > 0);
+    assert_eq!(
+        listen_drops(),
+        drops_before,
+        "the kernel dropped connections"
+    );
+    assert!(pid_alive(old));
+    // The old process ends with its last connection.
+    drop(tunnel);
+    let status = proxy.wait_exit();
+    assert!(status.success(), "{status}");
+    assert!(pid_alive(new));
+    after.echo("the new process serves on").unwrap();
+    one_request(proxy.addr("web")).unwrap();
+}
+
+/// A new binary that cannot start leaves the old process serving, and says why.
+#[test]
+fn an_upgrade_that_fails_changes_nothing() {
+    let pong = Pong::start(&[]);
+    let echo = echo_backend();
+    let dir = Dir::new("upgrade-fails");
+    let text = config(&dir, "", pong.addr(), "a", echo.addr);
+    let proxy = Proxy::start(&dir, &text);
+    // The file goes bad after the start: the new binary reads it and refuses to start.
+    dir.write("proxy.toml", "[global]\nthreads = 0\n");
+    proxy.signal(libc::SIGUSR2);
+    let said = proxy.wait_for_message("upgrade failed");
+    assert!(said.contains("keeps serving"), "{said}");
+    assert!(
+        said.contains("threads"),
+        "the new binary's own reason: {said}"
+    );
+    one_request(proxy.addr("web")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path("proxy.pid"))
+            .unwrap()
+            .trim(),
+        proxy.pid().to_string()
+    );
+}
+
+/// With `global.processes`, the master checks the file and passes SIGHUP on: every worker
+/// reloads, and the tunnels they hold stay.
+#[test]
+fn a_master_passes_a_reload_to_its_workers() {
+    let (pong_a, pong_b) = (Pong::start(&[]), Pong::start(&[]));
+    let echo = echo_backend();
+    let dir = Dir::new("reload-master");
+    let (web, tunnels) = (common::free_addr(), common::free_addr());
+    let binds = (web.to_string(), tunnels.to_string());
+    let text = |app: SocketAddr, server: &str| {
+        let binds = (binds.0.as_str(), binds.1.as_str());
+        config_on(&dir, "processes = 2", binds, app, server, echo.addr)
+    };
+    let proxy = Proxy::start(&dir, &text(pong_a.addr(), "a"));
+    let client = tls_client();
+    let mut held: Vec<Tunnel> = (0..10).map(|_| Tunnel::open(tunnels, &client)).collect();
+    for t in held.iter_mut() {
+        t.echo("before").unwrap();
+    }
+    dir.write("proxy.toml", &text(pong_b.addr(), "b"));
+    let out = reload_command(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Both workers serve generation 2: the merged gauge is the highest, the reloads add up.
+    wait_until(|| (proxy.metric("throng_proxy_reloads_total") == 2.0).then_some(()))
+        .unwrap_or_else(|| panic!("{}", proxy.stderr()));
+    for _ in 0..10 {
+        one_request(web).unwrap();
+    }
+    proxy.wait_for_line(&["app/b"]);
+    // No request was made before the reload: none went to the old file's server.
+    assert!(
+        !proxy.log().iter().any(|l| l.contains("app/a")),
+        "{:?}",
+        proxy.log()
+    );
+    for t in held.iter_mut() {
+        t.echo("after").unwrap();
+    }
+}
