@@ -2,9 +2,10 @@
 //! size and time, off the path of the served connections; what it answers is the caller's. And
 //! the graceful stop on SIGTERM/SIGINT.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use throng_http1::{self as http1, write, Limits};
+use throng_http1::{self as http1, write, BodyLength, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
@@ -35,13 +36,42 @@ impl Page {
 /// What answers an admin request: the page for a path.
 pub type Route = Arc<dyn Fn(&str) -> Page + Send + Sync>;
 
+/// The largest request body read (`POST` commands).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A whole admin request, for a listener that takes commands as well as pages.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub peer: SocketAddr,
+    /// The `Authorization` field, as sent.
+    pub authorization: Option<&'a [u8]>,
+    pub body: &'a [u8],
+}
+
+/// What answers any admin request.
+pub type Handler = Arc<dyn Fn(&Request<'_>) -> Page + Send + Sync>;
+
+/// A handler that answers GET and HEAD with `route(path)`, and refuses other methods.
+pub fn pages_only(route: Route) -> Handler {
+    Arc::new(move |request: &Request<'_>| match request.method {
+        "GET" | "HEAD" => route(request.path),
+        _ => Page::text(405, "only GET and HEAD\n"),
+    })
+}
+
 /// Starts answering on `listener` (bound before the worker threads started) on the current
 /// runtime; a listener that cannot be registered is logged, not fatal.
 pub fn spawn(listener: Option<std::net::TcpListener>, route: Route) {
+    spawn_handler(listener, pages_only(route))
+}
+
+/// As [`spawn`], with a handler that sees whole requests.
+pub fn spawn_handler(listener: Option<std::net::TcpListener>, handler: Handler) {
     let Some(listener) = listener else { return };
     match TcpListener::from_std(listener) {
         Ok(listener) => {
-            tokio::spawn(serve(listener, route));
+            tokio::spawn(serve_requests(listener, handler));
         }
         Err(e) => warn!("admin listener: {e}"),
     }
@@ -54,6 +84,15 @@ pub fn spawn_on_thread(
     listener: std::net::TcpListener,
     route: Route,
 ) -> Result<(), String> {
+    spawn_handler_on_thread(name, listener, pages_only(route))
+}
+
+/// As [`spawn_on_thread`], with a handler that sees whole requests.
+pub fn spawn_handler_on_thread(
+    name: &str,
+    listener: std::net::TcpListener,
+    handler: Handler,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -62,7 +101,7 @@ pub fn spawn_on_thread(
         .name(name.into())
         .spawn(move || {
             runtime.block_on(async move {
-                spawn(Some(listener), route);
+                spawn_handler(Some(listener), handler);
                 std::future::pending::<()>().await
             })
         })
@@ -72,12 +111,17 @@ pub fn spawn_on_thread(
 
 /// Answers GET and HEAD requests on `listener` with `route(path)`, forever.
 pub async fn serve(listener: TcpListener, route: Arc<dyn Fn(&str) -> Page + Send + Sync>) {
+    serve_requests(listener, pages_only(route)).await
+}
+
+/// Answers every request on `listener` with `handler`, forever.
+pub async fn serve_requests(listener: TcpListener, handler: Handler) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                let route = Arc::clone(&route);
+            Ok((stream, peer)) => {
+                let handler = Arc::clone(&handler);
                 tokio::spawn(async move {
-                    match tokio::time::timeout(DEADLINE, exchange(stream, &*route)).await {
+                    match tokio::time::timeout(DEADLINE, exchange(stream, peer, &*handler)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => debug!("admin connection: {e}"),
                         Err(_) => debug!("admin connection: no request within {DEADLINE:?}"),
@@ -94,7 +138,8 @@ pub async fn serve(listener: TcpListener, route: Arc<dyn Fn(&str) -> Page + Send
 
 async fn exchange(
     mut stream: TcpStream,
-    route: &(dyn Fn(&str) -> Page + Send + Sync),
+    peer: SocketAddr,
+    handler: &(dyn Fn(&Request<'_>) -> Page + Send + Sync),
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let response = loop {
@@ -105,12 +150,37 @@ async fn exchange(
         match http1::parse_request(&buf, &mut slots, &LIMITS) {
             Ok(None) => continue,
             Ok(Some(head)) => {
-                let path = head.target.split('?').next().unwrap_or_default();
-                break match head.method {
-                    "GET" => respond(route(path), false),
-                    "HEAD" => respond(route(path), true),
-                    _ => respond(Page::text(405, "only GET and HEAD\n"), false),
+                let head_only = head.method == "HEAD";
+                let length = match head.body {
+                    BodyLength::Empty => 0,
+                    BodyLength::Fixed(n) if n as usize <= MAX_BODY => n as usize,
+                    BodyLength::Fixed(_) => {
+                        break respond(
+                            Page::text(413, format!("a body is at most {MAX_BODY} bytes\n")),
+                            false,
+                        )
+                    }
+                    _ => break respond(Page::text(411, "give the body a Content-Length\n"), false),
                 };
+                let (method, target) = (head.method.to_string(), head.target.to_string());
+                let authorization = head.header("authorization").map(<[u8]>::to_vec);
+                let mut body = buf.split_off(head.head_len.min(buf.len()));
+                while body.len() < length {
+                    let mut more = (&mut stream).take((length - body.len()) as u64);
+                    if more.read_buf(&mut body).await? == 0 {
+                        return Ok(());
+                    }
+                }
+                body.truncate(length);
+                let path = target.split('?').next().unwrap_or_default();
+                let request = Request {
+                    method: &method,
+                    path,
+                    peer,
+                    authorization: authorization.as_deref(),
+                    body: &body,
+                };
+                break respond(handler(&request), head_only);
             }
             Err(error) => {
                 break respond(

@@ -51,7 +51,7 @@ pub fn choose(
     client: Affinity,
     exclude: &[usize],
 ) -> Choice {
-    let usable = |i: usize| state.servers[i].up.load(Relaxed) && !exclude.contains(&i);
+    let usable = |i: usize| state.servers[i].usable() && !exclude.contains(&i);
     if !(0..backend.servers.len()).any(usable) {
         return Choice::NoneUp;
     }
@@ -63,9 +63,15 @@ pub fn choose(
     let picked = match balance {
         Balance::RoundRobin => round_robin(state, &usable, &take),
         Balance::LeastConn => least_loaded(backend, state, &usable, &take),
-        Balance::Source => by_source(backend, client.addr, &usable, &take),
-        Balance::Random => two_choices(backend, state, &usable, &take),
-        Balance::ClientId => by_client_id(backend, client.client_id.unwrap_or(0), &usable, &take),
+        Balance::Source => by_source(state, client.addr, &usable, &take),
+        Balance::Random => two_choices(state, &usable, &take),
+        Balance::ClientId => by_client_id(
+            backend,
+            state,
+            client.client_id.unwrap_or(0),
+            &usable,
+            &take,
+        ),
     };
     picked.map_or(Choice::AllFull, Choice::Server)
 }
@@ -75,10 +81,11 @@ fn round_robin(
     usable: &dyn Fn(usize) -> bool,
     take: &dyn Fn(usize) -> bool,
 ) -> Option<usize> {
-    let len = state.rotation.len();
+    let rotation = state.rotation();
+    let len = rotation.len();
     let start = state.next.fetch_add(1, Relaxed);
     (0..len)
-        .map(|step| state.rotation[(start + step) % len] as usize)
+        .filter_map(|step| rotation.get((start + step) % len).map(|&i| i as usize))
         .find(|&i| usable(i) && take(i))
 }
 
@@ -95,21 +102,21 @@ fn least_loaded(
         .map(|k| (start + k) % n)
         .filter(|&i| usable(i))
         .collect();
-    order.sort_by_key(|&i| state.servers[i].load(backend.servers[i].weight));
+    order.sort_by_key(|&i| state.servers[i].load(state.servers[i].weight()));
     order.into_iter().find(|&i| take(i))
 }
 
 fn by_source(
-    backend: &Backend,
+    state: &BackendState,
     client: IpAddr,
     usable: &dyn Fn(usize) -> bool,
     take: &dyn Fn(usize) -> bool,
 ) -> Option<usize> {
-    let up: Vec<usize> = (0..backend.servers.len()).filter(|&i| usable(i)).collect();
-    let total: u64 = up.iter().map(|&i| backend.servers[i].weight as u64).sum();
+    let up: Vec<usize> = (0..state.servers.len()).filter(|&i| usable(i)).collect();
+    let total: u64 = up.iter().map(|&i| state.servers[i].weight() as u64).sum();
     let mut point = hash_address(client) % total.max(1);
     for &i in &up {
-        let weight = backend.servers[i].weight as u64;
+        let weight = state.servers[i].weight() as u64;
         if point < weight {
             // The client's server, or the queue: another server would break the stickiness.
             return take(i).then_some(i);
@@ -120,17 +127,16 @@ fn by_source(
 }
 
 fn two_choices(
-    backend: &Backend,
     state: &BackendState,
     usable: &dyn Fn(usize) -> bool,
     take: &dyn Fn(usize) -> bool,
 ) -> Option<usize> {
-    let up: Vec<usize> = (0..backend.servers.len()).filter(|&i| usable(i)).collect();
+    let up: Vec<usize> = (0..state.servers.len()).filter(|&i| usable(i)).collect();
     let weighted_pick = || {
-        let total: u64 = up.iter().map(|&i| backend.servers[i].weight as u64).sum();
+        let total: u64 = up.iter().map(|&i| state.servers[i].weight() as u64).sum();
         let mut point = throng_net::random::up_to(total.saturating_sub(1));
         for &i in &up {
-            let weight = backend.servers[i].weight as u64;
+            let weight = state.servers[i].weight() as u64;
             if point < weight {
                 return i;
             }
@@ -139,7 +145,7 @@ fn two_choices(
         up[0]
     };
     let (a, b) = (weighted_pick(), weighted_pick());
-    let load = |i: usize| state.servers[i].load(backend.servers[i].weight);
+    let load = |i: usize| state.servers[i].load(state.servers[i].weight());
     let (first, second) = if load(b) < load(a) { (b, a) } else { (a, b) };
     if take(first) {
         return Some(first);
@@ -156,6 +162,7 @@ fn two_choices(
 /// as `source`: another server would break the stickiness.
 fn by_client_id(
     backend: &Backend,
+    state: &BackendState,
     client_id: u64,
     usable: &dyn Fn(usize) -> bool,
     take: &dyn Fn(usize) -> bool,
@@ -165,7 +172,7 @@ fn by_client_id(
         let mixed = splitmix64(client_id ^ fnv1a(server.name.as_bytes()));
         // A uniform draw in (0, 1]; -w / ln(u) is the weighted score (Schindelhauer & Schomaker).
         let unit = ((mixed >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        -(server.weight as f64) / unit.ln().min(-f64::MIN_POSITIVE)
+        -(state.servers[i].weight() as f64) / unit.ln().min(-f64::MIN_POSITIVE)
     };
     let best = (0..backend.servers.len())
         .filter(|&i| usable(i))

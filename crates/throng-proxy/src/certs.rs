@@ -43,6 +43,35 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// `config` serving the certificate chain and key in `cert` and `key` (PEM files) instead of
+/// its own; everything else (protocols, tickets, record layer) stays.
+pub fn with_certificate(
+    config: &Arc<ServerConfig>,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<ServerConfig>, String> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let chain = throng_tls::config::parse_certs(&read(cert)?)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let private = throng_tls::config::parse_key(&read(key)?)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    let certified =
+        CertifiedKey::from_der(chain, private, config.crypto_provider()).map_err(|e| {
+            format!(
+                "{} and {} do not go together: {e}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    let mut replaced = (**config).clone();
+    replaced.cert_resolver = Arc::new(BySni {
+        keys: vec![Arc::new(certified)],
+    });
+    Ok(Arc::new(replaced))
+}
+
 #[derive(Debug)]
 struct BySni {
     keys: Vec<Arc<CertifiedKey>>,

@@ -63,8 +63,8 @@ impl Registry {
 }
 
 /// A generation and its threads, as the process runs it.
-struct Running {
-    proxy: Arc<Proxy>,
+pub(crate) struct Running {
+    pub(crate) proxy: Arc<Proxy>,
     threads: Vec<JoinHandle<()>>,
     /// When it stopped serving.
     retired: Option<Instant>,
@@ -73,6 +73,25 @@ struct Running {
 impl Running {
     fn ended(&self) -> bool {
         self.threads.iter().all(|t| t.is_finished())
+    }
+}
+
+/// The process's generations and what they share. The signal loop and the admin listener's
+/// runtime commands both change it, under one lock, never held across an await.
+pub(crate) struct Manager {
+    pub(crate) running: Vec<Running>,
+    listeners: Listeners,
+    process: Arc<Process>,
+    pub(crate) registry: Arc<Registry>,
+    reread: Reread,
+    /// Runtime changes since the file was last read, in words: what a reload drops.
+    pub(crate) changes: Vec<String>,
+}
+
+impl Manager {
+    /// The serving generation.
+    pub(crate) fn serving(&self) -> Option<Arc<Proxy>> {
+        self.running.last().map(|r| Arc::clone(&r.proxy))
     }
 }
 
@@ -132,20 +151,20 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
     let line = crate::server::ready_line(&proxy, &bound, admin_listener.as_ref());
     let pidfile = proxy.config.global.pidfile.clone();
     let grace = proxy.config.global.grace;
-    let mut running = vec![Running {
-        proxy: Arc::clone(&proxy),
-        threads,
-        retired: None,
-    }];
     registry.set(vec![Arc::clone(&proxy)]);
-    let for_admin = Arc::clone(&registry);
-    throng_net::admin::spawn(
-        admin_listener,
-        Arc::new(move |path: &str| match for_admin.current() {
-            Some(proxy) => crate::server::route(path, &proxy, &for_admin),
-            None => throng_net::admin::Page::text(503, "stopping\n"),
-        }),
-    );
+    let manager = Arc::new(Mutex::new(Manager {
+        running: vec![Running {
+            proxy: Arc::clone(&proxy),
+            threads,
+            retired: None,
+        }],
+        listeners,
+        process: Arc::clone(&process),
+        registry: Arc::clone(&registry),
+        reread,
+        changes: Vec::new(),
+    }));
+    throng_net::admin::spawn_handler(admin_listener, crate::ctl::handler(Arc::clone(&manager)));
     let for_budget = Arc::clone(&registry);
     tokio::spawn(crate::server::watch_memory(
         Arc::clone(&process),
@@ -156,6 +175,7 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
         },
     ));
     crate::upgrade::announce_ready(&line, pidfile.as_deref());
+    let lock = || manager.lock().unwrap_or_else(|e| e.into_inner());
 
     // Set once the process is on its way out: by a stop signal (with the end of its grace)
     // or by a successful upgrade.
@@ -172,13 +192,14 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
                 std::process::exit(130);
             }
             Some(Asked::Stop(name)) => {
+                let running = &lock().running;
                 let open: u64 = running.iter().map(|r| r.proxy.open_connections()).sum();
                 info!(
                     "{name}: stopping; {open} connections in progress have {} to finish (signal again to stop now)",
                     human(grace)
                 );
                 crate::upgrade::notify_systemd("STOPPING=1");
-                for r in &running {
+                for r in running {
                     r.proxy.enter(Phase::Draining);
                 }
                 stopping = Some(Instant::now() + grace);
@@ -190,29 +211,32 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
             }
             Some(Asked::Reload) => {
                 crate::upgrade::notify_systemd("RELOADING=1");
-                reload(&reread, &mut running, &mut listeners, &process, &registry);
+                reload(&mut lock());
                 crate::upgrade::notify_systemd("READY=1");
             }
             Some(Asked::Upgrade) if role == Role::Worker => {
                 warn!("SIGUSR2: a worker is upgraded by its master; signal the master");
             }
             Some(Asked::Upgrade) => {
-                handed_over = crate::upgrade::hand_over(&listeners).await;
+                let (inherit, fds) = lock().listeners.to_inherit();
+                handed_over = crate::upgrade::hand_over(inherit, fds).await;
                 if handed_over {
+                    let mut manager = lock();
                     let now = Instant::now();
-                    for r in &mut running {
+                    for r in &mut manager.running {
                         r.proxy.enter(Phase::Draining);
                         r.retired.get_or_insert(now);
                     }
                     // The sockets are the new binary's now; this process's copies close with
                     // its last generation.
-                    listeners = Listeners::default();
+                    manager.listeners = Listeners::default();
                 }
             }
             None => {}
         }
-        look_after(&mut running, stopping, &registry);
-        if (stopping.is_some() || handed_over) && running.is_empty() {
+        let mut manager = lock();
+        look_after(&mut manager, stopping);
+        if (stopping.is_some() || handed_over) && manager.running.is_empty() {
             break;
         }
     }
@@ -249,27 +273,15 @@ fn start(
     })
 }
 
-/// SIGHUP: the next generation on the file as it is now, or nothing changed and why.
-fn reload(
-    reread: &Reread,
-    running: &mut Vec<Running>,
-    listeners: &mut Listeners,
-    process: &Arc<Process>,
-    registry: &Registry,
-) {
-    let Some(serving) = running.last().map(|r| Arc::clone(&r.proxy)) else {
+/// SIGHUP: the next generation on the file as it is now, or nothing changed and why. The file
+/// replaces every runtime change made since it was last read.
+fn reload(manager: &mut Manager) {
+    let Some(serving) = manager.serving() else {
         return;
     };
-    let refuse = |why: String| {
-        registry.reload_failures.fetch_add(1, Relaxed);
-        error!(
-            "reload refused: {why}; generation {} keeps serving, nothing changed",
-            serving.generation
-        );
-    };
-    let config = match reread() {
+    let config = match (manager.reread)() {
         Ok(config) => config,
-        Err(why) => return refuse(why),
+        Err(why) => return refuse(manager, &serving, why),
     };
     let old = &serving.config.global;
     for (key, changed) in [
@@ -283,42 +295,83 @@ fn reload(
     }
     if config.global.maxconn != old.maxconn {
         match crate::server::process_maxconn(&config) {
-            Ok(maxconn) => process.maxconn.store(maxconn, Relaxed),
-            Err(why) => return refuse(why),
+            Ok(maxconn) => manager.process.maxconn.store(maxconn, Relaxed),
+            Err(why) => return refuse(manager, &serving, why),
         }
     }
-    let number = serving.generation + 1;
     let source = config.source.clone();
-    let Started { proxy, threads, .. } = match start(config, number, listeners, process) {
-        Ok(started) => started,
-        Err(why) => return refuse(why),
-    };
-    // The new generation accepts on the same sockets already: the old one may stop.
-    let now = Instant::now();
-    serving.enter(Phase::Draining);
-    if let Some(r) = running.last_mut() {
-        r.retired = Some(now);
+    let dropped = std::mem::take(&mut manager.changes);
+    match next_generation(manager, config, Carry::Health) {
+        Ok(number) => {
+            manager.registry.reloads.fetch_add(1, Relaxed);
+            info!(
+                "reload: generation {number} serves {source}; generation {} stops accepting and keeps its {} connections{}",
+                serving.generation,
+                serving.open_connections(),
+                match serving.config.global.reload.hard_stop_after {
+                    Some(after) => format!(" for up to {}", human(after)),
+                    None => " until they end".to_string(),
+                }
+            );
+            if !dropped.is_empty() {
+                warn!(
+                    "reload: the file replaces {} runtime changes ({}); write them to it to keep them",
+                    dropped.len(),
+                    dropped.join("; ")
+                );
+            }
+        }
+        Err(why) => {
+            manager.changes = dropped;
+            refuse(manager, &serving, why)
+        }
     }
-    running.push(Running {
-        proxy: Arc::clone(&proxy),
+}
+
+fn refuse(manager: &Manager, serving: &Proxy, why: String) {
+    manager.registry.reload_failures.fetch_add(1, Relaxed);
+    error!(
+        "reload refused: {why}; generation {} keeps serving, nothing changed",
+        serving.generation
+    );
+}
+
+/// What a new generation takes over from the serving one, server by server (matched by
+/// backend and server name).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Carry {
+    /// Whether each server passes its checks (a reload: the file says the rest).
+    Health,
+    /// That, and what runtime commands set: state and weight (a runtime change).
+    Everything,
+}
+
+/// Starts the next generation on `config` and retires the serving one; its number.
+pub(crate) fn next_generation(
+    manager: &mut Manager,
+    config: Config,
+    carry: Carry,
+) -> Result<u32, String> {
+    let serving = manager.serving().ok_or("the proxy is stopping")?;
+    let number = serving.generation + 1;
+    let limits = config.global.reload;
+    let Started { proxy, threads, .. } =
+        start(config, number, &mut manager.listeners, &manager.process)?;
+    carry_over(&serving, &proxy, carry);
+    // The new generation accepts on the same sockets already: the old one may stop.
+    serving.enter(Phase::Draining);
+    if let Some(r) = manager.running.last_mut() {
+        r.retired = Some(Instant::now());
+    }
+    manager.running.push(Running {
+        proxy,
         threads,
         retired: None,
     });
-    registry.reloads.fetch_add(1, Relaxed);
-    info!(
-        "reload: generation {number} serves {source}; generation {} stops accepting and keeps its {} connections{}",
-        serving.generation,
-        serving.open_connections(),
-        match proxy.config.global.reload.hard_stop_after {
-            Some(after) => format!(" for up to {}", human(after)),
-            None => " until they end".to_string(),
-        }
-    );
-    let limits = proxy.config.global.reload;
-    process.close_rate.store(limits.close_rate, Relaxed);
+    manager.process.close_rate.store(limits.close_rate, Relaxed);
     let max = limits.max_generations;
-    let alive = running.len();
-    for r in running.iter().take(alive.saturating_sub(max)) {
+    let alive = manager.running.len();
+    for r in manager.running.iter().take(alive.saturating_sub(max)) {
         if r.proxy.current_phase() == Phase::Draining {
             warn!(
                 "max_generations {max}: generation {} closes its {} connections now, {} a second",
@@ -329,12 +382,54 @@ fn reload(
             r.proxy.enter(Phase::Closing);
         }
     }
-    registry.set(running.iter().map(|r| Arc::clone(&r.proxy)).collect());
+    let all = manager
+        .running
+        .iter()
+        .map(|r| Arc::clone(&r.proxy))
+        .collect();
+    manager.registry.set(all);
+    Ok(number)
+}
+
+/// Copies server states from `old` to `new` by backend and server name.
+fn carry_over(old: &Proxy, new: &Proxy, carry: Carry) {
+    for (backend, state) in new.config.backends.iter().zip(&new.backends) {
+        let Some(b) = old
+            .config
+            .backends
+            .iter()
+            .position(|o| o.name == backend.name)
+        else {
+            continue;
+        };
+        let (old_backend, old_state) = (&old.config.backends[b], &old.backends[b]);
+        for (index, server) in backend.servers.iter().enumerate() {
+            let Some(s) = old_backend
+                .servers
+                .iter()
+                .position(|o| o.name == server.name)
+            else {
+                continue;
+            };
+            let (Some(from), Some(to)) = (old_state.servers.get(s), state.servers.get(index))
+            else {
+                continue;
+            };
+            to.up.store(from.up.load(Relaxed), Relaxed);
+            if carry == Carry::Everything {
+                to.admin.store(from.admin.load(Relaxed), Relaxed);
+                if from.weight() != server.weight {
+                    state.set_weight(index, from.weight());
+                }
+            }
+        }
+    }
 }
 
 /// Moves retired generations on (closing after `hard_stop_after`, stopped after the grace of a
 /// stop) and lets go of those that have ended.
-fn look_after(running: &mut Vec<Running>, stopping: Option<Instant>, registry: &Registry) {
+fn look_after(manager: &mut Manager, stopping: Option<Instant>) {
+    let (running, registry) = (&mut manager.running, &manager.registry);
     let now = Instant::now();
     // The newest file's limits hold for every generation: what the operator set last.
     let Some(limits) = running.last().map(|r| r.proxy.config.global.reload) else {

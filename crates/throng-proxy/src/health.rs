@@ -3,7 +3,7 @@
 //! Changes are logged as HAProxy logs them.
 
 use crate::config::{Check, CheckKind};
-use crate::state::{Phase, Proxy};
+use crate::state::{AdminState, Phase, Proxy};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +39,11 @@ async fn watch(proxy: Arc<Proxy>, b: usize, s: usize, check: Check) {
     // or ends soon), and lets its state go.
     while proxy.current_phase() == Phase::Serving {
         let began = Instant::now();
+        if state.admin_state() == AdminState::Maint {
+            // In maintenance: not checked, as HAProxy's `maint`.
+            tokio::time::sleep_until(began + check.interval).await;
+            continue;
+        }
         let result = tokio::time::timeout(check.timeout, probe(server.address, &check.kind))
             .await
             .unwrap_or_else(|_| {

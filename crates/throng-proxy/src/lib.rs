@@ -21,6 +21,7 @@
 pub mod balance;
 pub mod certs;
 pub mod config;
+pub mod ctl;
 pub mod dispatch;
 pub mod generation;
 pub mod health;

@@ -328,12 +328,24 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
         &responses,
     );
 
-    let per_server: [Metric<ServerState>; 10] = [
+    let per_server: [Metric<ServerState>; 12] = [
         (
             "server_up",
             "gauge",
             "1 when the server passes its health checks (or has none).",
             |s| s.up.load(Relaxed) as u64,
+        ),
+        (
+            "server_admin_state",
+            "gauge",
+            "What the operator set: 0 ready, 1 drain (no new connections), 2 maint (out, not checked).",
+            |s| s.admin_state() as u64,
+        ),
+        (
+            "server_weight",
+            "gauge",
+            "The weight in use (the configuration's, or a runtime command's).",
+            |s| s.weight() as u64,
         ),
         (
             "server_current_sessions",
@@ -527,10 +539,16 @@ pub fn stats_page(proxy: &Proxy, generations: &Registry) -> String {
         );
         for (server, st) in b.servers.iter().zip(&s.servers) {
             let up = st.up.load(Relaxed);
+            let state = match (up, st.admin_state()) {
+                (_, crate::state::AdminState::Maint) => "MAINT",
+                (true, crate::state::AdminState::Drain) => "DRAIN",
+                (true, _) => "UP",
+                (false, _) => "DOWN",
+            };
             let _ = write!(
                 html,
                 "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                if up { "up" } else { "down" }, escape(&server.name), server.address, if up { "UP" } else { "DOWN" }, server.weight,
+                if st.usable() { "up" } else { "down" }, escape(&server.name), server.address, state, st.weight(),
                 st.active.load(Relaxed), server.maxconn.map_or("-".to_string(), |m| m.to_string()), st.total.load(Relaxed),
                 st.responses.0[1].load(Relaxed), st.responses.0[4].load(Relaxed), st.connect_failures.load(Relaxed),
                 st.response_failures.load(Relaxed), st.timeouts.load(Relaxed), st.check_failures.load(Relaxed)

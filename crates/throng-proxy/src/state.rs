@@ -1,7 +1,7 @@
 //! What every thread shares at run time: the configuration, and counters and states per
 //! frontend, backend and server. All atomics: no lock on the path of a request.
 
-use crate::config::{Backend, Config, Server};
+use crate::config::{Backend, Config};
 use crate::log::Sink;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -152,8 +152,9 @@ pub struct BackendState {
     pub queued: AtomicU32,
     pub queue_max: AtomicU32,
     pub slot_freed: Notify,
-    /// Weighted round-robin order, precomputed (smooth: weights interleave).
-    pub rotation: Vec<u16>,
+    /// Weighted round-robin order, precomputed (smooth: weights interleave). Read on every
+    /// choice, written only when a runtime command changes a weight.
+    pub rotation: std::sync::RwLock<Arc<[u16]>>,
     pub next: AtomicUsize,
     pub current: AtomicU64,
     pub total: AtomicU64,
@@ -175,6 +176,10 @@ pub struct BackendState {
 pub struct ServerState {
     /// Requests (HTTP) or connections (TCP) using the server now.
     pub active: AtomicU32,
+    /// The weight in use: the configuration's, or what a runtime command set.
+    pub weight: AtomicU32,
+    /// What the operator said ([`AdminState`]): ready, drain or maint.
+    pub admin: std::sync::atomic::AtomicU8,
     pub total: AtomicU64,
     pub up: AtomicBool,
     pub bytes_in: AtomicU64,
@@ -189,7 +194,54 @@ pub struct ServerState {
     pub went_down: AtomicU64,
 }
 
+/// A server's state as the operator sets it at run time (HAProxy's `set server ... state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminState {
+    /// Takes new connections (when its checks pass).
+    Ready = 0,
+    /// No new connections; those it has go on.
+    Drain = 1,
+    /// Out: no new connections, no health checks; those it has go on.
+    Maint = 2,
+}
+
+impl AdminState {
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AdminState> {
+        match text {
+            "ready" => Some(AdminState::Ready),
+            "drain" => Some(AdminState::Drain),
+            "maint" => Some(AdminState::Maint),
+            _ => None,
+        }
+    }
+}
+
 impl ServerState {
+    pub fn admin_state(&self) -> AdminState {
+        match self.admin.load(Relaxed) {
+            0 => AdminState::Ready,
+            1 => AdminState::Drain,
+            _ => AdminState::Maint,
+        }
+    }
+
+    /// Up and ready: may take a new connection.
+    pub fn usable(&self) -> bool {
+        self.up.load(Relaxed) && self.admin.load(Relaxed) == AdminState::Ready as u8
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Relaxed).max(1)
+    }
+
     /// Takes a slot if the server is under `maxconn`.
     pub fn try_acquire(&self, maxconn: Option<u32>) -> bool {
         let Some(max) = maxconn else {
@@ -209,36 +261,54 @@ impl ServerState {
 
 impl BackendState {
     pub fn new(backend: &Backend) -> BackendState {
+        let weights: Vec<u32> = backend.servers.iter().map(|s| s.weight).collect();
         BackendState {
             servers: backend
                 .servers
                 .iter()
-                .map(|_| ServerState {
+                .map(|server| ServerState {
                     up: AtomicBool::new(true),
+                    weight: AtomicU32::new(server.weight),
                     ..ServerState::default()
                 })
                 .collect(),
-            rotation: smooth_rotation(&backend.servers),
+            rotation: std::sync::RwLock::new(smooth_rotation(&weights).into()),
             ..BackendState::default()
         }
     }
 
     pub fn servers_up(&self) -> usize {
-        self.servers.iter().filter(|s| s.up.load(Relaxed)).count()
+        self.servers.iter().filter(|s| s.usable()).count()
+    }
+
+    /// Sets server `index`'s weight, and the round-robin order with it.
+    pub fn set_weight(&self, index: usize, weight: u32) {
+        let Some(server) = self.servers.get(index) else {
+            return;
+        };
+        server.weight.store(weight, Relaxed);
+        let weights: Vec<u32> = self.servers.iter().map(|s| s.weight()).collect();
+        let order: Arc<[u16]> = smooth_rotation(&weights).into();
+        *self.rotation.write().unwrap_or_else(|e| e.into_inner()) = order;
+    }
+
+    /// The round-robin order now.
+    pub fn rotation(&self) -> Arc<[u16]> {
+        Arc::clone(&self.rotation.read().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
 /// The order smooth weighted round-robin visits servers in (nginx's algorithm): weights 5,1,1
 /// give a a b a c a a rather than a a a a a b c, so no server gets a burst.
-fn smooth_rotation(servers: &[Server]) -> Vec<u16> {
-    let total: i64 = servers.iter().map(|s| s.weight as i64).sum();
-    let mut current = vec![0i64; servers.len()];
+fn smooth_rotation(weights: &[u32]) -> Vec<u16> {
+    let total: i64 = weights.iter().map(|&w| w as i64).sum();
+    let mut current = vec![0i64; weights.len()];
     let mut order = Vec::with_capacity(total as usize);
     for _ in 0..total {
-        for (c, s) in current.iter_mut().zip(servers) {
-            *c += s.weight as i64;
+        for (c, &w) in current.iter_mut().zip(weights) {
+            *c += w as i64;
         }
-        let best = (0..servers.len())
+        let best = (0..weights.len())
             .max_by_key(|&i| (current[i], -(i as i64)))
             .unwrap_or(0);
         current[best] -= total;
@@ -303,22 +373,11 @@ impl Proxy {
 mod tests {
     use super::*;
 
-    fn server(weight: u32) -> Server {
-        Server {
-            name: "".into(),
-            address: "127.0.0.1:1".parse().unwrap(),
-            weight,
-            maxconn: None,
-            checked: true,
-            send_proxy: None,
-        }
-    }
-
     #[test]
     fn rotation_interleaves_by_weight() {
-        let order = smooth_rotation(&[server(5), server(1), server(1)]);
+        let order = smooth_rotation(&[5, 1, 1]);
         assert_eq!(order, vec![0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(smooth_rotation(&[server(1), server(1)]), vec![0, 1]);
+        assert_eq!(smooth_rotation(&[1, 1]), vec![0, 1]);
     }
 
     #[test]

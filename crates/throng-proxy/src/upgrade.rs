@@ -11,7 +11,6 @@
 //! Under systemd the new process tells it its pid (`MAINPID=`, with `NotifyAccess=all`), and
 //! rewrites `global.pidfile`.
 
-use crate::listeners::Listeners;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, RawFd};
@@ -95,10 +94,10 @@ pub fn notify_systemd(state: &str) {
     }
 }
 
-/// SIGUSR2: starts the new binary on `listeners` and waits until it is ready. True when it
+/// SIGUSR2: starts the new binary on the listeners (`inherit` names their descriptors `fds`,
+/// as [`crate::listeners::Listeners::to_inherit`] gives them) and waits until it is ready. True when it
 /// serves (this process should retire); false when it failed, and this process keeps serving.
-pub async fn hand_over(listeners: &Listeners) -> bool {
-    let (inherit, fds) = listeners.to_inherit();
+pub async fn hand_over(inherit: String, fds: Vec<RawFd>) -> bool {
     let key = crate::tickets::shared_key();
     let started =
         tokio::task::spawn_blocking(move || start_successor(&inherit, &fds, key.as_ref())).await;

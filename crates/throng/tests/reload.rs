@@ -542,3 +542,272 @@ fn a_master_passes_a_reload_to_its_workers() {
         t.echo("after").unwrap();
     }
 }
+
+/// `throng proxy ctl` with the token of `dir`'s configuration: (success, stdout + stderr).
+fn ctl(dir: &Dir, command: &str) -> (bool, String) {
+    let out = throng()
+        .args(["proxy", "ctl", "-c"])
+        .arg(dir.path("proxy.toml"))
+        .args(command.split(' '))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `POST /ctl` by hand: (status, body).
+fn post_ctl(admin: SocketAddr, command: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "POST /ctl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{command}",
+        command.len()
+    );
+    let (status, _, body) = common::http_exchange(admin, request.as_bytes());
+    (status, body)
+}
+
+const TOKEN: &str = "0123456789abcdef-test";
+
+/// A configuration with two HTTP servers (round robin) and two echo servers for tunnels, an
+/// admin listener on a fixed port and a token.
+fn two_server_config(
+    dir: &Dir,
+    apps: [SocketAddr; 2],
+    echoes: [SocketAddr; 2],
+    global: &str,
+) -> String {
+    format!(
+        "[global]\nthreads = 2\nadmin = \"{}\"\nadmin_token = \"{TOKEN}\"\npidfile = \"{}\"\n{global}\n\n\
+         [frontends.web]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n\n\
+         [frontends.tunnels]\nbind = [\"127.0.0.1:0\"]\nmode = \"tcp\"\ndefault_backend = \"echo\"\n\
+         tls = {{ self_signed = [\"localhost\"] }}\n\n\
+         [backends.app]\nbalance = \"roundrobin\"\nservers = [{{ name = \"a\", address = \"{}\" }}, {{ name = \"b\", address = \"{}\" }}]\n\n\
+         [backends.echo]\nmode = \"tcp\"\nbalance = \"roundrobin\"\nservers = [{{ name = \"e1\", address = \"{}\" }}, {{ name = \"e2\", address = \"{}\" }}]\n",
+        common::free_addr(),
+        dir.path("proxy.pid").display(),
+        apps[0], apps[1], echoes[0], echoes[1]
+    )
+}
+
+fn sessions(proxy: &Proxy, backend: &str, server: &str) -> f64 {
+    proxy.metric(&format!(
+        "throng_proxy_server_sessions_total{{backend=\"{backend}\",server=\"{server}\"}}"
+    ))
+}
+
+/// Runtime commands change servers in place: drain (no new connections, a held tunnel goes
+/// on), maint, ready, weight; refused without the token or for an unknown server, changing
+/// nothing.
+#[test]
+fn servers_are_drained_and_weighted_at_run_time() {
+    let (a, b) = (Pong::start(&[]), Pong::start(&[]));
+    let (e1, e2) = (echo_backend(), echo_backend());
+    let dir = Dir::new("ctl-states");
+    let text = two_server_config(&dir, [a.addr(), b.addr()], [e1.addr, e2.addr], "");
+    let proxy = Proxy::start(&dir, &text);
+    let admin = proxy.admin.unwrap();
+    let client = tls_client();
+    // Round robin over e1 and e2: two tunnels, one each.
+    let mut held: Vec<Tunnel> = (0..2)
+        .map(|_| Tunnel::open(proxy.addr("tunnels"), &client))
+        .collect();
+    for t in held.iter_mut() {
+        t.echo("held").unwrap();
+    }
+    assert_eq!(sessions(&proxy, "echo", "e1"), 1.0);
+
+    // Refused, and nothing changes: no token, a wrong one, an unknown server, a bad weight.
+    assert_eq!(
+        post_ctl(admin, "set server echo/e1 state drain", None).0,
+        401
+    );
+    assert_eq!(
+        post_ctl(
+            admin,
+            "set server echo/e1 state drain",
+            Some("wrong-token-0123456")
+        )
+        .0,
+        401
+    );
+    let (status, body) = post_ctl(admin, "set server echo/zz state drain", Some(TOKEN));
+    assert_eq!((status, body.trim()), (404, "no server echo/zz"));
+    let (status, body) = post_ctl(admin, "set server echo/e1 weight 0", Some(TOKEN));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("1 to 256") && body.contains("set server BACKEND/SERVER"),
+        "{body}"
+    );
+    assert_eq!(
+        proxy.metric("throng_proxy_server_admin_state{backend=\"echo\",server=\"e1\"}"),
+        0.0
+    );
+    proxy.wait_for_message("refused (401)");
+
+    // Drain e1: new tunnels all go to e2, the held one on e1 goes on.
+    let (ok, said) = ctl(&dir, "set server echo/e1 state drain");
+    assert!(ok, "{said}");
+    proxy.wait_for_message("asked `set server echo/e1 state drain`: done");
+    let mut fresh: Vec<Tunnel> = (0..4)
+        .map(|_| Tunnel::open(proxy.addr("tunnels"), &client))
+        .collect();
+    for t in fresh.iter_mut().chain(held.iter_mut()) {
+        t.echo("during the drain").unwrap();
+    }
+    assert_eq!(sessions(&proxy, "echo", "e1"), 1.0);
+    assert_eq!(sessions(&proxy, "echo", "e2"), 5.0);
+    let (ok, shown) = ctl(&dir, "show servers echo");
+    assert!(
+        ok && shown.contains("echo/e1 ") && shown.contains(" drain "),
+        "{shown}"
+    );
+
+    // Maint, then ready again: back in the rotation.
+    assert!(ctl(&dir, "set server echo/e1 state maint").0);
+    assert_eq!(
+        proxy.metric("throng_proxy_server_admin_state{backend=\"echo\",server=\"e1\"}"),
+        2.0
+    );
+    Tunnel::open(proxy.addr("tunnels"), &client)
+        .echo("e2 again")
+        .unwrap();
+    assert_eq!(sessions(&proxy, "echo", "e1"), 1.0);
+    assert!(ctl(&dir, "set server echo/e1 state ready").0);
+    for _ in 0..2 {
+        Tunnel::open(proxy.addr("tunnels"), &client)
+            .echo("both")
+            .unwrap();
+    }
+    assert_eq!(sessions(&proxy, "echo", "e1"), 2.0);
+
+    // Weight 3 to 1: forty requests in a row, thirty and ten.
+    assert!(ctl(&dir, "set server app/a weight 3").0);
+    let before = (sessions(&proxy, "app", "a"), sessions(&proxy, "app", "b"));
+    for _ in 0..40 {
+        one_request(proxy.addr("web")).unwrap();
+    }
+    let after = (sessions(&proxy, "app", "a"), sessions(&proxy, "app", "b"));
+    assert_eq!((after.0 - before.0, after.1 - before.1), (30.0, 10.0));
+    assert_eq!(
+        proxy.metric("throng_proxy_server_weight{backend=\"app\",server=\"a\"}"),
+        3.0
+    );
+}
+
+/// Servers added and removed, and a certificate replaced, without a reload: each starts a new
+/// generation; a removed server's tunnel stays with the old one; the next reload of the file
+/// replaces them all and says so.
+#[test]
+fn servers_and_certificates_change_without_a_reload() {
+    let (a, b, c) = (Pong::start(&[]), Pong::start(&[]), Pong::start(&[]));
+    let (e1, e2) = (echo_backend(), echo_backend());
+    let dir = Dir::new("ctl-structure");
+    let text = two_server_config(&dir, [a.addr(), b.addr()], [e1.addr, e2.addr], "");
+    let proxy = Proxy::start(&dir, &text);
+    let client = tls_client();
+    let mut on_e1 = Tunnel::open(proxy.addr("tunnels"), &client);
+    on_e1.echo("held on e1").unwrap();
+    assert_eq!(sessions(&proxy, "echo", "e1"), 1.0);
+
+    // Added: it takes requests at once.
+    let (ok, said) = ctl(&dir, &format!("add server app/c {} weight 2", c.addr()));
+    assert!(ok && said.contains("generation 2"), "{said}");
+    let (ok, said) = ctl(&dir, &format!("add server app/c {}", c.addr()));
+    assert!(!ok && said.contains("exists already"), "{said}");
+    for _ in 0..8 {
+        one_request(proxy.addr("web")).unwrap();
+    }
+    proxy.wait_for_line(&["app/c"]);
+
+    // Removed: new tunnels go to e2; the one on e1 stays with generation 2.
+    let (ok, said) = ctl(&dir, "del server echo/e1");
+    assert!(ok, "{said}");
+    assert!(!ctl(&dir, "del server echo/e2").0, "the last server stays");
+    for _ in 0..3 {
+        Tunnel::open(proxy.addr("tunnels"), &client)
+            .echo("to e2")
+            .unwrap();
+    }
+    on_e1.echo("e1 still answers").unwrap();
+    let (_, shown) = ctl(&dir, "show servers echo");
+    assert!(
+        !shown.contains("echo/e1") && shown.contains("echo/e2"),
+        "{shown}"
+    );
+
+    // A new certificate for the TLS frontend: new connections get it.
+    dir.certificate("second", &["localhost", "second.example"]);
+    let (ok, said) = ctl(&dir, "set cert tunnels second.pem second.key");
+    assert!(ok, "{said}");
+    let fresh = Tunnel::open(
+        proxy.addr("tunnels"),
+        &Arc::new(
+            // No resumption: a resumed session would not show the certificate.
+            {
+                let mut config = (*tls_client()).clone();
+                config.resumption = rustls::client::Resumption::disabled();
+                config
+            },
+        ),
+    );
+    let served = fresh.tls.conn.peer_certificates().unwrap()[0].to_vec();
+    let wanted = throng_tls::config::load_certs(&dir.path("second.pem")).unwrap()[0].to_vec();
+    assert_eq!(served, wanted);
+    assert!(ctl(&dir, "set cert tunnels missing.pem second.key")
+        .1
+        .contains("missing.pem"));
+
+    let (_, changes) = ctl(&dir, "show changes");
+    assert_eq!(changes.lines().count(), 3, "{changes}");
+    // The file again: its two servers, and a word about what it replaced.
+    proxy.signal(libc::SIGHUP);
+    proxy.wait_for_message("the file replaces 3 runtime changes");
+    wait_for_generation(&proxy, 5);
+    let (_, shown) = ctl(&dir, "show servers");
+    assert!(
+        shown.contains("echo/e1") && !shown.contains("app/c"),
+        "{shown}"
+    );
+    on_e1.echo("e1 even now").unwrap();
+}
+
+/// With `global.processes`, the master passes a command to every worker.
+#[test]
+fn a_master_passes_commands_to_its_workers() {
+    let (a, b) = (Pong::start(&[]), Pong::start(&[]));
+    let (e1, e2) = (echo_backend(), echo_backend());
+    let dir = Dir::new("ctl-master");
+    let (web, tunnels) = (common::free_addr(), common::free_addr());
+    let text = two_server_config(
+        &dir,
+        [a.addr(), b.addr()],
+        [e1.addr, e2.addr],
+        "processes = 2",
+    )
+    .replace("threads = 2", "threads = 1")
+    .replacen(
+        "bind = [\"127.0.0.1:0\"]",
+        &format!("bind = [\"{web}\"]"),
+        1,
+    )
+    .replacen(
+        "bind = [\"127.0.0.1:0\"]",
+        &format!("bind = [\"{tunnels}\"]"),
+        1,
+    );
+    let proxy = Proxy::start(&dir, &text);
+    let (ok, said) = ctl(&dir, "set server app/a state drain");
+    assert!(ok, "{said}");
+    assert_eq!(said.matches(": app/a: drain").count(), 2, "{said}");
+    for _ in 0..10 {
+        one_request(web).unwrap();
+    }
+    assert_eq!(sessions(&proxy, "app", "a"), 0.0);
+    assert_eq!(sessions(&proxy, "app", "b"), 10.0);
+    let (ok, said) = ctl(&dir, "set server app/nope state drain");
+    assert!(!ok && said.contains("no server app/nope"), "{said}");
+}

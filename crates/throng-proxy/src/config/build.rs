@@ -194,7 +194,23 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
         close_rate,
         max_generations,
     };
+    let admin_token = match g.admin_token.as_deref() {
+        Some(token) if token.len() < 16 => {
+            return Err((
+                at.key("admin_token"),
+                "at least 16 characters (it guards every runtime change)".into(),
+            ))
+        }
+        Some(token) if !token.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Err((
+                at.key("admin_token"),
+                "visible ASCII characters only (it travels in an HTTP header)".into(),
+            ))
+        }
+        token => token.map(str::to_string),
+    };
     Ok(Global {
+        admin_token,
         pidfile: g.pidfile.as_deref().map(PathBuf::from),
         reload,
         processes,

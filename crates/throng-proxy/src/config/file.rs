@@ -26,6 +26,7 @@ pub struct Global {
     pub memory_budget: Option<String>,
     pub grace: Option<String>,
     pub admin: Option<String>,
+    pub admin_token: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<String>,
     pub pidfile: Option<String>,

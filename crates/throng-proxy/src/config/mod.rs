@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A whole, checked configuration.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Where it came from, for messages.
     pub source: String,
@@ -23,7 +23,7 @@ pub struct Config {
     pub backends: Vec<Backend>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Global {
     /// Worker processes sharing the listening ports (each with `threads` threads); more than
     /// one makes this process their master.
@@ -35,6 +35,8 @@ pub struct Global {
     pub memory_budget: Option<u64>,
     pub grace: Duration,
     pub admin: Option<SocketAddr>,
+    /// What `POST /ctl` on the admin listener must carry (`Authorization: Bearer TOKEN`).
+    pub admin_token: Option<String>,
     pub log: LogTarget,
     pub log_format: LogFormat,
     /// Where the process writes its pid (the master's, with `processes`), for `throng proxy
@@ -92,7 +94,7 @@ impl Mode {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Frontend {
     /// Shared, not copied: every log line of every request names it.
     pub name: Arc<str>,
@@ -153,7 +155,7 @@ pub enum Balance {
     ClientId,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Backend {
     /// Shared, not copied: every log line of every request names it.
     pub name: Arc<str>,

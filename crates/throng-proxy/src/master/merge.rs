@@ -11,6 +11,8 @@ pub fn combine(name: &str, a: Value, b: Value) -> Value {
     match name {
         "throng_proxy_server_up" | "throng_proxy_backend_servers_up" => Value::min(a, b),
         "throng_proxy_over_memory_budget"
+        | "throng_proxy_server_admin_state"
+        | "throng_proxy_server_weight"
         | "throng_proxy_backend_queue_max"
         | "throng_proxy_generation"
         | "throng_proxy_generation_age_seconds" => Value::max(a, b),

@@ -12,6 +12,7 @@ mod merge;
 use crate::config::Config;
 use merge::int;
 use std::ffi::OsString;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use throng_net::admin::{self, Page};
@@ -177,7 +178,8 @@ fn announce(config: &Config, group: &Group, admin: Option<&std::net::TcpListener
     crate::upgrade::announce_ready(&line, config.global.pidfile.as_deref());
 }
 
-/// The admin listener, on a thread of its own.
+/// The admin listener, on a thread of its own: the merged pages, and runtime commands passed
+/// on to every worker.
 fn spawn_admin(
     listener: Option<std::net::TcpListener>,
     workers: Arc<Mutex<Vec<WorkerInfo>>>,
@@ -185,8 +187,85 @@ fn spawn_admin(
     let Some(listener) = listener else {
         return Ok(());
     };
-    let route = Arc::new(move |path: &str| route(path, &workers));
-    admin::spawn_on_thread("proxy-admin", listener, route)
+    let handler =
+        Arc::new(
+            move |request: &admin::Request<'_>| match (request.method, request.path) {
+                ("POST", "/ctl") => pass_command(request, &workers),
+                (_, "/ctl") => Page::text(405, "POST a command to /ctl\n"),
+                ("GET" | "HEAD", path) => route(path, &workers),
+                _ => Page::text(405, "only GET and HEAD, or POST /ctl\n"),
+            },
+        );
+    admin::spawn_handler_on_thread("proxy-admin", listener, handler)
+}
+
+/// A runtime command, passed on to each worker's admin listener: their answers, one line each
+/// (a `show` command: the first worker's, as they all run the same configuration).
+fn pass_command(request: &admin::Request<'_>, workers: &Mutex<Vec<WorkerInfo>>) -> Page {
+    let workers = workers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let showing = std::str::from_utf8(request.body)
+        .map(|line| line.trim_start().starts_with("show"))
+        .unwrap_or(false);
+    let mut worst = 200;
+    let mut text = String::new();
+    for (index, worker) in workers.iter().enumerate() {
+        let answer = match worker.admin {
+            Some(addr) => post(addr, request.body, request.authorization),
+            None => Err("no admin listener".to_string()),
+        };
+        let (status, body) = answer.unwrap_or_else(|e| (502, format!("{e}\n")));
+        worst = worst.max(status);
+        if showing && status < 300 {
+            return Page::text(status, body);
+        }
+        text += &format!("worker {index} (pid {}): {body}", worker.pid);
+    }
+    tracing::info!(
+        "admin: {} asked `{}`: passed to {} workers ({worst})",
+        request.peer,
+        String::from_utf8_lossy(request.body).trim(),
+        workers.len()
+    );
+    Page::text(worst, text)
+}
+
+/// `POST /ctl` to a worker: its status and body.
+fn post(
+    addr: SocketAddr,
+    body: &[u8],
+    authorization: Option<&[u8]>,
+) -> Result<(u16, String), String> {
+    use std::io::Read;
+    let timeout = std::time::Duration::from_secs(5);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let mut request = format!(
+        "POST /ctl HTTP/1.1\r\nHost: worker\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if let Some(value) = authorization {
+        request.extend_from_slice(b"Authorization: ");
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(body);
+    stream.write_all(&request).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    stream
+        .take(admin::MAX_BODY as u64 * 16)
+        .read_to_end(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or("no answer")?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
+    Ok((status, body.to_string()))
 }
 
 fn route(path: &str, workers: &Mutex<Vec<WorkerInfo>>) -> Page {

@@ -12,15 +12,33 @@ use throng_proxy::Config;
     throng proxy -c proxy.toml --check    # check a configuration and exit\n  \
     throng proxy reload -c proxy.toml     # check it, then have the running proxy (global.pidfile) reload it\n  \
     throng proxy upgrade -c proxy.toml    # hand the listeners to the binary now at this path\n  \
+    throng proxy ctl -c proxy.toml set server app/a1 state drain   # a runtime command\n  \
     throng proxy --print-default > proxy.toml\n\n\
     Every configuration key is described in docs/proxy.md; reload and upgrade in docs/reload.md.\n\
     Access log lines go to stdout by default (global.log); messages to stderr (RUST_LOG=debug for\n\
     one line per refused request or failed handshake).")]
 pub struct ProxyArgs {
-    /// Run (no action), or signal a running proxy: reload its configuration (SIGHUP), or upgrade
-    /// it to the binary at its path (SIGUSR2)
+    /// Run (no action), or act on a running proxy: reload its configuration (SIGHUP), upgrade
+    /// it to the binary at its path (SIGUSR2), or give it a runtime command (ctl)
     #[arg(value_enum)]
     action: Option<Action>,
+
+    /// ctl: the command, e.g. `show servers`, `set server app/a1 state drain` (`ctl help` lists
+    /// them)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    words: Vec<String>,
+
+    /// ctl: the admin listener [default: global.admin of the configuration]
+    #[arg(long, value_name = "ADDRESS")]
+    admin: Option<std::net::SocketAddr>,
+
+    /// ctl: the admin token [default: $THRONG_ADMIN_TOKEN, else global.admin_token]
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
 
     /// The configuration file (TOML) [default: the embedded default, see --print-default]
     #[arg(short, long, value_name = "FILE")]
@@ -53,6 +71,8 @@ enum Action {
     Reload,
     /// Check the file, then SIGUSR2: the binary at the proxy's path takes over its listeners
     Upgrade,
+    /// A runtime command to the admin listener (POST /ctl): no reload
+    Ctl,
 }
 
 pub fn run(args: ProxyArgs) -> ExitCode {
@@ -60,8 +80,18 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         print!("{}", throng_proxy::config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    if let Some(action) = args.action {
-        return signal_running(&args, action);
+    match args.action {
+        Some(Action::Ctl) => return ctl(&args),
+        Some(Action::Reload) => return signal_running(&args, Signalled::Reload),
+        Some(Action::Upgrade) => return signal_running(&args, Signalled::Upgrade),
+        None => {}
+    }
+    if !args.words.is_empty() {
+        eprintln!(
+            "throng proxy: unexpected `{}` (actions: reload, upgrade, ctl)",
+            args.words.join(" ")
+        );
+        return ExitCode::from(2);
     }
     share_ticket_key(&args);
     let adjust = Adjust {
@@ -176,7 +206,14 @@ fn worker_args(config: Option<&Path>, index: usize) -> Vec<std::ffi::OsString> {
 /// `throng proxy reload|upgrade`: checks the file here (a bad one is refused before the proxy
 /// sees it), signals the running proxy, and waits to see the outcome where it can (the admin
 /// listener's reload counters, the pid file's new pid).
-fn signal_running(args: &ProxyArgs, action: Action) -> ExitCode {
+/// What `reload` and `upgrade` ask of a running proxy.
+#[derive(Clone, Copy)]
+enum Signalled {
+    Reload,
+    Upgrade,
+}
+
+fn signal_running(args: &ProxyArgs, action: Signalled) -> ExitCode {
     let config = match read(args.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -208,8 +245,8 @@ fn signal_running(args: &ProxyArgs, action: Action) -> ExitCode {
     };
     let counts_before = config.global.admin.and_then(reload_counts);
     let signal = match action {
-        Action::Reload => libc::SIGHUP,
-        Action::Upgrade => libc::SIGUSR2,
+        Signalled::Reload => libc::SIGHUP,
+        Signalled::Upgrade => libc::SIGUSR2,
     };
     // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
     if unsafe { libc::kill(pid, signal) } != 0 {
@@ -222,7 +259,7 @@ fn signal_running(args: &ProxyArgs, action: Action) -> ExitCode {
     }
     let deadline = Instant::now() + Duration::from_secs(40);
     match action {
-        Action::Reload => {
+        Signalled::Reload => {
             let (Some(admin), Some(before)) = (config.global.admin, counts_before) else {
                 println!("throng proxy reload: sent SIGHUP to pid {pid}; its log says how it went");
                 return ExitCode::SUCCESS;
@@ -246,7 +283,7 @@ fn signal_running(args: &ProxyArgs, action: Action) -> ExitCode {
             eprintln!("throng proxy reload: sent SIGHUP to pid {pid}, no outcome seen on http://{admin}/metrics");
             ExitCode::FAILURE
         }
-        Action::Upgrade => {
+        Signalled::Upgrade => {
             let Some(path) = pidfile else {
                 println!(
                     "throng proxy upgrade: sent SIGUSR2 to pid {pid}; its log says how it went"
@@ -268,11 +305,94 @@ fn signal_running(args: &ProxyArgs, action: Action) -> ExitCode {
     }
 }
 
-fn name(action: Action) -> &'static str {
+fn name(action: Signalled) -> &'static str {
     match action {
-        Action::Reload => "reload",
-        Action::Upgrade => "upgrade",
+        Signalled::Reload => "reload",
+        Signalled::Upgrade => "upgrade",
     }
+}
+
+/// `throng proxy ctl WORDS...`: one runtime command, its answer on stdout (stderr and a
+/// failing status when refused).
+fn ctl(args: &ProxyArgs) -> ExitCode {
+    if args.words.is_empty() || args.words == ["help"] {
+        print!("{}", throng_proxy::ctl::command::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let config = if args.admin.is_some() && args.config.is_none() {
+        None
+    } else {
+        match read(args.config.as_deref()) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                eprintln!("throng proxy ctl: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let Some(admin) = args
+        .admin
+        .or_else(|| config.as_ref().and_then(|c| c.global.admin))
+    else {
+        eprintln!("throng proxy ctl: which proxy? give --admin ADDRESS, or a configuration with global.admin");
+        return ExitCode::from(2);
+    };
+    let token = args
+        .token
+        .clone()
+        .or_else(|| std::env::var("THRONG_ADMIN_TOKEN").ok())
+        .or_else(|| config.and_then(|c| c.global.admin_token));
+    match post_command(admin, &args.words.join(" "), token.as_deref()) {
+        Ok((status, body)) if status < 300 => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprint!("throng proxy ctl: refused ({status}): {body}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("throng proxy ctl: http://{admin}/ctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn post_command(
+    admin: std::net::SocketAddr,
+    line: &str,
+    token: Option<&str>,
+) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let mut request = format!(
+        "POST /ctl HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: {}\r\n",
+        line.len()
+    );
+    if let Some(token) = token {
+        request += &format!("Authorization: Bearer {token}\r\n");
+    }
+    request += "\r\n";
+    request += line;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .take(16 << 20)
+        .read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or("no answer")?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
+    Ok((status, body.to_string()))
 }
 
 fn read_pid(path: &Path) -> Result<i32, String> {

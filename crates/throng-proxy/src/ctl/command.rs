@@ -1,0 +1,216 @@
+//! The runtime commands, as words: HAProxy's runtime API where it has one (`show servers state`,
+//! `set server B/S state|weight`, `add server`, `del server`), in one line each.
+
+use crate::state::AdminState;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The longest command line read (a certificate's paths fit many times).
+pub const MAX_LINE: usize = 4096;
+
+/// What the commands say, for `help` and for every refusal.
+pub const USAGE: &str = "commands:\n  \
+    show servers [BACKEND]\n  \
+    show changes\n  \
+    set server BACKEND/SERVER state ready|drain|maint\n  \
+    set server BACKEND/SERVER weight 1-256\n  \
+    add server BACKEND/SERVER ADDRESS:PORT [weight 1-256] [maxconn N]\n  \
+    del server BACKEND/SERVER\n  \
+    set cert FRONTEND CERT.pem KEY.pem\n";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    ShowServers {
+        backend: Option<String>,
+    },
+    /// The runtime changes a reload of the file would drop.
+    ShowChanges,
+    SetState {
+        server: ServerRef,
+        state: AdminState,
+    },
+    SetWeight {
+        server: ServerRef,
+        weight: u32,
+    },
+    AddServer {
+        server: ServerRef,
+        address: SocketAddr,
+        weight: u32,
+        maxconn: Option<u32>,
+    },
+    DelServer {
+        server: ServerRef,
+    },
+    /// A frontend's certificate and key, from files on the proxy's host.
+    SetCert {
+        frontend: String,
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+impl Command {
+    /// Whether it changes something (and is logged and counted as a change).
+    pub fn changes(&self) -> bool {
+        !matches!(self, Command::ShowServers { .. } | Command::ShowChanges)
+    }
+}
+
+/// `BACKEND/SERVER`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerRef {
+    pub backend: String,
+    pub server: String,
+}
+
+impl std::fmt::Display for ServerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.backend, self.server)
+    }
+}
+
+/// Reads one command line. Errors say what was wrong, and the usage follows them.
+pub fn parse(line: &str) -> Result<Command, String> {
+    if line.len() > MAX_LINE {
+        return Err(format!("a command is at most {MAX_LINE} bytes"));
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["show", "servers"] | ["show", "servers", "state"] => {
+            Ok(Command::ShowServers { backend: None })
+        }
+        ["show", "servers", backend] | ["show", "servers", "state", backend] => {
+            Ok(Command::ShowServers {
+                backend: Some(name(backend, "backend")?),
+            })
+        }
+        ["show", "changes"] => Ok(Command::ShowChanges),
+        ["set", "server", server, "state", state] => Ok(Command::SetState {
+            server: server_ref(server)?,
+            state: AdminState::parse(state)
+                .ok_or_else(|| format!("state `{state}`: use ready, drain or maint"))?,
+        }),
+        ["set", "server", server, "weight", weight] => Ok(Command::SetWeight {
+            server: server_ref(server)?,
+            weight: weight_of(weight)?,
+        }),
+        ["add", "server", server, address, options @ ..] => {
+            let address = address
+                .parse()
+                .map_err(|_| format!("`{address}` is not an address:port"))?;
+            let (mut weight, mut maxconn) = (1, None);
+            let mut rest = options.chunks(2);
+            for pair in &mut rest {
+                match pair {
+                    ["weight", w] => weight = weight_of(w)?,
+                    ["maxconn", n] => {
+                        maxconn = Some(
+                            n.parse::<u32>()
+                                .ok()
+                                .filter(|&n| n > 0)
+                                .ok_or_else(|| format!("maxconn `{n}`: a number from 1"))?,
+                        )
+                    }
+                    other => {
+                        return Err(format!("`{}`: use weight N or maxconn N", other.join(" ")))
+                    }
+                }
+            }
+            Ok(Command::AddServer {
+                server: server_ref(server)?,
+                address,
+                weight,
+                maxconn,
+            })
+        }
+        ["del", "server", server] => Ok(Command::DelServer {
+            server: server_ref(server)?,
+        }),
+        ["set", "cert", frontend, cert, key] => Ok(Command::SetCert {
+            frontend: name(frontend, "frontend")?,
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        }),
+        [] => Err("no command".into()),
+        _ => Err(format!("unknown command `{}`", line.trim())),
+    }
+}
+
+fn server_ref(text: &str) -> Result<ServerRef, String> {
+    let (backend, server) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}`: name a server as BACKEND/SERVER"))?;
+    Ok(ServerRef {
+        backend: name(backend, "backend")?,
+        server: name(server, "server")?,
+    })
+}
+
+/// A backend, server or frontend name: what a configuration allows (visible, no slash).
+fn name(text: &str, what: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 256
+        && text
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '/');
+    ok.then(|| text.to_string())
+        .ok_or_else(|| format!("`{text}` is not a {what} name"))
+}
+
+fn weight_of(text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|w| (1..=256).contains(w))
+        .ok_or_else(|| format!("weight `{text}`: a number from 1 to 256"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_read_as_haproxy_spells_them() {
+        assert_eq!(
+            parse("set server app/a1 state drain").unwrap(),
+            Command::SetState {
+                server: ServerRef {
+                    backend: "app".into(),
+                    server: "a1".into()
+                },
+                state: AdminState::Drain
+            }
+        );
+        assert_eq!(
+            parse("  add server app/new 127.0.0.1:9000 weight 3 maxconn 10 ").unwrap(),
+            Command::AddServer {
+                server: ServerRef {
+                    backend: "app".into(),
+                    server: "new".into()
+                },
+                address: "127.0.0.1:9000".parse().unwrap(),
+                weight: 3,
+                maxconn: Some(10)
+            }
+        );
+        assert_eq!(
+            parse("show servers state").unwrap(),
+            Command::ShowServers { backend: None }
+        );
+        assert!(!parse("show changes").unwrap().changes());
+    }
+
+    #[test]
+    fn bad_commands_say_what_is_wrong() {
+        let error = |line: &str| parse(line).unwrap_err();
+        assert!(error("set server app state drain").contains("BACKEND/SERVER"));
+        assert!(error("set server app/a state off").contains("ready, drain or maint"));
+        assert!(error("set server app/a weight 0").contains("1 to 256"));
+        assert!(error("set server app/a weight 9999999999999").contains("1 to 256"));
+        assert!(error("add server app/b localhost").contains("address:port"));
+        assert!(error("add server app/b 127.0.0.1:1 weight").contains("weight N"));
+        assert!(error("reboot now").contains("unknown command"));
+        assert!(error("").contains("no command"));
+        assert!(error(&"x".repeat(MAX_LINE + 1)).contains("at most"));
+    }
+}
