@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -256,7 +256,18 @@ impl Drop for Group {
 /// (`on_restart` is told, after), then every child gets SIGTERM and up to `grace` (and 5 s more)
 /// to stop. A second signal is passed on: children stop at once on their second. Call it from
 /// the thread that started the group.
-pub fn supervise(group: &mut Group, grace: Duration, mut on_restart: impl FnMut(&Group)) {
+pub fn supervise(group: &mut Group, grace: Duration, on_restart: impl FnMut(&Group)) {
+    supervise_until(group, grace, &AtomicBool::new(false), on_restart)
+}
+
+/// As [`supervise`], and once `retiring` is set (the group handed over to another master), no
+/// child is started again and the call returns when the last one has ended by itself.
+pub fn supervise_until(
+    group: &mut Group,
+    grace: Duration,
+    retiring: &AtomicBool,
+    mut on_restart: impl FnMut(&Group),
+) {
     let signals = Arc::new(AtomicU32::new(0));
     let watch = Arc::clone(&signals);
     let watcher = tokio::runtime::Builder::new_current_thread()
@@ -280,6 +291,16 @@ pub fn supervise(group: &mut Group, grace: Duration, mut on_restart: impl FnMut(
     // Children that could not be started again, tried again each second.
     let mut to_start: Vec<usize> = Vec::new();
     while signals.load(Relaxed) == 0 {
+        if retiring.load(Relaxed) {
+            for (index, pid, status) in group.reap() {
+                tracing::info!("{} {index} (pid {pid}) ended ({status})", group.spec.name);
+            }
+            if group.all_exited() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
         for (index, pid, status) in group.reap() {
             tracing::warn!(
                 "{} {index} (pid {pid}) ended ({status}): starting it again",

@@ -215,21 +215,16 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
                 crate::upgrade::notify_systemd("READY=1");
             }
             Some(Asked::Upgrade) if role == Role::Worker => {
-                warn!("SIGUSR2: a worker is upgraded by its master; signal the master");
+                // From the master: a new master's workers accept on these ports now.
+                info!("SIGUSR2: the master has handed over; this worker stops accepting and ends with its last connection");
+                handed_over = true;
+                retire_all(&mut lock());
             }
             Some(Asked::Upgrade) => {
                 let (inherit, fds) = lock().listeners.to_inherit();
                 handed_over = crate::upgrade::hand_over(inherit, fds).await;
                 if handed_over {
-                    let mut manager = lock();
-                    let now = Instant::now();
-                    for r in &mut manager.running {
-                        r.proxy.enter(Phase::Draining);
-                        r.retired.get_or_insert(now);
-                    }
-                    // The sockets are the new binary's now; this process's copies close with
-                    // its last generation.
-                    manager.listeners = Listeners::default();
+                    retire_all(&mut lock());
                 }
             }
             None => {}
@@ -245,6 +240,18 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
     }
     info!("stopped");
     Ok(())
+}
+
+/// After an upgrade: every generation stops accepting and drains. The sockets are the new
+/// binary's now (or, for a worker, the new master's workers have their own on the same ports);
+/// this process's copies close with its generations' accept loops.
+fn retire_all(manager: &mut Manager) {
+    let now = Instant::now();
+    for r in &mut manager.running {
+        r.proxy.enter(Phase::Draining);
+        r.retired.get_or_insert(now);
+    }
+    manager.listeners = Listeners::default();
 }
 
 /// A generation just started, and what it listens on (for the start-up line).

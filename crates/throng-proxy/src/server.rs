@@ -9,6 +9,7 @@ use crate::state::{Phase, Proxy};
 use crate::stream::ClientStream;
 use crate::{http, mqtt, tcp};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -162,9 +163,8 @@ async fn run_worker(proxy: Arc<Proxy>, listeners: Vec<(std::net::TcpListener, us
         proxy: Arc::clone(&proxy),
         servers: ServerSide::default(),
         phase: proxy.phase.subscribe(),
-        open: std::cell::Cell::new(0),
-        idle_close: tokio::sync::Notify::new(),
-        close_one: tokio::sync::Notify::new(),
+        sockets: Default::default(),
+        idle: Default::default(),
     });
     for (listener, frontend) in listeners {
         match tokio::net::TcpListener::from_std(listener) {
@@ -178,20 +178,23 @@ async fn run_worker(proxy: Arc<Proxy>, listeners: Vec<(std::net::TcpListener, us
     let _ = phase.wait_for(|p| *p != Phase::Serving).await;
     // The accept loops have returned (their copies of the listeners close; the process keeps
     // the sockets for the next generation). Idle keep-alive connections close now.
-    worker.idle_close.notify_waiters();
+    for &fd in worker.idle.borrow().iter() {
+        shut(fd, libc::SHUT_RD);
+    }
     drain(&worker, &mut phase).await;
     // Returning drops this thread's tasks: whatever is left closes here.
 }
 
 /// Waits for this thread's connections to end; once the generation is closing, closes them at
-/// its share of `close_rate`, oldest first; once it is stopped, returns at once.
+/// its share of `close_rate`; once it is stopped, returns at once.
 async fn drain(worker: &Worker, phase: &mut watch::Receiver<Phase>) {
     let threads = worker.proxy.config.global.threads.max(1) as f64;
     let tick = Duration::from_millis(10);
     let mut allowance = 0.0;
-    while worker.open.get() > 0 {
-        let close_rate = worker.proxy.process.close_rate.load(Relaxed) as f64;
-        let per_second = (close_rate / threads).max(1.0);
+    // Sessions shut and not ended yet (no session begins on a closing thread, so a descriptor
+    // here is not reused meanwhile).
+    let mut shut_already = std::collections::HashSet::new();
+    while worker.open() > 0 {
         let now = *phase.borrow_and_update();
         match now {
             Phase::Serving | Phase::Draining => {
@@ -201,10 +204,24 @@ async fn drain(worker: &Worker, phase: &mut watch::Receiver<Phase>) {
                 }
             }
             Phase::Closing => {
-                allowance += per_second * tick.as_secs_f64();
-                while allowance >= 1.0 && worker.open.get() > 0 {
-                    allowance -= 1.0;
-                    worker.close_one.notify_one();
+                let close_rate = worker.proxy.process.close_rate.load(Relaxed) as f64;
+                allowance += (close_rate / threads).max(1.0) * tick.as_secs_f64();
+                let due = allowance as usize;
+                allowance -= due as f64;
+                // Shut, not dropped: each session ends on its own path, with its log line, and
+                // leaves the registry then.
+                let chosen: Vec<RawFd> = worker
+                    .sockets
+                    .borrow()
+                    .iter()
+                    .filter(|&fd| !shut_already.contains(fd))
+                    .take(due)
+                    .copied()
+                    .collect();
+                for fd in chosen {
+                    shut_already.insert(fd);
+                    shut(fd, libc::SHUT_RDWR);
+                    worker.proxy.closed_by_stop.fetch_add(1, Relaxed);
                 }
                 tokio::time::sleep(tick).await;
             }
@@ -212,12 +229,19 @@ async fn drain(worker: &Worker, phase: &mut watch::Receiver<Phase>) {
                 warn!(
                     "generation {}: closing the {} connections left on this thread",
                     worker.proxy.generation,
-                    worker.open.get()
+                    worker.open()
                 );
                 return;
             }
         }
     }
+}
+
+/// shutdown(2) on a client socket of this thread (its session is still running and owns it).
+fn shut(fd: RawFd, how: libc::c_int) {
+    // SAFETY: `fd` is the socket of a live session on this thread: sessions leave the registry
+    // when they end, on this same thread, so it has not been closed or reused meanwhile.
+    unsafe { libc::shutdown(fd, how) };
 }
 
 /// Why accepting waits.
@@ -286,7 +310,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker:
                         _ = stop.wait_for(|phase| *phase != Phase::Serving) => return,
                     }
                 }
-                let open = Open::new(Rc::clone(&worker), frontend);
+                let open = Open::new(Rc::clone(&worker), frontend, stream.as_raw_fd());
                 tokio::task::spawn_local(start_session(open, stream, peer));
             }
             Err(e) => {
@@ -325,23 +349,29 @@ fn reserve(proxy: &Proxy, frontend: usize) -> bool {
     true
 }
 
-/// Counts a client connection while it lives (its slot was taken by [`reserve`]).
+/// Counts a client connection while it lives (its slot was taken by [`reserve`]), and keeps
+/// its socket in the thread's registry.
 struct Open {
     worker: Rc<Worker>,
     frontend: usize,
+    fd: RawFd,
 }
 
 impl Open {
-    fn new(worker: Rc<Worker>, frontend: usize) -> Open {
-        worker.open.set(worker.open.get() + 1);
-        Open { worker, frontend }
+    fn new(worker: Rc<Worker>, frontend: usize, fd: RawFd) -> Open {
+        worker.sockets.borrow_mut().insert(fd);
+        Open {
+            worker,
+            frontend,
+            fd,
+        }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         let worker = &self.worker;
-        worker.open.set(worker.open.get().saturating_sub(1));
+        worker.sockets.borrow_mut().remove(&self.fd);
         let proxy = &worker.proxy;
         proxy.process.connections.fetch_sub(1, Relaxed);
         proxy.frontends[self.frontend].current.fetch_sub(1, Relaxed);
@@ -349,21 +379,8 @@ impl Drop for Open {
     }
 }
 
-/// A connection's whole life, unless its generation closes it first (after `hard_stop_after`,
-/// at `close_rate`): then it is dropped where it is, and counted.
+/// A connection's whole life.
 async fn start_session(open: Open, stream: tokio::net::TcpStream, peer: SocketAddr) {
-    let worker = Rc::clone(&open.worker);
-    let closed = worker.close_one.notified();
-    tokio::select! {
-        biased;
-        _ = serve_connection(&open, stream, peer) => {}
-        _ = closed => {
-            worker.proxy.closed_by_stop.fetch_add(1, Relaxed);
-        }
-    }
-}
-
-async fn serve_connection(open: &Open, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let worker = &open.worker;
     let frontend = open.frontend;
     let proxy = &worker.proxy;

@@ -5,7 +5,10 @@ use crate::config::Frontend;
 use crate::dispatch::{ConnectError, Connected, DispatchError, NoSlot, ServerSide};
 use crate::log::Entry;
 use crate::state::{FrontendState, Phase, Proxy};
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -18,18 +21,45 @@ pub struct Worker {
     pub servers: ServerSide,
     /// The generation's phase: serving, draining, closing, stopped.
     pub phase: tokio::sync::watch::Receiver<Phase>,
-    /// Client connections on this thread: a draining thread ends when none is left.
-    pub open: std::cell::Cell<u64>,
-    /// Woken when the generation stops serving: idle keep-alive connections close.
-    pub idle_close: tokio::sync::Notify,
-    /// Woken once per connection to close while the generation is closing (oldest first).
-    pub close_one: tokio::sync::Notify,
+    /// The client sockets of this thread's connections, for a closing generation to shut
+    /// (a few bytes each; a draining thread ends when none is left).
+    pub sockets: RefCell<HashSet<RawFd>>,
+    /// Those of them waiting idle between two HTTP requests: closed when the generation stops
+    /// serving.
+    pub idle: RefCell<HashSet<RawFd>>,
 }
 
 impl Worker {
     /// Whether the generation has stopped serving (idle connections should not wait on).
     pub fn stopping(&self) -> bool {
         *self.phase.borrow() != Phase::Serving
+    }
+
+    /// Client connections on this thread.
+    pub fn open(&self) -> usize {
+        self.sockets.borrow().len()
+    }
+
+    /// Notes `fd` idle until the guard is dropped: unless the generation has stopped serving
+    /// already (`None`: close the connection now).
+    pub fn idle_while(&self, fd: RawFd) -> Option<IdleGuard<'_>> {
+        if self.stopping() {
+            return None;
+        }
+        self.idle.borrow_mut().insert(fd);
+        Some(IdleGuard { worker: self, fd })
+    }
+}
+
+/// A connection noted idle in [`Worker::idle`] while it lives.
+pub struct IdleGuard<'w> {
+    worker: &'w Worker,
+    fd: RawFd,
+}
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.worker.idle.borrow_mut().remove(&self.fd);
     }
 }
 

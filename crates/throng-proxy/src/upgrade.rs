@@ -65,6 +65,14 @@ pub fn announce_ready(line: &str, pidfile: Option<&Path>) {
     notify_systemd(&format!("READY=1\nMAINPID={pid}"));
 }
 
+/// Whether the kernel moves connections waiting in a closing listener's accept queue to another
+/// listener of its `SO_REUSEPORT` group (`net.ipv4.tcp_migrate_req`, Linux 5.14); `None` when it
+/// cannot tell.
+pub fn migrates_accept_queues() -> Option<bool> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").ok()?;
+    Some(text.trim() == "1")
+}
+
 /// Removes `pidfile` if it still names this process.
 pub fn remove_pidfile(pidfile: Option<&Path>) {
     let Some(path) = pidfile else { return };
@@ -117,7 +125,9 @@ pub async fn hand_over(inherit: String, fds: Vec<RawFd>) -> bool {
     }
 }
 
-fn start_successor(
+/// Starts the binary at this process's path as its successor, handing it `fds` (named in
+/// `inherit`) and `key`; its pid once it said it is ready.
+pub(crate) fn start_successor(
     inherit: &str,
     fds: &[RawFd],
     key: Option<&[u8; crate::tickets::KEY_LEN]>,

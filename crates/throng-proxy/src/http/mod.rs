@@ -63,18 +63,14 @@ pub async fn serve(session: Session, mut client: ClientStream) {
                 // its client has not been answered yet, and would not retry.
                 io::wait_readable(&mut client, Instant::now() + wait).await
             } else {
-                // Idle between requests: closed at once when the generation stops serving
-                // (the next request comes on a new connection, to the new generation).
-                let stopped = session.worker.idle_close.notified();
-                let mut stopped = std::pin::pin!(stopped);
-                stopped.as_mut().enable();
-                if session.worker.stopping() {
+                // Idle between requests: when the generation stops serving, its thread shuts
+                // the socket for reading, and the wait ends as if the client had closed (the
+                // next request comes on a new connection, to the new generation).
+                let fd = std::os::fd::AsRawFd::as_raw_fd(client.socket());
+                let Some(_idle) = session.worker.idle_while(fd) else {
                     break;
-                }
-                tokio::select! {
-                    readable = io::wait_readable(&mut client, Instant::now() + wait) => readable,
-                    _ = stopped => break,
-                }
+                };
+                io::wait_readable(&mut client, Instant::now() + wait).await
             };
             match readable {
                 Ok(()) => {}

@@ -14,6 +14,7 @@ use merge::int;
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use throng_net::admin::{self, Page};
 use throng_net::procs::{Group, Spec};
@@ -36,10 +37,12 @@ pub fn run(
     reread: crate::generation::Reread,
     worker_args: impl Fn(usize) -> Vec<OsString> + Send + 'static,
 ) -> Result<(), String> {
+    crate::upgrade::remember_exe();
     let processes = config.global.processes;
     let workers = Arc::new(Mutex::new(vec![WorkerInfo::default(); processes]));
+    let retiring = Arc::new(AtomicBool::new(false));
     // Before any worker starts: from here on SIGHUP reloads rather than kills.
-    watch_reloads(reread, Arc::clone(&workers))?;
+    watch_reloads(reread, Arc::clone(&workers), Arc::clone(&retiring))?;
     let admin_listener = crate::server::bind_admin(&config)?;
     let spec = Spec {
         name: "proxy worker",
@@ -61,16 +64,24 @@ pub fn run(
 
     spawn_admin(admin_listener, Arc::clone(&workers))?;
     let grace = config.global.grace;
-    throng_net::procs::supervise(&mut group, grace, |group| note_workers(group, &workers));
-    crate::upgrade::remove_pidfile(config.global.pidfile.as_deref());
+    throng_net::procs::supervise_until(&mut group, grace, &retiring, |group| {
+        note_workers(group, &workers)
+    });
+    if retiring.load(Relaxed) {
+        tracing::info!("the last worker of this master has ended; the new master serves");
+    } else {
+        crate::upgrade::remove_pidfile(config.global.pidfile.as_deref());
+    }
     Ok(())
 }
 
-/// SIGHUP: the file checked here, then passed on to every worker. SIGUSR2 is not handled by a
-/// master yet: said, and ignored.
+/// SIGHUP: the file checked here, then passed on to every worker. SIGUSR2: a new master from
+/// the binary at this one's path; once its workers are ready, this master's workers stop
+/// accepting (SIGUSR2 to them) and end with their last connection, and so does this master.
 fn watch_reloads(
     reread: crate::generation::Reread,
     workers: Arc<Mutex<Vec<WorkerInfo>>>,
+    retiring: Arc<AtomicBool>,
 ) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -92,15 +103,48 @@ fn watch_reloads(
                 loop {
                     tokio::select! {
                         _ = hup.recv() => pass_reload(&reread, &workers),
-                        _ = usr2.recv() => tracing::warn!(
-                            "SIGUSR2: a binary upgrade with global.processes above 1 is not built yet; reload (SIGHUP) or restart"
-                        ),
+                        _ = usr2.recv() => hand_over(&workers, &retiring),
                     }
                 }
             })
         })
         .map(|_| ())
         .map_err(|e| format!("cannot start the reload thread: {e}"))
+}
+
+fn hand_over(workers: &Mutex<Vec<WorkerInfo>>, retiring: &AtomicBool) {
+    if retiring.load(Relaxed) {
+        tracing::info!("SIGUSR2: this master has handed over already");
+        return;
+    }
+    let key = crate::tickets::shared_key();
+    // The new master's workers bind the same ports (SO_REUSEPORT) before it says it is ready.
+    match crate::upgrade::start_successor("", &[], key.as_ref()) {
+        Err(why) => {
+            tracing::error!("upgrade failed: {why}; this master and its workers keep serving")
+        }
+        Ok(pid) => {
+            retiring.store(true, Relaxed);
+            let pids: Vec<u32> = workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|w| w.pid)
+                .collect();
+            let queues = match crate::upgrade::migrates_accept_queues() {
+                Some(true) => "connections waiting in their accept queues move to the new workers (net.ipv4.tcp_migrate_req = 1)",
+                _ => "connections waiting in their accept queues at that moment are reset: set net.ipv4.tcp_migrate_req = 1 to have the kernel move them",
+            };
+            tracing::info!(
+                "upgrade: the new master serves (pid {pid}); this master's {} workers stop accepting and end with their last connection; {queues}",
+                pids.len()
+            );
+            for pid in pids.into_iter().filter(|&pid| pid > 0) {
+                // SAFETY: kill(2) on a worker this master started.
+                unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
+            }
+        }
+    }
 }
 
 fn pass_reload(reread: &crate::generation::Reread, workers: &Mutex<Vec<WorkerInfo>>) {
