@@ -811,3 +811,68 @@ fn a_master_passes_commands_to_its_workers() {
     let (ok, said) = ctl(&dir, "set server app/nope state drain");
     assert!(!ok && said.contains("no server app/nope"), "{said}");
 }
+
+/// With `global.processes`, SIGUSR2 starts a new master from the binary at the old one's path;
+/// once its workers serve, the old workers stop accepting and end with their last connection,
+/// and the old master with them.
+#[test]
+fn a_master_hands_over_to_a_new_master() {
+    let pong = Pong::start(&[]);
+    let echo = echo_backend();
+    let dir = Dir::new("upgrade-master");
+    let (web, tunnels) = (common::free_addr(), common::free_addr());
+    let binds = (web.to_string(), tunnels.to_string());
+    let text = config_on(
+        &dir,
+        "processes = 2",
+        (&binds.0, &binds.1),
+        pong.addr(),
+        "a",
+        echo.addr,
+    );
+    let mut proxy = Proxy::start(&dir, &text);
+    let old = proxy.pid();
+    let client = tls_client();
+    let mut held: Vec<Tunnel> = (0..6).map(|_| Tunnel::open(tunnels, &client)).collect();
+    for t in held.iter_mut() {
+        t.echo("before").unwrap();
+    }
+    let out = throng()
+        .args(["proxy", "upgrade", "-c"])
+        .arg(dir.path("proxy.toml"))
+        .output()
+        .unwrap();
+    let new: i32 = std::fs::read_to_string(dir.path("proxy.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _new_master = KillOnDrop(new);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(new, old);
+    proxy.wait_for_message("workers stop accepting and end with their last connection");
+    // New connections reach the new master's workers, and sessions begun with the old ones
+    // resume there (one ticket key); the old workers keep their tunnels.
+    for _ in 0..10 {
+        one_request(web).unwrap();
+    }
+    let mut after = Tunnel::open(tunnels, &client);
+    after.echo("after").unwrap();
+    assert!(
+        after.resumed,
+        "a session begun with the old workers resumes with the new"
+    );
+    for t in held.iter_mut() {
+        t.echo("the old workers keep their tunnels").unwrap();
+    }
+    assert!(pid_alive(old));
+    drop(held);
+    let status = proxy.wait_exit();
+    assert!(status.success(), "{status}");
+    after.echo("the new master's workers serve on").unwrap();
+    // The new master's own workers are its children, ending with it (KillOnDrop).
+}
