@@ -2,7 +2,8 @@
 """Opens N connections to HOST:PORT, sends one request on each, and holds them open.
 
 Used by the benchmarks until `throng attack` exists. Prints `held N` once every request is
-sent, then progress, and exits when killed or after --max-seconds. Reads (and drops) whatever
+sent, then `closed N at T` (connections the server closed so far, at the event loop's clock) as
+it changes, and exits when killed or after --max-seconds. Reads (and drops) whatever
 the server sends, so that a finished response costs the server nothing on our account.
 """
 import argparse
@@ -58,11 +59,15 @@ async def main():
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.max_seconds
     announced = False
+    closed = 0
     while loop.time() < deadline:
         await asyncio.sleep(0.5)
         if not announced and counts["sent"] + counts["failed"] == args.n:
             print(f"held {counts['sent']} failed {counts['failed']}", flush=True)
             announced = True
+        if counts["closed"] != closed:
+            closed = counts["closed"]
+            print(f"closed {closed} at {loop.time():.1f}", flush=True)
     for task in tasks:
         task.cancel()
 

@@ -63,17 +63,31 @@ pub fn pages_only(route: Route) -> Handler {
 /// Starts answering on `listener` (bound before the worker threads started) on the current
 /// runtime; a listener that cannot be registered is logged, not fatal.
 pub fn spawn(listener: Option<std::net::TcpListener>, route: Route) {
-    spawn_handler(listener, pages_only(route))
+    spawn_handler(listener, pages_only(route));
 }
 
-/// As [`spawn`], with a handler that sees whole requests.
-pub fn spawn_handler(listener: Option<std::net::TcpListener>, handler: Handler) {
-    let Some(listener) = listener else { return };
+/// As [`spawn`], with a handler that sees whole requests; aborting the handle stops answering
+/// (and closes this process's copy of the listener).
+pub fn spawn_handler(
+    listener: Option<std::net::TcpListener>,
+    handler: Handler,
+) -> Option<tokio::task::AbortHandle> {
+    let listener = listener?;
     match TcpListener::from_std(listener) {
-        Ok(listener) => {
-            tokio::spawn(serve_requests(listener, handler));
+        Ok(listener) => Some(tokio::spawn(serve_requests(listener, handler)).abort_handle()),
+        Err(e) => {
+            warn!("admin listener: {e}");
+            None
         }
-        Err(e) => warn!("admin listener: {e}"),
+    }
+}
+
+/// Stops an admin listener answering from its own thread (see [`spawn_handler_on_thread`]).
+pub struct Stop(tokio::sync::oneshot::Sender<()>);
+
+impl Stop {
+    pub fn stop(self) {
+        let _ = self.0.send(());
     }
 }
 
@@ -84,15 +98,16 @@ pub fn spawn_on_thread(
     listener: std::net::TcpListener,
     route: Route,
 ) -> Result<(), String> {
-    spawn_handler_on_thread(name, listener, pages_only(route))
+    spawn_handler_on_thread(name, listener, pages_only(route)).map(|_| ())
 }
 
-/// As [`spawn_on_thread`], with a handler that sees whole requests.
+/// As [`spawn_on_thread`], with a handler that sees whole requests, until stopped.
 pub fn spawn_handler_on_thread(
     name: &str,
     listener: std::net::TcpListener,
     handler: Handler,
-) -> Result<(), String> {
+) -> Result<Stop, String> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -101,12 +116,19 @@ pub fn spawn_handler_on_thread(
         .name(name.into())
         .spawn(move || {
             runtime.block_on(async move {
-                spawn_handler(Some(listener), handler);
-                std::future::pending::<()>().await
+                let serving = spawn_handler(Some(listener), handler);
+                // Dropped without a word (the process goes on without it): answer forever.
+                if stopped.await.is_ok() {
+                    if let Some(serving) = serving {
+                        serving.abort();
+                    }
+                } else {
+                    std::future::pending::<()>().await
+                }
             })
         })
         .map_err(|e| format!("cannot start the admin thread: {e}"))?;
-    Ok(())
+    Ok(Stop(stop))
 }
 
 /// Answers GET and HEAD requests on `listener` with `route(path)`, forever.

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::listeners::Listeners;
 use crate::log::Sink;
 use crate::state::{Phase, Process, Proxy};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -135,7 +136,7 @@ impl Signals {
 pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String> {
     // Watched before anything is bound: from here on SIGHUP reloads rather than kills.
     let mut signals = Signals::watch()?;
-    crate::upgrade::remember_exe();
+    crate::upgrade::prepare();
     let process = Arc::new(Process::new(
         crate::server::process_maxconn(&first)?,
         first.global.reload.close_rate,
@@ -164,7 +165,10 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
         reread,
         changes: Vec::new(),
     }));
-    throng_net::admin::spawn_handler(admin_listener, crate::ctl::handler(Arc::clone(&manager)));
+    // A copy kept to hand to a new binary, which answers on it from then on.
+    let admin_copy = admin_listener.as_ref().and_then(|l| l.try_clone().ok());
+    let admin_task =
+        throng_net::admin::spawn_handler(admin_listener, crate::ctl::handler(Arc::clone(&manager)));
     let for_budget = Arc::clone(&registry);
     tokio::spawn(crate::server::watch_memory(
         Arc::clone(&process),
@@ -222,9 +226,13 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
             }
             Some(Asked::Upgrade) => {
                 let (inherit, fds) = lock().listeners.to_inherit();
-                handed_over = crate::upgrade::hand_over(inherit, fds).await;
+                let admin_fd = admin_copy.as_ref().map(AsRawFd::as_raw_fd);
+                handed_over = crate::upgrade::hand_over(inherit, fds, admin_fd).await;
                 if handed_over {
                     retire_all(&mut lock());
+                    if let Some(task) = &admin_task {
+                        task.abort();
+                    }
                 }
             }
             None => {}

@@ -16,6 +16,24 @@ use throng_net::sockets;
 /// configured (port 0 included).
 pub const INHERITED: &str = "THRONG_PROXY_LISTENERS";
 
+/// The environment variable naming the admin listener's descriptor a new binary inherits.
+pub const INHERITED_ADMIN: &str = "THRONG_PROXY_ADMIN_FD";
+
+/// The admin listener an old binary handed over, if any.
+pub fn inherited_admin() -> Result<Option<TcpListener>, String> {
+    let Some(fd) = std::env::var_os(INHERITED_ADMIN) else {
+        return Ok(None);
+    };
+    std::env::remove_var(INHERITED_ADMIN);
+    let fd: RawFd = fd
+        .to_str()
+        .and_then(|fd| fd.parse().ok())
+        .ok_or_else(|| format!("{INHERITED_ADMIN} is not a descriptor"))?;
+    adopt(fd)
+        .map(Some)
+        .map_err(|e| format!("{INHERITED_ADMIN}: descriptor {fd}: {e}"))
+}
+
 /// What a frontend listens on, for the start-up line: its name, TLS or not, its addresses.
 pub type Bound = (std::sync::Arc<str>, bool, Vec<SocketAddr>);
 

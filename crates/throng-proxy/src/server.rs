@@ -75,6 +75,12 @@ pub(crate) fn start_threads(
 
 /// The admin listener of `global.admin`, bound before anything else starts.
 pub(crate) fn bind_admin(config: &Config) -> Result<Option<std::net::TcpListener>, String> {
+    // Handed over by an old binary: the same socket, so no request to it is refused.
+    if let Some(inherited) = crate::listeners::inherited_admin()? {
+        if config.global.admin.is_some() {
+            return Ok(Some(inherited));
+        }
+    }
     config
         .global
         .admin

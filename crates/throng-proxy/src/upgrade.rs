@@ -17,7 +17,7 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
@@ -34,9 +34,25 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// written over the file later, and that is the one an upgrade starts).
 static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
 
-/// Notes this process's binary, before anything can replace it.
-pub fn remember_exe() {
+/// The pipe an old binary waits on for this one's ready line, taken from the environment at
+/// start (so that no process this one starts inherits it).
+static READY_PIPE: Mutex<Option<RawFd>> = Mutex::new(None);
+
+/// At start, before anything else: notes this process's binary (before anything can replace
+/// it), and takes the ready pipe an old binary may have handed over.
+pub fn prepare() {
     EXE.get_or_init(|| std::env::current_exe().ok());
+    let Some(fd) = std::env::var(READY_FD)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+    else {
+        return;
+    };
+    std::env::remove_var(READY_FD);
+    // SAFETY: fcntl on a descriptor number; a bad one only fails.
+    if fd > 2 && unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0 {
+        *READY_PIPE.lock().unwrap_or_else(|e| e.into_inner()) = Some(fd);
+    }
 }
 
 /// Says the process is ready: `line` on stdout (scripts wait for it), on the ready pipe of an
@@ -44,17 +60,12 @@ pub fn remember_exe() {
 pub fn announce_ready(line: &str, pidfile: Option<&Path>) {
     println!("{line}");
     let _ = std::io::stdout().flush();
-    if let Some(fd) = std::env::var(READY_FD)
-        .ok()
-        .and_then(|v| v.parse::<RawFd>().ok())
-    {
-        std::env::remove_var(READY_FD);
-        if fd > 2 {
-            // SAFETY: the descriptor was opened for this process to write its line to and
-            // close; nothing else uses it.
-            let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
-            let _ = writeln!(pipe, "{line}");
-        }
+    let taken = READY_PIPE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(fd) = taken {
+        // SAFETY: the descriptor was handed to this process to write its line to and close
+        // (taken once, here); nothing else uses it.
+        let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
+        let _ = writeln!(pipe, "{line}");
     }
     let pid = std::process::id();
     if let Some(path) = pidfile {
@@ -105,10 +116,11 @@ pub fn notify_systemd(state: &str) {
 /// SIGUSR2: starts the new binary on the listeners (`inherit` names their descriptors `fds`,
 /// as [`crate::listeners::Listeners::to_inherit`] gives them) and waits until it is ready. True when it
 /// serves (this process should retire); false when it failed, and this process keeps serving.
-pub async fn hand_over(inherit: String, fds: Vec<RawFd>) -> bool {
+pub async fn hand_over(inherit: String, fds: Vec<RawFd>, admin: Option<RawFd>) -> bool {
     let key = crate::tickets::shared_key();
     let started =
-        tokio::task::spawn_blocking(move || start_successor(&inherit, &fds, key.as_ref())).await;
+        tokio::task::spawn_blocking(move || start_successor(&inherit, &fds, admin, key.as_ref()))
+            .await;
     match started {
         Ok(Ok(pid)) => {
             info!("upgrade: the new binary serves (pid {pid}); this process stops accepting and ends with its last connection");
@@ -130,6 +142,7 @@ pub async fn hand_over(inherit: String, fds: Vec<RawFd>) -> bool {
 pub(crate) fn start_successor(
     inherit: &str,
     fds: &[RawFd],
+    admin: Option<RawFd>,
     key: Option<&[u8; crate::tickets::KEY_LEN]>,
 ) -> Result<u32, String> {
     let exe = EXE
@@ -154,13 +167,21 @@ pub(crate) fn start_successor(
     // SAFETY: both ends were just created and are owned here.
     let ready = unsafe { std::fs::File::from_raw_fd(read_end) };
     let write = unsafe { std::os::fd::OwnedFd::from_raw_fd(write_end) };
-    let inherited: Vec<RawFd> = fds.iter().copied().chain([write_end]).collect();
+    let inherited: Vec<RawFd> = fds
+        .iter()
+        .copied()
+        .chain([write_end])
+        .chain(admin)
+        .collect();
     let mut command = Command::new(&exe);
     command
         .args(&args)
         .env(crate::listeners::INHERITED, inherit)
         .env(READY_FD, write_end.to_string())
         .stdin(Stdio::piped());
+    if let Some(fd) = admin {
+        command.env(crate::listeners::INHERITED_ADMIN, fd.to_string());
+    }
     // SAFETY: between fork and exec only fcntl runs, which is async-signal-safe; it lets the
     // child keep the listeners and the ready pipe across exec.
     unsafe {

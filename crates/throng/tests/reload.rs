@@ -445,6 +445,12 @@ fn an_upgrade_hands_the_listeners_and_tickets_to_the_new_binary() {
     assert_ne!(new, old);
     assert!(said.contains(&format!("pid {new} serves")), "{said}");
     proxy.wait_for_message("upgrade: the new binary serves");
+    // The admin listener went with the sockets: only the new process answers on it (the old
+    // one's generation, draining its tunnel, is not in what it says).
+    for _ in 0..6 {
+        let metrics = proxy.metrics();
+        assert!(!metrics.contains("phase=\"draining\""), "{metrics}");
+    }
 
     // A new client connection reaches the new process, and resumes the session begun with
     // the old one.

@@ -37,12 +37,20 @@ pub fn run(
     reread: crate::generation::Reread,
     worker_args: impl Fn(usize) -> Vec<OsString> + Send + 'static,
 ) -> Result<(), String> {
-    crate::upgrade::remember_exe();
+    crate::upgrade::prepare();
+    // Sockets are handed to a single process, not to a master (its workers bind their own).
+    std::env::remove_var(crate::listeners::INHERITED);
     let processes = config.global.processes;
     let workers = Arc::new(Mutex::new(vec![WorkerInfo::default(); processes]));
     let retiring = Arc::new(AtomicBool::new(false));
+    let handover = Arc::new(Mutex::new(None));
     // Before any worker starts: from here on SIGHUP reloads rather than kills.
-    watch_reloads(reread, Arc::clone(&workers), Arc::clone(&retiring))?;
+    watch_reloads(
+        reread,
+        Arc::clone(&workers),
+        Arc::clone(&retiring),
+        Arc::clone(&handover),
+    )?;
     let admin_listener = crate::server::bind_admin(&config)?;
     let spec = Spec {
         name: "proxy worker",
@@ -62,7 +70,13 @@ pub fn run(
     note_workers(&group, &workers);
     announce(&config, &group, admin_listener.as_ref());
 
-    spawn_admin(admin_listener, Arc::clone(&workers))?;
+    // A copy kept to hand to a new master, which answers on it from then on.
+    let admin_copy = admin_listener.as_ref().and_then(|l| l.try_clone().ok());
+    let admin_stop = spawn_admin(admin_listener, Arc::clone(&workers))?;
+    *handover.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handover {
+        admin: admin_copy,
+        admin_stop,
+    });
     let grace = config.global.grace;
     throng_net::procs::supervise_until(&mut group, grace, &retiring, |group| {
         note_workers(group, &workers)
@@ -82,6 +96,7 @@ fn watch_reloads(
     reread: crate::generation::Reread,
     workers: Arc<Mutex<Vec<WorkerInfo>>>,
     retiring: Arc<AtomicBool>,
+    handover: Arc<Mutex<Option<Handover>>>,
 ) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -103,7 +118,7 @@ fn watch_reloads(
                 loop {
                     tokio::select! {
                         _ = hup.recv() => pass_reload(&reread, &workers),
-                        _ = usr2.recv() => hand_over(&workers, &retiring),
+                        _ = usr2.recv() => hand_over(&workers, &retiring, &handover),
                     }
                 }
             })
@@ -112,19 +127,38 @@ fn watch_reloads(
         .map_err(|e| format!("cannot start the reload thread: {e}"))
 }
 
-fn hand_over(workers: &Mutex<Vec<WorkerInfo>>, retiring: &AtomicBool) {
+/// What a master hands to a new one: its admin listener (and how to stop answering on it).
+struct Handover {
+    admin: Option<std::net::TcpListener>,
+    admin_stop: Option<admin::Stop>,
+}
+
+fn hand_over(
+    workers: &Mutex<Vec<WorkerInfo>>,
+    retiring: &AtomicBool,
+    handover: &Mutex<Option<Handover>>,
+) {
     if retiring.load(Relaxed) {
         tracing::info!("SIGUSR2: this master has handed over already");
         return;
     }
+    let Some(mine) = handover.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        tracing::info!("SIGUSR2: the workers are still starting; signal again once they serve");
+        return;
+    };
     let key = crate::tickets::shared_key();
+    let admin_fd = mine.admin.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     // The new master's workers bind the same ports (SO_REUSEPORT) before it says it is ready.
-    match crate::upgrade::start_successor("", &[], key.as_ref()) {
+    match crate::upgrade::start_successor("", &[], admin_fd, key.as_ref()) {
         Err(why) => {
+            *handover.lock().unwrap_or_else(|e| e.into_inner()) = Some(mine);
             tracing::error!("upgrade failed: {why}; this master and its workers keep serving")
         }
         Ok(pid) => {
             retiring.store(true, Relaxed);
+            if let Some(stop) = mine.admin_stop {
+                stop.stop();
+            }
             let pids: Vec<u32> = workers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -227,9 +261,9 @@ fn announce(config: &Config, group: &Group, admin: Option<&std::net::TcpListener
 fn spawn_admin(
     listener: Option<std::net::TcpListener>,
     workers: Arc<Mutex<Vec<WorkerInfo>>>,
-) -> Result<(), String> {
+) -> Result<Option<admin::Stop>, String> {
     let Some(listener) = listener else {
-        return Ok(());
+        return Ok(None);
     };
     let handler =
         Arc::new(
@@ -240,7 +274,7 @@ fn spawn_admin(
                 _ => Page::text(405, "only GET and HEAD, or POST /ctl\n"),
             },
         );
-    admin::spawn_handler_on_thread("proxy-admin", listener, handler)
+    admin::spawn_handler_on_thread("proxy-admin", listener, handler).map(Some)
 }
 
 /// A runtime command, passed on to each worker's admin listener: their answers, one line each
