@@ -38,7 +38,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     pkill -9 -f "proxy -c $work/throng.toml" 2>/dev/null || true
-    pkill -9 -f "haproxy -W -db -f $work/haproxy.cfg" 2>/dev/null || true
+    pkill -9 -f "haproxy .*-f $work/haproxy.cfg" 2>/dev/null || true
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -51,11 +51,13 @@ listen_drops() { awk '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) if ($i ==
 proxy_pids() {
     case $1 in
     throng) pgrep -f "proxy -c $work/throng.toml" || true ;;
-    haproxy) pgrep -f "haproxy -W -db -f $work/haproxy.cfg" || true ;;
+    # A reloaded master starts its new worker as `haproxy -sf OLD -x sockpair@N -W ...`.
+    haproxy) pgrep -f "haproxy .*-f $work/haproxy.cfg" || true ;;
     esac
 }
 rss_kib_of() { local total=0; for pid in "$@"; do total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))); done; echo $total; }
-# Generations alive: throng's from its metrics; HAProxy's are its worker processes.
+# Generations alive: throng's from the serving process's metrics (an old binary's, after an
+# upgrade, are not in them); HAProxy's are its worker processes.
 generations() {
     case $1 in
     throng) curl -s "http://$admin/metrics" | grep -c '^throng_proxy_generation_connections{' || true ;;
@@ -171,7 +173,7 @@ CFG
     done
     wait "$attack" || true
     drops_after=$(listen_drops)
-    dropped=$(grep "^closed" "$hold_log" | tail -1 | awk '{print $2}')
+    dropped=$( (grep "^closed" "$hold_log" || true) | tail -1 | awk '{print $2}')
     dropped=${dropped:-0}
     "$throng" report -type=json "$results" > "$out/report-$proxy.json"
     summary=$(python3 - "$out/report-$proxy.json" <<'PY'
@@ -182,7 +184,7 @@ codes = r.get("status_codes", {})
 print(f"requests={r['requests']} success={r['success']:.4f} codes={codes} errors={errors[:3]}")
 PY
 )
-    echo "$proxy storm: held=$HELD dropped_before_hard_stop=$dropped new: $summary listen_drops=$((drops_after - drops_before)) peak_generations=$peak_generations peak_processes=$peak_processes peak_rss_all=$((peak_rss / 1024))MiB"
+    echo "$proxy storm: held=$HELD dropped_before_hard_stop=$dropped new: $summary listen_drops=$((drops_after - drops_before)) peak_generations_serving=$peak_generations peak_processes=$peak_processes peak_rss_all=$((peak_rss / 1024))MiB"
 
     # hard_stop_after: from the first reload, the generation holding the HELD ends.
     wait_for $((HARD + 60)) bash -c "grep -q '^closed $HELD ' '$hold_log'" || true

@@ -148,7 +148,7 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
         proxy,
         threads,
         bound,
-    } = start(first, 1, &mut listeners, &process)?;
+    } = start(first, crate::upgrade::first_generation(), &mut listeners, &process)?;
     let line = crate::server::ready_line(&proxy, &bound, admin_listener.as_ref());
     let pidfile = proxy.config.global.pidfile.clone();
     let grace = proxy.config.global.grace;
@@ -227,7 +227,8 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
             Some(Asked::Upgrade) => {
                 let (inherit, fds) = lock().listeners.to_inherit();
                 let admin_fd = admin_copy.as_ref().map(AsRawFd::as_raw_fd);
-                handed_over = crate::upgrade::hand_over(inherit, fds, admin_fd).await;
+                let next = lock().serving().map_or(1, |p| p.generation + 1);
+                handed_over = crate::upgrade::hand_over(inherit, fds, admin_fd, next).await;
                 if handed_over {
                     retire_all(&mut lock());
                     if let Some(task) = &admin_task {
@@ -483,9 +484,9 @@ fn look_after(manager: &mut Manager, stopping: Option<Instant>) {
         let proxy = &r.proxy;
         if r.retired.is_some() || proxy.current_phase() != Phase::Serving {
             info!(
-                "generation {} ended after {} ({} connections served{})",
+                "generation {} ended after {:.1}s ({} connections served{})",
                 proxy.generation,
-                human(proxy.started.elapsed()),
+                proxy.started.elapsed().as_secs_f64(),
                 proxy
                     .frontends
                     .iter()

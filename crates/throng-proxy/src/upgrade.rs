@@ -116,11 +116,24 @@ pub fn notify_systemd(state: &str) {
 /// SIGUSR2: starts the new binary on the listeners (`inherit` names their descriptors `fds`,
 /// as [`crate::listeners::Listeners::to_inherit`] gives them) and waits until it is ready. True when it
 /// serves (this process should retire); false when it failed, and this process keeps serving.
-pub async fn hand_over(inherit: String, fds: Vec<RawFd>, admin: Option<RawFd>) -> bool {
+pub async fn hand_over(
+    inherit: String,
+    fds: Vec<RawFd>,
+    admin: Option<RawFd>,
+    next_generation: u32,
+) -> bool {
     let key = crate::tickets::shared_key();
-    let started =
-        tokio::task::spawn_blocking(move || start_successor(&inherit, &fds, admin, key.as_ref()))
-            .await;
+    let started = tokio::task::spawn_blocking(move || {
+        let successor = Successor {
+            inherit: &inherit,
+            fds: &fds,
+            admin,
+            key: key.as_ref(),
+            generation: next_generation,
+        };
+        start_successor(&successor)
+    })
+    .await;
     match started {
         Ok(Ok(pid)) => {
             info!("upgrade: the new binary serves (pid {pid}); this process stops accepting and ends with its last connection");
@@ -137,14 +150,42 @@ pub async fn hand_over(inherit: String, fds: Vec<RawFd>, admin: Option<RawFd>) -
     }
 }
 
-/// Starts the binary at this process's path as its successor, handing it `fds` (named in
-/// `inherit`) and `key`; its pid once it said it is ready.
-pub(crate) fn start_successor(
-    inherit: &str,
-    fds: &[RawFd],
-    admin: Option<RawFd>,
-    key: Option<&[u8; crate::tickets::KEY_LEN]>,
-) -> Result<u32, String> {
+/// What a new binary takes over.
+pub(crate) struct Successor<'a> {
+    /// The listening sockets' descriptors, and their names as [`crate::listeners::INHERITED`]
+    /// gives them (none for a master: its workers bind their own).
+    pub inherit: &'a str,
+    pub fds: &'a [RawFd],
+    pub admin: Option<RawFd>,
+    pub key: Option<&'a [u8; crate::tickets::KEY_LEN]>,
+    /// The number its first generation takes (numbers go on across upgrades).
+    pub generation: u32,
+}
+
+/// The environment variable with the number of a new binary's first generation.
+const GENERATION: &str = "THRONG_PROXY_GENERATION";
+
+/// The number of this process's first generation: 1, or the one after the last generation of
+/// the binary it took over from.
+pub fn first_generation() -> u32 {
+    let number = std::env::var(GENERATION)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    std::env::remove_var(GENERATION);
+    number
+}
+
+/// Starts the binary at this process's path as its successor, handing it what `successor`
+/// names; its pid once it said it is ready.
+pub(crate) fn start_successor(successor: &Successor<'_>) -> Result<u32, String> {
+    let Successor {
+        inherit,
+        fds,
+        admin,
+        key,
+        generation,
+    } = *successor;
     let exe = EXE
         .get()
         .cloned()
@@ -178,6 +219,7 @@ pub(crate) fn start_successor(
         .args(&args)
         .env(crate::listeners::INHERITED, inherit)
         .env(READY_FD, write_end.to_string())
+        .env(GENERATION, generation.to_string())
         .stdin(Stdio::piped());
     if let Some(fd) = admin {
         command.env(crate::listeners::INHERITED_ADMIN, fd.to_string());

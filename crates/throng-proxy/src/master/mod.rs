@@ -38,8 +38,10 @@ pub fn run(
     worker_args: impl Fn(usize) -> Vec<OsString> + Send + 'static,
 ) -> Result<(), String> {
     crate::upgrade::prepare();
-    // Sockets are handed to a single process, not to a master (its workers bind their own).
+    // Sockets are handed to a single process, not to a master (its workers bind their own),
+    // and its workers count their generations from 1.
     std::env::remove_var(crate::listeners::INHERITED);
+    let _ = crate::upgrade::first_generation();
     let processes = config.global.processes;
     let workers = Arc::new(Mutex::new(vec![WorkerInfo::default(); processes]));
     let retiring = Arc::new(AtomicBool::new(false));
@@ -149,7 +151,14 @@ fn hand_over(
     let key = crate::tickets::shared_key();
     let admin_fd = mine.admin.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     // The new master's workers bind the same ports (SO_REUSEPORT) before it says it is ready.
-    match crate::upgrade::start_successor("", &[], admin_fd, key.as_ref()) {
+    let successor = crate::upgrade::Successor {
+        inherit: "",
+        fds: &[],
+        admin: admin_fd,
+        key: key.as_ref(),
+        generation: 1,
+    };
+    match crate::upgrade::start_successor(&successor) {
         Err(why) => {
             *handover.lock().unwrap_or_else(|e| e.into_inner()) = Some(mine);
             tracing::error!("upgrade failed: {why}; this master and its workers keep serving")
