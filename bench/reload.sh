@@ -12,8 +12,12 @@
 # Reported per proxy: held connections dropped before HARD, new requests failed (by error),
 # the kernel's ListenDrops during the storm, processes and generations alive at most, resident
 # memory of all of them at most, and the closing after HARD.
+# One process holds at most 20,000 descriptors here, two per end-to-end connection: HELD=9000
+# fits one process of either proxy; PROCESSES=2 (throng only: HAProxy 2.6 has no nbproc) holds
+# more, and then the upgrade is a new master's (with net.ipv4.tcp_migrate_req set to 1 for the
+# run, so that the old workers' queued connections move to the new ones).
 # Usage: bench/reload.sh   (HELD=9000 RATE=200 RELOADS=20 STORM=60 HARD=90 CLOSE_RATE=1000
-#        THREADS=2 PROXIES="throng haproxy")
+#        THREADS=2 PROCESSES=1 PROXIES="throng haproxy")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +28,7 @@ STORM=${STORM:-60}
 HARD=${HARD:-90}
 CLOSE_RATE=${CLOSE_RATE:-1000}
 THREADS=${THREADS:-2}
+PROCESSES=${PROCESSES:-1}
 PROXIES=${PROXIES:-"throng haproxy"}
 out=bench/out/reload
 mkdir -p "$out"
@@ -35,7 +40,13 @@ cargo build --release -q -p throng
 throng=$PWD/target/release/throng
 
 pids=()
+migrate_was=""
+if [ "$PROCESSES" -gt 1 ] && [ -w /proc/sys/net/ipv4/tcp_migrate_req ]; then
+    migrate_was=$(cat /proc/sys/net/ipv4/tcp_migrate_req)
+    echo 1 > /proc/sys/net/ipv4/tcp_migrate_req
+fi
 cleanup() {
+    [ -n "$migrate_was" ] && echo "$migrate_was" > /proc/sys/net/ipv4/tcp_migrate_req
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     pkill -9 -f "proxy -c $work/throng.toml" 2>/dev/null || true
     pkill -9 -f "haproxy .*-f $work/haproxy.cfg" 2>/dev/null || true
@@ -61,6 +72,7 @@ rss_kib_of() { local total=0; for pid in "$@"; do total=$((total + $(awk '/^VmRS
 generations() {
     case $1 in
     throng) curl -s "http://$admin/metrics" | grep -c '^throng_proxy_generation_connections{' || true ;;
+    # (with PROCESSES, the master's merged metrics: a generation of every worker counts once)
     haproxy) echo $(( $(proxy_pids haproxy | wc -l) - 1 )) ;;
     esac
 }
@@ -82,6 +94,7 @@ for proxy in $PROXIES; do
     throng)
         cat > "$work/throng.toml" <<TOML
 [global]
+processes = $PROCESSES
 threads = $THREADS
 maxconn = 9950
 log = "off"

@@ -148,7 +148,12 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
         proxy,
         threads,
         bound,
-    } = start(first, crate::upgrade::first_generation(), &mut listeners, &process)?;
+    } = start(
+        first,
+        crate::upgrade::first_generation(),
+        &mut listeners,
+        &process,
+    )?;
     let line = crate::server::ready_line(&proxy, &bound, admin_listener.as_ref());
     let pidfile = proxy.config.global.pidfile.clone();
     let grace = proxy.config.global.grace;

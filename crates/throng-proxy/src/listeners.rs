@@ -233,3 +233,59 @@ fn adopt(fd: RawFd) -> Result<TcpListener, String> {
     socket.set_nonblocking(true).map_err(|e| e.to_string())?;
     Ok(listener)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::parse(text, "test.toml", std::path::Path::new(".")).unwrap()
+    }
+
+    const TWO_ON_PORT_ZERO: &str = "[global]\nthreads = 2\n\
+        [frontends.a]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"b\"\n\
+        [frontends.c]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"b\"\n\
+        [backends.b]\nservers = [{ name = \"s\", address = \"127.0.0.1:9\" }]\n";
+
+    fn ports(bound: &[Bound]) -> Vec<u16> {
+        bound.iter().map(|(_, _, addrs)| addrs[0].port()).collect()
+    }
+
+    #[test]
+    fn each_frontend_keeps_its_own_sockets_from_generation_to_generation() {
+        let mut listeners = Listeners::default();
+        let (threads, first) = listeners.for_generation(&config(TWO_ON_PORT_ZERO)).unwrap();
+        let first_ports = ports(&first);
+        assert_ne!(first_ports[0], first_ports[1], "two frontends, two ports");
+        // Each thread accepts for both frontends, each on its own socket.
+        assert_eq!(threads.len(), 2);
+        assert!(threads.iter().all(|t| t.len() == 2));
+        let (_, again) = listeners.for_generation(&config(TWO_ON_PORT_ZERO)).unwrap();
+        assert_eq!(ports(&again), first_ports);
+        // More threads: more sockets join the same ports.
+        let wider = TWO_ON_PORT_ZERO.replace("threads = 2", "threads = 3");
+        let (threads, wide) = listeners.for_generation(&config(&wider)).unwrap();
+        assert_eq!(ports(&wide), first_ports);
+        assert!(threads.iter().all(|t| t.len() == 2));
+    }
+
+    #[test]
+    fn a_bind_that_fails_changes_nothing_held() {
+        let mut listeners = Listeners::default();
+        let (_, first) = listeners.for_generation(&config(TWO_ON_PORT_ZERO)).unwrap();
+        // A port taken by a socket without SO_REUSEPORT cannot be joined.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let broken = TWO_ON_PORT_ZERO.replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1);
+        let error = listeners.for_generation(&config(&broken)).unwrap_err();
+        assert!(error.contains("frontend a"), "{error}");
+        let (_, after) = listeners.for_generation(&config(TWO_ON_PORT_ZERO)).unwrap();
+        assert_eq!(ports(&after), ports(&first));
+        let (text, fds) = listeners.to_inherit();
+        assert_eq!(fds.len(), 4);
+        assert!(
+            text.starts_with("61/127.0.0.1:0=") || text.contains(";61/127.0.0.1:0="),
+            "{text}"
+        );
+    }
+}

@@ -95,8 +95,21 @@ pub fn remove_pidfile(pidfile: Option<&Path>) {
     }
 }
 
-/// sd_notify(3): a datagram to `$NOTIFY_SOCKET`, when systemd gave one.
+/// sd_notify(3): a datagram to `$NOTIFY_SOCKET`, when systemd gave one. `RELOADING=1` carries
+/// the monotonic clock, as `Type=notify-reload` wants it.
 pub fn notify_systemd(state: &str) {
+    let state = if state == "RELOADING=1" {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let micros = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
+        format!("RELOADING=1\nMONOTONIC_USEC={micros}")
+    } else {
+        state.to_string()
+    };
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixDatagram};
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {

@@ -451,7 +451,10 @@ fn an_upgrade_hands_the_listeners_and_tickets_to_the_new_binary() {
         let metrics = proxy.metrics();
         assert!(!metrics.contains("phase=\"draining\""), "{metrics}");
         // Generations are numbered on across the upgrade.
-        assert!(metrics.contains("\nthrong_proxy_generation 2\n"), "{metrics}");
+        assert!(
+            metrics.contains("\nthrong_proxy_generation 2\n"),
+            "{metrics}"
+        );
     }
 
     // A new client connection reaches the new process, and resumes the session begun with
