@@ -6,10 +6,13 @@
 //! on the same listening sockets ([`Listeners`]), and only then the old one stops accepting. The
 //! old generation closes its idle keep-alive connections, serves requests in progress and keeps
 //! its tunnels until they end, or until `hard_stop_after`; then it closes the rest at
-//! `close_rate` (the newest file's limits hold for all). At most `max_generations` live together: a reload beyond it puts the oldest
-//! into closing at once. SIGUSR2 hands the sockets to a new binary ([`crate::upgrade`]) and
-//! retires every generation of this process the same way; the process exits when the last one
-//! ends. SIGTERM/SIGINT drain every generation for `global.grace`, then stop.
+//! `close_rate` (the newest file's limits hold for all). At most `max_generations` live
+//! together: a reload beyond it puts the oldest into closing at once. Runtime commands that
+//! change servers or certificates ([`crate::ctl`]) start a generation the same way, on the
+//! serving configuration changed. SIGUSR2 hands the sockets to a new binary
+//! ([`crate::upgrade`]) and retires every generation of this process the same way; the process
+//! exits when the last one ends. SIGTERM/SIGINT drain every generation for `global.grace`, then
+//! stop.
 //!
 //! Memory is the process's: `global.memory_budget` and `global.maxconn` count every generation.
 
