@@ -76,8 +76,13 @@ pub(crate) fn start_threads(
 /// The admin listener of `global.admin`, bound before anything else starts.
 pub(crate) fn bind_admin(config: &Config) -> Result<Option<std::net::TcpListener>, String> {
     // Handed over by an old binary: the same socket, so no request to it is refused.
+    // (Unless the file now names another address: that one is bound, and the old closes.)
     if let Some(inherited) = crate::listeners::inherited_admin()? {
-        if config.global.admin.is_some() {
+        let at = inherited.local_addr().ok();
+        let same = config.global.admin.is_some_and(|wanted| {
+            at.is_some_and(|at| at == wanted || (wanted.port() == 0 && wanted.ip() == at.ip()))
+        });
+        if same {
             return Ok(Some(inherited));
         }
     }

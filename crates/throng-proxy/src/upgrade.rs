@@ -27,7 +27,7 @@ pub const READY_FD: &str = "THRONG_PROXY_READY_FD";
 /// The flag that tells a new binary it takes over from an old one.
 pub const SUCCESSOR_FLAG: &str = "--successor";
 
-/// How long a new binary has to bind nothing, read its configuration and start its threads.
+/// How long a new binary has to read its configuration, bind what is new and start its threads.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// The binary this process was started from, as a path (taken at start: a new build may be
