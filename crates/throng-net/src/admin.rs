@@ -239,6 +239,51 @@ fn respond(page: Page, head_only: bool) -> Vec<u8> {
     out
 }
 
+/// A request to an admin listener from a client of this process (a master to its workers,
+/// `throng proxy ctl` to a proxy): `method` on `path` with `body` and, if given, an
+/// `Authorization` value; the answer's status and body. Bounded in time and size.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    authorization: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut out = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if let Some(value) = authorization {
+        out.extend_from_slice(b"Authorization: ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    stream.write_all(&out).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    stream
+        .take(16 << 20)
+        .read_to_end(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or("no answer")?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status in the answer")?;
+    Ok((status, body.to_string()))
+}
+
 /// The graceful stop every server here makes: waits for SIGTERM or SIGINT, says what gets `grace`
 /// to finish, calls `stop`, and waits for the worker threads; a second signal exits at once
 /// (status 130).

@@ -418,71 +418,61 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
 /// The generations alive: the serving one's number, reloads, and each one's phase, age and
 /// connections.
 fn render_generations(m: &mut Family, proxy: &Proxy, generations: &Registry) {
-    m.head(
-        "generation",
-        "gauge",
-        "The serving generation: 1 at start, one more per reload.",
-    );
-    let _ = writeln!(m.out, "throng_proxy_generation {}", proxy.generation);
-    m.head(
-        "reloads_total",
-        "counter",
-        "Reloads that started a new generation.",
-    );
-    let _ = writeln!(
-        m.out,
-        "throng_proxy_reloads_total {}",
-        generations.reloads.load(Relaxed)
-    );
-    m.head(
-        "reload_failures_total",
-        "counter",
-        "Reloads refused (a configuration that does not check, a bind that fails): nothing changed.",
-    );
-    let _ = writeln!(
-        m.out,
-        "throng_proxy_reload_failures_total {}",
-        generations.reload_failures.load(Relaxed)
-    );
+    let process: [(&str, &str, &str, u64); 3] = [
+        (
+            "generation",
+            "gauge",
+            "The serving generation: 1 at start, one more per reload.",
+            proxy.generation as u64,
+        ),
+        (
+            "reloads_total",
+            "counter",
+            "Reloads that started a new generation.",
+            generations.reloads.load(Relaxed),
+        ),
+        (
+            "reload_failures_total",
+            "counter",
+            "Reloads refused (a configuration that does not check, a bind that fails): nothing changed.",
+            generations.reload_failures.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in process {
+        m.head(name, kind, help);
+        let _ = writeln!(m.out, "throng_proxy_{name} {value}");
+    }
     let all = generations.all();
-    let labels = |g: &Proxy| {
-        format!(
-            "phase=\"{}\",generation=\"{}\"",
-            g.current_phase().name(),
-            g.generation
-        )
-    };
-    m.head(
-        "generation_connections",
-        "gauge",
-        "Client connections each generation alive holds.",
-    );
-    for g in &all {
-        m.sample("generation_connections", &labels(g), g.open_connections());
-    }
-    m.head(
-        "generation_age_seconds",
-        "gauge",
-        "Seconds since each generation alive began serving.",
-    );
-    for g in &all {
-        m.sample(
+    let per_generation: [Metric<Proxy>; 3] = [
+        (
+            "generation_connections",
+            "gauge",
+            "Client connections each generation alive holds.",
+            |g| g.open_connections(),
+        ),
+        (
             "generation_age_seconds",
-            &labels(g),
-            g.started.elapsed().as_secs(),
-        );
-    }
-    m.head(
-        "generation_closed_total",
-        "counter",
-        "Connections a generation closed itself after hard_stop_after, at close_rate.",
-    );
-    for g in &all {
-        m.sample(
+            "gauge",
+            "Seconds since each generation alive began serving.",
+            |g| g.started.elapsed().as_secs(),
+        ),
+        (
             "generation_closed_total",
-            &labels(g),
-            g.closed_by_stop.load(Relaxed),
-        );
+            "counter",
+            "Connections a generation closed itself after hard_stop_after, at close_rate.",
+            |g| g.closed_by_stop.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, get) in per_generation {
+        m.head(name, kind, help);
+        for g in &all {
+            let labels = format!(
+                "phase=\"{}\",generation=\"{}\"",
+                g.current_phase().name(),
+                g.generation
+            );
+            m.sample(name, &labels, get(g));
+        }
     }
 }
 

@@ -400,6 +400,28 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `throng proxy upgrade` on `dir`'s configuration, which must succeed: the pid in the pid
+/// file after it, and what it said.
+fn upgrade(dir: &Dir) -> (i32, String) {
+    let out = throng()
+        .args(["proxy", "upgrade", "-c"])
+        .arg(dir.path("proxy.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pid = std::fs::read_to_string(dir.path("proxy.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if !out.status.success() {
+        // Not left behind by a failed test.
+        drop(KillOnDrop(pid));
+        panic!("{said}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    (pid, said)
+}
+
 fn pid_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| !stat.contains(") Z "))
@@ -425,23 +447,8 @@ fn an_upgrade_hands_the_listeners_and_tickets_to_the_new_binary() {
     let load = NewConnections::start(proxy.addr("web"));
     let drops_before = listen_drops();
 
-    let out = throng()
-        .args(["proxy", "upgrade", "-c"])
-        .arg(dir.path("proxy.toml"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    let new: i32 = std::fs::read_to_string(dir.path("proxy.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (new, said) = upgrade(&dir);
     let _new_proxy = KillOnDrop(new);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_ne!(new, old);
     assert!(said.contains(&format!("pid {new} serves")), "{said}");
     proxy.wait_for_message("upgrade: the new binary serves");
@@ -848,22 +855,8 @@ fn a_master_hands_over_to_a_new_master() {
     for t in held.iter_mut() {
         t.echo("before").unwrap();
     }
-    let out = throng()
-        .args(["proxy", "upgrade", "-c"])
-        .arg(dir.path("proxy.toml"))
-        .output()
-        .unwrap();
-    let new: i32 = std::fs::read_to_string(dir.path("proxy.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (new, _) = upgrade(&dir);
     let _new_master = KillOnDrop(new);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_ne!(new, old);
     proxy.wait_for_message("workers stop accepting and end with their last connection");
     // New connections reach the new master's workers, and sessions begun with the old ones

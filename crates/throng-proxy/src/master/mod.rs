@@ -12,7 +12,6 @@ mod merge;
 use crate::config::Config;
 use merge::int;
 use std::ffi::OsString;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -322,37 +321,8 @@ fn post(
     body: &[u8],
     authorization: Option<&[u8]>,
 ) -> Result<(u16, String), String> {
-    use std::io::Read;
-    let timeout = std::time::Duration::from_secs(5);
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    let _ = stream.set_read_timeout(Some(timeout));
-    let mut request = format!(
-        "POST /ctl HTTP/1.1\r\nHost: worker\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if let Some(value) = authorization {
-        request.extend_from_slice(b"Authorization: ");
-        request.extend_from_slice(value);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"\r\n");
-    request.extend_from_slice(body);
-    stream.write_all(&request).map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    stream
-        .take(admin::MAX_BODY as u64 * 16)
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
-    let answer = String::from_utf8_lossy(&answer);
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or("no answer")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    Ok((status, body.to_string()))
+    let timeout = std::time::Duration::from_secs(60);
+    admin::request(addr, "POST", "/ctl", body, authorization, timeout)
 }
 
 fn route(path: &str, workers: &Mutex<Vec<WorkerInfo>>) -> Page {

@@ -363,36 +363,17 @@ fn post_command(
     line: &str,
     token: Option<&str>,
 ) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    let mut request = format!(
-        "POST /ctl HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: {}\r\n",
-        line.len()
-    );
-    if let Some(token) = token {
-        request += &format!("Authorization: Bearer {token}\r\n");
-    }
-    request += "\r\n";
-    request += line;
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    stream
-        .take(16 << 20)
-        .read_to_string(&mut answer)
-        .map_err(|e| e.to_string())?;
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or("no answer")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    Ok((status, body.to_string()))
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let authorization = authorization.as_deref().map(str::as_bytes);
+    let timeout = Duration::from_secs(60);
+    throng_net::admin::request(
+        admin,
+        "POST",
+        "/ctl",
+        line.as_bytes(),
+        authorization,
+        timeout,
+    )
 }
 
 fn read_pid(path: &Path) -> Result<i32, String> {
@@ -413,14 +394,12 @@ fn read_pid(path: &Path) -> Result<i32, String> {
 
 /// The admin listener's reload counters: (reloads, refused), summed over workers.
 fn reload_counts(admin: std::net::SocketAddr) -> Option<(u64, u64)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.take(4 << 20).read_to_string(&mut text).ok()?;
+    let (status, text) =
+        throng_net::admin::request(admin, "GET", "/metrics", b"", None, Duration::from_secs(5))
+            .ok()?;
+    if status != 200 {
+        return None;
+    }
     let value = |name: &str| {
         text.lines()
             .find_map(|l| {
