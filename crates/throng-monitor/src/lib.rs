@@ -39,6 +39,15 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     /// A line per interval on stderr.
     pub lines: bool,
+    /// The name the samples carry; `None`: this machine's host name.
+    pub host: Option<String>,
+}
+
+/// This machine's host name (its UTS namespace's), as the kernel has it.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Runs until the duration is over or a signal comes.
@@ -87,6 +96,7 @@ pub fn run(options: Options) -> Result<(), String> {
         let signal = admin::wait_for_signal();
         tokio::pin!(signal);
         let mut sampler = Sampler::default();
+        let host = options.host.clone().unwrap_or_else(host_name);
         let mut ticks = tokio::time::interval(options.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -111,7 +121,8 @@ pub fn run(options: Options) -> Result<(), String> {
                         .map(|pid| (pid, name.clone(), false)),
                 );
             }
-            if let Some(signals) = sampler.sample(&pids) {
+            if let Some(mut signals) = sampler.sample(&pids) {
+                signals.host.clone_from(&host);
                 if options.lines {
                     eprintln!("{}", output::line(&signals));
                 }

@@ -10,6 +10,9 @@ pub struct Signals {
     /// When the interval ended: RFC 3339 UTC and milliseconds since the epoch.
     pub time: String,
     pub unix_ms: u64,
+    /// The machine the samples are of (its host name, or what `--host` said): what tells
+    /// apart the samples of several machines drawn in one plot.
+    pub host: String,
     /// Established TCP connections, both directions (on loopback each counts twice: both ends).
     pub established: u64,
     pub segments_in_per_s: f64,
@@ -107,6 +110,7 @@ impl Sampler {
         Some(Signals {
             time: format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z"),
             unix_ms,
+            host: String::new(),
             established: counters.established,
             segments_in_per_s: rate(before.in_segments, counters.in_segments),
             segments_out_per_s: rate(before.out_segments, counters.out_segments),

@@ -35,28 +35,33 @@ struct Seconds {
     records: u64,
 }
 
-/// The page for `results` files and, if given, a monitor's JSON lines.
-pub fn page(results: &[&Path], monitor: Option<&Path>) -> Result<String, String> {
+/// The page for `results` files and the JSON lines of any monitors (one per machine, say).
+pub fn page(results: &[&Path], monitors: &[&Path]) -> Result<String, String> {
     let mut summary = Summary::new(None);
     let mut seconds = Seconds::default();
     for path in results {
         read_results(path, &mut summary, &mut seconds)?;
     }
-    let samples = match monitor {
-        Some(path) => read_monitor(path)?,
-        None => Vec::new(),
-    };
+    let mut hosts: Vec<(String, Vec<Value>)> = Vec::new();
+    for path in monitors {
+        for (host, samples) in read_monitor(path)? {
+            match hosts.iter_mut().find(|(h, _)| *h == host) {
+                Some((_, known)) => known.extend(samples),
+                None => hosts.push((host, samples)),
+            }
+        }
+    }
+    let first_sample = hosts
+        .iter()
+        .filter_map(|(_, samples)| samples.first()?["unix_ms"].as_u64())
+        .min();
     let report = summary.json();
     let start = seconds
         .offered
         .keys()
         .next()
         .copied()
-        .or_else(|| {
-            samples
-                .first()
-                .map(|s| s["unix_ms"].as_u64().unwrap_or(0) / 1000)
-        })
+        .or(first_sample.map(|ms| ms / 1000))
         .unwrap_or(0);
     let at = |second: u64| second.saturating_sub(start) as f64;
     let mut charts = Vec::new();
@@ -158,112 +163,8 @@ pub fn page(results: &[&Path], monitor: Option<&Path>) -> Result<String, String>
         false,
     ));
 
-    if !samples.is_empty() {
-        let signal = |key: &str, scale: f64| -> Vec<(f64, f64)> {
-            samples
-                .iter()
-                .map(|s| {
-                    (
-                        at(s["unix_ms"].as_u64().unwrap_or(0) / 1000),
-                        s[key].as_f64().unwrap_or(0.0) * scale,
-                    )
-                })
-                .collect()
-        };
-        let one = |name: &str, key: &str, scale: f64| {
-            vec![Series {
-                name: name.into(),
-                colour: COLOURS[0],
-                points: signal(key, scale),
-                dots: false,
-            }]
-        };
-        charts.push(chart::svg(
-            "Established TCP connections",
-            "",
-            &one("established", "established", 1.0),
-            false,
-        ));
-        charts.push(chart::svg(
-            "TCP segments per second",
-            "/s",
-            &[
-                Series {
-                    name: "in".into(),
-                    colour: COLOURS[0],
-                    points: signal("segments_in_per_s", 1.0),
-                    dots: false,
-                },
-                Series {
-                    name: "out".into(),
-                    colour: COLOURS[1],
-                    points: signal("segments_out_per_s", 1.0),
-                    dots: false,
-                },
-            ],
-            false,
-        ));
-        charts.push(chart::svg(
-            "Bytes per second, all interfaces",
-            "MB/s",
-            &[
-                Series {
-                    name: "in".into(),
-                    colour: COLOURS[0],
-                    points: signal("bytes_in_per_s", 1e-6),
-                    dots: false,
-                },
-                Series {
-                    name: "out".into(),
-                    colour: COLOURS[1],
-                    points: signal("bytes_out_per_s", 1e-6),
-                    dots: false,
-                },
-            ],
-            false,
-        ));
-        let mut memory = one("used", "memory_used", 1.0 / (1 << 20) as f64);
-        memory.push(Series {
-            name: "kernel TCP buffers".into(),
-            colour: COLOURS[1],
-            points: signal("tcp_memory", 1.0 / (1 << 20) as f64),
-            dots: false,
-        });
-        charts.push(chart::svg("Memory", "MiB", &memory, false));
-        let mut processes: BTreeMap<String, ProcessLines> = BTreeMap::new();
-        for s in &samples {
-            let t = at(s["unix_ms"].as_u64().unwrap_or(0) / 1000);
-            for p in s["processes"].as_array().into_iter().flatten() {
-                let key = format!("{}[{}]", p["name"].as_str().unwrap_or("?"), p["pid"]);
-                let entry = processes.entry(key).or_default();
-                entry
-                    .cpu
-                    .push((t, p["cpu_percent"].as_f64().unwrap_or(0.0)));
-                let mib = p["rss"].as_f64().unwrap_or(0.0) / (1 << 20) as f64;
-                entry.rss.push((t, mib));
-            }
-        }
-        if !processes.is_empty() {
-            let series = |pick: fn(&ProcessLines) -> &Vec<(f64, f64)>| -> Vec<Series> {
-                processes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (name, both))| Series {
-                        name: name.clone(),
-                        colour: COLOURS[i % 8],
-                        points: pick(both).clone(),
-                        dots: false,
-                    })
-                    .collect()
-            };
-            charts.push(chart::svg("Process CPU", "%", &series(|p| &p.cpu), false));
-            charts.push(chart::svg(
-                "Process resident memory",
-                "MiB",
-                &series(|p| &p.rss),
-                false,
-            ));
-        }
+    if !hosts.is_empty() {
+        charts.extend(monitor_charts(&hosts, &at));
     }
     // The busiest second: merged files may be phases one after another, whose rates do not add.
     let peak_offered = seconds.offered.values().copied().max().unwrap_or(0) as f64;
@@ -331,16 +232,148 @@ fn read_results(path: &Path, summary: &mut Summary, seconds: &mut Seconds) -> Re
     Ok(())
 }
 
-fn read_monitor(path: &Path) -> Result<Vec<Value>, String> {
+/// A monitor's samples, by host: each sample's `host`, or the file's name for samples without
+/// one (written before monitors said their host).
+fn read_monitor(path: &Path) -> Result<Vec<(String, Vec<Value>)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.lines()
+    let unnamed = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut hosts: Vec<(String, Vec<Value>)> = Vec::new();
+    for (i, line) in text
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| format!("{}:{}: not a monitor sample: {e}", path.display(), i + 1))
-        })
-        .collect()
+    {
+        let sample: Value = serde_json::from_str(line)
+            .map_err(|e| format!("{}:{}: not a monitor sample: {e}", path.display(), i + 1))?;
+        let host = match sample["host"].as_str() {
+            Some(host) if !host.is_empty() => host.to_string(),
+            _ => unnamed.clone(),
+        };
+        match hosts.iter_mut().find(|(h, _)| *h == host) {
+            Some((_, samples)) => samples.push(sample),
+            None => hosts.push((host, vec![sample])),
+        }
+    }
+    Ok(hosts)
+}
+
+/// The machine charts: a series per host and signal (named by the host when there are
+/// several), and a process's CPU and memory per host, name and pid.
+fn monitor_charts(hosts: &[(String, Vec<Value>)], at: &dyn Fn(u64) -> f64) -> Vec<String> {
+    let several = hosts.len() > 1;
+    let signal = |samples: &[Value], key: &str, scale: f64| -> Vec<(f64, f64)> {
+        samples
+            .iter()
+            .map(|s| {
+                (
+                    at(s["unix_ms"].as_u64().unwrap_or(0) / 1000),
+                    s[key].as_f64().unwrap_or(0.0) * scale,
+                )
+            })
+            .collect()
+    };
+    // Every (name, key) of a chart, for every host.
+    let lines = |parts: &[(&str, &str)], scale: f64| -> Vec<Series> {
+        let mut series = Vec::new();
+        for (h, (host, samples)) in hosts.iter().enumerate() {
+            for (k, (name, key)) in parts.iter().enumerate() {
+                let name = match (several, parts.len()) {
+                    (false, _) => name.to_string(),
+                    (true, 1) => host.clone(),
+                    (true, _) => format!("{name} {host}"),
+                };
+                series.push(Series {
+                    name,
+                    colour: COLOURS[(h * parts.len() + k) % COLOURS.len()],
+                    points: signal(samples, key, scale),
+                    dots: false,
+                });
+            }
+        }
+        series
+    };
+    let mib = 1.0 / (1 << 20) as f64;
+    let mut charts = vec![
+        chart::svg(
+            "Established TCP connections",
+            "",
+            &lines(&[("established", "established")], 1.0),
+            false,
+        ),
+        chart::svg(
+            "TCP segments per second",
+            "/s",
+            &lines(
+                &[("in", "segments_in_per_s"), ("out", "segments_out_per_s")],
+                1.0,
+            ),
+            false,
+        ),
+        chart::svg(
+            "Bytes per second, all interfaces",
+            "MB/s",
+            &lines(
+                &[("in", "bytes_in_per_s"), ("out", "bytes_out_per_s")],
+                1e-6,
+            ),
+            false,
+        ),
+        chart::svg(
+            "Memory",
+            "MiB",
+            &lines(
+                &[
+                    ("used", "memory_used"),
+                    ("kernel TCP buffers", "tcp_memory"),
+                ],
+                mib,
+            ),
+            false,
+        ),
+    ];
+    let mut processes: BTreeMap<String, ProcessLines> = BTreeMap::new();
+    for (host, samples) in hosts {
+        for s in samples {
+            let t = at(s["unix_ms"].as_u64().unwrap_or(0) / 1000);
+            for p in s["processes"].as_array().into_iter().flatten() {
+                let process = format!("{}[{}]", p["name"].as_str().unwrap_or("?"), p["pid"]);
+                let key = match several {
+                    true => format!("{host} {process}"),
+                    false => process,
+                };
+                let entry = processes.entry(key).or_default();
+                entry
+                    .cpu
+                    .push((t, p["cpu_percent"].as_f64().unwrap_or(0.0)));
+                entry.rss.push((t, p["rss"].as_f64().unwrap_or(0.0) * mib));
+            }
+        }
+    }
+    if !processes.is_empty() {
+        let series = |pick: fn(&ProcessLines) -> &Vec<(f64, f64)>| -> Vec<Series> {
+            processes
+                .iter()
+                .enumerate()
+                .map(|(i, (name, both))| Series {
+                    name: name.clone(),
+                    colour: COLOURS[i % COLOURS.len()],
+                    points: pick(both).clone(),
+                    dots: false,
+                })
+                .collect()
+        };
+        charts.push(chart::svg("Process CPU", "%", &series(|p| &p.cpu), false));
+        charts.push(chart::svg(
+            "Process resident memory",
+            "MiB",
+            &series(|p| &p.rss),
+            false,
+        ));
+    }
+    charts
 }
 
 fn html(

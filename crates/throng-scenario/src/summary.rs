@@ -83,7 +83,12 @@ pub fn write(scenario: &Scenario, files: &[Option<PathBuf>], dir: &Path) -> Resu
     std::fs::write(dir.join("report.txt"), &text).map_err(|e| e.to_string())?;
     let paths: Vec<&Path> = files.iter().flatten().map(PathBuf::as_path).collect();
     if !paths.is_empty() {
-        let page = throng_plot::page(&paths, monitor.exists().then_some(monitor.as_path()))?;
+        let monitors: Vec<&std::path::Path> = monitor
+            .exists()
+            .then_some(monitor.as_path())
+            .into_iter()
+            .collect();
+        let page = throng_plot::page(&paths, &monitors)?;
         std::fs::write(dir.join("report.html"), page).map_err(|e| e.to_string())?;
     }
 

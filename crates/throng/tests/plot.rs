@@ -112,6 +112,60 @@ fn draws_a_run_and_its_monitor_as_one_offline_page() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The monitors of two machines (here two monitors told `--host`, as `ip netns exec %h` would
+/// run them under pdsh): one page, a series per host in each machine chart.
+#[test]
+fn monitors_of_several_hosts_draw_a_series_each() {
+    let dir = common::scratch_dir("plot-hosts");
+    let monitor = |host: &str| {
+        throng()
+            .args(["monitor", "-q", "--interval", "200ms", "--duration", "1s"])
+            .args(["--host", host, "--output"])
+            .arg(dir.join(format!("{host}.jsonl")))
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (monitor("client-a"), monitor("proxy-b"));
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let sample = std::fs::read_to_string(dir.join("client-a.jsonl")).unwrap();
+    assert!(sample.contains("\"host\":\"client-a\""), "{sample}");
+    // A file from before monitors named their host: its samples go by the file's name.
+    let old = dir.join("older.jsonl");
+    let unnamed: String = sample
+        .lines()
+        .map(|l| l.replace("\"host\":\"client-a\",", "") + "\n")
+        .collect();
+    std::fs::write(&old, unnamed).unwrap();
+    let page = dir.join("hosts.html");
+    let out = throng()
+        .args(["plot", "--output"])
+        .arg(&page)
+        .arg("--monitor")
+        .arg(dir.join("client-a.jsonl"))
+        .arg("--monitor")
+        .arg(dir.join("proxy-b.jsonl"))
+        .arg("--monitor")
+        .arg(&old)
+        .output()
+        .unwrap();
+    assert_succeeded(&out);
+    let html = std::fs::read_to_string(&page).unwrap();
+    let chart = |title: &str| {
+        let at = html
+            .find(title)
+            .unwrap_or_else(|| panic!("no chart {title}"));
+        html[at..at + html[at..].find("</svg>").unwrap()].to_string()
+    };
+    let established = chart("Established TCP connections");
+    for host in ["client-a", "proxy-b", "older"] {
+        assert!(established.contains(&format!("■ {host}<")), "{established}");
+    }
+    assert_eq!(established.matches("<polyline").count(), 3, "{established}");
+    let segments = chart("TCP segments per second");
+    assert!(segments.contains("■ in proxy-b<") && segments.contains("■ out client-a<"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Renders `page` in headless Chromium (Debian's; .ci/run installs it): the DOM the browser
 /// built, and a screenshot kept in the test target's folder.
 fn open_in_chromium(page: &std::path::Path) -> (String, std::path::PathBuf) {

@@ -294,6 +294,11 @@ fn reloads_keep_every_connection_and_refuse_none() {
     for (i, t) in tunnels.iter_mut().enumerate() {
         t.echo(&format!("at the end {i}")).unwrap();
     }
+    // A session begun with generation 1 resumes with generation 7: one ticket key for the
+    // process's whole life.
+    let mut returning = Tunnel::open(proxy.addr("tunnels"), &client);
+    assert!(returning.resumed, "no resumption across reloads");
+    returning.echo("resumed").unwrap();
     // Old generations holding tunnels are still alive, within max_generations (4).
     let metrics = proxy.metrics();
     let alive = metrics

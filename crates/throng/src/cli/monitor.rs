@@ -18,7 +18,9 @@ use throng_net::duration;
 #[command(after_help = "Examples:\n  \
     throng monitor --name throng --name haproxy          # a line a second on stderr\n  \
     throng monitor --output run.jsonl --duration 2m      # JSON lines (or --format csv)\n  \
-    throng monitor --listen 127.0.0.1:9200 -q            # Prometheus at /metrics")]
+    throng monitor --listen 127.0.0.1:9200 -q            # Prometheus at /metrics\n  \
+    pdsh -R exec -w h1,h2 ip netns exec %h throng monitor --host %h --output %h.jsonl --duration 1m\n  \
+    throng plot run.bin --monitor h1.jsonl --monitor h2.jsonl   # a series per host")]
 pub struct MonitorArgs {
     /// Time between samples
     #[arg(long, default_value = "1s", value_parser = duration::parse)]
@@ -56,6 +58,11 @@ pub struct MonitorArgs {
     /// No line per sample on stderr
     #[arg(long, short)]
     quiet: bool,
+
+    /// The name the samples carry (JSON `host`), so that `throng plot` tells machines apart
+    /// [default: this machine's host name]; give one per network namespace, which share theirs
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
 }
 
 pub fn run(args: MonitorArgs) -> ExitCode {
@@ -77,6 +84,7 @@ pub fn run(args: MonitorArgs) -> ExitCode {
         output: args.output.map(|path| (path, format)),
         listen: args.listen,
         lines: !args.quiet,
+        host: args.host,
     };
     match throng_monitor::run(options) {
         Ok(()) => ExitCode::SUCCESS,

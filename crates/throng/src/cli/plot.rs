@@ -15,13 +15,14 @@ use std::process::ExitCode;
     throng plot run.bin > run.html\n  \
     throng plot a.bin b.bin --monitor run.jsonl --output run.html")]
 pub struct PlotArgs {
-    /// Results files (from throng attack), merged
-    #[arg(required = true, value_name = "RESULTS")]
+    /// Results files (from throng attack), merged (none: the monitors' samples alone)
+    #[arg(required_unless_present = "monitor", value_name = "RESULTS")]
     results: Vec<PathBuf>,
 
-    /// A monitor's JSON lines (throng monitor --output FILE)
+    /// A monitor's JSON lines (throng monitor --output FILE); repeat it for the monitors of
+    /// several machines: each gets its own series, named by its samples' host
     #[arg(long, value_name = "FILE")]
-    monitor: Option<PathBuf>,
+    monitor: Vec<PathBuf>,
 
     /// Where to write the page [default: stdout]
     #[arg(long, value_name = "FILE")]
@@ -46,7 +47,8 @@ pub fn run(args: PlotArgs) -> ExitCode {
         eprintln!("throng plot: -threshold: accepted, no effect: every series is drawn per second, whatever the run's length");
     }
     let results: Vec<&std::path::Path> = args.results.iter().map(PathBuf::as_path).collect();
-    let page = match throng_plot::page(&results, args.monitor.as_deref()) {
+    let monitors: Vec<&std::path::Path> = args.monitor.iter().map(|p| p.as_path()).collect();
+    let page = match throng_plot::page(&results, &monitors) {
         Ok(page) => page,
         Err(message) => {
             eprintln!("throng plot: {message}");
