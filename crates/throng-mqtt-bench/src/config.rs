@@ -15,6 +15,37 @@ pub enum Role {
     Pub,
 }
 
+/// How new connections arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrivals {
+    Constant,
+    Poisson,
+}
+
+impl Arrivals {
+    /// When each of `count` connections opens, in seconds from the ramp's start, for `rate` a
+    /// second: `i / rate`, or the running sum of exponential gaps of mean `1 / rate`.
+    pub fn times(self, count: usize, rate: f64) -> Vec<f64> {
+        match self {
+            Arrivals::Constant => (0..count).map(|i| i as f64 / rate).collect(),
+            Arrivals::Poisson => {
+                let mut at = 0.0;
+                (0..count)
+                    .map(|i| {
+                        if i > 0 {
+                            // A uniform draw in (0, 1]: -ln(u) / rate is exponential.
+                            let unit = (throng_net::random::up_to((1 << 53) - 1) + 1) as f64
+                                / (1u64 << 53) as f64;
+                            at += -unit.ln() / rate;
+                        }
+                        at
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub role: Role,
@@ -25,8 +56,11 @@ pub struct Config {
     pub version: Version,
     /// Clients of the role (`-c`).
     pub clients: usize,
-    /// New connections per second (`-R`); the ramp is exact, not bursty.
+    /// New connections per second (`-R`).
     pub connect_rate: f64,
+    /// How the ramp's connections are spread: exactly `1 / connect_rate` apart, or as a
+    /// Poisson process of that rate (independent arrivals, as many real clients make).
+    pub arrivals: Arrivals,
     pub keep_alive: u16,
     pub qos: QoS,
     /// Topic template for publishing or subscribing: `%i` is the client's index.
@@ -78,5 +112,30 @@ impl Config {
     /// The filter subscribers use when not told: the publish template with `+` for `%i`.
     pub fn default_sub_topic(publish_template: &str) -> String {
         publish_template.replace("%i", "+")
+    }
+}
+
+#[cfg(test)]
+mod arrival_tests {
+    use super::Arrivals;
+
+    #[test]
+    fn constant_arrivals_are_exactly_apart() {
+        assert_eq!(Arrivals::Constant.times(4, 2.0), vec![0.0, 0.5, 1.0, 1.5]);
+    }
+
+    #[test]
+    fn poisson_arrivals_have_the_rate_and_exponential_gaps() {
+        let times = Arrivals::Poisson.times(20_001, 100.0);
+        assert_eq!(times[0], 0.0);
+        let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g > 0.0));
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let variance = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        // 20,000 gaps: the mean's standard error is 0.7% of it; 5% is seven of those. An
+        // exponential's standard deviation equals its mean (a constant ramp's is 0).
+        assert!((mean - 0.01).abs() < 0.0005, "mean gap {mean}");
+        let cv = variance.sqrt() / mean;
+        assert!((0.9..1.1).contains(&cv), "coefficient of variation {cv}");
     }
 }

@@ -3,11 +3,12 @@
 //! messages on their way), and the threads' figures merged at the end.
 //!
 //! Client `g` of all the run's clients (subscribers first, so they listen before anyone
-//! publishes) starts its connection at `g / connect_rate` after the start: an exact ramp.
+//! publishes) starts its connection at `g / connect_rate` after the start (an exact ramp), or
+//! at the g-th arrival of a Poisson process of that rate.
 //! Publishing starts a second after the ramp's last connection is due, and lasts `duration`.
 
 use crate::client::{self, Publisher};
-use crate::config::{Config, Role};
+use crate::config::{Arrivals, Config, Role};
 use crate::stamp::Stamp;
 use crate::stats::{record, Stats};
 use std::cell::RefCell;
@@ -169,7 +170,13 @@ pub fn run(config: Config, live: Arc<Live>, progress: bool) -> Result<Stats, Str
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
         + 50_000_000;
-    let ramp = Duration::from_secs_f64(total as f64 / config.connect_rate);
+    // When each connection opens, drawn once for the whole run (every thread takes its share).
+    let arrivals: Arc<[f64]> = config.arrivals.times(total, config.connect_rate).into();
+    let ramp = match config.arrivals {
+        Arrivals::Constant => Duration::from_secs_f64(total as f64 / config.connect_rate),
+        // The last arrival, whenever the draw put it.
+        Arrivals::Poisson => Duration::from_secs_f64(arrivals.last().copied().unwrap_or(0.0)),
+    };
     let publish_start = start + ramp + SETTLE;
     let run_tag = (start_unix_ns as u32) ^ std::process::id();
     let (send, receive) = std::sync::mpsc::channel::<Stats>();
@@ -195,8 +202,9 @@ pub fn run(config: Config, live: Arc<Live>, progress: bool) -> Result<Stats, Str
                 run_tag,
             });
             let send = send.clone();
+            let arrivals = Arc::clone(&arrivals);
             async move {
-                ramp_clients(&ctx, thread, threads, subscribers, total).await;
+                ramp_clients(&ctx, thread, threads, subscribers, &arrivals).await;
                 let stats = std::mem::take(&mut *ctx.stats.borrow_mut());
                 let _ = send.send(stats);
             }
@@ -227,13 +235,15 @@ async fn ramp_clients(
     thread: usize,
     threads: usize,
     subscribers: usize,
-    total: usize,
+    arrivals: &[f64],
 ) {
+    let total = arrivals.len();
     let config = &ctx.config;
     let publishers = (config.role == Role::Pub).then_some(config.clients as u32);
     let mut tasks = Vec::new();
     for global in (thread..total).step_by(threads) {
-        let at = ctx.start + Duration::from_secs_f64(global as f64 / config.connect_rate);
+        let offset = arrivals.get(global).copied().unwrap_or(0.0);
+        let at = ctx.start + Duration::from_secs_f64(offset);
         tokio::select! {
             _ = tokio::time::sleep_until(at.into()) => {}
             _ = ctx.live.stopped() => break,
@@ -334,6 +344,7 @@ mod tests {
             version: Version::V5,
             clients: 1,
             connect_rate: 1.0,
+            arrivals: Arrivals::Constant,
             keep_alive: 1,
             qos: QoS::AtMostOnce,
             topic: String::new(),

@@ -269,6 +269,32 @@ fn a_stalled_broker_shows_in_the_latency_from_the_intended_send() {
     );
 }
 
+/// `--arrivals poisson`: the ramp's connections come as a Poisson process of the rate (its
+/// gaps are checked in throng-mqtt-bench's unit tests); every one connects and holds.
+#[test]
+fn a_poisson_ramp_connects_every_client() {
+    let broker = Mosquitto::start("poisson", "allow_anonymous true");
+    let port = broker.plain.port().to_string();
+    let report = mqtt(&[
+        "conn",
+        "-p",
+        &port,
+        "-c",
+        "40",
+        "-R",
+        "200",
+        "--arrivals",
+        "poisson",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(report["connections"]["connected"], 40, "{report}");
+    assert!(
+        report["errors"].as_object().is_none_or(|e| e.is_empty()),
+        "{report}"
+    );
+}
+
 #[test]
 fn a_duplicate_client_id_shows_as_a_takeover_and_a_refusal_by_its_code() {
     let broker = Mosquitto::start("takeover", "allow_anonymous true");

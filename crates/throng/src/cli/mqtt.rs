@@ -58,6 +58,11 @@ struct Common {
     #[arg(short = 'R', long = "connrate")]
     connect_rate: Option<f64>,
 
+    /// How new connections are spread over the ramp: constant (exactly 1/rate apart) or
+    /// poisson (independent arrivals at that rate, as many real clients make)
+    #[arg(long, default_value = "constant", value_parser = ["constant", "poisson"])]
+    arrivals: String,
+
     /// Milliseconds between two new connections (emqtt-bench's -i), when -R is not given
     #[arg(short = 'i', long = "interval", default_value_t = 10)]
     interval_ms: u64,
@@ -257,6 +262,10 @@ fn config(role: Role, args: &Common) -> Result<Config, String> {
         version,
         clients: args.clients,
         connect_rate,
+        arrivals: match args.arrivals.as_str() {
+            "poisson" => throng_mqtt_bench::config::Arrivals::Poisson,
+            _ => throng_mqtt_bench::config::Arrivals::Constant,
+        },
         keep_alive: args.keep_alive,
         qos,
         topic: args.topic.clone(),
