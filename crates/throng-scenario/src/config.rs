@@ -18,7 +18,21 @@ struct File {
     proxy: ProxyFile,
     #[serde(default)]
     monitor: MonitorFile,
+    hosts: Option<HostsFile>,
     phase: Vec<PhaseFile>,
+}
+
+/// Machines that run attack phases: how to start a command on one, and how to bring a file
+/// back from it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostsFile {
+    names: Vec<String>,
+    launcher: String,
+    throng: Option<String>,
+    results: Option<String>,
+    collect: Option<String>,
+    start_lead: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +78,8 @@ struct PhaseFile {
     procs: Option<usize>,
     threads: Option<usize>,
     source: Option<String>,
+    /// Split over these of `[hosts]`' names, one part each.
+    hosts: Option<Vec<String>>,
 }
 
 /// A checked scenario.
@@ -74,7 +90,26 @@ pub struct Scenario {
     pub pong_procs: usize,
     pub proxy: Proxy,
     pub monitor_interval: Duration,
+    pub hosts: Option<Hosts>,
     pub phases: Vec<Phase>,
+}
+
+/// `[hosts]`: where a phase with `hosts` runs its parts (`throng attack --part I/N --start-at`).
+#[derive(Clone, Debug)]
+pub struct Hosts {
+    pub names: Vec<String>,
+    /// The words before the `throng` command, `{host}` replaced: `ssh {host}`, `ip netns exec
+    /// {host}`, `kubectl exec {host} --`.
+    pub launcher: Vec<String>,
+    /// The binary on the hosts; `None`: this one's path (a shared or local filesystem).
+    pub throng: Option<String>,
+    /// The folder parts write to on the hosts; `None`: the scenario's own folder (shared).
+    pub results: Option<String>,
+    /// How a part's file comes back, `{host}`, `{remote}` and `{local}` replaced (`scp
+    /// {host}:{remote} {local}`); `None`: it is in the folder already.
+    pub collect: Option<Vec<String>>,
+    /// How far ahead of now the parts are told to start, so that every host is ready.
+    pub start_lead: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +144,8 @@ pub struct Phase {
     pub procs: usize,
     pub threads: Option<usize>,
     pub source: Option<String>,
+    /// The hosts that run it, a part each; empty: this machine.
+    pub hosts: Vec<String>,
 }
 
 /// Reads `text` (from `source`, for messages).
@@ -194,9 +231,35 @@ fn build(file: File) -> Result<Scenario, Failure> {
         Some(text) => positive(text, root.key("monitor").key("interval"))?,
         None => Duration::from_secs(1),
     };
+    let hosts = file
+        .hosts
+        .as_ref()
+        .map(|h| hosts(h, root.key("hosts")))
+        .transpose()?;
     let mut phases = Vec::new();
     for (i, p) in file.phase.iter().enumerate() {
-        phases.push(phase(p, root.key("phase").index(i))?);
+        let at = root.key("phase").index(i);
+        let built = phase(p, at.clone())?;
+        if !built.hosts.is_empty() {
+            let known = hosts.as_ref().map(|h| &h.names);
+            if let Some(unknown) = built
+                .hosts
+                .iter()
+                .find(|name| !known.is_some_and(|names| names.contains(name)))
+            {
+                return Err((
+                    at.key("hosts"),
+                    format!("`{unknown}` is not one of [hosts] names"),
+                ));
+            }
+            if built.procs > 1 {
+                return Err((
+                    at.key("procs"),
+                    "a phase on hosts runs one attack per host: use more hosts, not procs".into(),
+                ));
+            }
+        }
+        phases.push(built);
     }
     if phases.is_empty() {
         return Err((root, "no phase: add [[phase]] tables".into()));
@@ -207,7 +270,51 @@ fn build(file: File) -> Result<Scenario, Failure> {
         pong_procs,
         proxy,
         monitor_interval,
+        hosts,
         phases,
+    })
+}
+
+fn hosts(h: &HostsFile, at: KeyPath) -> Result<Hosts, Failure> {
+    if h.names.is_empty() {
+        return Err((at.key("names"), "no host: name at least one".into()));
+    }
+    for (i, name) in h.names.iter().enumerate() {
+        let ok = !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '/');
+        if !ok || h.names[..i].contains(name) {
+            return Err((
+                at.key("names").index(i),
+                format!("`{name}`: a host name, once, without spaces or slashes"),
+            ));
+        }
+    }
+    let launcher: Vec<String> = h.launcher.split_whitespace().map(String::from).collect();
+    if !h.launcher.contains("{host}") {
+        return Err((
+            at.key("launcher"),
+            "name the host in it: `ssh {host}`, `ip netns exec {host}`".into(),
+        ));
+    }
+    let collect = match &h.collect {
+        Some(text) if !(text.contains("{remote}") && text.contains("{local}")) => {
+            return Err((
+                at.key("collect"),
+                "name both files: `scp {host}:{remote} {local}`".into(),
+            ))
+        }
+        Some(text) => Some(text.split_whitespace().map(String::from).collect()),
+        None => None,
+    };
+    Ok(Hosts {
+        names: h.names.clone(),
+        launcher,
+        throng: h.throng.clone(),
+        results: h.results.clone(),
+        collect,
+        start_lead: match &h.start_lead {
+            Some(text) => positive(text, at.key("start_lead"))?,
+            None => Duration::from_secs(3),
+        },
     })
 }
 
@@ -268,6 +375,7 @@ fn phase(p: &PhaseFile, at: KeyPath) -> Result<Phase, Failure> {
             None => None,
         },
         source: p.source.clone(),
+        hosts: p.hosts.clone().unwrap_or_default(),
     })
 }
 

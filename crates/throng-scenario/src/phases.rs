@@ -1,8 +1,10 @@
 //! The attack phases: one after another, except a phase with `at`, which starts at that time
 //! after the first phase, alongside whatever runs then (a small steady rate measured during a
-//! hold, say). Each phase is a `throng attack` process (split over `procs` processes).
+//! hold, say). Each phase is a `throng attack` process (split over `procs` processes), or, on
+//! `hosts`, one part per host started through `[hosts]`' launcher at one `--start-at`, each
+//! part's file brought back by its `collect` command.
 
-use crate::config::{Phase, Scenario};
+use crate::config::{Hosts, Phase, Scenario};
 use crate::start::{say, Watch};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,10 +16,10 @@ use std::time::{Duration, Instant};
 /// The attacks running now, for the signal watcher: each gets SIGINT on Ctrl-C.
 pub type Running = Arc<Mutex<Vec<i32>>>;
 
-/// What the phases left: each phase's results file (`None` for a phase that did not start) and
-/// the phases whose attack failed.
+/// What the phases left: each phase's results files (none for a phase that did not start; a
+/// file per host for a phase on hosts) and the phases whose attack failed.
 pub struct Ran {
-    pub files: Vec<Option<PathBuf>>,
+    pub files: Vec<Vec<PathBuf>>,
     pub failed: Vec<String>,
 }
 
@@ -25,6 +27,14 @@ struct Attack {
     phase: usize,
     child: Child,
     started: Instant,
+    /// A part on a host: the host, where its file is there, and where it goes here.
+    part: Option<Part>,
+}
+
+struct Part {
+    host: String,
+    remote: String,
+    local: PathBuf,
 }
 
 /// Runs every phase against `url`; stops starting new ones once `interrupted`.
@@ -39,7 +49,7 @@ pub fn run(
 ) -> Result<Ran, String> {
     let phases = &scenario.phases;
     let mut ran = Ran {
-        files: vec![None; phases.len()],
+        files: vec![Vec::new(); phases.len()],
         failed: Vec::new(),
     };
     let mut started = vec![false; phases.len()];
@@ -57,20 +67,31 @@ pub fn run(
             .collect();
         for index in due.into_iter().filter(|_| !stopping) {
             started[index] = true;
-            let file = dir.join(format!(
-                "{:02}-{}.bin",
-                index + 1,
-                slug(&phases[index].name)
-            ));
-            let child = start(exe, &phases[index], url, &file, dir)?;
-            watch.add("attack", child.id() as i32);
-            lock(running).push(child.id() as i32);
-            ran.files[index] = Some(file);
-            attacks.push(Attack {
-                phase: index,
-                child,
-                started: Instant::now(),
-            });
+            let phase = &phases[index];
+            let stem = format!("{:02}-{}", index + 1, slug(&phase.name));
+            let mut begun = Vec::new();
+            if phase.hosts.is_empty() {
+                let file = dir.join(format!("{stem}.bin"));
+                let child = start(exe, &Launch::Here(exe), phase, url, &file, dir)?;
+                ran.files[index].push(file);
+                begun.push((child, None));
+            } else {
+                let hosts = scenario
+                    .hosts
+                    .as_ref()
+                    .ok_or("phase on hosts without [hosts]")?;
+                begun.extend(start_parts(exe, hosts, phase, url, &stem, dir));
+            }
+            for (child, part) in begun {
+                watch.add("attack", child.id() as i32);
+                lock(running).push(child.id() as i32);
+                attacks.push(Attack {
+                    phase: index,
+                    child,
+                    started: Instant::now(),
+                    part,
+                });
+            }
         }
         let mut still = Vec::with_capacity(attacks.len());
         for mut attack in attacks {
@@ -78,7 +99,10 @@ pub fn run(
                 Some(status) => {
                     let pid = attack.child.id() as i32;
                     lock(running).retain(|&p| p != pid);
-                    let name = &phases[attack.phase].name;
+                    let name = match &attack.part {
+                        Some(part) => format!("{} on {}", phases[attack.phase].name, part.host),
+                        None => phases[attack.phase].name.clone(),
+                    };
                     if status.success() {
                         say(&format!(
                             "phase {name}: done in {} s",
@@ -89,6 +113,18 @@ pub fn run(
                             "phase {name}: the attack ended with {status} (see attack.log)"
                         ));
                         ran.failed.push(name.clone());
+                    }
+                    // A part's file, whole or up to its last record, is worth bringing back.
+                    if let Some(part) = &attack.part {
+                        match collect(scenario, part, dir) {
+                            Ok(()) => ran.files[attack.phase].push(part.local.clone()),
+                            Err(why) => {
+                                say(&format!("phase {name}: {why}"));
+                                if status.success() {
+                                    ran.failed.push(name.clone());
+                                }
+                            }
+                        }
                     }
                 }
                 None => still.push(attack),
@@ -126,8 +162,109 @@ fn lock(running: &Running) -> std::sync::MutexGuard<'_, Vec<i32>> {
     running.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Starts the attack of `phase`, its targets on stdin.
-fn start(exe: &Path, phase: &Phase, url: &str, file: &Path, dir: &Path) -> Result<Child, String> {
+/// Where an attack runs: here, or on a host as part I of N.
+enum Launch<'a> {
+    Here(&'a Path),
+    Part {
+        hosts: &'a Hosts,
+        host: &'a str,
+        index: usize,
+        of: usize,
+        start_at: u64,
+    },
+}
+
+/// Starts a part of `phase` on each of its hosts, at one start a little ahead of now (the
+/// launcher's error, if it cannot, goes to attack.log and ends that part only).
+fn start_parts(
+    exe: &Path,
+    hosts: &Hosts,
+    phase: &Phase,
+    url: &str,
+    stem: &str,
+    dir: &Path,
+) -> Vec<(Child, Option<Part>)> {
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + hosts.start_lead.as_secs().max(1);
+    let mut begun = Vec::new();
+    for (index, host) in phase.hosts.iter().enumerate() {
+        let name = format!("{stem}.{host}.bin");
+        let local = dir.join(&name);
+        let remote = match &hosts.results {
+            Some(folder) => format!("{}/{name}", folder.trim_end_matches('/')),
+            None => local.display().to_string(),
+        };
+        let launch = Launch::Part {
+            hosts,
+            host,
+            index,
+            of: phase.hosts.len(),
+            start_at,
+        };
+        match start(exe, &launch, phase, url, Path::new(&remote), dir) {
+            Ok(child) => begun.push((
+                child,
+                Some(Part {
+                    host: host.clone(),
+                    remote,
+                    local,
+                }),
+            )),
+            Err(why) => say(&format!("phase {} on {host}: {why}", phase.name)),
+        }
+    }
+    begun
+}
+
+/// Brings a part's file back with `[hosts]`' collect command (none: it is here already).
+fn collect(scenario: &Scenario, part: &Part, dir: &Path) -> Result<(), String> {
+    let Some(template) = scenario.hosts.as_ref().and_then(|h| h.collect.as_ref()) else {
+        return match part.local.exists() {
+            true => Ok(()),
+            false => Err(format!("no results at {}", part.local.display())),
+        };
+    };
+    let words: Vec<String> = template
+        .iter()
+        .map(|w| {
+            w.replace("{host}", &part.host)
+                .replace("{remote}", &part.remote)
+                .replace("{local}", &part.local.display().to_string())
+        })
+        .collect();
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("attack.log"))
+        .map_err(|e| e.to_string())?;
+    let (program, arguments) = words.split_first().ok_or("collect: an empty command")?;
+    let status = Command::new(program)
+        .args(arguments)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status()
+        .map_err(|e| format!("collect: cannot run `{}`: {e}", words.join(" ")))?;
+    if status.success() && part.local.exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "collect: `{}` ended with {status} (see attack.log)",
+            words.join(" ")
+        ))
+    }
+}
+
+/// Starts the attack of `phase` where `launch` says, its targets on stdin.
+fn start(
+    exe: &Path,
+    launch: &Launch<'_>,
+    phase: &Phase,
+    url: &str,
+    file: &Path,
+    dir: &Path,
+) -> Result<Child, String> {
     let targets: Vec<String> = phase
         .targets
         .iter()
@@ -151,24 +288,39 @@ fn start(exe: &Path, phase: &Phase, url: &str, file: &Path, dir: &Path) -> Resul
             }
         })
         .collect();
+    let place = match launch {
+        Launch::Here(_) if phase.procs > 1 => format!(", {} processes", phase.procs),
+        Launch::Here(_) => String::new(),
+        Launch::Part {
+            host, index, of, ..
+        } => format!(", part {index}/{of} on {host}"),
+    };
     say(&format!(
-        "phase {}: {} requests/s for {} ({}){}",
+        "phase {}: {} requests/s for {} ({}){place}",
         phase.name,
         phase.rate,
         throng_net::duration::format(phase.duration),
         described.join(" | "),
-        if phase.procs > 1 {
-            format!(", {} processes", phase.procs)
-        } else {
-            String::new()
-        }
     ));
     let log = std::fs::File::options()
         .create(true)
         .append(true)
         .open(dir.join("attack.log"))
         .map_err(|e| e.to_string())?;
-    let mut command = Command::new(exe);
+    let mut command = match launch {
+        Launch::Here(exe) => Command::new(exe),
+        Launch::Part { hosts, host, .. } => {
+            let mut words = hosts.launcher.iter().map(|w| w.replace("{host}", host));
+            let first = words.next().unwrap_or_default();
+            let mut command = Command::new(first);
+            command.args(words);
+            match &hosts.throng {
+                Some(throng) => command.arg(throng),
+                None => command.arg(exe),
+            };
+            command
+        }
+    };
     command
         .args(["attack", "-insecure", "-rate"])
         .arg(phase.rate.to_string())
@@ -187,6 +339,19 @@ fn start(exe: &Path, phase: &Phase, url: &str, file: &Path, dir: &Path) -> Resul
     }
     if let Some(source) = &phase.source {
         command.arg("--source").arg(source);
+    }
+    if let Launch::Part {
+        index,
+        of,
+        start_at,
+        ..
+    } = launch
+    {
+        command
+            .arg("--part")
+            .arg(format!("{index}/{of}"))
+            .arg("--start-at")
+            .arg(start_at.to_string());
     }
     let mut child = command
         .stdin(Stdio::piped())

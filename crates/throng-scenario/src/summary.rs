@@ -14,7 +14,7 @@ use throng_results::Reader;
 const SOCKETS_PER_CONNECTION: u64 = 4;
 
 /// report.txt, report.html and the summary's lines.
-pub fn write(scenario: &Scenario, files: &[Option<PathBuf>], dir: &Path) -> Result<String, String> {
+pub fn write(scenario: &Scenario, files: &[Vec<PathBuf>], dir: &Path) -> Result<String, String> {
     let monitor = dir.join("monitor.jsonl");
     let samples: Vec<Value> = std::fs::read_to_string(&monitor)
         .unwrap_or_default()
@@ -24,17 +24,20 @@ pub fn write(scenario: &Scenario, files: &[Option<PathBuf>], dir: &Path) -> Resu
     let mut text = String::new();
     let mut phase_lines = Vec::new();
     let mut all = Summary::new(None);
-    for (phase, file) in scenario.phases.iter().zip(files) {
-        let Some(file) = file else { continue };
+    for (index, (phase, parts)) in scenario.phases.iter().zip(files).enumerate() {
+        // A phase on hosts left a file per part: merged exactly, as `throng report` does.
+        let Some(file) = parts.first() else { continue };
         let mut one = Summary::new(None);
-        for summary in [&mut all, &mut one] {
-            add_file(summary, file)?;
+        for part in parts {
+            for summary in [&mut all, &mut one] {
+                add_file(summary, part)?;
+            }
         }
-        let name = file
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
+        let name = format!("{:02}-{}", index + 1, crate::phases::slug(&phase.name));
+        let name = match parts.len() {
+            1 => name,
+            n => format!("{name} ({n} hosts)"),
+        };
         text.push_str(&format!("== {name}\n{}\n", one.text()));
         let r = one.json();
         let tls = &r["throng"]["tls"];

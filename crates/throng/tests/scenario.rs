@@ -302,3 +302,86 @@ fn components_run_as_several_processes_and_a_phase_runs_alongside_another() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A phase on `hosts`: a part per host, started through `[hosts]`' launcher (here a stand-in for
+/// ssh that runs the command locally, and refuses host `down` as ssh would), at one
+/// `--start-at`; each part's file brought back by `collect` and merged into one phase; the host
+/// that could not be reached named with the launcher's error, and the rest still reported.
+#[test]
+fn a_phase_split_over_hosts_by_a_launcher_reports_as_one() {
+    let dir = scratch_dir("scenario-hosts");
+    let ports = free_port_range(3);
+    let launcher = dir.join("fake-ssh");
+    std::fs::write(
+        &launcher,
+        "#!/bin/sh\nhost=$1; shift\n\
+         if [ \"$host\" = down ]; then echo \"ssh: connect to host $host port 22: Connection refused\" >&2; exit 255; fi\n\
+         exec \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &launcher,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let remote = dir.join("on-the-hosts");
+    std::fs::create_dir_all(&remote).unwrap();
+    let file = dir.join("hosts.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pong]\nlisten = \"127.0.0.1:{}-{}\"\n\n[proxy]\nlisten = \"127.0.0.1:{}\"\n\n[monitor]\ninterval = \"250ms\"\n\n\
+             [hosts]\nnames = [\"c0\", \"c1\", \"down\"]\nlauncher = \"{} {{host}}\"\nresults = \"{}\"\n\
+             collect = \"cp {{remote}} {{local}}\"\nstart_lead = \"2s\"\n\n\
+             [[phase]]\nname = \"spread\"\nrate = 90\nduration = \"2s\"\nhosts = [\"c0\", \"c1\", \"down\"]\n",
+            ports,
+            ports + 1,
+            ports + 2,
+            launcher.display(),
+            remote.display()
+        ),
+    )
+    .unwrap();
+    let results = dir.join("run");
+    let out = scenario(&file, &results);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = String::from_utf8_lossy(&out.stderr);
+    // The unreachable host fails the run, and says so; the two others report.
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        said.contains("part 0/3 on c0") && said.contains("part 2/3 on down"),
+        "{said}"
+    );
+    assert!(
+        said.contains("phase spread on down: the attack ended with exit status: 255"),
+        "{said}"
+    );
+    let log = std::fs::read_to_string(results.join("attack.log")).unwrap();
+    assert!(
+        log.contains("connect to host down port 22: Connection refused"),
+        "{log}"
+    );
+    // Two parts of three: two thirds of the schedule's 180 requests, one phase.
+    assert!(
+        stdout.contains("phase 01-spread (2 hosts): 120 requests"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("success 100.000%"), "{stdout}");
+    for host in ["c0", "c1"] {
+        assert!(
+            results.join(format!("01-spread.{host}.bin")).exists(),
+            "{host}'s part missing"
+        );
+        assert!(remote.join(format!("01-spread.{host}.bin")).exists());
+    }
+    // The parts are one run's: `throng report` merges them, naming the missing one.
+    let report = throng()
+        .args(["report"])
+        .arg(results.join("01-spread.c0.bin"))
+        .arg(results.join("01-spread.c1.bin"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(text.contains("1 of 3 parts missing: 2"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
