@@ -18,8 +18,11 @@ struct Lab {
 
 impl Lab {
     fn new(hosts: &[&str]) -> Lab {
+        // Tests run side by side: each lab its own names.
+        static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let lab_number = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
-        let prefix = format!("throng-lab-{pid}");
+        let prefix = format!("throng-lab-{pid}-{lab_number}");
         let lab = Lab {
             prefix: prefix.clone(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
@@ -33,8 +36,8 @@ impl Lab {
             ip(&["netns", "add", &ns]);
             // Names unique in the root namespace while the pair is made there.
             let (inside, outside) = (
-                format!("tl{}{k}a", pid % 100_000),
-                format!("tl{}{k}b", pid % 100_000),
+                format!("tl{}{lab_number}{k}a", pid % 100_000),
+                format!("tl{}{lab_number}{k}b", pid % 100_000),
             );
             ip(&[
                 "link", "add", &inside, "type", "veth", "peer", "name", &outside,
@@ -238,4 +241,58 @@ fn answered(lab: &Lab, host: &str, target: &str) -> bool {
     let report = report.wait_with_output().unwrap();
     serde_json::from_slice::<serde_json::Value>(&report.stdout)
         .is_ok_and(|r| r["status_codes"]["200"] == 1)
+}
+
+/// `throng scenario` run on the proxy host (pong and the proxy there), its phase split over two
+/// client hosts through the launcher `ip netns exec {host}`: one phase of the schedule's
+/// requests, from each client host's own address over the veth links.
+#[test]
+fn a_scenario_on_the_proxy_host_runs_its_phase_from_two_client_hosts() {
+    let lab = Lab::new(&["c0", "c1", "proxy"]);
+    let dir = scratch_dir("lab-scenario");
+    let file = dir.join("lab.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pong]\nlisten = \"127.0.0.1:8282-8283\"\n\n[proxy]\nlisten = \"{}:8443\"\n\n\
+             [monitor]\ninterval = \"250ms\"\n\n\
+             [hosts]\nnames = [\"c0\", \"c1\"]\nlauncher = \"ip netns exec {}-{{host}}\"\nstart_lead = \"2s\"\n\n\
+             [[phase]]\nname = \"spread\"\nrate = 100\nduration = \"2s\"\nhosts = [\"c0\", \"c1\"]\n",
+            lab.addr_of("proxy"),
+            lab.prefix
+        ),
+    )
+    .unwrap();
+    let results = dir.join("run");
+    let out = lab
+        .throng(
+            "proxy",
+            &[
+                "scenario",
+                file.to_str().unwrap(),
+                "--dir",
+                results.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("phase 01-spread (2 hosts): 200 requests"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("success 100.000%"), "{stdout}");
+    let access = std::fs::read_to_string(results.join("proxy-access.log")).unwrap();
+    for k in 0..2 {
+        let from = format!("{}:", lab.addr(k));
+        assert!(
+            access.contains(&from),
+            "no request from {from} in:\n{access}"
+        );
+    }
 }
