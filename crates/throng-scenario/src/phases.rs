@@ -72,7 +72,7 @@ pub fn run(
             let mut begun = Vec::new();
             if phase.hosts.is_empty() {
                 let file = dir.join(format!("{stem}.bin"));
-                let child = start(exe, &Launch::Here(exe), phase, url, &file, dir)?;
+                let child = start(exe, &Launch::Here, phase, url, &file, dir)?;
                 ran.files[index].push(file);
                 begun.push((child, None));
             } else {
@@ -80,7 +80,9 @@ pub fn run(
                     .hosts
                     .as_ref()
                     .ok_or("phase on hosts without [hosts]")?;
-                begun.extend(start_parts(exe, hosts, phase, url, &stem, dir));
+                let (parts, not_started) = start_parts(exe, hosts, phase, url, &stem, dir);
+                begun.extend(parts);
+                ran.failed.extend(not_started);
             }
             for (child, part) in begun {
                 watch.add("attack", child.id() as i32);
@@ -164,7 +166,7 @@ fn lock(running: &Running) -> std::sync::MutexGuard<'_, Vec<i32>> {
 
 /// Where an attack runs: here, or on a host as part I of N.
 enum Launch<'a> {
-    Here(&'a Path),
+    Here,
     Part {
         hosts: &'a Hosts,
         host: &'a str,
@@ -174,8 +176,9 @@ enum Launch<'a> {
     },
 }
 
-/// Starts a part of `phase` on each of its hosts, at one start a little ahead of now (the
-/// launcher's error, if it cannot, goes to attack.log and ends that part only).
+/// Starts a part of `phase` on each of its hosts, at one start a little ahead of now: the
+/// parts begun, and the names of those whose launcher could not even be started (said; the
+/// launcher's own errors, once started, go to attack.log and end that part only).
 fn start_parts(
     exe: &Path,
     hosts: &Hosts,
@@ -183,12 +186,12 @@ fn start_parts(
     url: &str,
     stem: &str,
     dir: &Path,
-) -> Vec<(Child, Option<Part>)> {
+) -> (Vec<(Child, Option<Part>)>, Vec<String>) {
     let start_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         + hosts.start_lead.as_secs().max(1);
-    let mut begun = Vec::new();
+    let (mut begun, mut not_started) = (Vec::new(), Vec::new());
     for (index, host) in phase.hosts.iter().enumerate() {
         let name = format!("{stem}.{host}.bin");
         let local = dir.join(&name);
@@ -212,10 +215,13 @@ fn start_parts(
                     local,
                 }),
             )),
-            Err(why) => say(&format!("phase {} on {host}: {why}", phase.name)),
+            Err(why) => {
+                say(&format!("phase {} on {host}: {why}", phase.name));
+                not_started.push(format!("{} on {host}", phase.name));
+            }
         }
     }
-    begun
+    (begun, not_started)
 }
 
 /// Brings a part's file back with `[hosts]`' collect command (none: it is here already).
@@ -289,8 +295,8 @@ fn start(
         })
         .collect();
     let place = match launch {
-        Launch::Here(_) if phase.procs > 1 => format!(", {} processes", phase.procs),
-        Launch::Here(_) => String::new(),
+        Launch::Here if phase.procs > 1 => format!(", {} processes", phase.procs),
+        Launch::Here => String::new(),
         Launch::Part {
             host, index, of, ..
         } => format!(", part {index}/{of} on {host}"),
@@ -308,7 +314,7 @@ fn start(
         .open(dir.join("attack.log"))
         .map_err(|e| e.to_string())?;
     let mut command = match launch {
-        Launch::Here(exe) => Command::new(exe),
+        Launch::Here => Command::new(exe),
         Launch::Part { hosts, host, .. } => {
             let mut words = hosts.launcher.iter().map(|w| w.replace("{host}", host));
             let first = words.next().unwrap_or_default();
