@@ -43,6 +43,9 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The largest certificate chain or key file `set cert` reads.
+const MAX_PEM: u64 = 1 << 20;
+
 /// `config` serving the certificate chain and key in `cert` and `key` (PEM files) instead of
 /// its own; everything else (protocols, tickets, record layer) stays.
 pub fn with_certificate(
@@ -50,7 +53,17 @@ pub fn with_certificate(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<Arc<ServerConfig>, String> {
+    // Regular files of a sane size only: the admin listener must not hang on a pipe or a
+    // device, nor read a huge file, on the runtime that also watches signals.
     let read = |path: &std::path::Path| {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !meta.is_file() || meta.len() > MAX_PEM {
+            return Err(format!(
+                "{}: not a regular file of at most {} KiB",
+                path.display(),
+                MAX_PEM >> 10
+            ));
+        }
         std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
     };
     let chain = throng_tls::config::parse_certs(&read(cert)?)

@@ -90,6 +90,8 @@ pub(crate) struct Manager {
     reread: Reread,
     /// Runtime changes since the file was last read, in words: what a reload drops.
     pub(crate) changes: Vec<String>,
+    /// Set once the process stops or has handed over: no generation starts any more.
+    pub(crate) closed: bool,
 }
 
 impl Manager {
@@ -172,6 +174,7 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
         registry: Arc::clone(&registry),
         reread,
         changes: Vec::new(),
+        closed: false,
     }));
     // A copy kept to hand to a new binary, which answers on it from then on.
     let admin_copy = admin_listener.as_ref().and_then(|l| l.try_clone().ok());
@@ -204,7 +207,12 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
                 std::process::exit(130);
             }
             Some(Asked::Stop(name)) => {
-                let running = &lock().running;
+                let mut manager = lock();
+                // The process's copies of the sockets close now, with the accept loops': a
+                // connection is never left waiting in a queue nobody will accept from.
+                manager.listeners = Listeners::default();
+                manager.closed = true;
+                let running = &manager.running;
                 let open: u64 = running.iter().map(|r| r.proxy.open_connections()).sum();
                 info!(
                     "{name}: stopping; {open} connections in progress have {} to finish (signal again to stop now)",
@@ -263,6 +271,7 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
 /// binary's now (or, for a worker, the new master's workers have their own on the same ports);
 /// this process's copies close with its generations' accept loops.
 fn retire_all(manager: &mut Manager) {
+    manager.closed = true;
     let now = Instant::now();
     for r in &mut manager.running {
         r.proxy.enter(Phase::Draining);
@@ -285,8 +294,10 @@ fn start(
     listeners: &mut Listeners,
     process: &Arc<Process>,
 ) -> Result<Started, String> {
-    let (per_thread, bound) = listeners.for_generation(&config)?;
+    // What can fail without touching the sockets comes first: a refused reload must leave no
+    // socket bound that nobody accepts on.
     let log = Sink::start(&config.global.log, config.global.log_format)?;
+    let (per_thread, bound) = listeners.for_generation(&config)?;
     let proxy = Arc::new(Proxy::new(config, log, Arc::clone(process), number));
     let threads = crate::server::start_threads(&proxy, per_thread)?;
     crate::health::start(&proxy);
@@ -317,16 +328,15 @@ fn reload(manager: &mut Manager) {
             warn!("reload: global.{key} changed; it takes effect when the proxy is restarted or upgraded (SIGUSR2)");
         }
     }
-    if config.global.maxconn != old.maxconn {
-        match crate::server::process_maxconn(&config) {
-            Ok(maxconn) => manager.process.maxconn.store(maxconn, Relaxed),
-            Err(why) => return refuse(manager, &serving, why),
-        }
-    }
+    let maxconn = match crate::server::process_maxconn(&config) {
+        Ok(maxconn) => maxconn,
+        Err(why) => return refuse(manager, &serving, why),
+    };
     let source = config.source.clone();
     let dropped = std::mem::take(&mut manager.changes);
     match next_generation(manager, config, Carry::Health) {
         Ok(number) => {
+            manager.process.maxconn.store(maxconn, Relaxed);
             manager.registry.reloads.fetch_add(1, Relaxed);
             info!(
                 "reload: generation {number} serves {source}; generation {} stops accepting and keeps its {} connections{}",
@@ -376,6 +386,9 @@ pub(crate) fn next_generation(
     config: Config,
     carry: Carry,
 ) -> Result<u32, String> {
+    if manager.closed {
+        return Err("the proxy is stopping, or has handed over to a new binary".into());
+    }
     let serving = manager.serving().ok_or("the proxy is stopping")?;
     let number = serving.generation + 1;
     let limits = config.global.reload;

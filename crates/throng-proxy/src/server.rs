@@ -196,12 +196,10 @@ async fn run_worker(proxy: Arc<Proxy>, listeners: Vec<(std::net::TcpListener, us
     // Returning drops this thread's tasks: whatever is left closes here.
 }
 
-/// Waits for this thread's connections to end; once the generation is closing, closes them at
-/// its share of `close_rate`; once it is stopped, returns at once.
+/// Waits for this thread's connections to end; once the generation is closing, closes them
+/// under the process's `close_rate` budget; once it is stopped, returns at once.
 async fn drain(worker: &Worker, phase: &mut watch::Receiver<Phase>) {
-    let threads = worker.proxy.config.global.threads.max(1) as f64;
     let tick = Duration::from_millis(10);
-    let mut allowance = 0.0;
     // Sessions shut and not ended yet (no session begins on a closing thread, so a descriptor
     // here is not reused meanwhile).
     let mut shut_already = std::collections::HashSet::new();
@@ -215,10 +213,10 @@ async fn drain(worker: &Worker, phase: &mut watch::Receiver<Phase>) {
                 }
             }
             Phase::Closing => {
-                let close_rate = worker.proxy.process.close_rate.load(Relaxed) as f64;
-                allowance += (close_rate / threads).max(1.0) * tick.as_secs_f64();
-                let due = allowance as usize;
-                allowance -= due as f64;
+                // Sessions shut earlier and ended since are gone from the registry: forget them.
+                shut_already.retain(|fd| worker.sockets.borrow().contains(fd));
+                let waiting = worker.open().saturating_sub(shut_already.len());
+                let due = worker.proxy.process.take_closes(waiting);
                 // Shut, not dropped: each session ends on its own path, with its log line, and
                 // leaves the registry then.
                 let chosen: Vec<RawFd> = worker
@@ -314,11 +312,17 @@ async fn accept_loop(listener: tokio::net::TcpListener, frontend: usize, worker:
                 // taken (and the budget looked at) only now, and until then the connection
                 // waits unread, as it would have in the accept queue (one per thread at most).
                 while proxy.process.over_budget.load(Relaxed) || !reserve(&proxy, frontend) {
+                    if *stop.borrow() != Phase::Serving {
+                        // Accepted already: served (over the limit by one at most), not
+                        // dropped, even though the generation stops.
+                        force_reserve(&proxy, frontend);
+                        break;
+                    }
                     let closed = proxy.process.connection_closed.notified();
                     tokio::select! {
                         _ = closed => {}
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                        _ = stop.wait_for(|phase| *phase != Phase::Serving) => return,
+                        _ = stop.changed() => {}
                     }
                 }
                 let open = Open::new(Rc::clone(&worker), frontend, stream.as_raw_fd());
@@ -358,6 +362,12 @@ fn reserve(proxy: &Proxy, frontend: usize) -> bool {
         return false;
     }
     true
+}
+
+/// Takes a slot whatever the limits say (for a connection accepted already).
+fn force_reserve(proxy: &Proxy, frontend: usize) {
+    proxy.frontends[frontend].current.fetch_add(1, Relaxed);
+    proxy.process.connections.fetch_add(1, Relaxed);
 }
 
 /// Counts a client connection while it lives (its slot was taken by [`reserve`]), and keeps

@@ -40,6 +40,9 @@ pub struct Process {
     pub connection_closed: Notify,
     /// The newest configuration's `close_rate`: how fast old generations close what they hold.
     pub close_rate: AtomicU64,
+    /// Closings allowed and not yet taken, and when it was last filled: one budget for every
+    /// closing generation and thread, so that together they hold the rate.
+    close_budget: std::sync::Mutex<(f64, std::time::Instant)>,
 }
 
 impl Process {
@@ -48,6 +51,7 @@ impl Process {
             connections: AtomicU64::new(0),
             maxconn: AtomicU64::new(maxconn),
             close_rate: AtomicU64::new(close_rate),
+            close_budget: std::sync::Mutex::new((0.0, std::time::Instant::now())),
             over_budget: AtomicBool::new(false),
             connection_closed: Notify::new(),
         }
@@ -55,6 +59,20 @@ impl Process {
 
     pub fn maxconn(&self) -> u64 {
         self.maxconn.load(Relaxed)
+    }
+
+    /// Up to `wanted` connections the caller may close now under `close_rate` (20 ms' worth at
+    /// most saved up: the rate holds over any stretch of time, not only on average).
+    pub fn take_closes(&self, wanted: usize) -> usize {
+        let rate = self.close_rate.load(Relaxed).max(1) as f64;
+        let most = (rate * 0.02).max(1.0);
+        let mut budget = self.close_budget.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let (tokens, filled) = *budget;
+        let tokens = (tokens + now.duration_since(filled).as_secs_f64() * rate).min(most);
+        let taken = (tokens.floor() as usize).min(wanted);
+        *budget = (tokens - taken as f64, now);
+        taken
     }
 }
 
@@ -67,7 +85,7 @@ pub enum Phase {
     /// Accepting nothing: idle keep-alive connections close, requests and tunnels in progress
     /// go on.
     Draining,
-    /// What is left closes at `close_rate`, oldest first.
+    /// What is left closes at `close_rate` (one budget for the whole process).
     Closing,
     /// Everything left is dropped now.
     Stopped,

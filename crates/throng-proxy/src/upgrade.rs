@@ -34,6 +34,9 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// written over the file later, and that is the one an upgrade starts).
 static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
 
+/// `$NOTIFY_SOCKET` as systemd gave it to this process, taken out of the environment at start.
+static NOTIFY_SOCKET: OnceLock<Option<OsString>> = OnceLock::new();
+
 /// The pipe an old binary waits on for this one's ready line, taken from the environment at
 /// start (so that no process this one starts inherits it).
 static READY_PIPE: Mutex<Option<RawFd>> = Mutex::new(None);
@@ -42,6 +45,13 @@ static READY_PIPE: Mutex<Option<RawFd>> = Mutex::new(None);
 /// it), and takes the ready pipe an old binary may have handed over.
 pub fn prepare() {
     EXE.get_or_init(|| std::env::current_exe().ok());
+    // systemd's socket is this process's to speak on: a master's workers must not tell systemd
+    // they are the main process (an upgrade's new binary is given it again, explicitly).
+    NOTIFY_SOCKET.get_or_init(|| {
+        let socket = std::env::var_os("NOTIFY_SOCKET");
+        std::env::remove_var("NOTIFY_SOCKET");
+        socket
+    });
     let Some(fd) = std::env::var(READY_FD)
         .ok()
         .and_then(|v| v.parse::<RawFd>().ok())
@@ -112,7 +122,7 @@ pub fn notify_systemd(state: &str) {
     };
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+    let Some(path) = NOTIFY_SOCKET.get().cloned().flatten() else {
         return;
     };
     let bytes = path.as_encoded_bytes();
@@ -234,6 +244,10 @@ pub(crate) fn start_successor(successor: &Successor<'_>) -> Result<u32, String> 
         .env(READY_FD, write_end.to_string())
         .env(GENERATION, generation.to_string())
         .stdin(Stdio::piped());
+    if let Some(socket) = NOTIFY_SOCKET.get().cloned().flatten() {
+        // The new binary becomes systemd's main process (MAINPID=).
+        command.env("NOTIFY_SOCKET", socket);
+    }
     if let Some(fd) = admin {
         command.env(crate::listeners::INHERITED_ADMIN, fd.to_string());
     }

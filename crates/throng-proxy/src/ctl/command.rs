@@ -16,7 +16,7 @@ pub const USAGE: &str = "commands:\n  \
     set server BACKEND/SERVER weight 1-256\n  \
     add server BACKEND/SERVER ADDRESS:PORT [weight 1-256] [maxconn N]\n  \
     del server BACKEND/SERVER\n  \
-    set cert FRONTEND CERT.pem KEY.pem\n";
+    set cert FRONTEND CERT.pem KEY.pem   (in place of all the frontend's certificates)\n";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {

@@ -37,9 +37,11 @@ pub fn run(
     worker_args: impl Fn(usize) -> Vec<OsString> + Send + 'static,
 ) -> Result<(), String> {
     crate::upgrade::prepare();
-    // Sockets are handed to a single process, not to a master (its workers bind their own),
-    // and its workers count their generations from 1.
-    std::env::remove_var(crate::listeners::INHERITED);
+    // Sockets are handed to a single process, not to a master (its workers bind their own):
+    // any an old single process handed over (an upgrade to more processes) are closed here,
+    // not left to the workers, in whose SO_REUSEPORT group nobody would accept on them. The
+    // workers count their generations from 1.
+    drop(crate::listeners::Listeners::inherited()?);
     let _ = crate::upgrade::first_generation();
     let processes = config.global.processes;
     let workers = Arc::new(Mutex::new(vec![WorkerInfo::default(); processes]));
