@@ -239,6 +239,9 @@ fn respond(page: Page, head_only: bool) -> Vec<u8> {
     out
 }
 
+/// The most of an answer [`request`] reads: a master's workers' metrics fit many times.
+const MAX_ANSWER: u64 = 32 << 20;
+
 /// A request to an admin listener from a client of this process (a master to its workers,
 /// `throng proxy ctl` to a proxy): `method` on `path` with `body` and, if given, an
 /// `Authorization` value; the answer's status and body. Bounded in time and size.
@@ -255,6 +258,7 @@ pub fn request(
         std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(timeout))
+        .and_then(|_| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| e.to_string())?;
     let mut out = format!(
         "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -271,7 +275,7 @@ pub fn request(
     stream.write_all(&out).map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
     stream
-        .take(16 << 20)
+        .take(MAX_ANSWER)
         .read_to_end(&mut answer)
         .map_err(|e| e.to_string())?;
     let answer = String::from_utf8_lossy(&answer);

@@ -25,6 +25,7 @@ pub mod buffers;
 pub mod calendar;
 pub mod duration;
 pub mod hash;
+pub mod hex;
 pub mod listen;
 pub mod procs;
 pub mod prometheus;

@@ -4,14 +4,11 @@
 //! fetched from each worker's own admin listener.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How long a worker has to answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
-/// The most of a worker's metrics text read (a few hundred bytes per labelled item).
-const FETCH_LIMIT: u64 = 32 << 20;
 
 /// How two processes' samples of the metric `name` combine.
 pub type Combine = fn(name: &str, a: Value, b: Value) -> Value;
@@ -191,17 +188,10 @@ pub fn fetch_all(addrs: &[Option<SocketAddr>]) -> Vec<Option<String>> {
 }
 
 fn fetch(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT).ok()?;
-    stream.set_read_timeout(Some(FETCH_TIMEOUT)).ok()?;
-    stream.set_write_timeout(Some(FETCH_TIMEOUT)).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: master\r\n\r\n")
-        .ok()?;
-    let mut response = Vec::new();
-    stream.take(FETCH_LIMIT).read_to_end(&mut response).ok()?;
-    let text = String::from_utf8(response).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    match crate::admin::request(addr, "GET", "/metrics", b"", None, FETCH_TIMEOUT) {
+        Ok((200, body)) => Some(body),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

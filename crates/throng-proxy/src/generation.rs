@@ -58,7 +58,11 @@ impl Registry {
 
     /// The serving generation (the newest).
     pub fn current(&self) -> Option<Arc<Proxy>> {
-        self.all().last().cloned()
+        self.generations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .cloned()
     }
 
     fn set(&self, generations: Vec<Arc<Proxy>>) {
@@ -328,15 +332,21 @@ fn reload(manager: &mut Manager) {
             warn!("reload: global.{key} changed; it takes effect when the proxy is restarted or upgraded (SIGUSR2)");
         }
     }
-    let maxconn = match crate::server::process_maxconn(&config) {
-        Ok(maxconn) => maxconn,
-        Err(why) => return refuse(manager, &serving, why),
+    // Worked out again (the open-files limit, the descriptor table) only when it changed.
+    let maxconn = match config.global.maxconn != old.maxconn {
+        true => match crate::server::process_maxconn(&config) {
+            Ok(maxconn) => Some(maxconn),
+            Err(why) => return refuse(manager, &serving, why),
+        },
+        false => None,
     };
     let source = config.source.clone();
     let dropped = std::mem::take(&mut manager.changes);
     match next_generation(manager, config, Carry::Health) {
         Ok(number) => {
-            manager.process.maxconn.store(maxconn, Relaxed);
+            if let Some(maxconn) = maxconn {
+                manager.process.maxconn.store(maxconn, Relaxed);
+            }
             manager.registry.reloads.fetch_add(1, Relaxed);
             info!(
                 "reload: generation {number} serves {source}; generation {} stops accepting and keeps its {} connections{}",

@@ -75,7 +75,9 @@ impl Listeners {
             let malformed = || format!("{INHERITED}: `{entry}` is not NAME/ADDRESS=FD,...");
             let (bind, fds) = entry.rsplit_once('=').ok_or_else(malformed)?;
             let (name, addr) = bind.split_once('/').ok_or_else(malformed)?;
-            let name = unhex(name).ok_or_else(malformed)?;
+            let name = throng_net::hex::decode(name)
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(malformed)?;
             let addr: SocketAddr = addr
                 .parse()
                 .map_err(|_| format!("{INHERITED}: `{addr}` is not an address"))?;
@@ -193,20 +195,11 @@ impl Listeners {
                     l.as_raw_fd().to_string()
                 })
                 .collect();
-            let name: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+            let name = throng_net::hex::encode(name.as_bytes());
             text += &format!("{name}/{addr}={}", list.join(","));
         }
         (text, fds)
     }
-}
-
-/// A frontend name from its hex spelling.
-fn unhex(text: &str) -> Option<String> {
-    let bytes: Option<Vec<u8>> = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
 }
 
 /// Takes ownership of inherited descriptor `fd` if it is a listening TCP socket.

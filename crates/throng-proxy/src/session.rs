@@ -32,7 +32,7 @@ pub struct Worker {
 impl Worker {
     /// Whether the generation has stopped serving (idle connections should not wait on).
     pub fn stopping(&self) -> bool {
-        *self.phase.borrow() != Phase::Serving
+        self.proxy.stopping.load(Relaxed)
     }
 
     /// Client connections on this thread.

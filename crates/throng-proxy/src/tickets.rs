@@ -42,25 +42,14 @@ pub fn new_key() -> Result<[u8; KEY_LEN], String> {
 
 /// A key as the line a master writes to its worker's stdin: hex, then a newline.
 pub fn to_line(key: &[u8; KEY_LEN]) -> Vec<u8> {
-    let mut line: Vec<u8> = key
-        .iter()
-        .flat_map(|b| format!("{b:02x}").into_bytes())
-        .collect();
+    let mut line = throng_net::hex::encode(key).into_bytes();
     line.push(b'\n');
     line
 }
 
 /// The key in such a line.
 pub fn from_line(line: &str) -> Option<[u8; KEY_LEN]> {
-    let hex = line.trim();
-    if hex.len() != 2 * KEY_LEN || !hex.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; KEY_LEN];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(key)
+    throng_net::hex::decode(line.trim())?.try_into().ok()
 }
 
 /// Makes every TLS configuration built after this seal tickets under `key` (a worker, before it

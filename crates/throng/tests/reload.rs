@@ -141,6 +141,19 @@ fn one_request(addr: SocketAddr) -> Result<(), String> {
     }
 }
 
+/// Stops `load` and checks what a change of the proxy must not do: a new connection refused,
+/// reset, timed out or answered wrong, or one the kernel dropped since `drops_before`.
+fn nothing_refused(load: NewConnections, drops_before: u64, proxy: &Proxy) {
+    let (answered, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}\n{}", proxy.stderr());
+    assert!(answered > 0);
+    assert_eq!(
+        listen_drops(),
+        drops_before,
+        "the kernel dropped connections"
+    );
+}
+
 /// The kernel's count of connections dropped because an accept queue was full or gone.
 fn listen_drops() -> u64 {
     let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap();
@@ -268,14 +281,7 @@ fn reloads_keep_every_connection_and_refuse_none() {
     assert_eq!(proxy.metric("throng_proxy_reload_failures_total"), 1.0);
     assert_eq!(proxy.metric("throng_proxy_generation"), 7.0);
 
-    let (answered, failures) = load.finish();
-    assert!(failures.is_empty(), "{failures:?}\n{}", proxy.stderr());
-    assert!(answered > 0);
-    assert_eq!(
-        listen_drops(),
-        drops_before,
-        "the kernel dropped connections"
-    );
+    nothing_refused(load, drops_before, &proxy);
     // Generation 7 runs the first file again: server a takes the new requests.
     one_request(proxy.addr("web")).unwrap();
     proxy.wait_for_line(&["app/a"]);
@@ -478,14 +484,7 @@ fn an_upgrade_hands_the_listeners_and_tickets_to_the_new_binary() {
         "the session begun before the upgrade did not resume"
     );
     tunnel.echo("the old process keeps its tunnel").unwrap();
-    let (answered, failures) = load.finish();
-    assert!(failures.is_empty(), "{failures:?}\n{}", proxy.stderr());
-    assert!(answered > 0);
-    assert_eq!(
-        listen_drops(),
-        drops_before,
-        "the kernel dropped connections"
-    );
+    nothing_refused(load, drops_before, &proxy);
     assert!(pid_alive(old));
     // The old process ends with its last connection.
     drop(tunnel);
@@ -780,6 +779,9 @@ fn servers_and_certificates_change_without_a_reload() {
     let served = fresh.tls.conn.peer_certificates().unwrap()[0].to_vec();
     let wanted = throng_tls::config::load_certs(&dir.path("second.pem")).unwrap()[0].to_vec();
     assert_eq!(served, wanted);
+    // Not a regular file (a device, a pipe): refused before anything reads it.
+    let (ok, said) = ctl(&dir, "set cert tunnels /dev/zero second.key");
+    assert!(!ok && said.contains("not a regular file"), "{said}");
     assert!(ctl(&dir, "set cert tunnels missing.pem second.key")
         .1
         .contains("missing.pem"));
