@@ -62,13 +62,6 @@ impl Live {
     }
 }
 
-/// This machine's name, as the kernel has it (for a part's results).
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_default()
-}
-
 /// What one worker thread's requests share.
 pub(crate) struct ThreadCtx {
     pub config: Arc<Config>,
@@ -218,8 +211,9 @@ pub fn run(
         schedule,
         part_index: config.part.map_or(0, |p| p.index as u32),
         part_of: config.part.map_or(0, |p| p.of as u32),
-        host: host_name(),
+        host: throng_net::host_name(),
         start_late_ns,
+        mqtt: None,
     };
     let (batches, writer) = sink::start(output, meta, Arc::clone(&live), config.part.is_some())
         .map_err(|e| format!("results output: {e}"))?;

@@ -43,12 +43,7 @@ pub struct Options {
     pub host: Option<String>,
 }
 
-/// This machine's host name (its UTS namespace's), as the kernel has it.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_default()
-}
+pub use throng_net::host_name;
 
 /// Runs until the duration is over or a signal comes.
 pub fn run(options: Options) -> Result<(), String> {

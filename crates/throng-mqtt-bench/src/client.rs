@@ -13,12 +13,12 @@ use crate::config::{Config, Role};
 use crate::connection::{Connection, Event, Failure};
 use crate::run::ThreadCtx;
 use crate::stamp::Stamp;
-use crate::stats::record;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use throng_mqtt::write::{self, ConnectOptions};
 use throng_mqtt::{kind, QoS, Version};
+use throng_results::mqtt::stats::record;
 
 /// MQTT 5's reason code for a session taken over by another connection with the same id.
 const SESSION_TAKEN_OVER: u8 = 0x8E;
@@ -61,7 +61,7 @@ pub(crate) async fn client(
     let mut first = true;
     loop {
         if !first {
-            ctx.stats.borrow_mut().reconnects += 1;
+            ctx.stats().reconnects += 1;
         }
         first = false;
         match session(&ctx, role, index, publisher.as_deref_mut()).await {
@@ -70,9 +70,7 @@ pub(crate) async fn client(
                 ctx.live
                     .errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                ctx.stats
-                    .borrow_mut()
-                    .error(failure.class, || failure.message.clone());
+                ctx.stats().error(failure.class, || failure.message.clone());
                 let Some(wait) = backoff else { return };
                 if ctx.live.is_stopped() {
                     return;
@@ -94,14 +92,14 @@ async fn session(
     publisher: Option<&mut Publisher>,
 ) -> Ended {
     let config = &ctx.config;
-    ctx.stats.borrow_mut().connect_attempts += 1;
+    ctx.stats().connect_attempts += 1;
     let started = Instant::now();
     let (mut connection, receive_maximum) = match open_in_time(ctx, role, index).await {
         Ok(opened) => opened,
         Err(failure) => return Ended::Failed(failure),
     };
     {
-        let mut stats = ctx.stats.borrow_mut();
+        let mut stats = ctx.stats();
         stats.connected += 1;
         record(&mut stats.connect_time, started.elapsed());
     }
@@ -116,6 +114,7 @@ async fn session(
     let ended = hold(ctx, &mut connection, publisher, subscriber, window).await;
     live.connected
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.stats().disconnected += 1;
     if let Ended::Stopped = ended {
         let mut out = Vec::new();
         let _ = connection.send(write::disconnect(&mut out)).await;
@@ -160,7 +159,7 @@ async fn open(
     let config = &ctx.config;
     let (mut connection, times) = Connection::open(ctx).await?;
     {
-        let mut stats = ctx.stats.borrow_mut();
+        let mut stats = ctx.stats();
         record(&mut stats.tcp_time, times.tcp);
         if let Some(tls) = times.tls {
             record(&mut stats.tls_time, tls);
@@ -186,11 +185,7 @@ async fn open(
             code,
             receive_maximum,
         } => {
-            *ctx.stats
-                .borrow_mut()
-                .connack_codes
-                .entry(code)
-                .or_default() += 1;
+            *ctx.stats().connack_codes.entry(code).or_default() += 1;
             if code != 0 {
                 return Err(Failure::new(
                     "connack-refused",
@@ -289,7 +284,7 @@ async fn hold(
                 if config.qos != QoS::AtMostOnce && in_flight.len() >= usize::from(window) {
                     if !waiting_for_window {
                         waiting_for_window = true;
-                        ctx.stats.borrow_mut().delayed_by_window += 1;
+                        ctx.stats().delayed_by_window += 1;
                     }
                     break;
                 }
@@ -324,7 +319,7 @@ async fn hold(
                 return Ended::Failed(failure);
             }
             ping_sent = Some(Instant::now());
-            ctx.stats.borrow_mut().pings_sent += 1;
+            ctx.stats().pings_sent += 1;
             next_ping = Some(at + keep_alive);
         }
         if !connection.has_events() {
@@ -354,7 +349,7 @@ async fn hold(
             let answer = match event {
                 Event::PingResp => {
                     if let Some(sent) = ping_sent.take() {
-                        let mut stats = ctx.stats.borrow_mut();
+                        let mut stats = ctx.stats();
                         stats.pings_answered += 1;
                         record(&mut stats.ping_time, sent.elapsed());
                     }
@@ -388,13 +383,13 @@ async fn hold(
                     code,
                 } => {
                     if code >= 0x80 {
-                        ctx.stats.borrow_mut().error("publish-refused", || {
+                        ctx.stats().error("publish-refused", || {
                             format!("the broker refused a PUBLISH: reason {code:#04x}")
                         });
                     }
                     if let Some(flight) = in_flight.remove(&packet_id) {
                         if code < 0x80 && (ack_kind == kind::PUBACK || ack_kind == kind::PUBCOMP) {
-                            let mut stats = ctx.stats.borrow_mut();
+                            let mut stats = ctx.stats();
                             stats.acked += 1;
                             record(&mut stats.ack_time, flight.intended.elapsed());
                             record(&mut stats.ack_time_from_send, flight.sent.elapsed());
@@ -403,11 +398,7 @@ async fn hold(
                     None
                 }
                 Event::Disconnect { code } => {
-                    *ctx.stats
-                        .borrow_mut()
-                        .server_disconnects
-                        .entry(code)
-                        .or_default() += 1;
+                    *ctx.stats().server_disconnects.entry(code).or_default() += 1;
                     let class = if code == SESSION_TAKEN_OVER {
                         "takeover"
                     } else {
@@ -494,7 +485,7 @@ async fn publish(
         );
     }
     publisher.next += 1;
-    let mut stats = ctx.stats.borrow_mut();
+    let mut stats = ctx.stats();
     stats.published += 1;
     record(&mut stats.lag, sent.saturating_duration_since(due));
     *stats.sent_by_publisher.entry(publisher.index).or_default() += 1;

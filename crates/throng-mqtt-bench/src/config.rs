@@ -4,16 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use throng_mqtt::{QoS, Version};
 
-/// What the clients do once connected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Connect, hold, ping.
-    Conn,
-    /// And subscribe, and measure what arrives.
-    Sub,
-    /// And publish at the run's rate (with `subscribers`, measured end to end).
-    Pub,
-}
+pub use throng_results::mqtt::Role;
 
 /// How new connections arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,16 +83,53 @@ pub struct Config {
     pub threads: usize,
     /// Reconnect a connection that ended, after this back-off (doubling, to 30 s); `None`: not.
     pub reconnect: Option<Duration>,
+    /// The run's name in its results (`--name`).
+    pub name: String,
+    /// This process's share of a run over processes or machines: part I of N.
+    pub part: Option<Part>,
+    /// When the run starts (Unix ns), the same for every part; `None`: at once.
+    pub start_unix_ns: Option<u64>,
+}
+
+/// Part `index` of `of` (0-based): the part opens every `of`-th of the run's connections,
+/// starting with connection `index`, at the times the whole run's ramp gives them, and its
+/// publishers keep the whole run's schedule. The parts together make the one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub index: usize,
+    pub of: usize,
 }
 
 impl Config {
     pub fn client_id(&self, role: Role, index: usize) -> String {
-        let role = match role {
-            Role::Conn => "conn",
-            Role::Sub => "sub",
-            Role::Pub => "pub",
-        };
-        format!("{}-{role}-{index}", self.prefix)
+        format!("{}-{}-{index}", self.prefix, role.name())
+    }
+
+    /// The run's shape, as its results carry it.
+    pub fn plan(&self) -> throng_results::mqtt::Plan {
+        throng_results::mqtt::Plan {
+            role: self.role,
+            version: self.version.name().into(),
+            qos: self.qos as u8,
+            tls: self.tls.is_some(),
+            broker: self.broker.to_string(),
+            clients: self.clients as u64,
+            subscribers: if self.role == Role::Pub {
+                self.subscribers as u64
+            } else {
+                0
+            },
+            topic: self.topic.clone(),
+            sub_topic: self.sub_topic.clone(),
+            publish_rate: if self.role == Role::Pub {
+                self.publish_rate
+            } else {
+                0.0
+            },
+            connect_rate: self.connect_rate,
+            keep_alive: self.keep_alive,
+            payload_size: self.payload_size as u64,
+        }
     }
 
     /// A topic template with the client's index in place of `%i`.

@@ -7,16 +7,20 @@
 //! - `connection`: the socket (TCP, TLS) and packets in and out.
 //! - `stamp`: the publisher's header in each payload: run, publisher, sequence, intended and
 //!   actual send times.
-//! - [`stats`] and [`report`]: what was measured, merged over threads, as text and JSON.
+//! - `seconds`: each thread's figures per second, gathered into the run's results stream.
+//!
+//! What is measured and how it is reported live in `throng_results::mqtt`, so that `throng
+//! report` reads a run's file as the run itself reports.
 
 pub mod config;
-pub mod report;
 pub mod run;
-pub mod stats;
+
+mod seconds;
+pub use throng_results::mqtt::{report, stats};
 
 mod client;
 mod connection;
 mod stamp;
 
-pub use config::{Config, Role};
+pub use config::{Config, Part, Role};
 pub use run::{run, Live};

@@ -6,22 +6,37 @@
 //! publishes) starts its connection at `g / connect_rate` after the start (an exact ramp), or
 //! at the g-th arrival of a Poisson process of that rate.
 //! Publishing starts a second after the ramp's last connection is due, and lasts `duration`.
+//!
+//! A part of a run over processes or machines ([`crate::Part`]) opens every N-th client from
+//! the shared start (`start_unix_ns`), at the times the whole ramp gives them (a Poisson ramp:
+//! its own draw at 1/N of the rate, which together make one Poisson process of the whole
+//! rate); its publishers keep the whole run's schedule, so the parts make the one run.
 
 use crate::client::{self, Publisher};
 use crate::config::{Arrivals, Config, Role};
+use crate::seconds::{Collector, ThreadSeconds};
 use crate::stamp::Stamp;
-use crate::stats::{record, Stats};
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
+use std::io::Write;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use throng_net::source::RoundRobin;
+use throng_results::mqtt::stats::{record, Stats};
+use throng_results::mqtt::Second;
+use throng_results::stream::TargetInfo;
+use throng_results::Meta;
 
 /// Bytes read from a socket at once, into the thread's scratch buffer.
 const READ_CHUNK: usize = 64 * 1024;
 /// Between the ramp's last connection and the first message.
 const SETTLE: Duration = Duration::from_secs(1);
+/// How often a thread hands over the seconds that are over.
+const HAND_OVER: Duration = Duration::from_millis(250);
+/// Time to prepare (TLS set up, threads started) before a run that starts at once.
+const START_MARGIN: Duration = Duration::from_millis(50);
 
 /// Figures the live line reads, and the run's phase, shared by every thread.
 #[derive(Debug, Default)]
@@ -30,8 +45,8 @@ pub struct Live {
     pub published: AtomicU64,
     pub received: AtomicU64,
     pub errors: AtomicU64,
-    /// Messages the schedule made due before publishing ended.
-    due: AtomicU64,
+    /// How long publishing lasted (nanoseconds from its start), once it ended; 0 before.
+    published_for_ns: AtomicU64,
     publishing_ended: AtomicBool,
     stopped: AtomicBool,
     /// Ctrl-C presses: the first ends publishing (or holding), the second stops at once.
@@ -69,6 +84,14 @@ impl Live {
         }
     }
 
+    /// How long publishing lasted, once it ended.
+    fn publishing_for(&self) -> Option<Duration> {
+        match self.published_for_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
     fn end_publishing(&self) {
         self.publishing_ended.store(true, Ordering::Relaxed);
         self.changed.notify_waiters();
@@ -85,7 +108,7 @@ impl Live {
 pub(crate) struct ThreadCtx {
     pub config: Arc<Config>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub stats: RefCell<Stats>,
+    seconds: RefCell<ThreadSeconds>,
     pub live: Arc<Live>,
     pub scratch: RefCell<Box<[u8]>>,
     sources: RefCell<Option<RoundRobin>>,
@@ -96,6 +119,19 @@ pub(crate) struct ThreadCtx {
 }
 
 impl ThreadCtx {
+    /// The figures of this second, to add to.
+    pub fn stats(&self) -> RefMut<'_, Stats> {
+        let second = self.unix_ns(Instant::now()) / 1_000_000_000;
+        RefMut::map(self.seconds.borrow_mut(), |seconds| seconds.at(second))
+    }
+
+    /// Hands the seconds before `unix_second` to the run.
+    fn hand_over(&self, unix_second: u64, to: &Sender<Second>) {
+        for second in self.seconds.borrow_mut().take_before(unix_second) {
+            let _ = to.send(second);
+        }
+    }
+
     pub fn next_source(&self) -> Option<std::net::IpAddr> {
         self.sources
             .borrow_mut()
@@ -123,7 +159,7 @@ impl ThreadCtx {
     pub fn received(&self, subscriber: Option<u32>, stamp: Option<Stamp>) {
         let now = self.unix_ns(Instant::now());
         self.live.received.fetch_add(1, Ordering::Relaxed);
-        let mut stats = self.stats.borrow_mut();
+        let mut stats = self.stats();
         stats.received += 1;
         let ours = stamp.filter(|s| s.run == self.run_tag || self.config.role == Role::Sub);
         let Some(stamp) = ours else {
@@ -143,8 +179,20 @@ impl ThreadCtx {
     }
 }
 
-/// Runs `config` to its end and returns what it measured. `progress`: a line a second on stderr.
-pub fn run(config: Config, live: Arc<Live>, progress: bool) -> Result<Stats, String> {
+/// What a run measured, and the first failure to write its results (measuring went on).
+pub struct Finished {
+    pub stats: Stats,
+    pub write_error: Option<String>,
+}
+
+/// Runs `config` to its end and returns what it measured; writes its results stream to
+/// `output` as it goes. `progress`: a line a second on stderr.
+pub fn run(
+    config: Config,
+    live: Arc<Live>,
+    progress: bool,
+    output: Option<Box<dyn Write + Send>>,
+) -> Result<Finished, String> {
     let config = Arc::new(config);
     let tls = match &config.tls {
         Some(options) => Some(throng_tls::config::client_config(options)?),
@@ -155,39 +203,47 @@ pub fn run(config: Config, live: Arc<Live>, progress: bool) -> Result<Stats, Str
         _ => 0,
     };
     let total = subscribers + config.clients;
-    let threads = config.threads.clamp(1, total.max(1));
+    // The run's clients this process opens, by their index in the whole run.
+    let own: Vec<usize> = match config.part {
+        Some(part) => (part.index..total).step_by(part.of.max(1)).collect(),
+        None => (0..total).collect(),
+    };
+    let threads = config.threads.clamp(1, own.len().max(1));
     let limit = throng_net::rlimit::raise_nofile().map_err(|e| e.to_string())?;
     let fits = throng_net::rlimit::connections_that_fit(limit, 1) as usize;
-    if total > fits {
+    if own.len() > fits {
         return Err(format!(
-            "{total} connections do not fit this process's open-files limit ({}): \
-             use fewer, or run several processes",
+            "{} connections do not fit this process's open-files limit ({}): \
+             use fewer, or run several processes (--procs)",
+            own.len(),
             limit.soft
         ));
     }
-    let start = Instant::now() + Duration::from_millis(50);
-    let start_unix_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        + 50_000_000;
-    // When each connection opens, drawn once for the whole run (every thread takes its share).
-    let arrivals: Arc<[f64]> = config.arrivals.times(total, config.connect_rate).into();
-    let ramp = match config.arrivals {
-        Arrivals::Constant => Duration::from_secs_f64(total as f64 / config.connect_rate),
-        // The last arrival, whenever the draw put it.
-        Arrivals::Poisson => Duration::from_secs_f64(arrivals.last().copied().unwrap_or(0.0)),
-    };
+    let now_unix_ns = unix_now_ns();
+    let start_unix_ns = config
+        .start_unix_ns
+        .unwrap_or(now_unix_ns + START_MARGIN.as_nanos() as u64);
+    let start = instant_of(start_unix_ns, now_unix_ns);
+    let start_late_ns = now_unix_ns.saturating_sub(start_unix_ns);
+    // When each of this process's connections opens, drawn once (every thread takes its share).
+    let (arrivals, ramp) = ramp(&config, total, &own);
     let publish_start = start + ramp + SETTLE;
-    let run_tag = (start_unix_ns as u32) ^ std::process::id();
-    let (send, receive) = std::sync::mpsc::channel::<Stats>();
+    let meta = meta(&config, start_unix_ns, start_late_ns);
+    // The stamp's run: the same in every part of one run (their subscribers count each
+    // other's publishers' messages), different for another run on the same broker.
+    let run_tag = throng_net::hash::fnv1a(meta.run_id.as_bytes()) as u32;
+    let mut collector = Collector::new(output, &meta)?;
+    let (hand_over, handed) = mpsc::channel::<Second>();
+    let own: Arc<[usize]> = own.into();
     let handles = throng_net::workers::spawn("mqtt", (0..threads).collect(), {
         let config = Arc::clone(&config);
         let live = Arc::clone(&live);
+        let own = Arc::clone(&own);
         move |_, thread: usize| {
             let ctx = Rc::new(ThreadCtx {
                 config: Arc::clone(&config),
                 tls: tls.clone(),
-                stats: RefCell::new(Stats::default()),
+                seconds: RefCell::new(ThreadSeconds::default()),
                 live: Arc::clone(&live),
                 scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
                 sources: RefCell::new((!config.sources.is_empty()).then(|| {
@@ -201,12 +257,22 @@ pub fn run(config: Config, live: Arc<Live>, progress: bool) -> Result<Stats, Str
                 publish_start,
                 run_tag,
             });
-            let send = send.clone();
-            let arrivals = Arc::clone(&arrivals);
+            let hand_over = hand_over.clone();
+            let (own, arrivals) = (Arc::clone(&own), Arc::clone(&arrivals));
             async move {
-                ramp_clients(&ctx, thread, threads, subscribers, &arrivals).await;
-                let stats = std::mem::take(&mut *ctx.stats.borrow_mut());
-                let _ = send.send(stats);
+                let clients = ramp_clients(&ctx, thread, threads, subscribers, &own, &arrivals);
+                let hand_over_each_second = async {
+                    loop {
+                        tokio::time::sleep(HAND_OVER).await;
+                        let second = ctx.unix_ns(Instant::now()) / 1_000_000_000;
+                        ctx.hand_over(second, &hand_over);
+                    }
+                };
+                tokio::select! {
+                    _ = clients => {}
+                    _ = hand_over_each_second => {}
+                }
+                ctx.hand_over(u64::MAX, &hand_over);
             }
         }
     })
@@ -217,16 +283,135 @@ pub fn run(config: Config, live: Arc<Live>, progress: bool) -> Result<Stats, Str
         publish_start,
         start + ramp + SETTLE,
         progress,
+        &handed,
+        &mut collector,
     );
-    let mut stats = Stats::default();
-    for thread_stats in receive.iter() {
-        stats.merge(&thread_stats);
-    }
+    // Each thread hands over its last seconds before it ends.
     for handle in handles {
         let _ = handle.join();
     }
-    stats.published_due = live.due.load(Ordering::Relaxed);
-    Ok(stats)
+    for second in handed.try_iter() {
+        collector.add(second);
+    }
+    let due = published_due(&config, subscribers, &own, live.publishing_for());
+    let ended_by = if live.interrupts.load(Ordering::Relaxed) > 0 {
+        "interrupted"
+    } else {
+        "duration"
+    };
+    let subscribers_here = own
+        .iter()
+        .filter(|&&g| g < subscribers)
+        .map(|&g| g as u32)
+        .collect();
+    let (stats, write_error) = collector.finish(due, subscribers_here, ended_by);
+    Ok(Finished { stats, write_error })
+}
+
+fn unix_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The instant of a Unix time, given the Unix time now.
+fn instant_of(unix_ns: u64, now_unix_ns: u64) -> Instant {
+    match unix_ns.checked_sub(now_unix_ns) {
+        Some(ahead) => Instant::now() + Duration::from_nanos(ahead),
+        None => Instant::now()
+            .checked_sub(Duration::from_nanos(now_unix_ns - unix_ns))
+            .unwrap_or_else(Instant::now),
+    }
+}
+
+/// When each of `own` connections opens (seconds from the start), and the ramp's length.
+fn ramp(config: &Config, total: usize, own: &[usize]) -> (Arc<[f64]>, Duration) {
+    let whole = Duration::from_secs_f64(total as f64 / config.connect_rate);
+    match (config.arrivals, config.part) {
+        (Arrivals::Constant, _) => {
+            let times = own.iter().map(|&g| g as f64 / config.connect_rate);
+            (times.collect(), whole)
+        }
+        // One process: the ramp ends with its last arrival, wherever the draw put it.
+        (Arrivals::Poisson, None) => {
+            let times = Arrivals::Poisson.times(own.len(), config.connect_rate);
+            let last = times.last().copied().unwrap_or(0.0);
+            (times.into(), Duration::from_secs_f64(last))
+        }
+        // Parts draw apart: publishing starts when the whole ramp's mean says, the same for all.
+        (Arrivals::Poisson, Some(part)) => {
+            let rate = config.connect_rate / part.of.max(1) as f64;
+            (Arrivals::Poisson.times(own.len(), rate).into(), whole)
+        }
+    }
+}
+
+/// The results stream's meta frame: the run's shape, and its place among parts.
+fn meta(config: &Config, start_unix_ns: u64, start_late_ns: u64) -> Meta {
+    let plan = config.plan();
+    let duration_ns = config.duration.map_or(0, |d| d.as_nanos() as u64);
+    let scheme = if plan.tls { "mqtts" } else { "mqtt" };
+    let schedule = throng_results::parts::schedule_hash(
+        plan.publish_rate,
+        duration_ns,
+        &[TargetInfo {
+            method: "MQTT".into(),
+            url: plan.schedule_text(),
+        }],
+    );
+    if let Some(part) = config
+        .part
+        .filter(|_| start_late_ns > throng_results::parts::LATE_START_NS)
+    {
+        eprintln!(
+            "throng mqtt: part {}/{} starts {:.3} s after the shared start (its results say so)",
+            part.index,
+            part.of,
+            start_late_ns as f64 / 1e9
+        );
+    }
+    Meta {
+        name: config.name.clone(),
+        start_unix_ns,
+        rate: plan.publish_rate,
+        duration_ns,
+        timeout_ns: config.connect_timeout.as_nanos() as u64,
+        threads: config.threads as u32,
+        max_inflight: u64::from(config.inflight),
+        targets: vec![TargetInfo {
+            method: plan.role.name().to_uppercase(),
+            url: format!("{scheme}://{}/{}", plan.broker, plan.topic),
+        }],
+        sources: config.sources.iter().map(ToString::to_string).collect(),
+        generator: concat!("throng ", env!("CARGO_PKG_VERSION")).to_string(),
+        run_id: throng_results::parts::run_id(&schedule, start_unix_ns),
+        schedule,
+        part_index: config.part.map_or(0, |p| p.index as u32),
+        part_of: config.part.map_or(0, |p| p.of as u32),
+        host: throng_net::host_name(),
+        start_late_ns,
+        mqtt: Some(plan),
+    }
+}
+
+/// Messages this process's publishers had due in `publishing` (from the first one's due time):
+/// publisher `i` of `n` sends the run's messages `i, i + n, i + 2n ...`, message `g` due at
+/// `g / rate`.
+fn published_due(
+    config: &Config,
+    subscribers: usize,
+    own: &[usize],
+    publishing: Option<Duration>,
+) -> u64 {
+    let Some(publishing) = publishing.filter(|_| config.role == Role::Pub) else {
+        return 0;
+    };
+    let slots = publishing.as_secs_f64() * config.publish_rate;
+    let of = config.clients.max(1) as f64;
+    own.iter()
+        .filter_map(|&g| g.checked_sub(subscribers))
+        .map(|i| ((slots - i as f64) / of).ceil().max(0.0) as u64)
+        .sum()
 }
 
 /// Starts this thread's share of the ramp, then waits for its clients to end.
@@ -235,14 +420,16 @@ async fn ramp_clients(
     thread: usize,
     threads: usize,
     subscribers: usize,
+    own: &[usize],
     arrivals: &[f64],
 ) {
-    let total = arrivals.len();
     let config = &ctx.config;
     let publishers = (config.role == Role::Pub).then_some(config.clients as u32);
     let mut tasks = Vec::new();
-    for global in (thread..total).step_by(threads) {
-        let offset = arrivals.get(global).copied().unwrap_or(0.0);
+    for local in (thread..own.len()).step_by(threads) {
+        let (Some(&global), Some(&offset)) = (own.get(local), arrivals.get(local)) else {
+            break;
+        };
         let at = ctx.start + Duration::from_secs_f64(offset);
         tokio::select! {
             _ = tokio::time::sleep_until(at.into()) => {}
@@ -282,6 +469,8 @@ fn coordinate(
     publish_start: Instant,
     hold_start: Instant,
     progress: bool,
+    handed: &Receiver<Second>,
+    collector: &mut Collector,
 ) {
     let phase_start = if config.role == Role::Pub {
         publish_start
@@ -294,6 +483,12 @@ fn coordinate(
     let mut last_published = 0;
     loop {
         std::thread::sleep(Duration::from_millis(20));
+        for second in handed.try_iter() {
+            collector.add(second);
+        }
+        // Threads hand over a second within HAND_OVER of its end: one that ended over a second
+        // ago is whole.
+        collector.write_before((unix_now_ns() / 1_000_000_000).saturating_sub(1));
         let now = Instant::now();
         let interrupts = live.interrupts.load(Ordering::Relaxed);
         if interrupts >= 2 || drain_end.is_some_and(|end| now >= end) {
@@ -305,8 +500,8 @@ fn coordinate(
             if config.role == Role::Pub {
                 let ended = phase_end.map_or(now, |end| end.min(now));
                 let elapsed = ended.saturating_duration_since(publish_start);
-                let due = (elapsed.as_secs_f64() * config.publish_rate).ceil() as u64;
-                live.due.store(due, Ordering::Relaxed);
+                let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
+                live.published_for_ns.store(ns, Ordering::Relaxed);
                 live.end_publishing();
                 drain_end = Some(now + config.drain);
             } else {
@@ -364,6 +559,9 @@ mod tests {
             max_packet: 1,
             threads: 1,
             reconnect: None,
+            name: String::new(),
+            part: None,
+            start_unix_ns: None,
         }
     }
 
@@ -374,7 +572,7 @@ mod tests {
         let ctx = Rc::new(ThreadCtx {
             config: Arc::new(config()),
             tls: None,
-            stats: RefCell::new(Stats::default()),
+            seconds: RefCell::new(ThreadSeconds::default()),
             live: Arc::new(Live::default()),
             scratch: RefCell::new(Box::new([])),
             sources: RefCell::new(None),

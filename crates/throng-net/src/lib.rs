@@ -34,3 +34,11 @@ pub mod rlimit;
 pub mod sockets;
 pub mod source;
 pub mod workers;
+
+/// This machine's host name (its UTS namespace's), as the kernel has it: what a part's results
+/// and a monitor's samples say they came from.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
+}

@@ -5,6 +5,7 @@
 //! - [`chart`]: a line or scatter chart as SVG.
 
 pub mod chart;
+mod mqtt;
 
 use chart::{escape, Series, COLOURS};
 use serde_json::Value;
@@ -37,11 +38,6 @@ struct Seconds {
 
 /// The page for `results` files and the JSON lines of any monitors (one per machine, say).
 pub fn page(results: &[&Path], monitors: &[&Path]) -> Result<String, String> {
-    let mut summary = Summary::new(None);
-    let mut seconds = Seconds::default();
-    for path in results {
-        read_results(path, &mut summary, &mut seconds)?;
-    }
     let mut hosts: Vec<(String, Vec<Value>)> = Vec::new();
     for path in monitors {
         for (host, samples) in read_monitor(path)? {
@@ -50,6 +46,26 @@ pub fn page(results: &[&Path], monitors: &[&Path]) -> Result<String, String> {
                 None => hosts.push((host, samples)),
             }
         }
+    }
+    // MQTT runs have charts of their own; a page is of one kind.
+    let mut kinds = Vec::new();
+    for path in results {
+        kinds.push((path, mqtt::is_mqtt(path)?));
+    }
+    if let Some((first, _)) = kinds.iter().find(|(_, is)| *is) {
+        if let Some((http, _)) = kinds.iter().find(|(_, is)| !*is) {
+            return Err(format!(
+                "{} holds HTTP results and {} an MQTT run: plot them apart",
+                http.display(),
+                first.display()
+            ));
+        }
+        return mqtt::page(results, &hosts);
+    }
+    let mut summary = Summary::new(None);
+    let mut seconds = Seconds::default();
+    for path in results {
+        read_results(path, &mut summary, &mut seconds)?;
     }
     let first_sample = hosts
         .iter()
@@ -220,7 +236,7 @@ fn read_results(path: &Path, summary: &mut Summary, seconds: &mut Seconds) -> Re
                     seconds.intervals.insert(interval.unix_second, interval);
                 }
             },
-            Frame::End(_) | Frame::Progress(_) => {}
+            Frame::End(_) | Frame::Progress(_) | Frame::MqttSecond(_) | Frame::MqttTotals(_) => {}
         }
     }
     // The summary reads the file again: it keeps its own exact histograms.
@@ -262,7 +278,10 @@ fn read_monitor(path: &Path) -> Result<Vec<(String, Vec<Value>)>, String> {
 
 /// The machine charts: a series per host and signal (named by the host when there are
 /// several), and a process's CPU and memory per host, name and pid.
-fn monitor_charts(hosts: &[(String, Vec<Value>)], at: &dyn Fn(u64) -> f64) -> Vec<String> {
+pub(crate) fn monitor_charts(
+    hosts: &[(String, Vec<Value>)],
+    at: &dyn Fn(u64) -> f64,
+) -> Vec<String> {
     let several = hosts.len() > 1;
     let signal = |samples: &[Value], key: &str, scale: f64| -> Vec<(f64, f64)> {
         samples

@@ -121,9 +121,9 @@ pub fn records_to<R: Read>(
     format: Format,
     out: &mut impl Write,
 ) -> io::Result<usize> {
-    if format == Format::Csv {
-        writeln!(out, "{CSV_HEADER}")?;
-    }
+    // Each kind's CSV header comes before its first row; with no rows at all, the HTTP one.
+    let mut http_header_written = false;
+    let mut mqtt_header_written = false;
     let mut truncated = 0;
     for mut reader in inputs {
         let mut meta = Meta::default();
@@ -137,16 +137,41 @@ pub fn records_to<R: Read>(
                             serde_json::to_writer(&mut *out, &result).map_err(io::Error::other)?;
                             writeln!(out)?;
                         }
-                        Format::Csv => write_csv(out, &meta, &record, &result)?,
+                        Format::Csv => {
+                            if !http_header_written {
+                                writeln!(out, "{CSV_HEADER}")?;
+                                http_header_written = true;
+                            }
+                            write_csv(out, &meta, &record, &result)?
+                        }
                         Format::Throng => {
                             return Err(io::Error::other("records_to writes json or csv; use json_to_stream for the binary format"))
                         }
                     }
                 }
-                Frame::Interval(_) | Frame::End(_) | Frame::Progress(_) => {}
+                // An MQTT run has no per-request records: each second is a line (JSON) or
+                // row (CSV) of its own columns.
+                Frame::MqttSecond(second) => match format {
+                    Format::Csv => {
+                        if !mqtt_header_written {
+                            writeln!(out, "{}", crate::mqtt::frames::CSV_HEADER)?;
+                            mqtt_header_written = true;
+                        }
+                        writeln!(out, "{}", second.csv_row())?;
+                    }
+                    _ => {
+                        serde_json::to_writer(&mut *out, &second.json())
+                            .map_err(io::Error::other)?;
+                        writeln!(out)?;
+                    }
+                },
+                Frame::Interval(_) | Frame::End(_) | Frame::Progress(_) | Frame::MqttTotals(_) => {}
             }
         }
         truncated += usize::from(reader.truncated());
+    }
+    if format == Format::Csv && !http_header_written && !mqtt_header_written {
+        writeln!(out, "{CSV_HEADER}")?;
     }
     Ok(truncated)
 }

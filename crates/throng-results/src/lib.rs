@@ -10,8 +10,10 @@
 //! - [`encode`]: records as JSON lines or CSV with vegeta's field names, and back.
 //! - [`parts`]: one run over many machines: its parts checked to belong together.
 //! - [`vegeta`]: vegeta's own binary (gob) and CSV results, read as they are.
+//! - [`mqtt`]: MQTT runs: their seconds and totals in the same stream, and their report.
 
 pub mod encode;
+pub mod mqtt;
 pub mod parts;
 pub mod record;
 pub mod report;

@@ -168,9 +168,23 @@ impl Summary {
     pub fn add_named_stream<R: Read>(
         &mut self,
         name: &str,
+        reader: Reader<R>,
+    ) -> std::io::Result<()> {
+        self.add_rest_of_stream(name, None, reader)
+    }
+
+    /// [`Summary::add_named_stream`] for a stream whose meta frame was read already.
+    pub fn add_rest_of_stream<R: Read>(
+        &mut self,
+        name: &str,
+        meta_read: Option<Meta>,
         mut reader: Reader<R>,
     ) -> std::io::Result<()> {
         let mut meta = Meta::default();
+        if let Some(m) = meta_read {
+            meta = m.clone();
+            self.runs.push(m);
+        }
         let mut complete = false;
         let mut last_ns = 0;
         while let Some(frame) = reader.next_frame()? {
@@ -188,7 +202,8 @@ impl Summary {
                     complete = true;
                     self.ends.push(end);
                 }
-                Frame::Progress(_) => {}
+                // MQTT runs are read by crate::mqtt::summary.
+                Frame::Progress(_) | Frame::MqttSecond(_) | Frame::MqttTotals(_) => {}
             }
         }
         if reader.truncated() {

@@ -5,6 +5,7 @@
 //! frame   : kind (u8), payload length (u32 LE), payload
 //! kinds   : 1 meta (JSON)  2 record (binary, see Record)  3 interval (binary)  4 end (JSON)
 //!           5 progress (JSON; only between a process of a split attack and its master)
+//!           6 MQTT second (binary, see crate::mqtt::frames)  7 MQTT totals (JSON)
 //! ```
 //!
 //! A run writes one meta frame first, then records and intervals as they come, and an end frame
@@ -32,6 +33,8 @@ const KIND_RECORD: u8 = 2;
 const KIND_INTERVAL: u8 = 3;
 const KIND_END: u8 = 4;
 const KIND_PROGRESS: u8 = 5;
+const KIND_MQTT_SECOND: u8 = 6;
+const KIND_MQTT_TOTALS: u8 = 7;
 
 /// The longest latency a histogram holds exactly; longer ones are recorded as this.
 pub const HISTOGRAM_MAX_NS: u64 = 3_600_000_000_000;
@@ -76,6 +79,9 @@ pub struct Meta {
     pub host: String,
     #[serde(default)]
     pub start_late_ns: u64,
+    /// An MQTT run (`throng mqtt --output`): its shape. Absent for HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<crate::mqtt::Plan>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,7 +181,7 @@ impl Interval {
 /// and its buffer from the header's payload length before it reads a byte of payload, so a
 /// crafted header in a results file could ask for gigabytes (found by the `results_stream` fuzz
 /// target: 1.8 GB); a file throng wrote always has these values.
-fn is_our_histogram(serialized: &[u8]) -> bool {
+pub(crate) fn is_our_histogram(serialized: &[u8]) -> bool {
     const V2_COOKIE: u32 = 0x1c84_9313; // hdrhistogram's V2 cookie: its base, 0x1c849303, | 0x10
     let Some(header) = serialized.first_chunk::<40>() else {
         return false;
@@ -246,6 +252,10 @@ pub enum Frame {
     Interval(Interval),
     End(End),
     Progress(Progress),
+    /// A second of an MQTT run (boxed: it holds nine histograms).
+    MqttSecond(Box<crate::mqtt::Second>),
+    /// An MQTT run's totals, written last (before its end frame).
+    MqttTotals(Box<crate::mqtt::Totals>),
 }
 
 /// Writes a results stream. Frames are buffered; [`Writer::flush`] makes them readable.
@@ -288,6 +298,17 @@ impl<W: Write> Writer<W> {
         self.write_frame(KIND_PROGRESS, |payload| payload.extend_from_slice(&json))
     }
 
+    pub fn mqtt_second(&mut self, second: &crate::mqtt::Second) -> io::Result<()> {
+        let mut payload = Vec::with_capacity(1024);
+        second.encode(&mut payload)?;
+        self.write_frame(KIND_MQTT_SECOND, |frame| frame.extend_from_slice(&payload))
+    }
+
+    pub fn mqtt_totals(&mut self, totals: &crate::mqtt::Totals) -> io::Result<()> {
+        let json = serde_json::to_vec(totals).map_err(io::Error::other)?;
+        self.write_frame(KIND_MQTT_TOTALS, |payload| payload.extend_from_slice(&json))
+    }
+
     /// Writes a frame read from another stream, as it was.
     pub fn frame(&mut self, frame: &Frame) -> io::Result<()> {
         match frame {
@@ -298,6 +319,8 @@ impl<W: Write> Writer<W> {
             Frame::Interval(interval) => self.interval(interval),
             Frame::End(end) => self.end(end),
             Frame::Progress(progress) => self.progress(progress),
+            Frame::MqttSecond(second) => self.mqtt_second(second),
+            Frame::MqttTotals(totals) => self.mqtt_totals(totals),
         }
     }
 
@@ -399,6 +422,14 @@ impl<R: Read> Reader<R> {
                     serde_json::from_slice(payload)
                         .map_err(|e| corrupt(format!("progress: {e}")))?,
                 ),
+                KIND_MQTT_SECOND => Frame::MqttSecond(Box::new(
+                    crate::mqtt::Second::decode(payload)
+                        .ok_or_else(|| corrupt("a malformed MQTT second".into()))?,
+                )),
+                KIND_MQTT_TOTALS => Frame::MqttTotals(Box::new(
+                    serde_json::from_slice(payload)
+                        .map_err(|e| corrupt(format!("MQTT totals: {e}")))?,
+                )),
                 _ => continue, // a newer kind of frame: skip it
             };
             return Ok(Some(frame));

@@ -659,3 +659,184 @@ fn the_proxy_protocol_carries_the_clients_address_through_two_proxies() {
     });
     assert_eq!(refused, Some(1.0));
 }
+
+/// `throng report --type json FILES...`.
+fn report_files(files: &[&std::path::Path], env: &[(&str, &str)]) -> Result<Value, String> {
+    let output = throng()
+        .arg("report")
+        .args(["--type", "json"])
+        .args(files)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&output.stdout).unwrap())
+}
+
+#[test]
+fn an_mqtt_runs_results_file_reports_plots_and_encodes_as_the_run_itself_did() {
+    let broker = Mosquitto::start("results", "allow_anonymous true");
+    let port = broker.plain.port().to_string();
+    let dir = scratch_dir("mqtt-results");
+    let file = dir.join("run.bin");
+    let own = mqtt(&[
+        "pub",
+        "-p",
+        &port,
+        "-c",
+        "10",
+        "--rate",
+        "400/1s",
+        "-q",
+        "1",
+        "--subscribers",
+        "2",
+        "--duration",
+        "2s",
+        "--output",
+        file.to_str().unwrap(),
+        "--name",
+        "story",
+    ]);
+    let read = report_files(&[&file], &[]).unwrap();
+
+    // The file holds the run's histograms themselves: every figure reads back exactly.
+    for section in ["connections", "publish", "receive", "pings", "errors"] {
+        assert_eq!(own[section], read[section], "{section}: {own} vs {read}");
+    }
+    assert_eq!(read["publish"]["sent"], 800, "{read}");
+    assert_eq!(read["receive"]["unique"], 1600, "{read}");
+    assert_eq!(read["receive"]["lost"], 0, "{read}");
+
+    let csv = throng()
+        .args(["encode", "--to", "csv"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_succeeded(&csv);
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    let mut rows = csv.lines();
+    assert!(rows
+        .next()
+        .unwrap()
+        .starts_with("second,connect_attempts,connected"));
+    let published: u64 = rows
+        .map(|row| row.split(',').nth(4).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        published, 800,
+        "one row a second, adding up to the run:\n{csv}"
+    );
+
+    let plot = throng().arg("plot").arg(&file).output().unwrap();
+    assert_succeeded(&plot);
+    let page = String::from_utf8(plot.stdout).unwrap();
+    for chart in [
+        "Connections held",
+        "Messages per second",
+        "End-to-end latency",
+    ] {
+        assert!(page.contains(chart), "no {chart} chart");
+    }
+}
+
+#[test]
+fn mqtt_parts_and_processes_make_one_run_and_parts_of_another_are_refused() {
+    let broker = Mosquitto::start("parts", "allow_anonymous true");
+    let port = broker.plain.port().to_string();
+    let dir = scratch_dir("mqtt-parts");
+    let start = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2)
+    .to_string();
+    let run = |index: usize, start: &str| {
+        let file = dir.join(format!("part{index}-{start}.bin"));
+        // Part 1 learns its place as a Kubernetes Indexed Job's pod does.
+        let mut command = throng();
+        command.args([
+            "mqtt",
+            "pub",
+            "-p",
+            &port,
+            "-c",
+            "12",
+            "--rate",
+            "300/1s",
+            "-q",
+            "1",
+            "--subscribers",
+            "3",
+            "--duration",
+            "2s",
+            "--quiet",
+            "--start-at",
+            start,
+            "--output",
+            file.to_str().unwrap(),
+        ]);
+        if index == 1 {
+            command
+                .args(["--parts", "3"])
+                .env("JOB_COMPLETION_INDEX", "1");
+        } else {
+            command.args(["--part", &format!("{index}/3")]);
+        }
+        (command.stdout(Stdio::null()).spawn().unwrap(), file)
+    };
+    let parts: Vec<_> = (0..3).map(|i| run(i, &start)).collect();
+    let files: Vec<PathBuf> = parts
+        .into_iter()
+        .map(|(mut child, file)| {
+            assert!(child.wait().unwrap().success());
+            file
+        })
+        .collect();
+    let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    let whole = report_files(&paths, &[]).unwrap();
+
+    // Three processes, one schedule: 300/s for 2 s, each message once, to each subscriber.
+    assert_eq!(whole["connections"]["connected"], 15, "{whole}");
+    assert_eq!(whole["publish"]["due"], 600, "{whole}");
+    assert_eq!(whole["publish"]["sent"], 600, "{whole}");
+    assert_eq!(whole["receive"]["expected"], 1800, "{whole}");
+    assert_eq!(whole["receive"]["lost"], 0, "{whole}");
+    assert_eq!(whole["parts"].as_array().unwrap().len(), 3, "{whole}");
+
+    // A part missing is named; its subscribers and publishers count neither way.
+    let two = report_files(&paths[..2], &[]).unwrap();
+    let warnings = two["warnings"].to_string();
+    assert!(warnings.contains("1 of 3 parts missing: 2"), "{warnings}");
+    assert_eq!(two["receive"]["lost"], 0, "{two}");
+
+    // A part of another run (another start) is refused, naming the files.
+    let (mut other, other_file) = run(2, &(start.parse::<u64>().unwrap() + 1).to_string());
+    assert!(other.wait().unwrap().success());
+    let refused = report_files(&[paths[0], paths[1], &other_file], &[]).unwrap_err();
+    assert!(refused.contains("not one run"), "{refused}");
+
+    // --procs: the same run in two processes of this machine, merged as they come.
+    let split = mqtt(&[
+        "pub",
+        "-p",
+        &port,
+        "-c",
+        "12",
+        "--rate",
+        "300/1s",
+        "-q",
+        "1",
+        "--subscribers",
+        "3",
+        "--duration",
+        "2s",
+        "--procs",
+        "2",
+    ]);
+    assert_eq!(split["publish"]["sent"], 600, "{split}");
+    assert_eq!(split["receive"]["expected"], 1800, "{split}");
+    assert_eq!(split["receive"]["lost"], 0, "{split}");
+}

@@ -4,6 +4,7 @@ mod attack;
 mod knee;
 mod monitor;
 mod mqtt;
+mod parts;
 mod plot;
 mod pong;
 mod proxy;

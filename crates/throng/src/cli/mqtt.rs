@@ -1,7 +1,9 @@
 //! `throng mqtt conn|sub|pub`: MQTT load with emqtt-bench's flags (`-h` is the broker's host, as
 //! there; help is `--help`).
 
+use super::parts::PartArgs;
 use clap::{ArgAction, Args, Subcommand};
+use std::io::{IsTerminal, Write};
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use throng_mqtt::{QoS, Version};
 use throng_mqtt_bench::{report, Config, Live, Role};
 use throng_net::duration;
+use throng_results::mqtt::{Plan, Stats};
 
 #[derive(Debug, Args)]
 pub struct MqttArgs {
@@ -180,6 +183,23 @@ struct Common {
     /// No live line on stderr
     #[arg(long)]
     quiet: bool,
+
+    /// Write the results stream here ("-": stdout, and no report printed): `throng report`,
+    /// `plot` and `encode` read it, and merge it with other runs' and parts'
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// The run's name in its results
+    #[arg(long, default_value = "")]
+    name: String,
+
+    /// Processes to split the run over (past the open-files limit of one process): each opens
+    /// every N-th client and keeps the one publishing schedule; the report merges them
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    procs: u64,
+
+    #[command(flatten)]
+    parts: PartArgs,
 }
 
 pub fn run(args: MqttArgs) -> ExitCode {
@@ -197,22 +217,140 @@ pub fn run(args: MqttArgs) -> ExitCode {
     }
 }
 
-fn mqtt(role: Role, args: Common) -> Result<ExitCode, String> {
+fn mqtt(role: Role, mut args: Common) -> Result<ExitCode, String> {
+    // Explicit flags win; else the launcher may say which part this is.
+    args.parts.part = args.parts.resolve()?;
+    if args.parts.part.is_some() && args.procs > 1 {
+        return Err(
+            "--procs splits one machine's run: a part of a run over machines is one \
+                    process (use more parts)"
+                .into(),
+        );
+    }
     let config = config(role, &args)?;
+    let to_stdout = args
+        .output
+        .as_ref()
+        .is_some_and(|p| p.as_os_str() == "-" || p.as_os_str() == "stdout");
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err("results are binary: pipe them (| throng report) or use --output FILE".into());
+    }
+    if args.procs > 1 {
+        return split(&args, &config, to_stdout);
+    }
+    let output: Option<Box<dyn Write + Send>> = match &args.output {
+        None => None,
+        Some(_) if to_stdout => Some(Box::new(std::io::stdout())),
+        Some(path) => Some(Box::new(
+            std::fs::File::create(path).map_err(|e| format!("--output {}: {e}", path.display()))?,
+        )),
+    };
     let live = Arc::new(Live::default());
-    let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = !args.quiet && args.parts.part.is_none() && std::io::stderr().is_terminal();
     let engine = {
         let (config, live) = (config.clone(), Arc::clone(&live));
-        std::thread::spawn(move || throng_mqtt_bench::run(config, live, progress))
+        std::thread::spawn(move || throng_mqtt_bench::run(config, live, progress, output))
     };
     watch_signals(&live, &engine);
-    let stats = engine.join().map_err(|_| "the run failed".to_string())??;
-    if args.json {
-        println!("{}", report::json(&config, &stats));
-    } else {
-        print!("{}", report::text(&config, &stats));
+    let finished = engine.join().map_err(|_| "the run failed".to_string())??;
+    if !to_stdout {
+        print_report(&args, &config.plan(), &finished.stats);
+    }
+    if let Some(error) = finished.write_error {
+        return Err(format!("{error} (the report above is whole)"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(args: &Common, plan: &Plan, stats: &Stats) {
+    if args.json {
+        println!("{}", report::json(plan, stats));
+    } else {
+        print!("{}", report::text(plan, stats));
+    }
+}
+
+/// `--procs N`: the run in N processes (parts of one run on this machine, started together),
+/// their results merged as they come into one stream and one report.
+fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, String> {
+    let procs = args.procs as usize;
+    let mut common = throng_net::procs::own_args_without(&["procs", "output", "quiet"]);
+    common.extend(["--output".into(), "-".into(), "--quiet".into()]);
+    let merged = SharedBuffer::default();
+    let result = throng_attack::split::run(
+        throng_attack::split::Split {
+            procs,
+            args: Box::new(move |index, start_unix_ns| {
+                let mut args = common.clone();
+                args.extend([
+                    "--part".into(),
+                    format!("{index}/{procs}").into(),
+                    "--start-unix-ns".into(),
+                    start_unix_ns.to_string().into(),
+                ]);
+                args
+            }),
+            stdin: None,
+            rate: config.publish_rate,
+            progress: false,
+            start_unix_ns: args.parts.start_at,
+        },
+        Box::new(merged.clone()),
+    );
+    let bytes = merged.take();
+    if let (true, Err(failure)) = (bytes.is_empty(), &result) {
+        return Err(failure.clone());
+    }
+    match &args.output {
+        Some(_) if to_stdout => std::io::stdout()
+            .write_all(&bytes)
+            .map_err(|e| format!("writing results: {e}"))?,
+        Some(path) => {
+            std::fs::write(path, &bytes).map_err(|e| format!("--output {}: {e}", path.display()))?
+        }
+        None => {}
+    }
+    if !to_stdout {
+        // The processes' results, merged as one run's.
+        let reader = throng_results::Reader::new(bytes.as_slice())
+            .map_err(|e| format!("merged results: {e}"))?;
+        let mut summary = throng_results::mqtt::summary::Summary::default();
+        let mut reader = reader;
+        if let Ok(Some(throng_results::Frame::Meta(meta))) = reader.next_frame() {
+            summary.add_stream("merged", *meta, reader)?;
+        }
+        print_report(args, &config.plan(), summary.stats());
+    }
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+/// The merged stream of `--procs`, kept in memory until the processes end (a second of figures
+/// is a few KB per process).
+#[derive(Clone, Default)]
+struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut buffer = self
+            .0
+            .lock()
+            .map_err(|_| std::io::Error::other("results buffer poisoned"))?;
+        buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn config(role: Role, args: &Common) -> Result<Config, String> {
@@ -293,6 +431,16 @@ fn config(role: Role, args: &Common) -> Result<Config, String> {
             .threads
             .unwrap_or_else(throng_net::workers::default_threads),
         reconnect: args.reconnect,
+        name: args.name.clone(),
+        part: args
+            .parts
+            .part
+            .map(|(index, of)| throng_mqtt_bench::Part { index, of }),
+        start_unix_ns: args
+            .parts
+            .part
+            .map(|_| args.parts.shared_start())
+            .or(args.parts.start_at),
     })
 }
 

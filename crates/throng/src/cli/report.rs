@@ -5,7 +5,9 @@ use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use throng_results::encode::{self, Format};
+use throng_results::mqtt::summary::Summary as MqttSummary;
 use throng_results::report::{Buckets, Summary};
+use throng_results::Frame;
 
 /// Report on results: vegeta's layout and more, over any number of files merged exactly. Files
 /// are throng's results, or JSON lines (throng's or vegeta's `encode --to json`).
@@ -87,11 +89,38 @@ fn run_report(mut args: ReportArgs) -> Result<(), String> {
         return Err(format!("--type {}: use text, json or hist[...]", args.kind));
     }
     let mut summary = Summary::new(buckets);
+    let mut mqtt = MqttSummary::default();
+    let (mut http_inputs, mut mqtt_inputs) = (Vec::new(), Vec::new());
     for (name, input) in inputs(&args.files)? {
-        let reader = encode::read_any(input).map_err(|e| format!("{name}: {e}"))?;
-        summary
-            .add_named_stream(&name, reader)
-            .map_err(|e| format!("{name}: {e}"))?;
+        let mut reader = encode::read_any(input).map_err(|e| format!("{name}: {e}"))?;
+        let meta = match reader.next_frame().map_err(|e| format!("{name}: {e}"))? {
+            Some(Frame::Meta(meta)) => Some(*meta),
+            _ => None,
+        };
+        if meta.as_ref().is_some_and(|m| m.mqtt.is_some()) {
+            mqtt.add_stream(&name, meta.unwrap_or_default(), reader)?;
+            mqtt_inputs.push(name);
+        } else {
+            summary
+                .add_rest_of_stream(&name, meta, reader)
+                .map_err(|e| format!("{name}: {e}"))?;
+            http_inputs.push(name);
+        }
+    }
+    if !mqtt_inputs.is_empty() {
+        if let Some(http) = http_inputs.first() {
+            return Err(format!(
+                "{http} holds HTTP results and {} an MQTT run: report them apart",
+                mqtt_inputs[0]
+            ));
+        }
+        mqtt.check_parts()?;
+        let text = match args.kind.as_str() {
+            "text" => mqtt.text(),
+            "json" => mqtt.json().to_string() + "\n",
+            _ => return Err("--type hist: MQTT runs report text or json".into()),
+        };
+        return write_out(args.output.as_ref(), text.as_bytes());
     }
     // Parts of different runs are never merged silently.
     summary.check_parts()?;

@@ -1,15 +1,16 @@
 //! A run's figures as JSON and as text, with loss counted against what was really sent.
 
-use crate::config::{Config, Role};
-use crate::stats::Stats;
-use hdrhistogram::Histogram;
+use super::plan::{Plan, Role};
+use super::stats::Stats;
+use crate::stream::Histogram;
 use serde_json::{json, Map, Value};
 use throng_mqtt::topic;
 
 /// Messages each subscriber should have received and did not, duplicates and reorderings. With
 /// the publishers in this run, expected is what each publisher whose topic the subscriber's
 /// filter matches really sent; with publishers elsewhere (`sub` alone), it is every number up
-/// to the highest that arrived (so a lost tail is not seen).
+/// to the highest that arrived (so a lost tail is not seen). `unique` counts, with publishers
+/// in the run, the expected messages that arrived.
 pub struct Delivery {
     pub expected: u64,
     pub unique: u64,
@@ -18,7 +19,7 @@ pub struct Delivery {
     pub reordered: u64,
 }
 
-pub fn delivery(config: &Config, stats: &Stats) -> Delivery {
+pub fn delivery(plan: &Plan, stats: &Stats) -> Delivery {
     let mut delivery = Delivery {
         expected: 0,
         unique: 0,
@@ -31,17 +32,34 @@ pub fn delivery(config: &Config, stats: &Stats) -> Delivery {
         delivery.duplicates += track.duplicates;
         delivery.reordered += track.reordered;
     }
-    if config.role == Role::Pub {
-        for subscriber in 0..config.subscribers {
-            let filter = Config::topic_of(&config.sub_topic, subscriber);
+    if plan.role == Role::Pub {
+        let everyone: Vec<u32> = (0..plan.subscribers as u32).collect();
+        let subscribers = match stats.subscribers.is_empty() {
+            true => &everyone,
+            false => &stats.subscribers,
+        };
+        // Per subscriber and publisher, so that one pair's extra messages never hide
+        // another's loss, and a publisher whose figures were not read (a missing part) counts
+        // neither way.
+        let mut lost = 0;
+        let mut matched = 0;
+        for &subscriber in subscribers {
+            let filter = Plan::topic_of(&plan.sub_topic, u64::from(subscriber));
             for (&publisher, &sent) in &stats.sent_by_publisher {
-                let topic = Config::topic_of(&config.topic, publisher as usize);
+                let topic = Plan::topic_of(&plan.topic, u64::from(publisher));
                 if topic::matches(&filter, &topic) {
                     delivery.expected += sent;
+                    let got = stats
+                        .tracks
+                        .get(&(subscriber, publisher))
+                        .map_or(0, |t| t.unique);
+                    matched += got.min(sent);
+                    lost += sent.saturating_sub(got);
                 }
             }
         }
-        delivery.lost = delivery.expected.saturating_sub(delivery.unique);
+        delivery.unique = matched;
+        delivery.lost = lost;
     } else {
         delivery.lost = stats.tracks.values().map(|t| t.gaps()).sum();
         delivery.expected = delivery.unique + delivery.lost;
@@ -64,8 +82,8 @@ fn percentiles(histogram: &Histogram<u64>) -> Value {
     })
 }
 
-pub fn json(config: &Config, stats: &Stats) -> Value {
-    let delivery = delivery(config, stats);
+pub fn json(plan: &Plan, stats: &Stats) -> Value {
+    let delivery = delivery(plan, stats);
     let codes = |map: &std::collections::BTreeMap<u8, u64>| -> Value {
         map.iter()
             .map(|(code, n)| (code.to_string(), json!(n)))
@@ -77,20 +95,16 @@ pub fn json(config: &Config, stats: &Stats) -> Value {
         .iter()
         .map(|(class, (n, example))| (class.to_string(), json!({"count": n, "example": example})))
         .collect();
-    let role = match config.role {
-        Role::Conn => "conn",
-        Role::Sub => "sub",
-        Role::Pub => "pub",
-    };
     json!({
-        "role": role,
-        "version": config.version.name(),
-        "qos": config.qos as u8,
-        "tls": config.tls.is_some(),
+        "role": plan.role.name(),
+        "version": plan.version,
+        "qos": plan.qos,
+        "tls": plan.tls,
         "connections": {
-            "clients": config.clients + if config.role == Role::Pub { config.subscribers } else { 0 },
+            "clients": plan.connections(),
             "attempted": stats.connect_attempts,
             "connected": stats.connected,
+            "disconnected": stats.disconnected,
             "reconnects": stats.reconnects,
             "connack_codes": codes(&stats.connack_codes),
             "connect": percentiles(&stats.connect_time),
@@ -103,7 +117,7 @@ pub fn json(config: &Config, stats: &Stats) -> Value {
             "rtt": percentiles(&stats.ping_time),
         },
         "publish": {
-            "offered_rate": if config.role == Role::Pub { config.publish_rate } else { 0.0 },
+            "offered_rate": if plan.role == Role::Pub { plan.publish_rate } else { 0.0 },
             "due": stats.published_due,
             "sent": stats.published,
             "acked": stats.acked,
@@ -128,8 +142,8 @@ pub fn json(config: &Config, stats: &Stats) -> Value {
     })
 }
 
-pub fn text(config: &Config, stats: &Stats) -> String {
-    let report = json(config, stats);
+pub fn text(plan: &Plan, stats: &Stats) -> String {
+    let report = json(plan, stats);
     let ms = |v: &Value, key: &str| -> String {
         match v.get(key).and_then(Value::as_u64) {
             Some(ns) => format_ns(ns),
@@ -162,7 +176,7 @@ pub fn text(config: &Config, stats: &Stats) -> String {
         "Connect       [min, mean, 50, 90, 99, max]                {}\n",
         line(&c["connect"])
     );
-    if config.tls.is_some() {
+    if plan.tls {
         out += &format!(
             "TLS           [min, mean, 50, 90, 99, max]                {}\n",
             line(&c["tls"])
@@ -176,7 +190,7 @@ pub fn text(config: &Config, stats: &Stats) -> String {
         "Ping RTT      [min, mean, 50, 90, 99, max]                {}\n",
         line(&report["pings"]["rtt"])
     );
-    if config.role == Role::Pub {
+    if plan.role == Role::Pub {
         out += &format!(
             "Published     [rate, due, sent, acked, delayed]           {}/s, {}, {}, {}, {}\n",
             p["offered_rate"], p["due"], p["sent"], p["acked"], p["delayed_by_window"]
@@ -185,14 +199,14 @@ pub fn text(config: &Config, stats: &Stats) -> String {
             "Lag           [min, mean, 50, 90, 99, max]                {}\n",
             line(&p["lag"])
         );
-        if config.qos as u8 > 0 {
+        if plan.qos > 0 {
             out += &format!(
                 "Ack latency   [min, mean, 50, 90, 99, max]                {}\n",
                 line(&p["ack_latency"])
             );
         }
     }
-    if config.role == Role::Sub || config.subscribers > 0 {
+    if plan.role == Role::Sub || plan.subscribers > 0 {
         out += &format!(
             "Received      [received, expected, lost, dup, reordered]  {}, {}, {}, {}, {}\n",
             r["received"], r["expected"], r["lost"], r["duplicates"], r["reordered"]
@@ -214,7 +228,7 @@ pub fn text(config: &Config, stats: &Stats) -> String {
             error["example"].as_str().unwrap_or_default()
         );
     }
-    if config.role == Role::Pub || config.role == Role::Sub {
+    if plan.role == Role::Pub || plan.role == Role::Sub {
         out += "Latencies run from the intended send (coordinated omission corrected); \"from send\" from the actual one.\n";
     }
     out

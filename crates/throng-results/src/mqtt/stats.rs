@@ -1,14 +1,10 @@
 //! What a run measured: counters, latency histograms and, per subscriber and publisher, which
 //! messages arrived. Each thread keeps its own; they merge exactly at the end.
 
-use hdrhistogram::Histogram;
+use crate::stream::{latency_histogram as histogram, Histogram};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-
-/// Latencies up to an hour, three significant figures, in nanoseconds.
-pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
-}
 
 pub fn record(histogram: &mut Histogram<u64>, value: Duration) {
     let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
@@ -23,7 +19,7 @@ const MAX_TRACKED_SEQ: u64 = 1 << 24;
 #[derive(Clone, Debug, Default)]
 pub struct Track {
     seen: Vec<u64>,
-    highest: Option<u64>,
+    pub highest: Option<u64>,
     pub unique: u64,
     pub duplicates: u64,
     /// Arrived after a message the publisher sent later.
@@ -62,7 +58,31 @@ impl Track {
             .map_or(0, |h| (h + 1).saturating_sub(self.unique))
     }
 
-    fn merge(&mut self, other: &Track) {
+    /// A track read back from a results file: its counts without the bitmap. Merged with
+    /// another it adds up (a subscriber lives in one process, so its tracks meet no other).
+    pub fn from_counts(
+        unique: u64,
+        duplicates: u64,
+        reordered: u64,
+        highest: Option<u64>,
+    ) -> Track {
+        Track {
+            seen: Vec::new(),
+            highest,
+            unique,
+            duplicates,
+            reordered,
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: &Track) {
+        if self.seen.is_empty() || other.seen.is_empty() {
+            self.unique += other.unique;
+            self.duplicates += other.duplicates;
+            self.reordered += other.reordered;
+            self.highest = self.highest.max(other.highest);
+            return;
+        }
         if self.seen.len() < other.seen.len() {
             self.seen.resize(other.seen.len(), 0);
         }
@@ -81,6 +101,8 @@ impl Track {
 pub struct Stats {
     pub connect_attempts: u64,
     pub connected: u64,
+    /// Connections that were open and ended (stopped by the run or not).
+    pub disconnected: u64,
     pub reconnects: u64,
     /// CONNACK codes by value (0 is accepted).
     pub connack_codes: BTreeMap<u8, u64>,
@@ -115,8 +137,11 @@ pub struct Stats {
     pub tracks: HashMap<(u32, u32), Track>,
     /// Sent per publisher index (for loss against what was really sent).
     pub sent_by_publisher: HashMap<u32, u64>,
+    /// The run's subscribers these figures include (a part runs some of them): only they are
+    /// expected to have received anything. Empty: every subscriber of the run.
+    pub subscribers: Vec<u32>,
     /// Failures by class, and one message of each.
-    pub errors: BTreeMap<&'static str, (u64, String)>,
+    pub errors: BTreeMap<Cow<'static, str>, (u64, String)>,
     /// Disconnections the broker asked for (MQTT 5 reason codes; 0 for a 3.1.1 close).
     pub server_disconnects: BTreeMap<u8, u64>,
 }
@@ -126,6 +151,7 @@ impl Default for Stats {
         Stats {
             connect_attempts: 0,
             connected: 0,
+            disconnected: 0,
             reconnects: 0,
             connack_codes: BTreeMap::new(),
             connect_time: histogram(),
@@ -147,6 +173,7 @@ impl Default for Stats {
             e2e_from_send: histogram(),
             tracks: HashMap::new(),
             sent_by_publisher: HashMap::new(),
+            subscribers: Vec::new(),
             errors: BTreeMap::new(),
             server_disconnects: BTreeMap::new(),
         }
@@ -155,7 +182,10 @@ impl Default for Stats {
 
 impl Stats {
     pub fn error(&mut self, class: &'static str, message: impl FnOnce() -> String) {
-        let entry = self.errors.entry(class).or_insert((0, String::new()));
+        let entry = self
+            .errors
+            .entry(Cow::Borrowed(class))
+            .or_insert((0, String::new()));
         if entry.0 == 0 {
             entry.1 = message();
         }
@@ -165,6 +195,7 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         self.connect_attempts += other.connect_attempts;
         self.connected += other.connected;
+        self.disconnected += other.disconnected;
         self.reconnects += other.reconnects;
         for (code, n) in &other.connack_codes {
             *self.connack_codes.entry(*code).or_default() += n;
@@ -196,8 +227,16 @@ impl Stats {
         for (publisher, sent) in &other.sent_by_publisher {
             *self.sent_by_publisher.entry(*publisher).or_default() += sent;
         }
+        if !other.subscribers.is_empty() {
+            self.subscribers.extend_from_slice(&other.subscribers);
+            self.subscribers.sort_unstable();
+            self.subscribers.dedup();
+        }
         for (class, (n, message)) in &other.errors {
-            let entry = self.errors.entry(class).or_insert((0, message.clone()));
+            let entry = self
+                .errors
+                .entry(class.clone())
+                .or_insert((0, message.clone()));
             entry.0 += n;
         }
         for (code, n) in &other.server_disconnects {
