@@ -18,8 +18,19 @@ struct File {
     proxy: ProxyFile,
     #[serde(default)]
     monitor: MonitorFile,
+    mqtt: Option<MqttFile>,
     hosts: Option<HostsFile>,
     phase: Vec<PhaseFile>,
+}
+
+/// MQTT brokers: Debian's mosquitto started by the scenario (one process per address), or one
+/// already running; and the proxy's MQTT-over-TLS frontend in front of them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MqttFile {
+    brokers: Option<String>,
+    external: Option<String>,
+    listen: Option<String>,
 }
 
 /// Machines that run attack phases: how to start a command on one, and how to bring a file
@@ -67,8 +78,20 @@ struct MonitorFile {
 #[serde(deny_unknown_fields)]
 struct PhaseFile {
     name: String,
-    rate: f64,
+    /// Requests per second (HTTP), messages per second (MQTT `pub`).
+    rate: Option<f64>,
     duration: String,
+    /// An MQTT phase: `conn`, `sub` or `pub` (`throng mqtt`'s roles).
+    mqtt: Option<String>,
+    clients: Option<usize>,
+    connect_rate: Option<f64>,
+    keep_alive: Option<u16>,
+    qos: Option<u8>,
+    subscribers: Option<usize>,
+    payload: Option<usize>,
+    topic: Option<String>,
+    /// MQTT: straight to the first broker instead of through the proxy.
+    direct: Option<bool>,
     headers: Option<Vec<String>>,
     /// Several header sets: one target each, taken in turn.
     targets: Option<Vec<Vec<String>>>,
@@ -90,8 +113,49 @@ pub struct Scenario {
     pub pong_procs: usize,
     pub proxy: Proxy,
     pub monitor_interval: Duration,
+    pub mqtt: Option<Mqtt>,
     pub hosts: Option<Hosts>,
     pub phases: Vec<Phase>,
+}
+
+/// `[mqtt]`: where MQTT phases connect.
+#[derive(Clone, Debug)]
+pub struct Mqtt {
+    pub brokers: Brokers,
+    /// The proxy's MQTT frontend (TLS, `mode = "mqtt"`, `balance = "client-id"` for throng).
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub enum Brokers {
+    /// mosquitto processes the scenario starts, one per address.
+    Started(Vec<SocketAddr>),
+    /// A broker already running.
+    External(SocketAddr),
+}
+
+impl Brokers {
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        match self {
+            Brokers::Started(addresses) => addresses.clone(),
+            Brokers::External(address) => vec![*address],
+        }
+    }
+}
+
+/// An MQTT phase: `throng mqtt ROLE` with these flags.
+#[derive(Clone, Debug)]
+pub struct MqttPhase {
+    pub role: throng_results::mqtt::Role,
+    pub clients: usize,
+    pub connect_rate: f64,
+    pub keep_alive: u16,
+    pub qos: u8,
+    pub subscribers: usize,
+    pub payload: usize,
+    pub topic: String,
+    /// Straight to the first broker, not through the proxy.
+    pub direct: bool,
 }
 
 /// `[hosts]`: where a phase with `hosts` runs its parts (`throng attack --part I/N --start-at`).
@@ -146,6 +210,8 @@ pub struct Phase {
     pub source: Option<String>,
     /// The hosts that run it, a part each; empty: this machine.
     pub hosts: Vec<String>,
+    /// An MQTT phase; `None`: HTTP requests to pong through the proxy.
+    pub mqtt: Option<MqttPhase>,
 }
 
 /// Reads `text` (from `source`, for messages).
@@ -231,6 +297,11 @@ fn build(file: File) -> Result<Scenario, Failure> {
         Some(text) => positive(text, root.key("monitor").key("interval"))?,
         None => Duration::from_secs(1),
     };
+    let mqtt = file
+        .mqtt
+        .as_ref()
+        .map(|m| mqtt(m, root.key("mqtt")))
+        .transpose()?;
     let hosts = file
         .hosts
         .as_ref()
@@ -240,6 +311,13 @@ fn build(file: File) -> Result<Scenario, Failure> {
     for (i, p) in file.phase.iter().enumerate() {
         let at = root.key("phase").index(i);
         let built = phase(p, at.clone())?;
+        if built.mqtt.is_some() && mqtt.is_none() {
+            return Err((
+                at.key("mqtt"),
+                "an MQTT phase needs brokers: add [mqtt] with `brokers` (started here) or `external`"
+                    .into(),
+            ));
+        }
         if !built.hosts.is_empty() {
             let known = hosts.as_ref().map(|h| &h.names);
             if let Some(unknown) = built
@@ -270,9 +348,101 @@ fn build(file: File) -> Result<Scenario, Failure> {
         pong_procs,
         proxy,
         monitor_interval,
+        mqtt,
         hosts,
         phases,
     })
+}
+
+fn mqtt(m: &MqttFile, at: KeyPath) -> Result<Mqtt, Failure> {
+    let brokers = match (&m.brokers, &m.external) {
+        (Some(_), Some(_)) => {
+            return Err((
+                at.key("external"),
+                "give `brokers` (started here) or `external` (running), not both".into(),
+            ))
+        }
+        (Some(spec), None) => {
+            Brokers::Started(listen::parse(spec).map_err(|e| (at.key("brokers"), e))?)
+        }
+        (None, Some(external)) => Brokers::External(address(external, at.key("external"))?),
+        (None, None) => Brokers::Started(vec![SocketAddr::from(([127, 0, 0, 1], 1883))]),
+    };
+    Ok(Mqtt {
+        brokers,
+        listen: address(
+            m.listen.as_deref().unwrap_or("127.0.0.1:8883"),
+            at.key("listen"),
+        )?,
+    })
+}
+
+/// An MQTT phase's flags; `None` for an HTTP phase (which must not have them).
+fn mqtt_phase(p: &PhaseFile, at: &KeyPath) -> Result<Option<MqttPhase>, Failure> {
+    use throng_results::mqtt::Role;
+    let Some(role) = &p.mqtt else {
+        let stray = [
+            ("clients", p.clients.is_some()),
+            ("connect_rate", p.connect_rate.is_some()),
+            ("keep_alive", p.keep_alive.is_some()),
+            ("qos", p.qos.is_some()),
+            ("subscribers", p.subscribers.is_some()),
+            ("payload", p.payload.is_some()),
+            ("topic", p.topic.is_some()),
+            ("direct", p.direct.is_some()),
+        ];
+        if let Some((key, _)) = stray.iter().find(|(_, given)| *given) {
+            return Err((
+                at.key(key),
+                "an MQTT key in an HTTP phase: add `mqtt = \"conn\"|\"sub\"|\"pub\"`".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let role = match role.as_str() {
+        "conn" => Role::Conn,
+        "sub" => Role::Sub,
+        "pub" => Role::Pub,
+        other => return Err((at.key("mqtt"), format!("`{other}`: use conn, sub or pub"))),
+    };
+    for (key, given) in [
+        ("headers", p.headers.is_some()),
+        ("targets", p.targets.is_some()),
+        ("timeout", p.timeout.is_some()),
+    ] {
+        if given {
+            return Err((at.key(key), "an HTTP key in an MQTT phase".into()));
+        }
+    }
+    if role != Role::Pub && p.rate.is_some() {
+        return Err((
+            at.key("rate"),
+            "messages per second are for mqtt = \"pub\"; connections per second are connect_rate"
+                .into(),
+        ));
+    }
+    if role != Role::Pub && p.subscribers.is_some() {
+        return Err((at.key("subscribers"), "subscribers are for mqtt = \"pub\"".into()));
+    }
+    let connect_rate = p.connect_rate.unwrap_or(1000.0);
+    if !(connect_rate.is_finite() && connect_rate > 0.0) {
+        return Err((at.key("connect_rate"), "must be a positive number".into()));
+    }
+    let qos = p.qos.unwrap_or(0);
+    if qos > 2 {
+        return Err((at.key("qos"), "0, 1 or 2".into()));
+    }
+    Ok(Some(MqttPhase {
+        role,
+        clients: count(p.clients, at.key("clients"), 10_000_000)?,
+        connect_rate,
+        keep_alive: p.keep_alive.unwrap_or(60),
+        qos,
+        subscribers: p.subscribers.unwrap_or(0),
+        payload: p.payload.unwrap_or(64).max(36),
+        topic: p.topic.clone().unwrap_or_else(|| "bench/%i".into()),
+        direct: p.direct.unwrap_or(false),
+    }))
 }
 
 fn hosts(h: &HostsFile, at: KeyPath) -> Result<Hosts, Failure> {
@@ -319,12 +489,26 @@ fn hosts(h: &HostsFile, at: KeyPath) -> Result<Hosts, Failure> {
 }
 
 fn phase(p: &PhaseFile, at: KeyPath) -> Result<Phase, Failure> {
-    if !(p.rate.is_finite() && p.rate > 0.0) {
-        return Err((
-            at.key("rate"),
-            "must be a positive number of requests per second".into(),
-        ));
-    }
+    let mqtt = mqtt_phase(p, &at)?;
+    let needs_rate = mqtt
+        .as_ref()
+        .is_none_or(|m| m.role == throng_results::mqtt::Role::Pub);
+    let rate = match p.rate {
+        Some(rate) if rate.is_finite() && rate > 0.0 => rate,
+        Some(_) => {
+            return Err((
+                at.key("rate"),
+                "must be a positive number per second".into(),
+            ))
+        }
+        None if needs_rate => {
+            return Err((
+                at.key("rate"),
+                "missing: requests (HTTP) or messages (MQTT pub) per second".into(),
+            ))
+        }
+        None => 0.0,
+    };
     let targets = match (&p.headers, &p.targets) {
         (Some(_), Some(_)) => {
             return Err((
@@ -358,7 +542,7 @@ fn phase(p: &PhaseFile, at: KeyPath) -> Result<Phase, Failure> {
     }
     Ok(Phase {
         name: p.name.clone(),
-        rate: p.rate,
+        rate,
         duration: positive(&p.duration, at.key("duration"))?,
         targets,
         timeout: match &p.timeout {
@@ -376,6 +560,7 @@ fn phase(p: &PhaseFile, at: KeyPath) -> Result<Phase, Failure> {
         },
         source: p.source.clone(),
         hosts: p.hosts.clone().unwrap_or_default(),
+        mqtt,
     })
 }
 
@@ -397,5 +582,28 @@ mod tests {
             err.contains("s.toml:2") && err.contains("unknown field `ports`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mqtt_phases_are_checked_with_their_file_line_and_key() {
+        let phase = "[[phase]]\nname = \"m\"\nmqtt = \"pub\"\nrate = 100\nduration = \"1s\"\n";
+        let err = parse(phase, "m.toml").unwrap_err();
+        assert!(err.starts_with("m.toml:3: phase[0].mqtt: an MQTT phase needs brokers"), "{err}");
+        let with_brokers = format!("[mqtt]\nbrokers = \"127.0.0.1:1883-1884\"\n{phase}");
+        let scenario = parse(&with_brokers, "m.toml").unwrap();
+        assert_eq!(scenario.mqtt.unwrap().brokers.addresses().len(), 2);
+        assert_eq!(scenario.phases[0].mqtt.as_ref().unwrap().clients, 1);
+        let stray = "[[phase]]\nname = \"h\"\nrate = 1\nduration = \"1s\"\nclients = 5\n";
+        let err = parse(stray, "m.toml").unwrap_err();
+        assert!(err.starts_with("m.toml:5: phase[0].clients: an MQTT key"), "{err}");
+        let role = "[mqtt]\n[[phase]]\nname = \"m\"\nmqtt = \"subscribe\"\nduration = \"1s\"\n";
+        let err = parse(role, "m.toml").unwrap_err();
+        assert!(err.contains("phase[0].mqtt: `subscribe`: use conn, sub or pub"), "{err}");
+        let no_rate = "[mqtt]\n[[phase]]\nname = \"m\"\nmqtt = \"pub\"\nduration = \"1s\"\n";
+        let err = parse(no_rate, "m.toml").unwrap_err();
+        assert!(err.contains("phase[0].rate: missing"), "{err}");
+        let conn_rate = "[mqtt]\n[[phase]]\nname = \"m\"\nmqtt = \"conn\"\nrate = 5\nduration = \"1s\"\n";
+        let err = parse(conn_rate, "m.toml").unwrap_err();
+        assert!(err.contains("connect_rate"), "{err}");
     }
 }

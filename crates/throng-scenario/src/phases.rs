@@ -4,7 +4,8 @@
 //! `hosts`, one part per host started through `[hosts]`' launcher at one `--start-at`, each
 //! part's file brought back by its `collect` command.
 
-use crate::config::{Hosts, Phase, Scenario};
+use crate::config::{Hosts, MqttPhase, Phase, Proxy, Scenario};
+use std::net::SocketAddr;
 use crate::start::{say, Watch};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,7 +73,7 @@ pub fn run(
             let mut begun = Vec::new();
             if phase.hosts.is_empty() {
                 let file = dir.join(format!("{stem}.bin"));
-                let child = start(exe, &Launch::Here, phase, url, &file, dir)?;
+                let child = start(scenario, exe, &Launch::Here, phase, url, &file, dir)?;
                 ran.files[index].push(file);
                 begun.push((child, None));
             } else {
@@ -80,7 +81,8 @@ pub fn run(
                     .hosts
                     .as_ref()
                     .ok_or("phase on hosts without [hosts]")?;
-                let (parts, not_started) = start_parts(exe, hosts, phase, url, &stem, dir);
+                let (parts, not_started) =
+                    start_parts(scenario, exe, hosts, phase, url, &stem, dir);
                 begun.extend(parts);
                 ran.failed.extend(not_started);
             }
@@ -180,6 +182,7 @@ enum Launch<'a> {
 /// parts begun, and the names of those whose launcher could not even be started (said; the
 /// launcher's own errors, once started, go to attack.log and end that part only).
 fn start_parts(
+    scenario: &Scenario,
     exe: &Path,
     hosts: &Hosts,
     phase: &Phase,
@@ -206,7 +209,7 @@ fn start_parts(
             of: phase.hosts.len(),
             start_at,
         };
-        match start(exe, &launch, phase, url, Path::new(&remote), dir) {
+        match start(scenario, exe, &launch, phase, url, Path::new(&remote), dir) {
             Ok(child) => begun.push((
                 child,
                 Some(Part {
@@ -262,8 +265,10 @@ fn collect(scenario: &Scenario, part: &Part, dir: &Path) -> Result<(), String> {
     }
 }
 
-/// Starts the attack of `phase` where `launch` says, its targets on stdin.
+/// Starts the attack of `phase` where `launch` says: `throng attack` with its targets on
+/// stdin, or `throng mqtt` for an MQTT phase.
 fn start(
+    scenario: &Scenario,
     exe: &Path,
     launch: &Launch<'_>,
     phase: &Phase,
@@ -271,29 +276,6 @@ fn start(
     file: &Path,
     dir: &Path,
 ) -> Result<Child, String> {
-    let targets: Vec<String> = phase
-        .targets
-        .iter()
-        .map(|headers| {
-            let mut target = format!("GET {url}\n");
-            for header in headers {
-                target.push_str(header);
-                target.push('\n');
-            }
-            target
-        })
-        .collect();
-    let described: Vec<String> = phase
-        .targets
-        .iter()
-        .map(|h| {
-            if h.is_empty() {
-                "no headers".to_string()
-            } else {
-                h.join(", ")
-            }
-        })
-        .collect();
     let place = match launch {
         Launch::Here if phase.procs > 1 => format!(", {} processes", phase.procs),
         Launch::Here => String::new(),
@@ -301,13 +283,6 @@ fn start(
             host, index, of, ..
         } => format!(", part {index}/{of} on {host}"),
     };
-    say(&format!(
-        "phase {}: {} requests/s for {} ({}){place}",
-        phase.name,
-        phase.rate,
-        throng_net::duration::format(phase.duration),
-        described.join(" | "),
-    ));
     let log = std::fs::File::options()
         .create(true)
         .append(true)
@@ -327,16 +302,47 @@ fn start(
             command
         }
     };
+    let stdin = match &phase.mqtt {
+        Some(mqtt) => {
+            let (broker, tls) = mqtt_target(scenario, mqtt)?;
+            say(&format!(
+                "phase {}: mqtt {} with {} clients at {}/s{}, QoS {}{} ({}){place}",
+                phase.name,
+                mqtt.role.name(),
+                mqtt.clients,
+                mqtt.connect_rate,
+                if mqtt.role == throng_results::mqtt::Role::Pub {
+                    format!(", {} messages/s to {} subscribers", phase.rate, mqtt.subscribers)
+                } else {
+                    String::new()
+                },
+                mqtt.qos,
+                if tls { ", TLS" } else { "" },
+                if mqtt.direct {
+                    format!("straight to the broker {broker}")
+                } else {
+                    format!("through the proxy {broker}")
+                },
+            ));
+            mqtt_args(&mut command, phase, mqtt, broker, tls);
+            None
+        }
+        None => {
+            say(&format!(
+                "phase {}: {} requests/s for {} ({}){place}",
+                phase.name,
+                phase.rate,
+                throng_net::duration::format(phase.duration),
+                described(phase).join(" | "),
+            ));
+            attack_args(&mut command, phase);
+            Some(targets(phase, url))
+        }
+    };
     command
-        .args(["attack", "-insecure", "-rate"])
-        .arg(phase.rate.to_string())
-        .arg("-duration")
-        .arg(format!("{}ms", phase.duration.as_millis()))
-        .arg("-timeout")
-        .arg(format!("{}ms", phase.timeout.as_millis()))
-        .arg("-name")
+        .arg("--name")
         .arg(&phase.name)
-        .arg("-output")
+        .arg("--output")
         .arg(file)
         .arg("--procs")
         .arg(phase.procs.to_string());
@@ -360,15 +366,114 @@ fn start(
             .arg(start_at.to_string());
     }
     let mut child = command
-        .stdin(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start the attack: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(targets.join("\n").as_bytes());
+    if let (Some(mut pipe), Some(targets)) = (child.stdin.take(), stdin) {
+        let _ = pipe.write_all(targets.as_bytes());
     }
     Ok(child)
+}
+
+/// The phase's targets for `throng attack`, one per header set.
+fn targets(phase: &Phase, url: &str) -> String {
+    let targets: Vec<String> = phase
+        .targets
+        .iter()
+        .map(|headers| {
+            let mut target = format!("GET {url}\n");
+            for header in headers {
+                target.push_str(header);
+                target.push('\n');
+            }
+            target
+        })
+        .collect();
+    targets.join("\n")
+}
+
+fn described(phase: &Phase) -> Vec<String> {
+    phase
+        .targets
+        .iter()
+        .map(|h| {
+            if h.is_empty() {
+                "no headers".to_string()
+            } else {
+                h.join(", ")
+            }
+        })
+        .collect()
+}
+
+fn attack_args(command: &mut Command, phase: &Phase) {
+    command
+        .args(["attack", "-insecure", "-rate"])
+        .arg(phase.rate.to_string())
+        .arg("-duration")
+        .arg(format!("{}ms", phase.duration.as_millis()))
+        .arg("-timeout")
+        .arg(format!("{}ms", phase.timeout.as_millis()));
+}
+
+/// Where an MQTT phase connects: the proxy's MQTT frontend (TLS), or the first broker.
+fn mqtt_target(scenario: &Scenario, mqtt: &MqttPhase) -> Result<(SocketAddr, bool), String> {
+    let side = scenario
+        .mqtt
+        .as_ref()
+        .ok_or("an MQTT phase without [mqtt]")?;
+    if mqtt.direct {
+        let first = side.brokers.addresses().first().copied();
+        return Ok((first.ok_or("[mqtt]: no broker")?, false));
+    }
+    match &scenario.proxy {
+        Proxy::External { .. } => Err(
+            "an MQTT phase through an external proxy: give `direct = true`, or let the scenario start the proxy"
+                .into(),
+        ),
+        _ => Ok((side.listen, true)),
+    }
+}
+
+fn mqtt_args(command: &mut Command, phase: &Phase, mqtt: &MqttPhase, broker: SocketAddr, tls: bool) {
+    command
+        .args(["mqtt", mqtt.role.name(), "--quiet", "-h"])
+        .arg(broker.ip().to_string())
+        .arg("-p")
+        .arg(broker.port().to_string())
+        .arg("-c")
+        .arg(mqtt.clients.to_string())
+        .arg("-R")
+        .arg(mqtt.connect_rate.to_string())
+        .arg("-k")
+        .arg(mqtt.keep_alive.to_string())
+        .arg("-q")
+        .arg(mqtt.qos.to_string())
+        .arg("-t")
+        .arg(&mqtt.topic)
+        .arg("-s")
+        .arg(mqtt.payload.to_string())
+        .arg("--duration")
+        .arg(format!("{}ms", phase.duration.as_millis()))
+        // Client ids of phases that run alongside must not take each other over.
+        .arg("--prefix")
+        .arg(format!("throng-{}", slug(&phase.name)));
+    if mqtt.role == throng_results::mqtt::Role::Pub {
+        command
+            .arg("--rate")
+            .arg(phase.rate.to_string())
+            .arg("--subscribers")
+            .arg(mqtt.subscribers.to_string());
+    }
+    if tls {
+        command.args(["-S", "--insecure"]);
+    }
 }
 
 pub fn slug(name: &str) -> String {

@@ -26,6 +26,10 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
     let watch = Watch::new(dir)?;
     let pong = start::pong(scenario, exe, dir)?;
     watch.add("pong", pong.pid());
+    let brokers = start::brokers(scenario, dir)?;
+    for broker in &brokers {
+        watch.add("broker", broker.pid());
+    }
     let proxy = start::proxy(scenario, exe, dir)?;
     for process in &proxy.processes {
         watch.add("proxy", process.pid());
@@ -42,6 +46,7 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
     std::thread::sleep(scenario.monitor_interval);
     monitor.stop();
     drop(proxy);
+    drop(brokers);
     drop(pong);
     let summary = crate::summary::write(scenario, &ran.files, dir)?;
     Ok(Outcome {

@@ -1,7 +1,7 @@
 //! The processes a scenario starts (pong, the proxy, the monitor), each stopped when dropped, and
 //! the watch file that tells the monitor which processes are which.
 
-use crate::config::{Proxy, Scenario};
+use crate::config::{Brokers, Proxy, Scenario};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -177,7 +177,10 @@ pub fn proxy(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<ProxyStarted
             processes,
         } => {
             certificate()?;
-            let config = throng_config(*listen, *threads, *processes, &scenario.pong, dir);
+            let mut config = throng_config(*listen, *threads, *processes, &scenario.pong, dir);
+            if let Some(mqtt) = &scenario.mqtt {
+                config.push_str(&throng_mqtt_config(mqtt.listen, &mqtt.brokers.addresses()));
+            }
             std::fs::write(dir.join("proxy.toml"), config).map_err(|e| e.to_string())?;
             say(&format!(
                 "starting throng proxy with TLS on {listen} ({processes} processes of {threads} threads; ECDSA P-256, self-signed)"
@@ -201,7 +204,10 @@ pub fn proxy(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<ProxyStarted
             processes,
         } => {
             certificate()?;
-            let config = haproxy_config(*listen, *threads, &scenario.pong, dir);
+            let mut config = haproxy_config(*listen, *threads, &scenario.pong, dir);
+            if let Some(mqtt) = &scenario.mqtt {
+                config.push_str(&haproxy_mqtt_config(mqtt.listen, &mqtt.brokers.addresses(), dir));
+            }
             std::fs::write(dir.join("haproxy.cfg"), config).map_err(|e| e.to_string())?;
             say(&format!(
                 "starting HAProxy with TLS on {listen} ({processes} processes of {threads} threads, sharing the port)"
@@ -292,6 +298,77 @@ fn haproxy_config(listen: SocketAddr, threads: usize, pong: &[SocketAddr], dir: 
          backend pong\n    balance leastconn\n{servers}",
         dir.join("cert-and-key.pem").display()
     )
+}
+
+/// The MQTT side of throng proxy: TLS on `listen`, the CONNECT read, each client id kept on
+/// its broker.
+fn throng_mqtt_config(listen: SocketAddr, brokers: &[SocketAddr]) -> String {
+    let servers: Vec<String> = brokers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{{ name = \"broker{}\", address = \"{a}\" }}", i + 1))
+        .collect();
+    format!(
+        "\n[frontends.mqtt]\nmode = \"mqtt\"\nbind = [\"{listen}\"]\ndefault_backend = \"brokers\"\ntls = {{ certificates = [{{ cert = \"cert.pem\", key = \"key.pem\" }}] }}\n\n\
+         [backends.brokers]\nmode = \"mqtt\"\nbalance = \"client-id\"\nservers = [{}]\n",
+        servers.join(", ")
+    )
+}
+
+/// The same for HAProxy: TCP mode with TLS; HAProxy cannot read a client id, so leastconn.
+fn haproxy_mqtt_config(listen: SocketAddr, brokers: &[SocketAddr], dir: &Path) -> String {
+    let servers: String = brokers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("    server broker{} {a}\n", i + 1))
+        .collect();
+    format!(
+        "\nfrontend mqtt\n    mode tcp\n    option tcplog\n    bind {listen} ssl crt {}\n    default_backend brokers\n\n\
+         backend brokers\n    mode tcp\n    balance leastconn\n{servers}",
+        dir.join("cert-and-key.pem").display()
+    )
+}
+
+/// The mosquitto processes `[mqtt] brokers` asks for, one per address (one mosquitto holds
+/// what one process's open files allow), each with its configuration and log in the folder;
+/// none for an external broker.
+pub fn brokers(scenario: &Scenario, dir: &Path) -> Result<Vec<Started>, String> {
+    let Some(Brokers::Started(addresses)) = scenario.mqtt.as_ref().map(|m| &m.brokers) else {
+        return Ok(Vec::new());
+    };
+    let mosquitto = which("mosquitto")
+        .ok_or("[mqtt] brokers: no mosquitto on the PATH (Debian: apt install mosquitto)")?;
+    say(&format!(
+        "starting mosquitto on {} ({} processes)",
+        throng_net::listen::describe(addresses),
+        addresses.len()
+    ));
+    let mut started = Vec::new();
+    for (i, address) in addresses.iter().enumerate() {
+        let file = dir.join(format!("mosquitto-{}.conf", i + 1));
+        // mosquitto's own limits stay (1,000 queued messages per client: a stalled subscriber
+        // loses the rest, and throng counts them).
+        let config = format!(
+            "per_listener_settings false\nallow_anonymous true\n\
+             log_dest stderr\nlog_type error\nlog_type warning\nlistener {} {}\n",
+            address.port(),
+            address.ip()
+        );
+        std::fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
+        let args = vec!["-c".to_string(), file.display().to_string()];
+        started.push(Started::spawn("broker", &mosquitto, &args, dir, None)?.0);
+    }
+    // mosquitto says nothing when it is ready: its ports answer, and it still runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for address in addresses {
+        while TcpStream::connect_timeout(address, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline || !started.iter_mut().all(Started::running) {
+                return Err(format!("mosquitto did not start: {}", log_tail(dir, "broker")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(started)
 }
 
 /// The monitor, watching the processes the watch file names.

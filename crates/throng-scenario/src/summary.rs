@@ -3,9 +3,10 @@
 //! and of the kernel, handshakes per second, each phase's figures, errors, and what the slope
 //! says of the story's scale.
 
-use crate::config::Scenario;
+use crate::config::{Phase, Scenario};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use throng_results::mqtt::summary::Summary as MqttSummary;
 use throng_results::report::Summary;
 use throng_results::Reader;
 
@@ -27,6 +28,12 @@ pub fn write(scenario: &Scenario, files: &[Vec<PathBuf>], dir: &Path) -> Result<
     for (index, (phase, parts)) in scenario.phases.iter().zip(files).enumerate() {
         // A phase on hosts left a file per part: merged exactly, as `throng report` does.
         let Some(file) = parts.first() else { continue };
+        if phase.mqtt.is_some() {
+            let (phase_text, line) = mqtt_phase(index, phase, parts)?;
+            text.push_str(&phase_text);
+            phase_lines.push(line);
+            continue;
+        }
         let mut one = Summary::new(None);
         for part in parts {
             for summary in [&mut all, &mut one] {
@@ -82,21 +89,39 @@ pub fn write(scenario: &Scenario, files: &[Vec<PathBuf>], dir: &Path) -> Result<
             }
         }
     }
-    text.push_str(&format!("== all phases\n{}\n", all.text()));
+    let http_phases = scenario.phases.iter().any(|p| p.mqtt.is_none());
+    if http_phases {
+        text.push_str(&format!("== all phases\n{}\n", all.text()));
+    }
     std::fs::write(dir.join("report.txt"), &text).map_err(|e| e.to_string())?;
-    let paths: Vec<&Path> = files.iter().flatten().map(PathBuf::as_path).collect();
-    if !paths.is_empty() {
-        let monitors: Vec<&std::path::Path> = monitor
-            .exists()
-            .then_some(monitor.as_path())
-            .into_iter()
+    // A page for the HTTP phases (report.html) and one for the MQTT phases (report-mqtt.html,
+    // or report.html when there are only MQTT phases).
+    let monitors: Vec<&std::path::Path> = monitor
+        .exists()
+        .then_some(monitor.as_path())
+        .into_iter()
+        .collect();
+    for (mqtt, page_name) in [(false, "report.html"), (true, "report-mqtt.html")] {
+        let paths: Vec<&Path> = scenario
+            .phases
+            .iter()
+            .zip(files)
+            .filter(|(phase, _)| phase.mqtt.is_some() == mqtt)
+            .flat_map(|(_, parts)| parts.iter().map(PathBuf::as_path))
             .collect();
+        if paths.is_empty() {
+            continue;
+        }
         let page = throng_plot::page(&paths, &monitors)?;
-        std::fs::write(dir.join("report.html"), page).map_err(|e| e.to_string())?;
+        let page_name = if mqtt && !http_phases { "report.html" } else { page_name };
+        std::fs::write(dir.join(page_name), page).map_err(|e| e.to_string())?;
     }
 
     let mut lines = memory_lines(&samples);
     lines.extend(phase_lines);
+    if !http_phases {
+        return Ok(lines.join("\n"));
+    }
     let report = all.json();
     let l = &report["latencies"];
     lines.push(format!(
@@ -118,6 +143,50 @@ pub fn write(scenario: &Scenario, files: &[Vec<PathBuf>], dir: &Path) -> Result<
         }
     ));
     Ok(lines.join("\n"))
+}
+
+/// An MQTT phase's section of report.txt (its parts merged) and its summary line.
+fn mqtt_phase(index: usize, phase: &Phase, parts: &[PathBuf]) -> Result<(String, String), String> {
+    let mut one = MqttSummary::default();
+    for part in parts {
+        let name = part.display().to_string();
+        let input = std::fs::File::open(part).map_err(|e| format!("{name}: {e}"))?;
+        let mut reader = Reader::new(std::io::BufReader::new(input))
+            .map_err(|e| format!("{name}: {e}"))?;
+        let Ok(Some(throng_results::Frame::Meta(meta))) = reader.next_frame() else {
+            return Err(format!("{name}: no run in it"));
+        };
+        one.add_stream(&name, *meta, reader)?;
+    }
+    let name = format!("{:02}-{}", index + 1, crate::phases::slug(&phase.name));
+    let r = one.json();
+    let (c, p, rx) = (&r["connections"], &r["publish"], &r["receive"]);
+    let errors = r["errors"]
+        .as_object()
+        .map(|m| m.values().filter_map(|e| e["count"].as_u64()).sum::<u64>())
+        .unwrap_or(0);
+    let mut line = format!(
+        "phase {name}: mqtt {}, {} of {} connected (connect p99 {}), {} errors",
+        r["role"].as_str().unwrap_or("?"),
+        c["connected"],
+        c["clients"],
+        ms(&c["connect"]["99th"]),
+        errors
+    );
+    if r["role"] == "pub" {
+        let seconds = phase.duration.as_secs_f64().max(1e-9);
+        line.push_str(&format!(
+            "; {} messages at {:.1}/s (offered {}/s), {} received, {} lost, end to end p50 {}, p99 {} from the intended send",
+            p["sent"],
+            p["sent"].as_f64().unwrap_or(0.0) / seconds,
+            p["offered_rate"],
+            rx["received"],
+            rx["lost"],
+            ms(&rx["e2e"]["50th"]),
+            ms(&rx["e2e"]["99th"]),
+        ));
+    }
+    Ok((format!("== {name}\n{}\n", one.text()), line))
 }
 
 fn add_file(summary: &mut Summary, file: &Path) -> Result<(), String> {

@@ -385,3 +385,56 @@ fn a_phase_split_over_hosts_by_a_launcher_reports_as_one() {
     assert!(text.contains("1 of 3 parts missing: 2"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_scenario_starts_mosquitto_and_runs_mqtt_phases_through_the_proxy_beside_http() {
+    let dir = scratch_dir("scenario-mqtt");
+    let ports = free_port_range(5);
+    let file = dir.join("mqtt.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pong]\nlisten = \"127.0.0.1:{ports}-{}\"\n\n[proxy]\nlisten = \"127.0.0.1:{}\"\n\n\
+             [mqtt]\nbrokers = \"127.0.0.1:{}\"\nlisten = \"127.0.0.1:{}\"\n\n[monitor]\ninterval = \"250ms\"\n\n\
+             [[phase]]\nname = \"hold\"\nmqtt = \"conn\"\nclients = 300\nconnect_rate = 300\nkeep_alive = 1\nduration = \"3s\"\n\n\
+             [[phase]]\nname = \"publish\"\nat = \"1500ms\"\nmqtt = \"pub\"\nclients = 10\nsubscribers = 2\nrate = 300\nqos = 1\nduration = \"2s\"\n\n\
+             [[phase]]\nname = \"http\"\nrate = 50\nduration = \"1s\"\n",
+            ports + 1,
+            ports + 2,
+            ports + 3,
+            ports + 4
+        ),
+    )
+    .unwrap();
+    let results = dir.join("run");
+    let out = scenario(&file, &results);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // 300 connections held over TLS through the proxy's MQTT frontend, pinging every second;
+    // alongside, 600 messages at QoS 1 to two subscribers, none lost.
+    assert!(
+        stdout.contains("phase 01-hold: mqtt conn, 300 of 300 connected"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("phase 02-publish: mqtt pub, 12 of 12 connected"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("600 messages at 300.0/s (offered 300.0/s), 1200 received, 0 lost"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("phase 03-http: 50 requests"), "{stdout}");
+    let report = std::fs::read_to_string(results.join("report.txt")).unwrap();
+    assert!(report.contains("== 01-hold\nConnections"), "{report}");
+    // The proxy read each CONNECT: its log names the scenario's client ids.
+    let log = std::fs::read_to_string(results.join("proxy-access.log")).unwrap();
+    assert!(log.contains("throng-hold-conn-299"), "{log}");
+    // A page for the HTTP phase and one for the MQTT phases; mosquitto was stopped.
+    assert!(results.join("report.html").exists());
+    let page = std::fs::read_to_string(results.join("report-mqtt.html")).unwrap();
+    assert!(page.contains("Connections held"));
+    assert!(std::net::TcpListener::bind(("127.0.0.1", ports + 3)).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
