@@ -27,7 +27,20 @@ pub fn write(scenario: &Scenario, files: &[Vec<PathBuf>], dir: &Path) -> Result<
     let mut all = Summary::new(None);
     for (index, (phase, parts)) in scenario.phases.iter().zip(files).enumerate() {
         // A phase on hosts left a file per part: merged exactly, as `throng report` does.
-        let Some(file) = parts.first() else { continue };
+        // A phase whose attack could not start has no file: said, and the others reported.
+        let listed = parts;
+        let parts: Vec<PathBuf> = listed.iter().filter(|p| p.exists()).cloned().collect();
+        let Some(file) = parts.first() else {
+            if !listed.is_empty() {
+                phase_lines.push(format!(
+                    "phase {:02}-{}: no results (see attack.log)",
+                    index + 1,
+                    crate::phases::slug(&phase.name)
+                ));
+            }
+            continue;
+        };
+        let parts = &parts[..];
         if phase.mqtt.is_some() {
             let (phase_text, line) = mqtt_phase(index, phase, parts)?;
             text.push_str(&phase_text);

@@ -274,7 +274,12 @@ fn print_report(args: &Common, plan: &Plan, stats: &Stats) {
 /// their results merged as they come into one stream and one report.
 fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, String> {
     let procs = args.procs as usize;
-    let mut common = throng_net::procs::own_args_without(&["procs", "output", "quiet"]);
+    // Flags with a value go with it; `--quiet` (a switch, given once) is put back below.
+    let mut common: Vec<std::ffi::OsString> =
+        throng_net::procs::own_args_without(&["procs", "output"])
+            .into_iter()
+            .filter(|arg| arg != "--quiet")
+            .collect();
     common.extend(["--output".into(), "-".into(), "--quiet".into()]);
     let merged = SharedBuffer::default();
     let result = throng_attack::split::run(
