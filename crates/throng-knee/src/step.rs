@@ -1,5 +1,6 @@
-//! One step: an open-model attack at a fixed rate for a fixed time, written to a results file
-//! like any other, then judged against the SLO.
+//! One step: an open-model load at a fixed rate for a fixed time (HTTP requests, or MQTT
+//! messages published and received end to end), written to a results file like any other, then
+//! judged against the SLO.
 
 use crate::slo::Slo;
 use serde_json::Value;
@@ -50,11 +51,24 @@ pub enum Verdict {
     GeneratorBound(String),
 }
 
+/// What a step sends.
+#[derive(Clone, Copy)]
+pub enum Load<'a> {
+    /// `throng attack`'s requests; the rate is requests per second.
+    Http {
+        base: &'a Config,
+        headers: &'a [(String, String)],
+        body: Option<&'a [u8]>,
+    },
+    /// `throng mqtt pub`'s run; the rate is messages per second over all publishers, and the
+    /// latency is end to end, from each message's intended send to its subscribers.
+    Mqtt(&'a throng_mqtt_bench::Config),
+}
+
 /// What every step shares.
+#[derive(Clone, Copy)]
 pub struct Plan<'a> {
-    pub base: &'a Config,
-    pub headers: &'a [(String, String)],
-    pub body: Option<&'a [u8]>,
+    pub load: Load<'a>,
     pub duration: Duration,
     pub slo: &'a Slo,
     /// The most the generator may lag (p99) before its step says "generator-bound".
@@ -63,28 +77,109 @@ pub struct Plan<'a> {
 
 /// Runs a step at `rate`, its results to `file`.
 pub fn run(plan: &Plan<'_>, rate: f64, file: &Path) -> Result<Step, String> {
-    let mut config = plan.base.clone();
-    config.rate = rate;
-    config.duration = Some(plan.duration);
-    config.progress = false;
-    config.name = format!("knee step at {rate:.1}/s");
     let output = std::fs::File::create(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let live = Arc::new(Live::default());
-    throng_attack::run(
-        config,
-        plan.headers,
-        plan.body,
-        Box::new(std::io::BufWriter::new(output)),
-        live,
-    )?;
-    let input = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let reader = Reader::new(std::io::BufReader::new(input))
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut summary = Summary::new(None);
-    summary
-        .add_stream(reader)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    Ok(judge(&summary.json(), plan, rate, file))
+    let output = Box::new(std::io::BufWriter::new(output));
+    let name = format!("knee step at {rate:.1}/s");
+    match plan.load {
+        Load::Http {
+            base,
+            headers,
+            body,
+        } => {
+            let mut config = base.clone();
+            config.rate = rate;
+            config.duration = Some(plan.duration);
+            config.progress = false;
+            config.name = name;
+            throng_attack::run(config, headers, body, output, Arc::new(Live::default()))?;
+            let input =
+                std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let reader = Reader::new(std::io::BufReader::new(input))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let mut summary = Summary::new(None);
+            summary
+                .add_stream(reader)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            Ok(judge(&summary.json(), plan, rate, file))
+        }
+        Load::Mqtt(base) => {
+            let mut config = base.clone();
+            config.publish_rate = rate;
+            config.duration = Some(plan.duration);
+            config.name = name;
+            let finished = throng_mqtt_bench::run(
+                config.clone(),
+                Arc::new(throng_mqtt_bench::Live::default()),
+                false,
+                Some(output),
+            )?;
+            if let Some(error) = finished.write_error {
+                return Err(format!("{}: {error}", file.display()));
+            }
+            let report = throng_results::mqtt::report::json(&config.plan(), &finished.stats);
+            Ok(judge(
+                &as_step_report(&report, plan.duration),
+                plan,
+                rate,
+                file,
+            ))
+        }
+    }
+}
+
+/// An MQTT run's report in the shape a step is judged on: messages as requests, end-to-end
+/// latency from the intended send as latency, from the actual send as the target's own time,
+/// a message lost or a client's error as a failure. A full acknowledgement window is the
+/// broker's slowness (the message is still measured from its due time), not the generator's.
+fn as_step_report(mqtt: &Value, duration: Duration) -> Value {
+    let publish = &mqtt["publish"];
+    let receive = &mqtt["receive"];
+    let sent = publish["sent"].as_u64().unwrap_or(0);
+    let expected = receive["expected"].as_u64().unwrap_or(0);
+    let lost = receive["lost"].as_u64().unwrap_or(0);
+    let errors: u64 = mqtt["errors"]
+        .as_object()
+        .map(|m| m.values().filter_map(|e| e["count"].as_u64()).sum())
+        .unwrap_or(0);
+    let error_classes: serde_json::Map<String, Value> = mqtt["errors"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(class, e)| (class.clone(), e["count"].clone()))
+                .chain((lost > 0).then(|| ("lost".to_string(), Value::from(lost))))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Messages due and never sent (the window stayed full to the end) failed every subscriber
+    // that would have had them.
+    let due = publish["due"].as_u64().unwrap_or(sent);
+    let unsent = due.saturating_sub(sent);
+    let fanout = expected as f64 / sent.max(1) as f64;
+    let failed = (lost + errors) as f64 + unsent as f64 * fanout;
+    let success = match expected {
+        0 => 0.0,
+        _ => (1.0 - failed / (expected as f64 + unsent as f64 * fanout)).max(0.0),
+    };
+    // A message that waited for the broker's acknowledgements left late: its lateness is the
+    // broker's (measured from its due time), not the generator's.
+    let window_waits = publish["delayed_by_window"].as_u64().unwrap_or(0) > 0;
+    let lag = match window_waits {
+        true => serde_json::json!({"90th": 0, "99th": 0}),
+        false => publish["lag"].clone(),
+    };
+    serde_json::json!({
+        "requests": sent,
+        "success": success,
+        "latencies": receive["e2e"],
+        "throng": {
+            "offered_rate": publish["offered_rate"],
+            "achieved_rate": due as f64 / duration.as_secs_f64().max(1e-9),
+            "service_time": receive["e2e_from_send"],
+            "lag": lag,
+            "delayed_by_max_inflight": 0,
+            "error_classes": error_classes,
+        },
+    })
 }
 
 fn judge(report: &Value, plan: &Plan<'_>, rate: f64, file: &Path) -> Step {
@@ -289,5 +384,35 @@ mod tests {
             verdict(&step(30 * MS, 2 * MS, 28 * MS), &slo, lag),
             Verdict::GeneratorBound(_)
         ));
+    }
+
+    #[test]
+    fn an_mqtt_step_counts_lost_and_unsent_messages_and_blames_the_broker_for_its_window() {
+        let mqtt = serde_json::json!({
+            "publish": {
+                "offered_rate": 1000.0, "due": 1000, "sent": 900, "delayed_by_window": 40,
+                "lag": {"90th": 50 * MS, "99th": 90 * MS},
+            },
+            "receive": {
+                "expected": 1800, "lost": 18,
+                "e2e": {"50th": MS, "99th": 80 * MS, "max": 95 * MS},
+                "e2e_from_send": {"99th": 2 * MS},
+            },
+            "errors": {"ping-timeout": {"count": 2, "example": "no PINGRESP"}},
+        });
+        let step = as_step_report(&mqtt, Duration::from_secs(1));
+        // 1,800 expected + 100 unsent x 2 subscribers; 18 lost, 2 errors, 200 never sent.
+        let success = step["success"].as_f64().unwrap();
+        assert!((success - (1.0 - 220.0 / 2000.0)).abs() < 1e-9, "{success}");
+        assert_eq!(
+            step["throng"]["achieved_rate"], 1000.0,
+            "the schedule was kept"
+        );
+        assert_eq!(
+            step["throng"]["lag"]["90th"], 0,
+            "waits for the broker are not lag"
+        );
+        assert_eq!(step["throng"]["error_classes"]["lost"], 18);
+        assert_eq!(step["latencies"]["99th"], 80 * MS);
     }
 }

@@ -422,7 +422,10 @@ fn mqtt_phase(p: &PhaseFile, at: &KeyPath) -> Result<Option<MqttPhase>, Failure>
         ));
     }
     if role != Role::Pub && p.subscribers.is_some() {
-        return Err((at.key("subscribers"), "subscribers are for mqtt = \"pub\"".into()));
+        return Err((
+            at.key("subscribers"),
+            "subscribers are for mqtt = \"pub\"".into(),
+        ));
     }
     let connect_rate = p.connect_rate.unwrap_or(1000.0);
     if !(connect_rate.is_finite() && connect_rate > 0.0) {
@@ -588,21 +591,31 @@ mod tests {
     fn mqtt_phases_are_checked_with_their_file_line_and_key() {
         let phase = "[[phase]]\nname = \"m\"\nmqtt = \"pub\"\nrate = 100\nduration = \"1s\"\n";
         let err = parse(phase, "m.toml").unwrap_err();
-        assert!(err.starts_with("m.toml:3: phase[0].mqtt: an MQTT phase needs brokers"), "{err}");
+        assert!(
+            err.starts_with("m.toml:3: phase[0].mqtt: an MQTT phase needs brokers"),
+            "{err}"
+        );
         let with_brokers = format!("[mqtt]\nbrokers = \"127.0.0.1:1883-1884\"\n{phase}");
         let scenario = parse(&with_brokers, "m.toml").unwrap();
         assert_eq!(scenario.mqtt.unwrap().brokers.addresses().len(), 2);
         assert_eq!(scenario.phases[0].mqtt.as_ref().unwrap().clients, 1);
         let stray = "[[phase]]\nname = \"h\"\nrate = 1\nduration = \"1s\"\nclients = 5\n";
         let err = parse(stray, "m.toml").unwrap_err();
-        assert!(err.starts_with("m.toml:5: phase[0].clients: an MQTT key"), "{err}");
+        assert!(
+            err.starts_with("m.toml:5: phase[0].clients: an MQTT key"),
+            "{err}"
+        );
         let role = "[mqtt]\n[[phase]]\nname = \"m\"\nmqtt = \"subscribe\"\nduration = \"1s\"\n";
         let err = parse(role, "m.toml").unwrap_err();
-        assert!(err.contains("phase[0].mqtt: `subscribe`: use conn, sub or pub"), "{err}");
+        assert!(
+            err.contains("phase[0].mqtt: `subscribe`: use conn, sub or pub"),
+            "{err}"
+        );
         let no_rate = "[mqtt]\n[[phase]]\nname = \"m\"\nmqtt = \"pub\"\nduration = \"1s\"\n";
         let err = parse(no_rate, "m.toml").unwrap_err();
         assert!(err.contains("phase[0].rate: missing"), "{err}");
-        let conn_rate = "[mqtt]\n[[phase]]\nname = \"m\"\nmqtt = \"conn\"\nrate = 5\nduration = \"1s\"\n";
+        let conn_rate =
+            "[mqtt]\n[[phase]]\nname = \"m\"\nmqtt = \"conn\"\nrate = 5\nduration = \"1s\"\n";
         let err = parse(conn_rate, "m.toml").unwrap_err();
         assert!(err.contains("connect_rate"), "{err}");
     }

@@ -5,9 +5,9 @@
 //! part's file brought back by its `collect` command.
 
 use crate::config::{Hosts, MqttPhase, Phase, Proxy, Scenario};
-use std::net::SocketAddr;
 use crate::start::{say, Watch};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -312,7 +312,10 @@ fn start(
                 mqtt.clients,
                 mqtt.connect_rate,
                 if mqtt.role == throng_results::mqtt::Role::Pub {
-                    format!(", {} messages/s to {} subscribers", phase.rate, mqtt.subscribers)
+                    format!(
+                        ", {} messages/s to {} subscribers",
+                        phase.rate, mqtt.subscribers
+                    )
                 } else {
                     String::new()
                 },
@@ -441,7 +444,13 @@ fn mqtt_target(scenario: &Scenario, mqtt: &MqttPhase) -> Result<(SocketAddr, boo
     }
 }
 
-fn mqtt_args(command: &mut Command, phase: &Phase, mqtt: &MqttPhase, broker: SocketAddr, tls: bool) {
+fn mqtt_args(
+    command: &mut Command,
+    phase: &Phase,
+    mqtt: &MqttPhase,
+    broker: SocketAddr,
+    tls: bool,
+) {
     command
         .args(["mqtt", mqtt.role.name(), "--quiet", "-h"])
         .arg(broker.ip().to_string())

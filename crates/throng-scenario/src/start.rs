@@ -206,7 +206,11 @@ pub fn proxy(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<ProxyStarted
             certificate()?;
             let mut config = haproxy_config(*listen, *threads, &scenario.pong, dir);
             if let Some(mqtt) = &scenario.mqtt {
-                config.push_str(&haproxy_mqtt_config(mqtt.listen, &mqtt.brokers.addresses(), dir));
+                config.push_str(&haproxy_mqtt_config(
+                    mqtt.listen,
+                    &mqtt.brokers.addresses(),
+                    dir,
+                ));
             }
             std::fs::write(dir.join("haproxy.cfg"), config).map_err(|e| e.to_string())?;
             say(&format!(
@@ -363,7 +367,10 @@ pub fn brokers(scenario: &Scenario, dir: &Path) -> Result<Vec<Started>, String> 
     for address in addresses {
         while TcpStream::connect_timeout(address, Duration::from_millis(200)).is_err() {
             if Instant::now() > deadline || !started.iter_mut().all(Started::running) {
-                return Err(format!("mosquitto did not start: {}", log_tail(dir, "broker")));
+                return Err(format!(
+                    "mosquitto did not start: {}",
+                    log_tail(dir, "broker")
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

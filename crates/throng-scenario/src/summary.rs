@@ -126,7 +126,11 @@ pub fn write(scenario: &Scenario, files: &[Vec<PathBuf>], dir: &Path) -> Result<
             continue;
         }
         let page = throng_plot::page(&paths, &monitors)?;
-        let page_name = if mqtt && !http_phases { "report.html" } else { page_name };
+        let page_name = if mqtt && !http_phases {
+            "report.html"
+        } else {
+            page_name
+        };
         std::fs::write(dir.join(page_name), page).map_err(|e| e.to_string())?;
     }
 
@@ -164,8 +168,8 @@ fn mqtt_phase(index: usize, phase: &Phase, parts: &[PathBuf]) -> Result<(String,
     for part in parts {
         let name = part.display().to_string();
         let input = std::fs::File::open(part).map_err(|e| format!("{name}: {e}"))?;
-        let mut reader = Reader::new(std::io::BufReader::new(input))
-            .map_err(|e| format!("{name}: {e}"))?;
+        let mut reader =
+            Reader::new(std::io::BufReader::new(input)).map_err(|e| format!("{name}: {e}"))?;
         let Ok(Some(throng_results::Frame::Meta(meta))) = reader.next_frame() else {
             return Err(format!("{name}: no run in it"));
         };

@@ -840,3 +840,55 @@ fn mqtt_parts_and_processes_make_one_run_and_parts_of_another_are_refused() {
     assert_eq!(split["receive"]["expected"], 1800, "{split}");
     assert_eq!(split["receive"]["lost"], 0, "{split}");
 }
+
+#[test]
+fn the_knee_searches_an_mqtt_publish_rate_on_end_to_end_latency() {
+    let broker = Mosquitto::start("knee", "allow_anonymous true");
+    let port = broker.plain.port().to_string();
+    let dir = scratch_dir("mqtt-knee");
+    let knee = |slo: &str, to: &str| {
+        throng()
+            .args([
+                "knee", "--slo", slo, "--from", "200", "--to", to, "--step", "1s",
+            ])
+            .args(["--validate", "0", "--pause", "100ms", "--json", "--dir"])
+            .arg(dir.join(slo))
+            .args([
+                "mqtt",
+                "-p",
+                &port,
+                "-c",
+                "5",
+                "--subscribers",
+                "1",
+                "-q",
+                "1",
+            ])
+            .args(["-R", "1000"])
+            .output()
+            .unwrap()
+    };
+    // Well within what mosquitto does: every step passes, up to --to.
+    let easy = knee("p99=2s", "800");
+    assert_succeeded(&easy);
+    let found: Value = serde_json::from_slice(&easy.stdout).unwrap();
+    assert_eq!(found["knee"], 800.0, "{found}");
+    let steps = found["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "200 then 800: {found}");
+    // Each step is an MQTT run's results file: the report reads it, nothing lost.
+    let first = std::path::PathBuf::from(steps[0]["results"].as_str().unwrap());
+    let report = report_files(&[&first], &[]).unwrap();
+    assert_eq!(report["publish"]["offered_rate"], 200.0, "{report}");
+    assert_eq!(report["receive"]["lost"], 0, "{report}");
+    // No message crosses a broker in a microsecond: no rate meets it.
+    let impossible = knee("p99=1us", "800");
+    assert_eq!(impossible.status.code(), Some(1), "{impossible:?}");
+    let outcome: Value = serde_json::from_slice(&impossible.stdout).unwrap();
+    assert!(outcome["knee"].is_null(), "{outcome}");
+    assert!(
+        outcome["steps"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("p99")),
+        "{outcome}"
+    );
+}

@@ -77,6 +77,7 @@ fn percentiles(histogram: &Histogram<u64>) -> Value {
         "mean": histogram.mean() as u64,
         "50th": histogram.value_at_quantile(0.50),
         "90th": histogram.value_at_quantile(0.90),
+        "95th": histogram.value_at_quantile(0.95),
         "99th": histogram.value_at_quantile(0.99),
         "max": histogram.max(),
     })

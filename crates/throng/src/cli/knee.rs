@@ -1,12 +1,12 @@
 //! `throng knee`'s flags.
 
 use super::attack::{parse_rate, Prepared, RequestArgs};
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use throng_knee::slo::{self, Percentile, Slo};
-use throng_knee::step::{Plan, Step, Verdict};
+use throng_knee::step::{Load, Plan, Step, Verdict};
 use throng_net::duration;
 
 /// Find the tipping point: the highest rate whose steps meet an SLO
@@ -23,7 +23,8 @@ use throng_net::duration;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     echo 'GET http://127.0.0.1:8282/' | throng knee --slo p99=200ms --success 99.9%\n  \
-    throng knee --targets t.txt --slo p99=50ms --from 100 --to 50000 --step 5s --dir run1 --json")]
+    throng knee --targets t.txt --slo p99=50ms --from 100 --to 50000 --step 5s --dir run1 --json\n  \
+    throng knee --slo p99=20ms --from 500 --to 50000 mqtt -p 1883 -c 100 --subscribers 2 -q 1")]
 pub struct KneeArgs {
     /// The latency a step must meet: PERCENTILE=LIMIT, with p50, p90, p95, p99 or max
     #[arg(long, default_value = "p99=200ms", value_parser = slo::parse_latency)]
@@ -71,6 +72,18 @@ pub struct KneeArgs {
 
     #[command(flatten)]
     request: RequestArgs,
+
+    #[command(subcommand)]
+    load: Option<KneeLoad>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KneeLoad {
+    /// Search an MQTT publish rate instead: messages per second over `throng mqtt pub`'s
+    /// publishers, the SLO on end-to-end latency from each message's intended send to its
+    /// subscribers (--subscribers at least 1), a lost message a failure
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Mqtt(super::mqtt::Common),
 }
 
 /// A knee's steps send in 1 ms batches unless told otherwise: its SLOs are tens of milliseconds,
@@ -92,13 +105,29 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
     if args.from > args.to {
         return Err(format!("--from {} is above --to {}", args.from, args.to));
     }
-    let Prepared {
-        config,
-        headers,
-        body,
-    } = args
-        .request
-        .prepare(args.from, args.step, "knee".into(), false, KNEE_BATCH)?;
+    // MQTT steps send no HTTP requests: no attack is prepared for them.
+    let http: Option<Prepared> = match args.load {
+        Some(_) => None,
+        None => {
+            Some(
+                args.request
+                    .prepare(args.from, args.step, "knee".into(), false, KNEE_BATCH)?,
+            )
+        }
+    };
+    let mqtt = match &args.load {
+        Some(KneeLoad::Mqtt(common)) => {
+            let config = super::mqtt::config(throng_mqtt_bench::Role::Pub, common)?;
+            if config.subscribers == 0 {
+                return Err(
+                    "mqtt: give --subscribers N (at least 1): the SLO holds end-to-end latency"
+                        .into(),
+                );
+            }
+            Some(config)
+        }
+        None => None,
+    };
     let slo = Slo {
         percentile: args.slo.0,
         limit: args.slo.1,
@@ -110,10 +139,17 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
         duration::format(slo.limit),
         slo.success * 100.0
     );
+    let load = match (&mqtt, &http) {
+        (Some(config), _) => Load::Mqtt(config),
+        (None, Some(prepared)) => Load::Http {
+            base: &prepared.config,
+            headers: &prepared.headers,
+            body: prepared.body.as_deref(),
+        },
+        (None, None) => return Err("no load to search: give targets, or mqtt and its flags".into()),
+    };
     let plan = Plan {
-        base: &config,
-        headers: &headers,
-        body: body.as_deref(),
+        load,
         duration: args.step,
         slo: &slo,
         max_lag: args.max_lag,
@@ -145,7 +181,14 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
     } else {
         match (found.knee, &found.generator_bound) {
             (_, Some(reason)) => println!("no knee: {reason}"),
-            (Some(rate), None) => println!("knee: {rate:.1} requests/s ({slo_text})"),
+            (Some(rate), None) => println!(
+                "knee: {rate:.1} {}/s ({slo_text})",
+                if mqtt.is_some() {
+                    "messages"
+                } else {
+                    "requests"
+                }
+            ),
             (None, None) => println!("no knee: even {}/s missed the SLO ({slo_text})", args.from),
         }
         if let Some(validation) = &found.validation {

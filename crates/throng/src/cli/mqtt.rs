@@ -40,7 +40,7 @@ enum MqttRole {
 }
 
 #[derive(Debug, Args)]
-struct Common {
+pub(crate) struct Common {
     /// Print help
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -358,7 +358,7 @@ impl Write for SharedBuffer {
     }
 }
 
-fn config(role: Role, args: &Common) -> Result<Config, String> {
+pub(crate) fn config(role: Role, args: &Common) -> Result<Config, String> {
     let version = match args.version.as_str() {
         "3" | "4" | "3.1.1" => Version::V311,
         "5" => Version::V5,
