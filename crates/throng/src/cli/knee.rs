@@ -83,7 +83,7 @@ enum KneeLoad {
     /// publishers, the SLO on end-to-end latency from each message's intended send to its
     /// subscribers (--subscribers at least 1), a lost message a failure
     #[command(disable_help_flag = true, disable_version_flag = true)]
-    Mqtt(super::mqtt::Common),
+    Mqtt(Box<super::mqtt::Common>),
 }
 
 /// A knee's steps send in 1 ms batches unless told otherwise: its SLOs are tens of milliseconds,
