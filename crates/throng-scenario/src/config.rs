@@ -31,6 +31,7 @@ struct MqttFile {
     brokers: Option<String>,
     external: Option<String>,
     listen: Option<String>,
+    bridge: Option<bool>,
 }
 
 /// Machines that run attack phases: how to start a command on one, and how to bring a file
@@ -122,6 +123,9 @@ pub struct Scenario {
 #[derive(Clone, Debug)]
 pub struct Mqtt {
     pub brokers: Brokers,
+    /// Several brokers started here are bridged to the first (a star, every topic both ways at
+    /// QoS 1), so that a message reaches every subscriber as in a cluster; `false`: apart.
+    pub bridge: bool,
     /// The proxy's MQTT frontend (TLS, `mode = "mqtt"`, `balance = "client-id"` for throng).
     pub listen: SocketAddr,
 }
@@ -368,8 +372,12 @@ fn mqtt(m: &MqttFile, at: KeyPath) -> Result<Mqtt, Failure> {
         (None, Some(external)) => Brokers::External(address(external, at.key("external"))?),
         (None, None) => Brokers::Started(vec![SocketAddr::from(([127, 0, 0, 1], 1883))]),
     };
+    if m.bridge.is_some() && matches!(brokers, Brokers::External(_)) {
+        return Err((at.key("bridge"), "an external broker is not configured here".into()));
+    }
     Ok(Mqtt {
         brokers,
+        bridge: m.bridge.unwrap_or(true),
         listen: address(
             m.listen.as_deref().unwrap_or("127.0.0.1:8883"),
             at.key("listen"),

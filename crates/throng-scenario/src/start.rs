@@ -337,27 +337,42 @@ fn haproxy_mqtt_config(listen: SocketAddr, brokers: &[SocketAddr], dir: &Path) -
 /// what one process's open files allow), each with its configuration and log in the folder;
 /// none for an external broker.
 pub fn brokers(scenario: &Scenario, dir: &Path) -> Result<Vec<Started>, String> {
-    let Some(Brokers::Started(addresses)) = scenario.mqtt.as_ref().map(|m| &m.brokers) else {
+    let Some((Brokers::Started(addresses), bridge)) =
+        scenario.mqtt.as_ref().map(|m| (&m.brokers, m.bridge))
+    else {
         return Ok(Vec::new());
     };
     let mosquitto = which("mosquitto")
         .ok_or("[mqtt] brokers: no mosquitto on the PATH (Debian: apt install mosquitto)")?;
     say(&format!(
-        "starting mosquitto on {} ({} processes)",
+        "starting mosquitto on {} ({} processes{})",
         throng_net::listen::describe(addresses),
-        addresses.len()
+        addresses.len(),
+        if bridge && addresses.len() > 1 {
+            ", bridged to the first"
+        } else {
+            ""
+        }
     ));
     let mut started = Vec::new();
     for (i, address) in addresses.iter().enumerate() {
         let file = dir.join(format!("mosquitto-{}.conf", i + 1));
         // mosquitto's own limits stay (1,000 queued messages per client: a stalled subscriber
         // loses the rest, and throng counts them).
-        let config = format!(
+        let mut config = format!(
             "per_listener_settings false\nallow_anonymous true\n\
              log_dest stderr\nlog_type error\nlog_type warning\nlistener {} {}\n",
             address.port(),
             address.ip()
         );
+        // A star: every other broker bridges every topic both ways to the first; mosquitto
+        // sends nothing back over the bridge it came from (try_private).
+        if let (true, Some(hub), true) = (bridge, addresses.first(), i > 0) {
+            config.push_str(&format!(
+                "connection hub{i}\naddress {hub}\ntopic # both 1\ntry_private true\n\
+                 cleansession true\nnotifications false\nbridge_protocol_version mqttv311\n"
+            ));
+        }
         std::fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
         let args = vec!["-c".to_string(), file.display().to_string()];
         started.push(Started::spawn("broker", &mosquitto, &args, dir, None)?.0);

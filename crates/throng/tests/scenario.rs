@@ -389,20 +389,23 @@ fn a_phase_split_over_hosts_by_a_launcher_reports_as_one() {
 #[test]
 fn a_scenario_starts_mosquitto_and_runs_mqtt_phases_through_the_proxy_beside_http() {
     let dir = scratch_dir("scenario-mqtt");
-    let ports = free_port_range(5);
+    let ports = free_port_range(6);
     let file = dir.join("mqtt.toml");
+    // Two brokers, bridged by the scenario: a subscriber gets every message whichever broker
+    // the proxy gave its publisher.
     std::fs::write(
         &file,
         format!(
             "[pong]\nlisten = \"127.0.0.1:{ports}-{}\"\n\n[proxy]\nlisten = \"127.0.0.1:{}\"\n\n\
-             [mqtt]\nbrokers = \"127.0.0.1:{}\"\nlisten = \"127.0.0.1:{}\"\n\n[monitor]\ninterval = \"250ms\"\n\n\
+             [mqtt]\nbrokers = \"127.0.0.1:{}-{}\"\nlisten = \"127.0.0.1:{}\"\n\n[monitor]\ninterval = \"250ms\"\n\n\
              [[phase]]\nname = \"hold\"\nmqtt = \"conn\"\nclients = 300\nconnect_rate = 300\nkeep_alive = 1\nduration = \"3s\"\n\n\
              [[phase]]\nname = \"publish\"\nat = \"1500ms\"\nmqtt = \"pub\"\nclients = 10\nsubscribers = 2\nrate = 300\nqos = 1\nduration = \"2s\"\n\n\
              [[phase]]\nname = \"http\"\nrate = 50\nduration = \"1s\"\n",
             ports + 1,
             ports + 2,
             ports + 3,
-            ports + 4
+            ports + 4,
+            ports + 5
         ),
     )
     .unwrap();
@@ -411,6 +414,7 @@ fn a_scenario_starts_mosquitto_and_runs_mqtt_phases_through_the_proxy_beside_htt
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("2 processes, bridged to the first"), "{stderr}");
     // 300 connections held over TLS through the proxy's MQTT frontend, pinging every second;
     // alongside, 600 messages at QoS 1 to two subscribers, none lost.
     assert!(
@@ -435,6 +439,8 @@ fn a_scenario_starts_mosquitto_and_runs_mqtt_phases_through_the_proxy_beside_htt
     assert!(results.join("report.html").exists());
     let page = std::fs::read_to_string(results.join("report-mqtt.html")).unwrap();
     assert!(page.contains("Connections held"));
-    assert!(std::net::TcpListener::bind(("127.0.0.1", ports + 3)).is_ok());
+    for port in [ports + 3, ports + 4] {
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
