@@ -20,6 +20,8 @@ const START_MARGIN: Duration = Duration::from_millis(500);
 
 /// How to run the processes.
 pub struct Split {
+    /// The command, for messages: "attack", "mqtt".
+    pub command: &'static str,
     pub procs: usize,
     /// The command line of process `index`, given the schedule's start (Unix ns).
     pub args: Box<dyn Fn(usize, u64) -> Vec<OsString> + Send>,
@@ -51,7 +53,11 @@ pub fn run(split: Split, output: Box<dyn Write + Send>) -> Result<End, String> {
     });
     let args = split.args;
     let spec = Spec {
-        name: "attack process",
+        name: if split.command == "mqtt" {
+            "mqtt process"
+        } else {
+            "attack process"
+        },
         args: Box::new(move |index| args(index, start_unix_ns)),
         ready: None,
         relay_stdout: false,
@@ -132,7 +138,10 @@ pub fn run(split: Split, output: Box<dyn Write + Send>) -> Result<End, String> {
                 signals += 1;
                 group.signal(libc::SIGINT);
                 if signals == 1 {
-                    eprintln!("throng attack: stopping {procs} processes (again to abandon requests in flight)");
+                    eprintln!(
+                        "throng {}: stopping {procs} processes (again to abandon what is in flight)",
+                        split.command
+                    );
                 }
             }
             None => {}

@@ -41,6 +41,9 @@ impl Arrivals {
 pub struct Config {
     pub role: Role,
     pub broker: SocketAddr,
+    /// The broker as given (`-h` and `-p`): what parts of one run on different machines share
+    /// even when the name resolves differently there.
+    pub broker_name: String,
     /// The TLS server name (SNI and certificate check) when speaking TLS.
     pub server_name: String,
     pub tls: Option<throng_tls::config::ClientOptions>,
@@ -112,7 +115,7 @@ impl Config {
             version: self.version.name().into(),
             qos: self.qos as u8,
             tls: self.tls.is_some(),
-            broker: self.broker.to_string(),
+            broker: self.broker_name.clone(),
             clients: self.clients as u64,
             subscribers: if self.role == Role::Pub {
                 self.subscribers as u64
@@ -134,7 +137,7 @@ impl Config {
 
     /// A topic template with the client's index in place of `%i`.
     pub fn topic_of(template: &str, index: usize) -> String {
-        template.replace("%i", &index.to_string())
+        throng_results::mqtt::Plan::topic_of(template, index as u64)
     }
 
     /// The filter subscribers use when not told: the publish template with `+` for `%i`.

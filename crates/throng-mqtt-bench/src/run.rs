@@ -14,7 +14,7 @@
 
 use crate::client::{self, Publisher};
 use crate::config::{Arrivals, Config, Role};
-use crate::seconds::{Collector, ThreadSeconds};
+use crate::seconds::{Collector, Handed, ThreadSeconds};
 use crate::stamp::Stamp;
 use std::cell::{RefCell, RefMut};
 use std::io::Write;
@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use throng_net::source::RoundRobin;
 use throng_results::mqtt::stats::{record, Stats};
-use throng_results::mqtt::Second;
 use throng_results::stream::TargetInfo;
 use throng_results::Meta;
 
@@ -45,7 +44,8 @@ pub struct Live {
     pub published: AtomicU64,
     pub received: AtomicU64,
     pub errors: AtomicU64,
-    /// How long publishing lasted (nanoseconds from its start), once it ended; 0 before.
+    /// How long publishing lasted, in nanoseconds from its start, plus one, once it ended (0:
+    /// it has not; a run stopped before publishing began lasted 0 ns and stores 1).
     published_for_ns: AtomicU64,
     publishing_ended: AtomicBool,
     stopped: AtomicBool,
@@ -88,7 +88,7 @@ impl Live {
     fn publishing_for(&self) -> Option<Duration> {
         match self.published_for_ns.load(Ordering::Relaxed) {
             0 => None,
-            ns => Some(Duration::from_nanos(ns)),
+            ns => Some(Duration::from_nanos(ns - 1)),
         }
     }
 
@@ -109,6 +109,9 @@ pub(crate) struct ThreadCtx {
     pub config: Arc<Config>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     seconds: RefCell<ThreadSeconds>,
+    /// What is counted over the whole run, not by the second: messages sent per publisher,
+    /// and which of them each subscriber received (a duplicate may come seconds apart).
+    whole_run: RefCell<Stats>,
     pub live: Arc<Live>,
     pub scratch: RefCell<Box<[u8]>>,
     sources: RefCell<Option<RoundRobin>>,
@@ -125,10 +128,15 @@ impl ThreadCtx {
         RefMut::map(self.seconds.borrow_mut(), |seconds| seconds.at(second))
     }
 
+    /// The figures counted over the whole run, to add to.
+    pub fn whole_run(&self) -> RefMut<'_, Stats> {
+        self.whole_run.borrow_mut()
+    }
+
     /// Hands the seconds before `unix_second` to the run.
-    fn hand_over(&self, unix_second: u64, to: &Sender<Second>) {
+    fn hand_over(&self, unix_second: u64, to: &Sender<Handed>) {
         for second in self.seconds.borrow_mut().take_before(unix_second) {
-            let _ = to.send(second);
+            let _ = to.send(Handed::Second(second));
         }
     }
 
@@ -174,8 +182,13 @@ impl ThreadCtx {
             &mut stats.e2e_from_send,
             Duration::from_nanos(now.saturating_sub(stamp.sent_unix_ns)),
         );
+        drop(stats);
         let key = (subscriber.unwrap_or(u32::MAX), stamp.publisher);
-        stats.tracks.entry(key).or_default().add(stamp.seq);
+        self.whole_run()
+            .tracks
+            .entry(key)
+            .or_default()
+            .add(stamp.seq);
     }
 }
 
@@ -233,7 +246,7 @@ pub fn run(
     // other's publishers' messages), different for another run on the same broker.
     let run_tag = throng_net::hash::fnv1a(meta.run_id.as_bytes()) as u32;
     let mut collector = Collector::new(output, &meta)?;
-    let (hand_over, handed) = mpsc::channel::<Second>();
+    let (hand_over, handed) = mpsc::channel::<Handed>();
     let own: Arc<[usize]> = own.into();
     let handles = throng_net::workers::spawn("mqtt", (0..threads).collect(), {
         let config = Arc::clone(&config);
@@ -244,6 +257,7 @@ pub fn run(
                 config: Arc::clone(&config),
                 tls: tls.clone(),
                 seconds: RefCell::new(ThreadSeconds::default()),
+                whole_run: RefCell::new(Stats::default()),
                 live: Arc::clone(&live),
                 scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
                 sources: RefCell::new((!config.sources.is_empty()).then(|| {
@@ -273,6 +287,8 @@ pub fn run(
                     _ = hand_over_each_second => {}
                 }
                 ctx.hand_over(u64::MAX, &hand_over);
+                let whole_run = std::mem::take(&mut *ctx.whole_run());
+                let _ = hand_over.send(Handed::WholeRun(Box::new(whole_run)));
             }
         }
     })
@@ -290,8 +306,8 @@ pub fn run(
     for handle in handles {
         let _ = handle.join();
     }
-    for second in handed.try_iter() {
-        collector.add(second);
+    for handed in handed.try_iter() {
+        collector.add(handed);
     }
     let due = published_due(&config, subscribers, &own, live.publishing_for());
     let ended_by = if live.interrupts.load(Ordering::Relaxed) > 0 {
@@ -469,7 +485,7 @@ fn coordinate(
     publish_start: Instant,
     hold_start: Instant,
     progress: bool,
-    handed: &Receiver<Second>,
+    handed: &Receiver<Handed>,
     collector: &mut Collector,
 ) {
     let phase_start = if config.role == Role::Pub {
@@ -483,8 +499,8 @@ fn coordinate(
     let mut last_published = 0;
     loop {
         std::thread::sleep(Duration::from_millis(20));
-        for second in handed.try_iter() {
-            collector.add(second);
+        for handed in handed.try_iter() {
+            collector.add(handed);
         }
         // Threads hand over a second within HAND_OVER of its end: one that ended over a second
         // ago is whole.
@@ -500,7 +516,9 @@ fn coordinate(
             if config.role == Role::Pub {
                 let ended = phase_end.map_or(now, |end| end.min(now));
                 let elapsed = ended.saturating_duration_since(publish_start);
-                let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
+                let ns = u64::try_from(elapsed.as_nanos())
+                    .unwrap_or(u64::MAX - 1)
+                    .saturating_add(1);
                 live.published_for_ns.store(ns, Ordering::Relaxed);
                 live.end_publishing();
                 drain_end = Some(now + config.drain);
@@ -534,6 +552,7 @@ mod tests {
         Config {
             role: Role::Conn,
             broker: "127.0.0.1:1".parse().unwrap(),
+            broker_name: "127.0.0.1:1".into(),
             server_name: String::new(),
             tls: None,
             version: Version::V5,
@@ -573,6 +592,7 @@ mod tests {
             config: Arc::new(config()),
             tls: None,
             seconds: RefCell::new(ThreadSeconds::default()),
+            whole_run: RefCell::new(Stats::default()),
             live: Arc::new(Live::default()),
             scratch: RefCell::new(Box::new([])),
             sources: RefCell::new(None),

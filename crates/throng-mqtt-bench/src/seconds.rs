@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use throng_results::mqtt::{Second, Stats, Totals};
-use throng_results::{Meta, Writer};
+use throng_results::{End, Meta, Writer};
 
 /// One thread's seconds not yet handed over.
 #[derive(Default)]
@@ -28,6 +28,14 @@ impl ThreadSeconds {
             .map(|(unix_second, stats)| Second { unix_second, stats })
             .collect()
     }
+}
+
+/// What a thread hands to the run.
+pub(crate) enum Handed {
+    /// A second that is over.
+    Second(Second),
+    /// At its end: what it counted over the whole run (tracks, sent per publisher).
+    WholeRun(Box<Stats>),
 }
 
 type Output = Writer<BufWriter<Box<dyn Write + Send>>>;
@@ -58,11 +66,15 @@ impl Collector {
         })
     }
 
-    pub fn add(&mut self, second: Second) {
-        self.pending
-            .entry(second.unix_second)
-            .or_default()
-            .merge(&second.stats);
+    pub fn add(&mut self, handed: Handed) {
+        match handed {
+            Handed::Second(second) => self
+                .pending
+                .entry(second.unix_second)
+                .or_default()
+                .merge(&second.stats),
+            Handed::WholeRun(stats) => self.total.merge(&stats),
+        }
     }
 
     /// Writes (and counts) the seconds before `unix_second`, and makes them readable.
@@ -90,8 +102,17 @@ impl Collector {
         self.write_before(u64::MAX);
         self.total.published_due = published_due;
         self.total.subscribers = subscribers;
-        let totals = Totals::of(&self.total, ended_by);
-        self.write(|writer| writer.mqtt_totals(&totals));
+        for totals in Totals::of(&self.total, ended_by).into_frames() {
+            self.write(|writer| writer.mqtt_totals(&totals));
+        }
+        // An end frame as every run writes, so that a split run's master knows each part ended.
+        let end = End {
+            scheduled: published_due,
+            sent: self.total.published,
+            delayed_by_cap: self.total.delayed_by_window,
+            ended_by: ended_by.to_string(),
+        };
+        self.write(|writer| writer.end(&end));
         self.write(Output::flush);
         (self.total, self.write_error)
     }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use throng_results::encode::read_any;
 use throng_results::mqtt::summary::Summary;
-use throng_results::mqtt::Stats;
+use throng_results::mqtt::{Second, Stats};
+use throng_results::stream::Histogram;
 use throng_results::{Frame, Reader};
 
 fn open(path: &Path) -> Result<Reader<Box<dyn std::io::Read>>, String> {
@@ -26,28 +27,94 @@ pub(crate) fn is_mqtt(path: &Path) -> Result<bool, String> {
     }
 }
 
+/// Seconds a page spans at most (11 days): a file that claims more is damaged.
+const MAX_SPAN: u64 = 1_000_000;
+
+/// What a second shows once its frames from every file are added up: counters, and the
+/// quantiles drawn (nanoseconds).
+#[derive(Default)]
+struct Point {
+    stats: Stats,
+    e2e: Option<(u64, u64, u64)>,
+    e2e_from_send_p99: Option<u64>,
+    ack_p99: Option<u64>,
+    connect_p99: Option<u64>,
+    ping_p99: Option<u64>,
+}
+
+impl Point {
+    /// Adds up one second's frames and keeps what is drawn: the counters (and error counts),
+    /// and the quantiles of its histograms, which are then let go.
+    fn of(frames: &[Vec<u8>]) -> Point {
+        let mut stats = Stats::default();
+        for frame in frames {
+            if let Some(second) = Second::decode(frame) {
+                stats.merge(&second.stats);
+            }
+        }
+        let q = |h: &Histogram<u64>, at: f64| (!h.is_empty()).then(|| h.value_at_quantile(at));
+        let point = Point {
+            e2e: (!stats.e2e.is_empty()).then(|| {
+                (
+                    stats.e2e.value_at_quantile(0.5),
+                    stats.e2e.value_at_quantile(0.99),
+                    stats.e2e.max(),
+                )
+            }),
+            e2e_from_send_p99: q(&stats.e2e_from_send, 0.99),
+            ack_p99: q(&stats.ack_time, 0.99),
+            connect_p99: q(&stats.connect_time, 0.99),
+            ping_p99: q(&stats.ping_time, 0.99),
+            stats: Stats::default(),
+        };
+        // Only the counters stay: a second's nine histograms are large, a run has many seconds.
+        let mut counters = Stats::default();
+        counters.connect_attempts = stats.connect_attempts;
+        counters.connected = stats.connected;
+        counters.disconnected = stats.disconnected;
+        counters.published = stats.published;
+        counters.acked = stats.acked;
+        counters.received = stats.received;
+        counters.errors = stats.errors;
+        Point {
+            stats: counters,
+            ..point
+        }
+    }
+}
+
 pub(crate) fn page(results: &[&Path], hosts: &[(String, Vec<Value>)]) -> Result<String, String> {
     let mut summary = Summary::default();
-    let mut seconds: BTreeMap<u64, Stats> = BTreeMap::new();
+    // Each second's frames from every file, as written (compact), until they are added up.
+    let mut frames: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
     for path in results {
         let name = path.display().to_string();
-        let mut reader = open(path)?;
-        let Ok(Some(Frame::Meta(meta))) = reader.next_frame() else {
-            return Err(format!("{name}: no run in it"));
-        };
-        summary.add_stream(&name, *meta, reader)?;
+        summary.add_reader(&name, open(path)?)?;
         // Read again for the seconds: the summary keeps only the sums.
         let mut reader = open(path)?;
         while let Some(frame) = reader.next_frame().map_err(|e| format!("{name}: {e}"))? {
             if let Frame::MqttSecond(second) = frame {
-                seconds
-                    .entry(second.unix_second)
-                    .or_default()
-                    .merge(&second.stats);
+                let mut bytes = Vec::new();
+                second
+                    .encode(&mut bytes)
+                    .map_err(|e| format!("{name}: {e}"))?;
+                frames.entry(second.unix_second).or_default().push(bytes);
             }
         }
     }
     summary.check_parts()?;
+    if let (Some(first), Some(last)) = (frames.keys().next(), frames.keys().next_back()) {
+        if last - first > MAX_SPAN {
+            return Err(format!(
+                "the results span {} s, more than a page draws ({MAX_SPAN} s): a damaged file?",
+                last - first
+            ));
+        }
+    }
+    let seconds: BTreeMap<u64, Point> = frames
+        .into_iter()
+        .map(|(second, frames)| (second, Point::of(&frames)))
+        .collect();
     let first_sample = hosts
         .iter()
         .filter_map(|(_, samples)| samples.first()?["unix_ms"].as_u64())
@@ -67,7 +134,7 @@ pub(crate) fn page(results: &[&Path], hosts: &[(String, Vec<Value>)]) -> Result<
     let empty = Stats::default();
     let per_second = |pick: &dyn Fn(&Stats) -> u64| -> Vec<(f64, f64)> {
         span.iter()
-            .map(|s| (at(*s), pick(seconds.get(s).unwrap_or(&empty)) as f64))
+            .map(|s| (at(*s), pick(seconds.get(s).map_or(&empty, |p| &p.stats)) as f64))
             .collect()
     };
     let line = |name: &str, colour: usize, points: Vec<(f64, f64)>| Series {
@@ -79,8 +146,9 @@ pub(crate) fn page(results: &[&Path], hosts: &[(String, Vec<Value>)]) -> Result<
     let mut held = Vec::new();
     let mut open_now: i64 = 0;
     for s in &span {
-        let stats = seconds.get(s).unwrap_or(&empty);
-        open_now += stats.connected as i64 - stats.disconnected as i64;
+        let stats = seconds.get(s).map_or(&empty, |p| &p.stats);
+        let change = (stats.connected as i64).saturating_sub(stats.disconnected as i64);
+        open_now = open_now.saturating_add(change);
         held.push((at(*s), open_now as f64));
     }
     let mut charts = vec![
@@ -106,27 +174,20 @@ pub(crate) fn page(results: &[&Path], hosts: &[(String, Vec<Value>)]) -> Result<
             false,
         ),
     ];
-    let quantiles = |pick: &dyn Fn(&Stats) -> &throng_results::stream::Histogram<u64>,
-                     q: f64|
-     -> Vec<(f64, f64)> {
+    let ms = |pick: &dyn Fn(&Point) -> Option<u64>| -> Vec<(f64, f64)> {
         seconds
             .iter()
-            .filter(|(_, stats)| !pick(stats).is_empty())
-            .map(|(s, stats)| (at(*s), pick(stats).value_at_quantile(q) as f64 / 1e6))
+            .filter_map(|(s, point)| Some((at(*s), pick(point)? as f64 / 1e6)))
             .collect()
     };
     charts.push(chart::svg(
         "End-to-end latency by second of receipt (from the intended send)",
         "ms",
         &[
-            line("p50", 0, quantiles(&|s| &s.e2e, 0.5)),
-            line("p99", 1, quantiles(&|s| &s.e2e, 0.99)),
-            line("max", 2, quantiles(&|s| &s.e2e, 1.0)),
-            line(
-                "p99 from the actual send",
-                3,
-                quantiles(&|s| &s.e2e_from_send, 0.99),
-            ),
+            line("p50", 0, ms(&|p| p.e2e.map(|e| e.0))),
+            line("p99", 1, ms(&|p| p.e2e.map(|e| e.1))),
+            line("max", 2, ms(&|p| p.e2e.map(|e| e.2))),
+            line("p99 from the actual send", 3, ms(&|p| p.e2e_from_send_p99)),
         ],
         true,
     ));
@@ -134,15 +195,15 @@ pub(crate) fn page(results: &[&Path], hosts: &[(String, Vec<Value>)]) -> Result<
         "Acknowledgement, connect and ping latency (p99)",
         "ms",
         &[
-            line("PUBACK/PUBCOMP", 0, quantiles(&|s| &s.ack_time, 0.99)),
-            line("CONNACK", 1, quantiles(&|s| &s.connect_time, 0.99)),
-            line("PINGRESP", 2, quantiles(&|s| &s.ping_time, 0.99)),
+            line("PUBACK/PUBCOMP", 0, ms(&|p| p.ack_p99)),
+            line("CONNACK", 1, ms(&|p| p.connect_p99)),
+            line("PINGRESP", 2, ms(&|p| p.ping_p99)),
         ],
         true,
     ));
     let mut classes: Vec<String> = seconds
         .values()
-        .flat_map(|s| s.errors.keys().map(|k| k.to_string()))
+        .flat_map(|p| p.stats.errors.keys().map(|k| k.to_string()))
         .collect();
     classes.sort();
     classes.dedup();

@@ -138,6 +138,11 @@ pub fn records_to<R: Read>(
                             writeln!(out)?;
                         }
                         Format::Csv => {
+                            if mqtt_header_written {
+                                return Err(io::Error::other(
+                                    "HTTP results and an MQTT run have different columns: encode them apart",
+                                ));
+                            }
                             if !http_header_written {
                                 writeln!(out, "{CSV_HEADER}")?;
                                 http_header_written = true;
@@ -151,6 +156,11 @@ pub fn records_to<R: Read>(
                 }
                 // An MQTT run has no per-request records: each second is a line (JSON) or
                 // row (CSV) of its own columns.
+                Frame::MqttSecond(_) if http_header_written => {
+                    return Err(io::Error::other(
+                        "HTTP results and an MQTT run have different columns: encode them apart",
+                    ))
+                }
                 Frame::MqttSecond(second) => match format {
                     Format::Csv => {
                         if !mqtt_header_written {

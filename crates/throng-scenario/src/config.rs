@@ -315,6 +315,15 @@ fn build(file: File) -> Result<Scenario, Failure> {
     for (i, p) in file.phase.iter().enumerate() {
         let at = root.key("phase").index(i);
         let built = phase(p, at.clone())?;
+        let through_external = matches!(proxy, Proxy::External { .. });
+        if built.mqtt.as_ref().is_some_and(|m| !m.direct) && through_external {
+            return Err((
+                at.key("mqtt"),
+                "an external proxy has no MQTT frontend the scenario knows of: give `direct = true` \
+                 (straight to the broker), or let the scenario start the proxy"
+                    .into(),
+            ));
+        }
         if built.mqtt.is_some() && mqtt.is_none() {
             return Err((
                 at.key("mqtt"),

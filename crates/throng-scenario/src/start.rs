@@ -312,9 +312,16 @@ fn throng_mqtt_config(listen: SocketAddr, brokers: &[SocketAddr]) -> String {
         .enumerate()
         .map(|(i, a)| format!("{{ name = \"broker{}\", address = \"{a}\" }}", i + 1))
         .collect();
+    // Brokers on loopback are reached from eight source addresses: from one, the kernel finds
+    // a free port for a new connection to a broker already holding some 14,000 by trying them
+    // one by one (`__inet_check_established`), and the proxy's threads spend their time there.
+    let source = match brokers.iter().all(|b| b.ip().is_loopback() && b.is_ipv4()) {
+        true => "source = \"127.0.1.1-127.0.1.8\"\n",
+        false => "",
+    };
     format!(
         "\n[frontends.mqtt]\nmode = \"mqtt\"\nbind = [\"{listen}\"]\ndefault_backend = \"brokers\"\ntls = {{ certificates = [{{ cert = \"cert.pem\", key = \"key.pem\" }}] }}\n\n\
-         [backends.brokers]\nmode = \"mqtt\"\nbalance = \"client-id\"\nservers = [{}]\n",
+         [backends.brokers]\nmode = \"mqtt\"\nbalance = \"client-id\"\n{source}servers = [{}]\n",
         servers.join(", ")
     )
 }

@@ -42,9 +42,18 @@ pub fn write(scenario: &Scenario, files: &[Vec<PathBuf>], dir: &Path) -> Result<
         };
         let parts = &parts[..];
         if phase.mqtt.is_some() {
-            let (phase_text, line) = mqtt_phase(index, phase, parts)?;
-            text.push_str(&phase_text);
-            phase_lines.push(line);
+            // A damaged file is said on the phase's line; the other phases are still reported.
+            match mqtt_phase(index, phase, parts) {
+                Ok((phase_text, line)) => {
+                    text.push_str(&phase_text);
+                    phase_lines.push(line);
+                }
+                Err(why) => phase_lines.push(format!(
+                    "phase {:02}-{}: {why}",
+                    index + 1,
+                    crate::phases::slug(&phase.name)
+                )),
+            }
             continue;
         }
         let mut one = Summary::new(None);
@@ -168,12 +177,9 @@ fn mqtt_phase(index: usize, phase: &Phase, parts: &[PathBuf]) -> Result<(String,
     for part in parts {
         let name = part.display().to_string();
         let input = std::fs::File::open(part).map_err(|e| format!("{name}: {e}"))?;
-        let mut reader =
+        let reader =
             Reader::new(std::io::BufReader::new(input)).map_err(|e| format!("{name}: {e}"))?;
-        let Ok(Some(throng_results::Frame::Meta(meta))) = reader.next_frame() else {
-            return Err(format!("{name}: no run in it"));
-        };
-        one.add_stream(&name, *meta, reader)?;
+        one.add_reader(&name, reader)?;
     }
     let name = format!("{:02}-{}", index + 1, crate::phases::slug(&phase.name));
     let r = one.json();

@@ -57,36 +57,6 @@ struct Counts {
     errors: BTreeMap<String, u64>,
 }
 
-/// The histograms of a second, in the order of the frame's bit mask.
-fn histograms_of(stats: &Stats) -> [&Histogram<u64>; 9] {
-    [
-        &stats.connect_time,
-        &stats.tcp_time,
-        &stats.tls_time,
-        &stats.ping_time,
-        &stats.lag,
-        &stats.ack_time,
-        &stats.ack_time_from_send,
-        &stats.e2e,
-        &stats.e2e_from_send,
-    ]
-}
-
-/// [`histograms_of`], to fill.
-fn histograms(stats: &mut Stats) -> [&mut Histogram<u64>; 9] {
-    [
-        &mut stats.connect_time,
-        &mut stats.tcp_time,
-        &mut stats.tls_time,
-        &mut stats.ping_time,
-        &mut stats.lag,
-        &mut stats.ack_time,
-        &mut stats.ack_time_from_send,
-        &mut stats.e2e,
-        &mut stats.e2e_from_send,
-    ]
-}
-
 impl Second {
     fn quantile(histogram: &Histogram<u64>, q: f64) -> Option<u64> {
         (!histogram.is_empty()).then(|| histogram.value_at_quantile(q))
@@ -150,7 +120,8 @@ impl Second {
         .join(",")
     }
 
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> io::Result<()> {
+    /// The frame's payload.
+    pub fn encode(&self, out: &mut Vec<u8>) -> io::Result<()> {
         let s = &self.stats;
         let counts = Counts {
             connect_attempts: s.connect_attempts,
@@ -176,7 +147,7 @@ impl Second {
         put_varint(out, self.unix_second);
         put_varint(out, json.len() as u64);
         out.extend_from_slice(&json);
-        let all = histograms_of(&self.stats);
+        let all = self.stats.histograms();
         let mask = all
             .iter()
             .enumerate()
@@ -193,7 +164,7 @@ impl Second {
     }
 
     /// `None` for a malformed second (the reader calls the file damaged).
-    pub(crate) fn decode(mut input: &[u8]) -> Option<Second> {
+    pub fn decode(mut input: &[u8]) -> Option<Second> {
         let input = &mut input;
         let unix_second = get_varint(input)?;
         let len = usize::try_from(get_varint(input)?).ok()?;
@@ -224,7 +195,10 @@ impl Second {
                 .collect(),
             ..Stats::default()
         };
-        for (i, histogram) in histograms(&mut stats).into_iter().enumerate() {
+        if mask >> 9 != 0 {
+            return None;
+        }
+        for (i, histogram) in stats.histograms_mut().into_iter().enumerate() {
             if mask & (1 << i) == 0 {
                 continue;
             }
@@ -235,7 +209,7 @@ impl Second {
             }
             *histogram = Deserializer::new().deserialize(input).ok()?;
         }
-        if mask >> 9 != 0 {
+        if !input.is_empty() {
             return None;
         }
         Some(Second { unix_second, stats })
@@ -297,6 +271,35 @@ impl Totals {
                 .collect(),
             ended_by: ended_by.to_string(),
         }
+    }
+
+    /// These totals as frames no larger than a frame may be (64 MiB): the first carries all
+    /// but the tails of the long lists, the others only those tails (totals add up).
+    pub fn into_frames(self) -> Vec<Totals> {
+        // About 40 bytes of JSON each: some 20 MB a frame.
+        self.into_frames_of(500_000)
+    }
+
+    fn into_frames_of(mut self, per_frame: usize) -> Vec<Totals> {
+        fn tail<T>(list: &mut Vec<T>, keep: usize) -> Vec<T> {
+            list.split_off(list.len().min(keep))
+        }
+        let n = per_frame.max(1);
+        let mut tracks = tail(&mut self.tracks, n);
+        let mut sent = tail(&mut self.sent_by_publisher, n);
+        let mut subscribers = tail(&mut self.subscribers, n);
+        let mut frames = vec![self];
+        while !(tracks.is_empty() && sent.is_empty() && subscribers.is_empty()) {
+            let (more_tracks, more_sent, more_subscribers) =
+                (tail(&mut tracks, n), tail(&mut sent, n), tail(&mut subscribers, n));
+            frames.push(Totals {
+                tracks: std::mem::replace(&mut tracks, more_tracks),
+                sent_by_publisher: std::mem::replace(&mut sent, more_sent),
+                subscribers: std::mem::replace(&mut subscribers, more_subscribers),
+                ..Totals::default()
+            });
+        }
+        frames
     }
 
     /// Adds these totals to figures merged from seconds.
@@ -397,5 +400,43 @@ mod tests {
         assert_eq!((track.unique, track.duplicates), (4, 1));
         assert_eq!(track.gaps(), 1, "3 never came");
         assert_eq!(merged.errors["timeout"].1, "no CONNACK within 10s");
+    }
+
+    #[test]
+    fn long_totals_split_into_frames_that_add_up_to_the_same() {
+        let mut stats = Stats::default();
+        for publisher in 0..25u32 {
+            stats.sent_by_publisher.insert(publisher, 2);
+            stats.tracks.entry((7, publisher)).or_default().add(0);
+        }
+        stats.subscribers = vec![7];
+        let frames = Totals::of(&stats, "duration").into_frames_of(10);
+        assert_eq!(frames.len(), 3, "25 entries, 10 a frame");
+        let mut merged = Stats::default();
+        for frame in &frames {
+            frame.add_to(&mut merged);
+        }
+        assert_eq!(merged.sent_by_publisher.len(), 25);
+        assert_eq!(merged.tracks.len(), 25);
+        assert_eq!(merged.subscribers, vec![7]);
+    }
+
+    #[test]
+    fn a_message_received_again_in_a_later_second_is_a_duplicate() {
+        // What a thread counts over the run, merged into a fresh run's figures and again.
+        let mut thread = Stats::default();
+        for seq in [0, 1, 2] {
+            thread.tracks.entry((0, 0)).or_default().add(seq);
+        }
+        thread.tracks.entry((0, 0)).or_default().add(1);
+        let mut run = Stats::default();
+        run.merge(&thread);
+        let track = &run.tracks[&(0, 0)];
+        assert_eq!((track.unique, track.duplicates), (3, 1));
+        let mut other = Stats::default();
+        other.tracks.entry((0, 0)).or_default().add(2);
+        run.merge(&other);
+        let track = &run.tracks[&(0, 0)];
+        assert_eq!((track.unique, track.duplicates), (3, 2), "2 came on two threads");
     }
 }

@@ -19,6 +19,10 @@ pub struct Delivery {
     pub reordered: u64,
 }
 
+/// Subscriber and publisher pairs matched at most; past it (only a crafted file has that
+/// many), loss is counted from the gaps in what arrived.
+const MAX_PAIRS: u64 = 50_000_000;
+
 pub fn delivery(plan: &Plan, stats: &Stats) -> Delivery {
     let mut delivery = Delivery {
         expected: 0,
@@ -28,41 +32,46 @@ pub fn delivery(plan: &Plan, stats: &Stats) -> Delivery {
         reordered: 0,
     };
     for track in stats.tracks.values() {
-        delivery.unique += track.unique;
-        delivery.duplicates += track.duplicates;
-        delivery.reordered += track.reordered;
+        delivery.unique = delivery.unique.saturating_add(track.unique);
+        delivery.duplicates = delivery.duplicates.saturating_add(track.duplicates);
+        delivery.reordered = delivery.reordered.saturating_add(track.reordered);
     }
-    if plan.role == Role::Pub {
-        let everyone: Vec<u32> = (0..plan.subscribers as u32).collect();
-        let subscribers = match stats.subscribers.is_empty() {
-            true => &everyone,
-            false => &stats.subscribers,
-        };
+    // Each subscriber's filter against each publisher's topic: bounded, since the figures may
+    // come from a file (a crafted one could name billions of each).
+    let pairs = (stats.subscribers.len() as u64).saturating_mul(stats.sent_by_publisher.len() as u64);
+    if plan.role == Role::Pub && pairs <= MAX_PAIRS {
+        let topics: Vec<(u32, u64, String)> = stats
+            .sent_by_publisher
+            .iter()
+            .map(|(&publisher, &sent)| (publisher, sent, Plan::topic_of(&plan.topic, u64::from(publisher))))
+            .collect();
         // Per subscriber and publisher, so that one pair's extra messages never hide
-        // another's loss, and a publisher whose figures were not read (a missing part) counts
-        // neither way.
-        let mut lost = 0;
-        let mut matched = 0;
-        for &subscriber in subscribers {
+        // another's loss, and a publisher or subscriber whose figures were not read (a
+        // missing part) counts neither way.
+        let (mut expected, mut matched, mut lost) = (0u64, 0u64, 0u64);
+        for &subscriber in &stats.subscribers {
             let filter = Plan::topic_of(&plan.sub_topic, u64::from(subscriber));
-            for (&publisher, &sent) in &stats.sent_by_publisher {
-                let topic = Plan::topic_of(&plan.topic, u64::from(publisher));
-                if topic::matches(&filter, &topic) {
-                    delivery.expected += sent;
+            for (publisher, sent, topic) in &topics {
+                if topic::matches(&filter, topic) {
                     let got = stats
                         .tracks
-                        .get(&(subscriber, publisher))
+                        .get(&(subscriber, *publisher))
                         .map_or(0, |t| t.unique);
-                    matched += got.min(sent);
-                    lost += sent.saturating_sub(got);
+                    expected = expected.saturating_add(*sent);
+                    matched = matched.saturating_add(got.min(*sent));
+                    lost = lost.saturating_add(sent.saturating_sub(got));
                 }
             }
         }
+        delivery.expected = expected;
         delivery.unique = matched;
         delivery.lost = lost;
     } else {
-        delivery.lost = stats.tracks.values().map(|t| t.gaps()).sum();
-        delivery.expected = delivery.unique + delivery.lost;
+        delivery.lost = stats
+            .tracks
+            .values()
+            .fold(0u64, |sum, t| sum.saturating_add(t.gaps()));
+        delivery.expected = delivery.unique.saturating_add(delivery.lost);
     }
     delivery
 }

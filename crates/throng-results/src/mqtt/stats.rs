@@ -15,10 +15,15 @@ pub fn record(histogram: &mut Histogram<u64>, value: Duration) {
 /// message numbered past it is counted as received, not checked.
 const MAX_TRACKED_SEQ: u64 = 1 << 24;
 
-/// What one subscriber received from one publisher.
+/// What one subscriber received from one publisher, over the whole run (a bitmap of the
+/// sequence numbers seen, so that a message received again, in whatever second, is a duplicate).
 #[derive(Clone, Debug, Default)]
 pub struct Track {
     seen: Vec<u64>,
+    /// Received numbered past [`MAX_TRACKED_SEQ`]: counted, not checked.
+    untracked: u64,
+    /// Read back from a results file: counts without the bitmap, which add up.
+    counts_only: bool,
     pub highest: Option<u64>,
     pub unique: u64,
     pub duplicates: u64,
@@ -29,11 +34,12 @@ pub struct Track {
 impl Track {
     pub fn add(&mut self, seq: u64) {
         if self.highest.is_some_and(|h| seq < h) {
-            self.reordered += 1;
+            self.reordered = self.reordered.saturating_add(1);
         }
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         if seq >= MAX_TRACKED_SEQ {
-            self.unique += 1;
+            self.untracked = self.untracked.saturating_add(1);
+            self.unique = self.unique.saturating_add(1);
             return;
         }
         let (word, bit) = ((seq / 64) as usize, seq % 64);
@@ -44,10 +50,10 @@ impl Track {
             return;
         };
         if *slot & (1 << bit) != 0 {
-            self.duplicates += 1;
+            self.duplicates = self.duplicates.saturating_add(1);
         } else {
             *slot |= 1 << bit;
-            self.unique += 1;
+            self.unique = self.unique.saturating_add(1);
         }
     }
 
@@ -55,11 +61,10 @@ impl Track {
     /// publisher's own count is not known).
     pub fn gaps(&self) -> u64 {
         self.highest
-            .map_or(0, |h| (h + 1).saturating_sub(self.unique))
+            .map_or(0, |h| h.saturating_add(1).saturating_sub(self.unique))
     }
 
-    /// A track read back from a results file: its counts without the bitmap. Merged with
-    /// another it adds up (a subscriber lives in one process, so its tracks meet no other).
+    /// A track read back from a results file: its counts without the bitmap.
     pub fn from_counts(
         unique: u64,
         duplicates: u64,
@@ -67,33 +72,44 @@ impl Track {
         highest: Option<u64>,
     ) -> Track {
         Track {
-            seen: Vec::new(),
+            counts_only: true,
             highest,
             unique,
             duplicates,
             reordered,
+            ..Track::default()
         }
     }
 
+    /// Adds what another thread, process or file saw of the same pair. Two bitmaps merge
+    /// exactly (a number both saw is a duplicate); counts read from files add up (a subscriber
+    /// lives in one process, so its tracks meet no other there).
     pub(crate) fn merge(&mut self, other: &Track) {
-        if self.seen.is_empty() || other.seen.is_empty() {
-            self.unique += other.unique;
-            self.duplicates += other.duplicates;
-            self.reordered += other.reordered;
-            self.highest = self.highest.max(other.highest);
+        let fresh = self.unique == 0 && self.duplicates == 0 && self.highest.is_none();
+        if fresh {
+            *self = other.clone();
+            return;
+        }
+        self.duplicates = self.duplicates.saturating_add(other.duplicates);
+        self.reordered = self.reordered.saturating_add(other.reordered);
+        self.highest = self.highest.max(other.highest);
+        if self.counts_only || other.counts_only {
+            self.counts_only = true;
+            self.unique = self.unique.saturating_add(other.unique);
             return;
         }
         if self.seen.len() < other.seen.len() {
             self.seen.resize(other.seen.len(), 0);
         }
         for (mine, theirs) in self.seen.iter_mut().zip(&other.seen) {
-            self.duplicates += u64::from((*mine & *theirs).count_ones());
+            self.duplicates = self
+                .duplicates
+                .saturating_add(u64::from((*mine & *theirs).count_ones()));
             *mine |= *theirs;
         }
-        self.unique = self.seen.iter().map(|w| u64::from(w.count_ones())).sum();
-        self.duplicates += other.duplicates;
-        self.reordered += other.reordered;
-        self.highest = self.highest.max(other.highest);
+        self.untracked = self.untracked.saturating_add(other.untracked);
+        let bits: u64 = self.seen.iter().map(|w| u64::from(w.count_ones())).sum();
+        self.unique = bits.saturating_add(self.untracked);
     }
 }
 
@@ -121,7 +137,8 @@ pub struct Stats {
     pub acked: u64,
     pub delayed_by_window: u64,
     /// How late each message left (its send less its due time): the generator's own share of
-    /// the latency from the intended send.
+    /// the latency from the intended send. Messages that waited for a full window of
+    /// unacknowledged messages (the broker's share) are not in it.
     pub lag: Histogram<u64>,
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2), from the intended send and from the actual send.
     pub ack_time: Histogram<u64>,
@@ -192,40 +209,37 @@ impl Stats {
         entry.0 += 1;
     }
 
+    /// Adds another thread's, process's or second's figures (saturating: figures read from a
+    /// file are not trusted to be small).
     pub fn merge(&mut self, other: &Stats) {
-        self.connect_attempts += other.connect_attempts;
-        self.connected += other.connected;
-        self.disconnected += other.disconnected;
-        self.reconnects += other.reconnects;
+        let add = |mine: &mut u64, theirs: u64| *mine = mine.saturating_add(theirs);
+        add(&mut self.connect_attempts, other.connect_attempts);
+        add(&mut self.connected, other.connected);
+        add(&mut self.disconnected, other.disconnected);
+        add(&mut self.reconnects, other.reconnects);
+        add(&mut self.pings_sent, other.pings_sent);
+        add(&mut self.pings_answered, other.pings_answered);
+        add(&mut self.published_due, other.published_due);
+        add(&mut self.published, other.published);
+        add(&mut self.acked, other.acked);
+        add(&mut self.delayed_by_window, other.delayed_by_window);
+        add(&mut self.received, other.received);
+        add(&mut self.received_foreign, other.received_foreign);
         for (code, n) in &other.connack_codes {
-            *self.connack_codes.entry(*code).or_default() += n;
+            add(self.connack_codes.entry(*code).or_default(), *n);
         }
-        for (mine, theirs) in [
-            (&mut self.connect_time, &other.connect_time),
-            (&mut self.tcp_time, &other.tcp_time),
-            (&mut self.tls_time, &other.tls_time),
-            (&mut self.ping_time, &other.ping_time),
-            (&mut self.lag, &other.lag),
-            (&mut self.ack_time, &other.ack_time),
-            (&mut self.ack_time_from_send, &other.ack_time_from_send),
-            (&mut self.e2e, &other.e2e),
-            (&mut self.e2e_from_send, &other.e2e_from_send),
-        ] {
+        for (code, n) in &other.server_disconnects {
+            add(self.server_disconnects.entry(*code).or_default(), *n);
+        }
+        for (mine, theirs) in self.histograms_mut().into_iter().zip(other.histograms()) {
+            // Every histogram here has the same bounds: adding cannot fail.
             let _ = mine.add(theirs);
         }
-        self.pings_sent += other.pings_sent;
-        self.pings_answered += other.pings_answered;
-        self.published_due += other.published_due;
-        self.published += other.published;
-        self.acked += other.acked;
-        self.delayed_by_window += other.delayed_by_window;
-        self.received += other.received;
-        self.received_foreign += other.received_foreign;
         for (key, track) in &other.tracks {
             self.tracks.entry(*key).or_default().merge(track);
         }
         for (publisher, sent) in &other.sent_by_publisher {
-            *self.sent_by_publisher.entry(*publisher).or_default() += sent;
+            add(self.sent_by_publisher.entry(*publisher).or_default(), *sent);
         }
         if !other.subscribers.is_empty() {
             self.subscribers.extend_from_slice(&other.subscribers);
@@ -237,11 +251,38 @@ impl Stats {
                 .errors
                 .entry(class.clone())
                 .or_insert((0, message.clone()));
-            entry.0 += n;
+            add(&mut entry.0, *n);
         }
-        for (code, n) in &other.server_disconnects {
-            *self.server_disconnects.entry(*code).or_default() += n;
-        }
+    }
+
+    /// The nine latency histograms, in the order of a second's frame.
+    pub fn histograms(&self) -> [&Histogram<u64>; 9] {
+        [
+            &self.connect_time,
+            &self.tcp_time,
+            &self.tls_time,
+            &self.ping_time,
+            &self.lag,
+            &self.ack_time,
+            &self.ack_time_from_send,
+            &self.e2e,
+            &self.e2e_from_send,
+        ]
+    }
+
+    /// [`Stats::histograms`], to fill.
+    pub fn histograms_mut(&mut self) -> [&mut Histogram<u64>; 9] {
+        [
+            &mut self.connect_time,
+            &mut self.tcp_time,
+            &mut self.tls_time,
+            &mut self.ping_time,
+            &mut self.lag,
+            &mut self.ack_time,
+            &mut self.ack_time_from_send,
+            &mut self.e2e,
+            &mut self.e2e_from_send,
+        ]
     }
 }
 

@@ -67,7 +67,8 @@ impl Summary {
                 .or_default()
                 .merge(&own);
         }
-        let last_ns = (last_second + 1)
+        let last_ns = last_second
+            .saturating_add(1)
             .saturating_mul(1_000_000_000)
             .saturating_sub(meta.start_unix_ns);
         self.inputs.push(Input {
@@ -77,6 +78,14 @@ impl Summary {
             last_ns,
         });
         Ok(())
+    }
+
+    /// [`Summary::add_stream`] for a stream whose meta frame is still to read.
+    pub fn add_reader<R: Read>(&mut self, name: &str, mut reader: Reader<R>) -> Result<(), String> {
+        match reader.next_frame().map_err(|e| format!("{name}: {e}"))? {
+            Some(Frame::Meta(meta)) => self.add_stream(name, *meta, reader),
+            _ => Err(format!("{name}: no run in it")),
+        }
     }
 
     pub fn check_parts(&self) -> Result<Parts, String> {

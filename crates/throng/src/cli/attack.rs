@@ -305,6 +305,7 @@ fn split(
     common.extend(["--output".into(), "-".into()]);
     let end = throng_attack::split::run(
         throng_attack::split::Split {
+            command: "attack",
             procs,
             args: Box::new(move |index, start_unix_ns| {
                 let mut args = common.clone();

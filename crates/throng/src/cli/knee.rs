@@ -117,6 +117,9 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
     };
     let mqtt = match &args.load {
         Some(KneeLoad::Mqtt(common)) => {
+            if let Some(flag) = common.not_for_the_knee() {
+                return Err(format!("mqtt {flag}: not for a knee's steps"));
+            }
             let config = super::mqtt::config(throng_mqtt_bench::Role::Pub, common)?;
             if config.subscribers == 0 {
                 return Err(

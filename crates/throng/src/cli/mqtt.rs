@@ -227,6 +227,14 @@ fn mqtt(role: Role, mut args: Common) -> Result<ExitCode, String> {
                 .into(),
         );
     }
+    // Parts started by hand share a start only when told one: without it, each would be its
+    // own run (its stamps foreign to the others' subscribers, its file refused beside theirs).
+    if args.parts.part.is_some() && args.parts.start_at.is_none() && args.parts.start_unix_ns.is_none()
+    {
+        return Err("--part: give every part the same --start-at (RFC 3339 or Unix seconds, \
+                    say $(($(date +%s) + 10))), so that the parts make one run"
+            .into());
+    }
     let config = config(role, &args)?;
     let to_stdout = args
         .output
@@ -257,9 +265,26 @@ fn mqtt(role: Role, mut args: Common) -> Result<ExitCode, String> {
         print_report(&args, &config.plan(), &finished.stats);
     }
     if let Some(error) = finished.write_error {
-        return Err(format!("{error} (the report above is whole)"));
+        let path = args.output.as_ref().map_or("-".into(), |p| p.display().to_string());
+        return Err(format!("--output {path}: {error} (the report above is whole)"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl Common {
+    /// A flag `throng knee ... mqtt` sets itself or cannot honour, if one was given.
+    pub(crate) fn not_for_the_knee(&self) -> Option<&'static str> {
+        [
+            (self.procs > 1, "--procs"),
+            (self.output.is_some(), "--output (each step's file is in --dir)"),
+            (self.parts.part.is_some() || self.parts.parts.is_some(), "--part"),
+            (self.parts.start_at.is_some(), "--start-at"),
+            (!self.duration.is_zero(), "--duration (the knee's --step sets it)"),
+            (self.rate.is_some(), "--rate (the knee sets it)"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
 }
 
 fn print_report(args: &Common, plan: &Plan, stats: &Stats) {
@@ -271,19 +296,42 @@ fn print_report(args: &Common, plan: &Plan, stats: &Stats) {
 }
 
 /// `--procs N`: the run in N processes (parts of one run on this machine, started together),
-/// their results merged as they come into one stream and one report.
+/// their results merged as they come into one stream (to `--output`, or kept in memory for the
+/// report alone) and one report.
 fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, String> {
     let procs = args.procs as usize;
     // Flags with a value go with it; `--quiet` (a switch, given once) is put back below.
     let mut common: Vec<std::ffi::OsString> =
-        throng_net::procs::own_args_without(&["procs", "output"])
+        throng_net::procs::own_args_without(&["procs", "output", "threads"])
             .into_iter()
             .filter(|arg| arg != "--quiet")
             .collect();
-    common.extend(["--output".into(), "-".into(), "--quiet".into()]);
-    let merged = SharedBuffer::default();
+    // The machine's cores shared out, unless told.
+    let threads = args
+        .threads
+        .unwrap_or_else(|| throng_net::workers::default_threads().div_ceil(procs).max(1));
+    common.extend([
+        "--output".into(),
+        "-".into(),
+        "--quiet".into(),
+        "--threads".into(),
+        threads.to_string().into(),
+    ]);
+    let file = match &args.output {
+        Some(path) if !to_stdout => Some(path.clone()),
+        _ => None,
+    };
+    let memory = SharedBuffer::default();
+    let merged: Box<dyn Write + Send> = match (&file, to_stdout) {
+        (Some(path), _) => Box::new(
+            std::fs::File::create(path).map_err(|e| format!("--output {}: {e}", path.display()))?,
+        ),
+        (None, true) => Box::new(std::io::stdout()),
+        (None, false) => Box::new(memory.clone()),
+    };
     let result = throng_attack::split::run(
         throng_attack::split::Split {
+            command: "mqtt",
             procs,
             args: Box::new(move |index, start_unix_ns| {
                 let mut args = common.clone();
@@ -300,37 +348,28 @@ fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, St
             progress: false,
             start_unix_ns: args.parts.start_at,
         },
-        Box::new(merged.clone()),
+        merged,
     );
-    let bytes = merged.take();
-    if let (true, Err(failure)) = (bytes.is_empty(), &result) {
-        return Err(failure.clone());
-    }
-    match &args.output {
-        Some(_) if to_stdout => std::io::stdout()
-            .write_all(&bytes)
-            .map_err(|e| format!("writing results: {e}"))?,
-        Some(path) => {
-            std::fs::write(path, &bytes).map_err(|e| format!("--output {}: {e}", path.display()))?
-        }
-        None => {}
-    }
     if !to_stdout {
-        // The processes' results, merged as one run's.
+        // The processes' results, merged as one run's: read back from where they went.
+        let bytes = match &file {
+            Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            None => memory.take(),
+        };
+        if let (true, Err(failure)) = (bytes.is_empty(), &result) {
+            return Err(failure.clone());
+        }
+        let mut summary = throng_results::mqtt::summary::Summary::default();
         let reader = throng_results::Reader::new(bytes.as_slice())
             .map_err(|e| format!("merged results: {e}"))?;
-        let mut summary = throng_results::mqtt::summary::Summary::default();
-        let mut reader = reader;
-        if let Ok(Some(throng_results::Frame::Meta(meta))) = reader.next_frame() {
-            summary.add_stream("merged", *meta, reader)?;
-        }
+        summary.add_reader("merged", reader)?;
         print_report(args, &config.plan(), summary.stats());
     }
     result.map(|_| ExitCode::SUCCESS)
 }
 
-/// The merged stream of `--procs`, kept in memory until the processes end (a second of figures
-/// is a few KB per process).
+/// The merged stream of `--procs` without `--output`, kept in memory for the report until the
+/// processes end (a second of figures is a few KB per process).
 #[derive(Clone, Default)]
 struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
 
@@ -397,6 +436,7 @@ pub(crate) fn config(role: Role, args: &Common) -> Result<Config, String> {
     Ok(Config {
         role,
         broker,
+        broker_name: format!("{}:{port}", args.host),
         server_name: args
             .server_name
             .clone()

@@ -53,7 +53,7 @@ pub(crate) fn parse_start_at(text: &str) -> Result<u64, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds > 0.0 && seconds < 1e11 => Ok((seconds * 1e9) as u64),
         _ => Err(format!(
-            "`{text}`: expected RFC 3339 (2026-11-30T15:00:00Z) or Unix seconds              (a launcher computes it once, say `$(($(date +%s) + 10))`)"
+            "`{text}`: expected RFC 3339 (2026-11-30T15:00:00Z) or Unix seconds (a launcher computes it once, say `$(($(date +%s) + 10))`)"
         )),
     }
 }
@@ -80,7 +80,7 @@ pub(crate) fn part_from_launcher(
     match (index, parts) {
         (Some(index), Some(of)) => checked_part(index, of, "--parts"),
         (None, Some(of)) => Err(format!(
-            "--parts {of}: this process cannot tell which part it is: give --part I/{of}, or              start it from a launcher that says (JOB_COMPLETION_INDEX in a Kubernetes Indexed              Job, NOMAD_ALLOC_INDEX, SLURM_PROCID; with pdsh, `-R exec` and --part %n/{of})"
+            "--parts {of}: this process cannot tell which part it is: give --part I/{of}, or start it from a launcher that says (JOB_COMPLETION_INDEX in a Kubernetes Indexed Job, NOMAD_ALLOC_INDEX, SLURM_PROCID; with pdsh, `-R exec` and --part %n/{of})"
         )),
         (_, None) => Ok(None),
     }
