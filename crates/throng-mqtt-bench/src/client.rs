@@ -106,6 +106,10 @@ async fn session(
     let live = &ctx.live;
     live.connected
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if role == Role::Sub {
+        live.subscribed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let window = receive_maximum
         .unwrap_or(u16::MAX)
         .min(config.inflight)
@@ -280,7 +284,7 @@ async fn hold(
         if let Some(publisher) = publisher.as_deref_mut().filter(|_| live.is_publishing()) {
             let now = Instant::now();
             loop {
-                let due = ctx.publish_start + publisher.due(publisher.next, config.publish_rate);
+                let due = ctx.publish_start() + publisher.due(publisher.next, config.publish_rate);
                 if due > now || ctx.publishing_over(due) {
                     break;
                 }
@@ -527,7 +531,7 @@ fn next_wake(
 ) -> Option<Instant> {
     let next_message = publisher
         .filter(|_| !waiting_for_window && ctx.live.is_publishing())
-        .map(|p| ctx.publish_start + p.due(p.next, ctx.config.publish_rate))
+        .map(|p| ctx.publish_start() + p.due(p.next, ctx.config.publish_rate))
         .filter(|due| !ctx.publishing_over(*due));
     match (next_message, next_ping) {
         (Some(a), Some(b)) => Some(a.min(b)),

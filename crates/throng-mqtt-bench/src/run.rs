@@ -47,6 +47,12 @@ pub struct Live {
     /// How long publishing lasted, in nanoseconds from its start, plus one, once it ended (0:
     /// it has not; a run stopped before publishing began lasted 0 ns and stores 1).
     published_for_ns: AtomicU64,
+    /// Subscribers of this process that have their SUBACK (a reconnection counts again).
+    pub(crate) subscribed: AtomicUsize,
+    /// How much later than planned publishing began (it waits for this process's subscribers,
+    /// so that a message is not sent before anyone could receive it), once it has.
+    publish_delay_ns: AtomicU64,
+    publishing_begun: AtomicBool,
     publishing_ended: AtomicBool,
     stopped: AtomicBool,
     /// Ctrl-C presses: the first ends publishing (or holding), the second stops at once.
@@ -65,7 +71,15 @@ impl Live {
     }
 
     pub(crate) fn is_publishing(&self) -> bool {
-        !self.publishing_ended.load(Ordering::Relaxed)
+        self.publishing_begun.load(Ordering::Relaxed)
+            && !self.publishing_ended.load(Ordering::Relaxed)
+    }
+
+    fn begin_publishing(&self, delay: Duration) {
+        let ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.publish_delay_ns.store(ns, Ordering::Relaxed);
+        self.publishing_begun.store(true, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 
     /// Resolves at the next change of phase; made before the flags are read, so a change in
@@ -117,7 +131,8 @@ pub(crate) struct ThreadCtx {
     sources: RefCell<Option<RoundRobin>>,
     start: Instant,
     start_unix_ns: u64,
-    pub publish_start: Instant,
+    /// When publishing was planned to begin; [`ThreadCtx::publish_start`] is when it did.
+    planned_publish_start: Instant,
     pub run_tag: u32,
 }
 
@@ -136,7 +151,7 @@ impl ThreadCtx {
     /// Hands the seconds before `unix_second` to the run.
     fn hand_over(&self, unix_second: u64, to: &Sender<Handed>) {
         for second in self.seconds.borrow_mut().take_before(unix_second) {
-            let _ = to.send(Handed::Second(second));
+            let _ = to.send(Handed::Second(Box::new(second)));
         }
     }
 
@@ -154,11 +169,17 @@ impl ThreadCtx {
             .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 
+    /// When publishing began: as planned, or once this process's subscribers were subscribed.
+    pub fn publish_start(&self) -> Instant {
+        let delay = self.live.publish_delay_ns.load(Ordering::Relaxed);
+        self.planned_publish_start + Duration::from_nanos(delay)
+    }
+
     /// Whether a message due at `due` is past the publishing phase.
     pub fn publishing_over(&self, due: Instant) -> bool {
         self.config
             .duration
-            .is_some_and(|d| due >= self.publish_start + d)
+            .is_some_and(|d| due >= self.publish_start() + d)
     }
 
     /// A message arrived at a subscriber: end-to-end latency from its stamp, and which of its
@@ -268,7 +289,7 @@ pub fn run(
                 })),
                 start,
                 start_unix_ns,
-                publish_start,
+                planned_publish_start: publish_start,
                 run_tag,
             });
             let hand_over = hand_over.clone();
@@ -293,10 +314,15 @@ pub fn run(
         }
     })
     .map_err(|e| e.to_string())?;
+    // A part waits for no one: its schedule is the run's, shared with the other parts.
+    let wait_for_subscribers = match config.part {
+        Some(_) => 0,
+        None => subscribers,
+    };
     coordinate(
         &config,
         &live,
-        publish_start,
+        (publish_start, wait_for_subscribers),
         start + ramp + SETTLE,
         progress,
         &handed,
@@ -482,18 +508,18 @@ async fn ramp_clients(
 fn coordinate(
     config: &Config,
     live: &Live,
-    publish_start: Instant,
+    (planned_publish_start, subscribers): (Instant, usize),
     hold_start: Instant,
     progress: bool,
     handed: &Receiver<Handed>,
     collector: &mut Collector,
 ) {
-    let phase_start = if config.role == Role::Pub {
-        publish_start
-    } else {
-        hold_start
+    let mut publish_start = planned_publish_start;
+    let mut phase_end = match config.role {
+        // Set when publishing begins.
+        Role::Pub => None,
+        _ => config.duration.map(|d| hold_start + d),
     };
-    let phase_end = config.duration.map(|d| phase_start + d);
     let mut drain_end: Option<Instant> = None;
     let mut next_line = Instant::now() + Duration::from_secs(1);
     let mut last_published = 0;
@@ -507,6 +533,23 @@ fn coordinate(
         collector.write_before((unix_now_ns() / 1_000_000_000).saturating_sub(1));
         let now = Instant::now();
         let interrupts = live.interrupts.load(Ordering::Relaxed);
+        // Publishing begins as planned once this process's subscribers are subscribed; later
+        // when they are not yet (a loaded machine), at most a connect timeout later.
+        if config.role == Role::Pub && !live.publishing_begun.load(Ordering::Relaxed) {
+            let ready = live.subscribed.load(Ordering::Relaxed) >= subscribers;
+            let waited_enough = now >= planned_publish_start + config.connect_timeout;
+            if now >= planned_publish_start && (ready || waited_enough) {
+                // Within one turn of this loop of the plan: on time.
+                let late = now.saturating_duration_since(planned_publish_start);
+                let delay = match late <= Duration::from_millis(25) {
+                    true => Duration::ZERO,
+                    false => late,
+                };
+                live.begin_publishing(delay);
+                publish_start = planned_publish_start + delay;
+                phase_end = config.duration.map(|d| publish_start + d);
+            }
+        }
         if interrupts >= 2 || drain_end.is_some_and(|end| now >= end) {
             live.stop();
             return;
@@ -515,7 +558,11 @@ fn coordinate(
         if phase_over && drain_end.is_none() {
             if config.role == Role::Pub {
                 let ended = phase_end.map_or(now, |end| end.min(now));
-                let elapsed = ended.saturating_duration_since(publish_start);
+                // Stopped before publishing began: nothing was due.
+                let elapsed = match live.publishing_begun.load(Ordering::Relaxed) {
+                    true => ended.saturating_duration_since(publish_start),
+                    false => Duration::ZERO,
+                };
                 let ns = u64::try_from(elapsed.as_nanos())
                     .unwrap_or(u64::MAX - 1)
                     .saturating_add(1);
@@ -598,7 +645,7 @@ mod tests {
             sources: RefCell::new(None),
             start: Instant::now(),
             start_unix_ns: 0,
-            publish_start: Instant::now(),
+            planned_publish_start: Instant::now(),
             run_tag: 0,
         });
         let future = client::client(ctx, Role::Conn, 0, None);

@@ -32,8 +32,8 @@ impl ThreadSeconds {
 
 /// What a thread hands to the run.
 pub(crate) enum Handed {
-    /// A second that is over.
-    Second(Second),
+    /// A second that is over (boxed: nine histograms' headers).
+    Second(Box<Second>),
     /// At its end: what it counted over the whole run (tracks, sent per publisher).
     WholeRun(Box<Stats>),
 }

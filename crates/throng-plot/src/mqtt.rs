@@ -53,7 +53,7 @@ impl Point {
             }
         }
         let q = |h: &Histogram<u64>, at: f64| (!h.is_empty()).then(|| h.value_at_quantile(at));
-        let point = Point {
+        Point {
             e2e: (!stats.e2e.is_empty()).then(|| {
                 (
                     stats.e2e.value_at_quantile(0.5),
@@ -65,20 +65,17 @@ impl Point {
             ack_p99: q(&stats.ack_time, 0.99),
             connect_p99: q(&stats.connect_time, 0.99),
             ping_p99: q(&stats.ping_time, 0.99),
-            stats: Stats::default(),
-        };
-        // Only the counters stay: a second's nine histograms are large, a run has many seconds.
-        let mut counters = Stats::default();
-        counters.connect_attempts = stats.connect_attempts;
-        counters.connected = stats.connected;
-        counters.disconnected = stats.disconnected;
-        counters.published = stats.published;
-        counters.acked = stats.acked;
-        counters.received = stats.received;
-        counters.errors = stats.errors;
-        Point {
-            stats: counters,
-            ..point
+            // Only the counters stay: a second's nine histograms are large, a run has many.
+            stats: Stats {
+                connect_attempts: stats.connect_attempts,
+                connected: stats.connected,
+                disconnected: stats.disconnected,
+                published: stats.published,
+                acked: stats.acked,
+                received: stats.received,
+                errors: stats.errors.clone(),
+                ..Stats::default()
+            },
         }
     }
 }
@@ -134,7 +131,12 @@ pub(crate) fn page(results: &[&Path], hosts: &[(String, Vec<Value>)]) -> Result<
     let empty = Stats::default();
     let per_second = |pick: &dyn Fn(&Stats) -> u64| -> Vec<(f64, f64)> {
         span.iter()
-            .map(|s| (at(*s), pick(seconds.get(s).map_or(&empty, |p| &p.stats)) as f64))
+            .map(|s| {
+                (
+                    at(*s),
+                    pick(seconds.get(s).map_or(&empty, |p| &p.stats)) as f64,
+                )
+            })
             .collect()
     };
     let line = |name: &str, colour: usize, points: Vec<(f64, f64)>| Series {

@@ -382,7 +382,10 @@ fn mqtt(m: &MqttFile, at: KeyPath) -> Result<Mqtt, Failure> {
         (None, None) => Brokers::Started(vec![SocketAddr::from(([127, 0, 0, 1], 1883))]),
     };
     if m.bridge.is_some() && matches!(brokers, Brokers::External(_)) {
-        return Err((at.key("bridge"), "an external broker is not configured here".into()));
+        return Err((
+            at.key("bridge"),
+            "an external broker is not configured here".into(),
+        ));
     }
     Ok(Mqtt {
         brokers,

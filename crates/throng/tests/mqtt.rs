@@ -28,6 +28,18 @@ impl Mosquitto {
         let (cert, key) = throng_tls::config::self_signed(&["localhost"]).unwrap();
         std::fs::write(dir.join("cert.pem"), cert).unwrap();
         std::fs::write(dir.join("key.pem"), key).unwrap();
+        // A free port may be taken by a test beside this one before mosquitto binds it: then
+        // mosquitto exits, and it is started again on other ports.
+        for _ in 0..5 {
+            if let Some(started) = Mosquitto::try_start(&dir, extra) {
+                return started;
+            }
+        }
+        panic!("mosquitto did not start on free ports five times");
+    }
+
+    fn try_start(dir: &std::path::Path, extra: &str) -> Option<Mosquitto> {
+        let dir = dir.to_path_buf();
         let (plain, tls) = (free_addr(), free_addr());
         let config = format!(
             "per_listener_settings false\nlog_dest stdout\n{extra}\n\
@@ -47,15 +59,24 @@ impl Mosquitto {
             .spawn()
             .expect("mosquitto is not installed: apt-get install mosquitto (.ci/run does)");
         let log = capture(child.stdout.take().unwrap());
-        for addr in [plain, tls] {
-            wait_until(|| std::net::TcpStream::connect(addr).ok()).expect("mosquitto listening");
-        }
-        Mosquitto {
+        let mut started = Mosquitto {
             child,
             plain,
             tls,
             dir,
             log,
+        };
+        for addr in [plain, tls] {
+            wait_until(|| std::net::TcpStream::connect(addr).ok()).expect("mosquitto listening");
+        }
+        // Listening, and ours: it still runs a moment later (one that lost its port exits).
+        std::thread::sleep(Duration::from_millis(200));
+        match started.child.try_wait() {
+            Ok(None) => Some(started),
+            _ => {
+                let _ = started.child.wait();
+                None
+            }
         }
     }
 

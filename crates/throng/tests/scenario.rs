@@ -414,7 +414,10 @@ fn a_scenario_starts_mosquitto_and_runs_mqtt_phases_through_the_proxy_beside_htt
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stderr.contains("2 processes, bridged to the first"), "{stderr}");
+    assert!(
+        stderr.contains("2 processes, bridged to the first"),
+        "{stderr}"
+    );
     // 300 connections held over TLS through the proxy's MQTT frontend, pinging every second;
     // alongside, 600 messages at QoS 1 to two subscribers, none lost.
     assert!(

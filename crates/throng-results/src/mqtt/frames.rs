@@ -290,8 +290,11 @@ impl Totals {
         let mut subscribers = tail(&mut self.subscribers, n);
         let mut frames = vec![self];
         while !(tracks.is_empty() && sent.is_empty() && subscribers.is_empty()) {
-            let (more_tracks, more_sent, more_subscribers) =
-                (tail(&mut tracks, n), tail(&mut sent, n), tail(&mut subscribers, n));
+            let (more_tracks, more_sent, more_subscribers) = (
+                tail(&mut tracks, n),
+                tail(&mut sent, n),
+                tail(&mut subscribers, n),
+            );
             frames.push(Totals {
                 tracks: std::mem::replace(&mut tracks, more_tracks),
                 sent_by_publisher: std::mem::replace(&mut sent, more_sent),
@@ -437,6 +440,10 @@ mod tests {
         other.tracks.entry((0, 0)).or_default().add(2);
         run.merge(&other);
         let track = &run.tracks[&(0, 0)];
-        assert_eq!((track.unique, track.duplicates), (3, 2), "2 came on two threads");
+        assert_eq!(
+            (track.unique, track.duplicates),
+            (3, 2),
+            "2 came on two threads"
+        );
     }
 }

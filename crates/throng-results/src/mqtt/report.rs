@@ -38,12 +38,19 @@ pub fn delivery(plan: &Plan, stats: &Stats) -> Delivery {
     }
     // Each subscriber's filter against each publisher's topic: bounded, since the figures may
     // come from a file (a crafted one could name billions of each).
-    let pairs = (stats.subscribers.len() as u64).saturating_mul(stats.sent_by_publisher.len() as u64);
+    let pairs =
+        (stats.subscribers.len() as u64).saturating_mul(stats.sent_by_publisher.len() as u64);
     if plan.role == Role::Pub && pairs <= MAX_PAIRS {
         let topics: Vec<(u32, u64, String)> = stats
             .sent_by_publisher
             .iter()
-            .map(|(&publisher, &sent)| (publisher, sent, Plan::topic_of(&plan.topic, u64::from(publisher))))
+            .map(|(&publisher, &sent)| {
+                (
+                    publisher,
+                    sent,
+                    Plan::topic_of(&plan.topic, u64::from(publisher)),
+                )
+            })
             .collect();
         // Per subscriber and publisher, so that one pair's extra messages never hide
         // another's loss, and a publisher or subscriber whose figures were not read (a

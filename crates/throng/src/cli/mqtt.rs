@@ -229,11 +229,15 @@ fn mqtt(role: Role, mut args: Common) -> Result<ExitCode, String> {
     }
     // Parts started by hand share a start only when told one: without it, each would be its
     // own run (its stamps foreign to the others' subscribers, its file refused beside theirs).
-    if args.parts.part.is_some() && args.parts.start_at.is_none() && args.parts.start_unix_ns.is_none()
+    if args.parts.part.is_some()
+        && args.parts.start_at.is_none()
+        && args.parts.start_unix_ns.is_none()
     {
-        return Err("--part: give every part the same --start-at (RFC 3339 or Unix seconds, \
+        return Err(
+            "--part: give every part the same --start-at (RFC 3339 or Unix seconds, \
                     say $(($(date +%s) + 10))), so that the parts make one run"
-            .into());
+                .into(),
+        );
     }
     let config = config(role, &args)?;
     let to_stdout = args
@@ -265,8 +269,13 @@ fn mqtt(role: Role, mut args: Common) -> Result<ExitCode, String> {
         print_report(&args, &config.plan(), &finished.stats);
     }
     if let Some(error) = finished.write_error {
-        let path = args.output.as_ref().map_or("-".into(), |p| p.display().to_string());
-        return Err(format!("--output {path}: {error} (the report above is whole)"));
+        let path = args
+            .output
+            .as_ref()
+            .map_or("-".into(), |p| p.display().to_string());
+        return Err(format!(
+            "--output {path}: {error} (the report above is whole)"
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -276,10 +285,19 @@ impl Common {
     pub(crate) fn not_for_the_knee(&self) -> Option<&'static str> {
         [
             (self.procs > 1, "--procs"),
-            (self.output.is_some(), "--output (each step's file is in --dir)"),
-            (self.parts.part.is_some() || self.parts.parts.is_some(), "--part"),
+            (
+                self.output.is_some(),
+                "--output (each step's file is in --dir)",
+            ),
+            (
+                self.parts.part.is_some() || self.parts.parts.is_some(),
+                "--part",
+            ),
             (self.parts.start_at.is_some(), "--start-at"),
-            (!self.duration.is_zero(), "--duration (the knee's --step sets it)"),
+            (
+                !self.duration.is_zero(),
+                "--duration (the knee's --step sets it)",
+            ),
             (self.rate.is_some(), "--rate (the knee sets it)"),
         ]
         .into_iter()
@@ -307,9 +325,11 @@ fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, St
             .filter(|arg| arg != "--quiet")
             .collect();
     // The machine's cores shared out, unless told.
-    let threads = args
-        .threads
-        .unwrap_or_else(|| throng_net::workers::default_threads().div_ceil(procs).max(1));
+    let threads = args.threads.unwrap_or_else(|| {
+        throng_net::workers::default_threads()
+            .div_ceil(procs)
+            .max(1)
+    });
     common.extend([
         "--output".into(),
         "-".into(),
