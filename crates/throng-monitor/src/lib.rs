@@ -41,6 +41,9 @@ pub struct Options {
     pub lines: bool,
     /// The name the samples carry; `None`: this machine's host name.
     pub host: Option<String>,
+    /// Stop when stdin closes: a monitor started over ssh ends with the session that started
+    /// it (`throng scenario` starts one on each host so).
+    pub until_stdin_closes: bool,
 }
 
 pub use throng_net::host_name;
@@ -90,6 +93,8 @@ pub fn run(options: Options) -> Result<(), String> {
         let deadline = options.duration.map(|d| tokio::time::Instant::now() + d);
         let signal = admin::wait_for_signal();
         tokio::pin!(signal);
+        let stdin_closed = stdin_closed(options.until_stdin_closes);
+        tokio::pin!(stdin_closed);
         let mut sampler = Sampler::default();
         let host = options.host.clone().unwrap_or_else(host_name);
         let mut ticks = tokio::time::interval(options.interval);
@@ -98,6 +103,7 @@ pub fn run(options: Options) -> Result<(), String> {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = &mut signal => break,
+                _ = &mut stdin_closed => break,
             }
             // A process given by pid counts with its descendants (a master and its workers); by
             // name, each process counts alone (its workers have the same name).
@@ -160,4 +166,25 @@ fn process_name(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|c| c.trim().to_string())
         .unwrap_or_else(|_| "?".into())
+}
+
+/// Resolves when stdin reaches its end (read on a thread of its own, the bytes thrown away);
+/// never when not `watching`.
+async fn stdin_closed(watching: bool) {
+    if !watching {
+        return std::future::pending().await;
+    }
+    let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
+    let reader = std::thread::Builder::new()
+        .name("monitor-stdin".into())
+        .spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = closed.send(());
+        });
+    match reader {
+        Ok(_) => {
+            let _ = on_close.await;
+        }
+        Err(_) => std::future::pending().await,
+    }
 }

@@ -45,6 +45,7 @@ struct HostsFile {
     results: Option<String>,
     collect: Option<String>,
     start_lead: Option<String>,
+    monitor: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +179,9 @@ pub struct Hosts {
     pub collect: Option<Vec<String>>,
     /// How far ahead of now the parts are told to start, so that every host is ready.
     pub start_lead: Duration,
+    /// A monitor on each host too (through the launcher), its samples brought back by
+    /// `collect` and drawn beside this machine's, a series per host.
+    pub monitor: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -508,6 +512,7 @@ fn hosts(h: &HostsFile, at: KeyPath) -> Result<Hosts, Failure> {
             Some(text) => positive(text, at.key("start_lead"))?,
             None => Duration::from_secs(3),
         },
+        monitor: h.monitor.unwrap_or(false),
     })
 }
 

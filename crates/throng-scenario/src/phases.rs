@@ -32,10 +32,11 @@ struct Attack {
     part: Option<Part>,
 }
 
-struct Part {
-    host: String,
-    remote: String,
-    local: PathBuf,
+/// A file on a host, and where it comes back to here.
+pub(crate) struct Part {
+    pub host: String,
+    pub remote: String,
+    pub local: PathBuf,
 }
 
 /// Runs every phase against `url`; stops starting new ones once `interrupted`.
@@ -228,7 +229,7 @@ fn start_parts(
 }
 
 /// Brings a part's file back with `[hosts]`' collect command (none: it is here already).
-fn collect(scenario: &Scenario, part: &Part, dir: &Path) -> Result<(), String> {
+pub(crate) fn collect(scenario: &Scenario, part: &Part, dir: &Path) -> Result<(), String> {
     let Some(template) = scenario.hosts.as_ref().and_then(|h| h.collect.as_ref()) else {
         return match part.local.exists() {
             true => Ok(()),

@@ -35,6 +35,7 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
         watch.add("proxy", process.pid());
     }
     let mut monitor = start::monitor(scenario, exe, dir, &watch)?;
+    let mut host_monitors = start::host_monitors(scenario, exe, dir);
     std::thread::sleep(scenario.monitor_interval * 2);
 
     let scheme = if proxy.tls { "https" } else { "http" };
@@ -45,10 +46,19 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
     say("stopping");
     std::thread::sleep(scenario.monitor_interval);
     monitor.stop();
+    // The hosts' monitors stop with their stdin; their samples come back as the parts' do.
+    let mut monitors = Vec::new();
+    for host in &mut host_monitors {
+        host.stop();
+        match phases::collect(scenario, &host.file, dir) {
+            Ok(()) => monitors.push(host.file.local.clone()),
+            Err(why) => say(&format!("monitor on {}: {why}", host.file.host)),
+        }
+    }
     drop(proxy);
     drop(brokers);
     drop(pong);
-    let summary = crate::summary::write(scenario, &ran.files, dir)?;
+    let summary = crate::summary::write(scenario, &ran.files, &monitors, dir)?;
     Ok(Outcome {
         dir: dir.to_path_buf(),
         summary,

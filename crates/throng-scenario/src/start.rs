@@ -419,3 +419,90 @@ pub fn monitor(
     ];
     Ok(Started::spawn("monitor", exe, &args, dir, None)?.0)
 }
+
+/// A monitor on a host of `[hosts]`, started through the launcher; it stops when its stdin
+/// closes (over ssh, when the session does).
+pub(crate) struct HostMonitor {
+    child: Child,
+    pub(crate) file: crate::phases::Part,
+}
+
+impl HostMonitor {
+    /// Closes its stdin and waits a little for it to end (then kills the launcher).
+    pub fn stop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HostMonitor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A monitor on each of `[hosts]` when `monitor = true`, writing `monitor.HOST.jsonl` in the
+/// hosts' results folder (this one's when none is given). A host where it cannot start is said,
+/// and the run goes on without its samples.
+pub(crate) fn host_monitors(scenario: &Scenario, exe: &Path, dir: &Path) -> Vec<HostMonitor> {
+    let Some(hosts) = scenario.hosts.as_ref().filter(|h| h.monitor) else {
+        return Vec::new();
+    };
+    let mut started = Vec::new();
+    for host in &hosts.names {
+        let name = format!("monitor.{host}.jsonl");
+        let local = dir.join(&name);
+        let remote = match &hosts.results {
+            Some(folder) => format!("{}/{name}", folder.trim_end_matches('/')),
+            None => local.display().to_string(),
+        };
+        let mut words = hosts.launcher.iter().map(|w| w.replace("{host}", host));
+        let mut command = Command::new(words.next().unwrap_or_default());
+        command.args(words);
+        match &hosts.throng {
+            Some(throng) => command.arg(throng),
+            None => command.arg(exe),
+        };
+        command
+            .args(["monitor", "-q", "--until-stdin-closes", "--interval"])
+            .arg(format!("{}ms", scenario.monitor_interval.as_millis()))
+            .args(["--host", host, "--output", &remote]);
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("monitor.log"));
+        let spawned = log.map_err(|e| e.to_string()).and_then(|log| {
+            command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .map_err(|e| e.to_string())
+        });
+        match spawned {
+            Ok(child) => {
+                say(&format!("monitor on {host}: {remote}"));
+                started.push(HostMonitor {
+                    child,
+                    file: crate::phases::Part {
+                        host: host.clone(),
+                        remote,
+                        local,
+                    },
+                });
+            }
+            Err(why) => say(&format!(
+                "monitor on {host}: cannot start the launcher: {why}"
+            )),
+        }
+    }
+    started
+}

@@ -15,7 +15,13 @@ use throng_results::Reader;
 const SOCKETS_PER_CONNECTION: u64 = 4;
 
 /// report.txt, report.html and the summary's lines.
-pub fn write(scenario: &Scenario, files: &[Vec<PathBuf>], dir: &Path) -> Result<String, String> {
+/// `host_monitors`: the samples of monitors on other hosts, drawn beside this machine's.
+pub fn write(
+    scenario: &Scenario,
+    files: &[Vec<PathBuf>],
+    host_monitors: &[PathBuf],
+    dir: &Path,
+) -> Result<String, String> {
     let monitor = dir.join("monitor.jsonl");
     let samples: Vec<Value> = std::fs::read_to_string(&monitor)
         .unwrap_or_default()
@@ -122,6 +128,7 @@ pub fn write(scenario: &Scenario, files: &[Vec<PathBuf>], dir: &Path) -> Result<
         .exists()
         .then_some(monitor.as_path())
         .into_iter()
+        .chain(host_monitors.iter().map(PathBuf::as_path))
         .collect();
     for (mqtt, page_name) in [(false, "report.html"), (true, "report-mqtt.html")] {
         let paths: Vec<&Path> = scenario

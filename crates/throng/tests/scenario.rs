@@ -332,7 +332,7 @@ fn a_phase_split_over_hosts_by_a_launcher_reports_as_one() {
         format!(
             "[pong]\nlisten = \"127.0.0.1:{}-{}\"\n\n[proxy]\nlisten = \"127.0.0.1:{}\"\n\n[monitor]\ninterval = \"250ms\"\n\n\
              [hosts]\nnames = [\"c0\", \"c1\", \"down\"]\nlauncher = \"{} {{host}}\"\nresults = \"{}\"\n\
-             collect = \"cp {{remote}} {{local}}\"\nstart_lead = \"2s\"\n\n\
+             collect = \"cp {{remote}} {{local}}\"\nstart_lead = \"2s\"\nmonitor = true\n\n\
              [[phase]]\nname = \"spread\"\nrate = 90\nduration = \"2s\"\nhosts = [\"c0\", \"c1\", \"down\"]\n",
             ports,
             ports + 1,
@@ -373,6 +373,23 @@ fn a_phase_split_over_hosts_by_a_launcher_reports_as_one() {
             "{host}'s part missing"
         );
         assert!(remote.join(format!("01-spread.{host}.bin")).exists());
+    }
+    // A monitor ran on each host through the launcher, its samples came back and are drawn
+    // a series per host; the one that could not be reached is said.
+    for host in ["c0", "c1"] {
+        let samples = std::fs::read_to_string(results.join(format!("monitor.{host}.jsonl")))
+            .unwrap_or_else(|e| panic!("monitor.{host}.jsonl: {e}\n{said}"));
+        let first: serde_json::Value =
+            serde_json::from_str(samples.lines().next().unwrap()).unwrap();
+        assert_eq!(first["host"], host);
+    }
+    assert!(said.contains("monitor on down:"), "{said}");
+    let page = std::fs::read_to_string(results.join("report.html")).unwrap();
+    for host in ["c0", "c1"] {
+        assert!(
+            page.contains(&format!("■ {host}</text>")),
+            "no series for {host}"
+        );
     }
     // The parts are one run's: `throng report` merges them, naming the missing one.
     let report = throng()

@@ -63,6 +63,11 @@ pub struct MonitorArgs {
     /// [default: this machine's host name]; give one per network namespace, which share theirs
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
+
+    /// Stop when stdin closes: a monitor started over ssh (or by `throng scenario` on its hosts)
+    /// ends with the session that started it
+    #[arg(long)]
+    until_stdin_closes: bool,
 }
 
 pub fn run(args: MonitorArgs) -> ExitCode {
@@ -85,6 +90,7 @@ pub fn run(args: MonitorArgs) -> ExitCode {
         listen: args.listen,
         lines: !args.quiet,
         host: args.host,
+        until_stdin_closes: args.until_stdin_closes,
     };
     match throng_monitor::run(options) {
         Ok(()) => ExitCode::SUCCESS,
