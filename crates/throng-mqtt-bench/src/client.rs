@@ -59,12 +59,21 @@ pub(crate) async fn client(
 ) {
     let mut backoff = ctx.config.reconnect;
     let mut first = true;
+    let mut subscribed_once = false;
     loop {
         if !first {
             ctx.stats().reconnects += 1;
         }
         first = false;
-        match session(&ctx, role, index, publisher.as_deref_mut()).await {
+        match session(
+            &ctx,
+            role,
+            index,
+            publisher.as_deref_mut(),
+            &mut subscribed_once,
+        )
+        .await
+        {
             Ended::Stopped => return,
             Ended::Failed(failure) => {
                 ctx.live
@@ -85,11 +94,14 @@ pub(crate) async fn client(
     }
 }
 
+/// One connection from its opening to its end. `subscribed_once`: this client has had a SUBACK
+/// already (in an earlier session), and is counted among the subscribers that are ready.
 async fn session(
     ctx: &ThreadCtx,
     role: Role,
     index: usize,
     publisher: Option<&mut Publisher>,
+    subscribed_once: &mut bool,
 ) -> Ended {
     let config = &ctx.config;
     ctx.stats().connect_attempts += 1;
@@ -106,7 +118,9 @@ async fn session(
     let live = &ctx.live;
     live.connected
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if role == Role::Sub {
+    // Counted once per subscriber: publishing waits for each one's first SUBACK.
+    if role == Role::Sub && !*subscribed_once {
+        *subscribed_once = true;
         live.subscribed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

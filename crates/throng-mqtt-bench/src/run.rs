@@ -37,8 +37,11 @@ const HAND_OVER: Duration = Duration::from_millis(250);
 /// Time to prepare (TLS set up, threads started) before a run that starts at once.
 const START_MARGIN: Duration = Duration::from_millis(50);
 
+/// [`Live::publish_delay_ns`] until publishing begins.
+const NOT_BEGUN: u64 = u64::MAX;
+
 /// Figures the live line reads, and the run's phase, shared by every thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Live {
     pub connected: AtomicI64,
     pub published: AtomicU64,
@@ -47,17 +50,35 @@ pub struct Live {
     /// How long publishing lasted, in nanoseconds from its start, plus one, once it ended (0:
     /// it has not; a run stopped before publishing began lasted 0 ns and stores 1).
     published_for_ns: AtomicU64,
-    /// Subscribers of this process that have their SUBACK (a reconnection counts again).
+    /// Subscribers of this process that have had their first SUBACK.
     pub(crate) subscribed: AtomicUsize,
     /// How much later than planned publishing began (it waits for this process's subscribers,
-    /// so that a message is not sent before anyone could receive it), once it has.
+    /// so that a message is not sent before anyone could receive it); [`NOT_BEGUN`] before.
+    /// One atomic, so that a thread that sees publishing begun sees its start too.
     publish_delay_ns: AtomicU64,
-    publishing_begun: AtomicBool,
     publishing_ended: AtomicBool,
     stopped: AtomicBool,
     /// Ctrl-C presses: the first ends publishing (or holding), the second stops at once.
     interrupts: AtomicUsize,
     changed: tokio::sync::Notify,
+}
+
+impl Default for Live {
+    fn default() -> Live {
+        Live {
+            connected: AtomicI64::new(0),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            published_for_ns: AtomicU64::new(0),
+            subscribed: AtomicUsize::new(0),
+            publish_delay_ns: AtomicU64::new(NOT_BEGUN),
+            publishing_ended: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            interrupts: AtomicUsize::new(0),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
 }
 
 impl Live {
@@ -71,14 +92,17 @@ impl Live {
     }
 
     pub(crate) fn is_publishing(&self) -> bool {
-        self.publishing_begun.load(Ordering::Relaxed)
-            && !self.publishing_ended.load(Ordering::Relaxed)
+        self.publishing_begun() && !self.publishing_ended.load(Ordering::Relaxed)
+    }
+
+    fn publishing_begun(&self) -> bool {
+        self.publish_delay_ns.load(Ordering::Acquire) != NOT_BEGUN
     }
 
     fn begin_publishing(&self, delay: Duration) {
-        let ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
-        self.publish_delay_ns.store(ns, Ordering::Relaxed);
-        self.publishing_begun.store(true, Ordering::Relaxed);
+        let ns = u64::try_from(delay.as_nanos()).unwrap_or(NOT_BEGUN - 1);
+        self.publish_delay_ns
+            .store(ns.min(NOT_BEGUN - 1), Ordering::Release);
         self.changed.notify_waiters();
     }
 
@@ -171,8 +195,10 @@ impl ThreadCtx {
 
     /// When publishing began: as planned, or once this process's subscribers were subscribed.
     pub fn publish_start(&self) -> Instant {
-        let delay = self.live.publish_delay_ns.load(Ordering::Relaxed);
-        self.planned_publish_start + Duration::from_nanos(delay)
+        match self.live.publish_delay_ns.load(Ordering::Acquire) {
+            NOT_BEGUN => self.planned_publish_start,
+            delay => self.planned_publish_start + Duration::from_nanos(delay),
+        }
     }
 
     /// Whether a message due at `due` is past the publishing phase.
@@ -533,40 +559,32 @@ fn coordinate(
         collector.write_before((unix_now_ns() / 1_000_000_000).saturating_sub(1));
         let now = Instant::now();
         let interrupts = live.interrupts.load(Ordering::Relaxed);
-        // Publishing begins as planned once this process's subscribers are subscribed; later
-        // when they are not yet (a loaded machine), at most a connect timeout later.
-        if config.role == Role::Pub && !live.publishing_begun.load(Ordering::Relaxed) {
+        // Publishing begins as planned once this process's subscribers are subscribed (they
+        // usually are before the plan: then each message leaves at its time); later, by as
+        // much as they were late, when they are not (a loaded machine), at most a connect
+        // timeout later.
+        if config.role == Role::Pub && !live.publishing_begun() {
             let ready = live.subscribed.load(Ordering::Relaxed) >= subscribers;
             let waited_enough = now >= planned_publish_start + config.connect_timeout;
-            if now >= planned_publish_start && (ready || waited_enough) {
-                // Within one turn of this loop of the plan: on time.
-                let late = now.saturating_duration_since(planned_publish_start);
-                let delay = match late <= Duration::from_millis(25) {
-                    true => Duration::ZERO,
-                    false => late,
-                };
+            if ready || waited_enough {
+                let delay = now.saturating_duration_since(planned_publish_start);
                 live.begin_publishing(delay);
                 publish_start = planned_publish_start + delay;
                 phase_end = config.duration.map(|d| publish_start + d);
             }
         }
         if interrupts >= 2 || drain_end.is_some_and(|end| now >= end) {
+            // Stopped at once (a second Ctrl-C) while publishing: how long it lasted still counts.
+            if config.role == Role::Pub && drain_end.is_none() {
+                record_publishing(live, publish_start, phase_end.map_or(now, |e| e.min(now)));
+            }
             live.stop();
             return;
         }
         let phase_over = phase_end.is_some_and(|end| now >= end) || interrupts == 1;
         if phase_over && drain_end.is_none() {
             if config.role == Role::Pub {
-                let ended = phase_end.map_or(now, |end| end.min(now));
-                // Stopped before publishing began: nothing was due.
-                let elapsed = match live.publishing_begun.load(Ordering::Relaxed) {
-                    true => ended.saturating_duration_since(publish_start),
-                    false => Duration::ZERO,
-                };
-                let ns = u64::try_from(elapsed.as_nanos())
-                    .unwrap_or(u64::MAX - 1)
-                    .saturating_add(1);
-                live.published_for_ns.store(ns, Ordering::Relaxed);
+                record_publishing(live, publish_start, phase_end.map_or(now, |e| e.min(now)));
                 live.end_publishing();
                 drain_end = Some(now + config.drain);
             } else {
@@ -588,6 +606,18 @@ fn coordinate(
             last_published = published;
         }
     }
+}
+
+/// How long publishing lasted, from `start` to `ended` (nothing when it never began).
+fn record_publishing(live: &Live, start: Instant, ended: Instant) {
+    let elapsed = match live.publishing_begun() {
+        true => ended.saturating_duration_since(start),
+        false => Duration::ZERO,
+    };
+    let ns = u64::try_from(elapsed.as_nanos())
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1);
+    live.published_for_ns.store(ns, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -48,8 +48,8 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
     monitor.stop();
     // The hosts' monitors stop with their stdin; their samples come back as the parts' do.
     let mut monitors = Vec::new();
-    for host in &mut host_monitors {
-        host.stop();
+    start::HostMonitor::stop_all(&mut host_monitors);
+    for host in &host_monitors {
         match phases::collect(scenario, &host.file, dir) {
             Ok(()) => monitors.push(host.file.local.clone()),
             Err(why) => say(&format!("monitor on {}: {why}", host.file.host)),

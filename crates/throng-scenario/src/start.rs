@@ -428,24 +428,33 @@ pub(crate) struct HostMonitor {
 }
 
 impl HostMonitor {
-    /// Closes its stdin and waits a little for it to end (then kills the launcher).
-    pub fn stop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    /// Closes every monitor's stdin, then waits for them together, 10 s at most (then kills
+    /// the launchers that are left).
+    pub fn stop_all(monitors: &mut [HostMonitor]) {
+        for monitor in monitors.iter_mut() {
+            drop(monitor.child.stdin.take());
         }
-        let _ = self.child.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for monitor in monitors.iter_mut() {
+            while Instant::now() < deadline && matches!(monitor.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            monitor.kill();
+        }
+    }
+
+    fn kill(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
 
 impl Drop for HostMonitor {
     fn drop(&mut self) {
-        self.stop();
+        drop(self.child.stdin.take());
+        self.kill();
     }
 }
 

@@ -383,7 +383,7 @@ fn a_phase_split_over_hosts_by_a_launcher_reports_as_one() {
             serde_json::from_str(samples.lines().next().unwrap()).unwrap();
         assert_eq!(first["host"], host);
     }
-    assert!(said.contains("monitor on down:"), "{said}");
+    assert!(said.contains("monitor on down: collect:"), "{said}");
     let page = std::fs::read_to_string(results.join("report.html")).unwrap();
     for host in ["c0", "c1"] {
         assert!(

@@ -276,8 +276,8 @@ impl Totals {
     /// These totals as frames no larger than a frame may be (64 MiB): the first carries all
     /// but the tails of the long lists, the others only those tails (totals add up).
     pub fn into_frames(self) -> Vec<Totals> {
-        // About 40 bytes of JSON each: some 20 MB a frame.
-        self.into_frames_of(500_000)
+        // At most about 130 bytes of JSON each (six numbers of up to 20 digits): 26 MB a frame.
+        self.into_frames_of(200_000)
     }
 
     fn into_frames_of(mut self, per_frame: usize) -> Vec<Totals> {
@@ -307,9 +307,10 @@ impl Totals {
 
     /// Adds these totals to figures merged from seconds.
     pub fn add_to(&self, stats: &mut Stats) {
-        stats.published_due += self.published_due;
+        stats.published_due = stats.published_due.saturating_add(self.published_due);
         for (publisher, sent) in &self.sent_by_publisher {
-            *stats.sent_by_publisher.entry(*publisher).or_default() += sent;
+            let total = stats.sent_by_publisher.entry(*publisher).or_default();
+            *total = total.saturating_add(*sent);
         }
         if !self.subscribers.is_empty() {
             stats.subscribers.extend_from_slice(&self.subscribers);

@@ -46,15 +46,14 @@ impl Summary {
                     last_second = last_second.max(second.unix_second);
                     own.merge(&second.stats);
                 }
-                Frame::MqttTotals(totals) => {
-                    complete = true;
-                    totals.add_to(&mut own);
-                }
+                Frame::MqttTotals(totals) => totals.add_to(&mut own),
                 Frame::Meta(_) => return Err(format!("{name}: a second meta frame")),
                 Frame::Record(_) | Frame::Interval(_) => {
                     return Err(format!("{name}: HTTP records in an MQTT run"))
                 }
-                Frame::End(_) | Frame::Progress(_) => {}
+                // Written after every totals frame: the run ended in order.
+                Frame::End(_) => complete = true,
+                Frame::Progress(_) => {}
             }
         }
         if reader.truncated() {

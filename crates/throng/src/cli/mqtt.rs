@@ -229,10 +229,9 @@ fn mqtt(role: Role, mut args: Common) -> Result<ExitCode, String> {
     }
     // Parts started by hand share a start only when told one: without it, each would be its
     // own run (its stamps foreign to the others' subscribers, its file refused beside theirs).
-    if args.parts.part.is_some()
-        && args.parts.start_at.is_none()
-        && args.parts.start_unix_ns.is_none()
-    {
+    // (One part of one, as a one-task srun makes every run, needs none.)
+    let several = args.parts.part.is_some_and(|(_, of)| of > 1);
+    if several && args.parts.start_at.is_none() && args.parts.start_unix_ns.is_none() {
         return Err(
             "--part: give every part the same --start-at (RFC 3339 or Unix seconds, \
                     say $(($(date +%s) + 10))), so that the parts make one run"
