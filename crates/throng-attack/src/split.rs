@@ -35,6 +35,24 @@ pub struct Split {
     pub start_unix_ns: Option<u64>,
 }
 
+/// Each process's command line: `common`, and its place: part I of `procs`, with the shared
+/// start (`--part I/N --start-unix-ns T`).
+pub fn part_args(
+    common: Vec<OsString>,
+    procs: usize,
+) -> Box<dyn Fn(usize, u64) -> Vec<OsString> + Send> {
+    Box::new(move |index, start_unix_ns| {
+        let mut args = common.clone();
+        args.extend([
+            "--part".into(),
+            format!("{index}/{procs}").into(),
+            "--start-unix-ns".into(),
+            start_unix_ns.to_string().into(),
+        ]);
+        args
+    })
+}
+
 enum Event {
     Frame(usize, Frame),
     /// A process's stream ended: `Err` when it was damaged.

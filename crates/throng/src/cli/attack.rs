@@ -307,16 +307,7 @@ fn split(
         throng_attack::split::Split {
             command: "attack",
             procs,
-            args: Box::new(move |index, start_unix_ns| {
-                let mut args = common.clone();
-                args.extend([
-                    "--part".into(),
-                    format!("{index}/{procs}").into(),
-                    "--start-unix-ns".into(),
-                    start_unix_ns.to_string().into(),
-                ]);
-                args
-            }),
+            args: throng_attack::split::part_args(common, procs),
             stdin: from_stdin.then(|| text.into_bytes()),
             rate: args.rate,
             progress,

@@ -352,16 +352,7 @@ fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, St
         throng_attack::split::Split {
             command: "mqtt",
             procs,
-            args: Box::new(move |index, start_unix_ns| {
-                let mut args = common.clone();
-                args.extend([
-                    "--part".into(),
-                    format!("{index}/{procs}").into(),
-                    "--start-unix-ns".into(),
-                    start_unix_ns.to_string().into(),
-                ]);
-                args
-            }),
+            args: throng_attack::split::part_args(common, procs),
             stdin: None,
             rate: config.publish_rate,
             progress: false,
