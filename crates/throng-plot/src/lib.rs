@@ -67,18 +67,8 @@ pub fn page(results: &[&Path], monitors: &[&Path]) -> Result<String, String> {
     for path in results {
         read_results(path, &mut summary, &mut seconds)?;
     }
-    let first_sample = hosts
-        .iter()
-        .filter_map(|(_, samples)| samples.first()?["unix_ms"].as_u64())
-        .min();
     let report = summary.json();
-    let start = seconds
-        .offered
-        .keys()
-        .next()
-        .copied()
-        .or(first_sample.map(|ms| ms / 1000))
-        .unwrap_or(0);
+    let start = first_second(seconds.offered.keys().next().copied(), &hosts);
     let at = |second: u64| second.saturating_sub(start) as f64;
     let mut charts = Vec::new();
 
@@ -246,6 +236,16 @@ fn read_results(path: &Path, summary: &mut Summary, seconds: &mut Seconds) -> Re
         .add_stream(reader)
         .map_err(|e| format!("{name}: {e}"))?;
     Ok(())
+}
+
+/// The second the page's time axis starts at: the results' first, or the monitors' first
+/// sample when there are no results.
+pub(crate) fn first_second(results: Option<u64>, hosts: &[(String, Vec<Value>)]) -> u64 {
+    let first_sample = hosts
+        .iter()
+        .filter_map(|(_, samples)| samples.first()?["unix_ms"].as_u64())
+        .min();
+    results.or(first_sample.map(|ms| ms / 1000)).unwrap_or(0)
 }
 
 /// A monitor's samples, by host: each sample's `host`, or the file's name for samples without

@@ -112,16 +112,7 @@ pub(crate) fn page(results: &[&Path], hosts: &[(String, Vec<Value>)]) -> Result<
         .into_iter()
         .map(|(second, frames)| (second, Point::of(&frames)))
         .collect();
-    let first_sample = hosts
-        .iter()
-        .filter_map(|(_, samples)| samples.first()?["unix_ms"].as_u64())
-        .min();
-    let start = seconds
-        .keys()
-        .next()
-        .copied()
-        .or(first_sample.map(|ms| ms / 1000))
-        .unwrap_or(0);
+    let start = crate::first_second(seconds.keys().next().copied(), hosts);
     let at = |second: u64| second.saturating_sub(start) as f64;
     // Every second from the first to the last, so a second with nothing in it is drawn as 0.
     let span: Vec<u64> = match (seconds.keys().next(), seconds.keys().next_back()) {

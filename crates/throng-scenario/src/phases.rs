@@ -197,12 +197,7 @@ fn start_parts(
         + hosts.start_lead.as_secs().max(1);
     let (mut begun, mut not_started) = (Vec::new(), Vec::new());
     for (index, host) in phase.hosts.iter().enumerate() {
-        let name = format!("{stem}.{host}.bin");
-        let local = dir.join(&name);
-        let remote = match &hosts.results {
-            Some(folder) => format!("{}/{name}", folder.trim_end_matches('/')),
-            None => local.display().to_string(),
-        };
+        let Part { remote, local, .. } = host_file(hosts, host, &format!("{stem}.{host}.bin"), dir);
         let launch = Launch::Part {
             hosts,
             host,
@@ -226,6 +221,33 @@ fn start_parts(
         }
     }
     (begun, not_started)
+}
+
+/// `throng` on `host`, started through `[hosts]`' launcher (its arguments to add).
+pub(crate) fn on_host(hosts: &Hosts, host: &str, exe: &Path) -> Command {
+    let mut words = hosts.launcher.iter().map(|w| w.replace("{host}", host));
+    let mut command = Command::new(words.next().unwrap_or_default());
+    command.args(words);
+    match &hosts.throng {
+        Some(throng) => command.arg(throng),
+        None => command.arg(exe),
+    };
+    command
+}
+
+/// The file `name` a process on `host` writes: in `[hosts]`' results folder there (this
+/// scenario's folder when none is given), and where it comes back to here.
+pub(crate) fn host_file(hosts: &Hosts, host: &str, name: &str, dir: &Path) -> Part {
+    let local = dir.join(name);
+    let remote = match &hosts.results {
+        Some(folder) => format!("{}/{name}", folder.trim_end_matches('/')),
+        None => local.display().to_string(),
+    };
+    Part {
+        host: host.to_string(),
+        remote,
+        local,
+    }
 }
 
 /// Brings a part's file back with `[hosts]`' collect command (none: it is here already).
@@ -291,17 +313,7 @@ fn start(
         .map_err(|e| e.to_string())?;
     let mut command = match launch {
         Launch::Here => Command::new(exe),
-        Launch::Part { hosts, host, .. } => {
-            let mut words = hosts.launcher.iter().map(|w| w.replace("{host}", host));
-            let first = words.next().unwrap_or_default();
-            let mut command = Command::new(first);
-            command.args(words);
-            match &hosts.throng {
-                Some(throng) => command.arg(throng),
-                None => command.arg(exe),
-            };
-            command
-        }
+        Launch::Part { hosts, host, .. } => on_host(hosts, host, exe),
     };
     let stdin = match &phase.mqtt {
         Some(mqtt) => {

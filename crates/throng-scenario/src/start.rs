@@ -467,23 +467,12 @@ pub(crate) fn host_monitors(scenario: &Scenario, exe: &Path, dir: &Path) -> Vec<
     };
     let mut started = Vec::new();
     for host in &hosts.names {
-        let name = format!("monitor.{host}.jsonl");
-        let local = dir.join(&name);
-        let remote = match &hosts.results {
-            Some(folder) => format!("{}/{name}", folder.trim_end_matches('/')),
-            None => local.display().to_string(),
-        };
-        let mut words = hosts.launcher.iter().map(|w| w.replace("{host}", host));
-        let mut command = Command::new(words.next().unwrap_or_default());
-        command.args(words);
-        match &hosts.throng {
-            Some(throng) => command.arg(throng),
-            None => command.arg(exe),
-        };
+        let file = crate::phases::host_file(hosts, host, &format!("monitor.{host}.jsonl"), dir);
+        let mut command = crate::phases::on_host(hosts, host, exe);
         command
             .args(["monitor", "-q", "--until-stdin-closes", "--interval"])
             .arg(format!("{}ms", scenario.monitor_interval.as_millis()))
-            .args(["--host", host, "--output", &remote]);
+            .args(["--host", host, "--output", &file.remote]);
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -498,15 +487,8 @@ pub(crate) fn host_monitors(scenario: &Scenario, exe: &Path, dir: &Path) -> Vec<
         });
         match spawned {
             Ok(child) => {
-                say(&format!("monitor on {host}: {remote}"));
-                started.push(HostMonitor {
-                    child,
-                    file: crate::phases::Part {
-                        host: host.clone(),
-                        remote,
-                        local,
-                    },
-                });
+                say(&format!("monitor on {host}: {}", file.remote));
+                started.push(HostMonitor { child, file });
             }
             Err(why) => say(&format!(
                 "monitor on {host}: cannot start the launcher: {why}"

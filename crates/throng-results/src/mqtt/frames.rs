@@ -380,6 +380,22 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Second::decode(&bytes[..cut]).is_none(), "cut at {cut}");
         }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(
+            Second::decode(&longer).is_none(),
+            "bytes after the last histogram"
+        );
+        // A second without histograms ends with its mask: bit 9 names a tenth histogram,
+        // which does not exist.
+        let mut unknown = Vec::new();
+        Second::default().encode(&mut unknown).unwrap();
+        assert!(Second::decode(&unknown).is_some());
+        *unknown.last_mut().unwrap() |= 0b10;
+        assert!(
+            Second::decode(&unknown).is_none(),
+            "an unknown histogram in the mask"
+        );
     }
 
     #[test]
