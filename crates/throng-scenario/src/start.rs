@@ -383,8 +383,22 @@ pub fn brokers(scenario: &Scenario, dir: &Path) -> Result<Vec<Started>, String> 
         std::fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
         let args = vec!["-c".to_string(), file.display().to_string()];
         started.push(Started::spawn("broker", &mosquitto, &args, dir, None)?.0);
+        // The hub listens before anyone bridges to it: a bridge that finds nobody retries only
+        // seconds later, and messages published meanwhile would stay on their broker.
+        if i == 0 {
+            listening(&addresses[..1], &mut started, dir)?;
+        }
     }
-    // mosquitto says nothing when it is ready: its ports answer, and it still runs.
+    listening(addresses, &mut started, dir)?;
+    if let (true, [hub, leaves @ ..]) = (bridge, addresses.as_slice()) {
+        bridged(*hub, leaves.len(), dir)?;
+    }
+    Ok(started)
+}
+
+/// Waits until mosquitto answers on `addresses` (it says nothing when it is ready), while
+/// every broker started still runs.
+fn listening(addresses: &[SocketAddr], started: &mut [Started], dir: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     for address in addresses {
         while TcpStream::connect_timeout(address, Duration::from_millis(200)).is_err() {
@@ -397,7 +411,46 @@ pub fn brokers(scenario: &Scenario, dir: &Path) -> Result<Vec<Started>, String> 
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    Ok(started)
+    Ok(())
+}
+
+/// Waits until `leaves` bridges hold a connection to the hub (from the kernel's table), so that
+/// the first message published reaches every broker.
+fn bridged(hub: SocketAddr, leaves: usize, dir: &Path) -> Result<(), String> {
+    let SocketAddr::V4(hub) = hub else {
+        return Ok(());
+    };
+    // /proc/net/tcp: "sl local rem st ...", addresses as hex of the address's bytes read little
+    // endian, and the port; state 01 is ESTABLISHED.
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(hub.ip().octets()),
+        hub.port()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let connected = table
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .filter(|fields| {
+                fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"01")
+            })
+            .count();
+        if connected >= leaves {
+            // Their SUBSCRIBE follows the CONNECT at once.
+            std::thread::sleep(Duration::from_millis(200));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "mosquitto's bridges to the first broker did not connect ({connected} of \
+                 {leaves} in 15 s): {}",
+                log_tail(dir, "broker")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The monitor, watching the processes the watch file names.
