@@ -33,19 +33,26 @@ pub struct Split {
     pub progress: bool,
     /// The schedule's start (Unix ns) when given (`--start-at`); else half a second from now.
     pub start_unix_ns: Option<u64>,
+    /// The part of a run over machines these processes make together (I of N), as the merged
+    /// stream says; `None`: the merged stream is one whole run.
+    pub part: Option<(usize, usize)>,
 }
 
 /// Each process's command line: `common`, and its place: part I of `procs`, with the shared
-/// start (`--part I/N --start-unix-ns T`).
+/// start (`--part I/N --start-unix-ns T`). Within part `outer` = I/N of a run over machines,
+/// process k sends part I + k·N of N·procs: every (N·procs)th request from there, so that the
+/// processes together send exactly part I's requests.
 pub fn part_args(
     common: Vec<OsString>,
     procs: usize,
+    outer: Option<(usize, usize)>,
 ) -> Box<dyn Fn(usize, u64) -> Vec<OsString> + Send> {
+    let (first, of) = outer.unwrap_or((0, 1));
     Box::new(move |index, start_unix_ns| {
         let mut args = common.clone();
         args.extend([
             "--part".into(),
-            format!("{index}/{procs}").into(),
+            format!("{}/{}", first + index * of, of * procs).into(),
             "--start-unix-ns".into(),
             start_unix_ns.to_string().into(),
         ]);
@@ -121,9 +128,11 @@ pub fn run(split: Split, output: Box<dyn Write + Send>) -> Result<End, String> {
                 // Every process was given the same run: the whole is N of them.
                 meta.threads *= procs as u32;
                 meta.max_inflight *= procs as u64;
-                // The merged stream is one process's run, not a part of one.
-                meta.part_index = 0;
-                meta.part_of = 0;
+                // The merged stream reads as one process's: the whole run, or the machine's
+                // part of one.
+                let (index, of) = split.part.unwrap_or((0, 0));
+                meta.part_index = index as u32;
+                meta.part_of = of as u32;
                 let out = output.take().ok_or("results output lost")?;
                 writer =
                     Some(Writer::new(out, &meta).map_err(|e| format!("writing results: {e}"))?);

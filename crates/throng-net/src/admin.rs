@@ -334,3 +334,20 @@ pub async fn wait_for_signal() -> &'static str {
         }
     }
 }
+
+/// `--until-stdin-closes`: reads stdin to its end on a thread of its own, then sends this process
+/// SIGTERM, so that a server started over ssh (or on a scenario's host, through its launcher)
+/// stops gracefully with the session that started it.
+pub fn terminate_when_stdin_closes() {
+    let spawned = std::thread::Builder::new()
+        .name("stdin-watch".into())
+        .spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            tracing::info!("stdin closed: stopping");
+            // SAFETY: kill(2) on this very process, which handles SIGTERM as a graceful stop.
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+        });
+    if let Err(e) = spawned {
+        warn!("cannot watch stdin ({e}): stop with a signal");
+    }
+}

@@ -352,10 +352,18 @@ pub fn supervise_until(
 /// This process's arguments (without the binary) less each `--FLAG VALUE` of `flags`, in any
 /// spelling (`--flag V`, `-flag V`, `--flag=V`, `-flag=V`): what a master gives its children.
 pub fn own_args_without(flags: &[&str]) -> Vec<OsString> {
-    let spellings: Vec<String> = flags
-        .iter()
-        .flat_map(|f| [format!("--{f}"), format!("-{f}")])
-        .collect();
+    own_args_without_switches(flags, &[])
+}
+
+/// As `own_args_without`, also leaving out `switches`: flags that take no value.
+pub fn own_args_without_switches(flags: &[&str], switches: &[&str]) -> Vec<OsString> {
+    let spelled = |names: &[&str]| -> Vec<String> {
+        names
+            .iter()
+            .flat_map(|f| [format!("--{f}"), format!("-{f}")])
+            .collect()
+    };
+    let (valued, switches) = (spelled(flags), spelled(switches));
     let mut out = Vec::new();
     let mut skip_next = false;
     for arg in std::env::args_os().skip(1) {
@@ -363,10 +371,10 @@ pub fn own_args_without(flags: &[&str]) -> Vec<OsString> {
         let name = text.split_once('=').map_or(&*text, |(name, _)| name);
         if skip_next {
             skip_next = false;
-        } else if spellings.iter().any(|s| s == name) {
+        } else if valued.iter().any(|s| s == name) {
             // `--flag VALUE` takes the next argument too; `--flag=VALUE` is one.
             skip_next = !text.contains('=');
-        } else {
+        } else if !switches.iter().any(|s| s == name) {
             out.push(arg);
         }
     }

@@ -54,6 +54,8 @@ struct PongFile {
     listen: Option<String>,
     threads: Option<usize>,
     procs: Option<usize>,
+    /// pong on other machines, started through `[hosts]`' launcher: each host's addresses.
+    hosts: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,7 +112,10 @@ struct PhaseFile {
 /// A checked scenario.
 #[derive(Clone, Debug)]
 pub struct Scenario {
+    /// Every pong address, the proxy's servers.
     pub pong: Vec<SocketAddr>,
+    /// pong on hosts (`[pong.hosts]`): each host and its addresses; empty: pong runs here.
+    pub pong_hosts: Vec<(String, Vec<SocketAddr>)>,
     pub pong_threads: usize,
     pub pong_procs: usize,
     pub proxy: Proxy,
@@ -265,8 +270,7 @@ fn address(text: &str, at: KeyPath) -> Result<SocketAddr, Failure> {
 
 fn build(file: File) -> Result<Scenario, Failure> {
     let root = KeyPath::default();
-    let pong_spec = file.pong.listen.as_deref().unwrap_or("127.0.0.1:8282-8291");
-    let pong = listen::parse(pong_spec).map_err(|e| (root.key("pong").key("listen"), e))?;
+    let (pong, pong_hosts) = pong_places(&file, root.key("pong"))?;
     let pong_threads = count(file.pong.threads, root.key("pong").key("threads"), 1024)?;
     let pong_procs = count(file.pong.procs, root.key("pong").key("procs"), 256)?;
     let at = root.key("proxy");
@@ -347,10 +351,11 @@ fn build(file: File) -> Result<Scenario, Failure> {
                     format!("`{unknown}` is not one of [hosts] names"),
                 ));
             }
-            if built.procs > 1 {
+            if built.procs > 1 && built.mqtt.is_some() {
                 return Err((
                     at.key("procs"),
-                    "a phase on hosts runs one attack per host: use more hosts, not procs".into(),
+                    "an MQTT phase on hosts runs one process per host: use more hosts, not procs"
+                        .into(),
                 ));
             }
         }
@@ -361,6 +366,7 @@ fn build(file: File) -> Result<Scenario, Failure> {
     }
     Ok(Scenario {
         pong,
+        pong_hosts,
         pong_threads,
         pong_procs,
         proxy,
@@ -369,6 +375,63 @@ fn build(file: File) -> Result<Scenario, Failure> {
         hosts,
         phases,
     })
+}
+
+/// Where pong listens: every address, and the hosts it runs on (none: here).
+#[allow(clippy::type_complexity)]
+fn pong_places(
+    file: &File,
+    at: KeyPath,
+) -> Result<(Vec<SocketAddr>, Vec<(String, Vec<SocketAddr>)>), Failure> {
+    let Some(on_hosts) = &file.pong.hosts else {
+        let spec = file.pong.listen.as_deref().unwrap_or("127.0.0.1:8282-8291");
+        let here = listen::parse(spec).map_err(|e| (at.key("listen"), e))?;
+        return Ok((here, Vec::new()));
+    };
+    if file.pong.listen.is_some() {
+        return Err((
+            at.key("listen"),
+            "pong runs on [pong.hosts]: give each host's addresses there, not `listen` too".into(),
+        ));
+    }
+    if file.hosts.is_none() {
+        return Err((
+            at.key("hosts"),
+            "pong on hosts is started through [hosts]' launcher: add [hosts]".into(),
+        ));
+    }
+    if on_hosts.is_empty() {
+        return Err((at.key("hosts"), "no host: name at least one".into()));
+    }
+    let (mut all, mut places) = (Vec::new(), Vec::new());
+    for (host, spec) in on_hosts {
+        let at = at.key("hosts").key(host);
+        if !is_host_name(host) {
+            return Err((
+                at,
+                format!("`{host}`: a host name without spaces or slashes"),
+            ));
+        }
+        let addresses = listen::parse(spec).map_err(|e| (at.clone(), e))?;
+        if let Some(unusable) = addresses
+            .iter()
+            .find(|a| a.ip().is_unspecified() || a.port() == 0)
+        {
+            return Err((
+                at,
+                format!(
+                    "`{unusable}`: the proxy connects to these: name the host's address and port"
+                ),
+            ));
+        }
+        all.extend(addresses.iter().copied());
+        places.push((host.clone(), addresses));
+    }
+    Ok((all, places))
+}
+
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '/')
 }
 
 fn mqtt(m: &MqttFile, at: KeyPath) -> Result<Mqtt, Failure> {
@@ -477,8 +540,7 @@ fn hosts(h: &HostsFile, at: KeyPath) -> Result<Hosts, Failure> {
         return Err((at.key("names"), "no host: name at least one".into()));
     }
     for (i, name) in h.names.iter().enumerate() {
-        let ok = !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '/');
-        if !ok || h.names[..i].contains(name) {
+        if !is_host_name(name) || h.names[..i].contains(name) {
             return Err((
                 at.key("names").index(i),
                 format!("`{name}`: a host name, once, without spaces or slashes"),
@@ -608,6 +670,41 @@ mod tests {
         let err = parse(unknown, "s.toml").unwrap_err();
         assert!(
             err.contains("s.toml:2") && err.contains("unknown field `ports`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pong_on_hosts_names_each_host_and_its_addresses() {
+        let phase = "[[phase]]\nname = \"x\"\nrate = 1\nduration = \"1s\"\n";
+        let hosts = "[hosts]\nnames = [\"c1\"]\nlauncher = \"ssh {host}\"\n";
+        let file = format!(
+            "[pong.hosts]\nb1 = \"10.0.0.21:8282-8283\"\nb2 = \"10.0.0.22:8282\"\n{hosts}{phase}"
+        );
+        let scenario = parse(&file, "p.toml").unwrap();
+        assert_eq!(scenario.pong.len(), 3);
+        assert_eq!(scenario.pong_hosts.len(), 2);
+        assert_eq!(scenario.pong_hosts[0].0, "b1");
+        assert_eq!(
+            scenario.pong_hosts[1].1,
+            ["10.0.0.22:8282".parse().unwrap()]
+        );
+
+        let without_launcher = format!("[pong.hosts]\nb1 = \"10.0.0.21:8282\"\n{phase}");
+        let err = parse(&without_launcher, "p.toml").unwrap_err();
+        assert!(
+            err.contains("pong.hosts: pong on hosts is started through"),
+            "{err}"
+        );
+        let both = format!(
+            "[pong]\nlisten = \"127.0.0.1:8282\"\n[pong.hosts]\nb1 = \"10.0.0.21:8282\"\n{hosts}{phase}"
+        );
+        let err = parse(&both, "p.toml").unwrap_err();
+        assert!(err.starts_with("p.toml:2: pong.listen"), "{err}");
+        let anywhere = format!("[pong.hosts]\nb1 = \"0.0.0.0:8282\"\n{hosts}{phase}");
+        let err = parse(&anywhere, "p.toml").unwrap_err();
+        assert!(
+            err.starts_with("p.toml:2: pong.hosts.b1") && err.contains("the proxy connects"),
             "{err}"
         );
     }

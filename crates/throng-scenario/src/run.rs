@@ -24,8 +24,10 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
     watch_signals(Arc::clone(&interrupted), Arc::clone(&running));
 
     let watch = Watch::new(dir)?;
-    let pong = start::pong(scenario, exe, dir)?;
-    watch.add("pong", pong.pid());
+    let mut pong = start::pong(scenario, exe, dir)?;
+    if let Some(pid) = pong.pid() {
+        watch.add("pong", pid);
+    }
     let brokers = start::brokers(scenario, dir)?;
     for broker in &brokers {
         watch.add("broker", broker.pid());
@@ -48,7 +50,7 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
     monitor.stop();
     // The hosts' monitors stop with their stdin; their samples come back as the parts' do.
     let mut monitors = Vec::new();
-    start::HostMonitor::stop_all(&mut host_monitors);
+    start::OnHost::stop_all(host_monitors.iter_mut().map(|m| &mut m.process));
     for host in &host_monitors {
         match phases::collect(scenario, &host.file, dir) {
             Ok(()) => monitors.push(host.file.local.clone()),
@@ -57,7 +59,7 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
     }
     drop(proxy);
     drop(brokers);
-    drop(pong);
+    pong.stop();
     let summary = crate::summary::write(scenario, &ran.files, &monitors, dir)?;
     Ok(Outcome {
         dir: dir.to_path_buf(),

@@ -40,22 +40,13 @@ impl Started {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start {name} ({}): {e}", program.display()))?;
-        let stdout = child.stdout.take();
+        let ready = child.stdout.take().map(first_line);
         let mut started = Started { name, child };
         let mut first = String::new();
-        let (tx, rx) = std::sync::mpsc::channel();
-        if let Some(stdout) = stdout {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stdout);
-                let mut line = String::new();
-                let _ = reader.read_line(&mut line);
-                let _ = tx.send(line);
-                // Keep reading, so that the child never blocks on a full pipe.
-                let _ = std::io::copy(&mut reader, &mut std::io::sink());
-            });
-        }
         if let Some(expected) = wait_for {
-            first = rx.recv_timeout(READY_TIMEOUT).unwrap_or_default();
+            first = ready
+                .and_then(|ready| ready.recv_timeout(READY_TIMEOUT).ok())
+                .unwrap_or_default();
             if !first.contains(expected) {
                 started.stop();
                 return Err(format!("{name} did not start: {}", log_tail(dir, name)));
@@ -134,24 +125,81 @@ impl Watch {
     }
 }
 
-pub fn pong(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Started, String> {
-    let mut args = vec![
-        "pong".to_string(),
-        "--threads".into(),
-        scenario.pong_threads.to_string(),
-        "--procs".into(),
-        scenario.pong_procs.to_string(),
-    ];
-    for addr in &scenario.pong {
-        args.extend(["--listen".to_string(), addr.to_string()]);
+/// pong, where the scenario runs it.
+pub enum PongStarted {
+    /// Here: one process group, watched by the monitor.
+    Here(Started),
+    /// On each of `[pong.hosts]`, through the launcher.
+    OnHosts(Vec<OnHost>),
+}
+
+pub fn pong(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<PongStarted, String> {
+    let args = |listen: &[SocketAddr]| {
+        let mut args = vec![
+            "pong".to_string(),
+            "--threads".into(),
+            scenario.pong_threads.to_string(),
+            "--procs".into(),
+            scenario.pong_procs.to_string(),
+        ];
+        for addr in listen {
+            args.extend(["--listen".to_string(), addr.to_string()]);
+        }
+        args
+    };
+    let shape = format!(
+        "{} processes of {} threads",
+        scenario.pong_procs, scenario.pong_threads
+    );
+    let Some(hosts) = scenario
+        .hosts
+        .as_ref()
+        .filter(|_| !scenario.pong_hosts.is_empty())
+    else {
+        say(&format!(
+            "starting throng pong on {} ({shape})",
+            throng_net::listen::describe(&scenario.pong),
+        ));
+        let (pong, _) = Started::spawn(
+            "pong",
+            exe,
+            &args(&scenario.pong),
+            dir,
+            Some("listening on"),
+        )?;
+        return Ok(PongStarted::Here(pong));
+    };
+    let mut started = Vec::new();
+    for (host, listen) in &scenario.pong_hosts {
+        say(&format!(
+            "starting throng pong on {host}, {} ({shape})",
+            throng_net::listen::describe(listen),
+        ));
+        let mut command = crate::phases::on_host(hosts, host, exe);
+        command.args(args(listen)).arg("--until-stdin-closes");
+        let log = dir.join(format!("pong.{host}.log"));
+        let pong = OnHost::spawn(command, &log, Some("listening on"))
+            .map_err(|why| format!("pong on {host}: {why}"))?;
+        started.push(pong);
     }
-    say(&format!(
-        "starting throng pong on {} ({} processes of {} threads)",
-        throng_net::listen::describe(&scenario.pong),
-        scenario.pong_procs,
-        scenario.pong_threads
-    ));
-    Ok(Started::spawn("pong", exe, &args, dir, Some("listening on"))?.0)
+    Ok(PongStarted::OnHosts(started))
+}
+
+impl PongStarted {
+    /// pong here, for the watch file.
+    pub fn pid(&self) -> Option<i32> {
+        match self {
+            PongStarted::Here(pong) => Some(pong.pid()),
+            PongStarted::OnHosts(_) => None,
+        }
+    }
+
+    pub fn stop(&mut self) {
+        match self {
+            PongStarted::Here(pong) => pong.stop(),
+            PongStarted::OnHosts(pongs) => OnHost::stop_all(pongs.iter_mut()),
+        }
+    }
 }
 
 /// The proxy's processes, the address to attack, and whether it speaks TLS.
@@ -473,26 +521,69 @@ pub fn monitor(
     Ok(Started::spawn("monitor", exe, &args, dir, None)?.0)
 }
 
-/// A monitor on a host of `[hosts]`, started through the launcher; it stops when its stdin
-/// closes (over ssh, when the session does).
-pub(crate) struct HostMonitor {
+/// A process on a host of `[hosts]`, started through the launcher; it stops when its stdin
+/// closes (`--until-stdin-closes`; over ssh, when the session does).
+pub struct OnHost {
     child: Child,
-    pub(crate) file: crate::phases::Part,
 }
 
-impl HostMonitor {
-    /// Closes every monitor's stdin, then waits for them together, 10 s at most (then kills
-    /// the launchers that are left).
-    pub fn stop_all(monitors: &mut [HostMonitor]) {
-        for monitor in monitors.iter_mut() {
-            drop(monitor.child.stdin.take());
+impl OnHost {
+    /// Starts `command` (the launcher's) with its stderr appended to `log`, and waits for its
+    /// first stdout line to contain `wait_for` when given.
+    pub(crate) fn spawn(
+        mut command: Command,
+        log: &Path,
+        wait_for: Option<&str>,
+    ) -> Result<OnHost, String> {
+        let log_name = log.display().to_string();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{log_name}: {e}"))?;
+        let child = command
+            .stdin(Stdio::piped())
+            .stdout(if wait_for.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start the launcher: {e}"))?;
+        let mut started = OnHost { child };
+        if let Some(expected) = wait_for {
+            let first = started
+                .child
+                .stdout
+                .take()
+                .map(|stdout| {
+                    first_line(stdout)
+                        .recv_timeout(READY_TIMEOUT)
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default();
+            if !first.contains(expected) {
+                OnHost::stop_all([&mut started]);
+                return Err(format!("did not start: see {log_name}"));
+            }
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for monitor in monitors.iter_mut() {
-            while Instant::now() < deadline && matches!(monitor.child.try_wait(), Ok(None)) {
+        Ok(started)
+    }
+
+    /// Closes every process's stdin, then waits for them together, 15 s at most (then kills
+    /// the launchers that are left).
+    pub fn stop_all<'a>(processes: impl IntoIterator<Item = &'a mut OnHost>) {
+        let mut processes: Vec<&mut OnHost> = processes.into_iter().collect();
+        for process in processes.iter_mut() {
+            drop(process.child.stdin.take());
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for process in processes {
+            while Instant::now() < deadline && matches!(process.child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            monitor.kill();
+            process.kill();
         }
     }
 
@@ -504,48 +595,59 @@ impl HostMonitor {
     }
 }
 
-impl Drop for HostMonitor {
+impl Drop for OnHost {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        self.kill();
+        OnHost::stop_all([self]);
     }
 }
 
-/// A monitor on each of `[hosts]` when `monitor = true`, writing `monitor.HOST.jsonl` in the
-/// hosts' results folder (this one's when none is given). A host where it cannot start is said,
-/// and the run goes on without its samples.
+/// The first line `stdout` gives, on a channel; the rest is read and dropped so that the
+/// child never blocks on a full pipe.
+fn first_line(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    rx
+}
+
+/// A monitor on a host of `[hosts]`, and the file it writes there.
+pub(crate) struct HostMonitor {
+    pub(crate) process: OnHost,
+    pub(crate) file: crate::phases::Part,
+}
+
+/// A monitor on each of `[hosts]` (and of `[pong.hosts]`) when `monitor = true`, writing
+/// `monitor.HOST.jsonl` in the hosts' results folder (this one's when none is given). A host
+/// where it cannot start is said, and the run goes on without its samples.
 pub(crate) fn host_monitors(scenario: &Scenario, exe: &Path, dir: &Path) -> Vec<HostMonitor> {
     let Some(hosts) = scenario.hosts.as_ref().filter(|h| h.monitor) else {
         return Vec::new();
     };
+    let mut names: Vec<&String> = hosts.names.iter().collect();
+    for (host, _) in &scenario.pong_hosts {
+        if !names.contains(&host) {
+            names.push(host);
+        }
+    }
     let mut started = Vec::new();
-    for host in &hosts.names {
+    for host in names {
         let file = crate::phases::host_file(hosts, host, &format!("monitor.{host}.jsonl"), dir);
         let mut command = crate::phases::on_host(hosts, host, exe);
         command
             .args(["monitor", "-q", "--until-stdin-closes", "--interval"])
             .arg(format!("{}ms", scenario.monitor_interval.as_millis()))
             .args(["--host", host, "--output", &file.remote]);
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(dir.join("monitor.log"));
-        let spawned = log.map_err(|e| e.to_string()).and_then(|log| {
-            command
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map_err(|e| e.to_string())
-        });
-        match spawned {
-            Ok(child) => {
+        match OnHost::spawn(command, &dir.join("monitor.log"), None) {
+            Ok(process) => {
                 say(&format!("monitor on {host}: {}", file.remote));
-                started.push(HostMonitor { child, file });
+                started.push(HostMonitor { process, file });
             }
-            Err(why) => say(&format!(
-                "monitor on {host}: cannot start the launcher: {why}"
-            )),
+            Err(why) => say(&format!("monitor on {host}: {why}")),
         }
     }
     started

@@ -1063,3 +1063,67 @@ fn parts_started_by_a_launcher_make_one_run_and_strangers_are_refused() {
         "{text}"
     );
 }
+
+/// A machine's part may be several processes (`--part I/N --procs P`, past one process's
+/// open-files limit): its file is still part I of N, holding exactly part I's requests, and the
+/// parts merge into the one schedule.
+#[test]
+fn a_part_split_over_processes_is_still_one_part() {
+    let pong = Pong::start(&[]);
+    let dir = scratch_dir("part-procs");
+    let targets = format!("GET {}\n", pong.url());
+    let start = start_in(2.0);
+    let files: Vec<_> = (0..2).map(|i| dir.join(format!("p-{i}.bin"))).collect();
+    let children: Vec<_> = files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let mut args = vec![
+                "-rate=200".to_string(),
+                "-duration=1s".into(),
+                "-threads=1".into(),
+                "--procs=2".into(),
+                format!("--start-at={start}"),
+                "-output".into(),
+                file.to_str().unwrap().into(),
+            ];
+            // One told by its flag, one by its launcher's environment.
+            match i {
+                0 => args.push("--part=0/2".into()),
+                _ => args.push("--parts=2".into()),
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            spawn_part(&targets, i, &args)
+        })
+        .collect();
+    for child in children {
+        assert_succeeded(&child.wait_with_output().unwrap());
+    }
+    for (i, file) in files.iter().enumerate() {
+        let report = report_json(&[file]);
+        let parts = &report["throng"]["parts"];
+        assert_eq!(parts["of"], 2, "{report}");
+        assert_eq!(parts["missing"], serde_json::json!([1 - i]), "{report}");
+        let csv = String::from_utf8(encode(&["--to", "csv"], &[file.as_path()])).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let seq = header.iter().position(|c| *c == "seq").unwrap();
+        let seqs: Vec<u64> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(seq).unwrap().parse().unwrap())
+            .collect();
+        assert!(seqs.len() > 80, "part {i}: {} requests", seqs.len());
+        assert!(
+            seqs.iter().all(|s| s % 2 == i as u64),
+            "part {i} holds another part's requests: {seqs:?}"
+        );
+    }
+    let report = report_json(&files);
+    assert_eq!(report["throng"]["scheduled"], 200, "{report}");
+    assert_eq!(
+        report["throng"]["parts"]["missing"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    assert_eq!(report["success"], 1.0, "{report}");
+}

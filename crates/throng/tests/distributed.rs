@@ -243,21 +243,24 @@ fn answered(lab: &Lab, host: &str, target: &str) -> bool {
         .is_ok_and(|r| r["status_codes"]["200"] == 1)
 }
 
-/// `throng scenario` run on the proxy host (pong and the proxy there), its phase split over two
-/// client hosts through the launcher `ip netns exec {host}`: one phase of the schedule's
-/// requests, from each client host's own address over the veth links.
+/// `throng scenario` run on the proxy host, pong on a backend host and its phase split over two
+/// client hosts, all through the launcher `ip netns exec {host}`: one phase of the schedule's
+/// requests, from each client host's own address over the veth links, each part itself two
+/// processes; pong and the hosts' monitors stopped with the scenario.
 #[test]
 fn a_scenario_on_the_proxy_host_runs_its_phase_from_two_client_hosts() {
-    let lab = Lab::new(&["c0", "c1", "proxy"]);
+    let lab = Lab::new(&["c0", "c1", "proxy", "backend"]);
     let dir = scratch_dir("lab-scenario");
     let file = dir.join("lab.toml");
     std::fs::write(
         &file,
         format!(
-            "[pong]\nlisten = \"127.0.0.1:8282-8283\"\n\n[proxy]\nlisten = \"{}:8443\"\n\n\
+            "[pong]\nprocs = 2\n[pong.hosts]\nbackend = \"{}:8282-8283\"\n\n\
+             [proxy]\nlisten = \"{}:8443\"\n\n\
              [monitor]\ninterval = \"250ms\"\n\n\
-             [hosts]\nnames = [\"c0\", \"c1\"]\nlauncher = \"ip netns exec {}-{{host}}\"\nstart_lead = \"2s\"\n\n\
-             [[phase]]\nname = \"spread\"\nrate = 100\nduration = \"2s\"\nhosts = [\"c0\", \"c1\"]\n",
+             [hosts]\nnames = [\"c0\", \"c1\"]\nlauncher = \"ip netns exec {}-{{host}}\"\nstart_lead = \"2s\"\nmonitor = true\n\n\
+             [[phase]]\nname = \"spread\"\nrate = 100\nduration = \"2s\"\nhosts = [\"c0\", \"c1\"]\nprocs = 2\n",
+            lab.addr_of("backend"),
             lab.addr_of("proxy"),
             lab.prefix
         ),
@@ -294,5 +297,21 @@ fn a_scenario_on_the_proxy_host_runs_its_phase_from_two_client_hosts() {
             access.contains(&from),
             "no request from {from} in:\n{access}"
         );
+    }
+    // Every request was answered, and the only pong is the backend host's (the proxy host
+    // has none), so it was reached over the link.
+    assert!(results.join("pong.backend.log").exists());
+    for host in ["c0", "c1", "backend"] {
+        let samples = results.join(format!("monitor.{host}.jsonl"));
+        assert!(samples.exists(), "no monitor samples from {host}");
+    }
+    // Nothing is left running on the hosts.
+    for host in ["c0", "c1", "backend"] {
+        let left = Command::new("ip")
+            .args(["netns", "pids", &lab.namespace(host)])
+            .output()
+            .unwrap();
+        let pids = String::from_utf8_lossy(&left.stdout);
+        assert!(pids.trim().is_empty(), "still running on {host}: {pids}");
     }
 }

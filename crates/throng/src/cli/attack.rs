@@ -199,13 +199,6 @@ fn attack(mut args: AttackArgs) -> Result<ExitCode, String> {
     // Explicit flags win; else the launcher may say which part this is.
     if args.parts.part.is_none() {
         args.parts.part = args.parts.resolve()?;
-        if args.parts.part.is_some() && args.procs > 1 {
-            return Err(
-                "--procs splits one machine's attack: a part of a run over machines \
-                        is one process (use more parts)"
-                    .into(),
-            );
-        }
     }
     let output: Box<dyn std::io::Write + Send> = match &args.output {
         Some(path) if path.as_os_str() != "stdout" && path.as_os_str() != "-" => Box::new(
@@ -221,7 +214,10 @@ fn attack(mut args: AttackArgs) -> Result<ExitCode, String> {
         }
     };
     let progress = !args.quiet && args.parts.part.is_none() && std::io::stderr().is_terminal();
-    if args.procs > 1 && args.parts.part.is_none() {
+    // A machine's part of a run may itself be several processes (past one process's
+    // open-files limit): they split the part as parts split the run.
+    // (Its processes are started without --procs.)
+    if args.procs > 1 {
         return split(args, output, progress);
     }
     let part = args.parts.part.map(|(index, of)| throng_attack::Part {
@@ -294,8 +290,15 @@ fn split(
         .targets
         .as_deref()
         .is_none_or(|p| p.as_os_str() == "stdin" || p.as_os_str() == "-");
-    let mut common =
-        throng_net::procs::own_args_without(&["procs", "output", "max-inflight", "max-workers"]);
+    // Each process is told its own part (of this machine's, when it has one).
+    let mut common = throng_net::procs::own_args_without(&[
+        "procs",
+        "output",
+        "max-inflight",
+        "max-workers",
+        "part",
+        "parts",
+    ]);
     if let Some(n) = args.request.max_inflight {
         common.extend([
             "--max-inflight".into(),
@@ -307,11 +310,12 @@ fn split(
         throng_attack::split::Split {
             command: "attack",
             procs,
-            args: throng_attack::split::part_args(common, procs),
+            args: throng_attack::split::part_args(common, procs, args.parts.part),
             stdin: from_stdin.then(|| text.into_bytes()),
             rate: args.rate,
             progress,
             start_unix_ns: args.parts.start_at,
+            part: args.parts.part,
         },
         output,
     )?;

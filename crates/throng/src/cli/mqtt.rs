@@ -352,11 +352,12 @@ fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, St
         throng_attack::split::Split {
             command: "mqtt",
             procs,
-            args: throng_attack::split::part_args(common, procs),
+            args: throng_attack::split::part_args(common, procs, None),
             stdin: None,
             rate: config.publish_rate,
             progress: false,
             start_unix_ns: args.parts.start_at,
+            part: None,
         },
         merged,
     );

@@ -71,9 +71,17 @@ pub struct PongArgs {
     /// The private key (PEM) of --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+
+    /// Stop gracefully (as on SIGTERM) when stdin closes: a pong started over ssh (or by
+    /// `throng scenario` on its hosts) ends with the session that started it
+    #[arg(long)]
+    until_stdin_closes: bool,
 }
 
 pub fn run(args: PongArgs) -> ExitCode {
+    if args.until_stdin_closes {
+        throng_net::admin::terminate_when_stdin_closes();
+    }
     if args.procs > 1 && args.process_of.is_none() {
         return match supervise(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -135,7 +143,9 @@ fn supervise(args: &PongArgs) -> Result<(), String> {
             "--listen {addr}: with --procs the processes share each port, so it must be given"
         ));
     }
-    let mut child_args = throng_net::procs::own_args_without(&["procs", "admin"]);
+    // The master alone watches stdin; its SIGTERM reaches the children as any other.
+    let mut child_args =
+        throng_net::procs::own_args_without_switches(&["procs", "admin"], &["until-stdin-closes"]);
     child_args.extend(["--process-of".into(), args.procs.to_string().into()]);
     throng_pong::master::run(throng_pong::master::Master {
         procs: args.procs,
