@@ -39,6 +39,8 @@ pub struct Config {
     /// When the schedule starts (Unix ns), shared by a run's parts (`--start-at`); `None`: now.
     /// A part's own start (`Part::start_unix_ns`) wins.
     pub start_at: Option<u64>,
+    /// The machine's name in the results (`--host-name`); `None`: its host name.
+    pub host_name: Option<String>,
 }
 
 /// One process's share of an attack split over `of` processes: of the one schedule at the whole

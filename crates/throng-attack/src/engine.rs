@@ -211,7 +211,10 @@ pub fn run(
         schedule,
         part_index: config.part.map_or(0, |p| p.index as u32),
         part_of: config.part.map_or(0, |p| p.of as u32),
-        host: throng_net::host_name(),
+        host: config
+            .host_name
+            .clone()
+            .unwrap_or_else(throng_net::host_name),
         start_late_ns,
         mqtt: None,
     };
@@ -399,6 +402,7 @@ mod tests {
             precise: false,
             batch: Duration::ZERO,
             start_at: None,
+            host_name: None,
         });
         let ctx = Rc::new(ThreadCtx {
             config,

@@ -92,6 +92,8 @@ pub struct Config {
     pub part: Option<Part>,
     /// When the run starts (Unix ns), the same for every part; `None`: at once.
     pub start_unix_ns: Option<u64>,
+    /// The machine's name in the results (`--host-name`); `None`: its host name.
+    pub host_name: Option<String>,
 }
 
 /// Part `index` of `of` (0-based): the part opens every `of`-th of the run's connections,

@@ -456,7 +456,10 @@ fn meta(config: &Config, start_unix_ns: u64, start_late_ns: u64) -> Meta {
         schedule,
         part_index: config.part.map_or(0, |p| p.index as u32),
         part_of: config.part.map_or(0, |p| p.of as u32),
-        host: throng_net::host_name(),
+        host: config
+            .host_name
+            .clone()
+            .unwrap_or_else(throng_net::host_name),
         start_late_ns,
         mqtt: Some(plan),
     }
@@ -658,6 +661,7 @@ mod tests {
             name: String::new(),
             part: None,
             start_unix_ns: None,
+            host_name: None,
         }
     }
 

@@ -144,10 +144,18 @@ pub fn run(
         // responses after its duration, so this may go past it), and the monitor's figures.
         if Instant::now() >= next_word {
             next_word += Duration::from_secs(5);
-            let names: Vec<&str> = attacks
-                .iter()
-                .map(|a| phases[a.phase].name.as_str())
-                .collect();
+            // A phase on hosts is named once, with how many of its parts still run.
+            let mut names: Vec<String> = Vec::new();
+            for (index, phase) in phases.iter().enumerate() {
+                let running = attacks.iter().filter(|a| a.phase == index).count();
+                match (running, phase.hosts.len()) {
+                    (0, _) => {}
+                    (_, 0) => names.push(phase.name.clone()),
+                    (running, hosts) => {
+                        names.push(format!("{} ({running} of {hosts} hosts)", phase.name))
+                    }
+                }
+            }
             say(&format!(
                 "{} s: {}{}",
                 first_start.elapsed().as_secs(),
@@ -369,6 +377,7 @@ fn start(
         command.arg("--source").arg(source);
     }
     if let Launch::Part {
+        host,
         index,
         of,
         start_at,
@@ -379,7 +388,10 @@ fn start(
             .arg("--part")
             .arg(format!("{index}/{of}"))
             .arg("--start-at")
-            .arg(start_at.to_string());
+            .arg(start_at.to_string())
+            // Namespaces share their machine's host name: the part says which host it is.
+            .arg("--host-name")
+            .arg(host);
     }
     let mut child = command
         .stdin(if stdin.is_some() {

@@ -25,7 +25,7 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
 
     let watch = Watch::new(dir)?;
     let mut pong = start::pong(scenario, exe, dir)?;
-    if let Some(pid) = pong.pid() {
+    for pid in pong.pids() {
         watch.add("pong", pid);
     }
     let brokers = start::brokers(scenario, dir)?;

@@ -186,11 +186,12 @@ pub fn pong(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<PongStarted, 
 }
 
 impl PongStarted {
-    /// pong here, for the watch file.
-    pub fn pid(&self) -> Option<i32> {
+    /// For the watch file: pong here, or the launchers on the hosts (as a phase's parts are
+    /// watched: `ip netns exec` becomes pong itself; over ssh, this machine sees only ssh).
+    pub fn pids(&self) -> Vec<i32> {
         match self {
-            PongStarted::Here(pong) => Some(pong.pid()),
-            PongStarted::OnHosts(_) => None,
+            PongStarted::Here(pong) => vec![pong.pid()],
+            PongStarted::OnHosts(pongs) => pongs.iter().map(|p| p.child.id() as i32).collect(),
         }
     }
 

@@ -10,9 +10,31 @@ use throng_results::mqtt::summary::Summary as MqttSummary;
 use throng_results::report::Summary;
 use throng_results::Reader;
 
-/// Sockets per end-to-end connection on loopback: client and proxy ends of the client's
-/// connection, proxy and server ends of the server's.
-const SOCKETS_PER_CONNECTION: u64 = 4;
+/// The sockets of one end-to-end connection that this machine's monitor counts: the client's
+/// end when the attack runs here, the proxy's two (toward the client and toward pong), pong's
+/// end when pong runs here. All four on one machine; two on a proxy host of many.
+struct SocketsHere {
+    per_connection: u64,
+    words: &'static str,
+}
+
+impl SocketsHere {
+    fn of(scenario: &Scenario) -> SocketsHere {
+        let attack_here = scenario.phases.iter().any(|p| p.hosts.is_empty());
+        let pong_here = scenario.pong_hosts.is_empty();
+        let per_connection = 2 + u64::from(attack_here) + u64::from(pong_here);
+        let words = match (attack_here, pong_here) {
+            (true, true) => "client, proxy twice and pong, all here",
+            (false, true) => "proxy twice and pong here, the client on its host",
+            (true, false) => "client and proxy twice here, pong on its host",
+            (false, false) => "the proxy's two here, the client and pong on their hosts",
+        };
+        SocketsHere {
+            per_connection,
+            words,
+        }
+    }
+}
 
 /// report.txt, report.html and the summary's lines.
 /// `host_monitors`: the samples of monitors on other hosts, drawn beside this machine's.
@@ -150,7 +172,10 @@ pub fn write(
         std::fs::write(dir.join(page_name), page).map_err(|e| e.to_string())?;
     }
 
-    let mut lines = memory_lines(&samples);
+    let mut lines = memory_lines(&samples, &SocketsHere::of(scenario));
+    if let Some(line) = kernel_with_hosts(&samples, host_monitors) {
+        lines.push(line);
+    }
     lines.extend(phase_lines);
     if !http_phases {
         return Ok(lines.join("\n"));
@@ -304,7 +329,8 @@ fn base_sample<'a>(samples: &'a [Value], name: &str) -> Option<&'a Value> {
 /// Peak connections, and each component's memory per connection from the monitor's samples:
 /// what its resident memory grew from the foot of the climb (see [`base_sample`]) to the peak of
 /// connections, over the connections gained meanwhile.
-fn memory_lines(samples: &[Value]) -> Vec<String> {
+fn memory_lines(samples: &[Value], here: &SocketsHere) -> Vec<String> {
+    let per_connection = here.per_connection;
     let field = |s: &Value, key: &str| s[key].as_u64().unwrap_or(0);
     let Some(first) = samples.first() else {
         return vec!["no monitor samples: memory per connection unknown".into()];
@@ -317,10 +343,11 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
         return Vec::new();
     };
     let base = field(first, "established");
-    let connections = field(peak, "established").saturating_sub(base) / SOCKETS_PER_CONNECTION;
+    let connections = field(peak, "established").saturating_sub(base) / per_connection;
     let mut lines = vec![format!(
-        "peak established TCP sockets: {} (about {connections} end-to-end connections: each has {SOCKETS_PER_CONNECTION} sockets on loopback)",
-        field(peak, "established")
+        "peak established TCP sockets: {} (about {connections} end-to-end connections: each has {per_connection} sockets on this machine, {})",
+        field(peak, "established"),
+        here.words
     )];
     if connections == 0 {
         return lines;
@@ -336,8 +363,8 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
         else {
             continue;
         };
-        let gained = field(peak, "established").saturating_sub(field(from, "established"))
-            / SOCKETS_PER_CONNECTION;
+        let gained =
+            field(peak, "established").saturating_sub(field(from, "established")) / per_connection;
         let Some(per) = at_peak.saturating_sub(start).checked_div(gained) else {
             continue;
         };
@@ -375,6 +402,41 @@ fn memory_lines(samples: &[Value]) -> Vec<String> {
         }
     }
     lines
+}
+
+/// With monitors on hosts that may be network namespaces of this machine, whose sockets then
+/// share its kernel: the kernel's growth here over the sockets of every host as well (which
+/// figure holds depends on what the hosts are; the summary cannot tell).
+fn kernel_with_hosts(samples: &[Value], host_monitors: &[PathBuf]) -> Option<String> {
+    let field = |s: &Value, key: &str| s[key].as_u64().unwrap_or(0);
+    let grown = |samples: &[Value], key: &str| -> u64 {
+        let first = samples.first().map_or(0, |s| field(s, key));
+        samples
+            .iter()
+            .map(|s| field(s, key))
+            .max()
+            .unwrap_or(0)
+            .saturating_sub(first)
+    };
+    let mut on_hosts = 0;
+    for path in host_monitors {
+        let host: Vec<Value> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        on_hosts += grown(&host, "tcp_sockets");
+    }
+    let here = grown(samples, "tcp_sockets");
+    let kernel = |s: &Value| field(s, "kernel_slab") + field(s, "tcp_memory");
+    let peak = samples.iter().max_by_key(|s| field(s, "established"))?;
+    let kernel_grown = kernel(peak).saturating_sub(kernel(samples.first()?));
+    let per_socket = kernel_grown
+        .checked_div(here + on_hosts)
+        .filter(|_| on_hosts > 0)?;
+    Some(format!(
+        "kernel, if the hosts are namespaces of this machine: {on_hosts} more sockets on them too, about {per_socket} B per socket over all"
+    ))
 }
 
 #[cfg(test)]
@@ -418,7 +480,11 @@ mod tests {
             sample(4_000, 40_000 + 40, 40), // the peak: 10,000 connections
             sample(5_000, 40, 9),           // after the peak: not a base
         ];
-        let lines = memory_lines(&samples);
+        let here = SocketsHere {
+            per_connection: 4,
+            words: "all here",
+        };
+        let lines = memory_lines(&samples, &here);
         let attack = lines.iter().find(|l| l.starts_with("attack:")).unwrap();
         // 32 MiB over 10,000 connections, not 40 MiB.
         assert!(

@@ -298,6 +298,18 @@ fn a_scenario_on_the_proxy_host_runs_its_phase_from_two_client_hosts() {
             "no request from {from} in:\n{access}"
         );
     }
+    // Each part names its host (namespaces share the machine's host name).
+    let report = std::fs::read_to_string(results.join("report.txt")).unwrap();
+    for host in ["c0", "c1"] {
+        assert!(
+            report.contains(&format!(" {host} ")),
+            "no part from {host} in:\n{report}"
+        );
+    }
+    assert!(
+        stdout.contains("sockets on this machine, the proxy's two here"),
+        "{stdout}"
+    );
     // Every request was answered, and the only pong is the backend host's (the proxy host
     // has none), so it was reached over the link.
     assert!(results.join("pong.backend.log").exists());

@@ -239,6 +239,7 @@ fn attack(mut args: AttackArgs) -> Result<ExitCode, String> {
     let mut config = config;
     config.part = part;
     config.start_at = args.parts.start_at;
+    config.host_name = args.parts.host_name.clone();
     let live = Arc::new(Live::default());
     let rate = config.rate;
     let show_progress = config.progress;
@@ -383,6 +384,7 @@ impl RequestArgs {
             precise: self.precise,
             batch: self.batch.unwrap_or(default_batch),
             start_at: None,
+            host_name: None,
             idle_connections: self.connections,
             keepalive: self.keepalive,
             threads: self

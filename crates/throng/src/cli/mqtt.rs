@@ -497,6 +497,7 @@ pub(crate) fn config(role: Role, args: &Common) -> Result<Config, String> {
             .part
             .map(|_| args.parts.shared_start())
             .or(args.parts.start_at),
+        host_name: args.parts.host_name.clone(),
     })
 }
 

@@ -21,6 +21,11 @@ pub struct PartArgs {
     #[arg(long = "start-at", value_name = "TIME", value_parser = parse_start_at)]
     pub start_at: Option<u64>,
 
+    /// The name of the machine in the results (each part's host in `throng report`) [default:
+    /// its host name]; give one per network namespace, which share their host's
+    #[arg(long, value_name = "NAME")]
+    pub host_name: Option<String>,
+
     /// Set by --procs in each process it starts: the shared schedule's start (Unix ns)
     #[arg(long, value_name = "NS", hide = true, requires = "part")]
     pub start_unix_ns: Option<u64>,
