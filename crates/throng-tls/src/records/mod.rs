@@ -126,7 +126,7 @@ pub struct Opened {
 
 /// A TLS 1.3 connection past its handshake.
 pub struct Records<Data> {
-    /// rustls's remainder, for a client's session tickets.
+    /// rustls's remainder, for a client's session tickets, until the first application data.
     kernel: Option<Box<KernelConnection<Data>>>,
     tx: Keys,
     rx: Keys,
@@ -284,6 +284,11 @@ impl<Data: Tickets> Records<Data> {
                 APPLICATION_DATA if content.is_empty() => {}
                 APPLICATION_DATA => {
                     self.key_update_requests = 0;
+                    // Servers send their session tickets right after the handshake, before any
+                    // data (OpenSSL, rustls, Go): from the first data on, rustls's remainder
+                    // (the peer's certificates, the resumption secret) is let go, and a ticket
+                    // that still comes is ignored. An idle client keeps only its keys.
+                    self.kernel = None;
                     deliver(content)
                 }
                 // RFC 8446 5.1: handshake and alert records are never empty.
