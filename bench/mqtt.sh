@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # MQTT generators side by side on one mosquitto (Debian's): memory per idle connection held by
 # the generator (plain and TLS), and CPU per 1,000 messages with achieved vs offered rate.
-#   - idle: N connections (keep-alive 60 s) opened at 2,000/s and held; the generator's RSS,
-#     less its RSS with 10 connections, over N-10. throng `mqtt conn` and emqtt_bench `conn` (from
-#     ../shared/peers/bin, needs erlang-nox: its columns stay empty without it).
+#   - idle: IDLE_N connections (keep-alive 60 s) opened at 2,000/s and held; the generator's
+#     RSS less its RSS with IDLE_BASE connections, over the difference: the slope, which leaves
+#     out what a run takes once (its per-second histograms). throng `mqtt conn` and emqtt_bench
+#     `conn` (from ../shared/peers/bin, needs erlang-nox: its rows stay empty without it).
 #   - publish: 100 publishers at RATE messages/s over the run, QoS 1, 64-byte payloads, one
 #     subscriber in the same run for throng (emqtt_bench's pub has none); CPU seconds of the
 #     generator (getrusage) per 1,000 messages sent, and the rate achieved.
 #   - proxy: memory per idle MQTT-over-TLS connection in throng proxy (mode mqtt) and HAProxy
 #     (mode tcp, ssl), 2 threads each, mosquitto behind: N clients (throng mqtt conn -S) held
 #     through each, the proxy's RSS less its RSS with 10, over N-10.
-# Usage: bench/mqtt.sh   (N=5000 RATE=5000 SECONDS_EACH=10 PARTS="idle publish proxy")
+# Usage: bench/mqtt.sh   (IDLE_BASE=2000 IDLE_N=12000 N=5000 RATE=5000 SECONDS_EACH=10
+#                         PARTS="idle publish proxy")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-5000}
+IDLE_BASE=${IDLE_BASE:-2000}
+IDLE_N=${IDLE_N:-12000}
 PARTS=${PARTS:-"idle publish proxy"}
 RATE=${RATE:-5000}
 SECONDS_EACH=${SECONDS_EACH:-10}
@@ -51,31 +55,34 @@ sleep 1
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-# hold COUNT COMMAND...: starts COMMAND, waits for the ramp, prints the RSS in KB, stops it.
+# hold COUNT COMMAND...: starts COMMAND, waits for the ramp, prints the median of 5 RSS samples
+# a second apart in KB (one sample moves by megabytes: the per-second figures come and go),
+# stops it.
 hold() {
     local count=$1; shift
     "$@" >/dev/null 2>&1 &
     local pid=$!
     sleep $((count / 2000 + 4))
-    rss_kb "$pid"
+    for _ in 1 2 3 4 5; do rss_kb "$pid"; sleep 1; done | sort -n | sed -n 3p
     kill -INT "$pid" 2>/dev/null; sleep 0.5; kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
 
 if [[ $PARTS == *idle* ]]; then
-echo "== idle connections held by the generator (N=$N, keep-alive 60 s)"
-printf '%-22s %-6s %12s %12s %14s\n' client tls rss_10_kb rss_n_kb bytes_per_conn
+echo "== idle connections held by the generator ($IDLE_BASE and $IDLE_N, keep-alive 60 s)"
+printf '%-22s %-6s %12s %12s %14s\n' client tls rss_base_kb rss_n_kb bytes_per_conn
+per_conn() { python3 -c "print(($2 - $1) * 1024 / ($IDLE_N - $IDLE_BASE))"; }
 for tls in plain tls; do
     port=18831; flags=()
     [ "$tls" = tls ] && { port=18832; flags=(-S --insecure); }
-    one=$(hold 10 "$throng" mqtt conn -p $port -c 10 -R 2000 -k 60 "${flags[@]}" --threads 1 --quiet)
-    many=$(hold "$N" "$throng" mqtt conn -p $port -c "$N" -R 2000 -k 60 "${flags[@]}" --threads 1 --quiet)
-    printf '%-22s %-6s %12s %12s %14.0f\n' "throng mqtt conn" $tls "$one" "$many" "$(python3 -c "print(($many - $one) * 1024 / ($N - 10))")"
+    one=$(hold "$IDLE_BASE" "$throng" mqtt conn -p $port -c "$IDLE_BASE" -R 2000 -k 60 "${flags[@]}" --threads 1 --quiet)
+    many=$(hold "$IDLE_N" "$throng" mqtt conn -p $port -c "$IDLE_N" -R 2000 -k 60 "${flags[@]}" --threads 1 --quiet)
+    printf '%-22s %-6s %12s %12s %14.0f\n' "throng mqtt conn" $tls "$one" "$many" "$(per_conn "$one" "$many")"
     if [ -n "$emqtt" ]; then
         eflags=(); [ "$tls" = tls ] && eflags=(-S)
-        one=$(hold 10 "$emqtt" conn -p $port -c 10 -R 2000 -k 60 "${eflags[@]}")
-        many=$(hold "$N" "$emqtt" conn -p $port -c "$N" -R 2000 -k 60 "${eflags[@]}")
-        printf '%-22s %-6s %12s %12s %14.0f\n' "emqtt_bench conn" $tls "$one" "$many" "$(python3 -c "print(($many - $one) * 1024 / ($N - 10))")"
+        one=$(hold "$IDLE_BASE" "$emqtt" conn -p $port -c "$IDLE_BASE" -R 2000 -k 60 "${eflags[@]}")
+        many=$(hold "$IDLE_N" "$emqtt" conn -p $port -c "$IDLE_N" -R 2000 -k 60 "${eflags[@]}")
+        printf '%-22s %-6s %12s %12s %14.0f\n' "emqtt_bench conn" $tls "$one" "$many" "$(per_conn "$one" "$many")"
     fi
 done
 

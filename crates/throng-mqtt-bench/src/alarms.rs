@@ -57,6 +57,15 @@ pub(crate) struct Alarms {
 }
 
 impl Alarms {
+    /// Room for `connections` deadlines from the start: the heap does not grow by doubling
+    /// (which would leave up to half of it unused) while the ramp opens them.
+    pub(crate) fn with_capacity(connections: usize) -> Alarms {
+        Alarms {
+            due: RefCell::new(BinaryHeap::with_capacity(connections)),
+            ..Alarms::default()
+        }
+    }
+
     /// Makes sure the task of `cx` is woken at `at` or before. A connection whose earlier
     /// deadline is still in the heap adds nothing (that one wakes it, and it arms again);
     /// so a connection has at most one entry that has not come, and stale ones wake it once.
@@ -95,9 +104,7 @@ impl Alarms {
                 due.peek().map(|Reverse(first)| first.at)
             };
             self.ringer_at.set(next);
-            sleep
-                .as_mut()
-                .reset(next.unwrap_or(now + IDLE_LOOK).into());
+            sleep.as_mut().reset(next.unwrap_or(now + IDLE_LOOK).into());
             let phase_changed = std::future::poll_fn(|cx| {
                 *self.ringer.borrow_mut() = Some(cx.waker().clone());
                 if changed.as_mut().poll(cx).is_ready() {

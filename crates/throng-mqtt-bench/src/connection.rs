@@ -14,6 +14,13 @@ use tokio::net::TcpStream;
 pub(crate) struct Connection {
     pub stream: TcpStream,
     pub tls: Option<Box<TlsStream<rustls::client::UnbufferedClientConnection>>>,
+    /// What was read and not yet acted on; boxed, and only while there is some, so that a
+    /// held connection keeps a pointer's worth for it.
+    inbox: Option<Box<Inbox>>,
+}
+
+#[derive(Default)]
+struct Inbox {
     /// The start of a packet whose end has not arrived.
     pending: Vec<u8>,
     /// Packets read and not yet acted on (several can come in one read).
@@ -88,8 +95,7 @@ impl Connection {
         let mut connection = Connection {
             stream,
             tls: None,
-            pending: Vec::new(),
-            events: std::collections::VecDeque::new(),
+            inbox: None,
         };
         let mut tls_time = None;
         if let Some(client_config) = &ctx.tls {
@@ -138,32 +144,44 @@ impl Connection {
     /// `poll_fn` over the socket's own readiness: the wait keeps a reference in the
     /// connection's future, where `readable()` would keep a waiter node.
     pub fn readable(&mut self) -> impl std::future::Future<Output = Result<(), Failure>> + '_ {
-        std::future::poll_fn(move |cx| {
-            if let Some(session) = &mut self.tls {
-                match session.has_readable() {
-                    Ok(true) => return std::task::Poll::Ready(Ok(())),
-                    Ok(false) => {}
-                    Err(e) => return std::task::Poll::Ready(Err(Failure::io(e))),
-                }
+        std::future::poll_fn(move |cx| self.poll_readable(cx))
+    }
+
+    /// [`Connection::readable`] as a poll.
+    pub fn poll_readable(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Failure>> {
+        if let Some(session) = &mut self.tls {
+            match session.has_readable() {
+                Ok(true) => return std::task::Poll::Ready(Ok(())),
+                Ok(false) => {}
+                Err(e) => return std::task::Poll::Ready(Err(Failure::io(e))),
             }
-            self.stream.poll_read_ready(cx).map_err(Failure::io)
-        })
+        }
+        self.stream.poll_read_ready(cx).map_err(Failure::io)
     }
 
     /// Lets go of the event queue's memory once it is empty: a held connection keeps none.
     pub fn release_events(&mut self) {
-        if self.events.is_empty() && self.events.capacity() > 0 {
-            self.events = std::collections::VecDeque::new();
+        if self
+            .inbox
+            .as_ref()
+            .is_some_and(|inbox| inbox.events.is_empty() && inbox.pending.is_empty())
+        {
+            self.inbox = None;
         }
     }
 
     /// The next packet read and not yet acted on.
     pub fn take_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.inbox.as_mut()?.events.pop_front()
     }
 
     pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
+        self.inbox
+            .as_ref()
+            .is_some_and(|inbox| !inbox.events.is_empty())
     }
 
     /// Reads what is there and queues each whole packet as an event; `Ok(false)` when the
@@ -188,17 +206,18 @@ impl Connection {
         }
         let fresh = scratch.get(..n).unwrap_or_default();
         let config = &ctx.config;
-        let mut rest: &[u8] = if self.pending.is_empty() {
+        let inbox = self.inbox.get_or_insert_with(Box::default);
+        let mut rest: &[u8] = if inbox.pending.is_empty() {
             fresh
         } else {
-            self.pending.extend_from_slice(fresh);
-            &self.pending
+            inbox.pending.extend_from_slice(fresh);
+            &inbox.pending
         };
         let mut consumed = 0;
         loop {
             match read::packet(rest, config.version, config.max_packet) {
                 Ok(Some((packet, used))) => {
-                    self.events.push_back(event_of(&packet));
+                    inbox.events.push_back(event_of(&packet));
                     consumed += used;
                     rest = rest.get(used..).unwrap_or_default();
                 }
@@ -214,14 +233,15 @@ impl Connection {
                 Err(error) => return Err(Failure::new("protocol", error.to_string())),
             }
         }
-        if self.pending.is_empty() {
-            self.pending
+        if inbox.pending.is_empty() {
+            inbox
+                .pending
                 .extend_from_slice(fresh.get(consumed..).unwrap_or_default());
         } else {
-            self.pending.drain(..consumed);
+            inbox.pending.drain(..consumed);
         }
-        if self.pending.is_empty() && self.pending.capacity() > 4096 {
-            self.pending = Vec::new();
+        if inbox.pending.is_empty() && inbox.pending.capacity() > 4096 {
+            inbox.pending = Vec::new();
         }
         Ok(true)
     }

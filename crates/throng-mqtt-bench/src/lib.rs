@@ -5,6 +5,7 @@
 //! - `client`: one client's life: CONNECT, SUBSCRIBE, pings, the open-model publishing
 //!   schedule with its acknowledgement window, answers to what arrives.
 //! - `connection`: the socket (TCP, TLS) and packets in and out.
+//! - `alarms`: each thread's one timer for its connections' pings and messages.
 //! - `stamp`: the publisher's header in each payload: run, publisher, sequence, intended and
 //!   actual send times.
 //! - `seconds`: each thread's figures per second, gathered into the run's results stream.
@@ -18,6 +19,7 @@ pub mod run;
 mod seconds;
 pub use throng_results::mqtt::{report, stats};
 
+mod alarms;
 mod client;
 mod connection;
 mod stamp;

@@ -316,6 +316,42 @@ fn a_poisson_ramp_connects_every_client() {
     );
 }
 
+/// Held connections ping every keep-alive (woken by their thread's one timer, not a timer each)
+/// and time the answers.
+#[test]
+fn held_connections_ping_every_keep_alive_and_time_the_answers() {
+    let broker = Mosquitto::start("pings", "allow_anonymous true");
+    let port = broker.plain.port().to_string();
+    let report = mqtt(&[
+        "conn",
+        "-p",
+        &port,
+        "-c",
+        "30",
+        "-R",
+        "300",
+        "-k",
+        "1",
+        "--duration",
+        "3500ms",
+    ]);
+    assert_eq!(report["connections"]["connected"], 30, "{report}");
+    let pings = &report["pings"];
+    let (sent, answered) = (
+        pings["sent"].as_u64().unwrap(),
+        pings["answered"].as_u64().unwrap(),
+    );
+    // About 3 each in 3.5 s; a busy machine may wake them late, never skip them all.
+    assert!(sent >= 60, "{report}");
+    // At most one in flight per connection at the stop.
+    assert!(answered + 30 >= sent && answered > 0, "{report}");
+    assert_eq!(pings["rtt"]["count"].as_u64(), Some(answered), "{report}");
+    assert!(
+        report["errors"].as_object().is_none_or(|e| e.is_empty()),
+        "{report}"
+    );
+}
+
 #[test]
 fn a_duplicate_client_id_shows_as_a_takeover_and_a_refusal_by_its_code() {
     let broker = Mosquitto::start("takeover", "allow_anonymous true");
