@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MQTT generators side by side on one mosquitto (Debian's): memory per idle connection held by
 # the generator (plain and TLS), and CPU per 1,000 messages with achieved vs offered rate.
-#   - idle: IDLE_N connections (keep-alive 60 s) opened at 2,000/s and held; the generator's
+#   - idle: IDLE_N connections opened at 2,000/s and held (`conn`: keep-alive 60 s; `sub`:
+#     keep-alive 5 s, so pings run, and a subscription each); the generator's
 #     RSS less its RSS with IDLE_BASE connections, over the difference: the slope, which leaves
 #     out what a run takes once (its per-second histograms). throng `mqtt conn` and emqtt_bench
 #     `conn` (from ../shared/peers/bin, needs erlang-nox: its rows stay empty without it).
@@ -69,21 +70,25 @@ hold() {
 }
 
 if [[ $PARTS == *idle* ]]; then
-echo "== idle connections held by the generator ($IDLE_BASE and $IDLE_N, keep-alive 60 s)"
+echo "== idle connections held by the generator ($IDLE_BASE and $IDLE_N)"
+echo "   conn: keep-alive 60 s; sub: keep-alive 5 s (pings running) and one subscription each"
 printf '%-22s %-6s %12s %12s %14s\n' client tls rss_base_kb rss_n_kb bytes_per_conn
 per_conn() { python3 -c "print(($2 - $1) * 1024 / ($IDLE_N - $IDLE_BASE))"; }
 for tls in plain tls; do
     port=18831; flags=()
     [ "$tls" = tls ] && { port=18832; flags=(-S --insecure); }
-    one=$(hold "$IDLE_BASE" "$throng" mqtt conn -p $port -c "$IDLE_BASE" -R 2000 -k 60 "${flags[@]}" --threads 1 --quiet)
-    many=$(hold "$IDLE_N" "$throng" mqtt conn -p $port -c "$IDLE_N" -R 2000 -k 60 "${flags[@]}" --threads 1 --quiet)
-    printf '%-22s %-6s %12s %12s %14.0f\n' "throng mqtt conn" $tls "$one" "$many" "$(per_conn "$one" "$many")"
-    if [ -n "$emqtt" ]; then
-        eflags=(); [ "$tls" = tls ] && eflags=(-S)
-        one=$(hold "$IDLE_BASE" "$emqtt" conn -p $port -c "$IDLE_BASE" -R 2000 -k 60 "${eflags[@]}")
-        many=$(hold "$IDLE_N" "$emqtt" conn -p $port -c "$IDLE_N" -R 2000 -k 60 "${eflags[@]}")
-        printf '%-22s %-6s %12s %12s %14.0f\n' "emqtt_bench conn" $tls "$one" "$many" "$(per_conn "$one" "$many")"
-    fi
+    for role in conn sub; do
+        args=(-k 60); [ "$role" = sub ] && args=(-k 5 -t 'idle/%i' -q 1)
+        one=$(hold "$IDLE_BASE" "$throng" mqtt $role -p $port -c "$IDLE_BASE" -R 2000 "${args[@]}" "${flags[@]}" --threads 1 --quiet)
+        many=$(hold "$IDLE_N" "$throng" mqtt $role -p $port -c "$IDLE_N" -R 2000 "${args[@]}" "${flags[@]}" --threads 1 --quiet)
+        printf '%-22s %-6s %12s %12s %14.0f\n' "throng mqtt $role" $tls "$one" "$many" "$(per_conn "$one" "$many")"
+        if [ -n "$emqtt" ]; then
+            eflags=(); [ "$tls" = tls ] && eflags=(-S)
+            one=$(hold "$IDLE_BASE" "$emqtt" $role -p $port -c "$IDLE_BASE" -R 2000 "${args[@]}" "${eflags[@]}")
+            many=$(hold "$IDLE_N" "$emqtt" $role -p $port -c "$IDLE_N" -R 2000 "${args[@]}" "${eflags[@]}")
+            printf '%-22s %-6s %12s %12s %14.0f\n' "emqtt_bench $role" $tls "$one" "$many" "$(per_conn "$one" "$many")"
+        fi
+    done
 done
 
 fi

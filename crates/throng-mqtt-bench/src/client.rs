@@ -338,8 +338,9 @@ fn hold<'a>(
     // An `async` block, as `client`'s: no second copy of the arguments.
     async move {
         let config = &ctx.config;
-        let keep_alive = Duration::from_secs(u64::from(config.keep_alive));
-        let mut next_ping = (!keep_alive.is_zero()).then(|| Instant::now() + keep_alive);
+        // Computed where needed rather than kept: every byte kept here is kept per connection.
+        let keep_alive = || Duration::from_secs(u64::from(config.keep_alive));
+        let mut next_ping = (config.keep_alive > 0).then(|| Instant::now() + keep_alive());
         let mut ping_sent: Option<Instant> = None;
         let mut armed = Armed::default();
         if let Some(publisher) = publisher.as_deref_mut() {
@@ -411,7 +412,7 @@ fn hold<'a>(
                 }
                 ping_sent = Some(Instant::now());
                 ctx.stats().pings_sent += 1;
-                next_ping = Some(at + keep_alive);
+                next_ping = Some(at + keep_alive());
             }
             if !connection.has_events() {
                 connection.release_events();

@@ -742,7 +742,7 @@ mod tests {
             start_unix_ns: 0,
             planned_publish_start: Instant::now(),
             run_tag: 0,
-            alarms: Default::default(),
+            alarms: Alarms::with_capacity(0),
             clients: Clients::default(),
         });
         let future = client::client(ctx, Role::Conn, 0, None);
