@@ -185,7 +185,11 @@ mod tests {
         let mut armed = Armed::default();
         alarms.arm(&mut armed, ping, start, &cx);
         alarms.arm(&mut armed, ping + Duration::from_secs(1), start, &cx);
-        assert_eq!(alarms.due.borrow().len(), 1, "a later deadline adds nothing");
+        assert_eq!(
+            alarms.due.borrow().len(),
+            1,
+            "a later deadline adds nothing"
+        );
         for k in 1..=100u64 {
             let now = start + Duration::from_millis(10 * k);
             let message = now + Duration::from_millis(5);
