@@ -48,8 +48,9 @@ impl Ord for Due {
 /// Both, so that a connection whose deadline goes back and forth (its next message, then its
 /// next ping while the window of unacknowledged messages is full, then a message again) does
 /// not push its ping again each time.
-/// Kept as nanoseconds after the alarms' origin (0: none), 8 bytes each where an `Instant` takes 16:
-/// this is in every connection's future.
+///
+/// Kept as nanoseconds after the alarms' origin plus one (0: none), 8 bytes each where an
+/// `Instant` takes 16: this is in every connection's future.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Armed {
     soonest: u64,
