@@ -351,13 +351,6 @@ fn build(file: File) -> Result<Scenario, Failure> {
                     format!("`{unknown}` is not one of [hosts] names"),
                 ));
             }
-            if built.procs > 1 && built.mqtt.is_some() {
-                return Err((
-                    at.key("procs"),
-                    "an MQTT phase on hosts runs one process per host: use more hosts, not procs"
-                        .into(),
-                ));
-            }
         }
         phases.push(built);
     }

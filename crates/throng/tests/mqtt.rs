@@ -812,7 +812,8 @@ fn mqtt_parts_and_processes_make_one_run_and_parts_of_another_are_refused() {
     .to_string();
     let run = |index: usize, start: &str| {
         let file = dir.join(format!("part{index}-{start}.bin"));
-        // Part 1 learns its place as a Kubernetes Indexed Job's pod does.
+        // Part 1 learns its place as a Kubernetes Indexed Job's pod does, and is itself two
+        // processes (as a host past one process's open-files limit runs its part).
         let mut command = throng();
         command.args([
             "mqtt",
@@ -837,7 +838,7 @@ fn mqtt_parts_and_processes_make_one_run_and_parts_of_another_are_refused() {
         ]);
         if index == 1 {
             command
-                .args(["--parts", "3"])
+                .args(["--parts", "3", "--procs", "2"])
                 .env("JOB_COMPLETION_INDEX", "1");
         } else {
             command.args(["--part", &format!("{index}/3")]);

@@ -220,13 +220,6 @@ pub fn run(args: MqttArgs) -> ExitCode {
 fn mqtt(role: Role, mut args: Common) -> Result<ExitCode, String> {
     // Explicit flags win; else the launcher may say which part this is.
     args.parts.part = args.parts.resolve()?;
-    if args.parts.part.is_some() && args.procs > 1 {
-        return Err(
-            "--procs splits one machine's run: a part of a run over machines is one \
-                    process (use more parts)"
-                .into(),
-        );
-    }
     // Parts started by hand share a start only when told one: without it, each would be its
     // own run (its stamps foreign to the others' subscribers, its file refused beside theirs).
     // (One part of one, as a one-task srun makes every run, needs none.)
@@ -317,9 +310,10 @@ fn print_report(args: &Common, plan: &Plan, stats: &Stats) {
 /// report alone) and one report.
 fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, String> {
     let procs = args.procs as usize;
-    // Flags with a value go with it; `--quiet` (a switch, given once) is put back below.
+    // Flags with a value go with it; `--quiet` (a switch, given once) is put back below. Each
+    // process is told its own part (of this machine's, when it has one).
     let mut common: Vec<std::ffi::OsString> =
-        throng_net::procs::own_args_without(&["procs", "output", "threads"])
+        throng_net::procs::own_args_without(&["procs", "output", "threads", "part", "parts"])
             .into_iter()
             .filter(|arg| arg != "--quiet")
             .collect();
@@ -352,12 +346,12 @@ fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, St
         throng_attack::split::Split {
             command: "mqtt",
             procs,
-            args: throng_attack::split::part_args(common, procs, None),
+            args: throng_attack::split::part_args(common, procs, args.parts.part),
             stdin: None,
             rate: config.publish_rate,
             progress: false,
             start_unix_ns: args.parts.start_at,
-            part: None,
+            part: args.parts.part,
         },
         merged,
     );
