@@ -175,16 +175,12 @@ async fn stdin_closed(watching: bool) {
         return std::future::pending().await;
     }
     let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
-    let reader = std::thread::Builder::new()
-        .name("monitor-stdin".into())
-        .spawn(move || {
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-            let _ = closed.send(());
-        });
-    match reader {
-        Ok(_) => {
+    match throng_net::admin::when_stdin_closes(move || {
+        let _ = closed.send(());
+    }) {
+        true => {
             let _ = on_close.await;
         }
-        Err(_) => std::future::pending().await,
+        false => std::future::pending().await,
     }
 }

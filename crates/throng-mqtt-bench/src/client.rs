@@ -344,11 +344,9 @@ fn hold<'a>(
         let mut ping_sent: Option<Instant> = None;
         let mut armed = Armed::default();
         if let Some(publisher) = publisher.as_deref_mut() {
-            // A new connection: nothing of the last one is in flight any more.
-            publisher.flights = Flights {
-                next_packet_id: 1,
-                ..Flights::default()
-            };
+            // A new connection: nothing of the last one is in flight any more (packet ids
+            // start again; 0 is never one).
+            publisher.flights = Flights::default();
         }
         let mut out = Vec::new();
         loop {

@@ -335,19 +335,29 @@ pub async fn wait_for_signal() -> &'static str {
     }
 }
 
-/// `--until-stdin-closes`: reads stdin to its end on a thread of its own, then sends this process
-/// SIGTERM, so that a server started over ssh (or on a scenario's host, through its launcher)
-/// stops gracefully with the session that started it.
-pub fn terminate_when_stdin_closes() {
-    let spawned = std::thread::Builder::new()
+/// How `--until-stdin-closes` notices that the session that started this process ended: stdin
+/// is read to its end (the bytes thrown away) on a thread of its own, then `then` runs there.
+/// `false`: the thread could not start.
+pub fn when_stdin_closes(then: impl FnOnce() + Send + 'static) -> bool {
+    std::thread::Builder::new()
         .name("stdin-watch".into())
-        .spawn(|| {
+        .spawn(move || {
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-            tracing::info!("stdin closed: stopping");
-            // SAFETY: kill(2) on this very process, which handles SIGTERM as a graceful stop.
-            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
-        });
-    if let Err(e) = spawned {
-        warn!("cannot watch stdin ({e}): stop with a signal");
+            then();
+        })
+        .is_ok()
+}
+
+/// `--until-stdin-closes` for a server: SIGTERM to this process once stdin closes, so that a
+/// server started over ssh (or on a scenario's host, through its launcher) stops gracefully
+/// with the session that started it.
+pub fn terminate_when_stdin_closes() {
+    let watching = when_stdin_closes(|| {
+        tracing::info!("stdin closed: stopping");
+        // SAFETY: kill(2) on this very process, which handles SIGTERM as a graceful stop.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    });
+    if !watching {
+        warn!("cannot watch stdin: stop with a signal");
     }
 }

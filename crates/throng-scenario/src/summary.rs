@@ -45,11 +45,7 @@ pub fn write(
     dir: &Path,
 ) -> Result<String, String> {
     let monitor = dir.join("monitor.jsonl");
-    let samples: Vec<Value> = std::fs::read_to_string(&monitor)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let samples = monitor_samples(&monitor);
     let mut text = String::new();
     let mut phase_lines = Vec::new();
     let mut all = Summary::new(None);
@@ -404,6 +400,15 @@ fn memory_lines(samples: &[Value], here: &SocketsHere) -> Vec<String> {
     lines
 }
 
+/// A monitor's samples (a JSON line each; an unreadable file or line: none).
+fn monitor_samples(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// With monitors on hosts that may be network namespaces of this machine, whose sockets then
 /// share its kernel: the kernel's growth here over the sockets of every host as well (which
 /// figure holds depends on what the hosts are; the summary cannot tell).
@@ -418,15 +423,10 @@ fn kernel_with_hosts(samples: &[Value], host_monitors: &[PathBuf]) -> Option<Str
             .unwrap_or(0)
             .saturating_sub(first)
     };
-    let mut on_hosts = 0;
-    for path in host_monitors {
-        let host: Vec<Value> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        on_hosts += grown(&host, "tcp_sockets");
-    }
+    let on_hosts: u64 = host_monitors
+        .iter()
+        .map(|path| grown(&monitor_samples(path), "tcp_sockets"))
+        .sum();
     let here = grown(samples, "tcp_sockets");
     let kernel = |s: &Value| field(s, "kernel_slab") + field(s, "tcp_memory");
     let peak = samples.iter().max_by_key(|s| field(s, "established"))?;

@@ -310,13 +310,12 @@ fn print_report(args: &Common, plan: &Plan, stats: &Stats) {
 /// report alone) and one report.
 fn split(args: &Common, config: &Config, to_stdout: bool) -> Result<ExitCode, String> {
     let procs = args.procs as usize;
-    // Flags with a value go with it; `--quiet` (a switch, given once) is put back below. Each
-    // process is told its own part (of this machine's, when it has one).
-    let mut common: Vec<std::ffi::OsString> =
-        throng_net::procs::own_args_without(&["procs", "output", "threads", "part", "parts"])
-            .into_iter()
-            .filter(|arg| arg != "--quiet")
-            .collect();
+    // `--quiet` is put back below, once. Each process is told its own part (of this machine's,
+    // when it has one).
+    let mut common = throng_net::procs::own_args_without_switches(
+        &["procs", "output", "threads", "part", "parts"],
+        &["quiet"],
+    );
     // The machine's cores shared out, unless told.
     let threads = args.threads.unwrap_or_else(|| {
         throng_net::workers::default_threads()
