@@ -207,3 +207,24 @@ fn a_record_over_the_limits_is_refused_with_record_overflow() {
     assert!(got.unwrap_err().to_string().contains("record_overflow"));
     assert!(alert_in(&mut client, alert).contains("alert 22"));
 }
+
+/// A client keeps rustls's remainder for session tickets only until the first data: a ticket
+/// that comes later is ignored, not refused, and data goes on. A server never takes one.
+#[test]
+fn a_ticket_after_data_is_ignored_by_a_client_and_refused_by_a_server() {
+    for suite in suites() {
+        let (mut client, mut server) = pair(suite);
+        let ticket = [NEW_SESSION_TICKET, 0, 0, 4, 1, 2, 3, 4];
+        let mut wire = None;
+        seal_raw(&mut server, APPLICATION_DATA, b"hello ", &mut wire);
+        seal_raw(&mut server, HANDSHAKE, &ticket, &mut wire);
+        seal_raw(&mut server, APPLICATION_DATA, b"world", &mut wire);
+        let (opened, _) = open_all(&mut client, &mut wire);
+        assert_eq!(opened.unwrap(), b"hello world");
+
+        let mut wire = None;
+        seal_raw(&mut client, HANDSHAKE, &ticket, &mut wire);
+        let (opened, _) = open_all(&mut server, &mut wire);
+        assert!(opened.is_err(), "a server took a NewSessionTicket");
+    }
+}
