@@ -39,7 +39,7 @@ impl Connection {
     /// system call unless the socket had an event since its last read.
     pub(crate) fn is_quiet(&mut self) -> bool {
         if let Some(session) = &mut self.tls {
-            if session.has_readable().unwrap_or(true) {
+            if session.has_readable(&self.stream).unwrap_or(true) {
                 return false;
             }
         }

@@ -153,7 +153,7 @@ impl Connection {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Failure>> {
         if let Some(session) = &mut self.tls {
-            match session.has_readable() {
+            match session.has_readable(&self.stream) {
                 Ok(true) => return std::task::Poll::Ready(Ok(())),
                 Ok(false) => {}
                 Err(e) => return std::task::Poll::Ready(Err(Failure::io(e))),

@@ -35,7 +35,7 @@ impl ClientStream {
     pub fn has_pending(&mut self) -> io::Result<bool> {
         match self {
             ClientStream::Plain(_) => Ok(false),
-            ClientStream::Tls(_, tls) => tls.has_readable(),
+            ClientStream::Tls(socket, tls) => tls.has_readable(socket),
         }
     }
 

@@ -196,19 +196,28 @@ fn process_rustls<C: Unbuffered>(
         // Secrets made in that call, taken before anything else runs on this thread.
         traffic.absorb(secrets::take());
         let mut stop = None;
-        match state.map_err(tls_error)? {
-            ConnectionState::ReadTraffic(mut records) => {
+        let mut refused = None;
+        match state {
+            Err(error) => refused = Some(error),
+            Ok(ConnectionState::ReadTraffic(mut records)) => {
                 // Every record is taken now (rustls asks for that before anything else).
                 while let Some(record) = records.next_record() {
-                    let payload = record.map_err(tls_error)?.payload;
-                    deliver(&mut flight.plaintext, &mut flight.overflow, payload);
+                    match record {
+                        Ok(record) => {
+                            deliver(&mut flight.plaintext, &mut flight.overflow, record.payload)
+                        }
+                        Err(error) => {
+                            refused = Some(error);
+                            break;
+                        }
+                    }
                 }
             }
             // Early data is off in every configuration throng makes.
-            ConnectionState::ReadEarlyData(_) => {
+            Ok(ConnectionState::ReadEarlyData(_)) => {
                 return Err(tls_error("early data, which is not accepted"))
             }
-            ConnectionState::EncodeTlsData(mut encode) => {
+            Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                 let out = flight.outgoing.get_or_insert_with(Buffer::take);
                 match encode.encode(out.spare()) {
                     Ok(n) => out.end += n,
@@ -219,11 +228,11 @@ fn process_rustls<C: Unbuffered>(
                 }
             }
             // What was encoded is in `outgoing`, which is always sent before anything else.
-            ConnectionState::TransmitTlsData(transmit) => transmit.done(),
-            ConnectionState::BlockedHandshake => stop = Some(Stop::NeedInput),
-            ConnectionState::PeerClosed => flight.peer_closed = true,
-            ConnectionState::Closed => stop = Some(Stop::Closed),
-            ConnectionState::WriteTraffic(mut write) => {
+            Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+            Ok(ConnectionState::BlockedHandshake) => stop = Some(Stop::NeedInput),
+            Ok(ConnectionState::PeerClosed) => flight.peer_closed = true,
+            Ok(ConnectionState::Closed) => stop = Some(Stop::Closed),
+            Ok(ConnectionState::WriteTraffic(mut write)) => {
                 let out = flight.outgoing.get_or_insert_with(Buffer::take);
                 match std::mem::replace(&mut then, Then::Nothing) {
                     Then::Nothing => {}
@@ -249,16 +258,41 @@ fn process_rustls<C: Unbuffered>(
                 }
                 stop = Some(Stop::Traffic);
             }
-            _ => return Err(tls_error("an unexpected TLS state")),
+            Ok(_) => return Err(tls_error("an unexpected TLS state")),
         }
         if discard > 0 {
             if let Some(incoming) = flight.incoming.as_mut() {
                 incoming.consume(discard);
             }
         }
+        if let Some(error) = refused {
+            encode_fatal_alert(conn, flight);
+            flight.release_empty();
+            return Err(tls_error(error));
+        }
         flight.release_empty();
         if let Some(stop) = stop {
             return Ok((stop, taken));
+        }
+    }
+}
+
+/// rustls refused what the peer sent and queued the fatal alert that says why (RFC 8446 6.2):
+/// the alert is encoded into `outgoing`, for the caller to send before it closes. A connection
+/// in error gives up what it has queued first, so a few steps suffice.
+fn encode_fatal_alert<C: Unbuffered>(conn: &mut C, flight: &mut Flight) {
+    for _ in 0..4 {
+        let UnbufferedStatus { state, .. } = conn.process(&mut []);
+        match state {
+            Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                let out = flight.outgoing.get_or_insert_with(Buffer::take);
+                match encode.encode(out.spare()) {
+                    Ok(n) => out.end += n,
+                    Err(_) => return,
+                }
+            }
+            Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+            _ => return,
         }
     }
 }
@@ -337,6 +371,16 @@ impl<C: Unbuffered> TlsStream<C> {
         processed
     }
 
+    /// [`TlsStream::process`], and when it gives the connection up, the fatal alert that says
+    /// why is sent if the socket takes it at once: a refusal is never a silent close.
+    fn process_or_tell(&mut self, socket: &TcpStream, then: Then<'_>) -> io::Result<(Stop, usize)> {
+        let processed = self.process(then);
+        if processed.is_err() {
+            let _ = self.try_send_now(socket);
+        }
+        processed
+    }
+
     /// Once the handshake is done: a TLS 1.3 connection with nothing left to send moves to
     /// throng's record layer, and rustls's state is freed. One whose configuration did not
     /// capture its secrets ([`secrets::prepare_server`]) stays with rustls.
@@ -370,6 +414,26 @@ impl<C: Unbuffered> TlsStream<C> {
         if let Layer::Records(own) = &mut self.layer {
             own.roll_keys_every(records);
         }
+    }
+
+    /// Seals a record of any `kind` and `content` under the current key for the peer (a test's
+    /// crafted bytes), its ciphertext changed if `tamper`; false when not on throng's records.
+    #[cfg(test)]
+    fn inject(&mut self, kind: u8, content: &[u8], tamper: bool) -> bool {
+        let Layer::Records(records) = &mut self.layer else {
+            return false;
+        };
+        let out = self.flight.outgoing.get_or_insert_with(Buffer::take);
+        let before = out.filled().len();
+        if records.seal_record(kind, content, out).is_err() {
+            return false;
+        }
+        if tamper {
+            if let Some(byte) = out.filled_mut().get_mut(before + 8) {
+                *byte ^= 1;
+            }
+        }
+        true
     }
 
     /// Frees the record layer's AEAD contexts when nothing is in flight: the connection waits.
@@ -443,7 +507,7 @@ impl<C: Unbuffered> TlsStream<C> {
     /// Completes the handshake.
     pub async fn handshake(&mut self, socket: &TcpStream) -> io::Result<()> {
         loop {
-            let (stop, _) = self.process(Then::Nothing)?;
+            let (stop, _) = self.process_or_tell(socket, Then::Nothing)?;
             self.send(socket).await?;
             match stop {
                 Stop::Traffic => return self.leave_rustls(),
@@ -462,7 +526,7 @@ impl<C: Unbuffered> TlsStream<C> {
     }
 
     /// Whether plaintext (or the end of it) can be read without waiting for the socket.
-    pub fn has_readable(&mut self) -> io::Result<bool> {
+    pub fn has_readable(&mut self, socket: &TcpStream) -> io::Result<bool> {
         let flight = &self.flight;
         if flight.plaintext.as_ref().is_some_and(|b| !b.is_empty())
             || !flight.overflow.is_empty()
@@ -471,7 +535,7 @@ impl<C: Unbuffered> TlsStream<C> {
             return Ok(true);
         }
         if flight.incoming.is_some() {
-            self.process(Then::Nothing)?;
+            self.process_or_tell(socket, Then::Nothing)?;
         }
         let flight = &self.flight;
         Ok(flight.plaintext.as_ref().is_some_and(|b| !b.is_empty()) || flight.peer_closed)
@@ -544,7 +608,7 @@ impl<C: Unbuffered> TlsStream<C> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         ready!(self.poll_send(socket, cx))?;
-        let (stop, taken) = self.process(Then::Encrypt(data))?;
+        let (stop, taken) = self.process_or_tell(socket, Then::Encrypt(data))?;
         match stop {
             Stop::Traffic => {}
             Stop::Closed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
@@ -563,6 +627,9 @@ impl<C: Unbuffered> TlsStream<C> {
         self.poll_send(socket, cx)
     }
 }
+
+#[cfg(test)]
+mod refusals;
 
 #[cfg(test)]
 mod tests {

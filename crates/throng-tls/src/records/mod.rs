@@ -50,6 +50,7 @@ const USER_CANCELED: u8 = 90;
 const UNEXPECTED_MESSAGE: u8 = 10;
 const BAD_RECORD_MAC: u8 = 20;
 const RECORD_OVERFLOW: u8 = 22;
+const ILLEGAL_PARAMETER: u8 = 47;
 const DECODE_ERROR: u8 = 50;
 const INTERNAL_ERROR: u8 = 80;
 
@@ -405,9 +406,17 @@ impl<Data: Tickets> Records<Data> {
     /// The peer's KeyUpdate: its records now come under the next key, and if it asks, ours go
     /// under our next key too, announced by a KeyUpdate of our own.
     fn key_update(&mut self, body: &[u8], outgoing: &mut Option<Buffer>) -> Result<(), Fault> {
+        // RFC 8446 4.6.3: a request_update other than 0 or 1 is illegal_parameter; a body that
+        // is not one byte does not decode.
         let requested = match body {
             [0] => false,
             [1] => true,
+            [other] => {
+                return Err(fault(
+                    ILLEGAL_PARAMETER,
+                    format!("a KeyUpdate with request_update {other}"),
+                ))
+            }
             _ => return Err(fault(DECODE_ERROR, "a malformed KeyUpdate")),
         };
         self.rx = self.rx.next()?;
