@@ -88,6 +88,7 @@ pub fn run(split: Split, output: Box<dyn Write + Send>) -> Result<End, String> {
         relay_stdout: false,
         stdin: split.stdin.map(Arc::new),
         own_process_group: true,
+        env: Vec::new(),
     };
     let mut group = Group::start(spec, procs)?;
     let started = Instant::now();

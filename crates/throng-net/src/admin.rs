@@ -1,20 +1,63 @@
-//! A small admin HTTP listener (metrics, status pages): one request per connection, bounded in
-//! size and time, off the path of the served connections; what it answers is the caller's. And
-//! the graceful stop on SIGTERM/SIGINT.
+//! A small admin HTTP listener (metrics, status pages, commands) on TCP or on a Unix socket:
+//! one request per connection, bounded in size and time, a few connections at once, off the
+//! path of the served connections; what it answers is the caller's. And the graceful stop on
+//! SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use throng_http1::{self as http1, write, BodyLength, Limits};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
 use tracing::{debug, warn};
 
 const LIMITS: Limits = Limits {
     max_head_bytes: 8 * 1024,
     max_headers: 64,
 };
-const DEADLINE: Duration = Duration::from_secs(5);
+
+/// How much an admin listener takes on (HAProxy's `stats maxconn` and `stats timeout`):
+/// connections past `maxconn` are answered 503 at once and closed, so a flood of them never
+/// holds more than that; each connection has `timeout` for its whole exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLimits {
+    pub maxconn: usize,
+    pub timeout: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> AdminLimits {
+        AdminLimits {
+            maxconn: 16,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Who asks: a peer over TCP (and the local address it reached, which a `Host` must name), or
+/// a process on the admin socket (its credentials, from the kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Tcp { peer: SocketAddr, local: SocketAddr },
+    Socket { uid: u32, pid: i32 },
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp { peer, .. } => write!(f, "{peer}"),
+            Peer::Socket { uid, pid } => write!(f, "uid {uid} (pid {pid}) on the admin socket"),
+        }
+    }
+}
+
+/// An admin listener: TCP, or a Unix socket whose file permissions say who may connect.
+pub enum Listener {
+    Tcp(std::net::TcpListener),
+    Socket(StdUnixListener),
+}
 
 /// An answer: status, content type (`text/plain` when empty) and body.
 pub struct Page {
@@ -43,9 +86,13 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct Request<'a> {
     pub method: &'a str,
     pub path: &'a str,
-    pub peer: SocketAddr,
-    /// The `Authorization` field, as sent.
+    pub peer: Peer,
+    /// The fields a handler's guards read, as sent: `Authorization`, `Origin`,
+    /// `Sec-Fetch-Site` and `Host`.
     pub authorization: Option<&'a [u8]>,
+    pub origin: Option<&'a [u8]>,
+    pub fetch_site: Option<&'a [u8]>,
+    pub host: Option<&'a [u8]>,
     pub body: &'a [u8],
 }
 
@@ -63,18 +110,30 @@ pub fn pages_only(route: Route) -> Handler {
 /// Starts answering on `listener` (bound before the worker threads started) on the current
 /// runtime; a listener that cannot be registered is logged, not fatal.
 pub fn spawn(listener: Option<std::net::TcpListener>, route: Route) {
-    spawn_handler(listener, pages_only(route));
+    spawn_handler(
+        listener.map(Listener::Tcp),
+        pages_only(route),
+        AdminLimits::default(),
+    );
 }
 
-/// As [`spawn`], with a handler that sees whole requests; aborting the handle stops answering
-/// (and closes this process's copy of the listener).
+/// As [`spawn`], with a handler that sees whole requests, on TCP or a Unix socket; aborting
+/// the handle stops answering (and closes this process's copy of the listener).
 pub fn spawn_handler(
-    listener: Option<std::net::TcpListener>,
+    listener: Option<Listener>,
     handler: Handler,
+    limits: AdminLimits,
 ) -> Option<tokio::task::AbortHandle> {
-    let listener = listener?;
-    match TcpListener::from_std(listener) {
-        Ok(listener) => Some(tokio::spawn(serve_requests(listener, handler)).abort_handle()),
+    let registered = match listener? {
+        Listener::Tcp(listener) => TcpListener::from_std(listener)
+            .map(|l| tokio::spawn(serve_tcp(l, handler, limits)).abort_handle()),
+        Listener::Socket(listener) => listener
+            .set_nonblocking(true)
+            .and_then(|()| UnixListener::from_std(listener))
+            .map(|l| tokio::spawn(serve_socket(l, handler, limits)).abort_handle()),
+    };
+    match registered {
+        Ok(handle) => Some(handle),
         Err(e) => {
             warn!("admin listener: {e}");
             None
@@ -98,14 +157,23 @@ pub fn spawn_on_thread(
     listener: std::net::TcpListener,
     route: Route,
 ) -> Result<(), String> {
-    spawn_handler_on_thread(name, listener, pages_only(route)).map(|_| ())
+    let limits = AdminLimits::default();
+    spawn_handler_on_thread(
+        name,
+        vec![Listener::Tcp(listener)],
+        pages_only(route),
+        limits,
+    )
+    .map(|_| ())
 }
 
-/// As [`spawn_on_thread`], with a handler that sees whole requests, until stopped.
+/// As [`spawn_on_thread`], with a handler that sees whole requests on each of `listeners`,
+/// until stopped.
 pub fn spawn_handler_on_thread(
     name: &str,
-    listener: std::net::TcpListener,
+    listeners: Vec<Listener>,
     handler: Handler,
+    limits: AdminLimits,
 ) -> Result<Stop, String> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -116,11 +184,14 @@ pub fn spawn_handler_on_thread(
         .name(name.into())
         .spawn(move || {
             runtime.block_on(async move {
-                let serving = spawn_handler(Some(listener), handler);
+                let serving: Vec<_> = listeners
+                    .into_iter()
+                    .filter_map(|l| spawn_handler(Some(l), Arc::clone(&handler), limits))
+                    .collect();
                 // Dropped without a word (the process goes on without it): answer forever.
                 if stopped.await.is_ok() {
-                    if let Some(serving) = serving {
-                        serving.abort();
+                    for task in serving {
+                        task.abort();
                     }
                 } else {
                     std::future::pending::<()>().await
@@ -133,22 +204,63 @@ pub fn spawn_handler_on_thread(
 
 /// Answers GET and HEAD requests on `listener` with `route(path)`, forever.
 pub async fn serve(listener: TcpListener, route: Arc<dyn Fn(&str) -> Page + Send + Sync>) {
-    serve_requests(listener, pages_only(route)).await
+    serve_tcp(listener, pages_only(route), AdminLimits::default()).await
 }
 
-/// Answers every request on `listener` with `handler`, forever.
-pub async fn serve_requests(listener: TcpListener, handler: Handler) {
+/// Connections being answered, against `maxconn`; and when the last refusal was logged, so a
+/// flood makes one line a second.
+#[derive(Default)]
+struct Occupancy {
+    open: AtomicUsize,
+    last_warned: AtomicU64,
+}
+
+/// A connection counted in [`Occupancy`] until dropped.
+struct Slot(Arc<Occupancy>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Occupancy {
+    /// A slot, or `None` (and a warning at most once a second) when `maxconn` are open.
+    fn take(self: &Arc<Self>, limits: &AdminLimits, peer: &Peer) -> Option<Slot> {
+        if self.open.fetch_add(1, Relaxed) >= limits.maxconn {
+            self.open.fetch_sub(1, Relaxed);
+            let second = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if self.last_warned.swap(second, Relaxed) != second {
+                warn!(
+                    "admin: {} admin connections open (its maxconn): {peer} refused with 503",
+                    limits.maxconn
+                );
+            }
+            return None;
+        }
+        Some(Slot(Arc::clone(self)))
+    }
+}
+
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 28\r\nconnection: close\r\n\r\ntoo many admin connections\r\n";
+
+/// Answers every request on a TCP `listener` with `handler`, forever.
+async fn serve_tcp(listener: TcpListener, handler: Handler, limits: AdminLimits) {
+    let occupancy = Arc::new(Occupancy::default());
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let handler = Arc::clone(&handler);
-                tokio::spawn(async move {
-                    match tokio::time::timeout(DEADLINE, exchange(stream, peer, &*handler)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => debug!("admin connection: {e}"),
-                        Err(_) => debug!("admin connection: no request within {DEADLINE:?}"),
-                    }
-                });
+                let Ok(local) = stream.local_addr() else {
+                    continue;
+                };
+                let peer = Peer::Tcp { peer, local };
+                let Some(slot) = occupancy.take(&limits, &peer) else {
+                    let _ = stream.try_write(BUSY);
+                    continue;
+                };
+                tokio::spawn(answer(stream, peer, Arc::clone(&handler), limits, slot));
             }
             Err(e) => {
                 warn!("admin accept: {e}");
@@ -158,9 +270,57 @@ pub async fn serve_requests(listener: TcpListener, handler: Handler) {
     }
 }
 
-async fn exchange(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+/// The same on a Unix socket: the peer is known by the credentials the kernel gives.
+async fn serve_socket(listener: UnixListener, handler: Handler, limits: AdminLimits) {
+    let occupancy = Arc::new(Occupancy::default());
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let peer = match stream.peer_cred() {
+                    Ok(cred) => Peer::Socket {
+                        uid: cred.uid(),
+                        pid: cred.pid().unwrap_or(0),
+                    },
+                    Err(e) => {
+                        warn!("admin socket: a peer without credentials: {e}");
+                        continue;
+                    }
+                };
+                let Some(slot) = occupancy.take(&limits, &peer) else {
+                    let _ = stream.try_write(BUSY);
+                    continue;
+                };
+                tokio::spawn(answer(stream, peer, Arc::clone(&handler), limits, slot));
+            }
+            Err(e) => {
+                warn!("admin socket accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One connection's exchange within the listener's timeout.
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: Peer,
+    handler: Handler,
+    limits: AdminLimits,
+    _slot: Slot,
+) {
+    match tokio::time::timeout(limits.timeout, exchange(stream, peer, &*handler)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!("admin connection: {e}"),
+        Err(_) => debug!(
+            "admin connection from {peer}: no whole exchange within {:?}",
+            limits.timeout
+        ),
+    }
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: Peer,
     handler: &(dyn Fn(&Request<'_>) -> Page + Send + Sync),
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
@@ -180,12 +340,23 @@ async fn exchange(
                         break respond(
                             Page::text(413, format!("a body is at most {MAX_BODY} bytes\n")),
                             false,
+                            "",
                         )
                     }
-                    _ => break respond(Page::text(411, "give the body a Content-Length\n"), false),
+                    _ => {
+                        break respond(
+                            Page::text(411, "give the body a Content-Length\n"),
+                            false,
+                            "",
+                        )
+                    }
                 };
                 let (method, target) = (head.method.to_string(), head.target.to_string());
-                let authorization = head.header("authorization").map(<[u8]>::to_vec);
+                let field = |name: &str| head.header(name).map(<[u8]>::to_vec);
+                let authorization = field("authorization");
+                let origin = field("origin");
+                let fetch_site = field("sec-fetch-site");
+                let host = field("host");
                 let mut body = buf.split_off(head.head_len.min(buf.len()));
                 while body.len() < length {
                     let mut more = (&mut stream).take((length - body.len()) as u64);
@@ -200,14 +371,18 @@ async fn exchange(
                     path,
                     peer,
                     authorization: authorization.as_deref(),
+                    origin: origin.as_deref(),
+                    fetch_site: fetch_site.as_deref(),
+                    host: host.as_deref(),
                     body: &body,
                 };
-                break respond(handler(&request), head_only);
+                break respond(handler(&request), head_only, path);
             }
             Err(error) => {
                 break respond(
                     Page::text(error.status(), format!("{}\n", error.reason())),
                     false,
+                    "",
                 )
             }
         }
@@ -216,7 +391,9 @@ async fn exchange(
     stream.shutdown().await
 }
 
-fn respond(page: Page, head_only: bool) -> Vec<u8> {
+/// The response's bytes; a 401 names the scheme it wants (RFC 9110 11.6.1): a bearer token
+/// for commands, a user and password (`stats_auth`) for pages.
+fn respond(page: Page, head_only: bool, path: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(page.body.len() + 200);
     let content_type = if page.content_type.is_empty() {
         "text/plain; charset=utf-8"
@@ -224,15 +401,19 @@ fn respond(page: Page, head_only: bool) -> Vec<u8> {
         page.content_type
     };
     let length = page.body.len().to_string();
-    write::response_head(
-        &mut out,
-        page.status,
-        &[
-            ("content-type", content_type.as_bytes()),
-            ("content-length", length.as_bytes()),
-            ("connection", b"close"),
-        ],
-    );
+    let mut fields: Vec<(&str, &[u8])> = vec![
+        ("content-type", content_type.as_bytes()),
+        ("content-length", length.as_bytes()),
+        ("connection", b"close"),
+    ];
+    if page.status == 401 {
+        let scheme: &[u8] = match path {
+            "/ctl" => b"Bearer",
+            _ => b"Basic realm=\"throng\", charset=\"UTF-8\"",
+        };
+        fields.push(("www-authenticate", scheme));
+    }
+    write::response_head(&mut out, page.status, &fields);
     if !head_only {
         out.extend_from_slice(page.body.as_bytes());
     }
@@ -253,15 +434,64 @@ pub fn request(
     authorization: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    let stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|_| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| e.to_string())?;
+    let head = Outgoing {
+        method,
+        path,
+        host: &addr.to_string(),
+        authorization,
+    };
+    blocking_exchange(stream, &head, body)
+}
+
+/// As [`request`], to the admin socket at `socket` (no token: its permissions are the guard).
+pub fn request_socket(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|_| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| e.to_string())?;
+    let head = Outgoing {
+        method,
+        path,
+        host: "localhost",
+        authorization: None,
+    };
+    blocking_exchange(stream, &head, body)
+}
+
+/// The head of a request a client of this process sends.
+struct Outgoing<'a> {
+    method: &'a str,
+    path: &'a str,
+    host: &'a str,
+    authorization: Option<&'a [u8]>,
+}
+
+fn blocking_exchange(
+    mut stream: impl std::io::Read + std::io::Write,
+    head: &Outgoing<'_>,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    use std::io::Read;
+    let Outgoing {
+        method,
+        path,
+        host,
+        authorization,
+    } = head;
     let mut out = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     )
     .into_bytes();

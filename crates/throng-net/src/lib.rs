@@ -33,6 +33,7 @@ pub mod random;
 pub mod rlimit;
 pub mod sockets;
 pub mod source;
+pub mod users;
 pub mod workers;
 
 /// This machine's host name (its UTS namespace's), as the kernel has it: what a part's results

@@ -38,6 +38,8 @@ pub struct Spec {
     /// Put each child in a process group of its own, so that a Ctrl-C at the terminal reaches
     /// only the master, which then decides what to tell the children.
     pub own_process_group: bool,
+    /// Variables set in each child's environment (on top of this process's).
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// One child.
@@ -177,7 +179,8 @@ impl Group {
                 Some(_) => Stdio::piped(),
                 None => Stdio::null(),
             })
-            .stdout(Stdio::piped());
+            .stdout(Stdio::piped())
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)));
         if self.spec.own_process_group {
             command.process_group(0);
         }

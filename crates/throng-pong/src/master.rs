@@ -39,6 +39,7 @@ pub fn run(master: Master) -> Result<(), String> {
         relay_stdout: false,
         stdin: None,
         own_process_group: true,
+        env: Vec::new(),
     };
     let mut group = Group::start(spec, master.procs)?;
     let admins = Arc::new(Mutex::new(admin_addresses(&group)));

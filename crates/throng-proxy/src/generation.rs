@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use throng_net::admin::Listener as AdminListener;
 use throng_net::duration::format as human;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{error, info, warn};
@@ -152,6 +153,8 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
     ));
     let mut listeners = Listeners::inherited()?;
     let admin_listener = crate::server::bind_admin(&first)?;
+    let admin_socket = crate::ctl::socket::bind_configured(&first)?;
+    let admin_limits = first.global.admin_limits;
     let registry = Arc::new(Registry::default());
     let Started {
         proxy,
@@ -182,8 +185,14 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
     }));
     // A copy kept to hand to a new binary, which answers on it from then on.
     let admin_copy = admin_listener.as_ref().and_then(|l| l.try_clone().ok());
-    let admin_task =
-        throng_net::admin::spawn_handler(admin_listener, crate::ctl::handler(Arc::clone(&manager)));
+    let handler = crate::ctl::handler(Arc::clone(&manager));
+    let admin_tasks: Vec<_> = [
+        admin_listener.map(AdminListener::Tcp),
+        crate::ctl::socket::listener(admin_socket.as_ref()).map(AdminListener::Socket),
+    ]
+    .into_iter()
+    .filter_map(|l| throng_net::admin::spawn_handler(l, Arc::clone(&handler), admin_limits))
+    .collect();
     let for_budget = Arc::clone(&registry);
     tokio::spawn(crate::server::watch_memory(
         Arc::clone(&process),
@@ -246,12 +255,15 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
             }
             Some(Asked::Upgrade) => {
                 let (inherit, fds) = lock().listeners.to_inherit();
-                let admin_fd = admin_copy.as_ref().map(AsRawFd::as_raw_fd);
+                let admin = crate::upgrade::Admin {
+                    listener: admin_copy.as_ref().map(AsRawFd::as_raw_fd),
+                    socket: admin_socket.as_ref().map(crate::ctl::socket::descriptor),
+                };
                 let next = lock().serving().map_or(1, |p| p.generation + 1);
-                handed_over = crate::upgrade::hand_over(inherit, fds, admin_fd, next).await;
+                handed_over = crate::upgrade::hand_over(inherit, fds, admin, next).await;
                 if handed_over {
                     retire_all(&mut lock());
-                    if let Some(task) = &admin_task {
+                    for task in &admin_tasks {
                         task.abort();
                     }
                 }
@@ -266,6 +278,9 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
     }
     if !handed_over {
         crate::upgrade::remove_pidfile(pidfile.as_deref());
+        if let Some(socket) = &admin_socket {
+            socket.remove();
+        }
     }
     info!("stopped");
     Ok(())

@@ -139,10 +139,10 @@ pub fn notify_systemd(state: &str) {
 /// SIGUSR2: starts the new binary on the listeners (`inherit` names their descriptors `fds`,
 /// as [`crate::listeners::Listeners::to_inherit`] gives them) and waits until it is ready. True when it
 /// serves (this process should retire); false when it failed, and this process keeps serving.
-pub async fn hand_over(
+pub(crate) async fn hand_over(
     inherit: String,
     fds: Vec<RawFd>,
-    admin: Option<RawFd>,
+    admin: Admin,
     next_generation: u32,
 ) -> bool {
     let key = crate::tickets::shared_key();
@@ -173,13 +173,20 @@ pub async fn hand_over(
     }
 }
 
+/// The admin listener and the admin socket a new binary answers on from then on.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Admin {
+    pub listener: Option<RawFd>,
+    pub socket: Option<RawFd>,
+}
+
 /// What a new binary takes over.
 pub(crate) struct Successor<'a> {
     /// The listening sockets' descriptors, and their names as [`crate::listeners::INHERITED`]
     /// gives them (none for a master: its workers bind their own).
     pub inherit: &'a str,
     pub fds: &'a [RawFd],
-    pub admin: Option<RawFd>,
+    pub admin: Admin,
     pub key: Option<&'a [u8; crate::tickets::KEY_LEN]>,
     /// The number its first generation takes (numbers go on across upgrades).
     pub generation: u32,
@@ -235,7 +242,8 @@ pub(crate) fn start_successor(successor: &Successor<'_>) -> Result<u32, String> 
         .iter()
         .copied()
         .chain([write_end])
-        .chain(admin)
+        .chain(admin.listener)
+        .chain(admin.socket)
         .collect();
     let mut command = Command::new(&exe);
     command
@@ -248,8 +256,11 @@ pub(crate) fn start_successor(successor: &Successor<'_>) -> Result<u32, String> 
         // The new binary becomes systemd's main process (MAINPID=).
         command.env("NOTIFY_SOCKET", socket);
     }
-    if let Some(fd) = admin {
+    if let Some(fd) = admin.listener {
         command.env(crate::listeners::INHERITED_ADMIN, fd.to_string());
+    }
+    if let Some(fd) = admin.socket {
+        command.env(crate::ctl::socket::INHERITED_SOCKET, fd.to_string());
     }
     // SAFETY: between fork and exec only fcntl runs, which is async-signal-safe; it lets the
     // child keep the listeners and the ready pipe across exec.

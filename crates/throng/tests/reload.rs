@@ -585,7 +585,7 @@ fn ctl(dir: &Dir, command: &str) -> (bool, String) {
 fn post_ctl(admin: SocketAddr, command: &str, token: Option<&str>) -> (u16, String) {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request = format!(
-        "POST /ctl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{command}",
+        "POST /ctl HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{command}",
         command.len()
     );
     let (status, _, body) = common::http_exchange(admin, request.as_bytes());

@@ -209,7 +209,42 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
         }
         token => token.map(str::to_string),
     };
+    if let (Some(addr), None) = (admin, &admin_token) {
+        if !addr.ip().is_loopback() {
+            return Err((
+                at.key("admin"),
+                format!("{addr} is reachable from other machines: set global.admin_token (and stats_auth for the pages), or bind it to 127.0.0.1"),
+            ));
+        }
+    }
+    let admin_socket = admin_socket(g, at)?;
+    let defaults = throng_net::admin::AdminLimits::default();
+    let admin_limits = throng_net::admin::AdminLimits {
+        maxconn: match g.admin_maxconn {
+            Some(0) => return Err((at.key("admin_maxconn"), "must be at least 1".into())),
+            Some(n) if n > 10_000 => return Err((at.key("admin_maxconn"), "at most 10000".into())),
+            Some(n) => n,
+            None => defaults.maxconn,
+        },
+        timeout: optional_duration(g.admin_timeout.as_deref(), &at.key("admin_timeout"))?
+            .unwrap_or(defaults.timeout),
+    };
+    let stats_auth = match g.stats_auth.as_deref() {
+        Some(auth) if !auth.contains(':') || auth.starts_with(':') || auth.ends_with(':') => {
+            return Err((at.key("stats_auth"), "`USER:PASSWORD`, both given".into()))
+        }
+        Some(auth) if auth.len() < 12 || !auth.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Err((
+                at.key("stats_auth"),
+                "at least 12 visible ASCII characters in all".into(),
+            ))
+        }
+        auth => auth.map(str::to_string),
+    };
     Ok(Global {
+        admin_socket,
+        admin_limits,
+        stats_auth,
         admin_token,
         pidfile: g.pidfile.as_deref().map(PathBuf::from),
         reload,
@@ -222,6 +257,80 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
         log,
         log_format,
     })
+}
+
+/// `admin_socket` and the keys that go with it; `auto` is the user's own runtime folder
+/// ([`crate::ctl::socket::auto_path`]).
+fn admin_socket(g: &file::Global, at: &KeyPath) -> Result<Option<AdminSocket>, Failure> {
+    let Some(spelled) = g.admin_socket.as_deref() else {
+        for (key, given) in [
+            ("admin_socket_mode", g.admin_socket_mode.is_some()),
+            ("admin_socket_user", g.admin_socket_user.is_some()),
+            ("admin_socket_group", g.admin_socket_group.is_some()),
+        ] {
+            if given {
+                return Err((at.key(key), "needs global.admin_socket".into()));
+            }
+        }
+        return Ok(None);
+    };
+    let path = match spelled {
+        "auto" => crate::ctl::socket::auto_path(),
+        "" => return Err((at.key("admin_socket"), "a path, or auto".into())),
+        path if !path.starts_with('/') => {
+            return Err((
+                at.key("admin_socket"),
+                format!(
+                "`{path}`: an absolute path (or auto), so that every tool finds the same socket"
+            ),
+            ))
+        }
+        path => PathBuf::from(path),
+    };
+    // sun_path holds 108 bytes with its NUL.
+    if path.as_os_str().len() > 107 {
+        return Err((
+            at.key("admin_socket"),
+            format!(
+                "{}: longer than a Unix socket path may be (107 bytes)",
+                path.display()
+            ),
+        ));
+    }
+    let mode = match g.admin_socket_mode.as_deref() {
+        None => 0o600,
+        Some(text) => match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+            Ok(mode) if mode <= 0o777 && mode & 0o007 == 0 => mode,
+            Ok(mode) if mode <= 0o777 => {
+                return Err((
+                    at.key("admin_socket_mode"),
+                    format!("{text}: a mode that lets every user steer the proxy; at most 0660"),
+                ))
+            }
+            _ => {
+                return Err((
+                    at.key("admin_socket_mode"),
+                    format!("`{text}` is not a mode such as 0600 or 0660"),
+                ))
+            }
+        },
+    };
+    let user = g
+        .admin_socket_user
+        .as_deref()
+        .map(|name| throng_net::users::uid_of(name).map_err(|e| (at.key("admin_socket_user"), e)))
+        .transpose()?;
+    let group = g
+        .admin_socket_group
+        .as_deref()
+        .map(|name| throng_net::users::gid_of(name).map_err(|e| (at.key("admin_socket_group"), e)))
+        .transpose()?;
+    Ok(Some(AdminSocket {
+        path,
+        mode,
+        user,
+        group,
+    }))
 }
 
 fn mode(text: Option<&str>, at: &KeyPath) -> Result<Option<Mode>, Failure> {
@@ -716,6 +825,68 @@ mod tests {
             error.contains(&format!("more than {MAX_SERVERS} servers"))
                 && error.contains("backends.app.servers[1].address"),
             "{error}"
+        );
+    }
+
+    /// The embedded default takes commands on a socket of its user's only: it names no token,
+    /// so its TCP admin listener takes none.
+    #[test]
+    fn the_default_has_an_admin_socket_and_no_token() {
+        let config =
+            crate::config::parse(super::DEFAULT_CONFIG, "default", Path::new(".")).unwrap();
+        let socket = config.global.admin_socket.unwrap();
+        assert!(socket.path.ends_with("throng/proxy.sock"), "{socket:?}");
+        assert_eq!(socket.mode, 0o600);
+        assert!(config.global.admin_token.is_none());
+        assert!(config.global.admin.unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn admin_mistakes_are_named() {
+        let base = config_with_servers(&["127.0.0.1:8282"]);
+        let error = |global: &str| {
+            let text = format!("[global]\n{global}\n{base}");
+            crate::config::parse(&text, "admin.toml", Path::new("."))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let said = error("admin_socket = \"run/proxy.sock\"");
+        assert!(
+            said.contains("admin.toml:2: global.admin_socket: `run/proxy.sock`: an absolute path"),
+            "{said}"
+        );
+        let said = error("admin_socket = \"/run/x.sock\"\nadmin_socket_mode = \"0666\"");
+        assert!(
+            said.contains(":3: global.admin_socket_mode: 0666: a mode that lets every user"),
+            "{said}"
+        );
+        let said = error("admin_socket_mode = \"0600\"");
+        assert!(
+            said.contains("global.admin_socket_mode: needs global.admin_socket"),
+            "{said}"
+        );
+        let said =
+            error("admin_socket = \"/run/x.sock\"\nadmin_socket_user = \"no-such-user-here\"");
+        assert!(
+            said.contains("global.admin_socket_user: no user `no-such-user-here`"),
+            "{said}"
+        );
+        let said = error("admin = \"[::]:9100\"");
+        assert!(
+            said.contains("global.admin: [::]:9100 is reachable from other machines"),
+            "{said}"
+        );
+        assert!(error("admin = \"[::]:9100\"\nadmin_token = \"0123456789abcdef\"").is_empty());
+        let said = error("stats_auth = \"nopassword\"");
+        assert!(
+            said.contains("global.stats_auth: `USER:PASSWORD`"),
+            "{said}"
+        );
+        let said = error("admin_maxconn = 0");
+        assert!(
+            said.contains("global.admin_maxconn: must be at least 1"),
+            "{said}"
         );
     }
 

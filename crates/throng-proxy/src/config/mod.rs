@@ -35,14 +35,32 @@ pub struct Global {
     pub memory_budget: Option<u64>,
     pub grace: Duration,
     pub admin: Option<SocketAddr>,
-    /// What `POST /ctl` on the admin listener must carry (`Authorization: Bearer TOKEN`).
+    /// What `POST /ctl` on the admin listener must carry (`Authorization: Bearer TOKEN`);
+    /// without it, runtime commands come only through the admin socket.
     pub admin_token: Option<String>,
+    /// The runtime API on a Unix socket, whose file permissions say who may use it.
+    pub admin_socket: Option<AdminSocket>,
+    /// Connections the admin listeners take at once, and each one's time.
+    pub admin_limits: throng_net::admin::AdminLimits,
+    /// `USER:PASSWORD` that the pages (`/stats`, `/metrics`) of the TCP admin listener ask for
+    /// (HTTP Basic, as HAProxy's `stats auth`).
+    pub stats_auth: Option<String>,
     pub log: LogTarget,
     pub log_format: LogFormat,
     /// Where the process writes its pid (the master's, with `processes`), for `throng proxy
     /// reload` and init systems.
     pub pidfile: Option<PathBuf>,
     pub reload: ReloadLimits,
+}
+
+/// `global.admin_socket`: where the runtime API's Unix socket is made, and who may use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSocket {
+    pub path: PathBuf,
+    /// Permission bits of the socket file (0600 unless set).
+    pub mode: u32,
+    pub user: Option<u32>,
+    pub group: Option<u32>,
 }
 
 /// How the generations a reload or an upgrade leaves behind end.

@@ -1,18 +1,18 @@
-//! The runtime API on the admin listener: `POST /ctl` with one command (see [`command`]),
-//! without a reload. `throng proxy ctl` is its command-line client.
+//! The runtime API: `POST /ctl` with one command (see [`command`]), without a reload, on the
+//! admin socket ([`socket`]) or, with `admin_token`, on the TCP admin listener; [`guard`]
+//! says who may ask what. `throng proxy ctl` is its command-line client.
 //!
 //! Server states (`ready`, `drain`, `maint`) and weights change in place, in every generation
 //! alive. Adding or removing a server and replacing a certificate start a new generation on the
 //! serving one's configuration so changed (what a reload does, without reading the file): the
 //! old generation keeps its connections (a removed server's end at their own pace, or at
 //! `hard_stop_after`), and the new one takes over states and weights. Every change is logged
-//! with the address that asked for it, and is lost on the next reload of the file (the log
-//! lists what the file replaced): the file stays the one truth; write a change to it to keep it.
-//!
-//! With `global.admin_token`, commands need `Authorization: Bearer TOKEN`; the pages
-//! (`/stats`, `/metrics`) do not.
+//! with who asked for it, and is lost on the next reload of the file (the log lists what the
+//! file replaced): the file stays the one truth; write a change to it to keep it.
 
 pub mod command;
+pub(crate) mod guard;
+pub mod socket;
 
 use crate::certs;
 use crate::config::{Config, Server};
@@ -24,21 +24,25 @@ use std::sync::{Arc, Mutex};
 use throng_net::admin::{Handler, Page, Request};
 use tracing::{info, warn};
 
-/// The admin listener's handler: pages for GET, commands for `POST /ctl`.
+/// The admin listeners' handler: pages for GET, commands for `POST /ctl`.
 pub(crate) fn handler(manager: Arc<Mutex<Manager>>) -> Handler {
     Arc::new(move |request: &Request<'_>| {
         let mut manager = manager.lock().unwrap_or_else(|e| e.into_inner());
         let Some(serving) = manager.serving() else {
             return Page::text(503, "stopping\n");
         };
+        let global = &serving.config.global;
         match (request.method, request.path) {
             ("POST", "/ctl") => {
-                let page = answer(&mut manager, &serving, request);
+                let page = guard::command(request, global.admin_token.as_deref()).map_or_else(
+                    |refused| refused,
+                    |()| answer(&mut manager, &serving, request),
+                );
                 if page.status >= 400 {
                     warn!(
                         "admin: {} asked `{}`: refused ({}): {}",
                         request.peer,
-                        String::from_utf8_lossy(request.body).trim(),
+                        said(request.body),
                         page.status,
                         page.body.trim()
                     );
@@ -46,18 +50,30 @@ pub(crate) fn handler(manager: Arc<Mutex<Manager>>) -> Handler {
                 page
             }
             (_, "/ctl") => Page::text(405, "POST a command to /ctl\n"),
-            ("GET" | "HEAD", path) => crate::server::route(path, &serving, &manager.registry),
+            ("GET" | "HEAD", path) => match guard::page(request, global.stats_auth.as_deref()) {
+                Ok(()) => crate::server::route(path, &serving, &manager.registry),
+                Err(refused) => {
+                    warn!(
+                        "admin: {} asked for {path}: refused ({})",
+                        request.peer, refused.status
+                    );
+                    refused
+                }
+            },
             _ => Page::text(405, "only GET and HEAD, or POST /ctl\n"),
         }
     })
 }
 
+/// A command's bytes as a log line may carry them: one line, control characters escaped.
+pub(crate) fn said(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .trim()
+        .escape_debug()
+        .to_string()
+}
+
 fn answer(manager: &mut Manager, serving: &Arc<Proxy>, request: &Request<'_>) -> Page {
-    if let Some(token) = &serving.config.global.admin_token {
-        if !authorized(request.authorization, token) {
-            return Page::text(401, "give the admin token: Authorization: Bearer TOKEN\n");
-        }
-    }
     let Ok(line) = std::str::from_utf8(request.body) else {
         return Page::text(400, "a command is text (UTF-8)\n");
     };
@@ -69,27 +85,17 @@ fn answer(manager: &mut Manager, serving: &Arc<Proxy>, request: &Request<'_>) ->
     match execute(manager, serving, &command) {
         Ok(text) => {
             if command.changes() {
-                info!("admin: {} asked `{words}`: done", request.peer);
+                info!(
+                    "admin: {} asked `{}`: done",
+                    request.peer,
+                    words.escape_debug()
+                );
                 manager.changes.push(words);
             }
             Page::text(200, text)
         }
         Err((status, why)) => Page::text(status, format!("{why}\n")),
     }
-}
-
-/// The token compared in constant time (its length is not a secret worth keeping).
-fn authorized(header: Option<&[u8]>, token: &str) -> bool {
-    let Some(given) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
-        return false;
-    };
-    let given = throng_http1::trim_ows(given);
-    given.len() == token.len()
-        && given
-            .iter()
-            .zip(token.as_bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 type Outcome = Result<String, (u16, String)>;

@@ -47,14 +47,20 @@ pub fn run(
     let workers = Arc::new(Mutex::new(vec![WorkerInfo::default(); processes]));
     let retiring = Arc::new(AtomicBool::new(false));
     let handover = Arc::new(Mutex::new(None));
+    let access = Arc::new(Mutex::new(Access::of(&config)));
     // Before any worker starts: from here on SIGHUP reloads rather than kills.
     watch_reloads(
         reread,
         Arc::clone(&workers),
+        Arc::clone(&access),
         Arc::clone(&retiring),
         Arc::clone(&handover),
     )?;
     let admin_listener = crate::server::bind_admin(&config)?;
+    let admin_socket = crate::ctl::socket::bind_configured(&config)?;
+    let mut secret = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| "no randomness for the workers' token")?;
+    let worker_token = Arc::new(throng_net::hex::encode(&secret));
     let spec = Spec {
         name: "proxy worker",
         args: Box::new(worker_args),
@@ -68,6 +74,7 @@ pub fn run(
             },
         ))),
         own_process_group: true,
+        env: vec![(WORKER_TOKEN, worker_token.to_string())],
     };
     let mut group = Group::start(spec, processes)?;
     note_workers(&group, &workers);
@@ -75,9 +82,20 @@ pub fn run(
 
     // A copy kept to hand to a new master, which answers on it from then on.
     let admin_copy = admin_listener.as_ref().and_then(|l| l.try_clone().ok());
-    let admin_stop = spawn_admin(admin_listener, Arc::clone(&workers))?;
+    let listeners = [
+        admin_listener.map(admin::Listener::Tcp),
+        crate::ctl::socket::listener(admin_socket.as_ref()).map(admin::Listener::Socket),
+    ];
+    let admin = Admin {
+        workers: Arc::clone(&workers),
+        access: Arc::clone(&access),
+        worker_token,
+    };
+    let admin_stop = spawn_admin(listeners, admin, config.global.admin_limits)?;
+    let socket_fd = admin_socket.as_ref().map(crate::ctl::socket::descriptor);
     *handover.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handover {
         admin: admin_copy,
+        socket: socket_fd,
         admin_stop,
     });
     let grace = config.global.grace;
@@ -88,8 +106,37 @@ pub fn run(
         tracing::info!("the last worker of this master has ended; the new master serves");
     } else {
         crate::upgrade::remove_pidfile(config.global.pidfile.as_deref());
+        if let Some(socket) = &admin_socket {
+            socket.remove();
+        }
     }
     Ok(())
+}
+
+/// The environment variable that gives a worker the token its master's commands carry: a
+/// worker's admin listener is on loopback, where any local user could reach it.
+pub const WORKER_TOKEN: &str = "THRONG_PROXY_WORKER_TOKEN";
+
+/// What the master's guards read, replaced at each reload of the file.
+struct Access {
+    admin_token: Option<String>,
+    stats_auth: Option<String>,
+}
+
+impl Access {
+    fn of(config: &Config) -> Access {
+        Access {
+            admin_token: config.global.admin_token.clone(),
+            stats_auth: config.global.stats_auth.clone(),
+        }
+    }
+}
+
+/// What the master's admin listeners answer with.
+struct Admin {
+    workers: Arc<Mutex<Vec<WorkerInfo>>>,
+    access: Arc<Mutex<Access>>,
+    worker_token: Arc<String>,
 }
 
 /// SIGHUP: the file checked here, then passed on to every worker. SIGUSR2: a new master from
@@ -98,6 +145,7 @@ pub fn run(
 fn watch_reloads(
     reread: crate::generation::Reread,
     workers: Arc<Mutex<Vec<WorkerInfo>>>,
+    access: Arc<Mutex<Access>>,
     retiring: Arc<AtomicBool>,
     handover: Arc<Mutex<Option<Handover>>>,
 ) -> Result<(), String> {
@@ -120,7 +168,7 @@ fn watch_reloads(
             runtime.block_on(async move {
                 loop {
                     tokio::select! {
-                        _ = hup.recv() => pass_reload(&reread, &workers),
+                        _ = hup.recv() => pass_reload(&reread, &workers, &access),
                         _ = usr2.recv() => hand_over(&workers, &retiring, &handover),
                     }
                 }
@@ -130,9 +178,11 @@ fn watch_reloads(
         .map_err(|e| format!("cannot start the reload thread: {e}"))
 }
 
-/// What a master hands to a new one: its admin listener (and how to stop answering on it).
+/// What a master hands to a new one: its admin listener and socket (and how to stop
+/// answering on them).
 struct Handover {
     admin: Option<std::net::TcpListener>,
+    socket: Option<std::os::fd::RawFd>,
     admin_stop: Option<admin::Stop>,
 }
 
@@ -155,7 +205,10 @@ fn hand_over(
     let successor = crate::upgrade::Successor {
         inherit: "",
         fds: &[],
-        admin: admin_fd,
+        admin: crate::upgrade::Admin {
+            listener: admin_fd,
+            socket: mine.socket,
+        },
         key: key.as_ref(),
         generation: 1,
     };
@@ -191,12 +244,17 @@ fn hand_over(
     }
 }
 
-fn pass_reload(reread: &crate::generation::Reread, workers: &Mutex<Vec<WorkerInfo>>) {
+fn pass_reload(
+    reread: &crate::generation::Reread,
+    workers: &Mutex<Vec<WorkerInfo>>,
+    access: &Mutex<Access>,
+) {
     match reread() {
         Err(why) => {
             tracing::error!("reload refused: {why}; the workers keep serving, nothing changed")
         }
         Ok(config) => {
+            *access.lock().unwrap_or_else(|e| e.into_inner()) = Access::of(&config);
             let pids: Vec<u32> = workers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -266,39 +324,72 @@ fn announce(config: &Config, group: &Group, admin: Option<&std::net::TcpListener
     crate::upgrade::announce_ready(&line, config.global.pidfile.as_deref());
 }
 
-/// The admin listener, on a thread of its own: the merged pages, and runtime commands passed
-/// on to every worker.
+/// The admin listener and socket, on a thread of their own: the merged pages, and runtime
+/// commands passed on to every worker, behind the same guards as a single process's.
 fn spawn_admin(
-    listener: Option<std::net::TcpListener>,
-    workers: Arc<Mutex<Vec<WorkerInfo>>>,
+    listeners: [Option<admin::Listener>; 2],
+    admin: Admin,
+    limits: admin::AdminLimits,
 ) -> Result<Option<admin::Stop>, String> {
-    let Some(listener) = listener else {
+    let listeners: Vec<admin::Listener> = listeners.into_iter().flatten().collect();
+    if listeners.is_empty() {
         return Ok(None);
-    };
-    let handler =
-        Arc::new(
-            move |request: &admin::Request<'_>| match (request.method, request.path) {
-                ("POST", "/ctl") => pass_command(request, &workers),
-                (_, "/ctl") => Page::text(405, "POST a command to /ctl\n"),
-                ("GET" | "HEAD", path) => route(path, &workers),
-                _ => Page::text(405, "only GET and HEAD, or POST /ctl\n"),
+    }
+    let handler = Arc::new(move |request: &admin::Request<'_>| {
+        let access = admin.access.lock().unwrap_or_else(|e| e.into_inner());
+        let (token, stats_auth) = (access.admin_token.clone(), access.stats_auth.clone());
+        drop(access);
+        match (request.method, request.path) {
+            ("POST", "/ctl") => match crate::ctl::guard::command(request, token.as_deref()) {
+                Ok(()) => pass_command(request, &admin.workers, &admin.worker_token),
+                Err(refused) => {
+                    tracing::warn!(
+                        "admin: {} asked `{}`: refused ({}): {}",
+                        request.peer,
+                        crate::ctl::said(request.body),
+                        refused.status,
+                        refused.body.trim()
+                    );
+                    refused
+                }
             },
-        );
-    admin::spawn_handler_on_thread("proxy-admin", listener, handler).map(Some)
+            (_, "/ctl") => Page::text(405, "POST a command to /ctl\n"),
+            ("GET" | "HEAD", path) => match crate::ctl::guard::page(request, stats_auth.as_deref())
+            {
+                Ok(()) => route(path, &admin.workers),
+                Err(refused) => {
+                    tracing::warn!(
+                        "admin: {} asked for {path}: refused ({})",
+                        request.peer,
+                        refused.status
+                    );
+                    refused
+                }
+            },
+            _ => Page::text(405, "only GET and HEAD, or POST /ctl\n"),
+        }
+    });
+    admin::spawn_handler_on_thread("proxy-admin", listeners, handler, limits).map(Some)
 }
 
-/// A runtime command, passed on to each worker's admin listener: their answers, one line each
-/// (a `show` command: the first worker's, as they all run the same configuration).
-fn pass_command(request: &admin::Request<'_>, workers: &Mutex<Vec<WorkerInfo>>) -> Page {
+/// A runtime command, passed on to each worker's admin listener with the workers' token: their
+/// answers, one line each (a `show` command: the first worker's, as they all run the same
+/// configuration).
+fn pass_command(
+    request: &admin::Request<'_>,
+    workers: &Mutex<Vec<WorkerInfo>>,
+    worker_token: &str,
+) -> Page {
     let workers = workers.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let showing = std::str::from_utf8(request.body)
         .map(|line| line.trim_start().starts_with("show"))
         .unwrap_or(false);
+    let authorization = format!("Bearer {worker_token}");
     let mut worst = 200;
     let mut text = String::new();
     for (index, worker) in workers.iter().enumerate() {
         let answer = match worker.admin {
-            Some(addr) => post(addr, request.body, request.authorization),
+            Some(addr) => post(addr, request.body, authorization.as_bytes()),
             None => Err("no admin listener".to_string()),
         };
         let (status, body) = answer.unwrap_or_else(|e| (502, format!("{e}\n")));
@@ -311,20 +402,16 @@ fn pass_command(request: &admin::Request<'_>, workers: &Mutex<Vec<WorkerInfo>>) 
     tracing::info!(
         "admin: {} asked `{}`: passed to {} workers ({worst})",
         request.peer,
-        String::from_utf8_lossy(request.body).trim(),
+        crate::ctl::said(request.body),
         workers.len()
     );
     Page::text(worst, text)
 }
 
 /// `POST /ctl` to a worker: its status and body.
-fn post(
-    addr: SocketAddr,
-    body: &[u8],
-    authorization: Option<&[u8]>,
-) -> Result<(u16, String), String> {
+fn post(addr: SocketAddr, body: &[u8], authorization: &[u8]) -> Result<(u16, String), String> {
     let timeout = std::time::Duration::from_secs(60);
-    admin::request(addr, "POST", "/ctl", body, authorization, timeout)
+    admin::request(addr, "POST", "/ctl", body, Some(authorization), timeout)
 }
 
 fn route(path: &str, workers: &Mutex<Vec<WorkerInfo>>) -> Page {

@@ -32,11 +32,16 @@ pub struct ProxyArgs {
     )]
     words: Vec<String>,
 
-    /// ctl: the admin listener [default: global.admin of the configuration]
+    /// ctl: the admin socket [default: global.admin_socket of the configuration]
+    #[arg(long, value_name = "PATH", conflicts_with = "admin")]
+    socket: Option<PathBuf>,
+
+    /// ctl: the admin listener over TCP, which takes commands only with global.admin_token
+    /// [default: global.admin of the configuration, when it names no admin_socket]
     #[arg(long, value_name = "ADDRESS")]
     admin: Option<std::net::SocketAddr>,
 
-    /// ctl: the admin token [default: $THRONG_ADMIN_TOKEN, else global.admin_token]
+    /// ctl over TCP: the admin token [default: $THRONG_ADMIN_TOKEN, else global.admin_token]
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
 
@@ -71,7 +76,7 @@ enum Action {
     Reload,
     /// Check the file, then SIGUSR2: the binary at the proxy's path takes over its listeners
     Upgrade,
-    /// A runtime command to the admin listener (POST /ctl): no reload
+    /// A runtime command to the admin socket (or listener, POST /ctl): no reload
     Ctl,
 }
 
@@ -95,10 +100,16 @@ pub fn run(args: ProxyArgs) -> ExitCode {
     }
     share_ticket_key(&args);
     let adjust = Adjust {
-        worker: args.worker.is_some(),
+        // A worker's admin listener takes its master's commands, which carry this token.
+        worker_token: args.worker.map(|_| {
+            let token = std::env::var(throng_proxy::master::WORKER_TOKEN).unwrap_or_default();
+            std::env::remove_var(throng_proxy::master::WORKER_TOKEN);
+            token
+        }),
     };
     let path = args.config.clone();
     let loaded = read(path.as_deref()).map(|c| adjust.apply(c));
+    let reread_adjust = adjust.clone();
     let config = match loaded {
         Ok(config) => config,
         Err(error) => {
@@ -122,7 +133,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
     }
     let reread_path = path.clone();
     let reread: throng_proxy::generation::Reread =
-        Box::new(move || read(reread_path.as_deref()).map(|c| adjust.apply(c)));
+        Box::new(move || read(reread_path.as_deref()).map(|c| reread_adjust.apply(c)));
     use throng_proxy::generation::Role;
     let outcome = match args.worker {
         Some(_) => throng_proxy::run(config, reread, Role::Worker),
@@ -161,21 +172,25 @@ fn share_ticket_key(args: &ProxyArgs) {
 }
 
 /// What a worker changes in the configuration it reads, at start and at each reload.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Adjust {
-    worker: bool,
+    /// This process is a worker, and its master's commands carry this token.
+    worker_token: Option<String>,
 }
 
 impl Adjust {
-    fn apply(self, mut config: Config) -> Config {
-        if self.worker {
+    fn apply(&self, mut config: Config) -> Config {
+        if let Some(token) = &self.worker_token {
             // A worker's admin listener is for its master only: a port of loopback the kernel
-            // picks. The pid file is the master's.
-            config.global.admin = config
-                .global
-                .admin
-                .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-            config.global.pidfile = None;
+            // picks, commands with the master's own token (the operator's token and socket,
+            // and the pages' credentials, are the master's). The pid file is the master's.
+            let global = &mut config.global;
+            let master_listens = global.admin.is_some() || global.admin_socket.is_some();
+            global.admin = master_listens.then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            global.admin_token = Some(token.clone());
+            global.admin_socket = None;
+            global.stats_auth = None;
+            global.pidfile = None;
         }
         config
     }
@@ -313,13 +328,16 @@ fn name(action: Signalled) -> &'static str {
 }
 
 /// `throng proxy ctl WORDS...`: one runtime command, its answer on stdout (stderr and a
-/// failing status when refused).
+/// failing status when refused). It goes to the admin socket of the file (or `--socket`);
+/// to the TCP admin listener with its token only when asked (`--admin`) or when the file
+/// names no socket.
 fn ctl(args: &ProxyArgs) -> ExitCode {
     if args.words.is_empty() || args.words == ["help"] {
         print!("{}", throng_proxy::ctl::command::USAGE);
         return ExitCode::SUCCESS;
     }
-    let config = if args.admin.is_some() && args.config.is_none() {
+    let told = args.admin.is_some() || args.socket.is_some();
+    let config = if told && args.config.is_none() {
         None
     } else {
         match read(args.config.as_deref()) {
@@ -330,19 +348,45 @@ fn ctl(args: &ProxyArgs) -> ExitCode {
             }
         }
     };
-    let Some(admin) = args
-        .admin
-        .or_else(|| config.as_ref().and_then(|c| c.global.admin))
-    else {
-        eprintln!("throng proxy ctl: which proxy? give --admin ADDRESS, or a configuration with global.admin");
+    let global = config.as_ref().map(|c| &c.global);
+    let socket = args.socket.clone().or_else(|| {
+        args.admin
+            .is_none()
+            .then(|| {
+                global
+                    .and_then(|g| g.admin_socket.as_ref())
+                    .map(|s| s.path.clone())
+            })
+            .flatten()
+    });
+    let line = args.words.join(" ");
+    let timeout = Duration::from_secs(60);
+    let (answer, to) = if let Some(path) = socket {
+        let answer =
+            throng_net::admin::request_socket(&path, "POST", "/ctl", line.as_bytes(), timeout);
+        (answer, path.display().to_string())
+    } else if let Some(admin) = args.admin.or_else(|| global.and_then(|g| g.admin)) {
+        let token = args
+            .token
+            .clone()
+            .or_else(|| std::env::var("THRONG_ADMIN_TOKEN").ok())
+            .or_else(|| global.and_then(|g| g.admin_token.clone()));
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        let authorization = authorization.as_deref().map(str::as_bytes);
+        let answer = throng_net::admin::request(
+            admin,
+            "POST",
+            "/ctl",
+            line.as_bytes(),
+            authorization,
+            timeout,
+        );
+        (answer, format!("http://{admin}/ctl"))
+    } else {
+        eprintln!("throng proxy ctl: which proxy? give --socket PATH or --admin ADDRESS, or a configuration with global.admin_socket");
         return ExitCode::from(2);
     };
-    let token = args
-        .token
-        .clone()
-        .or_else(|| std::env::var("THRONG_ADMIN_TOKEN").ok())
-        .or_else(|| config.and_then(|c| c.global.admin_token));
-    match post_command(admin, &args.words.join(" "), token.as_deref()) {
+    match answer {
         Ok((status, body)) if status < 300 => {
             print!("{body}");
             ExitCode::SUCCESS
@@ -352,28 +396,10 @@ fn ctl(args: &ProxyArgs) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("throng proxy ctl: http://{admin}/ctl: {e}");
+            eprintln!("throng proxy ctl: {to}: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn post_command(
-    admin: std::net::SocketAddr,
-    line: &str,
-    token: Option<&str>,
-) -> Result<(u16, String), String> {
-    let authorization = token.map(|t| format!("Bearer {t}"));
-    let authorization = authorization.as_deref().map(str::as_bytes);
-    let timeout = Duration::from_secs(60);
-    throng_net::admin::request(
-        admin,
-        "POST",
-        "/ctl",
-        line.as_bytes(),
-        authorization,
-        timeout,
-    )
 }
 
 fn read_pid(path: &Path) -> Result<i32, String> {
