@@ -16,7 +16,7 @@
 //!
 //! Memory is the process's: `global.memory_budget` and `global.maxconn` count every generation.
 
-use crate::config::Config;
+use crate::config::{AtMaxGenerations, Config};
 use crate::listeners::Listeners;
 use crate::log::Sink;
 use crate::state::{Phase, Process, Proxy};
@@ -417,6 +417,16 @@ pub(crate) fn next_generation(
     let serving = manager.serving().ok_or("the proxy is stopping")?;
     let number = serving.generation + 1;
     let limits = config.global.reload;
+    let max = limits.max_generations;
+    if limits.at_max_generations == AtMaxGenerations::Refuse && manager.running.len() >= max {
+        let oldest = manager.running.first().map(|r| &r.proxy);
+        return Err(format!(
+            "max_generations {max}: {} generations are alive and the oldest ({}) still holds {} connections; nothing was cut (raise max_generations, set hard_stop_after, or at_max_generations = \"close-oldest\")",
+            manager.running.len(),
+            oldest.map_or(0, |p| p.generation),
+            oldest.map_or(0, |p| p.open_connections()),
+        ));
+    }
     let Started { proxy, threads, .. } =
         start(config, number, &mut manager.listeners, &manager.process)?;
     carry_over(&serving, &proxy, carry);
@@ -431,7 +441,6 @@ pub(crate) fn next_generation(
         retired: None,
     });
     manager.process.close_rate.store(limits.close_rate, Relaxed);
-    let max = limits.max_generations;
     let alive = manager.running.len();
     for r in manager.running.iter().take(alive.saturating_sub(max)) {
         if r.proxy.current_phase() == Phase::Draining {

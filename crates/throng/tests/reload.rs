@@ -305,23 +305,24 @@ fn reloads_keep_every_connection_and_refuse_none() {
     let mut returning = Tunnel::open(proxy.addr("tunnels"), &client);
     assert!(returning.resumed, "no resumption across reloads");
     returning.echo("resumed").unwrap();
-    // Old generations holding tunnels are still alive, within max_generations (4).
+    // Old generations holding tunnels are still alive: none was cut.
     let metrics = proxy.metrics();
     let alive = metrics
         .lines()
         .filter(|l| l.starts_with("throng_proxy_generation_connections{"))
         .count();
-    assert!((2..=4).contains(&alive), "{metrics}");
+    assert!((2..=7).contains(&alive), "{metrics}");
 }
 
 /// An old generation past `hard_stop_after` closes what it holds no faster than `close_rate`;
-/// a reload beyond `max_generations` closes the oldest at once, at the same rate.
+/// a reload beyond `max_generations`, with `at_max_generations = "close-oldest"`, closes the
+/// oldest at once, at the same rate.
 #[test]
 fn old_generations_close_at_the_capped_rate() {
     let pong = Pong::start(&[]);
     let echo = echo_backend();
     let dir = Dir::new("reload-close-rate");
-    let global = "hard_stop_after = \"1s\"\nclose_rate = 20\nmax_generations = 2";
+    let global = "hard_stop_after = \"1s\"\nclose_rate = 20\nmax_generations = 2\nat_max_generations = \"close-oldest\"";
     let text = config(&dir, global, pong.addr(), "a", echo.addr);
     let proxy = Proxy::start(&dir, &text);
     let client = tls_client();
@@ -376,7 +377,7 @@ fn old_generations_close_at_the_capped_rate() {
     for t in held.iter_mut() {
         t.echo("held by generation 2").unwrap();
     }
-    let global = "hard_stop_after = \"1h\"\nclose_rate = 20\nmax_generations = 2";
+    let global = "hard_stop_after = \"1h\"\nclose_rate = 20\nmax_generations = 2\nat_max_generations = \"close-oldest\"";
     dir.write(
         "proxy.toml",
         &config(&dir, global, pong.addr(), "a", echo.addr),
@@ -398,6 +399,38 @@ fn old_generations_close_at_the_capped_rate() {
         assert!(matches!(t.tls.read(&mut buf), Ok(0) | Err(_)));
     }
     newer.echo("generation 3 keeps its tunnel").unwrap();
+}
+
+/// At the default, a reload beyond `max_generations` is refused: logged and counted, nothing
+/// cut, the serving generation goes on; once the oldest has ended, the next reload goes through.
+#[test]
+fn a_reload_past_max_generations_is_refused_and_cuts_nothing() {
+    let pong = Pong::start(&[]);
+    let echo = echo_backend();
+    let dir = Dir::new("reload-refused-at-max");
+    let text = config(&dir, "max_generations = 2", pong.addr(), "a", echo.addr);
+    let proxy = Proxy::start(&dir, &text);
+    let client = tls_client();
+    let mut first = Tunnel::open(proxy.addr("tunnels"), &client);
+    first.echo("held by generation 1").unwrap();
+    proxy.signal(libc::SIGHUP);
+    wait_for_generation(&proxy, 2);
+    proxy.signal(libc::SIGHUP);
+    let said = proxy.wait_for_message("reload refused: max_generations 2");
+    assert!(
+        said.contains("the oldest (1) still holds 1 connections; nothing was cut"),
+        "{said}"
+    );
+    wait_until(|| (proxy.metric("throng_proxy_reload_failures_total") == 1.0).then_some(()))
+        .unwrap();
+    assert_eq!(proxy.metric("throng_proxy_generation"), 2.0);
+    first.echo("generation 1 keeps its tunnel").unwrap();
+    one_request(proxy.addr("web")).unwrap();
+    // Its last connection gone, generation 1 ends, and there is room again.
+    drop(first);
+    proxy.wait_for_message("generation 1 ended");
+    proxy.signal(libc::SIGHUP);
+    wait_for_generation(&proxy, 3);
 }
 
 /// A proxy that stops when this test ends, whoever its parent is (a new binary's process is

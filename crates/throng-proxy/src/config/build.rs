@@ -24,7 +24,9 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// Old generations closed at 1,000 connections a second: about a core's worth of full TLS
 /// handshakes for the clients that come back.
 const DEFAULT_CLOSE_RATE: u64 = 1000;
-const DEFAULT_MAX_GENERATIONS: usize = 4;
+/// Room for a reload a minute for half an hour of long-lived connections (each old generation
+/// keeps a thread per core and its pools while it holds some: see docs/reload.md).
+const DEFAULT_MAX_GENERATIONS: usize = 32;
 /// The most servers a configuration may name, all backends together: a port range makes one
 /// server per port, and a file of ranges could otherwise ask for millions.
 const MAX_SERVERS: usize = 65_536;
@@ -177,7 +179,7 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
                 "must be at least 2 (the serving generation and one that ends)".into(),
             ))
         }
-        Some(n) if n > 64 => return Err((at.key("max_generations"), "at most 64".into())),
+        Some(n) if n > 256 => return Err((at.key("max_generations"), "at most 256".into())),
         Some(n) => n,
         None => DEFAULT_MAX_GENERATIONS,
     };
@@ -186,7 +188,18 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
         Some(n) => n,
         None => DEFAULT_CLOSE_RATE,
     };
+    let at_max_generations = match g.at_max_generations.as_deref() {
+        None | Some("refuse") => AtMaxGenerations::Refuse,
+        Some("close-oldest") => AtMaxGenerations::CloseOldest,
+        Some(other) => {
+            return Err((
+                at.key("at_max_generations"),
+                format!("`{other}`: use refuse or close-oldest"),
+            ))
+        }
+    };
     let reload = ReloadLimits {
+        at_max_generations,
         hard_stop_after: optional_duration(
             g.hard_stop_after.as_deref(),
             &at.key("hard_stop_after"),

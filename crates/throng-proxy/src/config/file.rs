@@ -40,6 +40,7 @@ pub struct Global {
     pub hard_stop_after: Option<String>,
     pub close_rate: Option<u64>,
     pub max_generations: Option<usize>,
+    pub at_max_generations: Option<String>,
 }
 
 /// Values every frontend and backend starts from.

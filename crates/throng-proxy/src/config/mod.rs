@@ -72,9 +72,19 @@ pub struct ReloadLimits {
     /// Connections closed per second (per process) once `hard_stop_after` has passed, so that
     /// their clients do not all come back at once.
     pub close_rate: u64,
-    /// Generations alive together at most, the serving one included: a reload beyond it hard-stops
-    /// the oldest.
+    /// Generations alive together at most, the serving one included.
     pub max_generations: usize,
+    /// What a reload (or a runtime change) beyond `max_generations` does.
+    pub at_max_generations: AtMaxGenerations,
+}
+
+/// `at_max_generations`: a reload that would pass `max_generations` is refused (logged and
+/// counted, nothing changes, no connection is cut), or, when the operator chose it, the oldest
+/// generation closes what it holds at `close_rate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtMaxGenerations {
+    Refuse,
+    CloseOldest,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
