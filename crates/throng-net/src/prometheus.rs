@@ -7,6 +7,21 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// A label value as the text exposition format spells it: backslash, double quote and line
+/// feed escaped (a name from a configuration or a runtime command may hold any of them).
+pub fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// How long a worker has to answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -196,6 +211,12 @@ fn fetch(addr: SocketAddr) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(super::label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(super::label_value("plain-name_1"), "plain-name_1");
+    }
+
     use super::*;
 
     fn up_is_the_least(name: &str, a: Value, b: Value) -> Value {

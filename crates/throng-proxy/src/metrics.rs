@@ -5,6 +5,7 @@ use crate::generation::Registry;
 use crate::state::{BackendState, FrontendState, Proxy, ServerState, StatusCounts};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
+use throng_net::prometheus::label_value;
 
 /// A metric family read from one kind of state: name, type, help, and how to read it.
 type Metric<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
@@ -133,7 +134,7 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
         .frontends
         .iter()
         .zip(&proxy.frontends)
-        .map(|(config, state)| (format!("frontend=\"{}\"", config.name), state))
+        .map(|(config, state)| (format!("frontend=\"{}\"", label_value(&config.name)), state))
         .collect();
     let per_frontend: [Metric<FrontendState>; 14] = [
         (
@@ -237,7 +238,7 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
         .backends
         .iter()
         .zip(&proxy.backends)
-        .map(|(config, state)| (format!("backend=\"{}\"", config.name), state))
+        .map(|(config, state)| (format!("backend=\"{}\"", label_value(&config.name)), state))
         .collect();
     let servers: Vec<(String, &ServerState)> = proxy
         .config
@@ -250,7 +251,11 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
                 .iter()
                 .zip(&state.servers)
                 .map(move |(server, s)| {
-                    let labels = format!("backend=\"{}\",server=\"{}\"", config.name, server.name);
+                    let labels = format!(
+                        "backend=\"{}\",server=\"{}\"",
+                        label_value(&config.name),
+                        label_value(&server.name)
+                    );
                     (labels, s)
                 })
         })

@@ -38,10 +38,10 @@ fn haproxy(out: &mut String, e: &Entry) {
         "{} [{day:02}/{}/{year}:{hour:02}:{minute:02}:{second:02}.{ms:03}] {}{} {}/{} ",
         e.client,
         MONTHS[month as usize - 1],
-        e.frontend,
+        word(&e.frontend),
         if e.tls { "~" } else { "" },
-        e.backend.as_deref().unwrap_or(&e.frontend),
-        e.server.as_deref().unwrap_or("<NOSRV>"),
+        word(e.backend.as_deref().unwrap_or(&e.frontend)),
+        word(e.server.as_deref().unwrap_or("<NOSRV>")),
     );
     let termination = std::str::from_utf8(&e.termination).unwrap_or("--");
     match e.mode {
@@ -82,12 +82,29 @@ fn haproxy(out: &mut String, e: &Entry) {
         let _ = write!(
             out,
             " {{{}|{}|{}|{}}}",
-            m.client_id.escape_default(),
-            m.username.as_deref().unwrap_or("").escape_default(),
+            captured(&m.client_id),
+            captured(m.username.as_deref().unwrap_or("")),
             m.version,
             m.keep_alive
         );
     }
+}
+
+/// A name in a line of space-separated fields (a frontend, backend or server, as the file or a
+/// runtime command spelled it): control characters, quotes, backslashes and spaces escaped, so
+/// that it stays one field and the line stays one line.
+fn word(text: &str) -> String {
+    text.escape_default().to_string().replace(' ', "\\x20")
+}
+
+/// A field a client chose, inside HAProxy's `{a|b}` captures: escaped as [`word`], and the
+/// capture's own delimiters as HAProxy writes them (`#7C`, `#7B`, `#7D`), so that no client id
+/// makes a field of its own.
+fn captured(text: &str) -> String {
+    word(text)
+        .replace('|', "#7C")
+        .replace('{', "#7B")
+        .replace('}', "#7D")
 }
 
 fn json(out: &mut String, e: &Entry) {
@@ -187,6 +204,34 @@ mod tests {
             out,
             "127.0.0.1:40712 [29/Nov/2026:13:20:01.123] web pong/<NOSRV> 0/-1/25 145 SC 1/1/1/1/0 0/0"
         );
+    }
+
+    /// What a client or an operator's command can put in a line stays inside its field: CR,
+    /// LF, quotes, backslashes, spaces and the captures' delimiters are escaped.
+    #[test]
+    fn hostile_text_stays_in_its_field() {
+        let mut e = entry(Mode::Http);
+        e.request = "GET /\r\n127.0.0.1 \"forged\\ HTTP/1.1".into();
+        e.server = Some("a b\nc".into());
+        let mut out = String::new();
+        haproxy(&mut out, &e);
+        assert!(!out.contains('\n') && !out.contains('\r'), "{out}");
+        assert!(out.contains(" pong/a\\x20b\\nc "), "{out}");
+        assert!(
+            out.ends_with(" \"GET /\\r\\n127.0.0.1 \\\"forged\\\\ HTTP/1.1\""),
+            "{out}"
+        );
+
+        let mut e = entry(Mode::Mqtt);
+        e.mqtt = Some(Box::new(crate::log::MqttConnect {
+            client_id: "id|x}{\n".into(),
+            username: Some("u\"s".into()),
+            version: "3.1.1",
+            keep_alive: 60,
+        }));
+        let mut out = String::new();
+        haproxy(&mut out, &e);
+        assert!(out.ends_with(" {id#7Cx#7D#7B\\n|u\\\"s|3.1.1|60}"), "{out}");
     }
 
     #[test]
