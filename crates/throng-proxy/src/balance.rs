@@ -160,6 +160,11 @@ fn two_choices(
 /// server's name, weighted), the highest usable score wins. A server added or removed moves
 /// only the ids it wins or won; the others keep their server. The chosen server or the queue,
 /// as `source`: another server would break the stickiness.
+///
+/// With `hash_balance_factor` (bounded loads, as HAProxy's consistent hashing has it), ids aimed
+/// at one server cannot pile onto it: a server past its share of the load is passed over for
+/// the id's next-best server, so an attacker choosing ids cannot load one broker beyond the
+/// factor. Off by default: a spilled id leaves its server.
 fn by_client_id(
     backend: &Backend,
     state: &BackendState,
@@ -174,10 +179,49 @@ fn by_client_id(
         let unit = ((mixed >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         -(state.servers[i].weight() as f64) / unit.ln().min(-f64::MIN_POSITIVE)
     };
-    let best = (0..backend.servers.len())
+    let Some(factor) = backend.hash_balance_factor else {
+        let best = (0..backend.servers.len())
+            .filter(|&i| usable(i))
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)))?;
+        return take(best).then_some(best);
+    };
+    let mut ranked: Vec<(usize, f64)> = (0..backend.servers.len())
         .filter(|&i| usable(i))
-        .max_by(|&a, &b| score(a).total_cmp(&score(b)))?;
-    take(best).then_some(best)
+        .map(|i| (i, score(i)))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let eligible = within_bound(state, &ranked, factor);
+    ranked
+        .iter()
+        .map(|&(i, _)| i)
+        .find(|&i| eligible(i))
+        .and_then(|i| take(i).then_some(i))
+}
+
+/// Whether a server may take one more connection under bounded loads: HAProxy's
+/// `chash_server_is_eligible`. The slots of all (`factor`% of the connections plus this one)
+/// are shared by weight; a server is eligible while it holds fewer than its share.
+fn within_bound<'a>(
+    state: &'a BackendState,
+    ranked: &[(usize, f64)],
+    factor: u32,
+) -> impl Fn(usize) -> bool + 'a {
+    let used: u64 = ranked
+        .iter()
+        .map(|&(i, _)| u64::from(state.servers[i].active.load(Relaxed)))
+        .sum();
+    let weight: u64 = ranked
+        .iter()
+        .map(|&(i, _)| u64::from(state.servers[i].weight()))
+        .sum::<u64>()
+        .max(1);
+    let slots = ((used + 1) * u64::from(factor)).div_ceil(100);
+    let (per_weight, remainder) = (slots / weight, slots % weight);
+    move |i| {
+        let w = u64::from(state.servers[i].weight());
+        let share = w * per_weight + w.min(remainder);
+        u64::from(state.servers[i].active.load(Relaxed)) < share
+    }
 }
 
 /// A stable hash of an address, the same on every thread and every run.
@@ -208,6 +252,7 @@ mod tests {
             mode: Mode::Http,
             balance,
             balance_fallback: Balance::RoundRobin,
+            hash_balance_factor: None,
             servers: weights
                 .iter()
                 .enumerate()
@@ -287,6 +332,46 @@ mod tests {
         s.servers[1].up.store(true, Relaxed);
         let spread: std::collections::HashSet<String> = (0..6).map(|_| place(&b, &s, "")).collect();
         assert_eq!(spread.len(), 3);
+    }
+
+    /// Ids chosen to land on one server (an attacker's) spill past the factor: with 125, no
+    /// server holds more than 1.25 times the average (plus one); without it, all pile up.
+    #[test]
+    fn bounded_loads_spill_ids_aimed_at_one_server() {
+        let (mut b, s) = backend(Balance::ClientId, &[1, 1, 1, 1], None);
+        let target = |b: &Backend, s: &BackendState, id: &str| {
+            let client = Affinity::with_client_id(CLIENT.addr, id);
+            let Choice::Server(i) = choose(b, s, client, &[]) else {
+                panic!("no server for {id}")
+            };
+            release(s, i);
+            i
+        };
+        // 400 ids that all hash to server 0.
+        let aimed: Vec<String> = (0..20_000)
+            .map(|i| format!("evil-{i}"))
+            .filter(|id| target(&b, &s, id) == 0)
+            .take(400)
+            .collect();
+        assert_eq!(aimed.len(), 400);
+        let hold = |b: &Backend, s: &BackendState| {
+            for id in &aimed {
+                let client = Affinity::with_client_id(CLIENT.addr, id);
+                assert!(matches!(choose(b, s, client, &[]), Choice::Server(_)));
+            }
+            let loads: Vec<u32> = s.servers.iter().map(|x| x.active.load(Relaxed)).collect();
+            for x in &s.servers {
+                x.active.store(0, Relaxed);
+            }
+            loads
+        };
+        assert_eq!(hold(&b, &s), vec![400, 0, 0, 0]);
+        b.hash_balance_factor = Some(125);
+        let loads = hold(&b, &s);
+        assert!(loads.iter().all(|&l| l <= 126), "{loads:?}");
+        assert_eq!(loads.iter().sum::<u32>(), 400);
+        // Under the bound an id keeps its server.
+        assert_eq!(target(&b, &s, &aimed[0]), 0);
     }
 
     #[test]

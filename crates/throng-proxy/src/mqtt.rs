@@ -73,9 +73,22 @@ pub async fn serve(session: Session, mut client: ClientStream) {
         }
     };
     // A broker gives a client 1.5 keep-alives without a packet (MQTT §3.1.2.10): the tunnel's
-    // idle timeout, unless the configuration sets the client's.
-    let idle = (!frontend.timeouts.client_given && connect.keep_alive > 0)
-        .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    // idle timeout, unless the configuration sets the client's; never past `mqtt-max-idle`,
+    // which the operator chose and a client cannot.
+    let ceiling = frontend.timeouts.mqtt_max_idle;
+    let idle = (!frontend.timeouts.client_given && connect.keep_alive > 0).then(|| {
+        let asked = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
+        if asked > ceiling {
+            tracing::debug!(
+                "{}: {} asked for a keep-alive of {} s: idle for at most {:?} (timeout mqtt-max-idle)",
+                frontend.name,
+                session.peer,
+                connect.keep_alive,
+                ceiling
+            );
+        }
+        asked.min(ceiling)
+    });
     entry.mqtt = Some(Box::new(connect));
     crate::tcp::tunnel(&session, client, entry, backend, affinity, head, idle).await;
 }

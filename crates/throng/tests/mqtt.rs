@@ -589,6 +589,42 @@ fn the_proxy_reads_the_connect_keeps_each_client_id_on_its_broker_and_refuses_wh
     );
 }
 
+/// A client's keep-alive sets its tunnel's idle timeout only up to `mqtt-max-idle`: a
+/// CONNECT asking for 65,535 s (27 hours of silence at 1.5 keep-alives) is closed once idle
+/// for the operator's ceiling, and the log line says the client side timed out.
+#[test]
+fn a_clients_keep_alive_cannot_hold_a_tunnel_past_the_operators_ceiling() {
+    // A broker that reads and never answers: only the idle timeout can end the tunnel.
+    let silent = common::proxy::Backend::start(|mut stream| {
+        let mut buf = [0u8; 1024];
+        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let dir = Dir::new("mqtt-max-idle");
+    let config = format!(
+        "[global]\nthreads = 1\n\n[defaults]\nmode = \"mqtt\"\n\n\
+         [frontends.m]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"one\"\n\
+         timeout = {{ mqtt-max-idle = \"1s\" }}\n\n\
+         [backends.one]\nservers = [{{ name = \"a\", address = \"{}\" }}]\n",
+        silent.addr
+    );
+    let proxy = Proxy::start(&dir, &config);
+    let mut client = std::net::TcpStream::connect(proxy.addr("m")).unwrap();
+    // CONNECT, MQTT 3.1.1, clean session, keep-alive 65,535 s, client id "id".
+    let connect = [
+        0x10, 0x0e, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0xff, 0xff, 0, 2, b'i', b'd',
+    ];
+    client.write_all(&connect).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 16];
+    // Closed by the proxy (no answer ever comes): 0 bytes, not a read timeout.
+    assert!(
+        matches!(client.read(&mut buf), Ok(0)),
+        "the tunnel was not closed"
+    );
+    let line = proxy.wait_for_line(&["m one/a", "{id||3.1.1|65535}"]);
+    assert!(line.contains(" cD "), "{line}");
+}
+
 /// `[30/Nov/2026:14:40:30.366]` in a log line, as milliseconds of the day.
 fn accepted_ms(line: &str) -> u64 {
     let stamp = line.split('[').nth(1).unwrap().split(']').next().unwrap();

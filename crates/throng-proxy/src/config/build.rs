@@ -18,6 +18,9 @@ const DEFAULT_CLIENT: Duration = Duration::from_secs(30);
 const DEFAULT_HTTP_REQUEST: Duration = Duration::from_secs(10);
 /// The largest CONNECT read in mode mqtt: ids, names, a password and a will fit many times.
 const DEFAULT_MQTT_MAX_CONNECT: usize = 64 * 1024;
+/// The longest a client's keep-alive may keep its tunnel idle (1.5 keep-alives): a keep-alive
+/// of 65,535 s would otherwise hold a connection 27 hours without a byte.
+const DEFAULT_MQTT_MAX_IDLE: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_CONNECT: Duration = Duration::from_secs(5);
 const DEFAULT_SERVER: Duration = Duration::from_secs(30);
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -429,6 +432,7 @@ fn build_frontend(
         handshake: t.handshake.unwrap_or(http_request),
         client_given: t.client.is_some(),
         mqtt_connect: t.mqtt_connect.unwrap_or(http_request),
+        mqtt_max_idle: t.mqtt_max_idle.unwrap_or(DEFAULT_MQTT_MAX_IDLE),
     };
     let mqtt_max_connect = match f.mqtt_max_connect {
         None => DEFAULT_MQTT_MAX_CONNECT,
@@ -572,6 +576,21 @@ fn build_backend(
         }
         fallback => fallback,
     };
+    let hash_balance_factor = match b.hash_balance_factor {
+        None | Some(0) => None,
+        Some(_) if balance != Balance::ClientId => {
+            return Err((
+                at.key("hash_balance_factor"),
+                "bounds the load of balance = \"client-id\" only".into(),
+            ))
+        }
+        Some(n) if n <= 100 || n > 100_000 => return Err((
+            at.key("hash_balance_factor"),
+            "a percentage above 100 (125: no server above 1.25 times the average), or 0 for none"
+                .into(),
+        )),
+        Some(n) => Some(n),
+    };
     let mut servers = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, s) in b.servers.iter().enumerate() {
@@ -663,6 +682,7 @@ fn build_backend(
         mode,
         balance,
         balance_fallback,
+        hash_balance_factor,
         servers,
         source,
         check,
@@ -725,6 +745,7 @@ struct Parsed {
     http_keep_alive: Option<Duration>,
     handshake: Option<Duration>,
     mqtt_connect: Option<Duration>,
+    mqtt_max_idle: Option<Duration>,
     connect: Option<Duration>,
     server: Option<Duration>,
     tunnel: Option<Duration>,
@@ -754,6 +775,7 @@ fn timeouts_or(
         )?,
         handshake: pick(&own.handshake, d(|t| &t.handshake), "handshake")?,
         mqtt_connect: pick(&own.mqtt_connect, d(|t| &t.mqtt_connect), "mqtt-connect")?,
+        mqtt_max_idle: pick(&own.mqtt_max_idle, d(|t| &t.mqtt_max_idle), "mqtt-max-idle")?,
         connect: pick(&own.connect, d(|t| &t.connect), "connect")?,
         server: pick(&own.server, d(|t| &t.server), "server")?,
         tunnel: pick(&own.tunnel, d(|t| &t.tunnel), "tunnel")?,

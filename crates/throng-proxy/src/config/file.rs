@@ -71,6 +71,8 @@ pub struct Timeouts {
     pub handshake: Option<String>,
     #[serde(rename = "mqtt-connect")]
     pub mqtt_connect: Option<String>,
+    #[serde(rename = "mqtt-max-idle")]
+    pub mqtt_max_idle: Option<String>,
     pub connect: Option<String>,
     pub server: Option<String>,
     pub tunnel: Option<String>,
@@ -133,6 +135,7 @@ pub struct Backend {
     pub mode: Option<String>,
     pub balance: Option<String>,
     pub balance_fallback: Option<String>,
+    pub hash_balance_factor: Option<u32>,
     pub source: Option<String>,
     pub retries: Option<u32>,
     pub redispatch: Option<bool>,

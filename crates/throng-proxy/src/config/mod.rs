@@ -159,6 +159,9 @@ pub struct FrontendTimeouts {
     pub client_given: bool,
     /// Mode mqtt: the time to receive the whole CONNECT packet.
     pub mqtt_connect: Duration,
+    /// Mode mqtt: the ceiling on the idle time a client's keep-alive asks for (the operator's,
+    /// not the client's, choice).
+    pub mqtt_max_idle: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -191,6 +194,10 @@ pub struct Backend {
     pub balance: Balance,
     /// With `balance = "client-id"`: how connections without a client id are balanced.
     pub balance_fallback: Balance,
+    /// With `balance = "client-id"`: bounded-load hashing (HAProxy's `hash-balance-factor`, a
+    /// percentage above 100): a server takes a new connection only while it holds at most this
+    /// share of the average per unit of weight; past it the id spills to its next server.
+    pub hash_balance_factor: Option<u32>,
     pub servers: Vec<Server>,
     pub source: Vec<IpAddr>,
     pub check: Option<Check>,

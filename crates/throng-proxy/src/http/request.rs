@@ -141,6 +141,7 @@ pub(super) mod tests {
                 handshake: t,
                 client_given: false,
                 mqtt_connect: t,
+                mqtt_max_idle: t,
             },
             default_backend: Some(0),
             routes: vec![Route {
