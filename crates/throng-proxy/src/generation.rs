@@ -147,6 +147,11 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
     // Watched before anything is bound: from here on SIGHUP reloads rather than kills.
     let mut signals = Signals::watch()?;
     crate::upgrade::prepare();
+    if role != Role::Worker {
+        for warning in &first.warnings {
+            warn!("{}: {warning}", first.source);
+        }
+    }
     let process = Arc::new(Process::new(
         crate::server::process_maxconn(&first)?,
         first.global.reload.close_rate,

@@ -79,6 +79,80 @@ fn v6(ip: IpAddr) -> Ipv6Addr {
     }
 }
 
+/// Who may send a header on a frontend (`accept_proxy`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Senders {
+    /// Nobody: connections are their clients' own.
+    Nobody,
+    /// Every connection starts with one (`true`: for listeners only a load balancer reaches).
+    Anyone,
+    /// Connections from these blocks start with one; from anywhere else they are their
+    /// clients' own, and one that starts with a header anyway is refused (HAProxy's
+    /// `tcp-request connection expect-proxy layer4 if { src -f lb.lst }`).
+    From(Vec<Block>),
+}
+
+impl Senders {
+    /// Whether a connection from `peer` must start with a header.
+    pub fn expects(&self, peer: IpAddr) -> bool {
+        match self {
+            Senders::Nobody => false,
+            Senders::Anyone => true,
+            Senders::From(blocks) => blocks.iter().any(|b| b.contains(peer)),
+        }
+    }
+}
+
+/// An address or a CIDR block: `10.0.0.5`, `10.0.0.0/24`, `2001:db8::/32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    network: IpAddr,
+    bits: u8,
+}
+
+impl Block {
+    pub fn parse(text: &str) -> Result<Block, String> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((addr, bits)) => (addr, Some(bits)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{text}` is not an address or a CIDR block"))?;
+        let most = if network.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => most,
+            Some(bits) => bits
+                .parse::<u8>()
+                .ok()
+                .filter(|&b| b <= most)
+                .ok_or_else(|| format!("`{text}`: a prefix of 0 to {most} bits"))?,
+        };
+        Ok(Block { network, bits })
+    }
+
+    /// Whether `ip` is in the block (an IPv4 address mapped into IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let mask = |bits: u8, width: u32| -> u128 {
+            match bits {
+                0 => 0,
+                b => u128::MAX << (width - u32::from(b)),
+            }
+        };
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let m = mask(self.bits, 32) as u32;
+                u32::from(net) & m == u32::from(ip) & m
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let m = mask(self.bits, 128);
+                u128::from(net) & m == u128::from(ip) & m
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What a header said: the client's address (`None` for v1 `UNKNOWN`, v2 `LOCAL` or a family
 /// that is not TCP: the connection's own address stands).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +160,14 @@ pub struct Received {
     pub source: Option<SocketAddr>,
     /// The header's length: what to read off the socket.
     pub len: usize,
+}
+
+/// Whether `buf` could be the start of a header (either version): what a sender not allowed to
+/// send one is checked for.
+pub fn could_be_header(buf: &[u8]) -> bool {
+    let v1 = b"PROXY ";
+    let seen = buf.len().min(SIGNATURE.len());
+    buf.starts_with(v1) || v1.starts_with(buf) || buf.get(..seen) == SIGNATURE.get(..seen)
 }
 
 /// Reads a header at the start of `buf` (what a peek saw): `Ok(None)` while it may still be
@@ -198,6 +280,31 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn senders_by_address_and_block() {
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        let senders = Senders::From(vec![
+            Block::parse("10.1.0.0/16").unwrap(),
+            Block::parse("192.0.2.7").unwrap(),
+            Block::parse("2001:db8::/32").unwrap(),
+        ]);
+        assert!(senders.expects(ip("10.1.200.3")));
+        assert!(
+            senders.expects(ip("::ffff:10.1.0.1")),
+            "IPv4 mapped into IPv6"
+        );
+        assert!(senders.expects(ip("192.0.2.7")));
+        assert!(senders.expects(ip("2001:db8:5::1")));
+        assert!(!senders.expects(ip("10.2.0.1")));
+        assert!(!senders.expects(ip("192.0.2.8")));
+        assert!(!senders.expects(ip("2001:db9::1")));
+        assert!(Senders::Anyone.expects(ip("1.2.3.4")));
+        assert!(!Senders::Nobody.expects(ip("1.2.3.4")));
+        assert!(Block::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(Block::parse("10.0.0.0/33").is_err());
+        assert!(Block::parse("lb.example").is_err());
     }
 
     #[test]

@@ -410,9 +410,12 @@ async fn start_session(open: Open, stream: tokio::net::TcpStream, peer: SocketAd
     let config = &proxy.config.frontends[frontend];
     let mut stream = stream;
     let mut peer = peer;
-    if config.accept_proxy {
+    if config.accept_proxy != crate::proxy_protocol::Senders::Nobody {
         // Boxed: the header's reading lives for a moment, the session for hours.
-        match Box::pin(read_proxy_header(&mut stream, config.timeouts.handshake)).await {
+        let senders = &config.accept_proxy;
+        let header =
+            crate::proxy_header::take(&mut stream, peer, senders, config.timeouts.handshake);
+        match Box::pin(header).await {
             Ok(Some(client)) => peer = client,
             Ok(None) => {}
             Err(why) => {
@@ -442,46 +445,6 @@ async fn start_session(open: Open, stream: tokio::net::TcpStream, peer: SocketAd
         Mode::Http => http::serve(session, client).await,
         Mode::Tcp => Box::pin(tcp::serve(session, client)).await,
         Mode::Mqtt => Box::pin(mqtt::serve(session, client)).await,
-    }
-}
-
-/// `accept_proxy`: takes the PROXY protocol header off the start of `stream` (and nothing
-/// after it) within `timeout`; the client's address it gives, if any.
-async fn read_proxy_header(
-    stream: &mut tokio::net::TcpStream,
-    timeout: Duration,
-) -> Result<Option<SocketAddr>, String> {
-    use crate::proxy_protocol;
-    use tokio::io::AsyncReadExt;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut peeked = [0u8; 16 + 512];
-    loop {
-        let n = tokio::time::timeout_at(deadline, stream.peek(&mut peeked))
-            .await
-            .map_err(|_| format!("no whole PROXY protocol header within {timeout:?}"))?
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("closed before a PROXY protocol header".into());
-        }
-        match proxy_protocol::parse(peeked.get(..n).unwrap_or_default()) {
-            Ok(Some(header)) => {
-                let mut taken = vec![0u8; header.len];
-                stream
-                    .read_exact(&mut taken)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                return Ok(header.source);
-            }
-            Ok(None) => {
-                // Part of a header: the rest is on its way (a peek would see the same bytes
-                // again at once).
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(format!("no whole PROXY protocol header within {timeout:?}"));
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err(why) => return Err(why.to_string()),
-        }
     }
 }
 

@@ -753,6 +753,117 @@ fn the_proxy_protocol_carries_the_clients_address_through_two_proxies() {
     assert_eq!(refused, Some(1.0));
 }
 
+/// A connection to `to` from the source address `from` (a loopback address of 127.0.0.0/8).
+fn connect_from(from: &str, to: SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let source: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&source.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// `accept_proxy` naming its senders: from them the header is required (and may come in
+/// pieces: the proxy waits for the rest without spinning); from anyone else a connection is
+/// its client's own, and one that brings a header anyway is refused and logged.
+#[test]
+fn a_proxy_header_is_taken_from_the_named_senders_only() {
+    let broker = Mosquitto::start("proxy-senders", "allow_anonymous true");
+    let dir = Dir::new("mqtt-pp-senders");
+    let proxy = Proxy::start(
+        &dir,
+        &format!(
+            "[global]\nthreads = 1\nadmin = \"127.0.0.1:0\"\n\n[defaults]\nmode = \"mqtt\"\n\n\
+             [frontends.edge]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"b\"\n\
+             accept_proxy = [\"127.0.0.0/30\", \"::1\"]\n\n\
+             [backends.b]\nservers = [{{ name = \"m\", address = \"{}\" }}]\n",
+            broker.plain
+        ),
+    );
+    let edge = proxy.addr("edge");
+    let connect = |id: u8| {
+        [
+            0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 1, id,
+        ]
+    };
+    let connack = |stream: &mut std::net::TcpStream| {
+        let mut answer = [0u8; 4];
+        stream.read_exact(&mut answer).map(|_| answer)
+    };
+
+    // A named sender (127.0.0.2), its header in three pieces.
+    let mut lb = connect_from("127.0.0.2", edge);
+    let header = b"PROXY TCP4 198.51.100.7 127.0.0.1 4444 1883\r\n";
+    for piece in [&header[..3], &header[3..20], &header[20..]] {
+        lb.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    lb.write_all(&connect(b'a')).unwrap();
+    assert_eq!(connack(&mut lb).unwrap(), [0x20, 2, 0, 0]);
+    // A tunnel's line is written when it ends.
+    drop(lb);
+    let line = proxy.wait_for_line(&["{a||3.1.1|30}"]);
+    assert!(line.starts_with("198.51.100.7:4444 "), "{line}");
+
+    // Anyone else (127.0.0.9): its own client, served with its own address.
+    let mut direct = connect_from("127.0.0.9", edge);
+    direct.write_all(&connect(b'b')).unwrap();
+    assert_eq!(connack(&mut direct).unwrap(), [0x20, 2, 0, 0]);
+    drop(direct);
+    let line = proxy.wait_for_line(&["{b||3.1.1|30}"]);
+    assert!(line.starts_with("127.0.0.9:"), "{line}");
+
+    // ... and one that forges a header is refused, logged and counted, in both versions.
+    let v2 = throng_proxy::proxy_protocol::header(
+        throng_proxy::proxy_protocol::Version::V2,
+        "198.51.100.8:1".parse().unwrap(),
+        edge,
+    );
+    for forged in [header.to_vec(), v2] {
+        let mut forger = connect_from("127.0.0.9", edge);
+        forger.write_all(&forged).unwrap();
+        forger.write_all(&connect(b'c')).unwrap();
+        let mut answer = Vec::new();
+        let _ = forger.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "{answer:?}");
+    }
+    proxy.wait_for_message(
+        "a PROXY protocol header from 127.0.0.9, which accept_proxy does not name",
+    );
+    let refused = wait_until(|| {
+        let n =
+            proxy.metric("throng_proxy_frontend_proxy_header_refusals_total{frontend=\"edge\"}");
+        (n >= 2.0).then_some(n)
+    });
+    assert_eq!(refused, Some(2.0));
+    assert!(!proxy.log().iter().any(|l| l.contains("198.51.100.8")));
+}
+
+/// `--check` says what `accept_proxy = true` trusts.
+#[test]
+fn check_warns_that_accept_proxy_true_trusts_anyone() {
+    let dir = Dir::new("mqtt-pp-check");
+    let file = dir.write(
+        "proxy.toml",
+        "[defaults]\nmode = \"mqtt\"\n[frontends.edge]\nbind = [\"127.0.0.1:1883\"]\ndefault_backend = \"b\"\naccept_proxy = true\n\
+         [backends.b]\nservers = [{ name = \"m\", address = \"127.0.0.1:1884\" }]\n",
+    );
+    let out = throng()
+        .args(["proxy", "--check", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("warning: frontends.edge.accept_proxy = true trusts a PROXY header from anyone who can reach 127.0.0.1:1883"),
+        "{said}"
+    );
+}
+
 /// `throng report --type json FILES...`.
 fn report_files(files: &[&std::path::Path], env: &[(&str, &str)]) -> Result<Value, String> {
     let output = throng()

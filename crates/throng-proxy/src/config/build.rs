@@ -91,11 +91,23 @@ pub(super) fn build(file: file::File, base: &Path) -> Result<Config, Failure> {
             }
         }
     }
+    let warnings = frontends
+        .iter()
+        .filter(|f| f.accept_proxy == crate::proxy_protocol::Senders::Anyone)
+        .map(|f| {
+            format!(
+                "frontends.{}.accept_proxy = true trusts a PROXY header from anyone who can reach {}: fine where only a load balancer can; otherwise name its addresses (accept_proxy = [\"10.0.0.0/24\"])",
+                f.name,
+                f.binds.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect();
     Ok(Config {
         source: String::new(),
         global,
         frontends,
         backends,
+        warnings,
     })
 }
 
@@ -470,7 +482,27 @@ fn build_frontend(
             }
             limit => limit,
         },
-        accept_proxy: f.accept_proxy.unwrap_or(false),
+        accept_proxy: accept_proxy(f.accept_proxy.as_ref(), &at.key("accept_proxy"))?,
+    })
+}
+
+fn accept_proxy(
+    given: Option<&file::AcceptProxy>,
+    at: &KeyPath,
+) -> Result<crate::proxy_protocol::Senders, Failure> {
+    use crate::proxy_protocol::{Block, Senders};
+    Ok(match given {
+        None | Some(file::AcceptProxy::Anyone(false)) => Senders::Nobody,
+        Some(file::AcceptProxy::Anyone(true)) => Senders::Anyone,
+        Some(file::AcceptProxy::From(list)) if list.is_empty() => {
+            return Err((at.clone(), "name the senders, or false".into()))
+        }
+        Some(file::AcceptProxy::From(list)) => Senders::From(
+            list.iter()
+                .enumerate()
+                .map(|(i, text)| Block::parse(text).map_err(|e| (at.index(i), e)))
+                .collect::<Result<_, _>>()?,
+        ),
     })
 }
 

@@ -92,7 +92,7 @@ pub struct Frontend {
     /// Mode mqtt: the largest CONNECT read, in bytes.
     pub mqtt_max_connect: Option<u64>,
     pub rate_limit_sessions: Option<u64>,
-    pub accept_proxy: Option<bool>,
+    pub accept_proxy: Option<AcceptProxy>,
     #[serde(default)]
     pub timeout: Timeouts,
     #[serde(default)]
@@ -170,4 +170,13 @@ pub struct Check {
     pub timeout: Option<String>,
     pub rise: Option<u32>,
     pub fall: Option<u32>,
+}
+
+/// `accept_proxy = true`, or the addresses and CIDR blocks of the load balancers allowed to send
+/// a PROXY protocol header.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AcceptProxy {
+    Anyone(bool),
+    From(Vec<String>),
 }

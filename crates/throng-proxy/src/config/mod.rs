@@ -21,6 +21,8 @@ pub struct Config {
     pub global: Global,
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
+    /// What is valid but worth saying (`--check` prints them, the proxy logs them at start).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -139,9 +141,9 @@ pub struct Frontend {
     pub mqtt_max_connect: usize,
     /// New connections accepted per second at most (each worker process takes its share).
     pub rate_limit_sessions: Option<u64>,
-    /// Connections start with a PROXY protocol header from a load balancer in front, whose
-    /// client address is then the connection's.
-    pub accept_proxy: bool,
+    /// Who sends a PROXY protocol header (a load balancer in front), whose client address is
+    /// then the connection's.
+    pub accept_proxy: crate::proxy_protocol::Senders,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -153,7 +153,7 @@ pub(super) mod tests {
             forwarded: false,
             mqtt_max_connect: 1024,
             rate_limit_sessions: None,
-            accept_proxy: false,
+            accept_proxy: crate::proxy_protocol::Senders::Nobody,
         }
     }
 

@@ -37,6 +37,9 @@ pub fn run(
     worker_args: impl Fn(usize) -> Vec<OsString> + Send + 'static,
 ) -> Result<(), String> {
     crate::upgrade::prepare();
+    for warning in &config.warnings {
+        tracing::warn!("{}: {warning}", config.source);
+    }
     // Sockets are handed to a single process, not to a master (its workers bind their own):
     // any an old single process handed over (an upgrade to more processes) are closed here,
     // not left to the workers, in whose SO_REUSEPORT group nobody would accept on them. The

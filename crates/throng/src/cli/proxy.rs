@@ -118,6 +118,9 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         }
     };
     if args.check {
+        for warning in &config.warnings {
+            eprintln!("throng proxy: {}: warning: {warning}", config.source);
+        }
         println!(
             "{}: configuration is valid ({} frontends, {} backends, {} servers)",
             config.source,
