@@ -52,21 +52,21 @@ pub fn choose(
     exclude: &[usize],
 ) -> Choice {
     let usable = |i: usize| state.servers[i].usable() && !exclude.contains(&i);
-    if !(0..backend.servers.len()).any(usable) {
+    if !(0..state.servers.len()).any(usable) {
         return Choice::NoneUp;
     }
-    let take = |i: usize| state.servers[i].try_acquire(backend.servers[i].maxconn);
+    let take = |i: usize| state.servers[i].try_acquire(state.servers[i].maxconn());
     let balance = match (backend.balance, client.client_id) {
         (Balance::ClientId, None) => backend.balance_fallback,
         (balance, _) => balance,
     };
     let picked = match balance {
         Balance::RoundRobin => round_robin(state, &usable, &take),
-        Balance::LeastConn => least_loaded(backend, state, &usable, &take),
+        Balance::LeastConn => least_loaded(state, &usable, &take),
         Balance::Source => by_source(state, client.addr, &usable, &take),
         Balance::Random => two_choices(state, &usable, &take),
         Balance::ClientId => by_client_id(
-            backend,
+            backend.hash_balance_factor,
             state,
             client.client_id.unwrap_or(0),
             &usable,
@@ -90,13 +90,12 @@ fn round_robin(
 }
 
 fn least_loaded(
-    backend: &Backend,
     state: &BackendState,
     usable: &dyn Fn(usize) -> bool,
     take: &dyn Fn(usize) -> bool,
 ) -> Option<usize> {
     // Ties go round: start the scan where the last choice left off.
-    let n = backend.servers.len();
+    let n = state.servers.len();
     let start = state.next.fetch_add(1, Relaxed);
     let mut order: Vec<usize> = (0..n)
         .map(|k| (start + k) % n)
@@ -166,26 +165,26 @@ fn two_choices(
 /// the id's next-best server, so an attacker choosing ids cannot load one broker beyond the
 /// factor. Off by default: a spilled id leaves its server.
 fn by_client_id(
-    backend: &Backend,
+    hash_balance_factor: Option<u32>,
     state: &BackendState,
     client_id: u64,
     usable: &dyn Fn(usize) -> bool,
     take: &dyn Fn(usize) -> bool,
 ) -> Option<usize> {
     let score = |i: usize| {
-        let server = &backend.servers[i];
-        let mixed = splitmix64(client_id ^ fnv1a(server.name.as_bytes()));
+        let name_hash = state.servers[i].name_hash.load(Relaxed);
+        let mixed = splitmix64(client_id ^ name_hash);
         // A uniform draw in (0, 1]; -w / ln(u) is the weighted score (Schindelhauer & Schomaker).
         let unit = ((mixed >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         -(state.servers[i].weight() as f64) / unit.ln().min(-f64::MIN_POSITIVE)
     };
-    let Some(factor) = backend.hash_balance_factor else {
-        let best = (0..backend.servers.len())
+    let Some(factor) = hash_balance_factor else {
+        let best = (0..state.servers.len())
             .filter(|&i| usable(i))
             .max_by(|&a, &b| score(a).total_cmp(&score(b)))?;
         return take(best).then_some(best);
     };
-    let mut ranked: Vec<(usize, f64)> = (0..backend.servers.len())
+    let mut ranked: Vec<(usize, f64)> = (0..state.servers.len())
         .filter(|&i| usable(i))
         .map(|i| (i, score(i)))
         .collect();
@@ -359,7 +358,10 @@ mod tests {
                 let client = Affinity::with_client_id(CLIENT.addr, id);
                 assert!(matches!(choose(b, s, client, &[]), Choice::Server(_)));
             }
-            let loads: Vec<u32> = s.servers.iter().map(|x| x.active.load(Relaxed)).collect();
+            let loads: Vec<u32> = s.servers[..4]
+                .iter()
+                .map(|x| x.active.load(Relaxed))
+                .collect();
             for x in &s.servers {
                 x.active.store(0, Relaxed);
             }
@@ -422,7 +424,10 @@ mod tests {
         for _ in 0..400 {
             let _ = choose(&b, &s, CLIENT, &[]);
         }
-        let loads: Vec<u32> = s.servers.iter().map(|x| x.active.load(Relaxed)).collect();
+        let loads: Vec<u32> = s.servers[..4]
+            .iter()
+            .map(|x| x.active.load(Relaxed))
+            .collect();
         // Power of two choices keeps every server within a few of the mean (100).
         assert!(loads.iter().all(|&l| (95..=105).contains(&l)), "{loads:?}");
     }

@@ -102,11 +102,15 @@ impl Drop for Leave<'_> {
     }
 }
 
+/// Idle keep-alive connections to one server slot, newest last, each with the address it
+/// reaches (a slot's address may change at run time).
+type Idle = Vec<(SocketAddr, TcpStream)>;
+
 /// What one thread keeps for its sessions' server connections.
 #[derive(Default)]
 pub struct ServerSide {
-    /// Idle keep-alive connections by (backend, server), newest last.
-    idle: RefCell<HashMap<(usize, usize), Vec<TcpStream>>>,
+    /// Idle keep-alive connections by (backend, server slot).
+    idle: RefCell<HashMap<(usize, usize), Idle>>,
     /// The next source address per backend, for backends with a `source` pool.
     sources: RefCell<HashMap<usize, RoundRobin>>,
 }
@@ -137,11 +141,15 @@ impl std::fmt::Display for ConnectError {
 }
 
 impl ServerSide {
-    /// An idle connection to the slot's server that is still open, if this thread has one.
-    pub fn reuse(&self, backend: usize, server: usize) -> Option<TcpStream> {
+    /// An idle connection to the slot's server (at its address now) that is still open, if
+    /// this thread has one.
+    pub fn reuse(&self, backend: usize, server: usize, address: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&(backend, server))?;
-        while let Some(stream) = list.pop() {
+        while let Some((to, stream)) = list.pop() {
+            if to != address {
+                continue;
+            }
             // Open and quiet: readable would mean the server closed it (or sent garbage).
             let mut probe = [0u8; 1];
             if matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
@@ -154,22 +162,24 @@ impl ServerSide {
 
     /// Keeps `stream` for the next request to the same server, up to `max` per server.
     pub fn keep(&self, backend: usize, server: usize, stream: TcpStream, max: usize) {
+        let Ok(address) = stream.peer_addr() else {
+            return;
+        };
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry((backend, server)).or_default();
         if list.len() < max {
-            list.push(stream);
+            list.push((address, stream));
         }
     }
 
-    /// Opens a new connection to `server` of `backend` within `timeout connect`.
+    /// Opens a new connection to `address` for `backend` within `timeout connect`.
     pub async fn connect(
         &self,
         proxy: &Proxy,
         backend: usize,
-        server: usize,
+        address: SocketAddr,
     ) -> Result<TcpStream, ConnectError> {
         let config = &proxy.config.backends[backend];
-        let address: SocketAddr = config.servers[server].address;
         let source = if config.source.is_empty() {
             None
         } else {
@@ -248,8 +258,12 @@ pub async fn connect(
             Err(reason) => return Err(DispatchError::NoSlot(reason, queued + waited.elapsed())),
         };
         queued += waited.elapsed();
+        let Some(address) = slot.state().spec().map(|spec| spec.address) else {
+            // A slot with a slot taken always holds a server: nothing to connect to otherwise.
+            return Err(DispatchError::NoSlot(NoSlot::NoneUp, queued));
+        };
         if allow_reuse {
-            if let Some(stream) = side.reuse(backend, slot.server) {
+            if let Some(stream) = side.reuse(backend, slot.server, address) {
                 return Ok(Connected {
                     slot,
                     stream,
@@ -261,7 +275,7 @@ pub async fn connect(
             }
         }
         let started = Instant::now();
-        match side.connect(proxy, backend, slot.server).await {
+        match side.connect(proxy, backend, address).await {
             Ok(stream) => {
                 return Ok(Connected {
                     slot,

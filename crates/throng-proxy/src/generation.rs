@@ -362,7 +362,7 @@ fn reload(manager: &mut Manager) {
     };
     let source = config.source.clone();
     let dropped = std::mem::take(&mut manager.changes);
-    match next_generation(manager, config, Carry::Health) {
+    match next_generation(manager, config) {
         Ok(number) => {
             if let Some(maxconn) = maxconn {
                 manager.process.maxconn.store(maxconn, Relaxed);
@@ -400,22 +400,8 @@ fn refuse(manager: &Manager, serving: &Proxy, why: String) {
     );
 }
 
-/// What a new generation takes over from the serving one, server by server (matched by
-/// backend and server name).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Carry {
-    /// Whether each server passes its checks (a reload: the file says the rest).
-    Health,
-    /// That, and what runtime commands set: state and weight (a runtime change).
-    Everything,
-}
-
 /// Starts the next generation on `config` and retires the serving one; its number.
-pub(crate) fn next_generation(
-    manager: &mut Manager,
-    config: Config,
-    carry: Carry,
-) -> Result<u32, String> {
+pub(crate) fn next_generation(manager: &mut Manager, config: Config) -> Result<u32, String> {
     if manager.closed {
         return Err("the proxy is stopping, or has handed over to a new binary".into());
     }
@@ -434,7 +420,7 @@ pub(crate) fn next_generation(
     }
     let Started { proxy, threads, .. } =
         start(config, number, &mut manager.listeners, &manager.process)?;
-    carry_over(&serving, &proxy, carry);
+    carry_health(&serving, &proxy);
     // The new generation accepts on the same sockets already: the old one may stop.
     serving.enter(Phase::Draining);
     if let Some(r) = manager.running.last_mut() {
@@ -467,8 +453,10 @@ pub(crate) fn next_generation(
     Ok(number)
 }
 
-/// Copies server states from `old` to `new` by backend and server name.
-fn carry_over(old: &Proxy, new: &Proxy, carry: Carry) {
+/// Whether each server passes its checks, from `old` to `new` by backend and server name, so
+/// that a reload sends nothing to a server that is down until its checks fail again (the file
+/// says the rest).
+fn carry_health(old: &Proxy, new: &Proxy) {
     for (backend, state) in new.config.backends.iter().zip(&new.backends) {
         let Some(b) = old
             .config
@@ -478,25 +466,10 @@ fn carry_over(old: &Proxy, new: &Proxy, carry: Carry) {
         else {
             continue;
         };
-        let (old_backend, old_state) = (&old.config.backends[b], &old.backends[b]);
-        for (index, server) in backend.servers.iter().enumerate() {
-            let Some(s) = old_backend
-                .servers
-                .iter()
-                .position(|o| o.name == server.name)
-            else {
-                continue;
-            };
-            let (Some(from), Some(to)) = (old_state.servers.get(s), state.servers.get(index))
-            else {
-                continue;
-            };
-            to.up.store(from.up.load(Relaxed), Relaxed);
-            if carry == Carry::Everything {
-                to.admin.store(from.admin.load(Relaxed), Relaxed);
-                if from.weight() != server.weight {
-                    state.set_weight(index, from.weight());
-                }
+        let old_state = &old.backends[b];
+        for (_, to, server) in state.live() {
+            if let Some(from) = old_state.find(&server.name).and_then(|s| old_state.servers.get(s)) {
+                to.up.store(from.up.load(Relaxed), Relaxed);
             }
         }
     }

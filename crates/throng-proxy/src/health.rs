@@ -3,7 +3,7 @@
 //! Changes are logged as HAProxy logs them.
 
 use crate::config::{Check, CheckKind};
-use crate::state::{AdminState, Phase, Proxy};
+use crate::state::{AdminState, Phase, Place, Proxy};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,30 +15,42 @@ use tracing::{info, warn};
 
 /// Starts a task per checked server on the current runtime.
 pub fn start(proxy: &Arc<Proxy>) {
-    for (b, backend) in proxy.config.backends.iter().enumerate() {
-        let Some(check) = &backend.check else {
-            continue;
-        };
-        for (s, server) in backend.servers.iter().enumerate() {
-            if server.checked {
-                tokio::spawn(watch(Arc::clone(proxy), b, s, check.clone()));
-            }
+    for b in 0..proxy.backends.len() {
+        let live: Vec<usize> = proxy.backends[b].live().map(|(s, _, _)| s).collect();
+        for s in live {
+            start_one(proxy, b, s);
         }
     }
 }
 
-async fn watch(proxy: Arc<Proxy>, b: usize, s: usize, check: Check) {
+/// Starts checking the server in slot `s` of backend `b`, if its backend checks and it is
+/// checked (a server added at run time too); the check ends with the slot's server.
+pub fn start_one(proxy: &Arc<Proxy>, b: usize, s: usize) {
+    let Some(check) = &proxy.config.backends[b].check else {
+        return;
+    };
+    let slot = &proxy.backends[b].servers[s];
+    if slot.spec().is_some_and(|spec| spec.checked) {
+        let epoch = slot.epoch.load(Relaxed);
+        tokio::spawn(watch(Arc::clone(proxy), b, s, epoch, check.clone()));
+    }
+}
+
+async fn watch(proxy: Arc<Proxy>, b: usize, s: usize, epoch: u32, check: Check) {
     let backend = &proxy.config.backends[b];
-    let server = &backend.servers[s];
     let state = &proxy.backends[b].servers[s];
     // Spread the first checks over the interval, so that servers are not all tried at once.
     let offset = throng_net::random::up_to(check.interval.as_millis() as u64);
     tokio::time::sleep(Duration::from_millis(offset)).await;
     let (mut successes, mut failures) = (0u32, 0u32);
     // A generation that stops serving stops checking (what it still holds is relayed already,
-    // or ends soon), and lets its state go.
-    while proxy.current_phase() == Phase::Serving {
+    // or ends soon), and lets its state go; so does a server removed at run time.
+    let holds_it = || state.place() == Place::Live && state.epoch.load(Relaxed) == epoch;
+    while proxy.current_phase() == Phase::Serving && holds_it() {
         let began = Instant::now();
+        let Some(server) = state.spec() else {
+            return;
+        };
         if state.admin_state() == AdminState::Maint {
             // In maintenance: not checked, as HAProxy's `maint`.
             tokio::time::sleep_until(began + check.interval).await;

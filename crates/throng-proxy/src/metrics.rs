@@ -246,18 +246,14 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
         .iter()
         .zip(&proxy.backends)
         .flat_map(|(config, state)| {
-            config
-                .servers
-                .iter()
-                .zip(&state.servers)
-                .map(move |(server, s)| {
-                    let labels = format!(
-                        "backend=\"{}\",server=\"{}\"",
-                        label_value(&config.name),
-                        label_value(&server.name)
-                    );
-                    (labels, s)
-                })
+            state.live().map(move |(_, s, server)| {
+                let labels = format!(
+                    "backend=\"{}\",server=\"{}\"",
+                    label_value(&config.name),
+                    label_value(&server.name)
+                );
+                (labels, s)
+            })
         })
         .collect();
     let per_backend: [Metric<BackendState>; 10] = [
@@ -529,10 +525,10 @@ pub fn stats_page(proxy: &Proxy, generations: &Registry) -> String {
         let _ = write!(
             html,
             "<h2>Backend {} ({}, {:?})</h2><p>{} of {} servers up; queue {} (max {}); 503 no server {}; queue timeouts {}; retries {}</p><table><tr><th>server</th><th>address</th><th>state</th><th>weight</th><th>now</th><th>maxconn</th><th>total</th><th>2xx</th><th>5xx</th><th>connect failures</th><th>502</th><th>504</th><th>check failures</th></tr>",
-            escape(&b.name), b.mode.name(), b.balance, s.servers_up(), b.servers.len(), s.queued.load(Relaxed), s.queue_max.load(Relaxed),
+            escape(&b.name), b.mode.name(), b.balance, s.servers_up(), s.live().count(), s.queued.load(Relaxed), s.queue_max.load(Relaxed),
             s.no_server.load(Relaxed), s.queue_timeouts.load(Relaxed), s.retries.load(Relaxed)
         );
-        for (server, st) in b.servers.iter().zip(&s.servers) {
+        for (_, st, server) in s.live() {
             let up = st.up.load(Relaxed);
             let state = match (up, st.admin_state()) {
                 (_, crate::state::AdminState::Maint) => "MAINT",

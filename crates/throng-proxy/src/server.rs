@@ -433,10 +433,10 @@ async fn start_session(open: Open, stream: tokio::net::TcpStream, peer: SocketAd
         accepted: SystemTime::now(),
         accepted_at: Instant::now(),
     };
-    let client = match &config.tls {
+    let client = match state.tls() {
         None => ClientStream::Plain(stream),
         // Boxed: the handshake's state lives for a moment, the session for hours.
-        Some(tls) => match Box::pin(handshake(&session, tls, stream)).await {
+        Some(tls) => match Box::pin(handshake(&session, &tls, stream)).await {
             Some(client) => client,
             None => return,
         },

@@ -93,11 +93,8 @@ impl Session {
 
     /// Notes in `entry` the server of `backend` a request went to.
     pub fn note_server(&self, entry: &mut Entry, backend: usize, server: usize) {
-        entry.server = Some(
-            self.proxy().config.backends[backend].servers[server]
-                .name
-                .clone(),
-        );
+        let slot = self.proxy().backends[backend].servers.get(server);
+        entry.server = slot.and_then(|s| s.spec()).map(|spec| spec.name.clone());
         entry.server_index = Some(server);
     }
 
@@ -157,9 +154,16 @@ impl Session {
             } => {
                 self.note_server(entry, backend, server);
                 let config = &self.proxy().config.backends[backend];
-                tracing::debug!("{}/{}: {error}", config.name, config.servers[server].name);
-                if matches!(error, ConnectError::NoSourcePort(_)) {
-                    say_no_source_port(state, config, server, &error);
+                let spec = state.servers.get(server).and_then(|s| s.spec());
+                let (name, address) =
+                    spec.map_or((None, None), |s| (Some(s.name.clone()), Some(s.address)));
+                tracing::debug!(
+                    "{}/{}: {error}",
+                    config.name,
+                    name.as_deref().unwrap_or("?")
+                );
+                if let (ConnectError::NoSourcePort(_), Some(address)) = (&error, address) {
+                    say_no_source_port(state, config, address, &error);
                 }
                 entry.t_queue = Some(queued);
                 entry.retries = retries;
@@ -204,9 +208,7 @@ impl Session {
         client: &crate::stream::ClientStream,
     ) -> std::io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        let slot = &connected.slot;
-        let server = &self.proxy().config.backends[slot.backend].servers[slot.server];
-        let Some(version) = server.send_proxy else {
+        let Some(version) = connected.slot.state().spec().and_then(|s| s.send_proxy) else {
             return Ok(());
         };
         let destination = client.socket().local_addr()?;
@@ -241,7 +243,7 @@ impl Session {
 fn say_no_source_port(
     state: &crate::state::BackendState,
     config: &crate::config::Backend,
-    server: usize,
+    address: std::net::SocketAddr,
     error: &ConnectError,
 ) {
     let count = state.no_source_port.fetch_add(1, Relaxed) + 1;
@@ -281,7 +283,7 @@ fn say_no_source_port(
     tracing::warn!(
         "backend {}: {error} toward {} ({count} connections so far; {pool}); each source address gives {ports}: add addresses to backends.{}.source, e.g. \"127.0.0.2-127.0.0.9\"",
         config.name,
-        config.servers[server].address,
+        address,
         config.name
     );
 }

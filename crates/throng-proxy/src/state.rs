@@ -135,6 +135,9 @@ impl StatusCounts {
 
 #[derive(Default)]
 pub struct FrontendState {
+    /// The TLS configuration new handshakes use: the file's, or what `set cert` put in its
+    /// place (connections keep the one they began with).
+    tls: std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>,
     pub current: AtomicU64,
     pub total: AtomicU64,
     pub requests: AtomicU64,
@@ -190,8 +193,23 @@ pub struct BackendState {
     pub no_source_port_said: AtomicU64,
 }
 
+/// A backend's server slot: the server it holds (set at start or by `add server`, its address
+/// replaced by `set server addr`) and its counters. Slots are made once per generation, room
+/// for [`SPARE_SLOTS`] more than the file names, and never move, so a slot's index stays valid
+/// for every connection and log entry that holds it; `del server` leaves the slot to the
+/// connections still using it, and a later `add server` takes it once they have ended.
 #[derive(Default)]
 pub struct ServerState {
+    /// What the slot holds: [`Place`].
+    place: std::sync::atomic::AtomicU8,
+    /// Bumped each time the slot takes a server: a health check of an earlier one stops.
+    pub epoch: AtomicU32,
+    /// The server's definition (name, address, limits), while the slot holds one.
+    spec: std::sync::RwLock<Option<Arc<crate::config::Server>>>,
+    /// Its `maxconn` (0: none) and a hash of its name (client-id balancing), read on every
+    /// choice without the lock.
+    maxconn: AtomicU32,
+    pub name_hash: AtomicU64,
     /// Requests (HTTP) or connections (TCP) using the server now.
     pub active: AtomicU32,
     /// The weight in use: the configuration's, or what a runtime command set.
@@ -211,6 +229,21 @@ pub struct ServerState {
     pub check_failures: AtomicU64,
     pub went_down: AtomicU64,
 }
+
+/// What a server slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Nothing yet: room for `add server`.
+    Vacant = 0,
+    /// A server in the backend.
+    Live = 1,
+    /// A server `del server` removed: no new connections; those it has go on, and count here.
+    Removed = 2,
+}
+
+/// Slots each backend has beyond the servers its file names: room for `add server` until the
+/// next reload.
+pub const SPARE_SLOTS: usize = 64;
 
 /// A server's state as the operator sets it at run time (HAProxy's `set server ... state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,6 +276,59 @@ impl AdminState {
 }
 
 impl ServerState {
+    /// A slot holding `server` (its health up until checks say otherwise).
+    fn holding(server: &crate::config::Server) -> ServerState {
+        let slot = ServerState::default();
+        slot.fill(server.clone());
+        slot
+    }
+
+    /// Takes `server` into the slot: counters from zero, ready, up, its weight and limits.
+    fn fill(&self, server: crate::config::Server) {
+        for counter in [
+            &self.total,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.connect_failures,
+            &self.response_failures,
+            &self.timeouts,
+            &self.check_failures,
+            &self.went_down,
+        ] {
+            counter.store(0, Relaxed);
+        }
+        for class in &self.responses.0 {
+            class.store(0, Relaxed);
+        }
+        self.weight.store(server.weight, Relaxed);
+        self.maxconn.store(server.maxconn.unwrap_or(0), Relaxed);
+        self.name_hash
+            .store(throng_net::hash::fnv1a(server.name.as_bytes()), Relaxed);
+        self.admin.store(AdminState::Ready as u8, Relaxed);
+        self.up.store(true, Relaxed);
+        *self.spec.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(server));
+        self.epoch.fetch_add(1, Relaxed);
+        self.place.store(Place::Live as u8, Relaxed);
+    }
+
+    pub fn place(&self) -> Place {
+        match self.place.load(Relaxed) {
+            0 => Place::Vacant,
+            1 => Place::Live,
+            _ => Place::Removed,
+        }
+    }
+
+    /// The server the slot holds (a removed one too, for its last connections).
+    pub fn spec(&self) -> Option<Arc<crate::config::Server>> {
+        self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Its `maxconn`.
+    pub fn maxconn(&self) -> Option<u32> {
+        Some(self.maxconn.load(Relaxed)).filter(|&n| n > 0)
+    }
+
     pub fn admin_state(&self) -> AdminState {
         match self.admin.load(Relaxed) {
             0 => AdminState::Ready,
@@ -251,9 +337,11 @@ impl ServerState {
         }
     }
 
-    /// Up and ready: may take a new connection.
+    /// In the backend, up and ready: may take a new connection.
     pub fn usable(&self) -> bool {
-        self.up.load(Relaxed) && self.admin.load(Relaxed) == AdminState::Ready as u8
+        self.place.load(Relaxed) == Place::Live as u8
+            && self.up.load(Relaxed)
+            && self.admin.load(Relaxed) == AdminState::Ready as u8
     }
 
     pub fn weight(&self) -> u32 {
@@ -279,24 +367,70 @@ impl ServerState {
 
 impl BackendState {
     pub fn new(backend: &Backend) -> BackendState {
-        let weights: Vec<u32> = backend.servers.iter().map(|s| s.weight).collect();
-        BackendState {
-            servers: backend
-                .servers
-                .iter()
-                .map(|server| ServerState {
-                    up: AtomicBool::new(true),
-                    weight: AtomicU32::new(server.weight),
-                    ..ServerState::default()
-                })
-                .collect(),
-            rotation: std::sync::RwLock::new(smooth_rotation(&weights).into()),
+        let servers = backend
+            .servers
+            .iter()
+            .map(ServerState::holding)
+            .chain(std::iter::repeat_with(ServerState::default).take(SPARE_SLOTS))
+            .collect();
+        let state = BackendState {
+            servers,
             ..BackendState::default()
-        }
+        };
+        state.rotate();
+        state
     }
 
     pub fn servers_up(&self) -> usize {
         self.servers.iter().filter(|s| s.usable()).count()
+    }
+
+    /// The servers in the backend (not removed ones): slot index, state, definition.
+    pub fn live(&self) -> impl Iterator<Item = (usize, &ServerState, Arc<crate::config::Server>)> {
+        self.servers.iter().enumerate().filter_map(|(i, slot)| {
+            (slot.place() == Place::Live).then(|| slot.spec().map(|spec| (i, slot, spec)))?
+        })
+    }
+
+    /// The slot of the server named `name` in the backend.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.live()
+            .find(|(_, _, spec)| *spec.name == *name)
+            .map(|(i, _, _)| i)
+    }
+
+    /// `add server`: the first slot free for it (never held a server, or its removed server's
+    /// last connection has ended), filled, and in the rotation; `None` when there is none.
+    pub fn add(&self, server: crate::config::Server) -> Option<usize> {
+        let free = self.servers.iter().position(|slot| match slot.place() {
+            Place::Vacant => true,
+            Place::Removed => slot.active.load(Relaxed) == 0,
+            Place::Live => false,
+        })?;
+        self.servers.get(free)?.fill(server);
+        self.rotate();
+        Some(free)
+    }
+
+    /// `del server`: out of the backend at once; the connections it has go on.
+    pub fn remove(&self, index: usize) {
+        if let Some(slot) = self.servers.get(index) {
+            slot.place.store(Place::Removed as u8, Relaxed);
+            self.rotate();
+        }
+    }
+
+    /// `set server addr`: new connections go to `address`.
+    pub fn set_address(&self, index: usize, address: std::net::SocketAddr) {
+        let Some(slot) = self.servers.get(index) else {
+            return;
+        };
+        let mut spec = slot.spec.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = spec.as_ref() {
+            let mut changed = (**old).clone();
+            changed.address = address;
+            *spec = Some(Arc::new(changed));
+        }
     }
 
     /// Sets server `index`'s weight, and the round-robin order with it.
@@ -305,7 +439,22 @@ impl BackendState {
             return;
         };
         server.weight.store(weight, Relaxed);
-        let weights: Vec<u32> = self.servers.iter().map(|s| s.weight()).collect();
+        self.rotate();
+    }
+
+    /// The round-robin order made again from the servers in the backend and their weights.
+    fn rotate(&self) {
+        let weights: Vec<u32> = self
+            .servers
+            .iter()
+            .map(|s| {
+                if s.place() == Place::Live {
+                    s.weight()
+                } else {
+                    0
+                }
+            })
+            .collect();
         let order: Arc<[u16]> = smooth_rotation(&weights).into();
         *self.rotation.write().unwrap_or_else(|e| e.into_inner()) = order;
     }
@@ -326,13 +475,27 @@ fn smooth_rotation(weights: &[u32]) -> Vec<u16> {
         for (c, &w) in current.iter_mut().zip(weights) {
             *c += w as i64;
         }
+        // Slots without a server (weight 0) are never visited.
         let best = (0..weights.len())
+            .filter(|&i| weights[i] > 0)
             .max_by_key(|&i| (current[i], -(i as i64)))
             .unwrap_or(0);
         current[best] -= total;
         order.push(best as u16);
     }
     order
+}
+
+impl FrontendState {
+    /// The TLS configuration for the next handshake.
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `set cert`: the next handshakes use `config`.
+    pub fn set_tls(&self, config: Arc<rustls::ServerConfig>) {
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(config);
+    }
 }
 
 impl Proxy {
@@ -342,6 +505,7 @@ impl Proxy {
                 .frontends
                 .iter()
                 .map(|f| FrontendState {
+                    tls: std::sync::RwLock::new(f.tls.clone()),
                     // Every worker process accepts on the same ports: each takes its share.
                     session_rate: f.rate_limit_sessions.map(|n| {
                         crate::rate::SessionRate::new(
@@ -396,6 +560,7 @@ mod tests {
         let order = smooth_rotation(&[5, 1, 1]);
         assert_eq!(order, vec![0, 0, 1, 0, 2, 0, 0]);
         assert_eq!(smooth_rotation(&[1, 1]), vec![0, 1]);
+        assert_eq!(smooth_rotation(&[1, 0, 1, 0]), vec![0, 2]);
     }
 
     #[test]

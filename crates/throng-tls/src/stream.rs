@@ -357,6 +357,11 @@ impl<C: Unbuffered> TlsStream<C> {
     }
 
     fn process(&mut self, then: Then<'_>) -> io::Result<(Stop, usize)> {
+        // One refusal, one alert: a connection given up processes nothing more (the bytes that
+        // followed would only make a second alert, RFC 8446 6.2: the connection is closed).
+        if self.refused {
+            return Err(tls_error("the connection was given up"));
+        }
         let processed = match &mut self.layer {
             Layer::Rustls(handshaking) => process_rustls(handshaking, &mut self.flight, then),
             Layer::Records(records) => process_records(records, &mut self.flight, then),

@@ -753,24 +753,31 @@ fn servers_are_drained_and_weighted_at_run_time() {
     );
 }
 
-/// Servers added and removed, and a certificate replaced, without a reload: each starts a new
-/// generation; a removed server's tunnel stays with the old one; the next reload of the file
-/// replaces them all and says so.
+/// Runtime commands change servers and certificates in place: no generation starts, no thread,
+/// no connection is touched. An added server takes requests at once; a removed one takes no new
+/// connection while the tunnel it holds goes on; a moved one's new connections go to its new
+/// address; a new certificate serves the next handshakes. A reload puts the file back.
 #[test]
-fn servers_and_certificates_change_without_a_reload() {
+fn servers_and_certificates_change_in_place() {
     let (a, b, c) = (Pong::start(&[]), Pong::start(&[]), Pong::start(&[]));
     let (e1, e2) = (echo_backend(), echo_backend());
     let dir = Dir::new("ctl-structure");
     let text = two_server_config(&dir, [a.addr(), b.addr()], [e1.addr, e2.addr], "");
     let proxy = Proxy::start(&dir, &text);
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", proxy.pid()))
+            .unwrap()
+            .count()
+    };
     let client = tls_client();
     let mut on_e1 = Tunnel::open(proxy.addr("tunnels"), &client);
     on_e1.echo("held on e1").unwrap();
     assert_eq!(sessions(&proxy, "echo", "e1"), 1.0);
+    let threads_before = threads();
 
     // Added: it takes requests at once.
     let (ok, said) = ctl(&dir, &format!("add server app/c {} weight 2", c.addr()));
-    assert!(ok && said.contains("generation 2"), "{said}");
+    assert!(ok && said.contains("takes new connections now"), "{said}");
     let (ok, said) = ctl(&dir, &format!("add server app/c {}", c.addr()));
     assert!(!ok && said.contains("exists already"), "{said}");
     for _ in 0..8 {
@@ -778,9 +785,9 @@ fn servers_and_certificates_change_without_a_reload() {
     }
     proxy.wait_for_line(&["app/c"]);
 
-    // Removed: new tunnels go to e2; the one on e1 stays with generation 2.
+    // Removed: new tunnels go to e2; the one on e1 goes on, and shows until it ends.
     let (ok, said) = ctl(&dir, "del server echo/e1");
-    assert!(ok, "{said}");
+    assert!(ok && said.contains("its 1 connections go on"), "{said}");
     assert!(!ctl(&dir, "del server echo/e2").0, "the last server stays");
     for _ in 0..3 {
         Tunnel::open(proxy.addr("tunnels"), &client)
@@ -790,9 +797,26 @@ fn servers_and_certificates_change_without_a_reload() {
     on_e1.echo("e1 still answers").unwrap();
     let (_, shown) = ctl(&dir, "show servers echo");
     assert!(
-        !shown.contains("echo/e1") && shown.contains("echo/e2"),
+        shown.contains(" removed 1 1 1\n") && shown.contains("echo/e2"),
         "{shown}"
     );
+    assert_eq!(sessions(&proxy, "echo", "e2"), 3.0);
+
+    // Moved: app/a's new connections go to b's address.
+    let (ok, said) = ctl(&dir, &format!("set server app/a addr {}", b.addr()));
+    assert!(ok, "{said}");
+    let (_, shown) = ctl(&dir, "show servers app");
+    assert!(shown.contains(&format!("app/a {} ", b.addr())), "{shown}");
+    let a_before = sessions(&proxy, "app", "a");
+    for _ in 0..8 {
+        let (status, head, _) = common::http_exchange(
+            proxy.addr("web"),
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(status, 200);
+        assert!(!head.contains(&format!("x-served-by: {}", a.addr())), "{head}");
+    }
+    assert!(sessions(&proxy, "app", "a") > a_before, "app/a took none of them");
 
     // A new certificate for the TLS frontend: new connections get it.
     dir.certificate("second", &["localhost", "second.example"]);
@@ -818,13 +842,17 @@ fn servers_and_certificates_change_without_a_reload() {
     assert!(ctl(&dir, "set cert tunnels missing.pem second.key")
         .1
         .contains("missing.pem"));
+    on_e1.echo("e1 through every change").unwrap();
+    // Nothing of this started a generation or a thread.
+    assert_eq!(proxy.metric("throng_proxy_generation"), 1.0);
+    assert_eq!(threads(), threads_before);
 
     let (_, changes) = ctl(&dir, "show changes");
-    assert_eq!(changes.lines().count(), 3, "{changes}");
+    assert_eq!(changes.lines().count(), 4, "{changes}");
     // The file again: its two servers, and a word about what it replaced.
     proxy.signal(libc::SIGHUP);
-    proxy.wait_for_message("the file replaces 3 runtime changes");
-    wait_for_generation(&proxy, 5);
+    proxy.wait_for_message("the file replaces 4 runtime changes");
+    wait_for_generation(&proxy, 2);
     let (_, shown) = ctl(&dir, "show servers");
     assert!(
         shown.contains("echo/e1") && !shown.contains("app/c"),

@@ -32,7 +32,7 @@ const DEFAULT_CLOSE_RATE: u64 = 1000;
 const DEFAULT_MAX_GENERATIONS: usize = 32;
 /// The most servers a configuration may name, all backends together: a port range makes one
 /// server per port, and a file of ranges could otherwise ask for millions.
-const MAX_SERVERS: usize = 65_536;
+pub(crate) const MAX_SERVERS: usize = 65_536;
 
 pub(super) fn build(file: file::File, base: &Path) -> Result<Config, Failure> {
     let root = KeyPath::default();

@@ -6,6 +6,7 @@ mod file;
 pub mod locate;
 
 pub use build::DEFAULT_CONFIG;
+pub(crate) use build::MAX_SERVERS;
 use locate::KeyPath;
 use rustls::ServerConfig;
 use std::net::{IpAddr, SocketAddr};

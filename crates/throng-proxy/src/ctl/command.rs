@@ -14,6 +14,7 @@ pub const USAGE: &str = "commands:\n  \
     show changes\n  \
     set server BACKEND/SERVER state ready|drain|maint\n  \
     set server BACKEND/SERVER weight 1-256\n  \
+    set server BACKEND/SERVER addr ADDRESS:PORT   (or addr IP port PORT)\n  \
     add server BACKEND/SERVER ADDRESS:PORT [weight 1-256] [maxconn N]\n  \
     del server BACKEND/SERVER\n  \
     set cert FRONTEND CERT.pem KEY.pem   (in place of all the frontend's certificates)\n";
@@ -32,6 +33,11 @@ pub enum Command {
     SetWeight {
         server: ServerRef,
         weight: u32,
+    },
+    /// Where new connections to the server go (those it has stay where they are).
+    SetAddr {
+        server: ServerRef,
+        address: SocketAddr,
     },
     AddServer {
         server: ServerRef,
@@ -95,10 +101,19 @@ pub fn parse(line: &str) -> Result<Command, String> {
             server: server_ref(server)?,
             weight: weight_of(weight)?,
         }),
+        ["set", "server", server, "addr", address] => Ok(Command::SetAddr {
+            server: server_ref(server)?,
+            address: address_of(address)?,
+        }),
+        ["set", "server", server, "addr", ip, "port", port] => Ok(Command::SetAddr {
+            server: server_ref(server)?,
+            address: address_of(&match ip.contains(':') {
+                true => format!("[{ip}]:{port}"),
+                false => format!("{ip}:{port}"),
+            })?,
+        }),
         ["add", "server", server, address, options @ ..] => {
-            let address = address
-                .parse()
-                .map_err(|_| format!("`{address}` is not an address:port"))?;
+            let address = address_of(address)?;
             let (mut weight, mut maxconn) = (1, None);
             let mut rest = options.chunks(2);
             for pair in &mut rest {
@@ -158,6 +173,17 @@ fn name(text: &str, what: &str) -> Result<String, String> {
         .ok_or_else(|| format!("`{text}` is not a {what} name"))
 }
 
+/// A server's address, checked as the file's are: a port, and an address one can connect to.
+fn address_of(text: &str) -> Result<SocketAddr, String> {
+    let address: SocketAddr = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not an address:port"))?;
+    if address.port() == 0 || address.ip().is_unspecified() || address.ip().is_multicast() {
+        return Err(format!("{address} cannot be connected to"));
+    }
+    Ok(address)
+}
+
 fn weight_of(text: &str) -> Result<u32, String> {
     text.parse::<u32>()
         .ok()
@@ -198,6 +224,22 @@ mod tests {
             Command::ShowServers { backend: None }
         );
         assert!(!parse("show changes").unwrap().changes());
+        let moved = Command::SetAddr {
+            server: ServerRef {
+                backend: "app".into(),
+                server: "a1".into(),
+            },
+            address: "10.0.0.9:8080".parse().unwrap(),
+        };
+        assert_eq!(
+            parse("set server app/a1 addr 10.0.0.9:8080").unwrap(),
+            moved
+        );
+        assert_eq!(
+            parse("set server app/a1 addr 10.0.0.9 port 8080").unwrap(),
+            moved
+        );
+        assert!(parse("set server app/a1 addr ::1 port 8080").is_ok());
     }
 
     #[test]
@@ -209,6 +251,8 @@ mod tests {
         assert!(error("set server app/a weight 9999999999999").contains("1 to 256"));
         assert!(error("add server app/b localhost").contains("address:port"));
         assert!(error("add server app/b 127.0.0.1:1 weight").contains("weight N"));
+        assert!(error("add server app/b 0.0.0.0:80").contains("cannot be connected to"));
+        assert!(error("set server app/b addr 127.0.0.1:0").contains("cannot be connected to"));
         assert!(error("reboot now").contains("unknown command"));
         assert!(error("").contains("no command"));
         assert!(error(&"x".repeat(MAX_LINE + 1)).contains("at most"));

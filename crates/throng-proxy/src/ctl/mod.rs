@@ -2,13 +2,14 @@
 //! admin socket ([`socket`]) or, with `admin_token`, on the TCP admin listener; [`guard`]
 //! says who may ask what. `throng proxy ctl` is its command-line client.
 //!
-//! Server states (`ready`, `drain`, `maint`) and weights change in place, in every generation
-//! alive. Adding or removing a server and replacing a certificate start a new generation on the
-//! serving one's configuration so changed (what a reload does, without reading the file): the
-//! old generation keeps its connections (a removed server's end at their own pace, or at
-//! `hard_stop_after`), and the new one takes over states and weights. Every change is logged
-//! with who asked for it, and is lost on the next reload of the file (the log lists what the
-//! file replaced): the file stays the one truth; write a change to it to keep it.
+//! Every change is made in place, as HAProxy's runtime API makes it: no generation starts, no
+//! thread, and no established connection is touched. Server states (`ready`, `drain`, `maint`),
+//! weights and addresses change in every generation alive; `del server` takes a server out of
+//! the rotation at once while its connections go on; `add server` takes one of the backend's
+//! spare slots ([`crate::state::SPARE_SLOTS`]); `set cert` serves the next handshakes. Every
+//! change is logged with who asked for it, and is lost on the next reload of the file (the log
+//! lists what the file replaced): the file stays the one truth; write a change to it to keep
+//! it.
 
 pub mod command;
 pub(crate) mod guard;
@@ -16,7 +17,7 @@ pub mod socket;
 
 use crate::certs;
 use crate::config::{Config, Server};
-use crate::generation::{next_generation, Carry, Manager};
+use crate::generation::Manager;
 use crate::state::Proxy;
 use command::{Command, ServerRef};
 use std::fmt::Write;
@@ -101,6 +102,11 @@ fn answer(manager: &mut Manager, serving: &Arc<Proxy>, request: &Request<'_>) ->
 type Outcome = Result<String, (u16, String)>;
 
 fn execute(manager: &mut Manager, serving: &Arc<Proxy>, command: &Command) -> Outcome {
+    // Every change is made in place: no generation starts, no thread, and no connection is
+    // touched. States, weights, addresses and removals hold in every generation alive (an old
+    // one's requests in progress may still pick a server); additions and certificates in the
+    // serving one, the only one that accepts.
+    let everywhere = || manager.registry.all();
     match command {
         Command::ShowServers { backend } => show_servers(serving, backend.as_deref()),
         Command::ShowChanges => Ok(if manager.changes.is_empty() {
@@ -110,7 +116,7 @@ fn execute(manager: &mut Manager, serving: &Arc<Proxy>, command: &Command) -> Ou
         }),
         Command::SetState { server, state } => {
             locate(serving, server)?;
-            for proxy in manager.registry.all() {
+            for proxy in everywhere() {
                 if let Ok((b, s)) = locate(&proxy, server) {
                     proxy.backends[b].servers[s]
                         .admin
@@ -121,12 +127,23 @@ fn execute(manager: &mut Manager, serving: &Arc<Proxy>, command: &Command) -> Ou
         }
         Command::SetWeight { server, weight } => {
             locate(serving, server)?;
-            for proxy in manager.registry.all() {
+            for proxy in everywhere() {
                 if let Ok((b, s)) = locate(&proxy, server) {
                     proxy.backends[b].set_weight(s, *weight);
                 }
             }
             Ok(format!("{server}: weight {weight}\n"))
+        }
+        Command::SetAddr { server, address } => {
+            locate(serving, server)?;
+            for proxy in everywhere() {
+                if let Ok((b, s)) = locate(&proxy, server) {
+                    proxy.backends[b].set_address(s, *address);
+                }
+            }
+            Ok(format!(
+                "{server}: new connections go to {address}; those it has stay where they are\n"
+            ))
         }
         Command::AddServer {
             server,
@@ -134,44 +151,62 @@ fn execute(manager: &mut Manager, serving: &Arc<Proxy>, command: &Command) -> Ou
             weight,
             maxconn,
         } => {
-            let mut config = serving.config.clone();
-            let backend = backend_of(&mut config, &server.backend)?;
-            if backend.servers.iter().any(|s| *s.name == *server.server) {
+            let b = backend_index(serving, &server.backend)?;
+            let (config, state) = (&serving.config.backends[b], &serving.backends[b]);
+            if state.find(&server.server).is_some() {
                 return Err((409, format!("{server} exists already")));
             }
-            backend.servers.push(Server {
+            let servers: usize = serving.backends.iter().map(|b| b.live().count()).sum();
+            if servers >= crate::config::MAX_SERVERS {
+                return Err((
+                    507,
+                    format!(
+                        "{} servers already: the most a configuration may have",
+                        crate::config::MAX_SERVERS
+                    ),
+                ));
+            }
+            let added = state.add(Server {
                 name: server.server.as_str().into(),
                 address: *address,
                 weight: *weight,
                 maxconn: *maxconn,
-                checked: backend.check.is_some(),
+                checked: config.check.is_some(),
                 send_proxy: None,
             });
-            let number = start(manager, config)?;
+            let Some(slot) = added else {
+                return Err((
+                    507,
+                    format!(
+                        "backend {} has no room for another server until a reload ({} more than its file names, while removed ones still have connections): add it to the file and reload",
+                        server.backend,
+                        crate::state::SPARE_SLOTS
+                    ),
+                ));
+            };
+            crate::health::start_one(serving, b, slot);
             Ok(format!(
-                "{server} at {address} added: generation {number} serves with it\n"
+                "{server} at {address} added: it takes new connections now\n"
             ))
         }
         Command::DelServer { server } => {
-            let mut config = serving.config.clone();
-            let backend = backend_of(&mut config, &server.backend)?;
-            let Some(at) = backend
-                .servers
-                .iter()
-                .position(|s| *s.name == *server.server)
-            else {
-                return Err((404, format!("no server {server}")));
-            };
-            if backend.servers.len() == 1 {
+            let (b, _) = locate(serving, server)?;
+            if serving.backends[b].live().count() == 1 {
                 return Err((
                     409,
                     format!("{server} is the last server of its backend: set it maint instead"),
                 ));
             }
-            backend.servers.remove(at);
-            let number = start(manager, config)?;
+            let mut holding = 0;
+            for proxy in everywhere() {
+                if let Ok((b, s)) = locate(&proxy, server) {
+                    let slot = &proxy.backends[b].servers[s];
+                    holding += slot.active.load(std::sync::atomic::Ordering::Relaxed);
+                    proxy.backends[b].remove(s);
+                }
+            }
             Ok(format!(
-                "{server} removed: generation {number} serves without it; its connections stay with the generations that have them\n"
+                "{server} removed: no new connections; its {holding} connections go on until they end\n"
             ))
         }
         Command::SetCert {
@@ -179,54 +214,44 @@ fn execute(manager: &mut Manager, serving: &Arc<Proxy>, command: &Command) -> Ou
             cert,
             key,
         } => {
-            let mut config = serving.config.clone();
-            let base = base_dir(&config);
-            let Some(target) = config.frontends.iter_mut().find(|f| *f.name == **frontend) else {
+            let base = base_dir(&serving.config);
+            let Some(f) = serving
+                .config
+                .frontends
+                .iter()
+                .position(|f| *f.name == **frontend)
+            else {
                 return Err((404, format!("no frontend {frontend}")));
             };
-            let Some(tls) = &target.tls else {
+            let state = &serving.frontends[f];
+            let Some(tls) = state.tls() else {
                 return Err((409, format!("frontend {frontend} has no TLS")));
             };
             let (cert, key) = (base.join(cert), base.join(key));
-            let replaced = certs::with_certificate(tls, &cert, &key).map_err(|e| (400, e))?;
-            target.tls = Some(replaced);
-            let number = start(manager, config)?;
+            let replaced = certs::with_certificate(&tls, &cert, &key).map_err(|e| (400, e))?;
+            state.set_tls(replaced);
             Ok(format!(
-                "frontend {frontend}: {} serves from generation {number}\n",
+                "frontend {frontend}: {} serves the next handshakes; connections keep theirs\n",
                 cert.display()
             ))
         }
     }
 }
 
-/// A runtime change's generation: the serving configuration changed, states carried over.
-fn start(manager: &mut Manager, config: Config) -> Result<u32, (u16, String)> {
-    next_generation(manager, config, Carry::Everything).map_err(|e| (500, e))
-}
-
-fn backend_of<'c>(
-    config: &'c mut Config,
-    name: &str,
-) -> Result<&'c mut crate::config::Backend, (u16, String)> {
-    config
-        .backends
-        .iter_mut()
-        .find(|b| *b.name == *name)
-        .ok_or_else(|| (404, format!("no backend {name}")))
-}
-
-/// Backend and server indices of `server` in `proxy`.
-fn locate(proxy: &Proxy, server: &ServerRef) -> Result<(usize, usize), (u16, String)> {
-    let b = proxy
+fn backend_index(proxy: &Proxy, name: &str) -> Result<usize, (u16, String)> {
+    proxy
         .config
         .backends
         .iter()
-        .position(|b| *b.name == *server.backend)
-        .ok_or_else(|| (404, format!("no backend {}", server.backend)))?;
-    let s = proxy.config.backends[b]
-        .servers
-        .iter()
-        .position(|s| *s.name == *server.server)
+        .position(|b| *b.name == *name)
+        .ok_or_else(|| (404, format!("no backend {name}")))
+}
+
+/// Backend index and server slot of `server` in `proxy`.
+fn locate(proxy: &Proxy, server: &ServerRef) -> Result<(usize, usize), (u16, String)> {
+    let b = backend_index(proxy, &server.backend)?;
+    let s = proxy.backends[b]
+        .find(&server.server)
         .ok_or_else(|| (404, format!("no server {server}")))?;
     Ok((b, s))
 }
@@ -240,6 +265,7 @@ fn base_dir(config: &Config) -> std::path::PathBuf {
 }
 
 fn show_servers(proxy: &Proxy, only: Option<&str>) -> Outcome {
+    use crate::state::Place;
     use std::sync::atomic::Ordering::Relaxed;
     let mut out = String::from("backend/server address check state weight active total\n");
     let mut found = false;
@@ -248,7 +274,14 @@ fn show_servers(proxy: &Proxy, only: Option<&str>) -> Outcome {
             continue;
         }
         found = true;
-        for (server, s) in backend.servers.iter().zip(&state.servers) {
+        for s in &state.servers {
+            // A removed server is listed while connections still use it.
+            let shown = match s.place() {
+                Place::Live => s.admin_state().name(),
+                Place::Removed if s.active.load(Relaxed) > 0 => "removed",
+                _ => continue,
+            };
+            let Some(server) = s.spec() else { continue };
             let _ = writeln!(
                 out,
                 "{}/{} {} {} {} {} {} {}",
@@ -256,7 +289,7 @@ fn show_servers(proxy: &Proxy, only: Option<&str>) -> Outcome {
                 server.name,
                 server.address,
                 if s.up.load(Relaxed) { "UP" } else { "DOWN" },
-                s.admin_state().name(),
+                shown,
                 s.weight(),
                 s.active.load(Relaxed),
                 s.total.load(Relaxed)

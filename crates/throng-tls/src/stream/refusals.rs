@@ -74,7 +74,11 @@ async fn serve_once(listener: tokio::net::TcpListener, config: Arc<rustls::Serve
                     return;
                 }
             }
-            Err(_) => return,
+            Err(_) => {
+                // As the proxy's sessions do: a clean shutdown is tried on the way out.
+                let _ = std::future::poll_fn(|cx| tls.poll_close(&stream, cx)).await;
+                return;
+            }
         }
     }
 }
@@ -122,13 +126,16 @@ enum Crafted {
     Plain(Vec<u8>),
 }
 
-/// Connects to a server of `config` as a TLS 1.3 client on throng's records, checks that data
-/// flows, sends `crafted`, and reads what comes back.
-async fn after_handshake(
+/// A TLS 1.3 client on throng's records connected to a server of `config`, past one round
+/// trip of data (so the server is past its handshake and its tickets); the server's task.
+async fn connected(
     servers: &Servers,
     config: &Arc<rustls::ServerConfig>,
-    crafted: &Crafted,
-) -> Told {
+) -> (
+    TcpStream,
+    TlsStream<UnbufferedClientConnection>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(serve_once(listener, Arc::clone(config)));
@@ -146,8 +153,6 @@ async fn after_handshake(
     let mut tls = TlsStream::new(conn);
     tls.handshake(&stream).await.unwrap();
     assert!(tls.on_own_records(), "the client runs on throng's records");
-    // One round trip: the server is past its handshake (and its tickets) before the crafted
-    // bytes come.
     tls.write_all(&stream, b"ping").await.unwrap();
     let mut buf = [0u8; 64];
     let mut got = 0;
@@ -159,6 +164,14 @@ async fn after_handshake(
             Err(e) => panic!("{e}"),
         }
     }
+    (stream, tls, server)
+}
+
+async fn send_crafted(
+    tls: &mut TlsStream<UnbufferedClientConnection>,
+    stream: &TcpStream,
+    crafted: &Crafted,
+) {
     match crafted {
         Crafted::Sealed {
             kind,
@@ -166,10 +179,21 @@ async fn after_handshake(
             tamper,
         } => {
             assert!(tls.inject(*kind, content, *tamper));
-            tls.send(&stream).await.unwrap();
+            tls.send(stream).await.unwrap();
         }
-        Crafted::Plain(bytes) => write_raw(&stream, bytes).await,
+        Crafted::Plain(bytes) => write_raw(stream, bytes).await,
     }
+}
+
+/// Connects to a server of `config`, sends `crafted` once data flows, and reads what comes back.
+async fn after_handshake(
+    servers: &Servers,
+    config: &Arc<rustls::ServerConfig>,
+    crafted: &Crafted,
+) -> Told {
+    let (stream, mut tls, server) = connected(servers, config).await;
+    send_crafted(&mut tls, &stream, crafted).await;
+    let mut buf = [0u8; 64];
     let answer = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match tls.try_read(&stream, &mut buf) {
@@ -184,6 +208,53 @@ async fn after_handshake(
     .unwrap_or_else(|_| Told::Nothing("no answer within 10 s".into()));
     server.abort();
     answer
+}
+
+/// One refusal, one alert: after a record it refuses, a server sends its alert and nothing
+/// more, whatever came after that record (tlsfuzzer's cases saw a second alert for the next).
+#[tokio::test(flavor = "current_thread")]
+async fn a_refusal_sends_one_alert_whatever_follows() {
+    let servers = servers();
+    for config in [&servers.own, &servers.rustls] {
+        let (stream, mut tls, server) = connected(&servers, config).await;
+        let tampered = |content: &[u8]| Crafted::Sealed {
+            kind: APPLICATION_DATA,
+            content: content.to_vec(),
+            tamper: true,
+        };
+        for crafted in [
+            tampered(b"first"),
+            sealed(APPLICATION_DATA, b"second"),
+            tampered(b"third"),
+        ] {
+            send_crafted(&mut tls, &stream, &crafted).await;
+        }
+        // What the server sends from here, as records on the wire, until it closes.
+        let mut wire = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                stream.readable().await.unwrap();
+                match stream.try_read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => wire.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+        })
+        .await;
+        server.abort();
+        assert!(read.is_ok(), "the server did not close");
+        let mut records = 0;
+        let mut rest = &wire[..];
+        while let [_, _, _, high, low, after @ ..] = rest {
+            let length = usize::from(u16::from_be_bytes([*high, *low]));
+            rest = after.get(length..).unwrap_or_default();
+            records += 1;
+        }
+        assert_eq!(records, 1, "{} bytes after the refused record", wire.len());
+    }
 }
 
 fn sealed(kind: u8, content: &[u8]) -> Crafted {
