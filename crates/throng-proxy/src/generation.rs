@@ -346,6 +346,10 @@ fn reload(manager: &mut Manager) {
     for (key, changed) in [
         ("processes", config.global.processes != old.processes),
         ("admin", config.global.admin != old.admin),
+        (
+            "admin_socket",
+            config.global.admin_socket != old.admin_socket,
+        ),
         ("pidfile", config.global.pidfile != old.pidfile),
     ] {
         if changed {
@@ -468,7 +472,10 @@ fn carry_health(old: &Proxy, new: &Proxy) {
         };
         let old_state = &old.backends[b];
         for (_, to, server) in state.live() {
-            if let Some(from) = old_state.find(&server.name).and_then(|s| old_state.servers.get(s)) {
+            if let Some(from) = old_state
+                .find(&server.name)
+                .and_then(|s| old_state.servers.get(s))
+            {
                 to.up.store(from.up.load(Relaxed), Relaxed);
             }
         }

@@ -814,9 +814,15 @@ fn servers_and_certificates_change_in_place() {
             b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         );
         assert_eq!(status, 200);
-        assert!(!head.contains(&format!("x-served-by: {}", a.addr())), "{head}");
+        assert!(
+            !head.contains(&format!("x-served-by: {}", a.addr())),
+            "{head}"
+        );
     }
-    assert!(sessions(&proxy, "app", "a") > a_before, "app/a took none of them");
+    assert!(
+        sessions(&proxy, "app", "a") > a_before,
+        "app/a took none of them"
+    );
 
     // A new certificate for the TLS frontend: new connections get it.
     dir.certificate("second", &["localhost", "second.example"]);
@@ -859,6 +865,65 @@ fn servers_and_certificates_change_in_place() {
         "{shown}"
     );
     on_e1.echo("e1 even now").unwrap();
+}
+
+/// At the default settings, held TLS tunnels live through ten runtime changes (add, weight,
+/// drain, del, set cert) and six reloads, and the stream of new connections never fails: no
+/// change closes anything, and no bound on generations cuts what the old ones hold.
+#[test]
+fn tunnels_live_through_runtime_changes_and_reloads_at_the_defaults() {
+    let (a, b, c) = (Pong::start(&[]), Pong::start(&[]), Pong::start(&[]));
+    let (e1, e2, e3) = (echo_backend(), echo_backend(), echo_backend());
+    let dir = Dir::new("ctl-and-reloads");
+    let text = two_server_config(&dir, [a.addr(), b.addr()], [e1.addr, e2.addr], "");
+    let proxy = Proxy::start(&dir, &text);
+    dir.certificate("second", &["localhost"]);
+    let client = tls_client();
+    let mut tunnels: Vec<Tunnel> = (0..20)
+        .map(|_| Tunnel::open(proxy.addr("tunnels"), &client))
+        .collect();
+    let all_answer = |tunnels: &mut Vec<Tunnel>, when: &str| {
+        for (i, t) in tunnels.iter_mut().enumerate() {
+            t.echo(&format!("{when}: {i}"))
+                .unwrap_or_else(|e| panic!("tunnel {i} {when}: {e}\n{}", proxy.stderr()));
+        }
+    };
+    all_answer(&mut tunnels, "before");
+    let load = NewConnections::start(proxy.addr("web"));
+    let drops_before = listen_drops();
+    for command in [
+        format!("add server echo/e3 {}", e3.addr),
+        "set server echo/e3 weight 3".to_string(),
+        "set server echo/e1 state drain".to_string(),
+        format!("add server app/c {}", c.addr()),
+        "set server app/c weight 2".to_string(),
+        "del server echo/e1".to_string(),
+        "set cert tunnels second.pem second.key".to_string(),
+        "set server app/a state drain".to_string(),
+        "set server app/a state ready".to_string(),
+        "del server app/c".to_string(),
+    ] {
+        let (ok, said) = ctl(&dir, &command);
+        assert!(ok, "{command}: {said}");
+        all_answer(&mut tunnels, &command);
+        // A new tunnel works too, whatever the change.
+        Tunnel::open(proxy.addr("tunnels"), &client)
+            .echo("new")
+            .unwrap();
+    }
+    assert_eq!(proxy.metric("throng_proxy_generation"), 1.0);
+    for generation in 2..=7 {
+        proxy.signal(libc::SIGHUP);
+        wait_for_generation(&proxy, generation);
+        all_answer(&mut tunnels, &format!("after reload {}", generation - 1));
+    }
+    nothing_refused(load, drops_before, &proxy);
+    assert!(
+        !proxy.stderr().contains("max_generations"),
+        "{}",
+        proxy.stderr()
+    );
+    assert_eq!(proxy.metric("throng_proxy_reload_failures_total"), 0.0);
 }
 
 /// With `global.processes`, the master passes a command to every worker.
