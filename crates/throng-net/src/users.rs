@@ -54,6 +54,33 @@ pub fn gid_of(name: &str) -> Result<u32, String> {
     Ok(entry.gr_gid)
 }
 
+/// The primary group of the user `uid`.
+pub fn primary_gid(uid: u32) -> Result<u32, String> {
+    passwd_of(uid)
+        .map(|(_, gid)| gid)
+        .ok_or_else(|| format!("no user with uid {uid} on this machine"))
+}
+
+/// The name of the user `uid`, for its supplementary groups.
+pub fn name_of(uid: u32) -> Option<CString> {
+    passwd_of(uid).map(|(name, _)| name)
+}
+
+fn passwd_of(uid: u32) -> Option<(CString, u32)> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: as in uid_of; the name is copied out of buf before it goes.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let status =
+        unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if status != 0 || found.is_null() || entry.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points to a NUL-terminated string inside buf.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) }.to_owned();
+    Some((name, entry.pw_gid))
+}
+
 /// This process's effective uid.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail.
@@ -71,5 +98,7 @@ mod tests {
         assert_eq!(gid_of("root").unwrap(), 0);
         assert!(uid_of("no-such-user-here").unwrap_err().contains("no user"));
         assert!(uid_of("a\0b").is_err());
+        assert_eq!(primary_gid(0).unwrap(), 0);
+        assert_eq!(name_of(0).unwrap().to_str().unwrap(), "root");
     }
 }

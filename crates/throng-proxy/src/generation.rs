@@ -146,6 +146,7 @@ impl Signals {
 pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String> {
     // Watched before anything is bound: from here on SIGHUP reloads rather than kills.
     let mut signals = Signals::watch()?;
+    crate::privileges::keep_secrets_in();
     crate::upgrade::prepare();
     if role != Role::Worker {
         for warning in &first.warnings {
@@ -207,6 +208,8 @@ pub async fn run(first: Config, reread: Reread, role: Role) -> Result<(), String
                 .and_then(|p| p.config.global.memory_budget)
         },
     ));
+    // Everything that needs root is done: sockets bound, keys read, the admin socket made.
+    crate::privileges::drop_root(proxy.config.global.user, proxy.config.global.group)?;
     crate::upgrade::announce_ready(&line, pidfile.as_deref());
     let lock = || manager.lock().unwrap_or_else(|e| e.into_inner());
 

@@ -31,6 +31,7 @@ pub mod log;
 pub mod master;
 pub mod metrics;
 pub mod mqtt;
+pub mod privileges;
 pub mod proxy_header;
 pub mod proxy_protocol;
 pub mod rate;

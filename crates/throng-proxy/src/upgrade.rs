@@ -79,7 +79,9 @@ pub fn announce_ready(line: &str, pidfile: Option<&Path>) {
     }
     let pid = std::process::id();
     if let Some(path) = pidfile {
-        if let Err(e) = std::fs::write(path, format!("{pid}\n")) {
+        let written = crate::privileges::create_file(path, 0o644, false)
+            .and_then(|mut file| file.write_all(format!("{pid}\n").as_bytes()));
+        if let Err(e) = written {
             warn!("global.pidfile {}: {e}", path.display());
         }
     }

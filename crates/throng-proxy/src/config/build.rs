@@ -269,7 +269,19 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
         }
         auth => auth.map(str::to_string),
     };
+    let user = g
+        .user
+        .as_deref()
+        .map(|name| throng_net::users::uid_of(name).map_err(|e| (at.key("user"), e)))
+        .transpose()?;
+    let group = g
+        .group
+        .as_deref()
+        .map(|name| throng_net::users::gid_of(name).map_err(|e| (at.key("group"), e)))
+        .transpose()?;
     Ok(Global {
+        user,
+        group,
         admin_socket,
         admin_limits,
         stats_auth,

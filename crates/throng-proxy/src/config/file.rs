@@ -34,6 +34,8 @@ pub struct Global {
     pub admin_maxconn: Option<usize>,
     pub admin_timeout: Option<String>,
     pub stats_auth: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<String>,
     pub pidfile: Option<String>,

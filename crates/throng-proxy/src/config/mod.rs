@@ -48,6 +48,10 @@ pub struct Global {
     /// `USER:PASSWORD` that the pages (`/stats`, `/metrics`) of the TCP admin listener ask for
     /// (HTTP Basic, as HAProxy's `stats auth`).
     pub stats_auth: Option<String>,
+    /// Who the process becomes once its listeners are bound, its keys read and its admin socket
+    /// made (HAProxy's `user` and `group`); a master stays root to start its workers.
+    pub user: Option<u32>,
+    pub group: Option<u32>,
     pub log: LogTarget,
     pub log_format: LogFormat,
     /// Where the process writes its pid (the master's, with `processes`), for `throng proxy

@@ -188,11 +188,13 @@ fn inherited(path: &Path) -> Result<Option<Bound>, String> {
     if !same {
         return Ok(None);
     }
-    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    // A process that dropped root may not see into a folder root made: the socket still
+    // serves, and is left where it is at the end (root's to remove).
+    let identity = std::fs::symlink_metadata(path).map_or((0, 0), |m| (m.dev(), m.ino()));
     Ok(Some(Bound {
         listener,
         path: path.to_path_buf(),
-        identity: (meta.dev(), meta.ino()),
+        identity,
     }))
 }
 

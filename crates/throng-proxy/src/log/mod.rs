@@ -150,10 +150,7 @@ impl Output {
             LogTarget::Stdout => Output::Stream(Box::new(std::io::stdout())),
             LogTarget::Stderr => Output::Stream(Box::new(std::io::stderr())),
             LogTarget::File(path) => Output::Stream(Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
+                crate::privileges::create_file(path, 0o640, true)
                     .map_err(|e| format!("log file {}: {e}", path.display()))?,
             )),
             LogTarget::Syslog(addr) => {

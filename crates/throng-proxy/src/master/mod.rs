@@ -36,6 +36,7 @@ pub fn run(
     reread: crate::generation::Reread,
     worker_args: impl Fn(usize) -> Vec<OsString> + Send + 'static,
 ) -> Result<(), String> {
+    crate::privileges::keep_secrets_in();
     crate::upgrade::prepare();
     for warning in &config.warnings {
         tracing::warn!("{}: {warning}", config.source);
