@@ -86,7 +86,10 @@ pub fn run(split: Split, output: Box<dyn Write + Send>) -> Result<End, String> {
         args: Box::new(move |index| args(index, start_unix_ns)),
         ready: None,
         relay_stdout: false,
-        stdin: split.stdin.map(Arc::new),
+        stdin: split.stdin.map(|bytes| {
+            let input: Arc<dyn Fn() -> Vec<u8> + Send + Sync> = Arc::new(move || bytes.clone());
+            input
+        }),
         own_process_group: true,
         env: Vec::new(),
     };

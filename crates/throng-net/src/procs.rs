@@ -33,8 +33,9 @@ pub struct Spec {
     /// Copy each child's stdout after its ready line to ours, a whole line at a time (access log
     /// lines to stdout, say); otherwise it is read and dropped, so that no child blocks on it.
     pub relay_stdout: bool,
-    /// Bytes written to each child's stdin (then closed); `None`: stdin is /dev/null.
-    pub stdin: Option<std::sync::Arc<Vec<u8>>>,
+    /// What is written to each child's stdin as it starts (then closed), asked anew for each
+    /// start (a child started again gets what holds then); `None`: stdin is /dev/null.
+    pub stdin: Option<std::sync::Arc<dyn Fn() -> Vec<u8> + Send + Sync>>,
     /// Put each child in a process group of its own, so that a Ctrl-C at the terminal reaches
     /// only the master, which then decides what to tell the children.
     pub own_process_group: bool,
@@ -195,7 +196,8 @@ impl Group {
             .spawn()
             .map_err(|e| format!("cannot start {} {index}: {e}", self.spec.name))?;
         let pid = child.id();
-        if let (Some(bytes), Some(mut stdin)) = (self.spec.stdin.clone(), child.stdin.take()) {
+        if let (Some(input), Some(mut stdin)) = (&self.spec.stdin, child.stdin.take()) {
+            let bytes = input();
             std::thread::spawn(move || {
                 let _ = stdin.write_all(&bytes);
             });

@@ -13,14 +13,18 @@
 //!
 //! A ticket is the period (8 bytes, big-endian, also the AEAD's additional data), a random
 //! 96-bit nonce, then the AES-256-GCM ciphertext and its tag. The master's secret lives as long
-//! as the master; restarting the proxy makes a new one.
+//! as the master (restarting the proxy makes a new one) unless the operator rotates it
+//! (`rotate tickets`, HAProxy's `set ssl tls-key`): a new secret then seals, and the one before
+//! still opens tickets until the next rotation, so no client loses its session to a rotation.
+//! A master hands both to its workers (a restarted worker too) and an old binary to the new
+//! one. Secrets are wiped when replaced or dropped.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hkdf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
-/// The length of a shared ticket key.
+/// The length of a shared ticket secret.
 pub const KEY_LEN: usize = 32;
 
 /// How long a ticket is honoured, as rustls's own ticketer: 6 hours.
@@ -30,57 +34,100 @@ const ROTATION_SECONDS: u64 = LIFETIME_SECONDS as u64;
 /// The period's place at the front of a ticket.
 const PERIOD_LEN: usize = 8;
 
-/// The key of this process's master, when it has one.
-static SHARED_KEY: OnceLock<[u8; KEY_LEN]> = OnceLock::new();
+/// A ticket secret, wiped when dropped.
+pub type Secret = Zeroizing<[u8; KEY_LEN]>;
 
-/// A fresh random key, for a master to hand to its workers.
-pub fn new_key() -> Result<[u8; KEY_LEN], String> {
-    let mut key = [0u8; KEY_LEN];
-    aws_lc_rs::rand::fill(&mut key).map_err(|_| "no randomness for the ticket key".to_string())?;
+/// The secrets of this process: the one that seals, and the one before it (after a rotation).
+#[derive(Clone)]
+pub struct Secrets {
+    pub current: Secret,
+    pub previous: Option<Secret>,
+}
+
+static SECRETS: RwLock<Option<Secrets>> = RwLock::new(None);
+
+/// A fresh random secret.
+pub fn new_key() -> Result<Secret, String> {
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    aws_lc_rs::rand::fill(&mut key[..])
+        .map_err(|_| "no randomness for the ticket key".to_string())?;
     Ok(key)
 }
 
-/// A key as the line a master writes to its worker's stdin: hex, then a newline.
-pub fn to_line(key: &[u8; KEY_LEN]) -> Vec<u8> {
-    let mut line = throng_net::hex::encode(key).into_bytes();
-    line.push(b'\n');
-    line
+/// The secrets as the line a master writes to its worker's stdin (and an old binary to the
+/// new one): the current one in hex, then the previous one if any, then a newline.
+pub fn to_line(secrets: &Secrets) -> Vec<u8> {
+    let mut line = throng_net::hex::encode(&secrets.current[..]);
+    if let Some(previous) = &secrets.previous {
+        line.push(' ');
+        line.push_str(&throng_net::hex::encode(&previous[..]));
+    }
+    line.push('\n');
+    line.into_bytes()
 }
 
-/// The key in such a line.
-pub fn from_line(line: &str) -> Option<[u8; KEY_LEN]> {
-    throng_net::hex::decode(line.trim())?.try_into().ok()
+/// The secrets in such a line.
+pub fn from_line(line: &str) -> Option<Secrets> {
+    let mut words = line.split_whitespace();
+    let secret = |word: &str| -> Option<Secret> {
+        let bytes = Zeroizing::new(throng_net::hex::decode(word)?);
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        key.copy_from_slice(bytes.get(..KEY_LEN).filter(|_| bytes.len() == KEY_LEN)?);
+        Some(key)
+    };
+    let current = secret(words.next()?)?;
+    let previous = match words.next() {
+        Some(word) => Some(secret(word)?),
+        None => None,
+    };
+    words
+        .next()
+        .is_none()
+        .then_some(Secrets { current, previous })
 }
 
-/// Makes every TLS configuration built after this seal tickets under `key` (a worker, before it
-/// reads its configuration).
-pub fn share(key: [u8; KEY_LEN]) {
-    let _ = SHARED_KEY.set(key);
+/// Makes every TLS configuration seal tickets under `secrets` (a worker, before it reads its
+/// configuration; a process started by hand, with a fresh one).
+pub fn share(secrets: Secrets) {
+    *SECRETS.write().unwrap_or_else(|e| e.into_inner()) = Some(secrets);
 }
 
-/// The shared key, if the process has one (to hand to a new binary on upgrade).
-pub fn shared_key() -> Option<[u8; KEY_LEN]> {
-    SHARED_KEY.get().copied()
+/// `rotate tickets`: `next` seals from now on, and the secret it replaces still opens tickets
+/// until the next rotation; the one before that is wiped.
+pub fn rotate(next: Secret) {
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    let previous = secrets.take().map(|s| s.current);
+    *secrets = Some(Secrets {
+        current: next,
+        previous,
+    });
 }
 
-/// The ticketer for a frontend: under the master's key when there is one, else rustls's own.
+/// This process's secrets, if it shares any (to hand to workers and a new binary).
+pub fn shared() -> Option<Secrets> {
+    SECRETS.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The ticketer for a frontend: under the shared secrets when there are some, else rustls's
+/// own. It reads the secrets at each ticket, so a rotation reaches every configuration.
 pub fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
-    match SHARED_KEY.get() {
-        Some(key) => Ok(Arc::new(Shared::new(key)?)),
+    match shared() {
+        Some(_) => Ok(Arc::new(Shared)),
         None => rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string()),
     }
 }
 
-/// Tickets sealed under keys derived from a secret the processes share, one key per period.
-struct Shared {
-    root: hkdf::Prk,
-}
+/// Tickets sealed under keys derived from the secrets the processes share, one key per period.
+struct Shared;
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Shared ticket keys")
     }
 }
+
+/// The keys of one secret, one per period.
+struct Root(hkdf::Prk);
 
 /// The rotation period a moment falls in.
 fn period_of(time: std::time::SystemTime) -> u64 {
@@ -92,11 +139,9 @@ fn period_now() -> u64 {
     period_of(std::time::SystemTime::now())
 }
 
-impl Shared {
-    fn new(secret: &[u8; KEY_LEN]) -> Result<Shared, String> {
-        Ok(Shared {
-            root: hkdf::Salt::new(hkdf::HKDF_SHA256, b"throng session tickets").extract(secret),
-        })
+impl Root {
+    fn new(secret: &[u8; KEY_LEN]) -> Root {
+        Root(hkdf::Salt::new(hkdf::HKDF_SHA256, b"throng session tickets").extract(secret))
     }
 
     /// The key of `period`: the same in every process that holds the same secret.
@@ -104,7 +149,7 @@ impl Shared {
         let info = period.to_be_bytes();
         let info: [&[u8]; 2] = [b"throng ticket key for period ", &info];
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        self.root
+        self.0
             .expand(&info, &AES_256_GCM)
             .and_then(|okm| okm.fill(&mut bytes[..]))
             .ok()?;
@@ -163,11 +208,17 @@ impl rustls::server::ProducesTickets for Shared {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        self.seal(plain, period_now())
+        let secrets = shared()?;
+        Root::new(&secrets.current).seal(plain, period_now())
     }
 
     fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
-        self.open(ticket, period_now())
+        let secrets = shared()?;
+        let now = period_now();
+        Root::new(&secrets.current).open(ticket, now).or_else(|| {
+            let previous = secrets.previous.as_ref()?;
+            Root::new(previous).open(ticket, now)
+        })
     }
 }
 
@@ -179,32 +230,49 @@ mod tests {
     #[test]
     fn a_ticket_opens_under_the_same_key_only() {
         let key = new_key().unwrap();
-        let (one, two) = (Shared::new(&key).unwrap(), Shared::new(&key).unwrap());
-        let ticket = one.encrypt(b"session state").unwrap();
-        assert_eq!(two.decrypt(&ticket).unwrap(), b"session state");
-        let other = Shared::new(&new_key().unwrap()).unwrap();
-        assert!(other.decrypt(&ticket).is_none());
+        let (one, two) = (Root::new(&key), Root::new(&key));
+        let now = period_now();
+        let ticket = one.seal(b"session state", now).unwrap();
+        assert_eq!(two.open(&ticket, now).unwrap(), b"session state");
+        let other = Root::new(&new_key().unwrap());
+        assert!(other.open(&ticket, now).is_none());
         let mut tampered = ticket.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert!(two.decrypt(&tampered).is_none());
-        assert!(two.decrypt(&ticket[..10]).is_none());
+        assert!(two.open(&tampered, now).is_none());
+        assert!(two.open(&ticket[..10], now).is_none());
         let mut moved = ticket.clone();
         moved[7] ^= 1; // another period: another key, and the period is authenticated
-        assert!(two.decrypt(&moved).is_none());
+        assert!(two.open(&moved, now).is_none());
         assert_ne!(
-            one.encrypt(b"x").unwrap(),
-            one.encrypt(b"x").unwrap(),
+            one.seal(b"x", now).unwrap(),
+            one.seal(b"x", now).unwrap(),
             "fresh nonces"
         );
-        let line = String::from_utf8(to_line(&key)).unwrap();
-        assert_eq!(from_line(&line), Some(key));
-        assert_eq!(from_line("zz"), None);
+        let secrets = Secrets {
+            current: key.clone(),
+            previous: Some(new_key().unwrap()),
+        };
+        let line = String::from_utf8(to_line(&secrets)).unwrap();
+        let back = from_line(&line).unwrap();
+        assert_eq!(back.current, secrets.current);
+        assert_eq!(back.previous, secrets.previous);
+        let alone = from_line(
+            &String::from_utf8(to_line(&Secrets {
+                current: key.clone(),
+                previous: None,
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(alone.previous.is_none());
+        assert!(from_line("zz").is_none());
+        assert!(from_line(&format!("{} {} x", "00".repeat(32), "11".repeat(32))).is_none());
     }
 
     #[test]
     fn keys_rotate_each_period_and_the_previous_still_opens() {
-        let shared = Shared::new(&new_key().unwrap()).unwrap();
-        let other_process = Shared::new(&new_key().unwrap()).unwrap();
+        let shared = Root::new(&new_key().unwrap());
+        let other_process = Root::new(&new_key().unwrap());
         let now = period_now();
         let ticket = shared.seal(b"state", now).unwrap();
         assert_eq!(shared.open(&ticket, now).unwrap(), b"state");
@@ -228,5 +296,26 @@ mod tests {
             period_of(std::time::UNIX_EPOCH + std::time::Duration::from_secs(6 * 3600 * 10 + 5)),
             10
         );
+    }
+
+    /// A rotation: tickets sealed before it still open (under the previous secret), new ones
+    /// are sealed under the new secret; a second rotation lets the first secret go.
+    #[test]
+    fn a_rotation_keeps_the_previous_secret_for_opening() {
+        share(Secrets {
+            current: new_key().unwrap(),
+            previous: None,
+        });
+        let before = Shared.encrypt(b"before").unwrap();
+        rotate(new_key().unwrap());
+        assert_eq!(Shared.decrypt(&before).unwrap(), b"before");
+        let after = Shared.encrypt(b"after").unwrap();
+        let secrets = shared().unwrap();
+        assert!(Root::new(&secrets.current)
+            .open(&after, period_now())
+            .is_some());
+        rotate(new_key().unwrap());
+        assert!(Shared.decrypt(&before).is_none(), "two rotations on");
+        assert_eq!(Shared.decrypt(&after).unwrap(), b"after");
     }
 }

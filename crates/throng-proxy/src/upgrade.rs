@@ -147,7 +147,7 @@ pub(crate) async fn hand_over(
     admin: Admin,
     next_generation: u32,
 ) -> bool {
-    let key = crate::tickets::shared_key();
+    let key = crate::tickets::shared();
     let started = tokio::task::spawn_blocking(move || {
         let successor = Successor {
             inherit: &inherit,
@@ -189,7 +189,7 @@ pub(crate) struct Successor<'a> {
     pub inherit: &'a str,
     pub fds: &'a [RawFd],
     pub admin: Admin,
-    pub key: Option<&'a [u8; crate::tickets::KEY_LEN]>,
+    pub key: Option<&'a crate::tickets::Secrets>,
     /// The number its first generation takes (numbers go on across upgrades).
     pub generation: u32,
 }

@@ -926,6 +926,58 @@ fn tunnels_live_through_runtime_changes_and_reloads_at_the_defaults() {
     assert_eq!(proxy.metric("throng_proxy_reload_failures_total"), 0.0);
 }
 
+/// `rotate tickets` reaches every worker of a master with one new secret: a session begun
+/// before it still resumes (the secret before is kept for opening), sessions begun after it
+/// resume on any worker, and the secret appears in no log line.
+#[test]
+fn a_ticket_rotation_reaches_every_worker_and_keeps_sessions() {
+    let echo = echo_backend();
+    let dir = Dir::new("tickets-rotate");
+    let tunnels = common::free_addr();
+    let text = format!(
+        "[global]\nprocesses = 2\nthreads = 1\nadmin_socket = \"{}\"\n\n\
+         [frontends.tunnels]\nbind = [\"{tunnels}\"]\nmode = \"tcp\"\ndefault_backend = \"echo\"\n\
+         tls = {{ certificates = [{{ cert = \"t.pem\", key = \"t.key\" }}] }}\n\n\
+         [backends.echo]\nmode = \"tcp\"\nservers = [{{ name = \"e\", address = \"{}\" }}]\n",
+        dir.path("run/proxy.sock").display(),
+        echo.addr
+    );
+    dir.certificate("t", &["localhost"]);
+    let proxy = Proxy::start(&dir, &text);
+    let client = tls_client();
+    let mut first = Tunnel::open(tunnels, &client);
+    first.echo("full handshake").unwrap();
+    let (ok, said) = ctl(&dir, "rotate tickets");
+    assert!(ok, "{said}");
+    assert_eq!(said.matches("ticket secret rotated").count(), 2, "{said}");
+    // Tickets of the secret before still open, on whichever worker the kernel picks.
+    let mut resumed = 0;
+    for _ in 0..6 {
+        let mut t = Tunnel::open(tunnels, &client);
+        t.echo("after the rotation").unwrap();
+        resumed += u32::from(t.resumed);
+    }
+    assert_eq!(resumed, 6, "sessions from before the rotation must resume");
+    // A secret given by the operator, and no secret in the log.
+    let secret = "5a".repeat(32);
+    let (ok, said) = ctl(&dir, &format!("rotate tickets {secret}"));
+    assert!(ok, "{said}");
+    for _ in 0..6 {
+        let mut t = Tunnel::open(tunnels, &client);
+        t.echo("after the second").unwrap();
+        assert!(
+            t.resumed,
+            "a session of the last secret resumes on every worker"
+        );
+    }
+    proxy.wait_for_message("asked `rotate tickets <secret>`");
+    assert!(
+        !proxy.stderr().contains(&secret),
+        "the secret went into the log"
+    );
+    first.echo("the first tunnel goes on").unwrap();
+}
+
 /// With `global.processes`, the master passes a command to every worker.
 #[test]
 fn a_master_passes_commands_to_its_workers() {

@@ -17,7 +17,8 @@ pub const USAGE: &str = "commands:\n  \
     set server BACKEND/SERVER addr ADDRESS:PORT   (or addr IP port PORT)\n  \
     add server BACKEND/SERVER ADDRESS:PORT [weight 1-256] [maxconn N]\n  \
     del server BACKEND/SERVER\n  \
-    set cert FRONTEND CERT.pem KEY.pem   (in place of all the frontend's certificates)\n";
+    set cert FRONTEND CERT.pem KEY.pem   (in place of all the frontend's certificates)\n  \
+    rotate tickets [SECRET]   (a new session-ticket secret: 64 hex digits, else a random one)\n";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -54,12 +55,21 @@ pub enum Command {
         cert: PathBuf,
         key: PathBuf,
     },
+    /// A new session-ticket secret (the operator's, or a random one), in every process: the
+    /// one it replaces still opens tickets until the next rotation.
+    RotateTickets {
+        secret: Option<crate::tickets::Secret>,
+    },
 }
 
 impl Command {
     /// Whether it changes something (and is logged and counted as a change).
     pub fn changes(&self) -> bool {
-        !matches!(self, Command::ShowServers { .. } | Command::ShowChanges)
+        // A rotation is not something a reload of the file undoes: not among the changes.
+        !matches!(
+            self,
+            Command::ShowServers { .. } | Command::ShowChanges | Command::RotateTickets { .. }
+        )
     }
 }
 
@@ -147,6 +157,15 @@ pub fn parse(line: &str) -> Result<Command, String> {
             cert: PathBuf::from(cert),
             key: PathBuf::from(key),
         }),
+        ["rotate", "tickets"] => Ok(Command::RotateTickets { secret: None }),
+        ["rotate", "tickets", secret] => Ok(Command::RotateTickets {
+            secret: Some(
+                crate::tickets::from_line(secret)
+                    .filter(|s| s.previous.is_none())
+                    .map(|s| s.current)
+                    .ok_or("a ticket secret is 64 hex digits")?,
+            ),
+        }),
         [] => Err("no command".into()),
         _ => Err(format!("unknown command `{}`", line.trim())),
     }
@@ -189,6 +208,15 @@ fn weight_of(text: &str) -> Result<u32, String> {
         .ok()
         .filter(|w| (1..=256).contains(w))
         .ok_or_else(|| format!("weight `{text}`: a number from 1 to 256"))
+}
+
+/// A command line as a log may carry it: a ticket secret given to `rotate tickets` is not.
+pub fn redacted(line: &str) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["rotate", "tickets", _, ..] => "rotate tickets <secret>".to_string(),
+        _ => words.join(" "),
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +283,8 @@ mod tests {
         assert!(error("set server app/b addr 127.0.0.1:0").contains("cannot be connected to"));
         assert!(error("reboot now").contains("unknown command"));
         assert!(error("").contains("no command"));
+        assert!(error("rotate tickets 00ff").contains("64 hex digits"));
+        assert!(parse(&format!("rotate tickets {}", "ab".repeat(32))).is_ok());
         assert!(error(&"x".repeat(MAX_LINE + 1)).contains("at most"));
     }
 }

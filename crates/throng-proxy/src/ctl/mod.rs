@@ -66,10 +66,10 @@ pub(crate) fn handler(manager: Arc<Mutex<Manager>>) -> Handler {
     })
 }
 
-/// A command's bytes as a log line may carry them: one line, control characters escaped.
+/// A command's bytes as a log line may carry them: one line, control characters escaped, no
+/// secret.
 pub(crate) fn said(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .trim()
+    command::redacted(&String::from_utf8_lossy(body))
         .escape_debug()
         .to_string()
 }
@@ -82,7 +82,7 @@ fn answer(manager: &mut Manager, serving: &Arc<Proxy>, request: &Request<'_>) ->
         Ok(command) => command,
         Err(why) => return Page::text(400, format!("{why}\n{}", command::USAGE)),
     };
-    let words = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    let words = command::redacted(line);
     match execute(manager, serving, &command) {
         Ok(text) => {
             if command.changes() {
@@ -208,6 +208,15 @@ fn execute(manager: &mut Manager, serving: &Arc<Proxy>, command: &Command) -> Ou
             Ok(format!(
                 "{server} removed: no new connections; its {holding} connections go on until they end\n"
             ))
+        }
+        Command::RotateTickets { secret } => {
+            let secret = match secret {
+                Some(secret) => secret.clone(),
+                None => crate::tickets::new_key().map_err(|e| (500, e))?,
+            };
+            crate::tickets::rotate(secret);
+            info!("admin: the session-ticket secret was rotated");
+            Ok("ticket secret rotated: new tickets are sealed under it; those of the one before still resume until the next rotation\n".to_string())
         }
         Command::SetCert {
             frontend,

@@ -70,13 +70,13 @@ pub fn run(
         args: Box::new(worker_args),
         ready: Some("throng proxy listening"),
         relay_stdout: true,
-        // One session-ticket key for all, so that any worker resumes any client's session.
-        stdin: Some(Arc::new(crate::tickets::to_line(
-            &match crate::tickets::shared_key() {
-                Some(key) => key,
-                None => crate::tickets::new_key()?,
-            },
-        ))),
+        // One set of session-ticket secrets for all, so that any worker resumes any client's
+        // session; a worker started again gets the secrets that hold then (after a rotation).
+        stdin: Some(Arc::new(|| {
+            crate::tickets::shared()
+                .map(|secrets| crate::tickets::to_line(&secrets))
+                .unwrap_or_default()
+        })),
         own_process_group: true,
         env: vec![(WORKER_TOKEN, worker_token.to_string())],
     };
@@ -203,7 +203,7 @@ fn hand_over(
         tracing::info!("SIGUSR2: the workers are still starting; signal again once they serve");
         return;
     };
-    let key = crate::tickets::shared_key();
+    let key = crate::tickets::shared();
     let admin_fd = mine.admin.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     // The new master's workers bind the same ports (SO_REUSEPORT) before it says it is ready.
     let successor = crate::upgrade::Successor {
@@ -385,15 +385,30 @@ fn pass_command(
     worker_token: &str,
 ) -> Page {
     let workers = workers.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let showing = std::str::from_utf8(request.body)
-        .map(|line| line.trim_start().starts_with("show"))
-        .unwrap_or(false);
+    let line = std::str::from_utf8(request.body).unwrap_or_default();
+    let showing = line.trim_start().starts_with("show");
+    // A rotation: one secret for every worker (the master's choice when the operator gave
+    // none), and the master's own, for a worker it starts again.
+    let mut body = request.body.to_vec();
+    if let Ok(crate::ctl::command::Command::RotateTickets { secret }) =
+        crate::ctl::command::parse(line)
+    {
+        let secret = match secret {
+            Some(secret) => secret,
+            None => match crate::tickets::new_key() {
+                Ok(secret) => secret,
+                Err(e) => return Page::text(500, format!("{e}\n")),
+            },
+        };
+        body = format!("rotate tickets {}", throng_net::hex::encode(&secret[..])).into_bytes();
+        crate::tickets::rotate(secret);
+    }
     let authorization = format!("Bearer {worker_token}");
     let mut worst = 200;
     let mut text = String::new();
     for (index, worker) in workers.iter().enumerate() {
         let answer = match worker.admin {
-            Some(addr) => post(addr, request.body, authorization.as_bytes()),
+            Some(addr) => post(addr, &body, authorization.as_bytes()),
             None => Err("no admin listener".to_string()),
         };
         let (status, body) = answer.unwrap_or_else(|e| (502, format!("{e}\n")));

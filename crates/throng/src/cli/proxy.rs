@@ -164,13 +164,16 @@ fn share_ticket_key(args: &ProxyArgs) {
     if handed && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
-        if let Some(key) = throng_proxy::tickets::from_line(&line) {
-            throng_proxy::tickets::share(key);
+        if let Some(secrets) = throng_proxy::tickets::from_line(&line) {
+            throng_proxy::tickets::share(secrets);
             return;
         }
     }
-    if let Ok(key) = throng_proxy::tickets::new_key() {
-        throng_proxy::tickets::share(key);
+    if let Ok(current) = throng_proxy::tickets::new_key() {
+        throng_proxy::tickets::share(throng_proxy::tickets::Secrets {
+            current,
+            previous: None,
+        });
     }
 }
 
