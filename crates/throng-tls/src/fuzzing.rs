@@ -1,7 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`): a peer on keys made from
 //! fixed secrets seals whatever records the fuzzer asks for, and the record layer opens them. The
 //! fuzzer reaches what an attacker with a session reaches: post-handshake messages split and
-//! coalesced any way, alerts, empty records, key updates, and raw bytes after them.
+//! coalesced any way, alerts, empty records, key updates, and raw bytes after them; and a
+//! server's handshake, for what any client can send before it has keys.
 
 use crate::records::keys::Keys;
 use crate::records::secrets::Secret;
@@ -53,5 +54,24 @@ pub fn open_sealed(suite: u8, records: &[(u8, &[u8])], raw: &[u8], piece: usize)
             return;
         }
         outgoing = None;
+    }
+}
+
+/// Hands `wire` to a server's handshake (rustls's, through throng's stream) in pieces of
+/// `piece` bytes (at least 1), a fresh connection of one configuration each time.
+pub fn handshake(wire: &[u8], piece: usize) {
+    use std::sync::{Arc, OnceLock};
+    static CONFIG: OnceLock<Option<Arc<rustls::ServerConfig>>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let (cert, key) = crate::config::self_signed(&["localhost"]).ok()?;
+        let certs = crate::config::parse_certs(cert.as_bytes()).ok()?;
+        let key = crate::config::parse_key(key.as_bytes()).ok()?;
+        let config = crate::config::server_config(certs, key, &[b"http/1.1"], &[]).ok()?;
+        let mut config = (*config).clone();
+        crate::records::secrets::prepare_server(&mut config);
+        Some(Arc::new(config))
+    });
+    if let Some(config) = config {
+        crate::stream::fuzz_handshake(Arc::clone(config), wire, piece);
     }
 }

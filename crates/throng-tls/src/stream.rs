@@ -278,21 +278,25 @@ fn process_rustls<C: Unbuffered>(
 }
 
 /// rustls refused what the peer sent and queued the fatal alert that says why (RFC 8446 6.2):
-/// the alert is encoded into `outgoing`, for the caller to send before it closes. A connection
-/// in error gives up what it has queued first, so a few steps suffice.
+/// the alert is encoded into `outgoing`, for the caller to send before it closes. rustls hands
+/// out what it has queued before it reads anything (`sendable_tls` first), so it is asked only
+/// while it has something to send: past that it would read the incoming bytes again (a second
+/// refusal of the same record), or, given none, index into bytes its record joiner still
+/// points at (tlsfuzzer found both). Nothing queued (some refusals have no alert in rustls):
+/// nothing sent.
 fn encode_fatal_alert<C: Unbuffered>(conn: &mut C, flight: &mut Flight) {
     for _ in 0..4 {
+        if !conn.common().wants_write() {
+            return;
+        }
         let UnbufferedStatus { state, .. } = conn.process(&mut []);
-        match state {
-            Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                let out = flight.outgoing.get_or_insert_with(Buffer::take);
-                match encode.encode(out.spare()) {
-                    Ok(n) => out.end += n,
-                    Err(_) => return,
-                }
-            }
-            Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
-            _ => return,
+        let Ok(ConnectionState::EncodeTlsData(mut encode)) = state else {
+            return;
+        };
+        let out = flight.outgoing.get_or_insert_with(Buffer::take);
+        match encode.encode(out.spare()) {
+            Ok(n) => out.end += n,
+            Err(_) => return,
         }
     }
 }
@@ -630,6 +634,39 @@ impl<C: Unbuffered> TlsStream<C> {
             let _ = self.process(Then::CloseNotify);
         }
         self.poll_send(socket, cx)
+    }
+}
+
+/// The fuzz target's way in (`fuzzing::handshake`): `wire` handed to a server's handshake in
+/// pieces of `piece` bytes, as the proxy's accept path hands what it reads, what it would send
+/// dropped. Errors are expected; a panic, a hang or unbounded memory is the bug.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_handshake(
+    config: std::sync::Arc<rustls::ServerConfig>,
+    wire: &[u8],
+    piece: usize,
+) {
+    let Ok(conn) = UnbufferedServerConnection::new(config) else {
+        return;
+    };
+    let mut handshaking = Handshaking {
+        conn,
+        traffic: TrafficSecrets::default(),
+    };
+    let mut flight = Flight::default();
+    for part in wire.chunks(piece.max(1)) {
+        let incoming = flight.incoming.get_or_insert_with(Buffer::take);
+        let spare = incoming.spare();
+        let Some(room) = spare.get_mut(..part.len()) else {
+            return; // past the buffer: what the stream refuses too
+        };
+        room.copy_from_slice(part);
+        incoming.end += part.len();
+        match process_rustls(&mut handshaking, &mut flight, Then::Nothing) {
+            Ok((Stop::NeedInput | Stop::Traffic, _)) => {}
+            Ok((Stop::Closed, _)) | Err(_) => return,
+        }
+        flight.outgoing = None;
     }
 }
 

@@ -531,3 +531,32 @@ async fn every_refusal_in_the_handshake_sends_an_alert() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A refusal rustls queues no alert for (a record of another type between the records of one
+/// handshake message, which its record joiner holds positions into) ends the handshake with
+/// an error, never a panic: the alert is looked for with the bytes rustls was given.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refusal_without_an_alert_ends_the_handshake_without_a_panic() {
+    let servers = servers();
+    let hello = client_hello(&[0x1301], &[(43, vec![2, 3, 4]), (10, u16_list(&[0x001d]))]);
+    let message = &hello[5..];
+    let (first, second) = message.split_at(message.len() / 2);
+    let record = |kind: u8, body: &[u8]| {
+        let mut r = vec![kind, 3, 3];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    };
+    let mut bytes = record(HANDSHAKE, first);
+    bytes.extend(record(APPLICATION_DATA, b"x"));
+    bytes.extend(record(HANDSHAKE, second));
+    for config in [&servers.own, &servers.rustls] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve_once(listener, Arc::clone(config)));
+        let stream = TcpStream::connect(addr).await.unwrap();
+        write_raw(&stream, &bytes).await;
+        let ended = tokio::time::timeout(Duration::from_secs(10), server).await;
+        assert!(matches!(ended, Ok(Ok(()))), "the server's task: {ended:?}");
+    }
+}
