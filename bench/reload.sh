@@ -10,8 +10,10 @@
 #     connections: how fast they are closed (throng: close_rate CLOSE_RATE a second; HAProxy
 #     closes them at once).
 # Reported per proxy: held connections dropped before HARD, new requests failed (by error),
-# the kernel's ListenDrops during the storm, processes and generations alive at most, resident
-# memory of all of them at most, and the closing after HARD.
+# the kernel's ListenDrops during the storm, processes, generations and threads alive at most,
+# resident memory of all of them at most, and the closing after HARD. throng runs at its
+# defaults but for what the storm sets (hard_stop_after, close_rate): max_generations is not
+# raised for it.
 # One process holds at most 20,000 descriptors here, two per end-to-end connection: HELD=9000
 # fits one process of either proxy; PROCESSES=2 (throng only: HAProxy 2.6 has no nbproc) holds
 # more, and then the upgrade is a new master's (with net.ipv4.tcp_migrate_req set to 1 for the
@@ -66,6 +68,7 @@ proxy_pids() {
     haproxy) pgrep -f "haproxy .*-f $work/haproxy.cfg" || true ;;
     esac
 }
+threads_of() { local total=0; for pid in "$@"; do total=$((total + $(awk '/^Threads/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))); done; echo $total; }
 rss_kib_of() { local total=0; for pid in "$@"; do total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))); done; echo $total; }
 # Generations alive: throng's from the serving process's metrics (an old binary's, after an
 # upgrade, are not in them); HAProxy's are its worker processes.
@@ -102,7 +105,6 @@ admin = "$admin"
 pidfile = "$work/throng.pid"
 hard_stop_after = "${HARD}s"
 close_rate = $CLOSE_RATE
-max_generations = $((RELOADS + 2))
 
 [defaults.timeout]
 client = "1h"
@@ -162,7 +164,7 @@ CFG
     attack=$!
     sleep 2
     first_reload=$SECONDS
-    peak_generations=0 peak_processes=0 peak_rss=0
+    peak_generations=0 peak_processes=0 peak_rss=0 peak_threads=0
     for i in $(seq 1 "$RELOADS"); do
         case $proxy in
         throng)
@@ -180,6 +182,8 @@ CFG
         g=$(generations "$proxy")
         mapfile -t running < <(proxy_pids "$proxy")
         rss=$(rss_kib_of "${running[@]}")
+        threads=$(threads_of "${running[@]}")
+        ((threads > peak_threads)) && peak_threads=$threads
         ((g > peak_generations)) && peak_generations=$g
         ((${#running[@]} > peak_processes)) && peak_processes=${#running[@]}
         ((rss > peak_rss)) && peak_rss=$rss
@@ -197,7 +201,7 @@ codes = r.get("status_codes", {})
 print(f"requests={r['requests']} success={r['success']:.4f} codes={codes} errors={errors[:3]}")
 PY
 )
-    echo "$proxy storm: held=$HELD dropped_before_hard_stop=$dropped new: $summary listen_drops=$((drops_after - drops_before)) peak_generations_serving=$peak_generations peak_processes=$peak_processes peak_rss_all=$((peak_rss / 1024))MiB"
+    echo "$proxy storm: held=$HELD dropped_before_hard_stop=$dropped new: $summary listen_drops=$((drops_after - drops_before)) peak_generations_serving=$peak_generations peak_processes=$peak_processes peak_threads_all=$peak_threads peak_rss_all=$((peak_rss / 1024))MiB"
 
     # hard_stop_after: from the first reload, the generation holding the HELD ends.
     wait_for $((HARD + 60)) bash -c "grep -q '^closed $HELD ' '$hold_log'" || true

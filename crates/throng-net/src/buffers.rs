@@ -47,7 +47,7 @@ impl Buffer {
 
     /// The room after the filled part, moving the filled part to the front first if needed.
     pub fn spare(&mut self) -> &mut [u8] {
-        if self.start > 0 && self.end == SIZE {
+        if self.start > 0 && self.end == self.all().len() {
             let (start, end) = (self.start, self.end);
             self.all_mut().copy_within(start..end, 0);
             self.end -= self.start;
@@ -65,6 +65,33 @@ impl Buffer {
         }
     }
 
+    /// Makes room for `size` bytes in all (the filled part moved to the front of a buffer of
+    /// its own, freed when dropped rather than kept in the pool): for the rare message larger
+    /// than a buffer, such as a ClientHello of many kilobytes, which must stay whole until read.
+    pub fn grow(&mut self, size: usize) {
+        if size <= self.all().len() {
+            return;
+        }
+        let mut bigger = vec![0u8; size].into_boxed_slice();
+        let filled = self.filled();
+        if let Some(front) = bigger.get_mut(..filled.len()) {
+            front.copy_from_slice(filled);
+        }
+        self.end -= self.start;
+        self.start = 0;
+        // The pooled one goes back to the pool.
+        drop(Buffer {
+            bytes: self.bytes.replace(bigger),
+            start: 0,
+            end: 0,
+        });
+    }
+
+    /// All of its bytes: [`SIZE`] unless it grew.
+    pub fn capacity(&self) -> usize {
+        self.all().len()
+    }
+
     fn all(&self) -> &[u8] {
         self.bytes.as_deref().unwrap_or(&[])
     }
@@ -76,7 +103,7 @@ impl Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        if let Some(bytes) = self.bytes.take() {
+        if let Some(bytes) = self.bytes.take().filter(|b| b.len() == SIZE) {
             POOL.with(|pool| {
                 let mut pool = pool.borrow_mut();
                 if pool.len() < KEPT {
@@ -90,6 +117,25 @@ impl Drop for Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_grows_keeping_what_it_holds_and_is_not_pooled_after() {
+        let mut b = Buffer::take();
+        b.spare()[..SIZE].fill(3);
+        b.end = SIZE;
+        b.consume(10);
+        b.grow(3 * SIZE);
+        assert_eq!(b.capacity(), 3 * SIZE);
+        assert_eq!(b.filled().len(), SIZE - 10);
+        assert!(b.filled().iter().all(|&x| x == 3));
+        assert_eq!(b.spare().len(), 2 * SIZE + 10);
+        drop(b);
+        assert_eq!(
+            Buffer::take().capacity(),
+            SIZE,
+            "a grown buffer is not pooled"
+        );
+    }
 
     #[test]
     fn a_buffer_given_back_is_reused() {

@@ -73,6 +73,10 @@ impl Unbuffered for UnbufferedClientConnection {
 /// The most plaintext one record carries.
 const MAX_RECORD: usize = 16 * 1024;
 
+/// What the handshake may hold unread at most: rustls's largest handshake message (64 KiB)
+/// spread over records, with their headers, and a record after it.
+const MAX_HANDSHAKE_BYTES: usize = 64 * 1024 + 5 * 5 + 18 * 1024;
+
 pub struct TlsStream<C: Unbuffered> {
     layer: Layer<C>,
     flight: Flight,
@@ -456,7 +460,14 @@ impl<C: Unbuffered> TlsStream<C> {
 
     /// Reads ciphertext from the socket without waiting; `Ok(false)` at its end.
     fn read_socket(&mut self, socket: &TcpStream) -> io::Result<bool> {
+        let handshaking = matches!(self.layer, Layer::Rustls(_));
         let incoming = self.flight.incoming.get_or_insert_with(Buffer::take);
+        if incoming.spare().is_empty() && handshaking && incoming.capacity() < MAX_HANDSHAKE_BYTES {
+            // rustls reads a handshake message only once all its records are in (it joins them
+            // where they lie): a ClientHello of many groups or extensions may take more than a
+            // buffer. At most a whole message of rustls's limit and a record's framing.
+            incoming.grow(MAX_HANDSHAKE_BYTES);
+        }
         let spare = incoming.spare();
         if spare.is_empty() {
             return Err(tls_error("a TLS record larger than the buffer"));

@@ -193,6 +193,23 @@ fn tls_frontends_pick_the_certificate_by_sni_for_curl_and_openssl() {
     }
     proxy.wait_for_line(&["secure~ app/s1", " 200 "]);
     assert!(proxy.metric("throng_proxy_frontend_tls_handshakes_total{frontend=\"secure\"}") >= 4.0);
+
+    // A client the proxy shares no suite with is told so (RFC 8446 6: handshake_failure), not
+    // left with an unexpected end of file; the refusal is counted.
+    let out = Command::new("openssl")
+        .args(["s_client", "-tls1_2", "-cipher", "AES128-SHA", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("alert handshake failure"), "{said}");
+    assert!(!said.contains("unexpected eof"), "{said}");
+    wait_until(|| {
+        let failed = proxy.metric("throng_proxy_frontend_tls_failures_total{frontend=\"secure\"}");
+        (failed >= 1.0).then_some(())
+    })
+    .expect("the refused handshake is counted");
 }
 
 /// OpenSSL asks for a key update between requests (`K` in s_client): past the handshake a TLS 1.3

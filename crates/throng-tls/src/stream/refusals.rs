@@ -560,3 +560,61 @@ async fn a_refusal_without_an_alert_ends_the_handshake_without_a_panic() {
         assert!(matches!(ended, Ok(Ok(()))), "the server's task: {ended:?}");
     }
 }
+
+/// A ClientHello larger than a buffer (30 KB of padding, over two records: what a hello of
+/// thousands of groups or schemes takes) is read whole and answered with a ServerHello, where
+/// it was once closed without a word.
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_hello_larger_than_a_buffer_is_answered() {
+    let servers = servers();
+    let mut key = vec![9u8];
+    key.resize(32, 0); // x25519's base point: a valid public key
+    let mut share = 0x001du16.to_be_bytes().to_vec();
+    share.extend_from_slice(&32u16.to_be_bytes());
+    share.extend_from_slice(&key);
+    let mut shares = (share.len() as u16).to_be_bytes().to_vec();
+    shares.extend_from_slice(&share);
+    let hello = client_hello(
+        &[0x1301],
+        &[
+            (43, vec![2, 3, 4]),
+            (10, u16_list(&[0x001d])),
+            (13, u16_list(&[0x0403, 0x0804])),
+            (51, shares),
+            (21, vec![0u8; 30_000]), // padding (RFC 7685)
+        ],
+    );
+    let message = &hello[5..];
+    let mut bytes = Vec::new();
+    for part in message.chunks(16 * 1024) {
+        bytes.extend_from_slice(&[HANDSHAKE, 3, 1]);
+        bytes.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(part);
+    }
+    for config in [&servers.own, &servers.rustls] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve_once(listener, Arc::clone(config)));
+        let stream = TcpStream::connect(addr).await.unwrap();
+        write_raw(&stream, &bytes).await;
+        let mut first = [0u8; 6];
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut got = 0;
+            while got < first.len() {
+                stream.readable().await.unwrap();
+                match stream.try_read(&mut first[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            got
+        })
+        .await;
+        server.abort();
+        assert_eq!(read.ok(), Some(6), "no answer to a large ClientHello");
+        // A handshake record holding a ServerHello (type 2).
+        assert_eq!((first[0], first[5]), (HANDSHAKE, 2), "{first:?}");
+    }
+}
