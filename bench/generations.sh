@@ -18,11 +18,7 @@ PROXIES=${PROXIES:-"throng haproxy"}
 out=bench/out/generations
 mkdir -p "$out"
 
-command -v haproxy >/dev/null || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
-}
-cargo build --release -q -p throng
-throng=$PWD/target/release/throng
+source bench/proxies.sh
 
 pids=()
 cleanup() {
@@ -32,29 +28,13 @@ cleanup() {
     pkill -9 -f "bench/hold.py 127.0.0.1" 2>/dev/null || true
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # wait_for SECONDS COMMAND...
-    local deadline=$((SECONDS + $1)); shift
-    until "$@"; do ((SECONDS > deadline)) && { echo "timed out: $*" >&2; return 1; }; sleep 0.2; done
-}
-proxy_pids() {
-    case $1 in
-    throng) pgrep -f "proxy -c $work/throng.toml" || true ;;
-    haproxy) pgrep -f "haproxy .*-f $work/haproxy.cfg" || true ;;
-    esac
-}
-sum_status() { # sum_status FIELD PIDS...: VmRSS (KiB) or Threads, summed
-    local field=$1 total=0; shift
-    for pid in "$@"; do total=$((total + $(awk -v f="$field:" '$1 == f {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))); done
-    echo $total
-}
 measure() { # measure PROXY: "processes threads rss_kib", rss the median of 5 samples 1 s apart
     local proxy=$1 samples=() running
     mapfile -t running < <(proxy_pids "$proxy")
-    for _ in 1 2 3 4 5; do samples+=("$(sum_status VmRSS "${running[@]}")"); sleep 1; done
+    for _ in 1 2 3 4 5; do samples+=("$(rss_kib_of "${running[@]}")"); sleep 1; done
     local rss
     rss=$(printf '%s\n' "${samples[@]}" | sort -n | sed -n 3p)
-    echo "${#running[@]} $(sum_status Threads "${running[@]}") $rss"
+    echo "${#running[@]} $(threads_of "${running[@]}") $rss"
 }
 hold() { # hold PORT COUNT LOG: COUNT more connections held, once they are
     python3 bench/hold.py 127.0.0.1 "$1" -n "$2" --tls --header "sleep: 600000-600000" \
@@ -64,10 +44,7 @@ hold() { # hold PORT COUNT LOG: COUNT more connections held, once they are
 }
 
 work=$(mktemp -d)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-    -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
-    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
-cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
+certificate
 pong_port=$(free_port)
 "$throng" pong --listen "127.0.0.1:$pong_port" --threads 1 > "$out/pong.log" 2>&1 &
 pids+=($!)

@@ -35,11 +35,7 @@ PROXIES=${PROXIES:-"throng haproxy"}
 out=bench/out/reload
 mkdir -p "$out"
 
-command -v haproxy >/dev/null || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
-}
-cargo build --release -q -p throng
-throng=$PWD/target/release/throng
+source bench/proxies.sh
 
 pids=()
 migrate_was=""
@@ -54,22 +50,7 @@ cleanup() {
     pkill -9 -f "haproxy .*-f $work/haproxy.cfg" 2>/dev/null || true
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # wait_for SECONDS COMMAND...
-    local deadline=$((SECONDS + $1)); shift
-    until "$@"; do ((SECONDS > deadline)) && { echo "timed out: $*" >&2; return 1; }; sleep 0.2; done
-}
 listen_drops() { awk '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) if ($i == "ListenDrops") c = i; n = 1 } else print $c }' /proc/net/netstat; }
-# The proxy's processes: every generation's, old and new binaries, master and workers.
-proxy_pids() {
-    case $1 in
-    throng) pgrep -f "proxy -c $work/throng.toml" || true ;;
-    # A reloaded master starts its new worker as `haproxy -sf OLD -x sockpair@N -W ...`.
-    haproxy) pgrep -f "haproxy .*-f $work/haproxy.cfg" || true ;;
-    esac
-}
-threads_of() { local total=0; for pid in "$@"; do total=$((total + $(awk '/^Threads/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))); done; echo $total; }
-rss_kib_of() { local total=0; for pid in "$@"; do total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))); done; echo $total; }
 # Generations alive: throng's from the serving process's metrics (an old binary's, after an
 # upgrade, are not in them); HAProxy's are its worker processes.
 generations() {
@@ -81,10 +62,7 @@ generations() {
 }
 
 work=$(mktemp -d)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-    -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
-    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
-cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
+certificate
 
 for proxy in $PROXIES; do
     pong_port=$(free_port)

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::proxy::{Dir, Proxy};
+use common::proxy::{upgrade, Dir, KillOnDrop, Proxy};
 use common::{connect, http_exchange, throng, Pong};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -367,29 +367,8 @@ fn the_socket_survives_an_upgrade(processes: usize) {
     let mut proxy = Proxy::start(&dir, &text);
     let file = dir.path("proxy.toml");
     let old = proxy.pid();
-    let out = throng()
-        .args(["proxy", "upgrade", "-c"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let new: i32 = std::fs::read_to_string(dir.path("proxy.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    struct Kill(i32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            // SAFETY: kill(2) on the pid of a proxy this test started.
-            unsafe { libc::kill(self.0, libc::SIGTERM) };
-        }
-    }
-    let _new = Kill(new);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (new, _) = upgrade(&dir);
+    let _new = KillOnDrop(new);
     assert_ne!(new, old);
     // The old process ends (it holds no connection); the socket is the new one's.
     let status = proxy.wait_exit();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::proxy::{Dir, Proxy};
+use common::proxy::{upgrade, Dir, KillOnDrop, Proxy};
 use common::{throng, wait_until, Pong};
 use std::os::unix::fs::PermissionsExt;
 
@@ -83,31 +83,8 @@ fn root_is_dropped_and_reload_set_cert_and_upgrade_still_work() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A binary upgrade: the new binary starts as nobody, takes the sockets, and serves.
-    let out = throng()
-        .args(["proxy", "upgrade", "-c"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let new: i32 = std::fs::read_to_string(dir.path("proxy.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    struct Stop(i32);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            // SAFETY: kill(2) on the pid of a proxy this test started.
-            unsafe { libc::kill(self.0, libc::SIGKILL) };
-        }
-    }
-    let _new = Stop(new);
-    assert!(
-        out.status.success(),
-        "{}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        proxy.stderr()
-    );
+    let (new, _) = upgrade(&dir);
+    let _new = KillOnDrop(new);
     assert_ne!(new, proxy.pid());
     assert_eq!(uids(new), vec![NOBODY; 4]);
     assert!(proxy.wait_exit().success());

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::proxy::{Backend, Dir, Proxy};
+use common::proxy::{upgrade, Backend, Dir, KillOnDrop, Proxy};
 use common::{connect, throng, wait_until, Pong, PATIENCE};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -431,39 +431,6 @@ fn a_reload_past_max_generations_is_refused_and_cuts_nothing() {
     proxy.wait_for_message("generation 1 ended");
     proxy.signal(libc::SIGHUP);
     wait_for_generation(&proxy, 3);
-}
-
-/// A proxy that stops when this test ends, whoever its parent is (a new binary's process is
-/// not the test's child).
-struct KillOnDrop(i32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the pid of a proxy this test started.
-        unsafe { libc::kill(self.0, libc::SIGKILL) };
-    }
-}
-
-/// `throng proxy upgrade` on `dir`'s configuration, which must succeed: the pid in the pid
-/// file after it, and what it said.
-fn upgrade(dir: &Dir) -> (i32, String) {
-    let out = throng()
-        .args(["proxy", "upgrade", "-c"])
-        .arg(dir.path("proxy.toml"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    let pid = std::fs::read_to_string(dir.path("proxy.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    if !out.status.success() {
-        // Not left behind by a failed test.
-        drop(KillOnDrop(pid));
-        panic!("{said}{}", String::from_utf8_lossy(&out.stderr));
-    }
-    (pid, said)
 }
 
 fn pid_alive(pid: i32) -> bool {

@@ -114,6 +114,26 @@ async fn write_raw(stream: &TcpStream, mut bytes: &[u8]) {
     }
 }
 
+/// Everything the server sends until it closes (or resets), raw; `None` if it is still open
+/// after 10 s.
+async fn read_to_close(stream: &TcpStream) -> Option<Vec<u8>> {
+    let mut wire = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            stream.readable().await.unwrap();
+            match stream.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => wire.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| wire)
+}
+
 /// What a client sends once the connection carries data.
 enum Crafted {
     /// A record sealed under the client's traffic key, changed on the way if `tamper`.
@@ -230,22 +250,9 @@ async fn a_refusal_sends_one_alert_whatever_follows() {
             send_crafted(&mut tls, &stream, &crafted).await;
         }
         // What the server sends from here, as records on the wire, until it closes.
-        let mut wire = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), async {
-            let mut buf = [0u8; 4096];
-            loop {
-                stream.readable().await.unwrap();
-                match stream.try_read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => wire.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
-                }
-            }
-        })
-        .await;
+        let wire = read_to_close(&stream).await;
         server.abort();
-        assert!(read.is_ok(), "the server did not close");
+        let wire = wire.expect("the server did not close");
         let mut records = 0;
         let mut rest = &wire[..];
         while let [_, _, _, high, low, after @ ..] = rest {
@@ -450,24 +457,11 @@ async fn during_handshake(config: &Arc<rustls::ServerConfig>, bytes: &[u8]) -> T
     let server = tokio::spawn(serve_once(listener, Arc::clone(config)));
     let stream = TcpStream::connect(addr).await.unwrap();
     write_raw(&stream, bytes).await;
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buf = [0u8; 4096];
-        loop {
-            stream.readable().await.unwrap();
-            match stream.try_read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => break,
-            }
-        }
-    })
-    .await;
+    let answer = read_to_close(&stream).await;
     server.abort();
-    if read.is_err() {
+    let Some(answer) = answer else {
         return Told::Nothing("no answer within 10 s".into());
-    }
+    };
     // Records until the alert: a server may have sent its hello first.
     let mut rest = &answer[..];
     while let [kind, _, _, high, low, after @ ..] = rest {

@@ -273,3 +273,36 @@ pub fn read_head(stream: &mut TcpStream) -> Option<String> {
     }
     Some(String::from_utf8_lossy(&head).into_owned())
 }
+
+/// A proxy that stops when this test ends, whoever its parent is (a new binary's process is
+/// not the test's child).
+pub struct KillOnDrop(pub i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a proxy this test started.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+/// `throng proxy upgrade` on `dir`'s configuration, which must succeed: the pid in the pid
+/// file after it, and what it said.
+pub fn upgrade(dir: &Dir) -> (i32, String) {
+    let out = throng()
+        .args(["proxy", "upgrade", "-c"])
+        .arg(dir.path("proxy.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pid = std::fs::read_to_string(dir.path("proxy.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if !out.status.success() {
+        // Not left behind by a failed test.
+        drop(KillOnDrop(pid));
+        panic!("{said}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    (pid, said)
+}
