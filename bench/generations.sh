@@ -119,7 +119,7 @@ for proxy in $PROXIES; do
     hold "$port" "$PER" "$out/hold-$proxy-last.log"
     read -r many_processes many_threads many_rss < <(measure "$proxy")
     refused=""
-    if [ "$proxy" = throng ]; then
+    if [ "$proxy" = throng ] && [ $((GENERATIONS + 1)) -ge 32 ]; then
         # One reload past max_generations (32): refused, nothing cut.
         kill -HUP "$master"
         wait_for 10 grep -q "reload refused: max_generations" "$out/throng-proxy.log" \
