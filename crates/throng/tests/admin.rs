@@ -36,28 +36,8 @@ fn post(admin: SocketAddr, host: &str, fields: &str, command: &str) -> (u16, Str
     (status, body)
 }
 
-/// `throng proxy ctl -c FILE WORDS` as root or as `user` (through runuser): (success, output).
 fn ctl(file: &Path, words: &str, user: Option<&str>) -> (bool, String) {
-    let mut command = match user {
-        None => throng(),
-        Some(user) => {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", user, "--", env!("CARGO_BIN_EXE_throng")]);
-            c
-        }
-    };
-    let out = command
-        .args(["proxy", "ctl", "-c"])
-        .arg(file)
-        .args(words.split(' '))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::proxy::ctl_as(file, words, user)
 }
 
 /// The state `show servers` gives for app/a, through the socket.

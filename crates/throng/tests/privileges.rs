@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::proxy::{upgrade, Dir, KillOnDrop, Proxy};
+use common::proxy::{ctl_as, upgrade, Dir, KillOnDrop, Proxy};
 use common::{throng, wait_until, Pong};
 use std::os::unix::fs::PermissionsExt;
 
@@ -71,34 +71,16 @@ fn root_is_dropped_and_reload_set_cert_and_upgrade_still_work() {
     wait_until(|| (proxy.metric("throng_proxy_generation") == 2.0).then_some(()))
         .unwrap_or_else(|| panic!("no reload as nobody:\n{}", proxy.stderr()));
     // A new certificate, read as nobody.
-    let out = throng()
-        .args(["proxy", "ctl", "-c"])
-        .arg(&file)
-        .args(["set", "cert", "web", "second.pem", "second.key"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, said) = ctl_as(&file, "set cert web second.pem second.key", None);
+    assert!(ok, "{said}");
     // A binary upgrade: the new binary starts as nobody, takes the sockets, and serves.
     let (new, _) = upgrade(&dir);
     let _new = KillOnDrop(new);
     assert_ne!(new, proxy.pid());
     assert_eq!(uids(new), vec![NOBODY; 4]);
     assert!(proxy.wait_exit().success());
-    let out = throng()
-        .args(["proxy", "ctl", "-c"])
-        .arg(&file)
-        .args(["show", "servers"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, said) = ctl_as(&file, "show servers", None);
+    assert!(ok, "{said}");
 }
 
 #[test]

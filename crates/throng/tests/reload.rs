@@ -565,20 +565,10 @@ fn a_master_passes_a_reload_to_its_workers() {
     }
 }
 
-/// `throng proxy ctl` with the token of `dir`'s configuration: (success, stdout + stderr).
+/// `throng proxy ctl` on `dir`'s configuration (its socket, or its admin listener with its
+/// token): (success, stdout + stderr).
 fn ctl(dir: &Dir, command: &str) -> (bool, String) {
-    let out = throng()
-        .args(["proxy", "ctl", "-c"])
-        .arg(dir.path("proxy.toml"))
-        .args(command.split(' '))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::proxy::ctl_as(&dir.path("proxy.toml"), command, None)
 }
 
 /// `POST /ctl` by hand: (status, body).

@@ -306,3 +306,28 @@ pub fn upgrade(dir: &Dir) -> (i32, String) {
     }
     (pid, said)
 }
+
+/// `throng proxy ctl -c FILE WORDS`, as this user or as `user` (through runuser): (success,
+/// stdout and stderr).
+pub fn ctl_as(file: &std::path::Path, words: &str, user: Option<&str>) -> (bool, String) {
+    let mut command = match user {
+        None => throng(),
+        Some(user) => {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", user, "--", env!("CARGO_BIN_EXE_throng")]);
+            c
+        }
+    };
+    let out = command
+        .args(["proxy", "ctl", "-c"])
+        .arg(file)
+        .args(words.split(' '))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
