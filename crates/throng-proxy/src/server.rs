@@ -448,6 +448,34 @@ async fn start_session(open: Open, stream: tokio::net::TcpStream, peer: SocketAd
     }
 }
 
+/// How long, and how much, a refused handshake's socket is read before it closes.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// A refused handshake's close. Its alert is sent, but the client may still be sending (its
+/// early data, the rest of its flight): a socket closed with unread bytes is reset, and the
+/// reset can reach the client before it has read the alert (tlsfuzzer saw "broken pipe"). So
+/// the write side is shut (FIN after the alert) and what still comes is read and dropped, for
+/// at most [`LINGER`] and [`LINGER_BYTES`], as a lingering close does.
+async fn linger_close(stream: tokio::net::TcpStream) {
+    let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut sink = [0u8; 2048];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        match stream.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Completes the TLS handshake within the frontend's `timeout handshake`, counting the outcome.
 async fn handshake(
     session: &Session,
@@ -475,6 +503,7 @@ async fn handshake(
                 "{}: TLS handshake with {} failed: {e:?}",
                 config.name, session.peer
             );
+            linger_close(stream).await;
             None
         }
         Err(_) => {
