@@ -37,7 +37,10 @@ fn nobodys_dir(name: &str) -> Dir {
 #[test]
 fn root_is_dropped_and_reload_set_cert_and_upgrade_still_work() {
     if !running_as_root() {
-        eprintln!("skipped: dropping root needs root (CI runs the tests as root)");
+        common::skip(
+            "root_is_dropped_and_reload_set_cert_and_upgrade_still_work",
+            "dropping root needs root (CI runs the tests as root)",
+        );
         return;
     }
     let pong = Pong::start(&[]);

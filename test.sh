@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole test suite on this machine, set up first: the Debian packages the tests use are
+# installed when missing (the one list of them, which .ci/run uses too), then every test binary
+# runs to its end (`--no-fail-fast`), and one line sums them up: passed, failed, ignored, and
+# skipped (a test that could not find a peer built beside the project says so; see
+# crates/throng/tests/common/mod.rs, `skip`). Exits non-zero when a test failed or a package
+# could not be installed (naming it and what needs it).
+# Usage: ./test.sh [cargo test arguments, e.g. -p throng-proxy]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# What the tests need: the command that shows it is there | the package | what uses it.
+needs=(
+    "curl|curl|the tests' HTTP client and the README's quickstart"
+    "openssl|openssl|the proxy's tests (s_client as a TLS client)"
+    "/usr/sbin/nginx|nginx-light|the attack's tests (nginx over HTTP and TLS)"
+    "/usr/sbin/mosquitto|mosquitto|the MQTT tests and the proxy in front of brokers"
+    "mosquitto_sub|mosquitto-clients|the MQTT tests"
+    "ip|iproute2|the tests that make hosts of network namespaces"
+    "pdsh|pdsh|the distributed test (its parts start through pdsh)"
+    "/usr/bin/chromium|chromium|throng plot's test (its page in a real browser)"
+    "runuser|util-linux|the admin socket's test (another user refused)"
+)
+missing=() uses=()
+for need in "${needs[@]}"; do
+    IFS='|' read -r command package use <<< "$need"
+    if [[ $command == /* ]]; then [ -x "$command" ] && continue; else command -v "$command" >/dev/null 2>&1 && continue; fi
+    missing+=("$package")
+    uses+=("$package: $use")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing what the tests need: ${missing[*]}" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; }; then
+        echo "test.sh: cannot install ${missing[*]} (run as root on Debian, or install them yourself); they are for:" >&2
+        printf '  %s\n' "${uses[@]}" >&2
+        exit 2
+    fi
+fi
+
+skipped=target/test-skipped
+rm -rf "$skipped"
+mkdir -p "$skipped"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+THRONG_TEST_SKIPPED="$PWD/$skipped" cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+skips=$(find "$skipped" -type f | wc -l)
+awk -v skips="$skips" '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+    END { printf "tests: %d passed, %d failed, %d ignored, %d skipped\n", passed - skips, failed, ignored, skips }' "$log"
+for file in "$skipped"/*; do
+    [ -f "$file" ] && echo "skipped: $(basename "$file"): $(cat "$file")"
+done
+exit "$status"
