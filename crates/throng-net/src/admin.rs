@@ -434,6 +434,18 @@ pub fn request(
     authorization: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
+    // A listener on every address (0.0.0.0, [::]) is reached on loopback, which names itself
+    // `localhost` to the admin guards; any other by the address it listens on.
+    let (addr, host) = if addr.ip().is_unspecified() {
+        let loopback = match addr {
+            SocketAddr::V4(_) => std::net::IpAddr::from([127, 0, 0, 1]),
+            SocketAddr::V6(_) => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        };
+        let port = addr.port();
+        (SocketAddr::new(loopback, port), format!("localhost:{port}"))
+    } else {
+        (addr, addr.to_string())
+    };
     let stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(timeout))
@@ -442,7 +454,7 @@ pub fn request(
     let head = Outgoing {
         method,
         path,
-        host: &addr.to_string(),
+        host: &host,
         authorization,
     };
     blocking_exchange(stream, &head, body)

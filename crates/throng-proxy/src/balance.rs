@@ -131,6 +131,8 @@ fn two_choices(
     take: &dyn Fn(usize) -> bool,
 ) -> Option<usize> {
     let up: Vec<usize> = (0..state.servers.len()).filter(|&i| usable(i)).collect();
+    // Every usable server may have gone since `choose` looked (a check, a command).
+    let fallback = *up.first()?;
     let weighted_pick = || {
         let total: u64 = up.iter().map(|&i| state.servers[i].weight() as u64).sum();
         let mut point = throng_net::random::up_to(total.saturating_sub(1));
@@ -141,7 +143,7 @@ fn two_choices(
             }
             point -= weight;
         }
-        up[0]
+        fallback
     };
     let (a, b) = (weighted_pick(), weighted_pick());
     let load = |i: usize| state.servers[i].load(state.servers[i].weight());
@@ -416,6 +418,14 @@ mod tests {
             assert!(matches!(choose(&b, &s, CLIENT, &[]), Choice::Server(_)));
             assert_eq!(choose(&b, &s, CLIENT, &[]), Choice::AllFull, "{balance:?}");
         }
+    }
+
+    /// Every server gone between `choose`'s look and the pick (a check, a command on another
+    /// thread): no server, not a panic.
+    #[test]
+    fn two_choices_with_no_server_left_picks_none() {
+        let (_, s) = backend(Balance::Random, &[1, 1], None);
+        assert_eq!(two_choices(&s, &|_| false, &|_| true), None);
     }
 
     #[test]

@@ -349,10 +349,7 @@ fn reload(manager: &mut Manager) {
     for (key, changed) in [
         ("processes", config.global.processes != old.processes),
         ("admin", config.global.admin != old.admin),
-        (
-            "admin_socket",
-            config.global.admin_socket != old.admin_socket,
-        ),
+        ("admin_socket", socket_moved(&config, &serving.config)),
         ("pidfile", config.global.pidfile != old.pidfile),
     ] {
         if changed {
@@ -397,6 +394,18 @@ fn reload(manager: &mut Manager) {
             refuse(manager, &serving, why)
         }
     }
+}
+
+/// Whether a reload's file names another admin socket than the running one (`auto` on both
+/// sides is the same socket, wherever the reading user's `auto` would put it).
+fn socket_moved(new: &Config, old: &Config) -> bool {
+    let key = |c: &Config| {
+        c.global.admin_socket.as_ref().map(|s| {
+            let path = (!s.auto).then(|| s.path.clone());
+            (path, s.mode, s.user, s.group)
+        })
+    };
+    key(new) != key(old)
 }
 
 fn refuse(manager: &Manager, serving: &Proxy, why: String) {

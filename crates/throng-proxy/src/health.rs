@@ -65,6 +65,18 @@ async fn watch(proxy: Arc<Proxy>, b: usize, s: usize, epoch: u32, check: Check) 
                 ))
             });
         let took = began.elapsed().as_millis();
+        // The slot may have changed hands, or its server its address, while the probe ran:
+        // its result is for a server that is no longer there.
+        let same_address = state
+            .spec()
+            .is_some_and(|now| now.address == server.address);
+        if !holds_it() || !same_address {
+            if holds_it() {
+                (successes, failures) = (0, 0);
+                continue;
+            }
+            return;
+        }
         let up = state.up.load(Relaxed);
         match result {
             Ok(()) => {

@@ -21,6 +21,10 @@ use tokio::net::TcpStream;
 /// The longest header: a v2 header with its largest body (a v1 line is shorter).
 const LONGEST: usize = 16 + 512;
 
+/// How long a connection from a sender `accept_proxy` does not name is watched for a header
+/// before it is served as it is.
+const UNLISTED_WAIT: Duration = Duration::from_millis(250);
+
 /// The header's client address, if it gave one (`None` too for a connection that is its own
 /// client's); an error says why the connection is refused.
 pub(crate) async fn take(
@@ -33,13 +37,19 @@ pub(crate) async fn take(
         return Ok(None);
     }
     let expected = senders.expects(peer.ip());
-    let outcome = tokio::time::timeout(timeout, look(stream, peer, expected)).await;
+    // A client of its own is looked at only briefly: one whose protocol has the server speak
+    // first sends nothing, and must not wait the whole handshake timeout for its backend.
+    let wait = match expected {
+        true => timeout,
+        false => timeout.min(UNLISTED_WAIT),
+    };
+    let outcome = tokio::time::timeout(wait, look(stream, peer, expected)).await;
     // Back to the kernel's default: every later read wants any byte.
     let _ = low_water(stream, 1);
     match outcome {
         Ok(outcome) => outcome,
         // A client of its own that has sent nothing yet (a protocol whose server speaks
-        // first): it is served as it is.
+        // first, or a slow client): it is served as it is.
         Err(_) if !expected => Ok(None),
         Err(_) => Err(format!("no whole PROXY protocol header within {timeout:?}")),
     }

@@ -460,7 +460,8 @@ impl<C: Unbuffered> TlsStream<C> {
 
     /// Reads ciphertext from the socket without waiting; `Ok(false)` at its end.
     fn read_socket(&mut self, socket: &TcpStream) -> io::Result<bool> {
-        let handshaking = matches!(self.layer, Layer::Rustls(_));
+        let handshaking =
+            matches!(&self.layer, Layer::Rustls(h) if h.conn.common().is_handshaking());
         let incoming = self.flight.incoming.get_or_insert_with(Buffer::take);
         if incoming.spare().is_empty() && handshaking && incoming.capacity() < MAX_HANDSHAKE_BYTES {
             // rustls reads a handshake message only once all its records are in (it joins them

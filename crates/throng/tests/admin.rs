@@ -368,3 +368,17 @@ fn the_socket_survives_an_upgrade_of_a_single_process() {
 fn the_socket_survives_an_upgrade_of_a_master() {
     the_socket_survives_an_upgrade(2);
 }
+
+/// A worker process takes commands with its master's token only: started without one (not by a
+/// master), it refuses to run rather than take them from anyone on loopback.
+#[test]
+fn a_worker_without_its_masters_token_does_not_start() {
+    let out = throng()
+        .args(["proxy", "--worker", "0"])
+        .env_remove("THRONG_PROXY_WORKER_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--worker is for a master to start"), "{said}");
+}

@@ -245,7 +245,7 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
             ));
         }
     }
-    let admin_socket = admin_socket(g, at)?;
+    let mut admin_socket = admin_socket(g, at)?;
     let defaults = throng_net::admin::AdminLimits::default();
     let admin_limits = throng_net::admin::AdminLimits {
         maxconn: match g.admin_maxconn {
@@ -279,6 +279,9 @@ fn global(g: &file::Global, at: &KeyPath) -> Result<Global, Failure> {
         .as_deref()
         .map(|name| throng_net::users::gid_of(name).map_err(|e| (at.key("group"), e)))
         .transpose()?;
+    if let Some(socket) = admin_socket.as_mut() {
+        socket.runs_as = user;
+    }
     Ok(Global {
         user,
         group,
@@ -344,7 +347,7 @@ fn admin_socket(g: &file::Global, at: &KeyPath) -> Result<Option<AdminSocket>, F
             Ok(mode) if mode <= 0o777 => {
                 return Err((
                     at.key("admin_socket_mode"),
-                    format!("{text}: a mode that lets every user steer the proxy; at most 0660"),
+                    format!("{text}: a mode that lets every user steer the proxy; give others no access (0600, 0660)"),
                 ))
             }
             _ => {
@@ -367,6 +370,8 @@ fn admin_socket(g: &file::Global, at: &KeyPath) -> Result<Option<AdminSocket>, F
         .transpose()?;
     Ok(Some(AdminSocket {
         path,
+        auto: spelled == "auto",
+        runs_as: None,
         mode,
         user,
         group,

@@ -64,6 +64,11 @@ pub struct Global {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminSocket {
     pub path: PathBuf,
+    /// Given as `auto`: the path depends on who reads the file (a process that dropped root
+    /// works out another), so a socket handed over by an upgrade is kept wherever it is.
+    pub auto: bool,
+    /// `global.user`: who the proxy becomes, whose folder and stale socket it may take over.
+    pub runs_as: Option<u32>,
     /// Permission bits of the socket file (0600 unless set).
     pub mode: u32,
     pub user: Option<u32>,

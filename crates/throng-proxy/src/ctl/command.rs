@@ -167,7 +167,10 @@ pub fn parse(line: &str) -> Result<Command, String> {
             ),
         }),
         [] => Err("no command".into()),
-        _ => Err(format!("unknown command `{}`", line.trim())),
+        _ => Err(format!(
+            "unknown command `{}`",
+            redacted(line).escape_debug()
+        )),
     }
 }
 
@@ -212,11 +215,13 @@ fn weight_of(text: &str) -> Result<u32, String> {
 
 /// A command line as a log may carry it: a ticket secret given to `rotate tickets` is not.
 pub fn redacted(line: &str) -> String {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
-        ["rotate", "tickets", _, ..] => "rotate tickets <secret>".to_string(),
-        _ => words.join(" "),
-    }
+    // Any word that could be a secret (as long as one, all hex digits) goes, whatever the
+    // command around it: a misspelt `rotate tickets SECRET` is refused, and logged, too.
+    let secret = |word: &str| word.len() >= 32 && word.bytes().all(|b| b.is_ascii_hexdigit());
+    line.split_whitespace()
+        .map(|word| if secret(word) { "<secret>" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -285,6 +290,19 @@ mod tests {
         assert!(error("").contains("no command"));
         assert!(error("rotate tickets 00ff").contains("64 hex digits"));
         assert!(parse(&format!("rotate tickets {}", "ab".repeat(32))).is_ok());
+        let secret = "ab".repeat(32);
+        for line in [
+            format!("rotate tickets {secret} now"),
+            format!("Rotate Tickets {secret}"),
+        ] {
+            let said = error(&line);
+            assert!(
+                !said.contains(&secret) && said.contains("<secret>"),
+                "{said}"
+            );
+            assert!(!redacted(&line).contains(&secret));
+        }
+        assert!(!error("show servers\nFAKE LINE").contains('\n'));
         assert!(error(&"x".repeat(MAX_LINE + 1)).contains("at most"));
     }
 }

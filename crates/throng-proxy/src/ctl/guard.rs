@@ -93,7 +93,8 @@ fn host_is(host: Option<&[u8]>, local: std::net::SocketAddr) -> bool {
     };
     let host = host.to_ascii_lowercase();
     let port = local.port().to_string();
-    let ip = match local.ip() {
+    // A dual-stack listener reached over IPv4 sees ::ffff:127.0.0.1: the address is 127.0.0.1.
+    let ip = match local.ip().to_canonical() {
         std::net::IpAddr::V4(ip) => ip.to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
     };
@@ -194,6 +195,17 @@ mod tests {
         ] {
             assert_eq!(status(&refused, Some(TOKEN)), 403, "{refused:?}");
         }
+    }
+
+    /// A dual-stack listener reached over IPv4 sees its own address as ::ffff:127.0.0.1.
+    #[test]
+    fn a_dual_stack_listener_knows_its_ipv4_name() {
+        let mapped = Peer::Tcp {
+            peer: "[::ffff:127.0.0.1]:40000".parse().unwrap(),
+            local: "[::ffff:127.0.0.1]:9100".parse().unwrap(),
+        };
+        let fields = [AUTH, ("host", "127.0.0.1:9100")];
+        assert!(command(&request(mapped, &fields), Some(TOKEN)).is_ok());
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub(crate) fn handler(manager: Arc<Mutex<Manager>>) -> Handler {
                         request.peer,
                         said(request.body),
                         page.status,
-                        page.body.trim()
+                        said(page.body.as_bytes())
                     );
                 }
                 page

@@ -14,7 +14,7 @@
 
 use crate::config::AdminSocket;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -66,21 +66,26 @@ impl Bound {
 /// Makes the socket `spec` describes (or takes the one an old binary handed over, if it is at
 /// the same path).
 pub fn bind(spec: &AdminSocket) -> Result<Bound, String> {
-    if let Some(bound) = inherited(&spec.path)? {
+    if let Some(bound) = inherited(Some(spec))? {
         return Ok(bound);
     }
     let path = &spec.path;
     let say = |why: String| format!("admin_socket {}: {why}", path.display());
     let folder = path.parent().ok_or_else(|| say("names no folder".into()))?;
-    prepare_folder(folder).map_err(&say)?;
-    clear_the_way(path).map_err(&say)?;
+    let owners = [
+        Some(throng_net::users::effective_uid()),
+        spec.user,
+        spec.runs_as,
+    ];
+    prepare_folder(folder, &owners).map_err(&say)?;
+    clear_the_way(path, &owners).map_err(&say)?;
+    // Made with its mode at once (the mask leaves only `mode`): no moment with another mode,
+    // and no chmod by path that a swapped file could redirect.
     // SAFETY: umask only swaps the process's file creation mask; it is put back at once.
-    let before = unsafe { libc::umask(0o177) };
+    let before = unsafe { libc::umask(0o777 & !spec.mode) };
     let bound = UnixListener::bind(path);
     unsafe { libc::umask(before) };
     let listener = bound.map_err(|e| say(format!("cannot bind: {e}")))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(spec.mode))
-        .map_err(|e| say(format!("cannot set its mode: {e}")))?;
     if spec.user.is_some() || spec.group.is_some() {
         std::os::unix::fs::lchown(path, spec.user, spec.group)
             .map_err(|e| say(format!("cannot give it its owner: {e}")))?;
@@ -93,9 +98,10 @@ pub fn bind(spec: &AdminSocket) -> Result<Bound, String> {
     })
 }
 
-/// The folder exists (made 0700 if it did not), is a real folder, and nobody but this user
-/// (or root) can put things in it.
-fn prepare_folder(folder: &Path) -> Result<(), String> {
+/// The folder exists (made 0700 if it did not), is a real folder of this user's (or root's, or
+/// one of `owners`: the user the proxy becomes, the socket's), and nobody else can put things
+/// in it: not a group, not everyone, sticky bit or not.
+fn prepare_folder(folder: &Path, owners: &[Option<u32>]) -> Result<(), String> {
     let uid = throng_net::users::effective_uid();
     let meta = match std::fs::symlink_metadata(folder) {
         Ok(meta) => meta,
@@ -118,24 +124,25 @@ fn prepare_folder(folder: &Path) -> Result<(), String> {
     if !meta.is_dir() {
         return Err(format!("{} is not a folder", folder.display()));
     }
-    if meta.uid() != uid && meta.uid() != 0 {
+    if meta.uid() != 0 && !owners.contains(&Some(meta.uid())) {
         return Err(format!(
             "its folder {} belongs to uid {}, not to this user ({uid})",
             folder.display(),
             meta.uid()
         ));
     }
-    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+    if meta.mode() & 0o022 != 0 {
         return Err(format!(
-            "its folder {} is writable by anyone: another user could replace the socket",
+            "its folder {} is writable by others than its owner: another user could replace the socket (make it 0700 or 0750)",
             folder.display()
         ));
     }
     Ok(())
 }
 
-/// Nothing is at `path`, or a stale socket of this user's that is removed now.
-fn clear_the_way(path: &Path) -> Result<(), String> {
+/// Nothing is at `path`, or a stale socket of this user's (or one of `owners`') that is
+/// removed now.
+fn clear_the_way(path: &Path, owners: &[Option<u32>]) -> Result<(), String> {
     let meta = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e.to_string()),
@@ -148,11 +155,11 @@ fn clear_the_way(path: &Path) -> Result<(), String> {
     if !std::os::unix::fs::FileTypeExt::is_socket(&kind) {
         return Err("exists and is not a socket: move it away or name another path".into());
     }
-    let uid = throng_net::users::effective_uid();
-    if meta.uid() != uid {
+    if !owners.contains(&Some(meta.uid())) {
         return Err(format!(
-            "is a socket of uid {}, not of this user ({uid})",
-            meta.uid()
+            "is a socket of uid {}, not of this user ({})",
+            meta.uid(),
+            throng_net::users::effective_uid()
         ));
     }
     match std::os::unix::net::UnixStream::connect(path) {
@@ -170,9 +177,10 @@ fn clear_the_way(path: &Path) -> Result<(), String> {
     }
 }
 
-/// The socket an old binary handed over, if it is bound at `path` (otherwise it is closed, and
-/// `path` bound anew).
-fn inherited(path: &Path) -> Result<Option<Bound>, String> {
+/// The socket an old binary handed over, if `spec` wants it: at its path, or anywhere for
+/// `auto` (a process that dropped root works out another `auto`). Otherwise, or with no `spec`,
+/// it is closed here (and the path bound anew).
+fn inherited(spec: Option<&AdminSocket>) -> Result<Option<Bound>, String> {
     let Some(fd) = std::env::var_os(INHERITED_SOCKET) else {
         return Ok(None);
     };
@@ -184,16 +192,22 @@ fn inherited(path: &Path) -> Result<Option<Bound>, String> {
     // SAFETY: the old binary handed this descriptor over for this process to own.
     let listener = unsafe { UnixListener::from_raw_fd(fd) };
     let at = listener.local_addr().ok();
-    let same = at.as_ref().and_then(|a| a.as_pathname()) == Some(path);
-    if !same {
+    let Some(path) = at
+        .as_ref()
+        .and_then(|a| a.as_pathname())
+        .map(Path::to_path_buf)
+    else {
+        return Ok(None);
+    };
+    if !spec.is_some_and(|s| s.auto || s.path == path) {
         return Ok(None);
     }
     // A process that dropped root may not see into a folder root made: the socket still
     // serves, and is left where it is at the end (root's to remove).
-    let identity = std::fs::symlink_metadata(path).map_or((0, 0), |m| (m.dev(), m.ino()));
+    let identity = std::fs::symlink_metadata(&path).map_or((0, 0), |m| (m.dev(), m.ino()));
     Ok(Some(Bound {
         listener,
-        path: path.to_path_buf(),
+        path,
         identity,
     }))
 }
@@ -206,6 +220,8 @@ pub fn descriptor(bound: &Bound) -> RawFd {
 /// The socket of `config`'s `admin_socket`, if it names one; its path is said in the log.
 pub(crate) fn bind_configured(config: &crate::config::Config) -> Result<Option<Bound>, String> {
     let Some(spec) = &config.global.admin_socket else {
+        // One handed over that the file no longer names: closed, not left listening.
+        drop(inherited(None)?);
         return Ok(None);
     };
     let bound = bind(spec)?;

@@ -352,7 +352,7 @@ fn spawn_admin(
                         request.peer,
                         crate::ctl::said(request.body),
                         refused.status,
-                        refused.body.trim()
+                        crate::ctl::said(refused.body.as_bytes())
                     );
                     refused
                 }

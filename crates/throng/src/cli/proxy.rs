@@ -107,6 +107,15 @@ pub fn run(args: ProxyArgs) -> ExitCode {
             token
         }),
     };
+    // A worker takes its master's commands with the master's token only: without one (not
+    // started by a master) it would take them from anyone on loopback.
+    if adjust.worker_token.as_ref().is_some_and(|t| t.len() < 32) {
+        eprintln!(
+            "throng proxy: --worker is for a master to start (it gives the worker its token in {})",
+            throng_proxy::master::WORKER_TOKEN
+        );
+        return ExitCode::from(2);
+    }
     let path = args.config.clone();
     let loaded = read(path.as_deref()).map(|c| adjust.apply(c));
     let reread_adjust = adjust.clone();
