@@ -63,8 +63,8 @@ impl Bound {
     }
 }
 
-/// Makes the socket `spec` describes (or takes the one an old binary handed over, if it is at
-/// the same path).
+/// Makes the socket `spec` describes (or takes the one an old binary handed over: at the same
+/// path, or anywhere for `auto`).
 pub fn bind(spec: &AdminSocket) -> Result<Bound, String> {
     if let Some(bound) = inherited(Some(spec))? {
         return Ok(bound);
