@@ -32,8 +32,13 @@ impl SessionRate {
 
     /// Takes a connection's turn if one is free now; otherwise how long until one is.
     pub fn try_take(&self) -> Result<(), Duration> {
+        self.try_take_at(self.origin.elapsed())
+    }
+
+    /// [`Self::try_take`] at `elapsed` since the limiter was made (the tests' own clock).
+    fn try_take_at(&self, elapsed: Duration) -> Result<(), Duration> {
         // Time runs from one burst before the limiter was made: a full burst is there at once.
-        let now = u64::try_from(self.origin.elapsed().as_nanos())
+        let now = u64::try_from(elapsed.as_nanos())
             .unwrap_or(u64::MAX)
             .saturating_add(self.burst);
         let mut current = self.next.load(Relaxed);
@@ -57,16 +62,38 @@ impl SessionRate {
 mod tests {
     use super::*;
 
+    fn taken_at(rate: &SessionRate, elapsed: Duration) -> usize {
+        (0..1000)
+            .filter(|_| rate.try_take_at(elapsed).is_ok())
+            .count()
+    }
+
     #[test]
     fn a_burst_of_one_seconds_worth_then_the_rate() {
         let rate = SessionRate::new(100);
-        let taken = (0..1000).filter(|_| rate.try_take().is_ok()).count();
-        // A second's worth at once (give or take the time the loop took).
-        assert!((100..=102).contains(&taken), "{taken}");
-        let wait = rate.try_take().unwrap_err();
-        assert!(wait <= Duration::from_millis(10), "{wait:?}");
-        std::thread::sleep(Duration::from_millis(50));
-        let more = (0..1000).filter(|_| rate.try_take().is_ok()).count();
-        assert!((4..=20).contains(&more), "about 5 more after 50 ms: {more}");
+        assert_eq!(taken_at(&rate, Duration::ZERO), 100, "a second's worth at once");
+        assert_eq!(
+            rate.try_take_at(Duration::ZERO),
+            Err(Duration::from_millis(10)),
+            "the next one an interval (10 ms) later"
+        );
+        assert_eq!(taken_at(&rate, Duration::from_millis(50)), 5);
+        assert_eq!(taken_at(&rate, Duration::from_millis(59)), 0);
+        assert_eq!(taken_at(&rate, Duration::from_millis(60)), 1);
+        // After a quiet spell, the burst again, and never more than it.
+        assert_eq!(taken_at(&rate, Duration::from_secs(10)), 100);
+    }
+
+    #[test]
+    fn threads_sharing_a_limiter_take_each_turn_once() {
+        let rate = SessionRate::new(1000);
+        let taken: usize = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| taken_at(&rate, Duration::from_millis(500))))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).sum()
+        });
+        // The burst (a second's worth) and no more, whichever thread took each: none taken twice.
+        assert_eq!(taken, 1000);
     }
 }

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Waits until pong has at least `count` responses in progress at once.
 fn assert_held(pong: &Pong, count: f64) {
@@ -74,12 +74,15 @@ fn keeps_the_rate_and_reports_what_pong_did() {
     assert_eq!(report["requests"], 400, "{report}");
     assert_eq!(report["success"], 1.0);
     assert_eq!(report["status_codes"]["200"], 400);
+    // The schedule is exact; the sends keep to it. A pacer that bursts, drifts or runs at
+    // another rate is off by far more than 5%; a busy machine's late last send is not.
+    assert_eq!(report["throng"]["offered_rate"], 200.0);
+    assert_eq!(report["throng"]["scheduled"], 400);
     let achieved = report["throng"]["achieved_rate"].as_f64().unwrap();
     assert!(
-        (achieved - 200.0).abs() / 200.0 < 0.01,
+        (achieved - 200.0).abs() / 200.0 < 0.05,
         "achieved {achieved}"
     );
-    assert_eq!(report["throng"]["offered_rate"], 200.0);
     assert_eq!(report["throng"]["served_by"][pong.addr().to_string()], 400);
     assert_eq!(report["bytes_in"]["total"], 1600);
 
@@ -236,19 +239,28 @@ fn files_merge_and_encodings_round_trip() {
 
 #[test]
 fn ctrl_c_ends_cleanly_and_what_was_measured_stays() {
-    let pong = Pong::start(&[]);
+    let pong = Pong::start(&["--admin", "127.0.0.1:0"]);
     let dir = scratch_dir("interrupt");
     let out = dir.join("run.bin");
     let child = spawn_attack(
-        &format!("GET http://{}/\nsleep: 200\n", pong.addr()),
+        &format!("GET http://{}/\nsleep: 200-200\n", pong.addr()),
         &["-rate=100", "-output", out.to_str().unwrap()],
     );
-    let output = interrupt_after(child, Duration::from_millis(1200));
+    // Interrupted once pong has seen 50 requests: about 20 are then in flight.
+    let seen = || pong.metric(&format!("pong_requests_total{{listen=\"{}\"}}", pong.addr()));
+    wait_until(|| (seen() >= 50.0).then_some(())).expect("the attack began");
+    let sent_by_the_stop = seen();
+    let output = interrupt_after(child, Duration::ZERO);
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
     let report = report_json(&[&out]);
-    let requests = report["requests"].as_u64().unwrap();
-    assert!((80..=160).contains(&requests), "{requests}");
+    let requests = report["requests"].as_u64().unwrap() as f64;
+    // Every request sent is in the results, and none was sent long after the stop (20 is 0.2 s
+    // of the schedule: time for the signal to arrive on a busy machine).
+    assert!(
+        requests >= sent_by_the_stop && requests <= sent_by_the_stop + 20.0,
+        "{requests} requests, {sent_by_the_stop} at the stop"
+    );
     assert_eq!(
         report["success"], 1.0,
         "requests in flight were finished, not cut: {report}"
@@ -257,11 +269,13 @@ fn ctrl_c_ends_cleanly_and_what_was_measured_stays() {
 
 #[test]
 fn a_stop_while_every_request_is_held_ends_the_schedule_when_it_was_asked() {
-    let pong = Pong::start(&[]);
+    let pong = Pong::start(&["--admin", "127.0.0.1:0"]);
     let dir = scratch_dir("interrupt-held");
     let out = dir.join("run.bin");
-    // Two requests in flight at most, each held 2 s: when Ctrl-C comes at 0.6 s, no lane is free
-    // to look at the schedule until 2 s. What was due counts up to the stop, not up to then.
+    // Two requests in flight at most, each held 2 s: when Ctrl-C comes half a second after pong
+    // has both, no lane is free to look at the schedule for 1.5 s more. What was due counts up
+    // to the stop, not up to then.
+    let spawned = Instant::now();
     let child = spawn_attack(
         &format!("GET http://{}/\nsleep: 2000-2000\n", pong.addr()),
         &[
@@ -272,14 +286,20 @@ fn a_stop_while_every_request_is_held_ends_the_schedule_when_it_was_asked() {
             out.to_str().unwrap(),
         ],
     );
-    let output = interrupt_after(child, Duration::from_millis(600));
+    let seen = || pong.metric(&format!("pong_requests_total{{listen=\"{}\"}}", pong.addr()));
+    wait_until(|| (seen() == 2.0).then_some(())).expect("both lanes busy");
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped_after = spawned.elapsed().as_secs_f64();
+    let output = interrupt_after(child, Duration::ZERO);
     assert!(output.status.success());
     let report = report_json(&[&out]);
     assert_eq!(report["requests"], 2, "{report}");
-    let scheduled = report["throng"]["scheduled"].as_u64().unwrap();
+    // At least the half second since both were held was due; at most the time since the
+    // attack was started (and 0.2 s for the signal to arrive), far from the 1.5 s after.
+    let scheduled = report["throng"]["scheduled"].as_f64().unwrap();
     assert!(
-        (20..=70).contains(&scheduled),
-        "scheduled {scheduled}: {report}"
+        scheduled >= 45.0 && scheduled <= 100.0 * stopped_after + 20.0,
+        "scheduled {scheduled}, stopped {stopped_after:.2} s after the start: {report}"
     );
 }
 

@@ -141,12 +141,19 @@ fn a_stalled_target_does_not_move_the_knee() {
         .filter(|s| s["results"].as_str().unwrap_or("").contains("step-03-"))
         .collect();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // The stalled run failed; the two after it passed and decided.
-    assert_eq!(third.len(), 3, "{stderr}");
+    // The stalled run failed; the runs after it passed and outvoted it. (A busy machine may make
+    // some other step disagree with itself too: only the stalled one's story is asserted.)
     assert_eq!(third[0]["verdict"], "fail", "{stderr}");
-    assert_eq!(third[1]["verdict"], "pass", "{stderr}");
+    let passed = third[1..].iter().filter(|s| s["verdict"] == "pass").count();
+    assert!(passed >= 2, "the confirming runs of step 3 did not pass:\n{stderr}");
     assert_eq!(found["confidence"], "low", "{stderr}");
-    assert_eq!(found["disagreed"][0], 160.0, "{stderr}");
+    let disagreed: Vec<f64> = found["disagreed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert!(disagreed.contains(&160.0), "{disagreed:?}\n{stderr}");
 }
 
 #[test]

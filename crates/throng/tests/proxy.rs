@@ -11,6 +11,8 @@ use common::{
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const GLOBAL: &str = "[global]\nthreads = 2\nadmin = \"127.0.0.1:0\"\n";
@@ -126,7 +128,7 @@ fn keep_alive_on_both_sides_reuses_the_server_connection() {
     }
     // Ten requests, one server connection (each proxy thread may open its own at most).
     assert_eq!(
-        backend.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        backend.accepted.load(Ordering::Relaxed),
         1
     );
 }
@@ -421,8 +423,11 @@ fn every_balance_algorithm_spreads_or_sticks_as_it_should() {
     drop(proxy);
 
     // leastconn: with a slow request held on one server, the next ones go to the others.
-    // Backends of our own here: pong's sleeps are random, these are not.
-    let backends: Vec<Backend> = (0..3).map(|_| answering_backend()).collect();
+    // Backends of our own here: pong's sleeps are random; these hold `/slow` until told.
+    let release = Arc::new(AtomicBool::new(false));
+    let backends: Vec<Backend> = (0..3)
+        .map(|_| answering_backend(Arc::clone(&release)))
+        .collect();
     let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
     let dir = Dir::new("leastconn");
     let proxy = Proxy::start(&dir, &http_config("leastconn", &servers_list(&addrs), ""));
@@ -433,10 +438,12 @@ fn every_balance_algorithm_spreads_or_sticks_as_it_should() {
     wait_until(|| {
         backends
             .iter()
-            .any(|b| b.accepted.load(std::sync::atomic::Ordering::Relaxed) > 0)
+            .any(|b| b.accepted.load(Ordering::Relaxed) > 0)
             .then_some(())
-    });
+    })
+    .expect("the slow request reached no server");
     let busy_ones: Vec<String> = (0..4).map(|_| served_by(&get(addr, "/", "").1)).collect();
+    release.store(true, Ordering::Relaxed);
     let (_, headers, _) = split_response(&read_to_close(&mut held));
     let slow = served_by(&headers);
     assert!(
@@ -445,13 +452,17 @@ fn every_balance_algorithm_spreads_or_sticks_as_it_should() {
     );
 }
 
-/// A backend answering `x-served-by: <its address>`, after 1.5 s for `/slow`.
-fn answering_backend() -> Backend {
-    Backend::start(|mut stream| {
+/// A backend answering `x-served-by: <its address>`; `/slow` only once `release` is set (or
+/// after the tests' patience).
+fn answering_backend(release: Arc<AtomicBool>) -> Backend {
+    Backend::start(move |mut stream| {
         let me = stream.local_addr().unwrap();
         while let Some(head) = read_head(&mut stream) {
             if head.starts_with("GET /slow ") {
-                std::thread::sleep(Duration::from_millis(1500));
+                let held_since = std::time::Instant::now();
+                while !release.load(Ordering::Relaxed) && held_since.elapsed() < common::PATIENCE {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
             let response =
                 format!("HTTP/1.1 200 OK\r\nx-served-by: {me}\r\nContent-Length: 2\r\n\r\nok");
@@ -551,7 +562,8 @@ fn server_maxconn_queues_requests_and_the_queue_timeout_answers_503() {
     first
         .write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    wait_until(|| (hanging.accepted.load(std::sync::atomic::Ordering::Relaxed) == 1).then_some(()));
+    wait_until(|| (hanging.accepted.load(Ordering::Relaxed) == 1).then_some(()))
+        .expect("the first request reached the hanging server");
     let started = Instant::now();
     let (status, _, body) = get(proxy.addr("web"), "/second", "");
     assert_eq!(status, 503, "{body}");
@@ -782,15 +794,16 @@ fn sigterm_lets_requests_in_progress_finish() {
         .unwrap();
     let _ = read_head(&mut idle);
     let mut busy = connect(addr);
-    // Four waits of a random 0..=600 ms each: still in progress 100 ms later, but for bad luck.
+    // Four waits of 500 ms each: once the head has come, three are still to come.
     busy.write_all(
-        b"GET / HTTP/1.1\r\nHost: t\r\nsleep: 600\r\ntimes: 3\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nsleep: 500-500\r\ntimes: 3\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    let head = read_head(&mut busy).expect("the response's head");
     proxy.signal(libc::SIGTERM);
-    let (status, _, body) = split_response(&read_to_close(&mut busy));
-    assert_eq!(status, 200);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = String::new();
+    busy.read_to_string(&mut body).expect("the rest of the response");
     assert_eq!(body, "4\r\npong\r\n".repeat(4) + "0\r\n\r\n");
     assert!(proxy.wait_exit().success());
     drop(idle);
@@ -905,7 +918,8 @@ fn a_client_that_leaves_while_the_server_thinks_ends_the_exchange() {
     client
         .write_all(b"GET /leaving HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    wait_until(|| (hanging.accepted.load(std::sync::atomic::Ordering::Relaxed) == 1).then_some(()));
+    wait_until(|| (hanging.accepted.load(Ordering::Relaxed) == 1).then_some(()))
+        .expect("the request reached the hanging server");
     drop(client);
     // Logged at once as CH (client left while waiting for the response head), not after 30 s.
     let line = proxy.wait_for_line(&["\"GET /leaving HTTP/1.1\"", "CH--"]);
@@ -961,26 +975,30 @@ fn maxconn_and_the_memory_budget_leave_new_connections_waiting() {
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert!(read_head(&mut first).unwrap().starts_with("HTTP/1.1 200"));
-    // A second one is accepted by the kernel but not served while the first stays.
+    // A second one is accepted by the kernel but not by the proxy while the first stays: the
+    // proxy says it paused, and its count of sessions stays at one however long one looks.
     let mut second = connect(addr);
-    second
-        .set_read_timeout(Some(Duration::from_millis(700)))
-        .unwrap();
     second
         .write_all(b"GET /second HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let mut byte = [0u8; 1];
-    assert!(second.read(&mut byte).is_err(), "served beyond maxconn");
     proxy.wait_for_message(
         "frontend web maxconn 1 reached: new connections wait in the accept queue",
     );
     // Counted once per thread that paused.
     assert!(proxy.metric("throng_proxy_frontend_limit_waits_total{frontend=\"web\"}") >= 1.0);
+    let sessions = "throng_proxy_frontend_sessions_total{frontend=\"web\"}";
+    second
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(second.read(&mut byte).is_err(), "served beyond maxconn");
+    assert_eq!(proxy.metric(sessions), 1.0, "accepted beyond maxconn");
     // When the first leaves, the second is served.
     drop(first);
     second.set_read_timeout(Some(common::PATIENCE)).unwrap();
     let (status, _, _) = split_response(&read_to_close(&mut second));
     assert_eq!(status, 200);
+    assert_eq!(proxy.metric(sessions), 2.0);
     drop(proxy);
 
     // A memory budget below what the process already uses: nothing new is accepted.
@@ -994,7 +1012,7 @@ fn maxconn_and_the_memory_budget_leave_new_connections_waiting() {
     proxy.wait_for_message("is over global.memory_budget 1 MiB");
     let mut refused = connect(proxy.addr("web"));
     refused
-        .set_read_timeout(Some(Duration::from_millis(700)))
+        .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     refused
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -1004,6 +1022,11 @@ fn maxconn_and_the_memory_budget_leave_new_connections_waiting() {
         "served over the memory budget"
     );
     assert_eq!(proxy.metric("throng_proxy_over_memory_budget"), 1.0);
+    assert_eq!(
+        proxy.metric("throng_proxy_frontend_sessions_total{frontend=\"web\"}"),
+        0.0,
+        "accepted over the memory budget"
+    );
 }
 
 #[test]
