@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on this machine, set up first: the Debian packages the tests use are
-# installed when missing (the one list of them, which .ci/run uses too), then every test binary
-# runs to its end (`--no-fail-fast`), and one line sums them up: passed, failed, ignored, and
+# installed when missing (the one list of them, which .ci/run uses too), throng's own Debian
+# package is built (packaging/deb.sh, for the package's test; it installs cargo-deb when
+# missing), then every test binary runs to its end (`--no-fail-fast`), and one line sums them
+# up: passed, failed, ignored, and
 # skipped (a test that could not find a peer built beside the project says so; see
 # crates/throng/tests/common/mod.rs, `skip`). Exits non-zero when a test failed or a package
 # could not be installed (naming it and what needs it).
@@ -20,6 +22,8 @@ needs=(
     "pdsh|pdsh|the distributed test (its parts start through pdsh)"
     "/usr/bin/chromium|chromium|throng plot's test (its page in a real browser)"
     "runuser|util-linux|the admin socket's test (another user refused)"
+    "man|man-db|the package's test (man throng-attack)"
+    "adduser|adduser|the package's test (its postinst makes the throng user)"
 )
 missing=() uses=()
 for need in "${needs[@]}"; do
@@ -36,6 +40,15 @@ if [ ${#missing[@]} -gt 0 ]; then
         exit 2
     fi
 fi
+
+# The Debian package, built from these sources for the package's test (tests/package.rs); a
+# dev build, as the tests are (packaging/deb.sh with no argument makes the release package).
+if ! deb=$(packaging/deb.sh dev | tail -1) || [ ! -f "$deb" ]; then
+    echo "test.sh: cannot build the package (packaging/deb.sh dev; it installs cargo-deb when missing): the package's test needs it" >&2
+    exit 2
+fi
+THRONG_TEST_DEB=$(realpath "$deb")
+export THRONG_TEST_DEB
 
 skipped=target/test-skipped
 rm -rf "$skipped"

@@ -71,7 +71,11 @@ mod tests {
     #[test]
     fn a_burst_of_one_seconds_worth_then_the_rate() {
         let rate = SessionRate::new(100);
-        assert_eq!(taken_at(&rate, Duration::ZERO), 100, "a second's worth at once");
+        assert_eq!(
+            taken_at(&rate, Duration::ZERO),
+            100,
+            "a second's worth at once"
+        );
         assert_eq!(
             rate.try_take_at(Duration::ZERO),
             Err(Duration::from_millis(10)),

@@ -247,7 +247,12 @@ fn ctrl_c_ends_cleanly_and_what_was_measured_stays() {
         &["-rate=100", "-output", out.to_str().unwrap()],
     );
     // Interrupted once pong has seen 50 requests: about 20 are then in flight.
-    let seen = || pong.metric(&format!("pong_requests_total{{listen=\"{}\"}}", pong.addr()));
+    let seen = || {
+        pong.metric(&format!(
+            "pong_requests_total{{listen=\"{}\"}}",
+            pong.addr()
+        ))
+    };
     wait_until(|| (seen() >= 50.0).then_some(())).expect("the attack began");
     let sent_by_the_stop = seen();
     let output = interrupt_after(child, Duration::ZERO);
@@ -286,7 +291,12 @@ fn a_stop_while_every_request_is_held_ends_the_schedule_when_it_was_asked() {
             out.to_str().unwrap(),
         ],
     );
-    let seen = || pong.metric(&format!("pong_requests_total{{listen=\"{}\"}}", pong.addr()));
+    let seen = || {
+        pong.metric(&format!(
+            "pong_requests_total{{listen=\"{}\"}}",
+            pong.addr()
+        ))
+    };
     wait_until(|| (seen() == 2.0).then_some(())).expect("both lanes busy");
     std::thread::sleep(Duration::from_millis(500));
     let stopped_after = spawned.elapsed().as_secs_f64();

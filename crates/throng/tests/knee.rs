@@ -145,7 +145,10 @@ fn a_stalled_target_does_not_move_the_knee() {
     // some other step disagree with itself too: only the stalled one's story is asserted.)
     assert_eq!(third[0]["verdict"], "fail", "{stderr}");
     let passed = third[1..].iter().filter(|s| s["verdict"] == "pass").count();
-    assert!(passed >= 2, "the confirming runs of step 3 did not pass:\n{stderr}");
+    assert!(
+        passed >= 2,
+        "the confirming runs of step 3 did not pass:\n{stderr}"
+    );
     assert_eq!(found["confidence"], "low", "{stderr}");
     let disagreed: Vec<f64> = found["disagreed"]
         .as_array()

@@ -127,10 +127,7 @@ fn keep_alive_on_both_sides_reuses_the_server_connection() {
         );
     }
     // Ten requests, one server connection (each proxy thread may open its own at most).
-    assert_eq!(
-        backend.accepted.load(Ordering::Relaxed),
-        1
-    );
+    assert_eq!(backend.accepted.load(Ordering::Relaxed), 1);
 }
 
 #[test]
@@ -803,7 +800,8 @@ fn sigterm_lets_requests_in_progress_finish() {
     proxy.signal(libc::SIGTERM);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let mut body = String::new();
-    busy.read_to_string(&mut body).expect("the rest of the response");
+    busy.read_to_string(&mut body)
+        .expect("the rest of the response");
     assert_eq!(body, "4\r\npong\r\n".repeat(4) + "0\r\n\r\n");
     assert!(proxy.wait_exit().success());
     drop(idle);

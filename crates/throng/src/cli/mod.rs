@@ -10,6 +10,7 @@ mod pong;
 mod proxy;
 mod report;
 mod scenario;
+mod shell;
 mod vegeta;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,10 @@ pub enum Command {
     Scenario(scenario::ScenarioArgs),
     /// MQTT load with emqtt-bench's flags: conn, sub, pub; end-to-end latency from the intended send
     Mqtt(mqtt::MqttArgs),
+    /// Print a shell's completion script for throng: bash, zsh, fish, elvish or powershell
+    Completions(shell::CompletionsArgs),
+    /// Write man pages for throng and each subcommand into a folder (what a package installs)
+    Manpages(shell::ManpagesArgs),
 }
 
 impl Command {
@@ -68,6 +73,8 @@ impl Command {
             Command::Knee(args) => knee::run(args),
             Command::Scenario(args) => scenario::run(args),
             Command::Mqtt(args) => mqtt::run(args),
+            Command::Completions(args) => shell::completions(args),
+            Command::Manpages(args) => shell::manpages(args),
         }
     }
 }
