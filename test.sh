@@ -24,6 +24,10 @@ needs=(
     "runuser|util-linux|the admin socket's test (another user refused)"
     "man|man-db|the package's test (man throng-attack)"
     "adduser|adduser|the package's test (its postinst makes the throng user)"
+    "/usr/sbin/slurmctld|slurm-wlm|the Slurm test (a one-node cluster: slurmctld, slurmd, srun)"
+    "/usr/sbin/munged|munge|the Slurm test (its authentication)"
+    "envsubst|gettext-base|the Kubernetes manifest's test"
+    "python3|python3|the Kubernetes manifest's test (kubernetes-validate, below)"
 )
 missing=() uses=()
 for need in "${needs[@]}"; do
@@ -37,6 +41,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; }; then
         echo "test.sh: cannot install ${missing[*]} (run as root on Debian, or install them yourself); they are for:" >&2
         printf '  %s\n' "${uses[@]}" >&2
+        exit 2
+    fi
+fi
+
+# kubernetes-validate (PyPI: Kubernetes' schemas) for the Kubernetes manifest's test, in a
+# virtual environment of the project's own, as Debian's Python takes no system-wide pip install.
+venv=target/python
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+    mkdir -p target
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+        rm -rf "$venv"
+        if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }; then
+            echo "test.sh: cannot make a Python virtual environment (python3-venv): the Kubernetes manifest's test needs one" >&2
+            exit 2
+        fi
+    fi
+    if ! "$venv/bin/pip" install -q kubernetes-validate; then
+        echo "test.sh: cannot install kubernetes-validate from PyPI into $venv: the Kubernetes manifest's test needs it" >&2
         exit 2
     fi
 fi
