@@ -60,7 +60,12 @@ pub fn prepare(
         );
         let has = |name: &str| headers().any(|(n, _)| n.eq_ignore_ascii_case(name));
         let user_agent = !has("user-agent");
-        let length = !body.is_empty() && !has("content-length") && !has("transfer-encoding");
+        // A body's length, and a zero one where the method gives content a meaning (RFC 9110
+        // §8.6: a user agent SHOULD), as Go's net/http, and so vegeta, sends it.
+        let content_means_something = matches!(target.method.as_str(), "POST" | "PUT" | "PATCH");
+        let length = (!body.is_empty() || content_means_something)
+            && !has("content-length")
+            && !has("transfer-encoding");
         for (name, value) in headers() {
             if name.eq_ignore_ascii_case("host") {
                 continue; // written first
@@ -150,6 +155,33 @@ mod tests {
         );
         assert!(text.contains("Connection: close\r\n"), "{text}");
         assert!(text.ends_with("abc"), "{text}");
+    }
+
+    #[test]
+    fn bodiless_post_put_and_patch_say_content_length_zero_as_go_does() {
+        for (method, zero) in [
+            ("POST", true),
+            ("PUT", true),
+            ("PATCH", true),
+            ("GET", false),
+            ("DELETE", false),
+            ("HEAD", false),
+        ] {
+            let mut bodiless = target(&[], b"");
+            bodiless.method = method.into();
+            let prepared = prepare(&[bodiless], &[], None, true).unwrap();
+            let text = String::from_utf8(prepared[0].bytes.clone()).unwrap();
+            assert_eq!(text.contains("Content-Length: 0\r\n"), zero, "{text}");
+            assert!(
+                !text.contains("Content-Length: 0\r\nContent-Length"),
+                "{text}"
+            );
+        }
+        // A length the target gives itself is the only one.
+        let given = target(&[("Content-Length", "0")], b"");
+        let text = String::from_utf8(prepare(&[given], &[], None, true).unwrap()[0].bytes.clone())
+            .unwrap();
+        assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
     }
 
     #[test]
