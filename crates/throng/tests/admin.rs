@@ -271,7 +271,8 @@ fn the_socket_path_is_checked_before_it_is_bound() {
     let socket = dir.path("run/proxy.sock");
     assert!(socket.exists());
     let second = Proxy::start(&dir, &text);
-    assert!(second.stderr().contains("stale (nobody answers): replaced"));
+    // (Logged on stderr before the listening line on stdout: waited for, not looked up once.)
+    second.wait_for_message("stale (nobody answers): replaced");
     drop(second);
     std::fs::remove_file(&socket).unwrap();
     std::fs::write(&socket, "not a socket").unwrap();

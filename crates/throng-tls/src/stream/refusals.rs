@@ -159,11 +159,16 @@ async fn connected(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(serve_once(listener, Arc::clone(config)));
+    // A file of each connection's own: tests run side by side, and one writing the file while
+    // another reads it would hand that one an empty file.
+    static CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("throng-tls-refusals-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), &servers.cert_pem).unwrap();
+    let ca = dir.join(format!("ca-{n}.pem"));
+    std::fs::write(&ca, &servers.cert_pem).unwrap();
     let client = client_config(&ClientOptions {
-        root_certs: vec![dir.join("ca.pem")],
+        root_certs: vec![ca],
         resume: false,
         ..ClientOptions::default()
     })
