@@ -57,6 +57,8 @@ pub struct H2Error {
     pub stream: u32,
     /// What was wrong, for the log line.
     pub reason: &'static str,
+    /// The limit it went past, when it is a flood (then the code is ENHANCE_YOUR_CALM).
+    pub flood: Option<Flood>,
 }
 
 impl H2Error {
@@ -65,6 +67,7 @@ impl H2Error {
             code,
             stream: 0,
             reason,
+            flood: None,
         }
     }
 
@@ -73,6 +76,17 @@ impl H2Error {
             code,
             stream,
             reason,
+            flood: None,
+        }
+    }
+
+    /// A flood: the connection ends with ENHANCE_YOUR_CALM.
+    pub fn flood(flood: Flood) -> H2Error {
+        H2Error {
+            code: ErrorCode::ENHANCE_YOUR_CALM,
+            stream: 0,
+            reason: flood.describe(),
+            flood: Some(flood),
         }
     }
 
@@ -91,6 +105,58 @@ impl std::fmt::Display for H2Error {
                 "{} on stream {} ({})",
                 self.code, self.stream, self.reason
             )
+        }
+    }
+}
+
+/// Which limit a connection hit: its name is the log's and the counter's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flood {
+    Resets,
+    Settings,
+    Pings,
+    Ignored,
+    WindowUpdates,
+    EmptyData,
+    Continuations,
+    HeaderBlock,
+}
+
+impl Flood {
+    pub const ALL: [Flood; 8] = [
+        Flood::Resets,
+        Flood::Settings,
+        Flood::Pings,
+        Flood::Ignored,
+        Flood::WindowUpdates,
+        Flood::EmptyData,
+        Flood::Continuations,
+        Flood::HeaderBlock,
+    ];
+
+    fn describe(self) -> &'static str {
+        match self {
+            Flood::Resets => "too many streams reset per second",
+            Flood::Settings => "too many SETTINGS per second",
+            Flood::Pings => "too many PINGs per second",
+            Flood::Ignored => "too many PRIORITY or unknown frames per second",
+            Flood::WindowUpdates => "too many WINDOW_UPDATEs per second",
+            Flood::EmptyData => "too many empty DATA frames per second",
+            Flood::Continuations => "too many CONTINUATION frames in one header block",
+            Flood::HeaderBlock => "header block larger than the limit",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flood::Resets => "resets",
+            Flood::Settings => "settings",
+            Flood::Pings => "pings",
+            Flood::Ignored => "ignored_frames",
+            Flood::WindowUpdates => "window_updates",
+            Flood::EmptyData => "empty_data",
+            Flood::Continuations => "continuations",
+            Flood::HeaderBlock => "header_block",
         }
     }
 }

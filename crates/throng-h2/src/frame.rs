@@ -183,8 +183,12 @@ fn parse_payload(h: Header, payload: &[u8]) -> Result<Frame<'_>, H2Error> {
                         "HEADERS too short for PRIORITY",
                     );
                 };
-                let p = parse_priority(h.stream, fields)?;
-                priority = Some(p);
+                // A HEADERS depending on itself is a stream error, but its block must be
+                // decoded first: the connection checks it.
+                let [a, b, c, d, _weight] = *fields;
+                priority = Some(Priority {
+                    depends_on: u32::from_be_bytes([a, b, c, d]) & MAX_WINDOW,
+                });
                 block = rest;
             }
             Ok(Frame::Headers {
@@ -262,11 +266,11 @@ fn parse_payload(h: Header, payload: &[u8]) -> Result<Frame<'_>, H2Error> {
             };
             let increment = u32::from_be_bytes(bytes) & MAX_WINDOW;
             if increment == 0 {
-                return Err(H2Error {
-                    code: ErrorCode::PROTOCOL_ERROR,
-                    stream: h.stream,
-                    reason: "WINDOW_UPDATE of 0",
-                });
+                return Err(H2Error::stream(
+                    h.stream,
+                    ErrorCode::PROTOCOL_ERROR,
+                    "WINDOW_UPDATE of 0",
+                ));
             }
             Ok(Frame::WindowUpdate {
                 stream: h.stream,
@@ -486,7 +490,7 @@ mod tests {
                 (ErrorCode::FRAME_SIZE_ERROR, 0),
             ),
             (
-                frame(kind::HEADERS, flag::PRIORITY, 5, b"\0\0\0\x05\x10"),
+                frame(kind::PRIORITY, 0, 5, b"\0\0\0\x05\x10"),
                 (ErrorCode::PROTOCOL_ERROR, 5),
             ),
             (

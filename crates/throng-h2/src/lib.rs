@@ -6,6 +6,7 @@
 //!
 //! - [`frame`]: frames parsed in place and written, with RFC 9113 §6's checks.
 //! - [`hpack`]: header blocks decoded within limits, and encoded with no table.
+//! - [`server`]: a server connection: streams, flow control, floods, graceful shutdown.
 //! - [`settings`]: SETTINGS parameters and the rules for their values.
 //! - [`error`]: error codes, and whether an error ends a stream or the connection.
 
@@ -23,6 +24,7 @@
 pub mod error;
 pub mod frame;
 pub mod hpack;
+pub mod server;
 pub mod settings;
 
 pub use error::{ErrorCode, H2Error};
