@@ -63,6 +63,18 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
     fi
 fi
 
+# httpwg-cli (a crate: RFC 9113's conformance cases, h2spec's successor) for the HTTP/2
+# conformance test, built into target/tools at a fixed version.
+httpwg=target/tools/bin/httpwg
+if [ ! -x "$httpwg" ]; then
+    if ! cargo install -q --locked --root target/tools httpwg-cli --version 0.2.5; then
+        echo "test.sh: cannot install httpwg-cli from crates.io into target/tools: the HTTP/2 conformance test needs it" >&2
+        exit 2
+    fi
+fi
+THRONG_TEST_HTTPWG=$(realpath "$httpwg")
+export THRONG_TEST_HTTPWG
+
 # The Debian package, built from these sources for the package's test (tests/package.rs); a
 # dev build, as the tests are (packaging/deb.sh with no argument makes the release package).
 if ! deb=$(packaging/deb.sh dev | tail -1) || [ ! -f "$deb" ]; then
