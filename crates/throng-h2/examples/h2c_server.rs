@@ -58,12 +58,10 @@ pub fn serve(mut socket: TcpStream) {
                     at += consumed;
                     match event {
                         Some(Event::Request {
-                            stream, end_stream, ..
-                        }) => {
-                            if end_stream {
-                                pending.push((stream, b"hello from throng-h2\n"));
-                            }
-                        }
+                            stream,
+                            end_stream: true,
+                            ..
+                        }) => pending.push((stream, b"hello from throng-h2\n")),
                         Some(Event::Data {
                             stream,
                             data,
