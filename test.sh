@@ -14,6 +14,7 @@ cd "$(dirname "$0")"
 # What the tests need: the command that shows it is there | the package | what uses it.
 needs=(
     "curl|curl|the tests' HTTP client and the README's quickstart"
+    "h2load|nghttp2-client|the HTTP/2 tests (h2load and nghttp as clients)"
     "openssl|openssl|the proxy's tests (s_client as a TLS client)"
     "/usr/sbin/nginx|nginx-light|the attack's tests (nginx over HTTP and TLS)"
     "/usr/sbin/mosquitto|mosquitto|the MQTT tests and the proxy in front of brokers"

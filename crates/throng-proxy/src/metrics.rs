@@ -5,6 +5,7 @@ use crate::generation::Registry;
 use crate::state::{BackendState, FrontendState, Proxy, ServerState, StatusCounts};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
+use throng_h2::server::Flood;
 use throng_net::prometheus::label_value;
 
 /// A metric family read from one kind of state: name, type, help, and how to read it.
@@ -136,7 +137,7 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
         .zip(&proxy.frontends)
         .map(|(config, state)| (format!("frontend=\"{}\"", label_value(&config.name)), state))
         .collect();
-    let per_frontend: [Metric<FrontendState>; 14] = [
+    let per_frontend: [Metric<FrontendState>; 26] = [
         (
             "frontend_current_sessions",
             "gauge",
@@ -208,6 +209,78 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
             "counter",
             "Times accepting waited for rate_limit_sessions.",
             |f| f.rate_limited.load(Relaxed),
+        ),
+        (
+            "frontend_h2_connections_total",
+            "counter",
+            "HTTP/2 connections (ALPN h2, or h2c by prior knowledge).",
+            |f| f.h2_connections.load(Relaxed),
+        ),
+        (
+            "frontend_h2_streams_total",
+            "counter",
+            "HTTP/2 streams that carried a request.",
+            |f| f.h2_streams.load(Relaxed),
+        ),
+        (
+            "frontend_h2_stream_refusals_total",
+            "counter",
+            "HTTP/2 requests refused on their stream (malformed, past the stream limit, CONNECT) or streams reset for what the client sent.",
+            |f| f.h2_stream_refusals.load(Relaxed),
+        ),
+        (
+            "frontend_h2_connection_errors_total",
+            "counter",
+            "HTTP/2 connections closed for a protocol error (GOAWAY with its code).",
+            |f| f.h2_connection_errors.load(Relaxed),
+        ),
+        (
+            "frontend_h2_flood_resets_total",
+            "counter",
+            "HTTP/2 connections closed (ENHANCE_YOUR_CALM) for too many streams reset per second (Rapid Reset, MadeYouReset).",
+            |f| f.h2_floods[Flood::Resets as usize].load(Relaxed),
+        ),
+        (
+            "frontend_h2_flood_settings_total",
+            "counter",
+            "HTTP/2 connections closed for too many SETTINGS per second.",
+            |f| f.h2_floods[Flood::Settings as usize].load(Relaxed),
+        ),
+        (
+            "frontend_h2_flood_pings_total",
+            "counter",
+            "HTTP/2 connections closed for too many PINGs per second.",
+            |f| f.h2_floods[Flood::Pings as usize].load(Relaxed),
+        ),
+        (
+            "frontend_h2_flood_ignored_frames_total",
+            "counter",
+            "HTTP/2 connections closed for too many PRIORITY or unknown frames per second.",
+            |f| f.h2_floods[Flood::Ignored as usize].load(Relaxed),
+        ),
+        (
+            "frontend_h2_flood_window_updates_total",
+            "counter",
+            "HTTP/2 connections closed for too many WINDOW_UPDATEs per second.",
+            |f| f.h2_floods[Flood::WindowUpdates as usize].load(Relaxed),
+        ),
+        (
+            "frontend_h2_flood_empty_data_total",
+            "counter",
+            "HTTP/2 connections closed for too many empty DATA frames per second.",
+            |f| f.h2_floods[Flood::EmptyData as usize].load(Relaxed),
+        ),
+        (
+            "frontend_h2_flood_continuations_total",
+            "counter",
+            "HTTP/2 connections closed for too many CONTINUATION frames in one header block.",
+            |f| f.h2_floods[Flood::Continuations as usize].load(Relaxed),
+        ),
+        (
+            "frontend_h2_flood_header_block_total",
+            "counter",
+            "HTTP/2 connections closed for a header block over its byte limit.",
+            |f| f.h2_floods[Flood::HeaderBlock as usize].load(Relaxed),
         ),
         (
             "frontend_proxy_header_refusals_total",

@@ -211,7 +211,7 @@ impl Session {
         let Some(version) = connected.slot.state().spec().and_then(|s| s.send_proxy) else {
             return Ok(());
         };
-        let destination = client.socket().local_addr()?;
+        let destination = client.local_addr()?;
         let header = crate::proxy_protocol::header(version, self.peer, destination);
         connected.stream.write_all(&header).await
     }

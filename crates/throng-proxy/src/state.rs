@@ -164,6 +164,17 @@ pub struct FrontendState {
     pub rate_limited: AtomicU64,
     /// `accept_proxy`: connections closed for a missing, malformed or late PROXY header.
     pub proxy_header_refusals: AtomicU64,
+    /// HTTP/2 connections, and the streams (requests) they opened.
+    pub h2_connections: AtomicU64,
+    pub h2_streams: AtomicU64,
+    /// HTTP/2 requests refused on their stream (malformed, past the stream limit, CONNECT)
+    /// or streams reset for what the client sent.
+    pub h2_stream_refusals: AtomicU64,
+    /// HTTP/2 connections closed for a protocol error (GOAWAY with its code).
+    pub h2_connection_errors: AtomicU64,
+    /// HTTP/2 connections closed for a flood (GOAWAY, ENHANCE_YOUR_CALM), by
+    /// `throng_h2::server::Flood`.
+    pub h2_floods: [AtomicU64; 8],
 }
 
 #[derive(Default)]

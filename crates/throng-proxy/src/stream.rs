@@ -1,6 +1,8 @@
-//! The client's side of a session: a TCP socket, or a socket with TLS over it ([`Tls`]). Both
-//! are tokio `AsyncRead`/`AsyncWrite`, so sessions need not care which.
+//! The client's side of a session: a TCP socket, a socket with TLS over it, or one HTTP/2
+//! stream of either (its exchange's end, speaking HTTP/1.1). All are tokio
+//! `AsyncRead`/`AsyncWrite`, so an exchange need not care which.
 
+use crate::http::h2::H2Stream;
 use rustls::server::UnbufferedServerConnection;
 use std::io;
 use std::pin::Pin;
@@ -13,17 +15,71 @@ pub enum ClientStream {
     Plain(TcpStream),
     /// Boxed: the TLS state is about 1 KiB, and a plain session need not be that size.
     Tls(TcpStream, Box<TlsStream<UnbufferedServerConnection>>),
+    /// One stream of an HTTP/2 connection, whose task owns the socket.
+    H2(H2Stream),
 }
 
 impl ClientStream {
-    pub fn socket(&self) -> &TcpStream {
+    /// The client's socket; an HTTP/2 stream has none of its own.
+    pub fn socket(&self) -> Option<&TcpStream> {
         match self {
-            ClientStream::Plain(s) | ClientStream::Tls(s, _) => s,
+            ClientStream::Plain(s) | ClientStream::Tls(s, _) => Some(s),
+            ClientStream::H2(_) => None,
+        }
+    }
+
+    /// The address the client connected to.
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            ClientStream::Plain(s) | ClientStream::Tls(s, _) => s.local_addr(),
+            ClientStream::H2(stream) => Ok(stream.local_addr()),
         }
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(..))
+        match self {
+            ClientStream::Plain(_) => false,
+            ClientStream::Tls(..) => true,
+            ClientStream::H2(stream) => stream.is_tls(),
+        }
+    }
+
+    pub fn is_h2(&self) -> bool {
+        matches!(self, ClientStream::H2(_))
+    }
+
+    /// Whether TLS chose HTTP/2 by ALPN.
+    pub fn alpn_h2(&self) -> bool {
+        matches!(self, ClientStream::Tls(_, tls) if tls.alpn_h2())
+    }
+
+    /// Ready when something can be read without waiting (the socket, or the stream's queue).
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            ClientStream::Plain(s) | ClientStream::Tls(s, _) => s.poll_read_ready(cx),
+            ClientStream::H2(stream) => stream.poll_read_ready(cx),
+        }
+    }
+
+    /// Ready when the client is gone while a request waits for its response: the socket
+    /// closed (peeked, so data the client sent stays for later), or the stream was reset.
+    /// `watch` is cleared when the client sent data instead: no more peeking then.
+    pub fn poll_gone(&self, cx: &mut Context<'_>, watch: &mut bool) -> Poll<()> {
+        match self {
+            ClientStream::Plain(s) | ClientStream::Tls(s, _) => {
+                if *watch && s.poll_read_ready(cx).is_ready() {
+                    let mut probe = [0u8; 1];
+                    let mut probe = ReadBuf::new(&mut probe);
+                    match s.poll_peek(cx, &mut probe) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                        Poll::Ready(Ok(_)) => *watch = false,
+                        Poll::Pending => {}
+                    }
+                }
+                Poll::Pending
+            }
+            ClientStream::H2(stream) => stream.poll_gone(cx),
+        }
     }
 
     /// Whether TLS gave the connection up for something the client sent after the handshake.
@@ -36,6 +92,7 @@ impl ClientStream {
         match self {
             ClientStream::Plain(_) => Ok(false),
             ClientStream::Tls(socket, tls) => tls.has_readable(socket),
+            ClientStream::H2(stream) => Ok(stream.has_pending()),
         }
     }
 
@@ -44,6 +101,7 @@ impl ClientStream {
         match self {
             ClientStream::Plain(s) => throng_net::sockets::read_now(s, buf),
             ClientStream::Tls(socket, tls) => tls.try_read(socket, buf),
+            ClientStream::H2(stream) => stream.try_read(buf),
         }
     }
 }
@@ -68,6 +126,7 @@ impl AsyncRead for ClientStream {
                     Err(e) => return Poll::Ready(Err(e)),
                 }
             },
+            ClientStream::H2(stream) => Pin::new(stream).poll_read(cx, buf),
         }
     }
 }
@@ -81,6 +140,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_write(cx, data),
             ClientStream::Tls(socket, tls) => tls.poll_write(socket, cx, data),
+            ClientStream::H2(stream) => Pin::new(stream).poll_write(cx, data),
         }
     }
 
@@ -88,6 +148,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
             ClientStream::Tls(socket, tls) => tls.poll_send(socket, cx),
+            ClientStream::H2(stream) => Pin::new(stream).poll_flush(cx),
         }
     }
 
@@ -98,6 +159,7 @@ impl AsyncWrite for ClientStream {
                 ready!(tls.poll_close(socket, cx))?;
                 Pin::new(socket).poll_shutdown(cx)
             }
+            ClientStream::H2(stream) => Pin::new(stream).poll_shutdown(cx),
         }
     }
 }

@@ -84,6 +84,8 @@ pub struct TlsStream<C: Unbuffered> {
     resumed: bool,
     /// Something the peer sent was refused (a record, a post-handshake message, a limit).
     refused: bool,
+    /// ALPN chose HTTP/2 (known once the handshake is done; rustls's state is gone after it).
+    alpn_h2: bool,
 }
 
 /// Who makes and opens records.
@@ -346,12 +348,18 @@ impl<C: Unbuffered> TlsStream<C> {
             flight: Flight::default(),
             resumed: false,
             refused: false,
+            alpn_h2: false,
         }
     }
 
     /// Whether the handshake resumed an earlier session (known once it is done).
     pub fn resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// Whether ALPN chose `h2` (known once the handshake is done).
+    pub fn alpn_h2(&self) -> bool {
+        self.alpn_h2
     }
 
     /// Whether the connection runs on throng's record layer (TLS 1.3 past its handshake).
@@ -403,6 +411,7 @@ impl<C: Unbuffered> TlsStream<C> {
         };
         let common = handshaking.conn.common();
         self.resumed = common.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        self.alpn_h2 = common.alpn_protocol() == Some(b"h2");
         let movable = common
             .negotiated_cipher_suite()
             .is_some_and(records::supports)

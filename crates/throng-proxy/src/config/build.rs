@@ -500,6 +500,20 @@ fn build_frontend(
             limit => limit,
         },
         accept_proxy: accept_proxy(f.accept_proxy.as_ref(), &at.key("accept_proxy"))?,
+        h2c: match f.h2c {
+            Some(true) if mode != Mode::Http => {
+                return Err((
+                    at.key("h2c"),
+                    "HTTP/2 is served by mode = \"http\" frontends only".into(),
+                ))
+            }
+            Some(true) if f.tls.is_some() => return Err((
+                at.key("h2c"),
+                "h2c is HTTP/2 without TLS; over TLS, offer it with alpn = [\"h2\", \"http/1.1\"]"
+                    .into(),
+            )),
+            h2c => h2c.unwrap_or(false),
+        },
     })
 }
 
@@ -559,13 +573,18 @@ fn build_tls(
     if mode == Mode::Http {
         if let Some(bad) = alpn
             .iter()
-            .find(|p| p.as_str() != "http/1.1" && p.as_str() != "http/1.0")
+            .find(|p| !matches!(p.as_str(), "h2" | "http/1.1" | "http/1.0"))
         {
             return Err((
                 at.key("alpn"),
-                format!("`{bad}`: an HTTP frontend speaks http/1.1 (HTTP/2 is not built yet)"),
+                format!("`{bad}`: an HTTP frontend speaks h2, http/1.1 and http/1.0"),
             ));
         }
+    } else if alpn.iter().any(|p| p == "h2") {
+        return Err((
+            at.key("alpn"),
+            "`h2`: HTTP/2 is served by mode = \"http\" frontends only (a TCP or MQTT frontend would offer a protocol it does not speak)".into(),
+        ));
     }
     let groups = t.groups.clone().unwrap_or_default();
     let own_records = match t.record_layer.as_deref() {

@@ -95,6 +95,8 @@ pub struct Frontend {
     pub mqtt_max_connect: Option<u64>,
     pub rate_limit_sessions: Option<u64>,
     pub accept_proxy: Option<AcceptProxy>,
+    /// HTTP/2 without TLS, by prior knowledge: a connection that opens with HTTP/2's preface.
+    pub h2c: Option<bool>,
     #[serde(default)]
     pub timeout: Timeouts,
     #[serde(default)]

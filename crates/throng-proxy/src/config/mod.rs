@@ -154,6 +154,9 @@ pub struct Frontend {
     /// Who sends a PROXY protocol header (a load balancer in front), whose client address is
     /// then the connection's.
     pub accept_proxy: crate::proxy_protocol::Senders,
+    /// A plain frontend that serves HTTP/2 to a client opening with its preface (h2c by prior
+    /// knowledge), and HTTP/1.1 to the others.
+    pub h2c: bool,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -128,6 +128,12 @@ async fn receive(
     };
     entry.t_request = Some(started.elapsed());
     entry.request = std::mem::take(&mut request.line);
+    if client.is_h2() {
+        // The line is the downgrade's; the log says what the client spoke, as HAProxy's does.
+        if let Some(line) = entry.request.strip_suffix("HTTP/1.1") {
+            entry.request = format!("{line}HTTP/2.0");
+        }
+    }
     let mut body = BodyReader::new(request.body);
     let mut first_flight = std::mem::take(&mut request.upstream_head);
     let Some(buffer) = req.as_mut() else {
@@ -265,7 +271,7 @@ async fn forward(
         }
         let got = read_response_head(
             &connected.stream,
-            client.socket(),
+            client,
             &received.request,
             proxy.backend_config(backend).timeouts.server,
         )

@@ -21,15 +21,16 @@ pub(super) fn is_empty(buffer: &Option<Buffer>) -> bool {
 
 /// A socket that can be waited on without a buffer, then read without waiting.
 pub(super) trait Readable {
-    fn socket(&self) -> &TcpStream;
+    /// Ready when a read may find something (readiness registered with the task's waker).
+    fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>>;
     /// Whether bytes can be read without waiting for the socket (TLS has some decrypted).
     fn has_pending(&mut self) -> io::Result<bool>;
     fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize>;
 }
 
 impl Readable for TcpStream {
-    fn socket(&self) -> &TcpStream {
-        self
+    fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
     }
     fn has_pending(&mut self) -> io::Result<bool> {
         Ok(false)
@@ -40,8 +41,8 @@ impl Readable for TcpStream {
 }
 
 impl Readable for ClientStream {
-    fn socket(&self) -> &TcpStream {
-        ClientStream::socket(self)
+    fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        ClientStream::poll_read_ready(self, cx)
     }
     fn has_pending(&mut self) -> io::Result<bool> {
         ClientStream::has_pending(self)
@@ -53,8 +54,8 @@ impl Readable for ClientStream {
 
 /// Waits until the socket is readable or the deadline passes. The wait lives in the socket's
 /// readiness slot: no future per wait beyond the timer.
-pub(super) async fn wait_socket(
-    socket: &TcpStream,
+pub(super) async fn wait_socket<R: Readable>(
+    socket: &R,
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> Result<(), ReadFailure> {
     std::future::poll_fn(|cx| {
@@ -79,7 +80,7 @@ pub(super) async fn wait_readable<R: Readable>(
     }
     let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);
-    wait_socket(from.socket(), sleep).await
+    wait_socket(from, sleep).await
 }
 
 /// Waits (holding no buffer) until `from` has bytes, then reads them into `buffer`, taking one
@@ -96,7 +97,7 @@ pub(super) async fn read_into<R: Readable>(
             *buffer = None;
         }
         if !from.has_pending().map_err(|_| ReadFailure::Io)? {
-            wait_socket(from.socket(), sleep.as_mut()).await?;
+            wait_socket(&*from, sleep.as_mut()).await?;
         }
         let filled = buffer.get_or_insert_with(Buffer::take);
         let spare = filled.spare();

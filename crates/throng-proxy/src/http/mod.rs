@@ -23,6 +23,7 @@
 mod body;
 mod exchange;
 mod failure;
+pub mod h2;
 mod io;
 mod request;
 mod response;
@@ -46,8 +47,19 @@ const LIMITS: Limits = Limits {
 
 /// Serves requests on `client` until it closes, an error ends it, or the proxy stops.
 pub async fn serve(session: Session, mut client: ClientStream) {
+    if client.alpn_h2() {
+        return h2::serve(session, client, None).await;
+    }
     let timeouts = session.frontend().timeouts;
     let mut carried: Option<Buffer> = None;
+    if session.frontend().h2c && !client.is_tls() {
+        let deadline = session.accepted_at + timeouts.http_request;
+        match Box::pin(h2::sniff_preface(&mut client, deadline)).await {
+            h2::Sniffed::H2(read) => return h2::serve(session, client, Some(read)).await,
+            h2::Sniffed::Http1(read) => carried = read,
+            h2::Sniffed::Gone => return,
+        }
+    }
     let mut first = true;
     loop {
         if carried.is_none() {
@@ -66,7 +78,10 @@ pub async fn serve(session: Session, mut client: ClientStream) {
                 // Idle between requests: when the generation stops serving, its thread shuts
                 // the socket for reading, and the wait ends as if the client had closed (the
                 // next request comes on a new connection, to the new generation).
-                let fd = std::os::fd::AsRawFd::as_raw_fd(client.socket());
+                let Some(socket) = client.socket() else {
+                    break;
+                };
+                let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
                 let Some(_idle) = session.worker.idle_while(fd) else {
                     break;
                 };

@@ -144,6 +144,7 @@ pub(super) mod tests {
                 mqtt_max_idle: t,
             },
             default_backend: Some(0),
+            h2c: false,
             routes: vec![Route {
                 host: None,
                 path_prefix: Some("/admin".into()),

@@ -7,6 +7,7 @@ use super::io::is_empty;
 use super::request::Request;
 use super::rewrite::{self, ClientConnection};
 use super::LIMITS;
+use crate::stream::ClientStream;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
@@ -57,7 +58,7 @@ pub(super) fn client_head(res: &mut Buffer, request: &Request, stopping: bool) -
 /// protocol on a connection the proxy still frames as HTTP.
 pub(super) async fn read_response_head(
     server: &TcpStream,
-    client: &TcpStream,
+    client: &ClientStream,
     request: &Request,
     limit: Duration,
 ) -> Result<Buffer, Failed> {
@@ -106,7 +107,7 @@ pub(super) async fn read_response_head(
 /// ends the wait (`CH`); one that sends data is left alone (that data is for later).
 pub(super) async fn wait_for_server(
     server: &TcpStream,
-    client: &TcpStream,
+    client: &ClientStream,
     watch_client: &mut bool,
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> Result<(), Failed> {
@@ -114,16 +115,8 @@ pub(super) async fn wait_for_server(
         if let std::task::Poll::Ready(ready) = server.poll_read_ready(cx) {
             return std::task::Poll::Ready(ready.map_err(|_| Failed::ServerClosed));
         }
-        if *watch_client && client.poll_read_ready(cx).is_ready() {
-            let mut probe = [0u8; 1];
-            let mut probe = tokio::io::ReadBuf::new(&mut probe);
-            match client.poll_peek(cx, &mut probe) {
-                std::task::Poll::Ready(Ok(0)) | std::task::Poll::Ready(Err(_)) => {
-                    return std::task::Poll::Ready(Err(Failed::ClientGone(*b"CH")))
-                }
-                std::task::Poll::Ready(Ok(_)) => *watch_client = false,
-                std::task::Poll::Pending => {}
-            }
+        if client.poll_gone(cx, watch_client).is_ready() {
+            return std::task::Poll::Ready(Err(Failed::ClientGone(*b"CH")));
         }
         if deadline.as_mut().poll(cx).is_ready() {
             return std::task::Poll::Ready(Err(Failed::ServerTimeout));
