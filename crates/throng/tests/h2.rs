@@ -258,6 +258,8 @@ struct Outcome {
     body: Vec<u8>,
     reset: Option<ErrorCode>,
     goaway: Option<ErrorCode>,
+    /// Every GOAWAY: its last stream id and code.
+    goaways: Vec<(u32, ErrorCode)>,
     ended: bool,
 }
 
@@ -331,9 +333,20 @@ impl RawClient {
                         outcome.reset = Some(code);
                         done = true;
                     }
-                    Frame::GoAway { code, .. } if code != ErrorCode::NO_ERROR => {
-                        outcome.goaway = Some(code);
-                        done = true;
+                    Frame::GoAway {
+                        last_stream, code, ..
+                    } => {
+                        outcome.goaways.push((last_stream, code));
+                        if code != ErrorCode::NO_ERROR {
+                            outcome.goaway = Some(code);
+                            done = true;
+                        }
+                    }
+                    Frame::Ping { ack: false, data } => {
+                        // A client answers PINGs: the shutdown's second GOAWAY waits for one.
+                        let mut pong = Vec::new();
+                        frame::write_ping_ack(&mut pong, data);
+                        let _ = self.socket.write_all(&pong);
                     }
                     _ => {}
                 }
@@ -610,4 +623,43 @@ fn a_rapid_reset_flood_is_closed_with_enhance_your_calm_and_counted() {
     let mut polite = RawClient::connect(proxy.addr("web"));
     polite.send(&headers(1, &request("GET", "/"), true));
     assert_eq!(polite.outcome(1).status, Some(200));
+}
+
+#[test]
+fn a_reload_sends_two_goaways_and_the_stream_in_flight_finishes() {
+    let pong = Pong::start(&["--admin", "127.0.0.1:0"]);
+    let dir = Dir::new("h2-reload");
+    let proxy = Proxy::start(&dir, &config(pong.addr()));
+    let mut client = RawClient::connect(proxy.addr("web"));
+    let mut slow = request("GET", "/slow");
+    slow.push(("sleep", "1500-1500"));
+    client.send(&headers(1, &slow, true));
+    // The request is at pong when the reload comes.
+    let seen = wait_until(|| {
+        let n = pong.metric(&format!(
+            "pong_requests_total{{listen=\"{}\"}}",
+            pong.addr()
+        ));
+        (n >= 1.0).then_some(n)
+    });
+    assert!(seen.is_some(), "the request never reached pong");
+    proxy.signal(libc::SIGHUP);
+    let got = client.outcome(1);
+    assert_eq!(got.status, Some(200), "{got:?}");
+    assert!(got.ended && got.reset.is_none(), "{got:?}");
+    // RFC 9113 §6.8: first the highest id (no new stream is refused in the meantime), then
+    // the last stream the client opened.
+    assert_eq!(
+        got.goaways,
+        vec![
+            ((1 << 31) - 1, ErrorCode::NO_ERROR),
+            (1, ErrorCode::NO_ERROR)
+        ],
+        "{got:?}"
+    );
+    // New connections go to the new generation.
+    let mut again = RawClient::connect(proxy.addr("web"));
+    again.send(&headers(1, &request("GET", "/after"), true));
+    assert_eq!(again.outcome(1).status, Some(200));
+    proxy.wait_for_line(&["\"GET /slow HTTP/2.0\"", " 200 "]);
 }
