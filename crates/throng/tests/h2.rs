@@ -234,6 +234,19 @@ impl Recorder {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
     }
+
+    /// What the server has seen once it ends with `tail`, or after 10 s: the recorder answers
+    /// on a request's head, so its body may still be on the way when the response is read.
+    fn text_ending_with(&self, tail: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.text();
+            if text.ends_with(tail) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// Request lines a naive server would find: lines that end in " HTTP/1.1".
@@ -423,7 +436,7 @@ fn the_downgrade_writes_the_framing_and_a_naive_server_sees_one_request_each() {
     client.send(&headers(3, &put, false));
     client.send(&data(3, b"abc", true));
     assert_eq!(client.outcome(3).status, Some(200));
-    let seen = recorder.text();
+    let seen = recorder.text_ending_with("\r\n\r\nabc");
     let chunked = seen
         .split("POST /chunked HTTP/1.1\r\n")
         .nth(1)
@@ -662,4 +675,30 @@ fn a_reload_sends_two_goaways_and_the_stream_in_flight_finishes() {
     again.send(&headers(1, &request("GET", "/after"), true));
     assert_eq!(again.outcome(1).status, Some(200));
     proxy.wait_for_line(&["\"GET /slow HTTP/2.0\"", " 200 "]);
+}
+
+#[test]
+fn an_idle_connection_gets_goaway_after_timeout_http_keep_alive() {
+    let pong = Pong::start(&[]);
+    let dir = Dir::new("h2-idle");
+    let file = config(pong.addr()).replace(
+        "[frontends.web]",
+        "[defaults.timeout]\nhttp-keep-alive = \"1s\"\n\n[frontends.web]",
+    );
+    let proxy = Proxy::start(&dir, &file);
+    let mut client = RawClient::connect(proxy.addr("web"));
+    client.send(&headers(1, &request("GET", "/"), true));
+    assert_eq!(client.outcome(1).status, Some(200));
+    // PINGs answered meanwhile do not keep a connection that serves nothing open.
+    let started = Instant::now();
+    let mut ping = Vec::new();
+    frame::write_header(&mut ping, 8, 0x6, 0, 0);
+    ping.extend_from_slice(b"still up");
+    client.send(&ping);
+    let got = client.outcome(u32::MAX);
+    assert_eq!(got.goaways, vec![(1, ErrorCode::NO_ERROR)], "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "closed at the timeout, not at the client's"
+    );
 }

@@ -174,6 +174,11 @@ impl Connection {
         self.shutdown = Shutdown::Announced;
     }
 
+    /// Whether the graceful shutdown's second GOAWAY has gone.
+    pub fn is_final_goaway_sent(&self) -> bool {
+        matches!(self.shutdown, Shutdown::Final { .. })
+    }
+
     /// The second step: GOAWAY with the last stream the client opened. Called when the PING
     /// comes back, or by the caller when it has waited long enough.
     pub fn finish_shutdown(&mut self, out: &mut Vec<u8>) {

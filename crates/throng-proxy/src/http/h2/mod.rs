@@ -64,6 +64,8 @@ pub async fn serve(session: Session, mut client: ClientStream, read: Option<Buff
     let mut streams: Vec<(u32, Served)> = Vec::new();
     let mut phase = session.worker.phase.clone();
     let mut draining_since: Option<Instant> = None;
+    // The phase's sender goes with its generation: no more changes to wait for then.
+    let mut phase_open = true;
     let mut idle_since = Instant::now();
     // What was read before (h2c: the preface and what came with it) is read first.
     let mut got_bytes = input.is_some();
@@ -84,20 +86,23 @@ pub async fn serve(session: Session, mut client: ClientStream, read: Option<Buff
             draining_since = Some(Instant::now());
             continue;
         }
-        if let Some(since) = draining_since {
+        // The second GOAWAY's deadline, while it has not gone (the PING's answer sends it).
+        let mut second_goaway = None;
+        if let Some(since) = draining_since.filter(|_| !conn.is_final_goaway_sent()) {
             if since.elapsed() >= GOAWAY_PING_WAIT {
                 conn.finish_shutdown(&mut out);
+                continue;
             }
+            second_goaway = Some(since + GOAWAY_PING_WAIT);
         }
-        // Bytes of a frame read in part need no wait if more is already decrypted.
         let deadline = if streams.is_empty() {
             idle_since + timeouts.http_keep_alive
         } else {
             // Streams have their own deadlines, in their exchanges.
             Instant::now() + Duration::from_secs(3600)
         };
-        let deadline = match draining_since {
-            Some(since) => deadline.min(since + GOAWAY_PING_WAIT),
+        let deadline = match second_goaway {
+            Some(due) => deadline.min(due),
             None => deadline,
         };
         if !got_bytes {
@@ -114,7 +119,7 @@ pub async fn serve(session: Session, mut client: ClientStream, read: Option<Buff
                     }
                 },
                 _ = wake.notified() => {}
-                _ = phase.changed() => {}
+                changed = phase.changed(), if phase_open => phase_open = changed.is_ok(),
             }
         }
         if std::mem::take(&mut got_bytes) {
@@ -168,8 +173,10 @@ pub async fn serve(session: Session, mut client: ClientStream, read: Option<Buff
             }
             !(shared.gone.is_some() && shared.exchange_done)
         });
-        if streams.is_empty() && conn.is_idle() {
-            idle_since = idle_since.max(Instant::now() - Duration::ZERO);
+        // Idle is counted from the last moment a stream was open: PINGs and SETTINGS do not
+        // keep a connection that serves nothing open.
+        if !streams.is_empty() || !conn.is_idle() {
+            idle_since = Instant::now();
         }
     }
     for (_, served) in &streams {
