@@ -40,7 +40,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 /// The request head limits: 16 KiB and 100 fields, as `throng pong`.
-const LIMITS: Limits = Limits {
+/// What a request head may hold, read from HTTP/1.1 or downgraded from HTTP/2.
+pub const LIMITS: Limits = Limits {
     max_head_bytes: 16 * 1024,
     max_headers: 100,
 };

@@ -11,7 +11,8 @@
 //! when they come (and kept only for a frame read in part), frames to write are made in a
 //! vector that goes once written. What an idle h2 connection holds is the codec's state.
 
-mod downgrade;
+// Public for the fuzz target that checks what a naive server would make of the downgrade.
+pub mod downgrade;
 mod stream_io;
 
 use super::exchange;
