@@ -15,6 +15,7 @@ cd "$(dirname "$0")"
 needs=(
     "curl|curl|the tests' HTTP client and the README's quickstart"
     "h2load|nghttp2-client|the HTTP/2 tests (h2load and nghttp as clients)"
+    "/usr/lib/python3/dist-packages/h2/__init__.py|python3-h2|the HTTP/2 flood tests (tests/h2_adversary.py: hyperframe and hpack)"
     "openssl|openssl|the proxy's tests (s_client as a TLS client)"
     "/usr/sbin/nginx|nginx-light|the attack's tests (nginx over HTTP and TLS)"
     "/usr/sbin/mosquitto|mosquitto|the MQTT tests and the proxy in front of brokers"
@@ -33,7 +34,7 @@ needs=(
 missing=() uses=()
 for need in "${needs[@]}"; do
     IFS='|' read -r command package use <<< "$need"
-    if [[ $command == /* ]]; then [ -x "$command" ] && continue; else command -v "$command" >/dev/null 2>&1 && continue; fi
+    if [[ $command == /* ]]; then [ -e "$command" ] && continue; else command -v "$command" >/dev/null 2>&1 && continue; fi
     missing+=("$package")
     uses+=("$package: $use")
 done

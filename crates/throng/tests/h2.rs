@@ -702,3 +702,108 @@ fn an_idle_connection_gets_goaway_after_timeout_http_keep_alive() {
         "closed at the timeout, not at the client's"
     );
 }
+
+/// Python's hyperframe and hpack (Debian's python3-h2; ./test.sh installs it), from
+/// `tests/h2_adversary.py`: each flood it knows against the h2c bind, and how the proxy ended it.
+fn adversary(addr: SocketAddr, flood: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_adversary.py");
+    let out = Command::new("/usr/bin/python3")
+        .args([
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            flood,
+        ])
+        .output()
+        .expect("/usr/bin/python3 (./test.sh installs python3-h2)");
+    assert!(
+        out.status.success(),
+        "h2_adversary.py {flood}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Each flood of RFC 9113's §10.5 and the CVEs since (Rapid Reset, MadeYouReset, CONTINUATION)
+/// from a scripted adversary: the connection ends in GOAWAY(ENHANCE_YOUR_CALM), the flood's own
+/// counter says which it was, and a polite client is served on the same frontend afterwards.
+#[test]
+fn each_flood_from_a_scripted_adversary_is_closed_named_and_counted() {
+    let pong = Pong::start(&[]);
+    let dir = Dir::new("h2-floods");
+    let proxy = Proxy::start(&dir, &config(pong.addr()));
+    let floods = [
+        ("rapid_reset", "resets"),
+        ("made_you_reset", "resets"),
+        ("settings", "settings"),
+        ("pings", "pings"),
+        ("priority", "ignored_frames"),
+        ("window_updates", "window_updates"),
+        ("empty_data", "empty_data"),
+        ("continuations", "continuations"),
+        ("header_block", "header_block"),
+    ];
+    let counter = |name: &str| {
+        proxy.metric(&format!(
+            "throng_proxy_frontend_h2_flood_{name}_total{{frontend=\"web\"}}"
+        ))
+    };
+    for (flood, name) in floods {
+        let before = counter(name);
+        let said = adversary(proxy.addr("web"), flood);
+        // ENHANCE_YOUR_CALM is 0xb.
+        assert!(said.contains("\"goaway\": 11"), "{flood}: {said}");
+        let counted = wait_until(|| (counter(name) == before + 1.0).then_some(()));
+        assert!(counted.is_some(), "{flood}: {}", proxy.metrics());
+        let mut polite = RawClient::connect(proxy.addr("web"));
+        polite.send(&headers(1, &request("GET", "/"), true));
+        assert_eq!(polite.outcome(1).status, Some(200), "after {flood}");
+    }
+}
+
+/// A client that never opens its window (slow read, §10.5): the stream's response waits within
+/// the 64 KiB an exchange may write ahead, `timeout client` ends it with a reset and a log line,
+/// and the connection's other streams and the server's connection are not held by it.
+#[test]
+fn a_client_that_never_opens_its_window_is_cut_at_timeout_client() {
+    let big = Backend::start(|mut stream| {
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
+        let _ = stream.write_all(&vec![b'x'; 1_000_000]);
+    });
+    let dir = Dir::new("h2-slow-read");
+    let file = config(big.addr).replace(
+        "[frontends.web]",
+        "[defaults.timeout]\nclient = \"1s\"\n\n[frontends.web]",
+    );
+    let proxy = Proxy::start(&dir, &file);
+    let mut client = RawClient::connect(proxy.addr("web"));
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent a byte until a WINDOW_UPDATE.
+    let mut closed = Vec::new();
+    frame::write_settings(&mut closed, &[(0x4, 0)]);
+    client.send(&closed);
+    client.send(&headers(1, &request("GET", "/big"), true));
+    let got = client.outcome(1);
+    assert_eq!(got.status, Some(200), "{got:?}");
+    assert!(got.body.is_empty(), "no byte past the window: {got:?}");
+    assert!(got.reset.is_some(), "the stream is cut: {got:?}");
+    assert!(got.goaway.is_none(), "the connection goes on: {got:?}");
+    // The log line says the client stopped it in the body (CD).
+    proxy.wait_for_line(&["\"GET /big HTTP/2.0\"", " 200 ", " CD"]);
+    client.send(&headers(3, &request("GET", "/big"), true));
+    assert_eq!(
+        client.outcome(3).status,
+        Some(200),
+        "another stream is served"
+    );
+}

@@ -364,7 +364,11 @@ fn start_exchange(session: &Rc<Session>, shared: SharedRef, wake: Rc<Notify>) {
             SystemTime::now(),
         ));
         let _ = exchange.await;
-        let _ = client.flush().await;
+        // What the exchange wrote ahead goes as the client's windows let it, within `timeout
+        // client` as any write: a client that never opens its window is cut (the task ends
+        // with the response unfinished, and the connection resets the stream).
+        let limit = session.frontend().timeouts.client;
+        let _ = tokio::time::timeout(limit, client.flush()).await;
     });
 }
 
