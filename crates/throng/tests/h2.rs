@@ -766,21 +766,7 @@ fn each_flood_from_a_scripted_adversary_is_closed_named_and_counted() {
 /// and the connection's other streams and the server's connection are not held by it.
 #[test]
 fn a_client_that_never_opens_its_window_is_cut_at_timeout_client() {
-    let big = Backend::start(|mut stream| {
-        let mut buf = [0u8; 4096];
-        let mut seen = Vec::new();
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                return;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
-        let _ = stream.write_all(&vec![b'x'; 1_000_000]);
-    });
+    let big = big_server();
     let dir = Dir::new("h2-slow-read");
     let file = config(big.addr).replace(
         "[frontends.web]",
@@ -806,4 +792,76 @@ fn a_client_that_never_opens_its_window_is_cut_at_timeout_client() {
         Some(200),
         "another stream is served"
     );
+}
+
+/// A server whose every response has a 1,000,000-byte body.
+fn big_server() -> Backend {
+    static BODY: [u8; 1_000_000] = [b'x'; 1_000_000];
+    Backend::start(|mut stream| {
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
+        let _ = stream.write_all(&BODY);
+    })
+}
+
+/// The memory budget counts streams as well as connections: past it, a connection held already
+/// may not open more, each refused with REFUSED_STREAM (not processed: safe to send again),
+/// while the streams in flight go on.
+#[test]
+fn past_the_memory_budget_new_streams_are_refused_and_those_in_flight_go_on() {
+    let big = big_server();
+    let dir = Dir::new("h2-budget");
+    // About 22 MiB at the start here, and 64 KiB more for each stream whose response waits
+    // for a window: 1,080 such streams take it well past 48 MiB. Each connection opens 90,
+    // within its 100 concurrent streams, so the refusal below is the budget's.
+    let file = config(big.addr).replace(
+        "[frontends.web]",
+        "memory_budget = \"48MiB\"\n\n[frontends.web]",
+    );
+    let proxy = Proxy::start(&dir, &file);
+    let mut clients: Vec<RawClient> = (0..12)
+        .map(|_| RawClient::connect(proxy.addr("web")))
+        .collect();
+    let mut no_window = Vec::new();
+    frame::write_settings(&mut no_window, &[(0x4, 0)]);
+    for client in &mut clients {
+        let mut streams = no_window.clone();
+        for i in 0..90u32 {
+            streams.extend(headers(2 * i + 1, &request("GET", "/big"), true));
+        }
+        client.send(&streams);
+    }
+    let over =
+        wait_until(|| (proxy.metric("throng_proxy_over_memory_budget") == 1.0).then_some(()));
+    assert!(over.is_some(), "never over the budget: {}", proxy.metrics());
+    proxy.wait_for_message("is over global.memory_budget 48 MiB");
+    let refusals = "throng_proxy_frontend_h2_stream_refusals_total{frontend=\"web\"}";
+    let before = proxy.metric(refusals);
+    clients[1].send(&headers(201, &request("GET", "/big"), true));
+    let refused = clients[1].outcome(201);
+    assert_eq!(
+        refused.reset,
+        Some(ErrorCode::REFUSED_STREAM),
+        "{refused:?}"
+    );
+    assert_eq!(refused.status, None, "{refused:?}");
+    assert_eq!(proxy.metric(refusals), before + 1.0);
+    // A stream in flight gets its whole body once the client opens its windows.
+    let mut open = Vec::new();
+    frame::write_window_update(&mut open, 0, 1_000_000);
+    frame::write_window_update(&mut open, 1, 1_000_000);
+    clients[0].send(&open);
+    let whole = clients[0].outcome(1);
+    assert_eq!(whole.status, Some(200));
+    assert_eq!(whole.body.len(), 1_000_000, "ended: {}", whole.ended);
 }

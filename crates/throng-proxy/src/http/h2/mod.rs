@@ -259,6 +259,17 @@ fn read_frames(
                     state.h2_stream_refusals.fetch_add(1, Relaxed);
                     conn.send_head(stream, 501, [], true, out);
                     conn.reset(stream, ErrorCode::NO_ERROR, out);
+                } else if session.proxy().process.over_budget.load(Relaxed) {
+                    // Past `global.memory_budget` no connection is accepted, and no stream
+                    // opened on one held already: REFUSED_STREAM says it was not processed,
+                    // so the client may send it again (RFC 9113 §8.7).
+                    state.h2_stream_refusals.fetch_add(1, Relaxed);
+                    debug!(
+                        "{}: HTTP/2 stream from {} refused: over the memory budget",
+                        session.frontend().name,
+                        session.peer
+                    );
+                    conn.reset(stream, ErrorCode::REFUSED_STREAM, out);
                 } else {
                     let is_head = head.method() == b"HEAD";
                     let mut shared = Shared::new(stream, tls, local, is_head);
