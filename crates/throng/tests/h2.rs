@@ -865,3 +865,45 @@ fn past_the_memory_budget_new_streams_are_refused_and_those_in_flight_go_on() {
     assert_eq!(whole.status, Some(200));
     assert_eq!(whole.body.len(), 1_000_000, "ended: {}", whole.ended);
 }
+
+/// A server that answers badly gets a 502 on that stream only: the connection's other streams,
+/// before and after it, are served.
+#[test]
+fn a_bad_server_answer_is_a_502_on_its_stream_only() {
+    let server = Backend::start(|mut stream| {
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+            let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let answer: &[u8] = if seen.starts_with(b"GET /bad ") {
+                // Two lengths that disagree: no way to tell where the body ends.
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            };
+            seen.drain(..end + 4);
+            if stream.write_all(answer).is_err() {
+                return;
+            }
+        }
+    });
+    let dir = Dir::new("h2-bad-server");
+    let proxy = Proxy::start(&dir, &config(server.addr));
+    let mut client = RawClient::connect(proxy.addr("web"));
+    client.send(&headers(1, &request("GET", "/good"), true));
+    assert_eq!(client.outcome(1).status, Some(200));
+    client.send(&headers(3, &request("GET", "/bad"), true));
+    let bad = client.outcome(3);
+    assert_eq!(bad.status, Some(502), "{bad:?}");
+    assert!(bad.goaway.is_none(), "{bad:?}");
+    client.send(&headers(5, &request("GET", "/good"), true));
+    let after = client.outcome(5);
+    assert_eq!((after.status, &after.body[..]), (Some(200), &b"ok"[..]));
+    proxy.wait_for_line(&["\"GET /bad HTTP/2.0\"", " 502 "]);
+}
