@@ -907,3 +907,27 @@ fn a_bad_server_answer_is_a_502_on_its_stream_only() {
     assert_eq!((after.status, &after.body[..]), (Some(200), &b"ok"[..]));
     proxy.wait_for_line(&["\"GET /bad HTTP/2.0\"", " 502 "]);
 }
+
+/// `[frontends.NAME.h2]` sets a connection's limits: two streams at once here, so a third,
+/// while the two wait on a window, is refused with REFUSED_STREAM and counted.
+#[test]
+fn the_h2_table_sets_the_limits_a_connection_is_held_to() {
+    let big = big_server();
+    let dir = Dir::new("h2-limits");
+    let file = config(big.addr).replace(
+        "[frontends.tls]",
+        "[frontends.web.h2]\nmax_concurrent_streams = 2\n\n[frontends.tls]",
+    );
+    let proxy = Proxy::start(&dir, &file);
+    let mut client = RawClient::connect(proxy.addr("web"));
+    let mut streams = Vec::new();
+    frame::write_settings(&mut streams, &[(0x4, 0)]);
+    streams.extend(headers(1, &request("GET", "/big"), true));
+    streams.extend(headers(3, &request("GET", "/big"), true));
+    streams.extend(headers(5, &request("GET", "/big"), true));
+    client.send(&streams);
+    let third = client.outcome(5);
+    assert_eq!(third.reset, Some(ErrorCode::REFUSED_STREAM), "{third:?}");
+    let refusals = "throng_proxy_frontend_h2_stream_refusals_total{frontend=\"web\"}";
+    assert_eq!(proxy.metric(refusals), 1.0);
+}

@@ -514,6 +514,7 @@ fn build_frontend(
             )),
             h2c => h2c.unwrap_or(false),
         },
+        h2: super::h2::limits(f.h2.as_ref(), mode, &at.key("h2"))?,
     })
 }
 
@@ -864,7 +865,7 @@ fn optional_duration(text: Option<&str>, at: &KeyPath) -> Result<Option<Duration
 }
 
 /// `512MiB`, `20GiB`, `1.5GB`, or a number of bytes.
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(super) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

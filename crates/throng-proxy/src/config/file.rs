@@ -97,10 +97,30 @@ pub struct Frontend {
     pub accept_proxy: Option<AcceptProxy>,
     /// HTTP/2 without TLS, by prior knowledge: a connection that opens with HTTP/2's preface.
     pub h2c: Option<bool>,
+    pub h2: Option<H2>,
     #[serde(default)]
     pub timeout: Timeouts,
     #[serde(default)]
     pub route: Vec<Route>,
+}
+
+/// `[frontends.NAME.h2]`: an HTTP/2 client connection's limits (see `config/h2.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct H2 {
+    pub max_concurrent_streams: Option<u64>,
+    pub stream_window: Option<String>,
+    pub connection_window: Option<String>,
+    pub max_header_list_size: Option<String>,
+    pub max_header_fields: Option<u64>,
+    pub max_header_block: Option<String>,
+    pub max_continuations: Option<u64>,
+    pub resets_per_second: Option<u64>,
+    pub settings_per_second: Option<u64>,
+    pub pings_per_second: Option<u64>,
+    pub ignored_frames_per_second: Option<u64>,
+    pub window_updates_per_second: Option<u64>,
+    pub empty_data_per_second: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

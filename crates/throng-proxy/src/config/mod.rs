@@ -3,6 +3,7 @@
 
 mod build;
 mod file;
+mod h2;
 pub mod locate;
 
 pub use build::DEFAULT_CONFIG;
@@ -157,6 +158,8 @@ pub struct Frontend {
     /// A plain frontend that serves HTTP/2 to a client opening with its preface (h2c by prior
     /// knowledge), and HTTP/1.1 to the others.
     pub h2c: bool,
+    /// What each HTTP/2 client connection is held to (`[frontends.NAME.h2]`).
+    pub h2: throng_h2::server::Limits,
 }
 
 #[derive(Clone, Copy, Debug)]

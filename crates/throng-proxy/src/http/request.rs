@@ -145,6 +145,7 @@ pub(super) mod tests {
             },
             default_backend: Some(0),
             h2c: false,
+            h2: Default::default(),
             routes: vec![Route {
                 host: None,
                 path_prefix: Some("/admin".into()),

@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 use stream_io::{Response, Shared, SharedRef, StreamIo};
-use throng_h2::server::{Connection, Event, Limits, Step};
+use throng_h2::server::{Connection, Event, Step};
 use throng_h2::{ErrorCode, H2Error};
 use throng_net::buffers::Buffer;
 use tokio::io::AsyncWriteExt;
@@ -58,7 +58,7 @@ pub async fn serve(session: Session, mut client: ClientStream, read: Option<Buff
         .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let tls = client.is_tls();
     let wake = Rc::new(Notify::new());
-    let mut conn = Connection::new(Limits::default());
+    let mut conn = Connection::new(session.frontend().h2);
     let mut out = Vec::new();
     conn.start(&mut out);
     let mut input = read;
