@@ -160,11 +160,16 @@ impl ServerSide {
         None
     }
 
-    /// Keeps `stream` for the next request to the same server, up to `max` per server.
-    pub fn keep(&self, backend: usize, server: usize, stream: TcpStream, max: usize) {
-        let Ok(address) = stream.peer_addr() else {
-            return;
-        };
+    /// Keeps `stream` (to `address`) for the next request to the same server, up to `max`
+    /// per server.
+    pub fn keep(
+        &self,
+        backend: usize,
+        server: usize,
+        address: SocketAddr,
+        stream: TcpStream,
+        max: usize,
+    ) {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry((backend, server)).or_default();
         if list.len() < max {
@@ -210,6 +215,8 @@ impl ServerSide {
 pub struct Connected {
     pub slot: Slot,
     pub stream: TcpStream,
+    /// The server's address the connection reaches (kept with it when it goes idle).
+    pub address: SocketAddr,
     /// Whether the connection was an idle one reused (it may have been closed meanwhile).
     pub reused: bool,
     /// Time waiting in the queue (Tw) and connecting (Tc).
@@ -267,6 +274,7 @@ pub async fn connect(
                 return Ok(Connected {
                     slot,
                     stream,
+                    address,
                     reused: true,
                     queued,
                     connecting: Duration::ZERO,
@@ -280,6 +288,7 @@ pub async fn connect(
                 return Ok(Connected {
                     slot,
                     stream,
+                    address,
                     reused: false,
                     queued,
                     connecting: started.elapsed(),

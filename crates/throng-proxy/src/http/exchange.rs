@@ -439,7 +439,12 @@ async fn respond(
     let _ = client.flush().await;
 
     // Done: the server connection waits for the next request; the client's may carry one.
-    let Connected { slot, stream, .. } = connected;
+    let Connected {
+        slot,
+        stream,
+        address,
+        ..
+    } = connected;
     if server_keep_alive
         && reader.is_done()
         && !streamed.extra
@@ -449,7 +454,7 @@ async fn respond(
         session
             .worker
             .servers
-            .keep(backend, slot.server, stream, max);
+            .keep(backend, slot.server, address, stream, max);
     }
     drop(slot);
     Ok(match then {
