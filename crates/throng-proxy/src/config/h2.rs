@@ -183,9 +183,15 @@ mod tests {
             "{said}"
         );
         let said = parse("stream_window = \"1KiB\"", "").unwrap_err();
-        assert!(said.contains("frontends.web.h2.stream_window: must be 65535 to"), "{said}");
-        let said = parse("stream_window = \"1MiB\"\nconnection_window = \"512KiB\"", "")
-            .unwrap_err();
+        assert!(
+            said.contains("frontends.web.h2.stream_window: must be 65535 to"),
+            "{said}"
+        );
+        let said = parse(
+            "stream_window = \"1MiB\"\nconnection_window = \"512KiB\"",
+            "",
+        )
+        .unwrap_err();
         assert!(
             said.contains("h2.toml:7: frontends.web.h2.connection_window: must be at least"),
             "{said}"
@@ -193,9 +199,15 @@ mod tests {
         let said = parse("max_header_list_size = \"64KiB\"", "").unwrap_err();
         assert!(said.contains("must be 1024 to 16384 bytes"), "{said}");
         let said = parse("max_header_fields = 200", "").unwrap_err();
-        assert!(said.contains("max_header_fields: must be 1 to 98"), "{said}");
+        assert!(
+            said.contains("max_header_fields: must be 1 to 98"),
+            "{said}"
+        );
         let said = parse("pings = 5", "").unwrap_err();
-        assert!(said.contains("h2.toml:6") && said.contains("pings"), "{said}");
+        assert!(
+            said.contains("h2.toml:6") && said.contains("pings"),
+            "{said}"
+        );
         let said = parse("max_concurrent_streams = 10", "mode = \"tcp\"\n").unwrap_err();
         assert!(
             said.contains("frontends.web.h2: HTTP/2 is served by mode = \"http\""),
