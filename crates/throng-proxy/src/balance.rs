@@ -264,6 +264,7 @@ mod tests {
                     maxconn,
                     checked: true,
                     send_proxy: None,
+                    tls: None,
                 })
                 .collect(),
             source: Vec::new(),
@@ -277,6 +278,7 @@ mod tests {
             retries: 3,
             redispatch: true,
             max_idle_per_server: 1,
+            tls: None,
         };
         let state = BackendState::new(&backend);
         (backend, state)

@@ -1,8 +1,10 @@
 //! From "this request goes to backend B" to a connected server: a slot under the server's
 //! `maxconn` (waiting in the backend's queue when every server is full), a connection (an idle
-//! one reused, or a new one from the source-address pool), and retries with redispatch.
+//! one reused, or a new one from the source-address pool, its PROXY header and TLS made), and
+//! retries with redispatch.
 
 use crate::balance::{self, Choice};
+use crate::server_stream::{self, Secured, ServerStream};
 use crate::state::{BackendState, Proxy, ServerState};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,6 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use throng_net::{sockets, source::RoundRobin};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -104,7 +107,7 @@ impl Drop for Leave<'_> {
 
 /// Idle keep-alive connections to one server slot, newest last, each with the address it
 /// reaches (a slot's address may change at run time).
-type Idle = Vec<(SocketAddr, TcpStream)>;
+type Idle = Vec<(SocketAddr, ServerStream)>;
 
 /// What one thread keeps for its sessions' server connections.
 #[derive(Default)]
@@ -123,6 +126,8 @@ pub enum ConnectError {
     /// Out of source ports from this address (`None`: the kernel's choice of address): add
     /// addresses to the backend's `source` pool.
     NoSourcePort(Option<std::net::IpAddr>),
+    /// TLS toward the server failed: its certificate did not verify, or it refused ours.
+    Tls(String),
     Other(std::io::Error),
 }
 
@@ -135,6 +140,7 @@ impl std::fmt::Display for ConnectError {
                 write!(f, "no free source port on {source}")
             }
             ConnectError::NoSourcePort(None) => f.write_str("no free source port"),
+            ConnectError::Tls(reason) => write!(f, "TLS handshake failed: {reason}"),
             ConnectError::Other(e) => write!(f, "{e}"),
         }
     }
@@ -143,17 +149,16 @@ impl std::fmt::Display for ConnectError {
 impl ServerSide {
     /// An idle connection to the slot's server (at its address now) that is still open, if
     /// this thread has one.
-    pub fn reuse(&self, backend: usize, server: usize, address: SocketAddr) -> Option<TcpStream> {
+    pub fn reuse(
+        &self,
+        backend: usize,
+        server: usize,
+        address: SocketAddr,
+    ) -> Option<ServerStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&(backend, server))?;
-        while let Some((to, stream)) = list.pop() {
-            if to != address {
-                continue;
-            }
-            // Open and quiet: readable would mean the server closed it (or sent garbage).
-            let mut probe = [0u8; 1];
-            if matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            {
+        while let Some((to, mut stream)) = list.pop() {
+            if to == address && stream.still_open() {
                 return Some(stream);
             }
         }
@@ -167,7 +172,7 @@ impl ServerSide {
         backend: usize,
         server: usize,
         address: SocketAddr,
-        stream: TcpStream,
+        stream: ServerStream,
         max: usize,
     ) {
         let mut idle = self.idle.borrow_mut();
@@ -211,10 +216,98 @@ impl ServerSide {
     }
 }
 
+/// Whose connection a TCP or MQTT tunnel carries, for a server's `send_proxy` header: the
+/// client's address and the address it connected to.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    pub client: SocketAddr,
+    pub destination: SocketAddr,
+}
+
+/// What a new connection carries before the client's bytes: the server's `send_proxy` header
+/// (in the clear, as HAProxy sends it), then TLS when the server has `tls`. Counted on `slot`.
+async fn establish(
+    slot: &Slot,
+    mut socket: TcpStream,
+    address: SocketAddr,
+    origin: Option<Origin>,
+    limit: Duration,
+) -> Result<ServerStream, ConnectError> {
+    let Some(spec) = slot.state().spec() else {
+        return Ok(ServerStream::Plain(socket));
+    };
+    if let Some(version) = spec.send_proxy {
+        // Only tunnels have servers with `send_proxy`, and they always say whose bytes go.
+        let origin = origin.ok_or_else(|| {
+            ConnectError::Other(std::io::Error::other(
+                "no client address for the PROXY header",
+            ))
+        })?;
+        let header = crate::proxy_protocol::header(version, origin.client, origin.destination);
+        socket
+            .write_all(&header)
+            .await
+            .map_err(ConnectError::Other)?;
+    }
+    let Some(tls) = &spec.tls else {
+        return Ok(ServerStream::Plain(socket));
+    };
+    let state = slot.state();
+    match server_stream::secure(socket, tls, address, limit).await {
+        (Some(stream), Secured::Done { resumed }) => {
+            state.tls_handshakes.fetch_add(1, Relaxed);
+            if resumed {
+                state.tls_resumed.fetch_add(1, Relaxed);
+            }
+            Ok(stream)
+        }
+        (_, Secured::Timeout) => {
+            say_tls_failure(slot, &spec, "no handshake within timeout connect");
+            Err(ConnectError::Timeout)
+        }
+        (_, Secured::Refused(reason)) => {
+            say_tls_failure(slot, &spec, &reason);
+            Err(ConnectError::Tls(reason))
+        }
+        (None, Secured::Done { .. }) => Err(ConnectError::Tls("no stream".into())),
+    }
+}
+
+/// Counts a failed TLS handshake with a server and says why in the log: at once for the
+/// first, then at most every 10 s per server with the count so far (a server whose certificate
+/// does not verify fails every request, and one line per request would bury the log).
+fn say_tls_failure(slot: &Slot, server: &crate::config::Server, reason: &str) {
+    let state = slot.state();
+    let count = state.tls_failures.fetch_add(1, Relaxed) + 1;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let said = state.tls_failure_said.load(Relaxed);
+    if (said != 0 && now < said + 10)
+        || state
+            .tls_failure_said
+            .compare_exchange(said, now, Relaxed, Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let backend = &slot.proxy.config.backends[slot.backend].name;
+    let name = server
+        .tls
+        .as_ref()
+        .map(|tls| tls.name_for(server.address).to_str().into_owned())
+        .unwrap_or_default();
+    tracing::warn!(
+        "Server {backend}/{}: TLS handshake with {} failed: {reason} (name checked: {name}; {count} failed so far)",
+        server.name,
+        server.address
+    );
+}
+
 /// A server connection with its slot, and the timings HAProxy logs.
 pub struct Connected {
     pub slot: Slot,
-    pub stream: TcpStream,
+    pub stream: ServerStream,
     /// The server's address the connection reaches (kept with it when it goes idle).
     pub address: SocketAddr,
     /// Whether the connection was an idle one reused (it may have been closed meanwhile).
@@ -239,13 +332,15 @@ pub enum DispatchError {
 }
 
 /// A slot and a connection for a request to `backend`: up to `retries` more attempts after a
-/// failed connect, on another server when `redispatch` is on.
+/// failed connect, on another server when `redispatch` is on. `origin` is for a `send_proxy`
+/// header (TCP and MQTT tunnels).
 pub async fn connect(
     proxy: &Arc<Proxy>,
     side: &ServerSide,
     backend: usize,
     client: balance::Affinity,
     allow_reuse: bool,
+    origin: Option<Origin>,
 ) -> Result<Connected, DispatchError> {
     let config = &proxy.config.backends[backend];
     let state = &proxy.backends[backend];
@@ -283,7 +378,11 @@ pub async fn connect(
             }
         }
         let started = Instant::now();
-        match side.connect(proxy, backend, address).await {
+        let connecting = async {
+            let socket = side.connect(proxy, backend, address).await?;
+            establish(&slot, socket, address, origin, config.timeouts.connect).await
+        };
+        match connecting.await {
             Ok(stream) => {
                 return Ok(Connected {
                     slot,

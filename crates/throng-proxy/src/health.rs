@@ -2,7 +2,8 @@
 //! `GET` wanting 2xx/3xx); `fall` failures in a row take it out, `rise` successes bring it back.
 //! Changes are logged as HAProxy logs them.
 
-use crate::config::{Check, CheckKind};
+use crate::config::{Check, CheckKind, Server};
+use crate::server_stream::{self, Secured, ServerStream};
 use crate::state::{AdminState, Phase, Place, Proxy};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -56,14 +57,15 @@ async fn watch(proxy: Arc<Proxy>, b: usize, s: usize, epoch: u32, check: Check) 
             tokio::time::sleep_until(began + check.interval).await;
             continue;
         }
-        let result = tokio::time::timeout(check.timeout, probe(server.address, &check.kind))
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "timeout check ({})",
-                    throng_net::duration::format(check.timeout)
-                ))
-            });
+        let result =
+            tokio::time::timeout(check.timeout, probe(&server, &check.kind, check.timeout))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "timeout check ({})",
+                        throng_net::duration::format(check.timeout)
+                    ))
+                });
         let took = began.elapsed().as_millis();
         // The slot may have changed hands, or its server its address, while the probe ran:
         // its result is for a server that is no longer there.
@@ -112,10 +114,24 @@ async fn watch(proxy: Arc<Proxy>, b: usize, s: usize, epoch: u32, check: Check) 
     }
 }
 
-async fn probe(address: std::net::SocketAddr, kind: &CheckKind) -> Result<(), String> {
-    let mut stream = TcpStream::connect(address)
+/// One check of `server`: a connection (with its TLS, as requests make it), and for an HTTP
+/// check a `GET` whose status must be 2xx or 3xx. The error is HAProxy's wording of the reason.
+async fn probe(server: &Server, kind: &CheckKind, limit: Duration) -> Result<(), String> {
+    let socket = TcpStream::connect(server.address)
         .await
         .map_err(|e| format!("Layer4 connection problem: {e}"))?;
+    let mut stream = match &server.tls {
+        None => ServerStream::Plain(socket),
+        Some(tls) => match server_stream::secure(socket, tls, server.address, limit).await {
+            (Some(stream), Secured::Done { .. }) => stream,
+            (_, Secured::Refused(reason)) => {
+                return Err(format!(
+                    "Layer6 invalid response: TLS handshake failed: {reason}"
+                ))
+            }
+            (_, _) => return Err("Layer6 timeout: TLS handshake".into()),
+        },
+    };
     let CheckKind::Http { path, host } = kind else {
         return Ok(());
     };

@@ -37,6 +37,7 @@ pub mod proxy_protocol;
 pub mod rate;
 pub mod relay;
 pub mod server;
+pub mod server_stream;
 pub mod session;
 pub mod state;
 pub mod stream;

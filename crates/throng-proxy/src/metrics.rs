@@ -402,7 +402,7 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
         &responses,
     );
 
-    let per_server: [Metric<ServerState>; 12] = [
+    let per_server: [Metric<ServerState>; 15] = [
         (
             "server_up",
             "gauge",
@@ -474,6 +474,24 @@ pub fn render(proxy: &Proxy, generations: &Registry) -> String {
             "counter",
             "Times health checks took the server out.",
             |s| s.went_down.load(Relaxed),
+        ),
+        (
+            "server_tls_handshakes_total",
+            "counter",
+            "TLS handshakes with the server that succeeded.",
+            |s| s.tls_handshakes.load(Relaxed),
+        ),
+        (
+            "server_tls_resumed_total",
+            "counter",
+            "TLS handshakes with the server that resumed a session.",
+            |s| s.tls_resumed.load(Relaxed),
+        ),
+        (
+            "server_tls_failures_total",
+            "counter",
+            "TLS handshakes with the server that failed (verification, refusal, timeout).",
+            |s| s.tls_failures.load(Relaxed),
         ),
     ];
     m.families(&per_server, &servers);

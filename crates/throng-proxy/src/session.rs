@@ -200,22 +200,6 @@ impl Session {
         }
     }
 
-    /// Writes the server's `send_proxy` header, if it has one, before anything of the client's:
-    /// the client's address and the address it connected to.
-    pub async fn send_proxy_header(
-        &self,
-        connected: &mut crate::dispatch::Connected,
-        client: &crate::stream::ClientStream,
-    ) -> std::io::Result<()> {
-        use tokio::io::AsyncWriteExt;
-        let Some(version) = connected.slot.state().spec().and_then(|s| s.send_proxy) else {
-            return Ok(());
-        };
-        let destination = client.local_addr()?;
-        let header = crate::proxy_protocol::header(version, self.peer, destination);
-        connected.stream.write_all(&header).await
-    }
-
     pub fn log(&self, mut entry: Entry, started: Instant) {
         let proxy = self.proxy();
         entry.t_total = started.elapsed();

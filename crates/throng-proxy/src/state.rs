@@ -239,6 +239,13 @@ pub struct ServerState {
     pub timeouts: AtomicU64,
     pub check_failures: AtomicU64,
     pub went_down: AtomicU64,
+    /// TLS toward the server: handshakes made, those that resumed a session, and those that
+    /// failed (the certificate did not verify, the server refused, or it timed out).
+    pub tls_handshakes: AtomicU64,
+    pub tls_resumed: AtomicU64,
+    pub tls_failures: AtomicU64,
+    /// When a TLS failure was last said in the log (seconds since the epoch).
+    pub tls_failure_said: AtomicU64,
 }
 
 /// What a server slot holds.
@@ -305,6 +312,10 @@ impl ServerState {
             &self.timeouts,
             &self.check_failures,
             &self.went_down,
+            &self.tls_handshakes,
+            &self.tls_resumed,
+            &self.tls_failures,
+            &self.tls_failure_said,
         ] {
             counter.store(0, Relaxed);
         }

@@ -6,7 +6,7 @@ use crate::http::h2::H2Stream;
 use rustls::server::UnbufferedServerConnection;
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use throng_tls::stream::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -114,18 +114,7 @@ impl AsyncRead for ClientStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(socket, tls) => loop {
-                match tls.try_read(socket, buf.initialize_unfilled()) {
-                    Ok(n) => {
-                        buf.advance(n);
-                        return Poll::Ready(Ok(()));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        ready!(socket.poll_read_ready(cx))?;
-                    }
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            },
+            ClientStream::Tls(socket, tls) => tls.poll_read(socket, cx, buf),
             ClientStream::H2(stream) => Pin::new(stream).poll_read(cx, buf),
         }
     }
@@ -155,10 +144,7 @@ impl AsyncWrite for ClientStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(socket, tls) => {
-                ready!(tls.poll_close(socket, cx))?;
-                Pin::new(socket).poll_shutdown(cx)
-            }
+            ClientStream::Tls(socket, tls) => tls.poll_shutdown(socket, cx),
             ClientStream::H2(stream) => Pin::new(stream).poll_shutdown(cx),
         }
     }

@@ -37,6 +37,13 @@ pub async fn tunnel(
     let proxy = session.proxy();
     let started: Instant = session.accepted_at;
     session.note_backend(&mut entry, backend);
+    let origin = client
+        .local_addr()
+        .ok()
+        .map(|destination| dispatch::Origin {
+            client: session.peer,
+            destination,
+        });
     // Boxed: connecting lives for a moment, the tunnel for hours.
     let connecting = Box::pin(dispatch::connect(
         proxy,
@@ -44,6 +51,7 @@ pub async fn tunnel(
         backend,
         affinity,
         false,
+        origin,
     ));
     let mut connected = match connecting.await {
         Ok(connected) => connected,
@@ -58,8 +66,7 @@ pub async fn tunnel(
     entry.t_queue = Some(connected.queued);
     entry.t_connect = Some(connected.connecting);
     entry.retries = connected.retries;
-    let header = session.send_proxy_header(&mut connected, &client).await;
-    if header.is_err() || connected.stream.write_all(&head).await.is_err() {
+    if connected.stream.write_all(&head).await.is_err() {
         entry.termination = *b"SC";
         session.log(entry, started);
         return;

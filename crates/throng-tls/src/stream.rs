@@ -656,6 +656,38 @@ impl<C: Unbuffered> TlsStream<C> {
         }
         self.poll_send(socket, cx)
     }
+
+    /// tokio's `AsyncRead::poll_read` on this stream over `socket`: plaintext into `buf`, or
+    /// `Pending` with the socket's readiness registered.
+    pub fn poll_read(
+        &mut self,
+        socket: &TcpStream,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            match self.try_read(socket, buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(socket.poll_read_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// tokio's `AsyncWrite::poll_shutdown`: close_notify sent, then the socket's half-close.
+    pub fn poll_shutdown(
+        &mut self,
+        socket: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        ready!(self.poll_close(socket, cx))?;
+        tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(socket), cx)
+    }
 }
 
 /// The fuzz target's way in (`fuzzing::handshake`): `wire` handed to a server's handshake in

@@ -3,6 +3,7 @@
 
 use super::file;
 use super::locate::KeyPath;
+use super::server_tls;
 use super::*;
 use std::collections::BTreeMap;
 use throng_net::{duration, listen, source};
@@ -58,6 +59,7 @@ pub(super) fn build(file: file::File, base: &Path) -> Result<Config, Failure> {
             backend,
             defaults,
             room,
+            base,
             &root.key("backends").key(name),
         )?);
     }
@@ -628,6 +630,7 @@ fn build_backend(
     b: &file::Backend,
     defaults: &file::Defaults,
     room: usize,
+    base: &Path,
     at: &KeyPath,
 ) -> Result<Backend, Failure> {
     let mode = mode(b.mode.as_deref(), &at.key("mode"))?
@@ -667,10 +670,21 @@ fn build_backend(
         )),
         Some(n) => Some(n),
     };
+    let tls = b
+        .tls
+        .as_ref()
+        .map(|t| server_tls::build(t, mode, base, &at.key("tls")))
+        .transpose()?;
     let mut servers = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, s) in b.servers.iter().enumerate() {
         let at = at.key("servers").index(i);
+        let server_tls = match &s.tls {
+            None => tls.clone(),
+            Some(own) => server_tls::layered(b.tls.as_ref(), Some(own))
+                .map(|t| server_tls::build(&t, mode, base, &at.key("tls")))
+                .transpose()?,
+        };
         let addrs = listen::parse(&s.address).map_err(|e| (at.key("address"), e))?;
         if servers.len() + addrs.len() > room {
             return Err((
@@ -722,6 +736,8 @@ fn build_backend(
                 maxconn: s.maxconn,
                 checked: s.check.unwrap_or(true),
                 send_proxy,
+                // Each server resumes its own sessions.
+                tls: server_tls.as_ref().map(ServerTls::own_sessions),
             });
         }
     }
@@ -769,6 +785,7 @@ fn build_backend(
             .max_idle_per_server
             .or(defaults.max_idle_per_server)
             .unwrap_or(DEFAULT_MAX_IDLE_PER_SERVER),
+        tls,
     })
 }
 

@@ -164,6 +164,8 @@ pub struct Backend {
     pub retries: Option<u32>,
     pub redispatch: Option<bool>,
     pub max_idle_per_server: Option<usize>,
+    /// TLS toward every server of the backend (a server's own `tls` keys win over these).
+    pub tls: Option<ServerTls>,
     pub servers: Vec<Server>,
     pub check: Option<Check>,
     #[serde(default)]
@@ -181,6 +183,25 @@ pub struct Server {
     /// Whether health checks apply to this server (when the backend has `check`).
     pub check: Option<bool>,
     pub send_proxy: Option<String>,
+    pub tls: Option<ServerTls>,
+}
+
+/// TLS toward servers: HAProxy's `ssl verify required ca-file ... sni ... alpn ... crt ...`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// `required` (the default) or `none`.
+    pub verify: Option<String>,
+    /// PEM file of the certificates that sign the servers'.
+    pub ca: Option<String>,
+    /// The name sent as SNI and that the server's certificate must carry.
+    pub sni: Option<String>,
+    pub alpn: Option<Vec<String>>,
+    /// A client certificate chain and its key (mTLS).
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Resume sessions with each server (on by default).
+    pub resume: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

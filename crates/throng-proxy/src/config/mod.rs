@@ -5,11 +5,13 @@ mod build;
 mod file;
 mod h2;
 pub mod locate;
+mod server_tls;
 
 pub use build::DEFAULT_CONFIG;
 pub(crate) use build::MAX_SERVERS;
 use locate::KeyPath;
 use rustls::ServerConfig;
+pub use server_tls::ServerTls;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -224,6 +226,8 @@ pub struct Backend {
     pub redispatch: bool,
     /// Idle keep-alive connections kept per server, per thread.
     pub max_idle_per_server: usize,
+    /// The backend's `tls` table: what a server added at run time connects with.
+    pub tls: Option<ServerTls>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -248,6 +252,8 @@ pub struct Server {
     pub checked: bool,
     /// A PROXY protocol header before the client's bytes (modes tcp and mqtt).
     pub send_proxy: Option<crate::proxy_protocol::Version>,
+    /// TLS toward the server (after the PROXY header, if any).
+    pub tls: Option<ServerTls>,
 }
 
 #[derive(Clone, Debug)]

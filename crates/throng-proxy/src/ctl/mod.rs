@@ -173,6 +173,11 @@ fn execute(manager: &mut Manager, serving: &Arc<Proxy>, command: &Command) -> Ou
                 maxconn: *maxconn,
                 checked: config.check.is_some(),
                 send_proxy: None,
+                // The backend's TLS, with a session cache of the server's own.
+                tls: config
+                    .tls
+                    .as_ref()
+                    .map(crate::config::ServerTls::own_sessions),
             });
             let Some(slot) = added else {
                 return Err((

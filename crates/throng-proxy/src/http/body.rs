@@ -6,12 +6,12 @@ use super::failure::Failed;
 use super::io::{read_into, write_with_timeout, ReadFailure};
 use crate::dispatch::Connected;
 use crate::log::Entry;
+use crate::server_stream::ServerStream;
 use crate::session::Session;
 use crate::stream::ClientStream;
 use std::time::Duration;
 use throng_http1::BodyReader;
 use throng_net::buffers::Buffer;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Sends the request's first flight, then streams the rest of its body from the client.
@@ -72,7 +72,7 @@ pub(super) struct Streamed {
 
 /// Streams a response body from the server to the client as it arrives, framing and all.
 pub(super) async fn stream_body(
-    server: &mut TcpStream,
+    server: &mut ServerStream,
     client: &mut ClientStream,
     res: &mut Option<Buffer>,
     reader: &mut BodyReader,

@@ -227,6 +227,7 @@ async fn forward(
             backend,
             crate::balance::Affinity::of(session.peer.ip()),
             allow_reuse,
+            None,
         ));
         let mut connected = match connecting.await {
             Ok(connected) => connected,
@@ -270,7 +271,7 @@ async fn forward(
             received.first_flight = Vec::new();
         }
         let got = read_response_head(
-            &connected.stream,
+            &mut connected.stream,
             client,
             &received.request,
             proxy.backend_config(backend).timeouts.server,

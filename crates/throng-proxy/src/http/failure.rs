@@ -3,7 +3,7 @@
 
 use super::io::write_with_timeout;
 use super::rewrite;
-use crate::dispatch::{Connected, DispatchError};
+use crate::dispatch::{ConnectError, Connected, DispatchError};
 use crate::log::Entry;
 use crate::session::Session;
 use crate::stream::ClientStream;
@@ -105,11 +105,23 @@ pub(super) async fn dispatch_failed(
     entry: &mut Entry,
     error: DispatchError,
 ) {
+    // A server that failed TLS answered badly (502, as for garbage); no server at all is 503.
+    let status = match &error {
+        DispatchError::Connect {
+            error: ConnectError::Tls(_),
+            ..
+        } => 502,
+        _ => 503,
+    };
     if let Some(backend) = entry.backend_index {
         session.note_dispatch_failure(entry, backend, error);
-        session.proxy().backend_state(backend).responses.count(503);
+        session
+            .proxy()
+            .backend_state(backend)
+            .responses
+            .count(status);
     }
-    answer_error(session, client, entry, 503).await;
+    answer_error(session, client, entry, status).await;
 }
 
 /// Counts a status for the backend and server (the frontend counts what the client gets).

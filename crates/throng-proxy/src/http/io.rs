@@ -2,12 +2,12 @@
 //! operations every step of an exchange uses.
 
 use super::ClientStream;
+use crate::server_stream::ServerStream;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 use throng_net::buffers::Buffer;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub(super) enum ReadFailure {
@@ -28,15 +28,15 @@ pub(super) trait Readable {
     fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize>;
 }
 
-impl Readable for TcpStream {
+impl Readable for ServerStream {
     fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        TcpStream::poll_read_ready(self, cx)
+        ServerStream::poll_read_ready(self, cx)
     }
     fn has_pending(&mut self) -> io::Result<bool> {
-        Ok(false)
+        ServerStream::has_pending(self)
     }
     fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        throng_net::sockets::read_now(self, buf)
+        self.try_read(buf)
     }
 }
 

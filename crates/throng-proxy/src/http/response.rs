@@ -7,13 +7,13 @@ use super::io::is_empty;
 use super::request::Request;
 use super::rewrite::{self, ClientConnection};
 use super::LIMITS;
+use crate::server_stream::ServerStream;
 use crate::stream::ClientStream;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 use throng_http1::{self as http1, BodyLength};
 use throng_net::buffers::Buffer;
-use tokio::net::TcpStream;
 
 /// The response head as the client gets it, and what the exchange needs to know of it.
 pub(super) struct Head {
@@ -57,7 +57,7 @@ pub(super) fn client_head(res: &mut Buffer, request: &Request, stopping: bool) -
 /// `101` to a request that asked for no upgrade is refused (502): the server would speak another
 /// protocol on a connection the proxy still frames as HTTP.
 pub(super) async fn read_response_head(
-    server: &TcpStream,
+    server: &mut ServerStream,
     client: &ClientStream,
     request: &Request,
     limit: Duration,
@@ -87,13 +87,16 @@ pub(super) async fn read_response_head(
         if is_empty(&res) {
             res = None;
         }
-        wait_for_server(server, client, &mut watch_client, deadline.as_mut()).await?;
+        // Over TLS, what came with the last read may be decrypted already: no wait for it.
+        if !server.has_pending().map_err(|_| Failed::ServerClosed)? {
+            wait_for_server(server, client, &mut watch_client, deadline.as_mut()).await?;
+        }
         let filled = res.get_or_insert_with(Buffer::take);
         let spare = filled.spare();
         if spare.is_empty() {
             return Err(Failed::BadResponse);
         }
-        match throng_net::sockets::read_now(server, spare) {
+        match server.try_read(spare) {
             Ok(0) => return Err(Failed::ServerClosed),
             Ok(n) => filled.end += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -106,7 +109,7 @@ pub(super) async fn read_response_head(
 /// socket: the wait registers in the sockets' readiness slots. A client that closes meanwhile
 /// ends the wait (`CH`); one that sends data is left alone (that data is for later).
 pub(super) async fn wait_for_server(
-    server: &TcpStream,
+    server: &ServerStream,
     client: &ClientStream,
     watch_client: &mut bool,
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
