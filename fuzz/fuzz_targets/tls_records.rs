@@ -1,6 +1,8 @@
-//! TLS 1.3 records past the handshake: the fuzzer chooses the suite, a list of records a peer
-//! seals (inner type and content: post-handshake messages split or coalesced, alerts, empty
-//! records, key updates), raw bytes after them, and the pieces they arrive in.
+//! TLS 1.3 records past the handshake: the fuzzer chooses the suite and the direction (the
+//! suite byte's high bit: a client's records to a server, or a server's to a client), a list of
+//! records a peer seals (inner type and content: post-handshake messages split or coalesced,
+//! alerts, empty records, key updates, tickets), raw bytes after them, and the pieces they
+//! arrive in.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

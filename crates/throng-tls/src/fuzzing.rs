@@ -12,11 +12,14 @@ use rustls::client::ClientConnectionData;
 use rustls::server::ServerConnectionData;
 use throng_net::buffers::Buffer;
 
-/// Seals each `(inner type, content)` of `records` from a client, appends `raw` unsealed, and
-/// has a server open it all, in pieces of `piece` bytes (at least 1). `suite` picks one of the
-/// three AEADs. Errors are expected; a panic, a hang or unbounded memory is the bug.
+/// Seals each `(inner type, content)` of `records` from one side, appends `raw` unsealed, and
+/// has the other side open it all, in pieces of `piece` bytes (at least 1). `suite` picks one of
+/// the three AEADs, and its high bit the direction: clear, a client's records opened by a server
+/// (the proxy's clients); set, a server's opened by a client (the proxy's servers, attack's
+/// targets), NewSessionTickets among them. Errors are expected; a panic, a hang or unbounded
+/// memory is the bug.
 pub fn open_sealed(suite: u8, records: &[(u8, &[u8])], raw: &[u8], piece: usize) {
-    let (algorithm, hash) = match suite % 3 {
+    let (algorithm, hash) = match (suite & 0x7f) % 3 {
         0 => (&AES_128_GCM, 32),
         1 => (&AES_256_GCM, 48),
         _ => (&CHACHA20_POLY1305, 32),
@@ -35,10 +38,25 @@ pub fn open_sealed(suite: u8, records: &[(u8, &[u8])], raw: &[u8], piece: usize)
     };
     let mut client: Records<ClientConnectionData> = Records::from_keys(ctx, crx);
     let mut server: Records<ServerConnectionData> = Records::from_keys(stx, srx);
+    if suite & 0x80 == 0 {
+        exchange(&mut client, &mut server, records, raw, piece);
+    } else {
+        exchange(&mut server, &mut client, records, raw, piece);
+    }
+}
+
+/// `from` seals `records`, `raw` follows, and `to` opens the lot in pieces of `piece` bytes.
+fn exchange<A: crate::records::Tickets, B: crate::records::Tickets>(
+    from: &mut Records<A>,
+    to: &mut Records<B>,
+    records: &[(u8, &[u8])],
+    raw: &[u8],
+    piece: usize,
+) {
     let mut wire = Vec::new();
     for (kind, content) in records {
         let mut out = Buffer::take();
-        if client.seal_record(*kind, content, &mut out).is_ok() {
+        if from.seal_record(*kind, content, &mut out).is_ok() {
             wire.extend_from_slice(out.filled());
         }
     }
@@ -50,7 +68,7 @@ pub fn open_sealed(suite: u8, records: &[(u8, &[u8])], raw: &[u8], piece: usize)
         let take = part.len().min(spare.len());
         spare[..take].copy_from_slice(&part[..take]);
         incoming.end += take;
-        if server.open(&mut incoming, &mut outgoing, |_| {}).is_err() {
+        if to.open(&mut incoming, &mut outgoing, |_| {}).is_err() {
             return;
         }
         outgoing = None;

@@ -190,8 +190,18 @@ fn execute(manager: &mut Manager, serving: &Arc<Proxy>, command: &Command) -> Ou
                 ));
             };
             crate::health::start_one(serving, b, slot);
+            let tls = match &config.tls {
+                Some(tls) => format!(
+                    ", over the backend's TLS ({})",
+                    tls.sni.as_ref().map_or_else(
+                        || "its address as the name checked".to_string(),
+                        |name| format!("sni {}", name.to_str())
+                    )
+                ),
+                None => String::new(),
+            };
             Ok(format!(
-                "{server} at {address} added: it takes new connections now\n"
+                "{server} at {address} added{tls}: it takes new connections now\n"
             ))
         }
         Command::DelServer { server } => {
