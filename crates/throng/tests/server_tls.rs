@@ -294,9 +294,11 @@ fn tcp_tunnels_and_health_checks_use_the_servers_tls() {
     let nginx = Nginx::start(&dir);
     let check =
         "check = { type = \"http\", path = \"/\", interval = \"100ms\", rise = 1, fall = 1 }\n";
+    let socket = dir.path("admin.sock");
     let config = format!(
-        "{GLOBAL}\n[frontends.tunnel]\nbind = [\"127.0.0.1:0\"]\nmode = \"tcp\"\ndefault_backend = \"tunnel\"\n\n\
+        "{GLOBAL}admin_socket = \"{}\"\n\n[frontends.tunnel]\nbind = [\"127.0.0.1:0\"]\nmode = \"tcp\"\ndefault_backend = \"tunnel\"\n\n\
          [backends.tunnel]\nmode = \"tcp\"\ntls = {{ ca = \"ca.pem\", sni = \"backend.test\" }}\nservers = [{{ name = \"n\", address = \"{}\" }}]\n\n{}{}",
+        socket.display(),
         nginx.good,
         pair("checked", nginx.good, "ca = \"ca.pem\", sni = \"backend.test\"", check),
         pair("badly_checked", nginx.good, "ca = \"other.pem\", sni = \"backend.test\"", check),
@@ -330,4 +332,96 @@ fn tcp_tunnels_and_health_checks_use_the_servers_tls() {
         proxy.metric("throng_proxy_server_check_failures_total{backend=\"checked\",server=\"n\"}"),
         0.0
     );
+
+    // A server added at run time speaks its backend's TLS, and says so.
+    let (ok, said) = common::proxy::ctl_as(
+        &dir.path("proxy.toml"),
+        &format!("add server checked/m {}", nginx.good),
+        None,
+    );
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("over the backend's TLS (sni backend.test)"),
+        "{said}"
+    );
+    let added = "throng_proxy_server_tls_handshakes_total{backend=\"checked\",server=\"m\"}";
+    let reached = wait_until(|| {
+        assert_eq!(get(&proxy, "checked").0, 200);
+        (proxy.metric(added) >= 1.0).then_some(())
+    });
+    assert!(
+        reached.is_some(),
+        "no request reached the added server over TLS"
+    );
+}
+
+/// MQTT clients in the clear to the proxy, the proxy to mosquitto over TLS: a message published
+/// through it reaches a subscriber through it, and the broker saw TLS (a plain connection to its
+/// TLS listener would fail).
+#[test]
+fn mqtt_reaches_a_broker_over_tls() {
+    let dir = Dir::new("server-tls-mqtt");
+    let authority = ca(&dir, "ca");
+    let names = ["backend.test", "127.0.0.1"];
+    leaf(
+        &dir,
+        "good",
+        &authority,
+        &names,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        false,
+    );
+    let broker_addr = free_addr();
+    dir.write(
+        "mosquitto.conf",
+        &format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\ncertfile {}\nkeyfile {}\n",
+            broker_addr.port(),
+            dir.path("good.pem").display(),
+            dir.path("good.key").display()
+        ),
+    );
+    let mut broker = Command::new("/usr/sbin/mosquitto")
+        .arg("-c")
+        .arg(dir.path("mosquitto.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is not installed: apt-get install mosquitto mosquitto-clients (test.sh does)");
+    wait_until(|| TcpStream::connect(broker_addr).ok()).expect("mosquitto listening");
+    let config = format!(
+        "{GLOBAL}\n[frontends.mqtt]\nbind = [\"127.0.0.1:0\"]\nmode = \"mqtt\"\ndefault_backend = \"brokers\"\n\n\
+         [backends.brokers]\nmode = \"mqtt\"\nbalance = \"client-id\"\n\
+         tls = {{ ca = \"ca.pem\", sni = \"backend.test\" }}\n\
+         servers = [{{ name = \"n\", address = \"{broker_addr}\" }}]\n"
+    );
+    let proxy = Proxy::start(&dir, &config);
+    let port = proxy.addr("mqtt").port().to_string();
+    let client = |program: &str, extra: &[&str]| {
+        let mut command = Command::new(program);
+        command.args(["-h", "127.0.0.1", "-p", &port, "-t", "throng/tls"]);
+        command.args(extra);
+        command
+    };
+    let mut subscriber = Some(
+        client("mosquitto_sub", &["-i", "sub", "-C", "1", "-W", "10"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Publish until the subscriber has subscribed and got one.
+    let got = wait_until(|| {
+        let published = client("mosquitto_pub", &["-i", "pub", "-m", "over tls"])
+            .status()
+            .unwrap();
+        assert!(published.success());
+        let done = subscriber.as_mut()?.try_wait().unwrap()?;
+        Some((done, subscriber.take()?.wait_with_output().unwrap()))
+    });
+    let (status, output) = got.expect("the subscriber got nothing");
+    assert!(status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "over tls");
+    assert!(server_metric(&proxy, "tls_handshakes", "brokers") >= 2.0);
+    let _ = broker.kill();
+    let _ = broker.wait();
 }
