@@ -4,7 +4,7 @@
 //! retries with redispatch.
 
 use crate::balance::{self, Choice};
-use crate::server_stream::{self, Secured, ServerStream};
+use crate::server_stream::{self, ServerStream, Unsecured};
 use crate::state::{BackendState, Proxy, ServerState};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -254,22 +254,21 @@ async fn establish(
     };
     let state = slot.state();
     match server_stream::secure(socket, tls, address, limit).await {
-        (Some(stream), Secured::Done { resumed }) => {
+        Ok((stream, resumed)) => {
             state.tls_handshakes.fetch_add(1, Relaxed);
             if resumed {
                 state.tls_resumed.fetch_add(1, Relaxed);
             }
             Ok(stream)
         }
-        (_, Secured::Timeout) => {
+        Err(Unsecured::Timeout) => {
             say_tls_failure(slot, &spec, "no handshake within timeout connect");
             Err(ConnectError::Timeout)
         }
-        (_, Secured::Refused(reason)) => {
+        Err(Unsecured::Refused(reason)) => {
             say_tls_failure(slot, &spec, &reason);
             Err(ConnectError::Tls(reason))
         }
-        (None, Secured::Done { .. }) => Err(ConnectError::Tls("no stream".into())),
     }
 }
 

@@ -3,7 +3,7 @@
 //! Changes are logged as HAProxy logs them.
 
 use crate::config::{Check, CheckKind, Server};
-use crate::server_stream::{self, Secured, ServerStream};
+use crate::server_stream::{self, ServerStream, Unsecured};
 use crate::state::{AdminState, Phase, Place, Proxy};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -123,13 +123,13 @@ async fn probe(server: &Server, kind: &CheckKind, limit: Duration) -> Result<(),
     let mut stream = match &server.tls {
         None => ServerStream::Plain(socket),
         Some(tls) => match server_stream::secure(socket, tls, server.address, limit).await {
-            (Some(stream), Secured::Done { .. }) => stream,
-            (_, Secured::Refused(reason)) => {
+            Ok((stream, _)) => stream,
+            Err(Unsecured::Refused(reason)) => {
                 return Err(format!(
                     "Layer6 invalid response: TLS handshake failed: {reason}"
                 ))
             }
-            (_, _) => return Err("Layer6 timeout: TLS handshake".into()),
+            Err(Unsecured::Timeout) => return Err("Layer6 timeout: TLS handshake".into()),
         },
     };
     let CheckKind::Http { path, host } = kind else {

@@ -19,11 +19,8 @@ pub enum ServerStream {
     Tls(TcpStream, Box<TlsStream<UnbufferedClientConnection>>),
 }
 
-/// How TLS toward a server went: whether it resumed a session, or why it failed.
-pub enum Secured {
-    Done {
-        resumed: bool,
-    },
+/// Why TLS toward a server was not made.
+pub enum Unsecured {
     /// The handshake failed: the certificate did not verify, the server refused us, or it
     /// answered garbage; the reason is rustls's, for the log line.
     Refused(String),
@@ -33,30 +30,26 @@ pub enum Secured {
 
 /// Makes TLS over `socket` to the server at `address`: its certificate verified against the
 /// backend's CA and the name `tls` says (its `sni`, else the server's address), within `limit`.
+/// The stream, and whether the handshake resumed a session.
 pub async fn secure(
     socket: TcpStream,
     tls: &ServerTls,
     address: SocketAddr,
     limit: Duration,
-) -> (Option<ServerStream>, Secured) {
+) -> Result<(ServerStream, bool), Unsecured> {
     let name = tls.name_for(address);
-    let session = match UnbufferedClientConnection::new(std::sync::Arc::clone(&tls.config), name) {
-        Ok(session) => session,
-        Err(e) => return (None, Secured::Refused(e.to_string())),
-    };
+    let session = UnbufferedClientConnection::new(std::sync::Arc::clone(&tls.config), name)
+        .map_err(|e| Unsecured::Refused(e.to_string()))?;
     let mut session = Box::new(TlsStream::new(session));
     match tokio::time::timeout(limit, session.handshake(&socket)).await {
-        Err(_) => (None, Secured::Timeout),
+        Err(_) => Err(Unsecured::Timeout),
         Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
-            (None, Secured::Refused(e.to_string()))
+            Err(Unsecured::Refused(e.to_string()))
         }
-        Ok(Err(e)) => (None, Secured::Refused(format!("during the handshake: {e}"))),
+        Ok(Err(e)) => Err(Unsecured::Refused(format!("during the handshake: {e}"))),
         Ok(Ok(())) => {
             let resumed = session.resumed();
-            (
-                Some(ServerStream::Tls(socket, session)),
-                Secured::Done { resumed },
-            )
+            Ok((ServerStream::Tls(socket, session), resumed))
         }
     }
 }

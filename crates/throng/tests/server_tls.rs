@@ -53,6 +53,20 @@ fn leaf(
     dir.write(&format!("{name}.key"), &key.serialize_pem());
 }
 
+/// The test's certificates in `dir`: `ca` (the CA the proxy trusts) and `other` (one it does
+/// not), `good` and `expired` server certificates of `ca` for backend.test and 127.0.0.1, and a
+/// `client` certificate of `ca` for mTLS.
+fn certificates(dir: &Dir) {
+    let authority = ca(dir, "ca");
+    ca(dir, "other");
+    let names = ["backend.test", "127.0.0.1"];
+    let server = ExtendedKeyUsagePurpose::ServerAuth;
+    leaf(dir, "good", &authority, &names, server.clone(), false);
+    leaf(dir, "expired", &authority, &names, server, true);
+    let client = ExtendedKeyUsagePurpose::ClientAuth;
+    leaf(dir, "client", &authority, &["proxy.test"], client, false);
+}
+
 /// nginx with four TLS listeners: `good` (TLS 1.3, a certificate for backend.test and
 /// 127.0.0.1), `legacy` (the same on TLS 1.2 only), `expired` (the same names, expired), and
 /// `mtls` (the good certificate, and a client certificate of the CA required). `good` and
@@ -161,21 +175,7 @@ fn server_metric(proxy: &Proxy, name: &str, backend: &str) -> f64 {
 #[test]
 fn tls_to_servers_verifies_resumes_and_refuses_with_a_502_a_reason_and_a_counter() {
     let dir = Dir::new("server-tls");
-    let authority = ca(&dir, "ca");
-    let _other = ca(&dir, "other");
-    let names = ["backend.test", "127.0.0.1"];
-    let server_auth = ExtendedKeyUsagePurpose::ServerAuth;
-    leaf(&dir, "good", &authority, &names, server_auth.clone(), false);
-    leaf(&dir, "expired", &authority, &names, server_auth, true);
-    let client_auth = ExtendedKeyUsagePurpose::ClientAuth;
-    leaf(
-        &dir,
-        "client",
-        &authority,
-        &["proxy.test"],
-        client_auth,
-        false,
-    );
+    certificates(&dir);
     let nginx = Nginx::start(&dir);
     let sni = "ca = \"ca.pem\", sni = \"backend.test\"";
     let config = [
@@ -277,20 +277,7 @@ fn tls_to_servers_verifies_resumes_and_refuses_with_a_502_a_reason_and_a_counter
 #[test]
 fn tcp_tunnels_and_health_checks_use_the_servers_tls() {
     let dir = Dir::new("server-tls-tcp");
-    let authority = ca(&dir, "ca");
-    let _other = ca(&dir, "other");
-    let names = ["backend.test", "127.0.0.1"];
-    let server_auth = ExtendedKeyUsagePurpose::ServerAuth;
-    leaf(&dir, "good", &authority, &names, server_auth.clone(), false);
-    leaf(&dir, "expired", &authority, &names, server_auth, true);
-    leaf(
-        &dir,
-        "client",
-        &authority,
-        &["proxy.test"],
-        ExtendedKeyUsagePurpose::ClientAuth,
-        false,
-    );
+    certificates(&dir);
     let nginx = Nginx::start(&dir);
     let check =
         "check = { type = \"http\", path = \"/\", interval = \"100ms\", rise = 1, fall = 1 }\n";
@@ -361,16 +348,7 @@ fn tcp_tunnels_and_health_checks_use_the_servers_tls() {
 #[test]
 fn mqtt_reaches_a_broker_over_tls() {
     let dir = Dir::new("server-tls-mqtt");
-    let authority = ca(&dir, "ca");
-    let names = ["backend.test", "127.0.0.1"];
-    leaf(
-        &dir,
-        "good",
-        &authority,
-        &names,
-        ExtendedKeyUsagePurpose::ServerAuth,
-        false,
-    );
+    certificates(&dir);
     let broker_addr = free_addr();
     dir.write(
         "mosquitto.conf",
