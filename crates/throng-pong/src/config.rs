@@ -28,6 +28,9 @@ pub struct Config {
     pub limits: Limits,
     /// Serve TLS on every listen address with this configuration.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Without TLS: serve HTTP/2 to a client that opens with its preface (h2c by prior
+    /// knowledge), HTTP/1.1 to the others.
+    pub h2c: bool,
 }
 
 impl Default for Config {
@@ -43,6 +46,7 @@ impl Default for Config {
             grace: Duration::from_secs(10),
             limits: Limits::default(),
             tls: None,
+            h2c: false,
         }
     }
 }

@@ -573,10 +573,10 @@ impl Connection {
 }
 
 /// Counts a response in progress, on this thread (for the graceful stop) and in the metrics.
-struct InProgress(Rc<Worker>);
+pub(crate) struct InProgress(Rc<Worker>);
 
 impl InProgress {
-    fn enter(worker: &Rc<Worker>) -> InProgress {
+    pub(crate) fn enter(worker: &Rc<Worker>) -> InProgress {
         worker.in_progress.set(worker.in_progress.get() + 1);
         worker
             .shared

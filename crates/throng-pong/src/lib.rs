@@ -21,6 +21,7 @@
 mod admin;
 pub mod config;
 mod connection;
+mod h2;
 pub mod master;
 mod metrics;
 mod pacing;

@@ -25,8 +25,7 @@ pub(crate) struct PongRequest {
 
 /// Reads what the request asks for, or says why it cannot (the text goes into a 400 body).
 pub(crate) fn interpret(head: &RequestHead<'_, '_>) -> Result<PongRequest, String> {
-    let (sleep_min_ms, sleep_ms) = sleep_range(head)?;
-    let times = millis_header(head, "times")?.unwrap_or(0);
+    let (sleep_min_ms, sleep_ms, times) = asked(head.header("sleep"), head.header("times"))?;
     Ok(PongRequest {
         sleep_min_ms,
         sleep_ms,
@@ -39,9 +38,16 @@ pub(crate) fn interpret(head: &RequestHead<'_, '_>) -> Result<PongRequest, Strin
     })
 }
 
+/// What the `sleep` and `times` fields ask, whichever protocol carried them: the least and
+/// most milliseconds to wait before each `pong`, and how many more `pong`s after the first.
+pub(crate) fn asked(sleep: Option<&[u8]>, times: Option<&[u8]>) -> Result<(u64, u64, u64), String> {
+    let (min, max) = sleep_range(sleep)?;
+    Ok((min, max, count_field(times, "times")?.unwrap_or(0)))
+}
+
 /// `sleep: MAX` or `sleep: MIN-MAX`.
-fn sleep_range(head: &RequestHead<'_, '_>) -> Result<(u64, u64), String> {
-    let Some(raw) = head.header("sleep") else {
+fn sleep_range(raw: Option<&[u8]>) -> Result<(u64, u64), String> {
+    let Some(raw) = raw else {
         return Ok((0, 0));
     };
     let value = raw.trim_ascii();
@@ -66,8 +72,8 @@ fn sleep_range(head: &RequestHead<'_, '_>) -> Result<(u64, u64), String> {
     }
 }
 
-fn millis_header(head: &RequestHead<'_, '_>, name: &str) -> Result<Option<u64>, String> {
-    let Some(raw) = head.header(name) else {
+fn count_field(raw: Option<&[u8]>, name: &str) -> Result<Option<u64>, String> {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     let value = raw.trim_ascii();

@@ -241,11 +241,12 @@ async fn accept_loop(
             Ok((stream, _)) => {
                 stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
                 stats.connections_open.fetch_add(1, Ordering::Relaxed);
-                tokio::task::spawn_local(connection::serve(
-                    stream,
-                    Arc::clone(&stats),
-                    Rc::clone(&worker),
-                ));
+                let (stats, worker) = (Arc::clone(&stats), Rc::clone(&worker));
+                if worker.shared.config.h2c && worker.shared.config.tls.is_none() {
+                    tokio::task::spawn_local(crate::h2::sniff(stream, stats, worker));
+                } else {
+                    tokio::task::spawn_local(connection::serve(stream, stats, worker));
+                }
             }
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS: the error repeats until something closes, so pause

@@ -428,3 +428,52 @@ fn help_lists_every_subcommand() {
         assert!(help.contains(command), "{command} missing from:\n{help}");
     }
 }
+
+/// `--h2c`: a client that opens with HTTP/2's preface is served HTTP/2 (curl and h2load, real
+/// clients), `sleep` and `times` meaning what they mean over HTTP/1.1, many streams at once on
+/// one connection; an HTTP/1.1 client on the same port is served as before.
+#[test]
+fn h2c_by_prior_knowledge_beside_http1_on_one_port() {
+    let pong = Pong::start(&["--h2c"]);
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-w",
+                " %{http_version} %{http_code}",
+            ])
+            .args(args)
+            .arg(pong.url())
+            .output()
+            .unwrap();
+        assert_succeeded(&out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        curl(&[
+            "--http2-prior-knowledge",
+            "-H",
+            "times: 2",
+            "-H",
+            "sleep: 20"
+        ]),
+        "pongpongpong 2 200"
+    );
+    assert_eq!(curl(&[]), "pong 1.1 200");
+    let refused = curl(&["--http2-prior-knowledge", "-H", "sleep: x"]);
+    assert!(
+        refused.starts_with("invalid `sleep` header") && refused.ends_with(" 2 400"),
+        "{refused}"
+    );
+    // 400 streams held 10-50 ms each, 100 at once on each of 2 connections: all answered.
+    let out = std::process::Command::new("h2load")
+        .args(["-n", "400", "-c", "2", "-m", "100", "-H", "sleep: 10-50"])
+        .arg(pong.url())
+        .output()
+        .expect("h2load (nghttp2-client; test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("400 succeeded, 0 failed"), "{text}");
+    assert!(text.contains("status codes: 400 2xx"), "{text}");
+}

@@ -72,6 +72,11 @@ pub struct PongArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
 
+    /// Also serve HTTP/2 by prior knowledge (h2c) on plain listeners: a connection that opens
+    /// with HTTP/2's preface gets h2, with `sleep` and `times` as over HTTP/1.1
+    #[arg(long, conflicts_with = "tls_cert")]
+    h2c: bool,
+
     /// Stop gracefully (as on SIGTERM) when stdin closes: a pong started over ssh (or by
     /// `throng scenario` on its hosts) ends with the session that started it
     #[arg(long)]
@@ -122,6 +127,7 @@ pub fn run(args: PongArgs) -> ExitCode {
         max_connections: args.max_connections,
         grace: args.grace,
         tls,
+        h2c: args.h2c,
         limits: Limits {
             max_head_bytes: args.max_head_bytes.max(64),
             max_headers: args.max_headers as usize,
