@@ -224,13 +224,21 @@ fn tls_to_servers_verifies_resumes_and_refuses_with_a_502_a_reason_and_a_counter
     let resumed = server_metric(&proxy, "tls_resumed", "good");
     assert!(resumed >= 3.0, "{resumed} of 5 handshakes resumed");
     // nginx says the same of its side: as many sessions reused as the proxy counted.
-    let access = std::fs::read_to_string(dir.path("access.log")).unwrap();
+    // (nginx logs a request just after its response: waited for, not raced.)
     let port = nginx.good.port();
-    let reused = access
-        .lines()
-        .filter(|l| l.starts_with(&format!("{port} reused=r TLSv1.3")))
-        .count();
-    assert_eq!(reused as f64, resumed, "{access}");
+    let reused_by_nginx = || {
+        let access = std::fs::read_to_string(dir.path("access.log")).unwrap_or_default();
+        let reused = access
+            .lines()
+            .filter(|l| l.starts_with(&format!("{port} reused=r TLSv1.3")))
+            .count();
+        (reused as f64 == resumed).then_some(())
+    };
+    assert!(
+        wait_until(reused_by_nginx).is_some(),
+        "nginx reused other than {resumed}: {}",
+        std::fs::read_to_string(dir.path("access.log")).unwrap_or_default()
+    );
     // TLS 1.2 stays with rustls for the connection's life, and resumes too.
     for _ in 0..3 {
         assert_eq!(get(&proxy, "legacy").0, 200);
