@@ -77,22 +77,41 @@ pub fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no private key read: {e}"))
 }
 
+/// The largest PEM file read: a system's whole CA bundle is a few hundred KiB.
+const MAX_PEM_FILE: u64 = 4 * 1024 * 1024;
+
+/// A PEM file's bytes: a regular file of at most [`MAX_PEM_FILE`] (a path a configuration names
+/// could be `/dev/zero`, a FIFO or a huge file, and reading it would not end).
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    if meta.len() > MAX_PEM_FILE {
+        return Err(format!(
+            "{}: {} bytes, over the {MAX_PEM_FILE} a PEM file may have",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_PEM_FILE)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
 /// Certificates from a PEM file, with the file named in errors.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate in it", path.display()));
-    }
-    Ok(certs)
+    parse_certs(&read_pem(path)?).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The first private key in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| format!("{}: no private key read: {e}", path.display()))
+    parse_key(&read_pem(path)?).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A server configuration from PEM certificate chain and key, offering `alpn` protocols.
@@ -294,6 +313,18 @@ impl Write for Socket<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pem_path_that_is_no_regular_file_is_refused_not_read() {
+        for path in ["/dev/zero", "/"] {
+            let error = load_certs(Path::new(path)).unwrap_err();
+            assert!(error.starts_with(path), "{error}");
+            assert!(load_key(Path::new(path)).is_err());
+        }
+        assert!(load_certs(Path::new("/dev/zero"))
+            .unwrap_err()
+            .contains("not a regular file"));
+    }
 
     #[test]
     fn a_self_signed_certificate_makes_a_server_config() {
