@@ -7,6 +7,7 @@
 //! - [`frame`]: frames parsed in place and written, with RFC 9113 §6's checks.
 //! - [`hpack`]: header blocks decoded within limits, and encoded with no table.
 //! - [`server`]: a server connection: streams, flow control, floods, graceful shutdown.
+//! - [`client`]: a client connection: streams opened within the server's limits, responses checked.
 //! - [`settings`]: SETTINGS parameters and the rules for their values.
 //! - [`error`]: error codes, and whether an error ends a stream or the connection.
 
@@ -21,11 +22,14 @@
     )
 )]
 
+pub mod client;
 pub mod error;
 pub mod frame;
 pub mod hpack;
+mod limits;
 pub mod server;
 pub mod settings;
+mod streams;
 
 pub use error::{ErrorCode, H2Error};
 

@@ -256,7 +256,7 @@ impl HeadBuilder {
 }
 
 /// A field name as HTTP/2 allows it: a token, lowercase (§8.2.1).
-fn check_name(name: &[u8]) -> Result<(), Malformed> {
+pub(crate) fn check_name(name: &[u8]) -> Result<(), Malformed> {
     if name.is_empty() {
         return Err("empty field name");
     }
@@ -271,7 +271,7 @@ fn check_name(name: &[u8]) -> Result<(), Malformed> {
 
 /// A value with no NUL, CR or LF (§8.2.1), nor any other control byte but HTAB (what RFC 9110
 /// allows and what an HTTP/1.1 server may parse), and no whitespace at either end.
-fn check_value(value: &[u8]) -> Result<(), Malformed> {
+pub(crate) fn check_value(value: &[u8]) -> Result<(), Malformed> {
     if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Err("control byte (NUL, CR, LF ...) in a field value");
     }
@@ -309,7 +309,7 @@ fn check_authority(a: &[u8]) -> Result<(), Malformed> {
     Ok(())
 }
 
-fn parse_length(value: &[u8]) -> Result<u64, Malformed> {
+pub(crate) fn parse_length(value: &[u8]) -> Result<u64, Malformed> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) || value.len() > 19 {
         return Err("content-length not a number");
     }

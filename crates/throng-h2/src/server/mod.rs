@@ -16,23 +16,21 @@
 //! passed the bytes on ([`Connection::release`]), so a slow server behind a stream stops its
 //! client instead of filling memory.
 
-mod head;
-mod limits;
+pub(crate) mod head;
 mod send;
-mod streams;
 
+pub use crate::limits::{Flood, Floods, Limits};
 pub use head::{Block, HeadBuilder, Malformed, RequestHead};
-pub use limits::{Flood, Floods, Limits};
 
 use crate::error::{ErrorCode, H2Error};
 use crate::frame::{self, Frame, MAX_WINDOW};
 use crate::hpack::decoder::{Decoded, ListLimits};
 use crate::hpack::Decoder;
+use crate::limits::Rates;
 use crate::settings::{self, Settings, DEFAULT_WINDOW};
+use crate::streams::{Stream, Streams};
 use crate::PREFACE;
-use limits::Rates;
 use std::time::Instant;
-use streams::{Stream, Streams};
 
 /// The payload of the PING that [`Connection::shutdown`] sends between its two GOAWAYs.
 const SHUTDOWN_PING: [u8; 8] = *b"throngGA";

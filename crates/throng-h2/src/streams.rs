@@ -1,29 +1,34 @@
 //! The streams a connection has open, and the few it closed last.
 //!
 //! A stream here is open or half-closed (RFC 9113 §5.1); idle streams are the ids past the
-//! highest one the client used, and closed streams are dropped. The ids of the last few closed
-//! are kept so that a frame on one of them gets STREAM_CLOSED, while one on an id the client
-//! skipped gets PROTOCOL_ERROR, as the RFC tells the two apart.
+//! highest one opened, and closed streams are dropped. The ids of the last few closed are kept
+//! so that a frame on one of them gets STREAM_CLOSED, while one on an id never opened gets
+//! PROTOCOL_ERROR, as the RFC tells the two apart. Both sides of a connection keep them so:
+//! the server for its clients' requests, the client for its own.
 
 /// One open stream's state.
 #[derive(Debug)]
-pub(super) struct Stream {
+pub(crate) struct Stream {
     pub id: u32,
-    /// END_STREAM came from the client (half-closed remote).
+    /// END_STREAM came from the peer (half-closed remote).
     pub recv_closed: bool,
-    /// END_STREAM went to the client (half-closed local).
+    /// END_STREAM went to the peer (half-closed local).
     pub send_closed: bool,
-    /// What the client may still send before we open the window again.
+    /// What the peer may still send before we open the window again.
     pub recv_window: i64,
     /// Bytes the caller passed on but whose window is not given back yet.
     pub unreleased: u32,
     /// What we may still send.
     pub send_window: i64,
-    /// The request's content-length, and the DATA bytes received so far.
+    /// The content-length of the message being received, and the DATA bytes received so far.
     pub content_length: Option<u64>,
     pub received: u64,
-    /// The response's head went out (what follows is DATA or trailers).
+    /// The server's response head went out, or the client's came in (what follows is DATA or
+    /// trailers).
     pub head_sent: bool,
+    /// The client asked for a response with no body (HEAD): its content-length describes what
+    /// a GET would have had, and no DATA may come.
+    pub no_body: bool,
 }
 
 impl Stream {
@@ -38,6 +43,7 @@ impl Stream {
             content_length: None,
             received: 0,
             head_sent: false,
+            no_body: false,
         }
     }
 }
@@ -45,7 +51,7 @@ impl Stream {
 const RECENT: usize = 16;
 
 #[derive(Debug, Default)]
-pub(super) struct Streams {
+pub(crate) struct Streams {
     /// Open streams, few (at most SETTINGS_MAX_CONCURRENT_STREAMS): a vector searched by id
     /// is smaller and as fast as a map. Empty, it holds no allocation.
     open: Vec<Stream>,

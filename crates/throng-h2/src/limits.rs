@@ -1,5 +1,6 @@
-//! What one client connection may ask of the server: the settings it is told, and the floods
-//! it is not allowed (each named, so the log line and the counter say which one it was).
+//! What the peer of one connection may ask of us: the settings it is told, and the floods it is
+//! not allowed (each named, so the log line and the counter say which one it was). A server
+//! holds its clients to them, and a client its server.
 
 pub use crate::error::Flood;
 use std::time::{Duration, Instant};
@@ -73,14 +74,14 @@ impl Default for Limits {
 
 /// Counts of one kind of frame in the current second.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Rate {
+pub(crate) struct Rate {
     since: Option<Instant>,
     count: u32,
 }
 
 impl Rate {
     /// Counts one at `now`; false when that makes more than `limit` in the current second.
-    pub(super) fn allow(&mut self, now: Instant, limit: u32) -> bool {
+    pub(crate) fn allow(&mut self, now: Instant, limit: u32) -> bool {
         match self.since {
             Some(since) if now.saturating_duration_since(since) < Duration::from_secs(1) => {}
             _ => {
@@ -95,7 +96,7 @@ impl Rate {
 
 /// One rate per kind of flood that is counted per second.
 #[derive(Debug, Default)]
-pub(super) struct Rates {
+pub(crate) struct Rates {
     pub resets: Rate,
     pub settings: Rate,
     pub pings: Rate,
