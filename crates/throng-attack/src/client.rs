@@ -5,13 +5,15 @@
 //! buffer. The current phase is kept in a cell, so that a timeout can say what it cut.
 
 use crate::engine::ThreadCtx;
-use crate::request::PreparedTarget;
+use crate::h2;
+use crate::request::{Http2, PreparedTarget};
 use crate::schedule::nanos;
 use rustls::client::UnbufferedClientConnection;
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use throng_http1::{self as http1, BodyReader, Limits};
 use throng_results::{ErrorClass, Phase, Record};
@@ -28,12 +30,17 @@ const LIMITS: Limits = Limits {
 
 /// A connection (plain, or with its TLS session), and the source address it was opened from.
 pub(crate) struct Connection {
-    stream: TcpStream,
-    tls: Option<Box<TlsStream<UnbufferedClientConnection>>>,
-    source: Option<u16>,
+    pub(crate) stream: TcpStream,
+    pub(crate) tls: Option<Box<TlsStream<UnbufferedClientConnection>>>,
+    pub(crate) source: Option<u16>,
 }
 
 impl Connection {
+    /// Whether the server picked h2 by ALPN.
+    pub(crate) fn tls_alpn_h2(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.alpn_h2())
+    }
+
     /// Whether a parked connection can carry a request: the server has neither closed it nor
     /// sent anything (a response nobody asked for, TLS's close_notify) while it sat idle. No
     /// system call unless the socket had an event since its last read.
@@ -51,7 +58,7 @@ impl Connection {
 }
 
 /// Why an attempt failed.
-enum Failure {
+pub(crate) enum Failure {
     Io(io::Error),
     /// The TLS handshake or a record failed (certificate, alert, garbage).
     Tls(String),
@@ -73,7 +80,11 @@ impl From<TlsFailure> for Failure {
 /// Sends the request `record` stands for (its lane filled in its sequence number, target, and
 /// intended and actual send times), waits for its response, and completes the record.
 /// `timeout` is the lane's timer, moved here to this request's deadline.
-pub(crate) async fn exchange(ctx: &ThreadCtx, mut record: Record, mut timeout: Pin<&mut Sleep>) {
+pub(crate) async fn exchange(
+    ctx: &Rc<ThreadCtx>,
+    mut record: Record,
+    mut timeout: Pin<&mut Sleep>,
+) {
     let schedule = &ctx.schedule;
     let phase = Cell::new(Phase::Connect);
     timeout
@@ -112,26 +123,37 @@ pub(crate) async fn exchange(ctx: &ThreadCtx, mut record: Record, mut timeout: P
     ctx.finish(record);
 }
 
-/// Sends the request and reads its response, on an idle connection or a new one; returns when
-/// the response's last byte was read.
+/// Sends the request and reads its response, as an HTTP/2 stream when the target asks for it
+/// and its server agrees, else on an idle HTTP/1.1 connection or a new one; returns when the
+/// response's last byte was read.
 async fn attempt(
-    ctx: &ThreadCtx,
+    ctx: &Rc<ThreadCtx>,
     record: &mut Record,
     phase: &Cell<Phase>,
 ) -> Result<Instant, Failure> {
     let target = record.target as usize;
     let prepared = &ctx.targets[target];
+    // A connection the server chose http/1.1 on when h2 was offered: this request's first.
+    let mut opened = None;
+    if prepared.http2 != Http2::No && !ctx.h2.is_http1(prepared.host) {
+        match h2::attempt(ctx, record, phase).await? {
+            h2::Attempt::Done(ended_at) => return Ok(ended_at),
+            h2::Attempt::Http1(connection) => opened = Some(connection),
+            h2::Attempt::Http1Only => {}
+        }
+    }
     let mut retried = false;
     loop {
         phase.set(Phase::Connect);
         // A retry goes out on a new connection: the other parked ones may have been closed by
         // the same idle timeout.
-        let parked = match retried {
-            false => ctx.take_idle(prepared.host),
-            true => None,
+        let parked = match (retried, opened.take()) {
+            (_, Some(fresh)) => Some((fresh, false)),
+            (false, None) => ctx.take_idle(prepared.host).map(|c| (c, true)),
+            (true, None) => None,
         };
         let (mut connection, reused) = match parked {
-            Some(connection) => (connection, true),
+            Some(parked) => parked,
             // Boxed: connecting and the handshake are brief, and a request that waits for its
             // response should not carry their futures' size for its whole life.
             None => (Box::pin(open(ctx, prepared, record, phase)).await?, false),
@@ -167,7 +189,7 @@ async fn attempt(
 }
 
 /// Opens a connection for `prepared`, with its TLS handshake when it is an https target.
-async fn open(
+pub(crate) async fn open(
     ctx: &ThreadCtx,
     prepared: &PreparedTarget,
     record: &mut Record,
@@ -425,7 +447,7 @@ async fn read_some(
 /// that can only say "would block", a wasted system call per request. Safe on a current-thread
 /// runtime: the I/O driver cannot run while this task does, so data arriving later raises a new
 /// edge that sets readiness again.
-fn forget_readiness(stream: &TcpStream) {
+pub(crate) fn forget_readiness(stream: &TcpStream) {
     let _ = stream.try_io(tokio::io::Interest::READABLE, || {
         Err::<(), _>(io::ErrorKind::WouldBlock.into())
     });

@@ -17,6 +17,12 @@ pub struct Config {
     pub max_inflight: usize,
     /// Idle connections kept per target host and thread (vegeta's `-connections`).
     pub idle_connections: usize,
+    /// HTTP/2 connections per target host and thread, at most (vegeta's `-max-connections`);
+    /// `None`: as many as the server's stream limit makes needed.
+    pub max_connections: Option<usize>,
+    /// HTTP/2: offered by ALPN on https targets (vegeta's `-http2`), and by prior knowledge on
+    /// plain ones (`-h2c`).
+    pub http2: crate::request::Http2Options,
     pub keepalive: bool,
     pub threads: usize,
     /// Source addresses to bind outgoing connections to, in turn.

@@ -7,6 +7,7 @@
 use crate::alarm::Alarm;
 use crate::client::Connection;
 use crate::config::Config;
+use crate::h2;
 use crate::lanes::{self, Lanes};
 use crate::request::{self, PreparedTarget};
 use crate::schedule::Schedule;
@@ -73,6 +74,8 @@ pub(crate) struct ThreadCtx {
     /// For waits shorter than tokio's millisecond timer can time; `None` if it could not be made.
     pub alarm: Option<Alarm>,
     pub scratch: RefCell<Box<[u8]>>,
+    /// HTTP/2 connections, by host.
+    pub h2: h2::Hosts,
     live: Arc<Live>,
     idle: RefCell<Vec<Vec<Connection>>>,
     sources: RefCell<Option<RoundRobin>>,
@@ -150,10 +153,16 @@ pub fn run(
         extra_headers,
         default_body,
         config.keepalive,
+        config.http2,
     )?;
     let tls = match prepared.iter().any(|p| p.tls_name.is_some()) {
         true => {
-            Some(throng_tls::config::client_config(&config.tls).map_err(|e| format!("TLS: {e}"))?)
+            let mut options = config.tls.clone();
+            if config.http2.alpn {
+                // h2 first, as Go's transport offers it; the server picks.
+                options.alpn = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            }
+            Some(throng_tls::config::client_config(&options).map_err(|e| format!("TLS: {e}"))?)
         }
         false => None,
     };
@@ -216,6 +225,12 @@ pub fn run(
             .clone()
             .unwrap_or_else(throng_net::host_name),
         start_late_ns,
+        http2: [(config.http2.alpn, "alpn"), (config.http2.h2c, "h2c")]
+            .iter()
+            .filter(|(asked, _)| *asked)
+            .map(|(_, name)| *name)
+            .collect::<Vec<_>>()
+            .join(","),
         mqtt: None,
     };
     let (batches, writer) = sink::start(output, meta, Arc::clone(&live), config.part.is_some())
@@ -329,6 +344,7 @@ async fn run_thread(index: usize, run: Run) {
         lanes: Lanes::new(config.max_inflight / threads),
         alarm: Alarm::new().ok(),
         scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
+        h2: h2::Hosts::new(hosts),
         live: Arc::clone(&live),
         idle: RefCell::new((0..hosts).map(|_| Vec::new()).collect()),
         sources: RefCell::new(sources),
@@ -356,8 +372,9 @@ async fn run_thread(index: usize, run: Run) {
     if !records.is_empty() {
         let _ = batches.send(Batch::Records(records));
     }
-    // Idle connections close when the context goes.
-    let idle: usize = ctx.idle.borrow().iter().map(Vec::len).sum();
+    // Idle connections close when the context goes, HTTP/2 ones with their drivers.
+    let idle: usize =
+        ctx.idle.borrow().iter().map(Vec::len).sum::<usize>() + ctx.h2.open_connections();
     live.open_connections
         .fetch_sub(idle as i64, Ordering::Relaxed);
 }
@@ -392,6 +409,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             max_inflight: 1,
             idle_connections: 1,
+            max_connections: None,
+            http2: Default::default(),
             keepalive: true,
             threads: 1,
             sources: vec![],
@@ -412,6 +431,7 @@ mod tests {
             lanes: Lanes::new(1),
             alarm: None,
             scratch: RefCell::new(Box::new([])),
+            h2: h2::Hosts::new(0),
             live: Arc::new(Live::default()),
             idle: RefCell::new(vec![]),
             sources: RefCell::new(None),

@@ -7,6 +7,7 @@
 //! - `lanes`: the tasks that send what is due, one request at a time each, under the cap.
 //! - `alarm`: a microsecond timer for the waits until requests are due.
 //! - `client`: one request on one connection, timed phase by phase, errors classified.
+//! - `h2`: a request as an HTTP/2 stream, on a few connections per host, each with its driver.
 //! - `sink`: the writer thread that streams results out.
 //! - [`progress`]: the live line on stderr.
 //! - [`split`]: an attack split over processes, their results merged as they come.
@@ -21,6 +22,7 @@ mod alarm;
 mod client;
 pub mod config;
 mod engine;
+mod h2;
 mod lanes;
 pub mod progress;
 mod request;
@@ -32,3 +34,4 @@ pub mod url;
 
 pub use config::{Config, Part};
 pub use engine::{run, Live};
+pub use request::Http2Options;

@@ -1,4 +1,6 @@
-//! A target turned into the bytes of its request, once, before the attack.
+//! A target turned into the bytes of its request, once, before the attack: an HTTP/1.1 head
+//! and body, and for HTTP/2 the same request as a header block (the encoder keeps no table, so
+//! one block serves every stream).
 
 use crate::targets::Target;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -15,6 +17,37 @@ pub struct PreparedTarget {
     pub tls_name: Option<String>,
     /// Index of the host (address and TLS name) this target shares a connection pool with.
     pub host: usize,
+    /// Whether it goes over HTTP/2, and how that is agreed.
+    pub http2: Http2,
+    /// The request as an HTTP/2 header block (empty when `http2` is `No`); the body is the
+    /// last `body_len` bytes of `bytes`.
+    pub h2_block: Vec<u8>,
+}
+
+/// How a target's requests come to be HTTP/2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Http2 {
+    /// HTTP/1.1 only.
+    No,
+    /// An https target, h2 offered by ALPN beside http/1.1 (vegeta's `-http2`): whichever the
+    /// server picks.
+    Alpn,
+    /// A plain target, spoken to in HTTP/2 from the first byte (vegeta's `-h2c`).
+    PriorKnowledge,
+}
+
+impl PreparedTarget {
+    pub fn body(&self) -> &[u8] {
+        let at = self.bytes.len().saturating_sub(self.body_len as usize);
+        self.bytes.get(at..).unwrap_or_default()
+    }
+}
+
+/// What HTTP/2 is asked for: ALPN on https targets, prior knowledge on plain ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Http2Options {
+    pub alpn: bool,
+    pub h2c: bool,
 }
 
 /// Resolves each target's host (once per name) and writes its request. `extra_headers` and
@@ -24,6 +57,7 @@ pub fn prepare(
     extra_headers: &[(String, String)],
     default_body: Option<&[u8]>,
     keepalive: bool,
+    http2: Http2Options,
 ) -> Result<Vec<PreparedTarget>, String> {
     let mut hosts: Vec<(SocketAddr, Option<String>)> = Vec::new();
     let mut prepared = Vec::with_capacity(targets.len());
@@ -73,7 +107,7 @@ pub fn prepare(
             bytes += &format!("{name}: {value}\r\n");
         }
         if user_agent {
-            bytes += concat!("User-Agent: throng/", env!("CARGO_PKG_VERSION"), "\r\n");
+            bytes += &format!("User-Agent: {USER_AGENT}\r\n");
         }
         if length {
             bytes += &format!("Content-Length: {}\r\n", body.len());
@@ -84,6 +118,36 @@ pub fn prepare(
         bytes += "\r\n";
         let mut bytes = bytes.into_bytes();
         bytes.extend_from_slice(body);
+        let http2 = match (target.url.tls, http2) {
+            (true, Http2Options { alpn: true, .. }) => Http2::Alpn,
+            (false, Http2Options { h2c: true, .. }) => Http2::PriorKnowledge,
+            _ => Http2::No,
+        };
+        let h2_block = match http2 {
+            Http2::No => Vec::new(),
+            _ => {
+                // HTTP/2's names are lowercase, and Host is :authority (RFC 9113 §8.3.1).
+                let mut fields: Vec<(String, String)> = headers()
+                    .filter(|(n, v)| {
+                        !is_connection_specific(n, v) && !n.eq_ignore_ascii_case("host")
+                    })
+                    .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                    .collect();
+                if user_agent {
+                    fields.push(("user-agent".into(), USER_AGENT.into()));
+                }
+                if length {
+                    fields.push(("content-length".into(), body.len().to_string()));
+                }
+                throng_h2::client::request_block(
+                    target.method.as_bytes(),
+                    if target.url.tls { b"https" } else { b"http" },
+                    host_header.as_bytes(),
+                    target.url.path.as_bytes(),
+                    fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+                )
+            }
+        };
         prepared.push(PreparedTarget {
             bytes,
             body_len: body.len() as u64,
@@ -91,9 +155,30 @@ pub fn prepare(
             head_request: target.method == "HEAD",
             tls_name,
             host,
+            http2,
+            h2_block,
         });
     }
     Ok(prepared)
+}
+
+const USER_AGENT: &str = concat!("throng/", env!("CARGO_PKG_VERSION"));
+
+/// HTTP/1.1's fields that say how a connection carries messages: HTTP/2 frames its own, and a
+/// request carrying one is malformed there (RFC 9113 §8.2.2). `te` is kept only as "trailers".
+fn is_connection_specific(name: &str, value: &str) -> bool {
+    if name.eq_ignore_ascii_case("te") {
+        return !value.eq_ignore_ascii_case("trailers");
+    }
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// The number of distinct hosts in prepared targets.
@@ -125,6 +210,7 @@ mod tests {
             &[("X-Run".into(), "1".into())],
             None,
             true,
+            Http2Options::default(),
         )
         .unwrap();
         let text = String::from_utf8(prepared[0].bytes.clone()).unwrap();
@@ -146,6 +232,7 @@ mod tests {
             &[],
             Some(b"abc"),
             false,
+            Http2Options::default(),
         )
         .unwrap();
         let text = String::from_utf8(prepared[0].bytes.clone()).unwrap();
@@ -169,7 +256,7 @@ mod tests {
         ] {
             let mut bodiless = target(&[], b"");
             bodiless.method = method.into();
-            let prepared = prepare(&[bodiless], &[], None, true).unwrap();
+            let prepared = prepare(&[bodiless], &[], None, true, Http2Options::default()).unwrap();
             let text = String::from_utf8(prepared[0].bytes.clone()).unwrap();
             assert_eq!(text.contains("Content-Length: 0\r\n"), zero, "{text}");
             assert!(
@@ -179,8 +266,12 @@ mod tests {
         }
         // A length the target gives itself is the only one.
         let given = target(&[("Content-Length", "0")], b"");
-        let text = String::from_utf8(prepare(&[given], &[], None, true).unwrap()[0].bytes.clone())
-            .unwrap();
+        let text = String::from_utf8(
+            prepare(&[given], &[], None, true, Http2Options::default()).unwrap()[0]
+                .bytes
+                .clone(),
+        )
+        .unwrap();
         assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
     }
 
@@ -193,6 +284,7 @@ mod tests {
             &[],
             None,
             true,
+            Http2Options::default(),
         )
         .unwrap();
         assert_eq!(

@@ -486,6 +486,7 @@ fn meta(config: &Config, start_unix_ns: u64, start_late_ns: u64) -> Meta {
             .clone()
             .unwrap_or_else(throng_net::host_name),
         start_late_ns,
+        http2: String::new(),
         mqtt: Some(plan),
     }
 }

@@ -175,6 +175,9 @@ fn take_frames(
             Some(_) | None => {}
         }
     }
+    // What is due already (no `sleep`) goes out with this write, as over HTTP/1.1, not a
+    // timer's tick (a millisecond) later.
+    pong_due(h2, answers, out, Instant::now());
     input.drain(..at);
     if input.is_empty() {
         // An idle connection keeps no buffer.

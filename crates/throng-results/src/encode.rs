@@ -40,6 +40,11 @@ struct JsonResult {
     tls_resumed: bool,
     #[serde(default)]
     retried: bool,
+    /// "HTTP/2.0" or "HTTP/1.1", as Go's `Response.Proto` says it; empty in older files.
+    #[serde(default)]
+    proto: String,
+    #[serde(default)]
+    waited_for_stream: bool,
     #[serde(default)]
     first_byte: u64,
     #[serde(default)]
@@ -104,6 +109,11 @@ fn json_result(meta: &Meta, record: &Record) -> JsonResult {
         tls: record.tls,
         tls_resumed: record.tls_resumed,
         retried: record.retried,
+        proto: match record.http2 {
+            true => "HTTP/2.0".into(),
+            false => "HTTP/1.1".into(),
+        },
+        waited_for_stream: record.waited_for_stream,
         first_byte: record.first_byte,
         served_by: record.served_by.clone(),
         source: record
@@ -304,6 +314,8 @@ pub fn vegeta_to_stream(
                 tls: 0,
                 tls_resumed: false,
                 retried: false,
+                proto: String::new(),
+                waited_for_stream: false,
                 first_byte: 0,
                 served_by: String::new(),
                 source: String::new(),
@@ -350,6 +362,8 @@ fn write_stream(results: Vec<Parsed>, out: impl Write) -> Result<(), String> {
             tls: result.tls,
             tls_resumed: result.tls_resumed,
             retried: result.retried,
+            http2: result.proto == "HTTP/2.0",
+            waited_for_stream: result.waited_for_stream,
             first_byte: result.first_byte,
             status: result.code,
             bytes_in: result.bytes_in,

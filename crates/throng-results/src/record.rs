@@ -148,6 +148,12 @@ pub struct Record {
     /// Sent again on a new connection: the reused one it went out on closed before any byte of
     /// the response (a server closing idle connections), as Go's net/http and vegeta retry.
     pub retried: bool,
+    /// Sent over HTTP/2 (as a stream), not HTTP/1.1.
+    pub http2: bool,
+    /// Waited for a stream slot: every HTTP/2 connection it could use was at the server's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS and no more connections were allowed. Its latency still
+    /// runs from when it was due.
+    pub waited_for_stream: bool,
     /// From the send to the first response byte (0 if none came).
     pub first_byte: u64,
     pub status: u16,
@@ -204,7 +210,12 @@ impl Record {
         put_varint(out, self.source.map_or(0, |s| u64::from(s) + 1));
         out.push(self.error.map_or(0, ErrorClass::code));
         out.push(self.timeout_phase.map_or(0, Phase::code));
-        out.push(u8::from(self.tls_resumed) | u8::from(self.retried) << 1);
+        out.push(
+            u8::from(self.tls_resumed)
+                | u8::from(self.retried) << 1
+                | u8::from(self.http2) << 2
+                | u8::from(self.waited_for_stream) << 3,
+        );
         put_text(out, &self.error_text);
         put_text(out, &self.served_by);
     }
@@ -236,6 +247,8 @@ impl Record {
             tls,
             tls_resumed: flags & 1 != 0,
             retried: flags & 2 != 0,
+            http2: flags & 4 != 0,
+            waited_for_stream: flags & 8 != 0,
             first_byte,
             bytes_in,
             bytes_out,
@@ -314,6 +327,8 @@ mod tests {
             tls: 0,
             tls_resumed: false,
             retried: false,
+            http2: true,
+            waited_for_stream: true,
             first_byte: 2_000_000,
             status: 200,
             bytes_in: 4,

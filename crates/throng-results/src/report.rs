@@ -33,6 +33,11 @@ pub struct Summary {
     tls_resumed: u64,
     /// Requests sent again on a new connection after a reused one closed.
     retries: u64,
+    /// Requests over HTTP/2, and those that waited for a stream slot.
+    http2: u64,
+    waited_for_stream: u64,
+    /// Some run asked for HTTP/2.
+    http2_asked: bool,
     first_byte: Histogram<u64>,
     bytes_in: u64,
     bytes_out: u64,
@@ -137,6 +142,9 @@ impl Summary {
             tls: latency_histogram(),
             tls_resumed: 0,
             retries: 0,
+            http2: 0,
+            waited_for_stream: 0,
+            http2_asked: false,
             first_byte: latency_histogram(),
             bytes_in: 0,
             bytes_out: 0,
@@ -254,6 +262,9 @@ impl Summary {
         }
         self.tls_resumed += u64::from(record.tls_resumed);
         self.retries += u64::from(record.retried);
+        self.http2 += u64::from(record.http2);
+        self.waited_for_stream += u64::from(record.waited_for_stream);
+        self.http2_asked |= !meta.http2.is_empty();
         self.bytes_in += record.bytes_in;
         self.bytes_out += record.bytes_out;
         *self.status_codes.entry(record.status).or_default() += 1;
@@ -553,6 +564,32 @@ impl Summary {
             let resumed = format!("{} of {}", self.tls_resumed, self.tls.len());
             line(&mut out, "TLS Resumed", "[handshakes]", resumed);
         }
+        if self.http2 > 0 || self.http2_asked {
+            let http1 = self.requests.saturating_sub(self.http2);
+            let fell_back = match (self.http2_asked, http1) {
+                (true, 1..) => {
+                    " (HTTP/2 was asked for: the rest went over HTTP/1.1, the server's choice)"
+                }
+                _ => "",
+            };
+            line(
+                &mut out,
+                "Protocol",
+                "[HTTP/2, HTTP/1.1]",
+                format!("{}, {http1}{fell_back}", self.http2),
+            );
+        }
+        if self.waited_for_stream > 0 {
+            line(
+                &mut out,
+                "Stream Waits",
+                "[count]",
+                format!(
+                    "{} (every HTTP/2 connection at the server's concurrent streams, and no more allowed: sent when a stream ended, measured from when due)",
+                    self.waited_for_stream
+                ),
+            );
+        }
         if self.retries > 0 {
             line(
                 &mut out,
@@ -669,7 +706,7 @@ impl Summary {
                 "achieved_rate": self.achieved_rate(),
                 "lag": {"mean": self.lag.mean() as u64, "50th": q(&self.lag, 0.5), "90th": q(&self.lag, 0.9), "99th": q(&self.lag, 0.99), "max": self.lag_max},
                 "service_time": summary(&self.service),
-                "connect": summary(&self.connect), "tls": summary(&self.tls), "tls_resumed": self.tls_resumed, "retries": self.retries, "first_byte": summary(&self.first_byte),
+                "connect": summary(&self.connect), "tls": summary(&self.tls), "tls_resumed": self.tls_resumed, "retries": self.retries, "http2": self.http2, "waited_for_stream": self.waited_for_stream, "first_byte": summary(&self.first_byte),
                 "error_classes": self.classes.iter().map(|(c, n)| (c.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "timeouts": self.timeouts,
                 "served_by": self.served_by,

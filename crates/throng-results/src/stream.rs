@@ -79,6 +79,11 @@ pub struct Meta {
     pub host: String,
     #[serde(default)]
     pub start_late_ns: u64,
+    /// The HTTP/2 the attack asked for: "" (none), "alpn" (offered on https targets), "h2c"
+    /// (prior knowledge on plain ones), or both, comma-separated. What each request got is in
+    /// its record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub http2: String,
     /// An MQTT run (`throng mqtt --output`): its shape. Absent for HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<crate::mqtt::Plan>,

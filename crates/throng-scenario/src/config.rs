@@ -100,6 +100,9 @@ struct PhaseFile {
     /// Several header sets: one target each, taken in turn.
     targets: Option<Vec<Vec<String>>>,
     timeout: Option<String>,
+    /// HTTP/2 to the proxy (offered by ALPN, as vegeta's -http2); off unless asked, so that a
+    /// scenario's figures keep their meaning.
+    http2: Option<bool>,
     /// Starts this long after the first phase, alongside whatever runs then.
     at: Option<String>,
     procs: Option<usize>,
@@ -216,6 +219,8 @@ pub struct Phase {
     /// One header set per target; requests take the targets in turn.
     pub targets: Vec<Vec<String>>,
     pub timeout: Duration,
+    /// Requests over HTTP/2 (ALPN `h2` at the proxy's TLS frontend).
+    pub http2: bool,
     /// When it starts, after the first phase's start; `None`: after the phase before it ends.
     pub at: Option<Duration>,
     pub procs: usize,
@@ -632,6 +637,7 @@ fn phase(p: &PhaseFile, at: KeyPath) -> Result<Phase, Failure> {
             Some(t) => positive(t, at.key("timeout"))?,
             None => Duration::from_secs(30),
         },
+        http2: p.http2.unwrap_or(false),
         at: match &p.at {
             Some(text) => Some(duration::parse(text).map_err(|e| (at.key("at"), e))?),
             None => None,

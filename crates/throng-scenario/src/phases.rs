@@ -447,7 +447,8 @@ fn attack_args(command: &mut Command, phase: &Phase) {
         .arg("-duration")
         .arg(format!("{}ms", phase.duration.as_millis()))
         .arg("-timeout")
-        .arg(format!("{}ms", phase.timeout.as_millis()));
+        .arg(format!("{}ms", phase.timeout.as_millis()))
+        .arg(format!("-http2={}", phase.http2));
 }
 
 /// Where an MQTT phase connects: the proxy's MQTT frontend (TLS), or the first broker.

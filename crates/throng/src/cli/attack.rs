@@ -81,8 +81,14 @@ pub struct RequestArgs {
     body: Option<PathBuf>,
 
     /// Most requests in flight at once; more wait (counted) [default: what the open-files limit allows]
-    #[arg(long, value_name = "N", aliases = ["max-workers", "max-connections"])]
+    #[arg(long, value_name = "N", aliases = ["max-workers"])]
     max_inflight: Option<usize>,
+
+    /// Most connections per target host (vegeta's): over HTTP/1.1, where a request in flight
+    /// holds a connection, the same as --max-inflight (unless that is given); over HTTP/2, a
+    /// request past the streams these allow waits for one to end (counted)
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
 
     /// Accepted for vegeta's command lines: throng runs each request as its own task
     #[arg(long, value_name = "N")]
@@ -141,9 +147,14 @@ pub struct RequestArgs {
     #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
     tls_groups: Vec<String>,
 
-    /// HTTP/2 (not built yet)
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
-    http2: bool,
+    /// HTTP/2 on https targets: offered by ALPN beside http/1.1, used when the server picks it
+    /// (vegeta's -http2) [default: true for attack, false for knee]
+    #[arg(long, value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    http2: Option<bool>,
+
+    /// HTTP/2 on plain http targets, from the first byte (prior knowledge, vegeta's -h2c)
+    #[arg(long, value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    h2c: bool,
 
     #[command(flatten)]
     vegeta: super::vegeta::AttackFlags,
@@ -235,6 +246,7 @@ fn attack(mut args: AttackArgs) -> Result<ExitCode, String> {
         args.name,
         progress,
         Duration::ZERO,
+        true,
     )?;
     let mut config = config;
     config.part = part;
@@ -297,12 +309,19 @@ fn split(
         "output",
         "max-inflight",
         "max-workers",
+        "max-connections",
         "part",
         "parts",
     ]);
     if let Some(n) = args.request.max_inflight {
         common.extend([
             "--max-inflight".into(),
+            n.div_ceil(procs).max(1).to_string().into(),
+        ]);
+    }
+    if let Some(n) = args.request.max_connections {
+        common.extend([
+            "--max-connections".into(),
             n.div_ceil(procs).max(1).to_string().into(),
         ]);
     }
@@ -345,10 +364,8 @@ impl RequestArgs {
         name: String,
         progress: bool,
         default_batch: Duration,
+        default_http2: bool,
     ) -> Result<Prepared, String> {
-        if self.http2 {
-            return Err("-http2: HTTP/2 is not built yet".into());
-        }
         for note in self.vegeta.check()? {
             eprintln!("throng: {note}");
         }
@@ -363,7 +380,12 @@ impl RequestArgs {
             }
             None => None,
         };
-        let max_inflight = match self.max_inflight {
+        let alpn = self.http2.unwrap_or(default_http2);
+        // Over HTTP/1.1 a request in flight holds a connection, so a cap on connections caps
+        // them; over HTTP/2 it caps connections only, and streams wait for a slot.
+        let http2_asked = self.h2c || (alpn && targets.iter().any(|t| t.url.tls));
+        let connections_cap_inflight = self.max_connections.filter(|_| !http2_asked);
+        let max_inflight = match self.max_inflight.or(connections_cap_inflight) {
             Some(n) => n,
             None => {
                 let limit = throng_net::rlimit::raise_nofile().map_err(|e| e.to_string())?;
@@ -386,6 +408,18 @@ impl RequestArgs {
             start_at: None,
             host_name: None,
             idle_connections: self.connections,
+            // A thread's share: the threads keep connections of their own.
+            max_connections: self.max_connections.map(|n| {
+                let threads = self
+                    .threads
+                    .unwrap_or_else(throng_net::workers::default_threads)
+                    .max(1);
+                n.div_ceil(threads).max(1)
+            }),
+            http2: throng_attack::Http2Options {
+                alpn,
+                h2c: self.h2c,
+            },
             keepalive: self.keepalive,
             threads: self
                 .threads

@@ -108,12 +108,14 @@ fn knee(args: KneeArgs) -> Result<ExitCode, String> {
     // MQTT steps send no HTTP requests: no attack is prepared for them.
     let http: Option<Prepared> = match args.load {
         Some(_) => None,
-        None => {
-            Some(
-                args.request
-                    .prepare(args.from, args.step, "knee".into(), false, KNEE_BATCH)?,
-            )
-        }
+        None => Some(args.request.prepare(
+            args.from,
+            args.step,
+            "knee".into(),
+            false,
+            KNEE_BATCH,
+            false,
+        )?),
     };
     let mqtt = match &args.load {
         Some(KneeLoad::Mqtt(common)) => {

@@ -15,8 +15,6 @@ pub struct AttackFlags {
     #[arg(long = "dns-ttl", hide = true, allow_hyphen_values = true)]
     dns_ttl: Option<String>,
     #[arg(long, hide = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
-    h2c: bool,
-    #[arg(long, hide = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     lazy: bool,
     #[arg(long = "max-body", hide = true, allow_hyphen_values = true)]
     max_body: Option<String>,
@@ -49,9 +47,6 @@ impl AttackFlags {
                 "connect-to",
                 "not built yet: put the address to connect to in the target's URL, and the name in a Host header",
             );
-        }
-        if self.h2c {
-            return refuse("h2c", "HTTP/2 is not built yet");
         }
         if self.prometheus_addr.is_some() {
             return refuse(
