@@ -828,10 +828,10 @@ fn every_vegeta_attack_flag_is_taken_or_refused_by_name() {
         ("-dns-ttl=0s", true),
         ("-duration=100ms", true),
         ("-format=http", true),
-        ("-h2c", false),
+        ("-h2c", true),
         ("-header=X-A: 1", true),
         ("-http2=false", true),
-        ("-http2", false),
+        ("-http2", true),
         ("-insecure", true),
         ("-keepalive=false", true),
         ("-laddr=127.0.0.1", true),
@@ -1157,4 +1157,237 @@ fn a_part_split_over_processes_is_still_one_part() {
         "{report}"
     );
     assert_eq!(report["success"], 1.0, "{report}");
+}
+
+/// vegeta's `-http2`: h2 offered by ALPN on https targets (on by default), used when the server
+/// picks it, HTTP/1.1 when it does not (and the report says so); `-h2c` speaks HTTP/2 from the
+/// first byte on plain ones; `-http2=false` keeps HTTP/1.1. Against nginx's `http2` listeners.
+#[test]
+fn over_http2_to_nginx_by_alpn_and_prior_knowledge_and_back_to_http1_where_it_is_not_offered() {
+    let nginx = Nginx::start("attack-h2");
+    let dir = scratch_dir("nginx-h2");
+    let roots = format!("-root-certs={}", nginx.dir.join("cert.pem").display());
+    let run = |name: &str, target: String, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec![
+            "-rate=50",
+            "-duration=1s",
+            "-output",
+            out.to_str().unwrap(),
+            &roots,
+        ];
+        args.extend_from_slice(extra);
+        let result = attack(&format!("GET {target}\n"), &args);
+        assert_succeeded(&result);
+        let text = Command::new(env!("CARGO_BIN_EXE_throng"))
+            .args(["report", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            report_json(&[&out]),
+            String::from_utf8_lossy(&text.stdout).into_owned(),
+        )
+    };
+    let h2 = format!("https://localhost:{}/ping", nginx.h2.port());
+
+    let (alpn, text) = run("alpn.bin", h2.clone(), &[]);
+    assert_eq!(
+        (alpn["success"].as_f64(), alpn["throng"]["http2"].as_u64()),
+        (Some(1.0), Some(50)),
+        "{alpn}"
+    );
+    assert_eq!(alpn["bytes_in"]["total"], 200, "pong, 50 times");
+    assert!(
+        alpn["throng"]["tls"]["count"].as_u64().unwrap() <= 2,
+        "streams share a connection per thread: {alpn}"
+    );
+    assert!(
+        text.contains("Protocol      [HTTP/2, HTTP/1.1]                50, 0"),
+        "{text}"
+    );
+
+    let (h2c, _) = run("h2c.bin", format!("http://{}/ping", nginx.h2c), &["-h2c"]);
+    assert_eq!(
+        (h2c["success"].as_f64(), h2c["throng"]["http2"].as_u64()),
+        (Some(1.0), Some(50)),
+        "{h2c}"
+    );
+
+    // One stream per connection when keep-alive is off, as Go's DisableKeepAlives does.
+    let (single, _) = run("single.bin", h2.clone(), &["-keepalive=false"]);
+    assert_eq!(single["success"], 1.0, "{single}");
+    assert_eq!(single["throng"]["http2"], 50, "{single}");
+    assert_eq!(single["throng"]["tls"]["count"], 50, "{single}");
+
+    let (off, _) = run("off.bin", h2, &["-http2=false"]);
+    assert_eq!(
+        (off["success"].as_f64(), off["throng"]["http2"].as_u64()),
+        (Some(1.0), Some(0)),
+        "{off}"
+    );
+
+    // nginx's other TLS port offers no h2: HTTP/1.1, as vegeta falls back, and said.
+    let (fallback, text) = run(
+        "fallback.bin",
+        format!("https://localhost:{}/ping", nginx.tls.port()),
+        &[],
+    );
+    assert_eq!(
+        (
+            fallback["success"].as_f64(),
+            fallback["throng"]["http2"].as_u64()
+        ),
+        (Some(1.0), Some(0)),
+        "{fallback}"
+    );
+    assert!(
+        text.contains(
+            "0, 50 (HTTP/2 was asked for: the rest went over HTTP/1.1, the server's choice)"
+        ),
+        "{text}"
+    );
+}
+
+/// Streams held by pong's `sleep` over h2c: past the server's 100 concurrent streams a second
+/// connection opens; with `-max-connections 1` the requests past them wait for a stream, are
+/// counted, and their latency runs from when they were due.
+#[test]
+fn held_streams_open_connections_as_the_servers_limit_fills_or_wait_at_the_cap() {
+    let pong = Pong::start(&["--h2c", "--admin", "127.0.0.1:0"]);
+    let dir = scratch_dir("pong-h2c");
+    let targets = format!("GET {}\nsleep: 800\n", pong.url());
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec![
+            "-h2c",
+            "-rate=300",
+            "-duration=1s",
+            "-threads=1",
+            "-output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        assert_succeeded(&attack(&targets, &args));
+        report_json(&[&out])
+    };
+
+    let open = run("open.bin", &[]);
+    assert_eq!(
+        (open["success"].as_f64(), open["throng"]["http2"].as_u64()),
+        (Some(1.0), Some(300)),
+        "{open}"
+    );
+    assert!(
+        open["throng"]["connect"]["count"].as_u64().unwrap() >= 2,
+        "100 streams a connection (pong's limit), and more held at once: {open}"
+    );
+    assert_eq!(open["throng"]["waited_for_stream"], 0, "{open}");
+
+    let capped = run("capped.bin", &["-max-connections=1"]);
+    assert_eq!(capped["success"], 1.0, "{capped}");
+    assert_eq!(capped["throng"]["connect"]["count"], 1, "{capped}");
+    let waited = capped["throng"]["waited_for_stream"].as_u64().unwrap();
+    assert!(waited >= 100, "{capped}");
+    // A stream slot frees at most every few hundred ms here, so those that waited were late.
+    assert!(
+        capped["latencies"]["max"].as_u64().unwrap() > open["latencies"]["max"].as_u64().unwrap(),
+        "waits are in the latency: {capped} vs {open}"
+    );
+}
+
+/// A server that refuses streams (RST_STREAM REFUSED_STREAM) fails those requests by the code's
+/// name; one that says GOAWAY sends the requests past its last stream elsewhere, once.
+#[test]
+fn http2_errors_are_named_and_requests_past_a_goaway_go_again() {
+    let server = |mode: &str| {
+        let addr = free_addr();
+        let mut child = Command::new("/usr/bin/python3")
+            .args([
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_refusing_server.py"),
+                &addr.port().to_string(),
+                mode,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("/usr/bin/python3 (./test.sh installs python3-h2)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready");
+        KillOnDrop(child, addr)
+    };
+    let dir = scratch_dir("h2-errors");
+
+    let refusing = server("refuse");
+    let out = dir.join("refused.bin");
+    let target = format!("GET http://{}/\n", refusing.1);
+    assert_succeeded(&attack(
+        &target,
+        &[
+            "-h2c",
+            "-rate=20",
+            "-duration=1s",
+            "-output",
+            out.to_str().unwrap(),
+        ],
+    ));
+    let report = report_json(&[&out]);
+    assert_eq!(
+        report["throng"]["error_classes"]["protocol"], 20,
+        "{report}"
+    );
+    let errors = report["errors"].to_string();
+    assert!(
+        errors.contains("h2: stream reset by the server (REFUSED_STREAM)"),
+        "{errors}"
+    );
+
+    // Each connection answers one stream and sends the rest away: with requests held at once
+    // (-threads=1, a burst), some go out past a GOAWAY and are sent again on a new connection.
+    let goaway = server("goaway");
+    let out = dir.join("goaway.bin");
+    let target = format!("GET http://{}/\n", goaway.1);
+    assert_succeeded(&attack(
+        &target,
+        &[
+            "-h2c",
+            "-rate=200",
+            "-duration=1s",
+            "-threads=1",
+            "-batch=100ms",
+            "-output",
+            out.to_str().unwrap(),
+        ],
+    ));
+    let report = report_json(&[&out]);
+    let requests = report["requests"].as_u64().unwrap();
+    let ok = report["status_codes"]["200"].as_u64().unwrap_or(0);
+    let retries = report["throng"]["retries"].as_u64().unwrap();
+    assert!(retries > 0, "{report}");
+    assert!(ok > 1 && ok < requests, "{report}");
+    let errors = report["errors"].to_string();
+    // Those sent past a GOAWAY twice say so; nothing else failed.
+    assert!(
+        errors.contains("h2: GOAWAY (NO_ERROR, last stream 1): not processed"),
+        "{errors}"
+    );
+    assert_eq!(
+        report["throng"]["error_classes"]["protocol"]
+            .as_u64()
+            .unwrap_or(0),
+        requests - ok,
+        "{report}"
+    );
+}
+
+struct KillOnDrop(std::process::Child, SocketAddr);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

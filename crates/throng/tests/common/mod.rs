@@ -278,6 +278,9 @@ pub struct Nginx {
     child: Child,
     pub plain: SocketAddr,
     pub tls: SocketAddr,
+    /// TLS with ALPN h2 and http/1.1, and plain HTTP/2 by prior knowledge (h2c).
+    pub h2: SocketAddr,
+    pub h2c: SocketAddr,
     pub dir: std::path::PathBuf,
 }
 
@@ -295,6 +298,8 @@ impl Nginx {
         std::fs::write(dir.join("key.pem"), key).unwrap();
         let plain = free_addr();
         let tls = free_addr();
+        let h2 = free_addr();
+        let h2c = free_addr();
         let d = dir.display();
         let config = format!(
             "master_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
@@ -302,7 +307,7 @@ impl Nginx {
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
                fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
                keepalive_requests 100000;\n\
-               server {{\n    listen {plain};\n    listen {tls} ssl;\n\
+               server {{\n    listen {plain};\n    listen {tls} ssl;\n    listen {h2} ssl http2;\n    listen {h2c} http2;\n\
                  ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
                  location / {{ return 200 \"pong\"; }}\n  }}\n}}\n"
         );
@@ -337,6 +342,8 @@ impl Nginx {
             child,
             plain,
             tls,
+            h2,
+            h2c,
             dir,
         }
     }
