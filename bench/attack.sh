@@ -100,7 +100,7 @@ hold() {
         # ports first), the schedule falls behind and the ramp ends short of N.
         throng) printf 'GET %s\nsleep: 600000\n' "$url" | "$throng" attack -threads=1 -rate=$rate \
                     -source=127.0.0.1-127.0.0.2 -duration="$(python3 -c "print($n / $rate)")s" \
-                    -timeout=20m -insecure -quiet -output /dev/null &;;
+                    -timeout=20m -insecure -http2=false -quiet -output /dev/null &;;
         wrk) wrk -t1 -c"$n" -d300s --timeout 600s -H 'sleep: 600000' "$url" >/dev/null &;;
         oha) oha -c "$n" -n "$n" --no-tui --insecure -t 600s -H 'sleep: 600000' "$url" >/dev/null 2>&1 &;;
     esac

@@ -97,7 +97,7 @@ print(r["knee"] or 0, r.get("confidence", "-"), len(r["steps"]))' "$dir.json")"
         if python3 -c "import sys; sys.exit(0 if float('$knee') > 0 else 1)"; then
             sleep 2
             before=$(cpu_ticks "$proxy_pid")
-            echo "GET https://127.0.0.1:$tls/" | "$throng" attack -insecure -keepalive=$keepalive --threads 1 \
+            echo "GET https://127.0.0.1:$tls/" | "$throng" attack -insecure -http2=false -keepalive=$keepalive --threads 1 \
                 -rate="$knee" -duration=10s -quiet > /dev/null
             after=$(cpu_ticks "$proxy_pid")
             cpu=$(python3 -c "print('%.0f%%' % (($after - $before) / $(getconf CLK_TCK) / 10 * 100))")

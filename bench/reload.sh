@@ -138,7 +138,7 @@ CFG
     drops_before=$(listen_drops)
     results="$out/attack-$proxy.bin"
     echo "GET https://127.0.0.1:$tls/" | "$throng" attack -rate="$RATE/1s" -duration="$((STORM + 5))s" \
-        -keepalive=false -insecure -output "$results" > "$out/attack-$proxy.log" 2>&1 &
+        -keepalive=false -insecure -http2=false -output "$results" > "$out/attack-$proxy.log" 2>&1 &
     attack=$!
     sleep 2
     first_reload=$SECONDS

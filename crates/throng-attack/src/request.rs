@@ -276,6 +276,60 @@ mod tests {
     }
 
     #[test]
+    fn the_http2_block_is_the_same_request_in_lowercase_without_connection_fields() {
+        let mut https = target(
+            &[
+                ("X-Run", "1"),
+                ("Connection", "keep-alive"),
+                ("TE", "trailers"),
+                ("Host", "example.com"),
+            ],
+            b"hello",
+        );
+        https.url = Url::parse("https://127.0.0.1:8443/x?y=1").unwrap();
+        let both = Http2Options {
+            alpn: true,
+            h2c: false,
+        };
+        let prepared = prepare(&[https, target(&[], b"")], &[], None, true, both).unwrap();
+        assert_eq!(
+            (prepared[0].http2, prepared[1].http2),
+            (Http2::Alpn, Http2::No),
+            "h2c was not asked for the plain target"
+        );
+        assert!(prepared[1].h2_block.is_empty());
+        assert_eq!(prepared[0].body(), b"hello");
+        let mut decoder = throng_h2::hpack::Decoder::new(4096);
+        let mut fields = Vec::new();
+        let limits = throng_h2::hpack::decoder::ListLimits {
+            max_list_size: 1 << 16,
+            max_fields: 100,
+        };
+        decoder
+            .decode(&prepared[0].h2_block, limits, |n, v| {
+                fields.push(format!(
+                    "{}: {}",
+                    String::from_utf8_lossy(n),
+                    String::from_utf8_lossy(v)
+                ))
+            })
+            .unwrap();
+        assert_eq!(
+            fields,
+            [
+                ":method: POST",
+                ":scheme: https",
+                ":authority: example.com",
+                ":path: /x?y=1",
+                "x-run: 1",
+                "te: trailers",
+                &format!("user-agent: {USER_AGENT}"),
+                "content-length: 5",
+            ]
+        );
+    }
+
+    #[test]
     fn targets_on_one_address_share_a_host() {
         let mut other = target(&[], b"");
         other.url = Url::parse("http://127.0.0.1:9/").unwrap();
