@@ -4,7 +4,8 @@
 #   1. CPU per request: RATE requests/s for DURATION against nginx (1 worker, `return 200 "pong"`)
 #      over h2c and over TLS with ALPN h2: the generator's user+system CPU-seconds per 100,000
 #      requests (from /usr/bin/time), and the latency each reports (h2load's mean and max
-#      "time for request"; throng's mean, p50, p99 and max, from each request's due time).
+#      "time for request"; throng's mean, p50, p99 and max, from each request's due time), for
+#      throng's default (each request at its due time) and --batch=1ms (wrk2's trade).
 #      h2load keeps the rate with --rps per client (CLIENTS clients of STREAMS streams each).
 #   2. Memory per held stream: HELD streams held at once on pong --h2c (`sleep: 20000`), the
 #      generator's RSS with HELD streams minus its RSS with HELD/5, over the difference.
@@ -82,21 +83,23 @@ if [[ " $MODES " == *" cpu "* ]]; then
             h2c) url="http://127.0.0.1:$h2c_port/"; flags="-h2c" ;;
             tls) url="https://127.0.0.1:$tls_port/"; flags="-insecure" ;;
         esac
-        echo "GET $url" | /usr/bin/time -f "%U %S" -o "$out/throng-$scheme.time" \
-            "$throng" attack $flags -rate "$RATE" -duration "${DURATION}s" -threads 1 -quiet \
-            -output "$out/throng-$scheme.bin"
-        "$throng" report "$out/throng-$scheme.bin" > "$out/throng-$scheme.txt"
-        "$throng" report -type=json "$out/throng-$scheme.bin" > "$out/throng-$scheme.json"
+        for batch in 0s 1ms; do
+            run=throng-$scheme-$batch
+            echo "GET $url" | /usr/bin/time -f "%U %S" -o "$out/$run.time" \
+                "$throng" attack $flags -rate "$RATE" -duration "${DURATION}s" -threads 1 -quiet \
+                -batch "$batch" -output "$out/$run.bin"
+            "$throng" report -type=json "$out/$run.bin" > "$out/$run.json"
+            ok=$(python3 -c "import json; print(json.load(open('$out/$run.json'))['status_codes'].get('200', 0))")
+            latency=$(python3 -c "
+import json; r = json.load(open('$out/$run.json'))['latencies']
+print(f\"mean {r['mean']/1e3:.0f} µs, p50 {r['50th']/1e3:.0f}, p99 {r['99th']/1e3:.0f}, max {r['max']/1e3:.0f}\")")
+            echo "$scheme throng --batch=$batch: $ok ok, $(per_100k "$(cpu_of "$out/$run.time")" "$ok") CPU-s per 100k, latency $latency"
+        done
         /usr/bin/time -f "%U %S" -o "$out/h2load-$scheme.time" \
             h2load -t 1 -c "$CLIENTS" -m "$STREAMS" --rps "$per_client" -n "$total" "$url" \
             > "$out/h2load-$scheme.txt" 2>&1
-        done_throng=$(python3 -c "import json; print(json.load(open('$out/throng-$scheme.json'))['status_codes'].get('200', 0))")
         done_h2load=$(awk '/^requests:/ {print $8}' "$out/h2load-$scheme.txt")
-        latency=$(python3 -c "
-import json; r = json.load(open('$out/throng-$scheme.json'))['latencies']
-print(f\"mean {r['mean']/1e3:.0f} µs, p50 {r['50th']/1e3:.0f}, p99 {r['99th']/1e3:.0f}, max {r['max']/1e3:.0f}\")")
-        h2load_latency=$(awk '/^time for request:/ {print "mean " $3 ", max " $4 ", sd " $5}' "$out/h2load-$scheme.txt")
-        echo "$scheme throng: $done_throng ok, $(per_100k "$(cpu_of "$out/throng-$scheme.time")" "$done_throng") CPU-s per 100k, latency $latency"
+        h2load_latency=$(awk '/^time for request:/ {print "min " $4 ", mean " $6 ", max " $5 ", sd " $7}' "$out/h2load-$scheme.txt")
         echo "$scheme h2load: $done_h2load ok, $(per_100k "$(cpu_of "$out/h2load-$scheme.time")" "$done_h2load") CPU-s per 100k, latency $h2load_latency"
     done
 fi
@@ -107,44 +110,36 @@ if [[ " $MODES " == *" memory "* ]]; then
     pids+=($!)
     wait_port "$pong_port"
     url="http://127.0.0.1:$pong_port/"
-    echo "== memory per held stream (pong --h2c, sleep 20 s): RSS at $HELD held minus at $((HELD / 5)), over the difference"
-    # RSS of a generator once it holds `held` streams (pong counts them in progress).
-    hold() { # hold NAME HELD COMMAND...
-        local name=$1 held=$2; shift 2
+    echo "== memory per held stream (pong --h2c, sleep up to 10 min): RSS holding $HELD minus holding $((HELD / 5)), over the difference"
+    # hold NAME COMMAND...: the generator's RSS (KiB) 6 s after it starts, every stream sent by
+    # then and nearly none answered; then it is stopped.
+    hold() {
+        local name=$1; shift
         "$@" > "$out/$name.log" 2>&1 &
         local pid=$!
-        pids+=("$pid")
-        for _ in $(seq 200); do
-            local now
-            now=$(ss -Htn state established "( dport = :$pong_port )" | wc -l)
-            [ -d "/proc/$pid" ] || break
-            sleep 0.2
-            # Held once the connections are up and the streams have had time to open.
-            [ "$now" -gt 0 ] && [ -n "${since:-}" ] && ((SECONDS - since >= 3)) && break
-            [ "$now" -gt 0 ] && [ -z "${since:-}" ] && since=$SECONDS
-        done
-        unset since
-        sleep 2
-        awk '/^VmRSS/ {print $2}' "/proc/$pid/status"
+        sleep 6
+        local rss
+        rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+        local streams
+        streams=$(ss -Htn state established "( dport = :$pong_port )" | wc -l)
         kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+        echo "$rss $streams"
     }
+    printf 'GET %s\nsleep: 600000\n' "$url" > "$work/targets"
+    declare -A rss
     for held in $((HELD / 5)) "$HELD"; do
-        rate=$((held / 2))
-        printf 'GET %s\nsleep: 20000\n' "$url" > "$work/targets"
-        rss=$(hold "throng-$held" "$held" "$throng" attack -h2c -rate "$rate" -duration 2s \
-            -threads 1 -quiet -targets "$work/targets" -output /dev/null)
-        eval "throng_$held=$rss"
-        clients=$((held / 100))
-        rss=$(hold "h2load-$held" "$held" h2load -t 1 -c "$clients" -m 100 -n "$held" \
-            -H 'sleep: 20000' "$url")
-        eval "h2load_$held=$rss"
-        echo "held $held: throng $(eval echo "\$throng_$held") KiB, h2load $(eval echo "\$h2load_$held") KiB"
+        # Sent over 2 s, as h2load sends its all at once: both hold them all by the 6th second.
+        read -r rss[throng.$held] conns < <(hold "throng-$held" "$throng" attack -h2c \
+            -rate "$((held / 2))" -duration 2s -timeout 20m -threads 1 -quiet \
+            -targets "$work/targets" -output /dev/null)
+        echo "held $held: throng ${rss[throng.$held]} KiB on $conns connections"
+        read -r rss[h2load.$held] conns < <(hold "h2load-$held" h2load -t 1 -c "$((held / 100))" \
+            -m 100 -n "$held" -H 'sleep: 600000' "$url")
+        echo "held $held: h2load ${rss[h2load.$held]} KiB on $conns connections"
     done
     small=$((HELD / 5))
     for tool in throng h2load; do
-        big=$(eval echo "\$${tool}_$HELD")
-        little=$(eval echo "\$${tool}_$small")
-        echo "$tool: $(( (big - little) * 1024 / (HELD - small) )) B per held stream"
+        echo "$tool: $(( (rss[$tool.$HELD] - rss[$tool.$small]) * 1024 / (HELD - small) )) B per held stream"
     done
 fi
