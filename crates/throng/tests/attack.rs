@@ -1391,3 +1391,107 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// vegeta's `-http2` differential: one targets file over https, sent by vegeta and by throng to
+/// a strict HTTP/2 server (python3-h2, ALPN h2 only) that records every request. Each sends the
+/// same requests: pseudo-headers, the target's and `-header`'s fields in their order, the
+/// framing fields and the body. Only what each generator says of itself differs, and the test
+/// names it: `user-agent`, Go's `accept-encoding: gzip` (its transparent decompression) and
+/// vegeta's `x-vegeta-seq`. Needs vegeta (`../shared/peers/bin/vegeta`); skipped without it.
+#[test]
+fn vegeta_and_throng_send_the_same_requests_over_http2() {
+    let vegeta =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/bin/vegeta");
+    if !vegeta.exists() {
+        let why = format!("no vegeta at {}", vegeta.display());
+        common::skip("vegeta_and_throng_send_the_same_requests_over_http2", &why);
+        return;
+    }
+    let dir = scratch_dir("vegeta-h2");
+    let (cert, key) = throng_tls::config::self_signed(&["localhost"]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    std::fs::write(dir.join("body.txt"), "body-bytes").unwrap();
+    // One server for both, so that the requests name the same authority.
+    let addr = free_addr();
+    let recorded = dir.join("requests.jsonl");
+    let mut server = Command::new("/usr/bin/python3")
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_recording_server.py"),
+            &addr.port().to_string(),
+            dir.join("cert.pem").to_str().unwrap(),
+            dir.join("key.pem").to_str().unwrap(),
+            recorded.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (./test.sh installs python3-h2)");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _server = KillOnDrop(server, addr);
+    let base = format!("https://localhost:{}", addr.port());
+    let targets = format!(
+        "GET {base}/get?x=1\nX-Custom: a\nAccept: */*\n\n\
+         POST {base}/post\nContent-Type: text/plain\n@{}\n\n\
+         PUT {base}/put\n\n\
+         HEAD {base}/head\n",
+        dir.join("body.txt").display()
+    );
+    std::fs::write(dir.join("targets.txt"), targets).unwrap();
+    let record = |name: &str, command: &str| -> Vec<Value> {
+        let _ = std::fs::remove_file(&recorded);
+        shell(&dir, &format!("{command} -insecure -rate=8 -duration=500ms -header 'X-Run: one' -targets targets.txt > {name}.bin"));
+        let text = std::fs::read_to_string(&recorded).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let own = ["user-agent", "accept-encoding", "x-vegeta-seq"];
+    // Sorted: the order of pseudo-headers is the encoder's, and Go sends a request's fields in
+    // its map's order, which changes from run to run.
+    let comparable =
+        |requests: &[Value]| -> Vec<(Vec<(String, String)>, Vec<(String, String)>, String)> {
+            let mut all: Vec<_> = requests
+                .iter()
+                .map(|r| {
+                    let fields: Vec<(String, String)> = r["fields"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| (f[0].as_str().unwrap().into(), f[1].as_str().unwrap().into()))
+                        .filter(|(n, _): &(String, String)| !own.contains(&n.as_str()))
+                        .collect();
+                    let (mut pseudo, mut regular): (Vec<_>, Vec<_>) =
+                        fields.into_iter().partition(|(n, _)| n.starts_with(':'));
+                    pseudo.sort();
+                    regular.sort();
+                    (pseudo, regular, r["body"].as_str().unwrap().to_string())
+                })
+                .collect();
+            all.sort();
+            all
+        };
+    let throng = env!("CARGO_BIN_EXE_throng");
+    let by_vegeta = record("vegeta", &format!("{} attack", vegeta.display()));
+    let by_throng = record("throng", &format!("{throng} attack -quiet"));
+    assert_eq!(by_vegeta.len(), 4, "{by_vegeta:?}");
+    assert_eq!(comparable(&by_vegeta), comparable(&by_throng));
+    // What differs is only what each says of itself.
+    let names = |requests: &[Value]| -> std::collections::BTreeSet<String> {
+        requests
+            .iter()
+            .flat_map(|r| r["fields"].as_array().unwrap().clone())
+            .map(|f| f[0].as_str().unwrap().to_string())
+            .filter(|n| own.contains(&n.as_str()))
+            .collect()
+    };
+    assert_eq!(
+        names(&by_throng).into_iter().collect::<Vec<_>>(),
+        ["user-agent"]
+    );
+    assert!(names(&by_vegeta).contains("user-agent"));
+}
