@@ -1383,6 +1383,9 @@ fn http2_errors_are_named_and_requests_past_a_goaway_go_again() {
     );
 }
 
+/// A request as a server saw it: pseudo-headers, fields, body (hex).
+type SentRequest = (Vec<(String, String)>, Vec<(String, String)>, String);
+
 struct KillOnDrop(std::process::Child, SocketAddr);
 
 impl Drop for KillOnDrop {
@@ -1453,28 +1456,27 @@ fn vegeta_and_throng_send_the_same_requests_over_http2() {
     let own = ["user-agent", "accept-encoding", "x-vegeta-seq"];
     // Sorted: the order of pseudo-headers is the encoder's, and Go sends a request's fields in
     // its map's order, which changes from run to run.
-    let comparable =
-        |requests: &[Value]| -> Vec<(Vec<(String, String)>, Vec<(String, String)>, String)> {
-            let mut all: Vec<_> = requests
-                .iter()
-                .map(|r| {
-                    let fields: Vec<(String, String)> = r["fields"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|f| (f[0].as_str().unwrap().into(), f[1].as_str().unwrap().into()))
-                        .filter(|(n, _): &(String, String)| !own.contains(&n.as_str()))
-                        .collect();
-                    let (mut pseudo, mut regular): (Vec<_>, Vec<_>) =
-                        fields.into_iter().partition(|(n, _)| n.starts_with(':'));
-                    pseudo.sort();
-                    regular.sort();
-                    (pseudo, regular, r["body"].as_str().unwrap().to_string())
-                })
-                .collect();
-            all.sort();
-            all
-        };
+    let comparable = |requests: &[Value]| -> Vec<SentRequest> {
+        let mut all: Vec<_> = requests
+            .iter()
+            .map(|r| {
+                let fields: Vec<(String, String)> = r["fields"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| (f[0].as_str().unwrap().into(), f[1].as_str().unwrap().into()))
+                    .filter(|(n, _): &(String, String)| !own.contains(&n.as_str()))
+                    .collect();
+                let (mut pseudo, mut regular): (Vec<_>, Vec<_>) =
+                    fields.into_iter().partition(|(n, _)| n.starts_with(':'));
+                pseudo.sort();
+                regular.sort();
+                (pseudo, regular, r["body"].as_str().unwrap().to_string())
+            })
+            .collect();
+        all.sort();
+        all
+    };
     let throng = env!("CARGO_BIN_EXE_throng");
     let by_vegeta = record("vegeta", &format!("{} attack", vegeta.display()));
     let by_throng = record("throng", &format!("{throng} attack -quiet"));
