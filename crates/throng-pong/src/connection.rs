@@ -36,6 +36,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 pub(crate) async fn serve(stream: TcpStream, listener: Arc<ListenerStats>, worker: Rc<Worker>) {
     let mut connection = Connection {
         stream,
+        counted: Counted(Arc::clone(&listener)),
         listener,
         worker,
         inbuf: Vec::new(),
@@ -60,6 +61,28 @@ pub(crate) async fn serve(stream: TcpStream, listener: Arc<ListenerStats>, worke
             Ok(Wake::Ready) => connection.on_ready(interest),
             Ok(Wake::Timer) => connection.on_timer(),
             Err(error) => connection.end(End::Io(error)),
+        }
+        if connection.chose_h2() && matches!(connection.phase, Phase::Head { .. }) {
+            // The handshake chose h2: the h2 side takes the session, what was read past it
+            // and the connection's count (what TLS still has to send goes with its first write).
+            let Connection {
+                stream,
+                tls: Some(tls),
+                inbuf,
+                listener,
+                worker,
+                counted,
+                ..
+            } = connection
+            else {
+                return;
+            };
+            let transport = crate::h2::Transport::Tls(stream, tls);
+            // Boxed: only the connections that chose h2 carry that future.
+            return Box::pin(crate::h2::serve(
+                transport, inbuf, listener, worker, counted,
+            ))
+            .await;
         }
     }
 }
@@ -122,17 +145,27 @@ struct Connection {
     in_progress: Option<InProgress>,
     /// The TLS session, when pong serves TLS. Its pending output stays in it until written.
     tls: Option<Box<rustls::ServerConnection>>,
+    counted: Counted,
 }
 
-impl Drop for Connection {
+/// One of a listener's open connections, counted until it is dropped, whichever protocol
+/// serves it (a TLS connection handed to HTTP/2 takes it along).
+pub(crate) struct Counted(pub(crate) Arc<ListenerStats>);
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.listener
-            .connections_open
-            .fetch_sub(1, Ordering::Relaxed);
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Connection {
+    /// The TLS handshake is done and ALPN chose h2 (pong offers it with `--http2`).
+    fn chose_h2(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| !tls.is_handshaking() && tls.alpn_protocol() == Some(b"h2"))
+    }
+
     /// What to wait for next, and until when; `None` once the connection is closed.
     fn next_wait(&self) -> Option<(Interest, Instant)> {
         let config = &self.worker.shared.config;
@@ -260,6 +293,10 @@ impl Connection {
     fn take_plaintext(&mut self, fresh: &[u8]) {
         if fresh.is_empty() {
             return;
+        }
+        if self.chose_h2() {
+            // HTTP/2's preface and frames, for the h2 side this connection goes to next.
+            return self.inbuf.extend_from_slice(fresh);
         }
         let body_bytes = match self.body.feed(fresh, |_| {}) {
             Ok(n) => n,

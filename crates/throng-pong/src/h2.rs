@@ -2,11 +2,14 @@
 //! preface is served here, every stream as an HTTP/1.1 request would be (`sleep` and `times`
 //! read from its fields, one `pong` DATA frame per time, the waits between them), many at once.
 //!
+//! Over TLS (`--http2` with `--tls-cert`), a connection whose handshake chose h2 by ALPN comes
+//! here from the HTTP/1.1 side once the handshake is done, with its session.
+//!
 //! The frames are throng's own codec's (`throng_h2::server`, the proxy's front door: floods and
 //! limits bounded there). One task per connection; streams are entries in a list with the time
 //! their next `pong` is due, so a held stream costs its entry, not a task.
 
-use crate::connection::InProgress;
+use crate::connection::{Counted, InProgress};
 use crate::metrics::ListenerStats;
 use crate::request::asked;
 use crate::server::Worker;
@@ -49,7 +52,15 @@ pub(crate) async fn sniff(stream: TcpStream, listener: Arc<ListenerStats>, worke
             continue;
         }
         if peeked == 3 && looks_like_preface(&first) {
-            return serve(stream, listener, worker).await;
+            let counted = Counted(Arc::clone(&listener));
+            return serve(
+                Transport::Plain(stream),
+                Vec::new(),
+                listener,
+                worker,
+                counted,
+            )
+            .await;
         }
         return crate::connection::serve(stream, listener, worker).await;
     }
@@ -71,12 +82,97 @@ struct Answer {
     _counted: InProgress,
 }
 
-pub(crate) async fn serve(mut stream: TcpStream, listener: Arc<ListenerStats>, worker: Rc<Worker>) {
+/// The bytes an h2 connection travels on: the socket, or a TLS session over it.
+pub(crate) enum Transport {
+    Plain(TcpStream),
+    Tls(TcpStream, Box<rustls::ServerConnection>),
+}
+
+impl Transport {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(stream) | Transport::Tls(stream, _) => stream,
+        }
+    }
+
+    /// Writes all of `bytes` (encrypted, with TLS, and with whatever the session had to send).
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Transport::Plain(stream) => stream.write_all(bytes).await,
+            Transport::Tls(stream, tls) => {
+                io::Write::write_all(&mut tls.writer(), bytes)?;
+                while tls.wants_write() {
+                    match tls.write_tls(&mut throng_tls::config::Socket(stream)) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            stream.writable().await?
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads what the socket has, through the thread's scratch buffer, and appends its
+    /// plaintext to `input`; the bytes read off the socket (0: the client closed, or sent
+    /// close_notify).
+    fn read_now(&mut self, worker: &Worker, input: &mut Vec<u8>) -> io::Result<usize> {
+        let mut scratch = worker.scratch.borrow_mut();
+        let n = self.socket().try_read(&mut scratch[..])?;
+        let read = scratch.get(..n).unwrap_or_default();
+        let Transport::Tls(_, tls) = self else {
+            input.extend_from_slice(read);
+            return Ok(n);
+        };
+        let mut records = read;
+        while !records.is_empty() {
+            tls.read_tls(&mut records)?;
+            tls.process_new_packets().map_err(io::Error::other)?;
+            let mut chunk = [0u8; 4096];
+            loop {
+                match io::Read::read(&mut tls.reader(), &mut chunk) {
+                    Ok(0) => return Ok(0),
+                    Ok(k) => input.extend_from_slice(chunk.get(..k).unwrap_or_default()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Serves one HTTP/2 connection; `input` is what was read of it already (over TLS, what came
+/// with the end of the handshake).
+pub(crate) async fn serve(
+    mut stream: Transport,
+    input: Vec<u8>,
+    listener: Arc<ListenerStats>,
+    worker: Rc<Worker>,
+    _counted: Counted,
+) {
     let config = &worker.shared.config;
     let mut h2 = Connection::new(Limits::default());
-    let (mut input, mut out) = (Vec::new(), Vec::new());
+    let (mut input, mut out) = (input, Vec::new());
     h2.start(&mut out);
     let mut answers: Vec<Answer> = Vec::new();
+    // What came with the end of a TLS handshake may hold the preface and whole requests.
+    if !input.is_empty()
+        && take_frames(
+            &mut h2,
+            &mut input,
+            &mut out,
+            &mut answers,
+            &listener,
+            &worker,
+        )
+        .is_err()
+    {
+        let _ = stream.write_all(&out).await;
+        return;
+    }
     let mut last_activity = Instant::now();
     let timer = tokio::time::sleep_until(last_activity);
     tokio::pin!(timer);
@@ -85,7 +181,10 @@ pub(crate) async fn serve(mut stream: TcpStream, listener: Arc<ListenerStats>, w
             let sent = out.len() as u64;
             let write = tokio::time::timeout(config.timeout, stream.write_all(&out));
             if !matches!(write.await, Ok(Ok(()))) {
-                return debug!("h2c connection from {:?}: write failed", stream.peer_addr());
+                return debug!(
+                    "h2 connection from {:?}: write failed",
+                    stream.socket().peer_addr()
+                );
             }
             listener.bytes_out.fetch_add(sent, Ordering::Relaxed);
             out.clear();
@@ -98,11 +197,11 @@ pub(crate) async fn serve(mut stream: TcpStream, listener: Arc<ListenerStats>, w
         let idle = last_activity + config.timeout;
         timer.as_mut().reset(due.map_or(idle, |due| due.min(idle)));
         tokio::select! {
-            readable = stream.readable() => {
+            readable = stream.socket().readable() => {
                 if readable.is_err() {
                     return;
                 }
-                let n = match read_now(&stream, &worker, &mut input) {
+                let n = match stream.read_now(&worker, &mut input) {
                     Ok(0) => return,
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -128,14 +227,6 @@ pub(crate) async fn serve(mut stream: TcpStream, listener: Arc<ListenerStats>, w
             }
         }
     }
-}
-
-/// Reads what the socket has, through the thread's scratch buffer, onto `input`.
-fn read_now(stream: &TcpStream, worker: &Worker, input: &mut Vec<u8>) -> io::Result<usize> {
-    let mut scratch = worker.scratch.borrow_mut();
-    let n = stream.try_read(&mut scratch[..])?;
-    input.extend_from_slice(scratch.get(..n).unwrap_or_default());
-    Ok(n)
 }
 
 /// Feeds the codec every whole frame of `input` and acts on what it says.

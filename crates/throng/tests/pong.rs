@@ -477,3 +477,92 @@ fn h2c_by_prior_knowledge_beside_http1_on_one_port() {
     assert!(text.contains("400 succeeded, 0 failed"), "{text}");
     assert!(text.contains("status codes: 400 2xx"), "{text}");
 }
+
+/// `--http2` over TLS: h2 offered by ALPN before http/1.1, so curl and throng attack get
+/// HTTP/2 and a client that offers only http/1.1 gets that; every connection, whichever
+/// protocol served it, is counted open while it is and closed after (h2c's too).
+#[test]
+fn http2_over_tls_by_alpn_beside_http1_and_connections_counted_both_ways() {
+    let dir = scratch_dir("pong-h2-tls");
+    let (cert, key) = throng_tls::config::self_signed(&["localhost"]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    let cert = dir.join("cert.pem");
+    let pong = Pong::start(&[
+        "--http2",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        dir.join("key.pem").to_str().unwrap(),
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let url = format!("https://localhost:{}/", pong.addr().port());
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                cert.to_str().unwrap(),
+            ])
+            .args(["-w", " %{http_version} %{http_code}"])
+            .args(args)
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert_succeeded(&out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        curl(&["--http2", "-H", "times: 2", "-H", "sleep: 20"]),
+        "pongpongpong 2 200"
+    );
+    assert_eq!(curl(&["--http1.1"]), "pong 1.1 200");
+
+    let out = dir.join("run.bin");
+    let roots = format!("-root-certs={}", cert.display());
+    let result = attack(
+        &format!("GET {url}\nsleep: 20\n"),
+        &[
+            "-rate=100",
+            "-duration=1s",
+            &roots,
+            "-output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_succeeded(&result);
+    let report = report_json(&[&out]);
+    assert_eq!(
+        (
+            report["success"].as_f64(),
+            report["throng"]["http2"].as_u64()
+        ),
+        (Some(1.0), Some(100)),
+        "{report}"
+    );
+    assert_eq!(report["bytes_in"]["total"], 400, "{report}");
+    let listen = format!("{{listen=\"{}\"}}", pong.addr());
+    pong.wait_for_metric(&format!("pong_connections_open{listen}"), 0.0);
+    assert_eq!(pong.metric("pong_tls_failures_total"), 0.0);
+}
+
+/// An h2c connection is counted open while it is, and no longer once it closed.
+#[test]
+fn h2c_connections_are_counted_closed_when_they_close() {
+    let pong = Pong::start(&["--h2c", "--admin", "127.0.0.1:0"]);
+    let out = std::process::Command::new("h2load")
+        .args(["-n", "20", "-c", "4", "-m", "5"])
+        .arg(pong.url())
+        .output()
+        .expect("h2load (nghttp2-client; test.sh installs it)");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("20 succeeded"));
+    let listen = format!("{{listen=\"{}\"}}", pong.addr());
+    pong.wait_for_metric(&format!("pong_connections_open{listen}"), 0.0);
+    assert_eq!(
+        pong.metric(&format!("pong_connections_accepted_total{listen}")),
+        4.0
+    );
+}

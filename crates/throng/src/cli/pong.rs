@@ -77,6 +77,11 @@ pub struct PongArgs {
     #[arg(long, conflicts_with = "tls_cert")]
     h2c: bool,
 
+    /// Also serve HTTP/2: with --tls-cert, offered by ALPN before http/1.1 (a client that picks
+    /// it gets h2); without, by prior knowledge, as --h2c
+    #[arg(long)]
+    http2: bool,
+
     /// Stop gracefully (as on SIGTERM) when stdin closes: a pong started over ssh (or by
     /// `throng scenario` on its hosts) ends with the session that started it
     #[arg(long)]
@@ -100,7 +105,11 @@ pub fn run(args: PongArgs) -> ExitCode {
         (Some(cert), Some(key)) => {
             let loaded = throng_tls::config::load_certs(cert).and_then(|certs| {
                 let key = throng_tls::config::load_key(key)?;
-                throng_tls::config::server_config(certs, key, &[b"http/1.1"], &[])
+                let alpn: &[&[u8]] = match args.http2 {
+                    true => &[b"h2", b"http/1.1"],
+                    false => &[b"http/1.1"],
+                };
+                throng_tls::config::server_config(certs, key, alpn, &[])
             });
             match loaded {
                 Ok(config) => Some(config),
@@ -127,7 +136,7 @@ pub fn run(args: PongArgs) -> ExitCode {
         max_connections: args.max_connections,
         grace: args.grace,
         tls,
-        h2c: args.h2c,
+        h2c: args.h2c || (args.http2 && args.tls_cert.is_none()),
         limits: Limits {
             max_head_bytes: args.max_head_bytes.max(64),
             max_headers: args.max_headers as usize,
