@@ -176,6 +176,7 @@ pub(crate) async fn serve(
     let mut last_activity = Instant::now();
     let timer = tokio::time::sleep_until(last_activity);
     tokio::pin!(timer);
+    let mut goaway_said = false;
     loop {
         if !out.is_empty() {
             let sent = out.len() as u64;
@@ -190,8 +191,18 @@ pub(crate) async fn serve(
             out.clear();
             last_activity = Instant::now();
         }
-        if h2.is_closed() || (h2.peer_goaway().is_some() && answers.is_empty()) {
+        if h2.is_closed() || h2.is_drained() || (h2.peer_goaway().is_some() && answers.is_empty()) {
             return;
+        }
+        // Made before the flag is read, so a stop that begins in between still wakes it.
+        let stop_begun = worker.stop_begun.notified();
+        if worker.shared.stopping.load(Ordering::Relaxed) && !goaway_said {
+            // The graceful stop: GOAWAY in two steps (RFC 9113 §6.8, the second when the
+            // client answers the PING between them), the streams in progress finish within the
+            // grace, and the client opens no more here.
+            h2.shutdown(&mut out);
+            goaway_said = true;
+            continue;
         }
         let due = answers.iter().filter(|a| !a.blocked).map(|a| a.due).min();
         let idle = last_activity + config.timeout;
@@ -215,6 +226,7 @@ pub(crate) async fn serve(
                     return;
                 }
             }
+            _ = stop_begun => {}
             _ = &mut timer => {
                 let now = Instant::now();
                 if due.is_none_or(|due| due > now) {

@@ -38,6 +38,9 @@ pub(crate) struct Worker {
     pub out: RefCell<Vec<u8>>,
     /// Responses in progress on this thread, which a graceful stop waits for.
     pub in_progress: Cell<usize>,
+    /// Told when the graceful stop begins, for connections that say so to their clients (h2's
+    /// GOAWAY); `shared.stopping` says it has.
+    pub stop_begun: tokio::sync::Notify,
 }
 
 impl Worker {
@@ -48,6 +51,7 @@ impl Worker {
             plaintext: RefCell::new(Vec::new()),
             out: RefCell::new(Vec::with_capacity(1024)),
             in_progress: Cell::new(0),
+            stop_begun: tokio::sync::Notify::new(),
         }
     }
 }
@@ -194,6 +198,7 @@ async fn run_worker(
         }
     }
     let _ = stop.wait_for(|stopping| *stopping).await;
+    worker.stop_begun.notify_waiters();
     let deadline = Instant::now() + worker.shared.config.grace;
     while worker.in_progress.get() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

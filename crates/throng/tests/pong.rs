@@ -566,3 +566,41 @@ fn h2c_connections_are_counted_closed_when_they_close() {
         4.0
     );
 }
+
+/// A graceful stop says GOAWAY to h2 clients in two steps (RFC 9113 §6.8): the first with the
+/// highest id, a PING, the second with the last stream served once the PING comes back; the
+/// stream in progress still gets its `pong`, and pong ends. Seen by nghttp's frame log.
+#[test]
+fn a_stop_says_goaway_in_two_steps_and_the_stream_in_progress_finishes() {
+    let mut pong = Pong::start(&["--h2c"]);
+    let client = std::process::Command::new("nghttp")
+        .args(["-nv", "-H", "sleep: 800-1000"])
+        .arg(pong.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("nghttp (nghttp2-client; test.sh installs it)");
+    std::thread::sleep(Duration::from_millis(300));
+    pong.signal(libc::SIGTERM);
+    let out = client.wait_with_output().unwrap();
+    assert_succeeded(&out);
+    let log = String::from_utf8_lossy(&out.stdout);
+    // The request's stream (nghttp numbers it past its priority streams).
+    let stream = log
+        .split("recv (stream_id=")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no response: {log}"));
+    let first = log
+        .find("last_stream_id=2147483647, error_code=NO_ERROR")
+        .unwrap_or_else(|| panic!("no first GOAWAY: {log}"));
+    let second = log
+        .find(&format!("last_stream_id={stream}, error_code=NO_ERROR"))
+        .unwrap_or_else(|| panic!("no second GOAWAY naming stream {stream}: {log}"));
+    let data = log
+        .find(&format!(
+            "recv DATA frame <length=4, flags=0x01, stream_id={stream}>"
+        ))
+        .unwrap_or_else(|| panic!("the stream was not finished: {log}"));
+    assert!(first < second && second < data, "{log}");
+    assert!(pong.wait_exit().success());
+}
