@@ -47,6 +47,8 @@ pub struct Config {
     pub start_at: Option<u64>,
     /// The machine's name in the results (`--host-name`); `None`: its host name.
     pub host_name: Option<String>,
+    /// Sum the run up as it is written, for thresholds to be judged at its end.
+    pub summarize: bool,
 }
 
 /// One process's share of an attack split over `of` processes: of the one schedule at the whole

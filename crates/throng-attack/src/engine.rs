@@ -134,6 +134,12 @@ impl ThreadCtx {
     }
 }
 
+/// How an attack ended, and its summary when the configuration asked for one (`summarize`).
+pub struct Ran {
+    pub end: End,
+    pub summary: Option<throng_results::report::Summary>,
+}
+
 /// Runs an attack to its end, writing results to `output`. Returns how it ended.
 pub fn run(
     config: Config,
@@ -141,7 +147,7 @@ pub fn run(
     default_body: Option<&[u8]>,
     output: Box<dyn std::io::Write + Send>,
     live: Arc<Live>,
-) -> Result<End, String> {
+) -> Result<Ran, String> {
     if !(config.rate.is_finite() && config.rate > 0.0) {
         return Err(format!(
             "-rate must be a positive number of requests per second, got {}",
@@ -233,8 +239,14 @@ pub fn run(
             .join(","),
         mqtt: None,
     };
-    let (batches, writer) = sink::start(output, meta, Arc::clone(&live), config.part.is_some())
-        .map_err(|e| format!("results output: {e}"))?;
+    let (batches, writer) = sink::start(
+        output,
+        meta,
+        Arc::clone(&live),
+        config.part.is_some(),
+        config.summarize,
+    )
+    .map_err(|e| format!("results output: {e}"))?;
 
     let config = Arc::new(config);
     // A split attack's processes share one start, given in Unix time.
@@ -289,11 +301,11 @@ pub fn run(
     };
     let _ = batches.send(Batch::End(end.clone()));
     drop(batches);
-    writer
+    let summary = writer
         .join()
         .map_err(|_| "the results writer failed".to_string())?
         .map_err(|e| format!("writing results: {e}"))?;
-    Ok(end)
+    Ok(Ran { end, summary })
 }
 
 /// What every thread of a run shares.
@@ -422,6 +434,7 @@ mod tests {
             batch: Duration::ZERO,
             start_at: None,
             host_name: None,
+            summarize: false,
         });
         let ctx = Rc::new(ThreadCtx {
             config,

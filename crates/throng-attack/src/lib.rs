@@ -33,5 +33,5 @@ pub mod targets;
 pub mod url;
 
 pub use config::{Config, Part};
-pub use engine::{run, Live};
+pub use engine::{run, Live, Ran};
 pub use request::Http2Options;

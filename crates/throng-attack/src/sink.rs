@@ -9,6 +9,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use throng_results::report::Summary;
 use throng_results::stream::{latency_histogram, IntervalLog, Progress, HISTOGRAM_MAX_NS};
 use throng_results::{End, Meta, Record, Writer};
 
@@ -20,27 +21,38 @@ pub(crate) enum Batch {
     End(End),
 }
 
+/// What the writer hands back: the run's summary when one was asked for (thresholds to judge).
+pub(crate) type Written = std::io::Result<Option<Summary>>;
+
 pub(crate) fn start(
     output: Box<dyn Write + Send>,
     meta: Meta,
     live: Arc<Live>,
     tell_progress: bool,
-) -> std::io::Result<(SyncSender<Batch>, JoinHandle<std::io::Result<()>>)> {
+    summarize: bool,
+) -> std::io::Result<(SyncSender<Batch>, JoinHandle<Written>)> {
     let writer = Writer::new(BufWriter::with_capacity(64 * 1024, output), &meta)?;
     let (tx, rx) = mpsc::sync_channel(QUEUE);
+    let summary = summarize.then(|| {
+        let mut summary = Summary::new(None);
+        summary.add_run(&meta);
+        summary
+    });
     let handle = std::thread::Builder::new()
         .name("attack-writer".into())
-        .spawn(move || write_all(writer, rx, meta.start_unix_ns, live, tell_progress))?;
+        .spawn(move || write_all(writer, rx, meta, live, tell_progress, summary))?;
     Ok((tx, handle))
 }
 
 fn write_all<W: Write>(
     mut writer: Writer<W>,
     batches: Receiver<Batch>,
-    start_unix_ns: u64,
+    meta: Meta,
     live: Arc<Live>,
     tell_progress: bool,
-) -> std::io::Result<()> {
+    mut summary: Option<Summary>,
+) -> Written {
+    let start_unix_ns = meta.start_unix_ns;
     writer.flush()?;
     let mut intervals = IntervalLog::default();
     let mut all = latency_histogram();
@@ -51,6 +63,9 @@ fn write_all<W: Write>(
                     writer.record(record)?;
                     intervals.add(start_unix_ns, record);
                     all.saturating_record(record.latency.clamp(1, HISTOGRAM_MAX_NS));
+                    if let Some(summary) = summary.as_mut() {
+                        summary.add(&meta, record);
+                    }
                 }
                 live.p99_ns
                     .store(all.value_at_quantile(0.99), Ordering::Relaxed);
@@ -60,10 +75,17 @@ fn write_all<W: Write>(
                     writer.interval(&interval)?;
                 }
                 writer.end(&end)?;
-                return writer.flush();
+                if let Some(summary) = summary.as_mut() {
+                    summary.add_end(&end);
+                }
+                writer.flush()?;
+                return Ok(summary);
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return writer.flush(),
+            Err(RecvTimeoutError::Disconnected) => {
+                writer.flush()?;
+                return Ok(summary);
+            }
         }
         // Seconds that ended over a second ago are complete: records arrive within ~100 ms.
         let now = SystemTime::now()

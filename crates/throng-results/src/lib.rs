@@ -18,6 +18,7 @@ pub mod parts;
 pub mod record;
 pub mod report;
 pub mod stream;
+pub mod threshold;
 pub mod time;
 pub mod vegeta;
 

@@ -231,6 +231,17 @@ impl Summary {
         crate::parts::check(&self.inputs)
     }
 
+    /// Starts a run whose records come one by one ([`Summary::add`]), as an attack sums itself
+    /// up while it writes them.
+    pub fn add_run(&mut self, meta: &Meta) {
+        self.runs.push(meta.clone());
+    }
+
+    /// Ends a run started with [`Summary::add_run`].
+    pub fn add_end(&mut self, end: &End) {
+        self.ends.push(end.clone());
+    }
+
     /// Adds one record of the run described by `meta`.
     pub fn add(&mut self, meta: &Meta, record: &Record) {
         if meta.part_of > 0 {
@@ -342,6 +353,35 @@ impl Summary {
             rate += whole * f64::from((*read).min(*of)) / f64::from(*of);
         }
         rate
+    }
+
+    /// Judges each threshold on this summary's figures.
+    pub fn judge(
+        &self,
+        thresholds: &[crate::threshold::Threshold],
+    ) -> Vec<crate::threshold::Verdict> {
+        let quantile = |q: f64| self.latency_quantile(q);
+        let errors = |class: Option<ErrorClass>| match class {
+            Some(class) => self.classes.get(&class).copied().unwrap_or(0),
+            None => self.classes.values().sum(),
+        };
+        let status = |code: u16| self.status_codes.get(&code).copied().unwrap_or(0);
+        let figures = crate::threshold::Figures {
+            quantile: &quantile,
+            mean: self.mean_latency(),
+            min: if self.requests == 0 {
+                0
+            } else {
+                self.latency_min
+            },
+            max: self.latency_max,
+            requests: self.requests,
+            successes: self.successes,
+            rate: self.achieved_rate(),
+            errors: &errors,
+            status: &status,
+        };
+        thresholds.iter().map(|t| t.judge(&figures)).collect()
     }
 
     /// A latency quantile, never above the exact maximum.

@@ -1497,3 +1497,74 @@ fn vegeta_and_throng_send_the_same_requests_over_http2() {
     );
     assert!(names(&by_vegeta).contains("user-agent"));
 }
+
+/// `--threshold` on attack and report: met ones exit 0, a broken one exits 1 with its figure
+/// said, and the results are written whole either way; a malformed one is refused by name
+/// before anything is sent. The same verdicts from the attack's own summing and from `report`
+/// over its file.
+#[test]
+fn thresholds_gate_the_exit_status_of_attack_and_report() {
+    let pong = Pong::start(&["--admin", "127.0.0.1:0"]);
+    let dir = scratch_dir("thresholds");
+    let out = dir.join("run.bin");
+    let target = format!("GET {}\n", pong.url());
+    let run = |thresholds: &[&str]| {
+        let mut args = vec!["-rate=50", "-duration=1s", "-output", out.to_str().unwrap()];
+        for t in thresholds {
+            args.extend(["--threshold", t]);
+        }
+        attack(&target, &args)
+    };
+    let met = run(&["success>=99.9%", "errors==0", "requests==50", "p99<10s"]);
+    assert_succeeded(&met);
+    let said = String::from_utf8_lossy(&met.stderr);
+    assert!(said.contains("Thresholds: all 4 met"), "{said}");
+    assert!(said.contains("requests==50: met (50 requests)"), "{said}");
+
+    let broken = run(&["p99<1ns", "errors.timeout==0"]);
+    assert_eq!(broken.status.code(), Some(1), "{broken:?}");
+    let said = String::from_utf8_lossy(&broken.stderr);
+    assert!(said.contains("Thresholds: 1 of 2 BROKEN"), "{said}");
+    assert!(said.contains("p99<1ns: BROKEN (p99 "), "{said}");
+    assert!(
+        said.contains("errors.timeout==0: met (0 timeout errors)"),
+        "{said}"
+    );
+    assert_eq!(
+        report_json(&[&out])["requests"],
+        50,
+        "the results are whole"
+    );
+
+    let report = |thresholds: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_throng"));
+        command.arg("report").arg(&out);
+        for t in thresholds {
+            command.args(["--threshold", t]);
+        }
+        command.output().unwrap()
+    };
+    let judged = report(&["p99<1ns", "requests>=50"]);
+    assert_eq!(judged.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&judged.stdout);
+    assert!(
+        text.contains("Requests      [total, rate, throughput]         50,"),
+        "{text}"
+    );
+    assert!(text.contains("Thresholds: 1 of 2 BROKEN"), "{text}");
+    assert_succeeded(&report(&["requests>=50", "success==100%"]));
+
+    let malformed = run(&["latency<5ms"]);
+    assert!(!malformed.status.success());
+    let said = String::from_utf8_lossy(&malformed.stderr);
+    assert!(
+        said.contains("--threshold `latency<5ms`: unknown metric `latency`"),
+        "{said}"
+    );
+    let listen = format!("{{listen=\"{}\"}}", pong.addr());
+    assert_eq!(
+        pong.metric(&format!("pong_requests_total{listen}")),
+        100.0,
+        "nothing was sent for it"
+    );
+}

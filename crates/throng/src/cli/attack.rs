@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use throng_attack::{progress, targets, Config, Live};
 use throng_net::duration;
+use throng_results::threshold::Threshold;
 
 /// Open-model load generator: requests go out on a fixed schedule, whatever the target does.
 ///
@@ -52,6 +53,13 @@ pub struct AttackArgs {
 
     #[command(flatten)]
     parts: PartArgs,
+
+    /// A condition the run must meet, k6's threshold: p99<50ms, success>=99.9%,
+    /// errors.timeout==0, rate>=990 (repeatable; the syntax of `throng report --threshold`).
+    /// Judged at the end on what was measured, each said met or broken on stderr with its
+    /// figure; a broken one makes the exit status 1 (the results are written whole either way)
+    #[arg(long, value_name = "CONDITION")]
+    threshold: Vec<String>,
 }
 
 /// What `--timeout 0` stands for: none (a year).
@@ -248,7 +256,10 @@ fn attack(mut args: AttackArgs) -> Result<ExitCode, String> {
         Duration::ZERO,
         true,
     )?;
+    let thresholds = throng_results::threshold::parse_all(&args.threshold)
+        .map_err(|e| format!("--threshold {e}"))?;
     let mut config = config;
+    config.summarize = !thresholds.is_empty();
     config.part = part;
     config.start_at = args.parts.start_at;
     config.host_name = args.parts.host_name.clone();
@@ -268,7 +279,7 @@ fn attack(mut args: AttackArgs) -> Result<ExitCode, String> {
         })
     });
     watch_signals(&live, &engine);
-    let end = engine
+    let throng_attack::Ran { end, summary } = engine
         .join()
         .map_err(|_| "the attack failed".to_string())??;
     done.store(true, Ordering::Relaxed);
@@ -281,7 +292,17 @@ fn attack(mut args: AttackArgs) -> Result<ExitCode, String> {
             end.ended_by
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(summary.map_or(ExitCode::SUCCESS, |summary| judge(&summary, &thresholds)))
+}
+
+/// Says each threshold's verdict on stderr; exit status 1 when one is broken.
+fn judge(summary: &throng_results::report::Summary, thresholds: &[Threshold]) -> ExitCode {
+    let verdicts = summary.judge(thresholds);
+    eprint!("{}", throng_results::threshold::describe(&verdicts));
+    match verdicts.iter().all(|v| v.met) {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    }
 }
 
 /// `--procs N`: the same attack in N processes, each sending its share of one schedule, their
@@ -292,6 +313,17 @@ fn split(
     progress: bool,
 ) -> Result<ExitCode, String> {
     let procs = args.procs as usize;
+    let thresholds = throng_results::threshold::parse_all(&args.threshold)
+        .map_err(|e| format!("--threshold {e}"))?;
+    let merged_file = args
+        .output
+        .clone()
+        .filter(|p| p.as_os_str() != "stdout" && p.as_os_str() != "-");
+    if !thresholds.is_empty() && merged_file.is_none() {
+        return Err(
+            "--threshold with --procs judges the merged results: give --output FILE".into(),
+        );
+    }
     // The targets are checked here, before any process starts; from stdin, they are passed on.
     let (text, base_dir) = read_targets(args.request.targets.as_deref())?;
     match args.request.format.as_str() {
@@ -312,6 +344,7 @@ fn split(
         "max-connections",
         "part",
         "parts",
+        "threshold",
     ]);
     if let Some(n) = args.request.max_inflight {
         common.extend([
@@ -345,7 +378,19 @@ fn split(
             end.ended_by
         );
     }
-    Ok(ExitCode::SUCCESS)
+    match merged_file.filter(|_| !thresholds.is_empty()) {
+        Some(path) => {
+            let file = std::fs::File::open(&path)
+                .map_err(|e| format!("--output {}: {e}", path.display()))?;
+            let named = |e: std::io::Error| format!("--output {}: {e}", path.display());
+            let reader =
+                throng_results::Reader::new(std::io::BufReader::new(file)).map_err(named)?;
+            let mut summary = throng_results::report::Summary::new(None);
+            summary.add_stream(reader).map_err(named)?;
+            Ok(judge(&summary, &thresholds))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// An attack's configuration, with the headers and body every request gets.
@@ -407,6 +452,7 @@ impl RequestArgs {
             batch: self.batch.unwrap_or(default_batch),
             start_at: None,
             host_name: None,
+            summarize: false,
             idle_connections: self.connections,
             // A thread's share: the threads keep connections of their own.
             max_connections: self.max_connections.map(|n| {

@@ -35,6 +35,12 @@ pub struct ReportArgs {
     /// vegeta's periodic report (not built: the attack's live line shows progress)
     #[arg(long, hide = true)]
     every: Option<String>,
+
+    /// A condition the run must meet, k6's threshold: p99<50ms, success>=99.9%,
+    /// errors.timeout==0, rate>=990 (repeatable); each is said met or broken with its figure,
+    /// and a broken one makes the exit status 1
+    #[arg(long, value_name = "CONDITION")]
+    threshold: Vec<String>,
 }
 
 /// Convert results to JSON lines or CSV (vegeta's field names), or JSON lines back to results.
@@ -53,7 +59,20 @@ pub struct EncodeArgs {
 }
 
 pub fn report(args: ReportArgs) -> ExitCode {
-    finish("report", run_report(args))
+    match run_report(args) {
+        Ok(Judged::Met) => ExitCode::SUCCESS,
+        Ok(Judged::Broken) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("throng report: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// How a report's thresholds came out (all met when there are none).
+enum Judged {
+    Met,
+    Broken,
 }
 
 pub fn encode(args: EncodeArgs) -> ExitCode {
@@ -70,8 +89,10 @@ fn finish(command: &str, result: Result<(), String>) -> ExitCode {
     }
 }
 
-fn run_report(mut args: ReportArgs) -> Result<(), String> {
+fn run_report(mut args: ReportArgs) -> Result<Judged, String> {
     args.files.append(&mut args.inputs);
+    let thresholds = throng_results::threshold::parse_all(&args.threshold)
+        .map_err(|e| format!("--threshold {e}"))?;
     if args.every.is_some() {
         return Err(
             "-every: periodic reports are not built; the attack's live line (stderr) shows the run as it goes, and a report can be run on the results file while it is written".into(),
@@ -115,21 +136,38 @@ fn run_report(mut args: ReportArgs) -> Result<(), String> {
             ));
         }
         mqtt.check_parts()?;
+        if !thresholds.is_empty() {
+            return Err("--threshold: MQTT runs have no thresholds yet (HTTP runs do)".into());
+        }
         let text = match args.kind.as_str() {
             "text" => mqtt.text(),
             "json" => mqtt.json().to_string() + "\n",
             _ => return Err("--type hist: MQTT runs report text or json".into()),
         };
-        return write_out(args.output.as_ref(), text.as_bytes());
+        return write_out(args.output.as_ref(), text.as_bytes()).map(|()| Judged::Met);
     }
     // Parts of different runs are never merged silently.
     summary.check_parts()?;
-    let text = match args.kind.as_str() {
+    let mut text = match args.kind.as_str() {
         "text" => summary.text(),
         "json" => summary.json().to_string() + "\n",
         _ => summary.histogram().unwrap_or_default(),
     };
-    write_out(args.output.as_ref(), text.as_bytes())
+    let verdicts = summary.judge(&thresholds);
+    if !verdicts.is_empty() {
+        let said = throng_results::threshold::describe(&verdicts);
+        // In the text report, after it; beside JSON or a histogram, on stderr, so that what is
+        // written stays what a program reads.
+        match args.kind.as_str() {
+            "text" => text = format!("{text}\n{said}"),
+            _ => eprint!("{said}"),
+        }
+    }
+    write_out(args.output.as_ref(), text.as_bytes())?;
+    Ok(match verdicts.iter().all(|v| v.met) {
+        true => Judged::Met,
+        false => Judged::Broken,
+    })
 }
 
 fn run_encode(args: EncodeArgs) -> Result<(), String> {
