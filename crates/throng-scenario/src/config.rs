@@ -103,6 +103,9 @@ struct PhaseFile {
     /// HTTP/2 to the proxy (offered by ALPN, as vegeta's -http2); off unless asked, so that a
     /// scenario's figures keep their meaning.
     http2: Option<bool>,
+    /// Conditions the phase must meet (`throng attack --threshold`'s syntax), judged on its
+    /// merged results at the end.
+    thresholds: Option<Vec<String>>,
     /// Starts this long after the first phase, alongside whatever runs then.
     at: Option<String>,
     procs: Option<usize>,
@@ -221,6 +224,8 @@ pub struct Phase {
     pub timeout: Duration,
     /// Requests over HTTP/2 (ALPN `h2` at the proxy's TLS frontend).
     pub http2: bool,
+    /// Judged on the phase's results once it ended; one broken makes the scenario exit 1.
+    pub thresholds: Vec<throng_results::threshold::Threshold>,
     /// When it starts, after the first phase's start; `None`: after the phase before it ends.
     pub at: Option<Duration>,
     pub procs: usize,
@@ -638,6 +643,24 @@ fn phase(p: &PhaseFile, at: KeyPath) -> Result<Phase, Failure> {
             None => Duration::from_secs(30),
         },
         http2: p.http2.unwrap_or(false),
+        thresholds: match &p.thresholds {
+            Some(_) if mqtt.is_some() => {
+                return Err((
+                    at.key("thresholds"),
+                    "not yet for MQTT phases (HTTP phases take them)".into(),
+                ))
+            }
+            Some(texts) => {
+                let mut thresholds = Vec::new();
+                for (i, text) in texts.iter().enumerate() {
+                    let threshold = throng_results::threshold::Threshold::parse(text)
+                        .map_err(|e| (at.key("thresholds").index(i), e))?;
+                    thresholds.push(threshold);
+                }
+                thresholds
+            }
+            None => Vec::new(),
+        },
         at: match &p.at {
             Some(text) => Some(duration::parse(text).map_err(|e| (at.key("at"), e))?),
             None => None,

@@ -227,6 +227,13 @@ pub fn proxy(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<ProxyStarted
         } => {
             certificate()?;
             let mut config = throng_config(*listen, *threads, *processes, &scenario.pong, dir);
+            if scenario.phases.iter().any(|p| p.http2) {
+                // A phase over HTTP/2: the frontend offers it, http/1.1 still for the others.
+                config = config.replace(
+                    "key = \"key.pem\" }] }",
+                    "key = \"key.pem\" }], alpn = [\"h2\", \"http/1.1\"] }",
+                );
+            }
             if let Some(mqtt) = &scenario.mqtt {
                 config.push_str(&throng_mqtt_config(mqtt.listen, &mqtt.brokers.addresses()));
             }
@@ -254,6 +261,9 @@ pub fn proxy(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<ProxyStarted
         } => {
             certificate()?;
             let mut config = haproxy_config(*listen, *threads, &scenario.pong, dir);
+            if scenario.phases.iter().any(|p| p.http2) {
+                config = config.replace("alpn http/1.1", "alpn h2,http/1.1");
+            }
             if let Some(mqtt) = &scenario.mqtt {
                 config.push_str(&haproxy_mqtt_config(
                     mqtt.listen,

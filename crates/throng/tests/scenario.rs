@@ -464,3 +464,71 @@ fn a_scenario_starts_mosquitto_and_runs_mqtt_phases_through_the_proxy_beside_htt
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A phase's thresholds are judged on its results at the end: met ones said, a broken one
+/// said with its figure and the scenario's exit status 1, everything still written; a phase
+/// with `http2 = true` goes over HTTP/2 (the proxy's frontend then offers h2); a malformed
+/// threshold is refused with its file, line and key before anything starts.
+#[test]
+fn phase_thresholds_gate_the_exit_status_and_a_phase_runs_over_http2() {
+    let dir = scratch_dir("scenario-thresholds");
+    let ports = free_port_range(3);
+    let file = dir.join("t.toml");
+    let write = |phases: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[pong]\nlisten = \"127.0.0.1:{ports}-{}\"\n\n[proxy]\nlisten = \"127.0.0.1:{}\"\n\n[monitor]\ninterval = \"250ms\"\n\n{phases}",
+                ports + 1,
+                ports + 2
+            ),
+        )
+        .unwrap();
+    };
+    write(
+        "[[phase]]\nname = \"fast\"\nrate = 50\nduration = \"1s\"\nhttp2 = true\n\
+         thresholds = [\"success>=99%\", \"requests==50\"]\n\n\
+         [[phase]]\nname = \"slow\"\nrate = 50\nduration = \"1s\"\nheaders = [\"sleep: 200\"]\n\
+         thresholds = [\"p99<1ms\"]\n",
+    );
+    let results = dir.join("run");
+    let out = scenario(&file, &results);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let said = format!("{stdout}{stderr}");
+    assert!(said.contains("phase fast: Thresholds: all 2 met"), "{said}");
+    assert!(
+        said.contains("phase slow: Thresholds: 1 of 1 BROKEN"),
+        "{said}"
+    );
+    assert!(said.contains("p99<1ms: BROKEN (p99 "), "{said}");
+    assert!(
+        stderr.contains("a threshold of phase slow is broken"),
+        "{stderr}"
+    );
+    let report = std::fs::read_to_string(results.join("report.txt")).unwrap();
+    assert!(
+        report.contains("phase slow: Thresholds: 1 of 1 BROKEN"),
+        "{report}"
+    );
+    // The first phase went over HTTP/2, through the proxy's TLS frontend.
+    let fast = throng()
+        .args(["report", "-type=json"])
+        .arg(results.join("01-fast.bin"))
+        .output()
+        .unwrap();
+    let fast: serde_json::Value = serde_json::from_slice(&fast.stdout).unwrap();
+    assert_eq!(fast["throng"]["http2"], 50, "{fast}");
+
+    write("[[phase]]\nname = \"x\"\nrate = 10\nduration = \"1s\"\nthresholds = [\"p99 < soon\"]\n");
+    let out = throng().arg("scenario").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("t.toml:14: phase[0].thresholds[0]")
+            && stderr.contains("a latency is a duration"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -79,6 +79,13 @@ pub fn run(args: ScenarioArgs) -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
+            if !outcome.broken.is_empty() {
+                eprintln!(
+                    "throng scenario: a threshold of phase {} is broken (above, and in report.txt)",
+                    outcome.broken.join(", ")
+                );
+                return ExitCode::from(1);
+            }
             ExitCode::SUCCESS
         }
         Err(message) => {
