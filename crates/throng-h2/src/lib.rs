@@ -29,6 +29,7 @@ pub mod hpack;
 mod limits;
 pub mod server;
 pub mod settings;
+mod shared;
 mod streams;
 
 pub use error::{ErrorCode, H2Error};

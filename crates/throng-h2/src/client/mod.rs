@@ -30,6 +30,7 @@ use crate::hpack::decoder::{Decoded, ListLimits};
 use crate::hpack::Decoder;
 use crate::limits::{Flood, Limits, Rates};
 use crate::settings::{Settings, DEFAULT_WINDOW};
+use crate::shared::{self as conn, PendingBlock, ReceiveWindow};
 use crate::streams::Streams;
 use std::time::Instant;
 
@@ -84,15 +85,6 @@ pub enum Event<'a> {
     GoAway { last_stream: u32, code: ErrorCode },
 }
 
-/// A header block being gathered from HEADERS and CONTINUATION frames.
-#[derive(Debug)]
-struct PendingBlock {
-    stream: u32,
-    end_stream: bool,
-    bytes: Vec<u8>,
-    continuations: u32,
-}
-
 /// One connection to a server.
 #[derive(Debug)]
 pub struct Connection {
@@ -106,10 +98,8 @@ pub struct Connection {
     /// The id the next stream takes: 1, 3, 5 ...
     next_stream: u32,
     block: Option<PendingBlock>,
-    /// What the server may still send on the connection, and what was passed on but not given
-    /// back.
-    recv_window: i64,
-    unreleased: u32,
+    /// What the server may still send on the connection.
+    recv: ReceiveWindow,
     send_window: i64,
     rates: Rates,
     /// The last stream of the server's GOAWAY, once it sent one.
@@ -132,8 +122,10 @@ impl Connection {
             streams: Streams::default(),
             next_stream: 1,
             block: None,
-            recv_window: i64::from(DEFAULT_WINDOW),
-            unreleased: 0,
+            recv: ReceiveWindow {
+                window: i64::from(DEFAULT_WINDOW),
+                unreleased: 0,
+            },
             send_window: i64::from(DEFAULT_WINDOW),
             rates: Rates::default(),
             goaway: None,
@@ -274,15 +266,12 @@ impl Connection {
                 if end_headers {
                     return self.on_block(stream, end_stream, block, out, now);
                 }
-                if block.len() > self.limits.max_header_block {
-                    return Err(H2Error::flood(Flood::HeaderBlock));
-                }
-                self.block = Some(PendingBlock {
+                self.block = Some(PendingBlock::start(
                     stream,
                     end_stream,
-                    bytes: block.to_vec(),
-                    continuations: 0,
-                });
+                    block,
+                    &self.limits,
+                )?);
                 Ok(None)
             }
             Frame::Continuation {
@@ -296,14 +285,7 @@ impl Connection {
                         "CONTINUATION without HEADERS",
                     ));
                 };
-                pending.continuations += 1;
-                if pending.continuations > self.limits.max_continuations {
-                    return Err(H2Error::flood(Flood::Continuations));
-                }
-                if pending.bytes.len() + block.len() > self.limits.max_header_block {
-                    return Err(H2Error::flood(Flood::HeaderBlock));
-                }
-                pending.bytes.extend_from_slice(block);
+                pending.extend(block, &self.limits)?;
                 if !end_headers {
                     self.block = Some(pending);
                     return Ok(None);
@@ -343,19 +325,7 @@ impl Connection {
                 {
                     return Err(H2Error::flood(Flood::Settings));
                 }
-                let before = self.peer.initial_window_size;
-                self.peer.apply(params)?;
-                let delta = i64::from(self.peer.initial_window_size) - i64::from(before);
-                for s in self.streams.iter_mut() {
-                    s.send_window += delta;
-                    if s.send_window > i64::from(MAX_WINDOW) {
-                        return Err(H2Error::connection(
-                            ErrorCode::FLOW_CONTROL_ERROR,
-                            "SETTINGS_INITIAL_WINDOW_SIZE overflows a stream's window",
-                        ));
-                    }
-                }
-                frame::write_settings_ack(out);
+                conn::take_settings(&mut self.peer, &mut self.streams, params, out)?;
                 Ok(Some(Event::Capacity))
             }
             Frame::PushPromise { .. } => Err(H2Error::connection(
@@ -419,8 +389,8 @@ impl Connection {
         out: &mut Vec<u8>,
         now: Instant,
     ) -> Result<Option<Event<'a>>, H2Error> {
-        self.recv_window -= i64::from(flow_len);
-        if self.recv_window < 0 {
+        self.recv.window -= i64::from(flow_len);
+        if self.recv.window < 0 {
             return Err(H2Error::connection(
                 ErrorCode::FLOW_CONTROL_ERROR,
                 "DATA past the connection's window",

@@ -71,7 +71,7 @@ impl Connection {
         let more = l.connection_window - crate::settings::DEFAULT_WINDOW;
         if more > 0 {
             frame::write_window_update(out, 0, more);
-            self.recv_window += i64::from(more);
+            self.recv.window += i64::from(more);
         }
     }
 
@@ -202,28 +202,12 @@ impl Connection {
     /// WINDOW_UPDATE goes when half a window has been passed on, not for every frame.
     pub fn release(&mut self, id: u32, n: u32, out: &mut Vec<u8>) {
         self.release_connection(n, out);
-        let half = self.limits.initial_window_size / 2;
-        let Some(stream) = self.streams.get(id) else {
-            return;
-        };
-        if stream.recv_closed {
-            return;
-        }
-        stream.unreleased = stream.unreleased.saturating_add(n);
-        if stream.unreleased >= half {
-            frame::write_window_update(out, id, stream.unreleased);
-            stream.recv_window += i64::from(stream.unreleased);
-            stream.unreleased = 0;
-        }
+        let size = self.limits.initial_window_size;
+        crate::shared::release_stream(&mut self.streams, id, n, size, out);
     }
 
     pub(super) fn release_connection(&mut self, n: u32, out: &mut Vec<u8>) {
-        self.unreleased = self.unreleased.saturating_add(n);
-        if self.unreleased >= self.limits.connection_window / 2 {
-            frame::write_window_update(out, 0, self.unreleased);
-            self.recv_window += i64::from(self.unreleased);
-            self.unreleased = 0;
-        }
+        self.recv.release(n, self.limits.connection_window, out);
     }
 
     /// Ends the connection with GOAWAY(`code`): the caller is done with it, or an error of its

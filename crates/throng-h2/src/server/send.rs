@@ -12,28 +12,12 @@ impl Connection {
     /// WINDOW_UPDATE goes when half a window has been passed on, not for every frame.
     pub fn release(&mut self, id: u32, n: u32, out: &mut Vec<u8>) {
         self.release_connection(n, out);
-        let half = self.limits.initial_window_size / 2;
-        let Some(stream) = self.streams.get(id) else {
-            return;
-        };
-        if stream.recv_closed {
-            return;
-        }
-        stream.unreleased = stream.unreleased.saturating_add(n);
-        if stream.unreleased >= half {
-            frame::write_window_update(out, id, stream.unreleased);
-            stream.recv_window += i64::from(stream.unreleased);
-            stream.unreleased = 0;
-        }
+        let size = self.limits.initial_window_size;
+        crate::shared::release_stream(&mut self.streams, id, n, size, out);
     }
 
     pub(super) fn release_connection(&mut self, n: u32, out: &mut Vec<u8>) {
-        self.unreleased = self.unreleased.saturating_add(n);
-        if self.unreleased >= self.limits.connection_window / 2 {
-            frame::write_window_update(out, 0, self.unreleased);
-            self.recv_window += i64::from(self.unreleased);
-            self.unreleased = 0;
-        }
+        self.recv.release(n, self.limits.connection_window, out);
     }
 
     /// A response's head: `:status` and the fields (lowercase names, no connection-specific
@@ -99,15 +83,8 @@ impl Connection {
             return 0;
         }
         let last = end_stream && n == data.len();
-        let max = self.peer.max_frame_size as usize;
         let sending = data.get(..n).unwrap_or_default();
-        if sending.is_empty() {
-            frame::write_data(out, id, &[], last);
-        }
-        let mut chunks = sending.chunks(max).peekable();
-        while let Some(chunk) = chunks.next() {
-            frame::write_data(out, id, chunk, last && chunks.peek().is_none());
-        }
+        crate::shared::write_data(out, id, sending, last, self.peer.max_frame_size as usize);
         self.send_window -= n as i64;
         if let Some(stream) = self.streams.get(id) {
             stream.send_window -= n as i64;
