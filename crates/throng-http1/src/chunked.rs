@@ -109,7 +109,19 @@ impl ChunkedDecoder {
     pub fn feed(
         &mut self,
         input: &[u8],
+        data: impl FnMut(&[u8]),
+    ) -> Result<Progress, ChunkedError> {
+        self.feed_keeping_trailers(input, data, |_| {})
+    }
+
+    /// [`ChunkedDecoder::feed`], passing the trailer section's bytes to `trailers` as they are
+    /// checked (the field lines with their CRLFs, then the final CRLF): for a proxy that carries
+    /// trailers on, as HTTP/2 trailers. At most [`MAX_TRAILERS`] of them.
+    pub fn feed_keeping_trailers(
+        &mut self,
+        input: &[u8],
         mut data: impl FnMut(&[u8]),
+        mut trailers: impl FnMut(u8),
     ) -> Result<Progress, ChunkedError> {
         let mut at = 0;
         while let (Some(&byte), false) = (input.get(at), self.state == State::Done) {
@@ -125,7 +137,14 @@ impl ChunkedDecoder {
                 };
                 continue;
             }
+            let in_trailers = matches!(
+                self.state,
+                State::TrailerStart | State::TrailerLine | State::TrailerLf | State::EndLf
+            );
             self.step(byte)?;
+            if in_trailers {
+                trailers(byte);
+            }
             at += 1;
         }
         Ok(Progress {
@@ -234,6 +253,39 @@ fn is_control(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trailer_section_is_handed_over_as_checked_across_pieces() {
+        let body = b"4\r\npong\r\n0\r\ngrpc-status: 0\r\nx-sum: abc\r\n\r\n";
+        for piece in 1..body.len() {
+            let mut decoder = ChunkedDecoder::new();
+            let (mut data, mut trailers) = (Vec::new(), Vec::new());
+            let mut done = false;
+            for part in body.chunks(piece) {
+                let progress = decoder
+                    .feed_keeping_trailers(
+                        part,
+                        |d| data.extend_from_slice(d),
+                        |b| trailers.push(b),
+                    )
+                    .unwrap();
+                assert_eq!(progress.consumed, part.len());
+                done = progress.done;
+            }
+            assert!(done, "piece {piece}");
+            assert_eq!(data, b"pong", "piece {piece}");
+            assert_eq!(
+                trailers, b"grpc-status: 0\r\nx-sum: abc\r\n\r\n",
+                "piece {piece}"
+            );
+        }
+        // No trailers: only the final CRLF.
+        let mut trailers = Vec::new();
+        ChunkedDecoder::new()
+            .feed_keeping_trailers(b"0\r\n\r\n", |_| {}, |b| trailers.push(b))
+            .unwrap();
+        assert_eq!(trailers, b"\r\n");
+    }
 
     fn decode_in_pieces(input: &[u8], piece: usize) -> Result<(Vec<u8>, usize), ChunkedError> {
         let mut decoder = ChunkedDecoder::new();

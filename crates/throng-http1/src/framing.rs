@@ -218,10 +218,17 @@ impl BodyReader {
 
     /// Feeds bytes read from the peer; `data` gets the body's content. Returns how many bytes of
     /// `input` were body (framing included); the rest belong to the next message.
-    pub fn feed(
+    pub fn feed(&mut self, input: &[u8], data: impl FnMut(&[u8])) -> Result<usize, ChunkedError> {
+        self.feed_keeping_trailers(input, data, |_| {})
+    }
+
+    /// [`BodyReader::feed`], and a chunked body's trailer section, byte by byte, to `trailers`
+    /// ([`ChunkedDecoder::feed_keeping_trailers`]).
+    pub fn feed_keeping_trailers(
         &mut self,
         input: &[u8],
         mut data: impl FnMut(&[u8]),
+        trailers: impl FnMut(u8),
     ) -> Result<usize, ChunkedError> {
         match self {
             BodyReader::Done => Ok(0),
@@ -237,7 +244,7 @@ impl BodyReader {
                 Ok(take)
             }
             BodyReader::Chunked(decoder) => {
-                let progress = decoder.feed(input, data)?;
+                let progress = decoder.feed_keeping_trailers(input, data, trailers)?;
                 if progress.done {
                     *self = BodyReader::Done;
                 }

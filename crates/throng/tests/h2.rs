@@ -935,3 +935,51 @@ fn the_h2_table_sets_the_limits_a_connection_is_held_to() {
     let refusals = "throng_proxy_frontend_h2_stream_refusals_total{frontend=\"web\"}";
     assert_eq!(proxy.metric(refusals), 1.0);
 }
+
+/// An HTTP/1.1 server's chunked trailers reach an h2 client as the stream's trailers (what gRPC
+/// puts its status in): a HEADERS frame after the DATA, with END_STREAM, names lowercased, and
+/// nothing that would frame a message (`content-length` in a trailer is dropped).
+#[test]
+fn chunked_trailers_from_an_http1_server_go_on_as_h2_trailers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Grpc-Status\r\n\
+                  Connection: close\r\n\r\n4\r\npong\r\n0\r\nGrpc-Status: 0\r\n\
+                  Content-Length: 99\r\nx-sum: abc\r\n\r\n",
+            );
+        }
+    });
+    let dir = Dir::new("h2-trailers");
+    let proxy = Proxy::start(&dir, &config(server));
+    let out = Command::new("nghttp")
+        .args(["-nv"])
+        .arg(format!("http://{}/", proxy.addr("web")))
+        .output()
+        .expect("nghttp (./test.sh installs nghttp2-client)");
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stdout);
+    let data = log
+        .find("recv DATA frame <length=4, flags=0x00")
+        .unwrap_or_else(|| panic!("the body's DATA does not end the stream: {log}"));
+    // nghttp prints a HEADERS frame's fields, then the frame.
+    let trailers = &log[data..];
+    let frame = trailers
+        .find("recv HEADERS frame <length=")
+        .unwrap_or_else(|| panic!("no trailers: {log}"));
+    assert!(
+        trailers[frame..].contains("END_STREAM | END_HEADERS"),
+        "the trailers end the stream: {log}"
+    );
+    assert!(trailers.contains("grpc-status: 0"), "{log}");
+    assert!(trailers.contains("x-sum: abc"), "{log}");
+    assert!(!trailers.contains("content-length: 99"), "{log}");
+}

@@ -78,6 +78,31 @@ pub fn request_trailers(body: RequestBody, trailers: &RequestHead, out: &mut Vec
     out.extend_from_slice(b"\r\n");
 }
 
+/// A chunked body's trailer section as HTTP/2 trailers: names lowercased, and what would frame
+/// or route a message, or is HTTP/1.1's own, dropped (RFC 9110 §6.5.1: trailers never carry
+/// framing). The decoder has already refused control bytes, bare LFs and folded lines; a line
+/// that is no `name: value` with a token for a name is dropped too.
+fn trailer_fields(section: &[u8]) -> impl Iterator<Item = (Vec<u8>, &[u8])> {
+    section
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (name, value) = line.split_at(colon);
+            let name = name.to_ascii_lowercase();
+            let token = !name.is_empty()
+                && name
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let framing = matches!(
+                name.as_slice(),
+                b"content-length" | b"transfer-encoding" | b"host" | b"trailer" | b"te"
+            );
+            let value = value.get(1..).unwrap_or_default().trim_ascii();
+            (token && !framing && !connection_specific(&name, &[])).then_some((name, value))
+        })
+}
+
 /// Fields an HTTP/2 message may not carry (§8.2.2), and those a response head names in its
 /// `Connection` field.
 fn connection_specific(name: &[u8], named: &[&[u8]]) -> bool {
@@ -151,15 +176,28 @@ pub fn pump(conn: &mut Connection, shared: &mut Shared, out: &mut Vec<u8>) -> bo
             Response::Body(reader) => {
                 let done = reader.is_done();
                 if !shared.unsent.is_empty() || done {
-                    let sent = conn.send_data(shared.id, &shared.unsent, done, out);
+                    // With trailers, the last DATA does not end the stream: they do.
+                    let section = match done {
+                        true => std::mem::take(&mut shared.trailers),
+                        false => Vec::new(),
+                    };
+                    let trailers: Vec<(Vec<u8>, &[u8])> = trailer_fields(&section).collect();
+                    let ends = done && trailers.is_empty();
+                    let sent = conn.send_data(shared.id, &shared.unsent, ends, out);
                     if sent > 0 {
                         moved = true;
                     }
                     shared.unsent.drain(..sent);
                     if !shared.unsent.is_empty() {
+                        // Kept for when the window opens.
+                        shared.trailers = section;
                         return moved;
                     }
                     if done {
+                        if !ends {
+                            let fields = trailers.iter().map(|(n, v)| (n.as_slice(), *v));
+                            conn.send_trailers(shared.id, fields, out);
+                        }
                         shared.state = Response::Done;
                         return true;
                     }
@@ -178,8 +216,13 @@ pub fn pump(conn: &mut Connection, shared: &mut Shared, out: &mut Vec<u8>) -> bo
                     }
                     return moved;
                 }
-                let unsent = &mut shared.unsent;
-                match reader.feed(&shared.response, |d| unsent.extend_from_slice(d)) {
+                let (unsent, trailers) = (&mut shared.unsent, &mut shared.trailers);
+                let fed = reader.feed_keeping_trailers(
+                    &shared.response,
+                    |d| unsent.extend_from_slice(d),
+                    |b| trailers.push(b),
+                );
+                match fed {
                     Ok(n) => {
                         shared.response.drain(..n);
                         moved = true;

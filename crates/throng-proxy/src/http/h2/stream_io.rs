@@ -51,6 +51,9 @@ pub struct Shared {
     pub response: Vec<u8>,
     /// Body bytes decoded from `response` that the windows have not let go yet.
     pub unsent: Vec<u8>,
+    /// A chunked response's trailer section as it came (bounded by the chunked decoder), sent
+    /// on as the stream's trailers once the body has gone.
+    pub trailers: Vec<u8>,
     pub state: Response,
     /// The exchange has ended (its end of the stream dropped).
     pub exchange_done: bool,
@@ -76,6 +79,7 @@ impl Shared {
             to_release: 0,
             response: Vec::new(),
             unsent: Vec::new(),
+            trailers: Vec::new(),
             state: Response::Head,
             exchange_done: false,
             gone: None,
