@@ -400,7 +400,9 @@ impl Stream<'_> {
             phase.set(Phase::Body);
         }
         let Some(outcome) = slot.outcome.take() else {
-            slot.waker = Some(cx.waker().clone());
+            if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                slot.waker = Some(cx.waker().clone());
+            }
             return Poll::Pending;
         };
         record.status = slot.status;

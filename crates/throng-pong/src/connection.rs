@@ -148,6 +148,29 @@ struct Connection {
     counted: Counted,
 }
 
+/// Feeds TLS records to `tls` and appends the plaintext they carry to `plaintext`; `Ok(true)`
+/// when the client sent close_notify. Both protocols' connections read TLS through it.
+pub(crate) fn decrypt(
+    tls: &mut rustls::ServerConnection,
+    mut input: &[u8],
+    plaintext: &mut Vec<u8>,
+) -> Result<bool, String> {
+    while !input.is_empty() {
+        tls.read_tls(&mut input).map_err(|e| e.to_string())?;
+        tls.process_new_packets().map_err(|e| e.to_string())?;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match io::Read::read(&mut tls.reader(), &mut chunk) {
+                Ok(0) => return Ok(true),
+                Ok(n) => plaintext.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// One of a listener's open connections, counted until it is dropped, whichever protocol
 /// serves it (a TLS connection handed to HTTP/2 takes it along).
 pub(crate) struct Counted(pub(crate) Arc<ListenerStats>);
@@ -262,22 +285,12 @@ impl Connection {
 
     /// Feeds TLS records to the session and collects the plaintext they carry; `Ok(true)` when
     /// the client sent close_notify.
-    fn decrypt(&mut self, mut input: &[u8], plaintext: &mut Vec<u8>) -> Result<bool, String> {
+    fn decrypt(&mut self, input: &[u8], plaintext: &mut Vec<u8>) -> Result<bool, String> {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(false);
         };
-        while !input.is_empty() {
-            tls.read_tls(&mut input).map_err(|e| e.to_string())?;
-            tls.process_new_packets().map_err(|e| e.to_string())?;
-            let mut chunk = [0u8; 4096];
-            loop {
-                match io::Read::read(&mut tls.reader(), &mut chunk) {
-                    Ok(0) => return Ok(true),
-                    Ok(n) => plaintext.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+        if decrypt(tls, input, plaintext)? {
+            return Ok(true);
         }
         if self.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
             if let Phase::Head { started } = &mut self.phase {

@@ -126,19 +126,8 @@ impl Transport {
             input.extend_from_slice(read);
             return Ok(n);
         };
-        let mut records = read;
-        while !records.is_empty() {
-            tls.read_tls(&mut records)?;
-            tls.process_new_packets().map_err(io::Error::other)?;
-            let mut chunk = [0u8; 4096];
-            loop {
-                match io::Read::read(&mut tls.reader(), &mut chunk) {
-                    Ok(0) => return Ok(0),
-                    Ok(k) => input.extend_from_slice(chunk.get(..k).unwrap_or_default()),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
+        if crate::connection::decrypt(tls, read, input).map_err(io::Error::other)? {
+            return Ok(0);
         }
         Ok(n)
     }

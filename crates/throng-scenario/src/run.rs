@@ -62,57 +62,14 @@ pub fn run(scenario: &Scenario, exe: &Path, dir: &Path) -> Result<Outcome, Strin
     drop(proxy);
     drop(brokers);
     pong.stop();
-    let mut summary = crate::summary::write(scenario, &ran.files, &monitors, dir)?;
-    let broken = judge(scenario, &ran.files, &mut summary, dir);
+    let written = crate::summary::write(scenario, &ran.files, &monitors, dir)?;
     Ok(Outcome {
         dir: dir.to_path_buf(),
-        summary,
+        summary: written.summary,
         interrupted: interrupted.load(Ordering::Relaxed),
         failed: ran.failed,
-        broken,
+        broken: written.broken,
     })
-}
-
-/// Each phase's thresholds, judged on its results (all its parts merged), said and added to the
-/// summary and to report.txt; the names of the phases with one broken.
-fn judge(
-    scenario: &Scenario,
-    files: &[Vec<PathBuf>],
-    summary: &mut String,
-    dir: &Path,
-) -> Vec<String> {
-    let mut broken = Vec::new();
-    for (phase, files) in scenario.phases.iter().zip(files) {
-        if phase.thresholds.is_empty() {
-            continue;
-        }
-        let mut results = throng_results::report::Summary::new(None);
-        for file in files {
-            let read = std::fs::File::open(file).and_then(|f| {
-                let reader = throng_results::Reader::new(std::io::BufReader::new(f))?;
-                results.add_stream(reader)
-            });
-            if let Err(e) = read {
-                say(&format!("phase {}: {}: {e}", phase.name, file.display()));
-            }
-        }
-        let verdicts = results.judge(&phase.thresholds);
-        let said = throng_results::threshold::describe(&verdicts);
-        let said = format!("phase {}: {said}", phase.name);
-        say(said.trim_end());
-        summary.push_str(&said);
-        let report = std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.join("report.txt"))
-            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("\n{said}").as_bytes()));
-        if let Err(e) = report {
-            say(&format!("report.txt: {e}"));
-        }
-        if verdicts.iter().any(|v| !v.met) {
-            broken.push(phase.name.clone());
-        }
-    }
-    broken
 }
 
 /// First SIGINT/SIGTERM: end the phases in progress (their results are kept) and stop.

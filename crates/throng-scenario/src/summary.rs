@@ -36,18 +36,27 @@ impl SocketsHere {
     }
 }
 
-/// report.txt, report.html and the summary's lines.
+/// What [`write`] leaves for the run's end: the summary's lines, and the phases with a
+/// threshold broken.
+pub struct Written {
+    pub summary: String,
+    pub broken: Vec<String>,
+}
+
+/// report.txt, report.html and the summary's lines; each phase's thresholds judged on its
+/// merged results, said in both.
 /// `host_monitors`: the samples of monitors on other hosts, drawn beside this machine's.
 pub fn write(
     scenario: &Scenario,
     files: &[Vec<PathBuf>],
     host_monitors: &[PathBuf],
     dir: &Path,
-) -> Result<String, String> {
+) -> Result<Written, String> {
     let monitor = dir.join("monitor.jsonl");
     let samples = monitor_samples(&monitor);
     let mut text = String::new();
     let mut phase_lines = Vec::new();
+    let mut broken = Vec::new();
     let mut all = Summary::new(None);
     for (index, (phase, parts)) in scenario.phases.iter().zip(files).enumerate() {
         // A phase on hosts left a file per part: merged exactly, as `throng report` does.
@@ -134,6 +143,16 @@ pub fn write(
                 }
             }
         }
+        if !phase.thresholds.is_empty() {
+            let verdicts = one.judge(&phase.thresholds);
+            let said = throng_results::threshold::describe(&verdicts);
+            let said = format!("phase {}: {}", phase.name, said.trim_end());
+            text.push_str(&format!("{said}\n\n"));
+            if verdicts.iter().any(|v| !v.met) {
+                broken.push(phase.name.clone());
+            }
+            phase_lines.push(said);
+        }
     }
     let http_phases = scenario.phases.iter().any(|p| p.mqtt.is_none());
     if http_phases {
@@ -174,7 +193,10 @@ pub fn write(
     }
     lines.extend(phase_lines);
     if !http_phases {
-        return Ok(lines.join("\n"));
+        return Ok(Written {
+            summary: lines.join("\n"),
+            broken,
+        });
     }
     let report = all.json();
     let l = &report["latencies"];
@@ -196,7 +218,10 @@ pub fn write(
             errors.to_string()
         }
     ));
-    Ok(lines.join("\n"))
+    Ok(Written {
+        summary: lines.join("\n"),
+        broken,
+    })
 }
 
 /// An MQTT phase's section of report.txt (its parts merged) and its summary line.

@@ -1255,7 +1255,8 @@ fn over_http2_to_nginx_by_alpn_and_prior_knowledge_and_back_to_http1_where_it_is
 fn held_streams_open_connections_as_the_servers_limit_fills_or_wait_at_the_cap() {
     let pong = Pong::start(&["--h2c", "--admin", "127.0.0.1:0"]);
     let dir = scratch_dir("pong-h2c");
-    let targets = format!("GET {}\nsleep: 800\n", pong.url());
+    // Each held exactly 800 ms, so that waves of streams are known.
+    let targets = format!("GET {}\nsleep: 800-800\n", pong.url());
     let run = |name: &str, extra: &[&str]| {
         let out = dir.join(name);
         let mut args = vec![
@@ -1288,10 +1289,13 @@ fn held_streams_open_connections_as_the_servers_limit_fills_or_wait_at_the_cap()
     assert_eq!(capped["throng"]["connect"]["count"], 1, "{capped}");
     let waited = capped["throng"]["waited_for_stream"].as_u64().unwrap();
     assert!(waited >= 100, "{capped}");
-    // A stream slot frees at most every few hundred ms here, so those that waited were late.
+    // 300 requests on 100 streams held 800 ms each take three waves: the last response comes
+    // 2.4 s after the first send at the earliest, and every request was due within 1 s, so one
+    // latency is 1.4 s or more (latency runs from the due time). A bound a busy machine can
+    // only push further, not a timing sample compared with another.
     assert!(
-        capped["latencies"]["max"].as_u64().unwrap() > open["latencies"]["max"].as_u64().unwrap(),
-        "waits are in the latency: {capped} vs {open}"
+        capped["latencies"]["max"].as_u64().unwrap() >= 1_400_000_000,
+        "waits are in the latency: {capped}"
     );
 }
 

@@ -572,14 +572,15 @@ fn h2c_connections_are_counted_closed_when_they_close() {
 /// stream in progress still gets its `pong`, and pong ends. Seen by nghttp's frame log.
 #[test]
 fn a_stop_says_goaway_in_two_steps_and_the_stream_in_progress_finishes() {
-    let mut pong = Pong::start(&["--h2c"]);
+    let mut pong = Pong::start(&["--h2c", "--admin", "127.0.0.1:0"]);
     let client = std::process::Command::new("nghttp")
         .args(["-nv", "-H", "sleep: 800-1000"])
         .arg(pong.url())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("nghttp (nghttp2-client; test.sh installs it)");
-    std::thread::sleep(Duration::from_millis(300));
+    // The stop comes once the stream is held, however long nghttp took to start.
+    pong.wait_for_metric("pong_responses_in_progress", 1.0);
     pong.signal(libc::SIGTERM);
     let out = client.wait_with_output().unwrap();
     assert_succeeded(&out);
